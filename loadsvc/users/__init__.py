@@ -1,0 +1,59 @@
+"""Virtual user kinds, one per module, and the explicit table the runner builds them from."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from loadsvc.config.spec import EndpointRef, RestUserSpec, UserSpec, WsReconnectUserSpec
+from loadsvc.recorder import Recorder, ScenarioStats
+from loadsvc.users.base import Target, UserContext, VirtualUser
+from loadsvc.users.rest import RestUser, task_refs
+from loadsvc.users.ws import FrameReader, WsReconnectUser, WsStreamUser
+
+UserFactory = Callable[[UserContext, random.Random], VirtualUser]
+
+
+@dataclass
+class GroupWiring:
+    """What the runner needs to create users of one group: its sinks resolved once."""
+
+    spec: UserSpec
+    make: UserFactory
+
+
+def wire_group(
+    spec: UserSpec,
+    recorder: Recorder,
+    stats: ScenarioStats,
+    session: aiohttp.ClientSession | None,
+) -> GroupWiring:
+    """Resolve a group's sinks once and return a factory for its users."""
+    if isinstance(spec, RestUserSpec):
+        assert session is not None, "REST users need the run's HTTP session"
+        sinks = [recorder.http_sink(stats, ref) for ref in task_refs(spec)]
+        http = session
+        rest_spec = spec
+        return GroupWiring(spec, lambda ctx, rng: RestUser(rest_spec, ctx, http, sinks, rng))
+    sink = recorder.ws_sink(stats, EndpointRef(spec.endpoint, "ws"))
+    if isinstance(spec, WsReconnectUserSpec):
+        storm = spec
+        return GroupWiring(spec, lambda ctx, rng: WsReconnectUser(storm, ctx, sink, rng))
+    stream = spec
+    return GroupWiring(spec, lambda ctx, rng: WsStreamUser(stream, ctx, sink, rng))
+
+
+__all__ = [
+    "FrameReader",
+    "GroupWiring",
+    "RestUser",
+    "Target",
+    "UserContext",
+    "VirtualUser",
+    "WsReconnectUser",
+    "WsStreamUser",
+    "wire_group",
+]

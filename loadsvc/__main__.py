@@ -1,0 +1,5 @@
+import sys
+
+from loadsvc.cli import main
+
+sys.exit(main())

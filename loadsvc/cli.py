@@ -1,0 +1,164 @@
+"""The ``loadsvc`` command line: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loadsvc import __version__
+
+EXIT_USAGE = 2
+T = TypeVar("T")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad flags exit 2 with the usage, as every loadsvc error of input does."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _duration(text: str) -> float:
+    from loadsvc.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0-65535, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = _Parser(prog="loadsvc", description="A Prometheus-instrumented soak and load service.")
+    p.add_argument("--version", action="version", version=f"loadsvc {__version__}")
+    p.add_argument("--log-level", default=os.environ.get("LOADSVC_LOG_LEVEL", "info"))
+    p.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("validate", help="validate a configuration file (exit 0 valid, 2 invalid)")
+    v.add_argument("file", nargs="?", help="the file (default: the built-in configuration)")
+
+    t = sub.add_parser("target", help="run the reference target (the stock-tracker simulator)")
+    t.add_argument("--host", default="127.0.0.1")
+    t.add_argument("--port", type=_port, default=8000)
+
+    r = sub.add_parser("run", help="run one scenario once, judge it, exit 0 passed / 1 breached")
+    r.add_argument("scenario")
+    r.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
+    r.add_argument("--target", help="backend base URL (or LOADSVC_TARGET)")
+    r.add_argument("--header", action="append", default=[], help="extra header 'Name: value'")
+    r.add_argument("--users", type=_positive_int, help="override the scenario's total users")
+    r.add_argument("--duration", type=_duration, help="cut the run short, e.g. 30s")
+    r.add_argument("--summary-json", type=Path, help="write the summary JSON here")
+    r.add_argument("--metrics-port", type=_port, help="serve /metrics on 127.0.0.1:PORT")
+    r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
+    r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
+    return p
+
+
+def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run on uvloop when it is installed (a cheaper event loop), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro_fn())
+    return uvloop.run(coro_fn())
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from loadsvc.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    names = ", ".join(s.name for s in config.scenarios)
+    print(f"{config.source}: valid ({len(config.scenarios)} scenarios: {names})")
+    return 0
+
+
+def _cmd_target(args: argparse.Namespace) -> int:
+    from loadsvc.target.server import run_target
+
+    run_target(args.host, args.port)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from loadsvc.config import ConfigError, load_config
+    from loadsvc.environment import SettingsError, check_reachable, resolve_target
+    from loadsvc.oneshot import OneShot, finish, run_once
+    from loadsvc.runner import RunOptions
+
+    try:
+        config = load_config(args.config)
+        config.scenario(args.scenario)
+        target = resolve_target(args.target, args.header)
+        check_reachable(target)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyError as exc:
+        print(f"loadsvc run: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except SettingsError as exc:
+        print(f"loadsvc run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    job = OneShot(
+        config=config,
+        scenario=args.scenario,
+        target=target,
+        options=RunOptions(users=args.users, duration_s=args.duration, tick_s=args.tick),
+        summary_json=args.summary_json,
+        metrics_port=args.metrics_port,
+        progress_interval=args.progress_interval,
+    )
+    result = _run_async(lambda: run_once(job))
+    return finish(job, result)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": _cmd_validate,
+    "target": _cmd_target,
+    "run": _cmd_run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``loadsvc`` console script."""
+    from loadsvc.logs import configure_logging
+
+    args = build_parser().parse_args(argv)
+    configure_logging(json=True if args.log_json else None, level=args.log_level)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The generator watching itself: event-loop lag.
+
+A timer that fires late means every timestamp the generator takes is late by
+as much, so lag is the generator's own contribution to measured latency. When
+it is large against a threshold, a failed verdict is the generator's fault, not
+the backend's, and the run says so (``generator_bound``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from loadsvc.metrics import Metrics
+from loadsvc.runstats import LatencySamples
+
+INTERVAL_S = 0.05
+# Lag p99 above this share of the tightest latency threshold makes a failed run generator-bound.
+TRUST_SHARE = 0.1
+
+
+class LoopLagMonitor:
+    """Samples the event loop's lateness every ``interval`` seconds."""
+
+    def __init__(self, metrics: Metrics | None, interval: float = INTERVAL_S) -> None:
+        self._metrics = metrics
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._windows: list[LatencySamples] = []
+
+    def start(self) -> None:
+        """Start sampling on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def open_window(self) -> LatencySamples:
+        """Start collecting lag samples for a run; they accumulate until ``close_window``."""
+        window = LatencySamples()
+        self._windows.append(window)
+        return window
+
+    def close_window(self, window: LatencySamples) -> None:
+        """Stop collecting into ``window``."""
+        with contextlib.suppress(ValueError):
+            self._windows.remove(window)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        hist = self._metrics.event_loop_lag if self._metrics else None
+        busy = self._metrics.generator_busy if self._metrics else None
+        while True:
+            due = loop.time() + self._interval
+            await asyncio.sleep(self._interval)
+            lag = max(0.0, loop.time() - due)
+            for window in self._windows:
+                window.add(lag)
+            if hist is not None and busy is not None:
+                hist.observe(lag)
+                busy.set(1 if lag > 0.025 else 0)

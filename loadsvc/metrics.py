@@ -1,0 +1,234 @@
+"""The Prometheus metric contract of loadsvc.
+
+Names, types and labels here are a public interface: the alert rules, the
+dashboards and users' own queries depend on them (see README "Metrics").
+Everything is created by :func:`create_metrics` on a registry the caller
+passes; tests pass a fresh ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
+# create_metrics() merges the configured thresholds in.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
+    0.25, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Around the 500 ms throttle: a conforming stream sits in (0.4, 0.6].
+INTERVAL_BUCKETS: tuple[float, ...] = (
+    0.1, 0.25, 0.4, 0.45, 0.5, 0.55, 0.6, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+CONNECT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+LOOP_LAG_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+
+# Small fixed label sets; nothing else ever becomes a label value.
+HTTP_OUTCOMES: tuple[str, ...] = ("ok", "http_error", "invalid", "timeout", "connection_error")
+HTTP_ERROR_OUTCOMES: tuple[str, ...] = HTTP_OUTCOMES[1:]
+WS_OUTCOMES: tuple[str, ...] = ("ok", "status", "invalid", "malformed")
+WS_ERROR_OUTCOMES: tuple[str, ...] = ("invalid", "malformed")
+WS_ERROR_REASONS: tuple[str, ...] = (
+    "refused",  # TCP connect refused or reset before the handshake
+    "timeout",  # connect or handshake took longer than connect_timeout
+    "handshake",  # the server answered the upgrade with a non-101 status
+    "closed",  # the server closed an open connection (close frame)
+    "abnormal_close",  # the connection dropped without a close frame
+    "error",  # anything else (counted, logged in aggregate)
+)
+RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
+THRESHOLD_NAMES: tuple[str, ...] = ("http_latency", "ws_delivery_latency", "error_ratio")
+
+
+def latency_buckets(boundaries: Iterable[float] = ()) -> tuple[float, ...]:
+    """The latency buckets with every threshold boundary merged in."""
+    return tuple(sorted(set(LATENCY_BUCKETS) | {float(b) for b in boundaries}))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every metric loadsvc exports, created on one registry."""
+
+    http_request_duration: Histogram
+    http_requests: Counter
+    ws_message_latency: Histogram
+    ws_message_interval: Histogram
+    ws_messages: Counter
+    ws_messages_missed: Counter
+    ws_connect_duration: Histogram
+    ws_reconnect_duration: Histogram
+    ws_connections: Gauge
+    ws_connection_errors: Counter
+    scenario_users: Gauge
+    scenario_target_users: Gauge
+    scenario_running: Gauge
+    scenario_runs: Counter
+    scenario_last_run_timestamp: Gauge
+    scenario_last_run_passed: Gauge
+    scenario_next_run_timestamp: Gauge
+    scenario_triggers_skipped: Counter
+    threshold_breached: Gauge
+    threshold_value: Gauge
+    threshold_limit: Gauge
+    event_loop_lag: Histogram
+    generator_busy: Gauge
+
+
+def create_metrics(
+    registry: CollectorRegistry = REGISTRY, latency_boundaries: Iterable[float] = ()
+) -> Metrics:
+    """Create the metric contract on ``registry``.
+
+    ``latency_boundaries`` are the configured latency thresholds in seconds;
+    each becomes a bucket boundary of the latency histograms.
+    """
+    lat = latency_buckets(latency_boundaries)
+    r = registry
+    return Metrics(
+        http_request_duration=Histogram(
+            "loadsvc_http_request_duration_seconds",
+            "REST latency; for paced users measured from the intended start.",
+            ["scenario", "endpoint", "method"],
+            buckets=lat,
+            registry=r,
+        ),
+        http_requests=Counter(
+            "loadsvc_http_requests",
+            "REST requests by outcome (ok, http_error, invalid, timeout, connection_error).",
+            ["scenario", "endpoint", "method", "outcome"],
+            registry=r,
+        ),
+        ws_message_latency=Histogram(
+            "loadsvc_ws_message_latency_seconds",
+            "WS delivery latency: receive time minus the publish timestamp in the message.",
+            ["scenario", "endpoint"],
+            buckets=lat,
+            registry=r,
+        ),
+        ws_message_interval=Histogram(
+            "loadsvc_ws_message_interval_seconds",
+            "Time between consecutive data messages on one connection.",
+            ["scenario", "endpoint"],
+            buckets=INTERVAL_BUCKETS,
+            registry=r,
+        ),
+        ws_messages=Counter(
+            "loadsvc_ws_messages",
+            "WS frames received by outcome (ok, status, invalid, malformed).",
+            ["scenario", "endpoint", "outcome"],
+            registry=r,
+        ),
+        ws_messages_missed=Counter(
+            "loadsvc_ws_messages_missed",
+            "WS messages the server never delivered, from gaps in the sequence field.",
+            ["scenario", "endpoint"],
+            registry=r,
+        ),
+        ws_connect_duration=Histogram(
+            "loadsvc_ws_connect_duration_seconds",
+            "Time to open a WS connection (TCP connect plus handshake).",
+            ["scenario", "endpoint"],
+            buckets=CONNECT_BUCKETS,
+            registry=r,
+        ),
+        ws_reconnect_duration=Histogram(
+            "loadsvc_ws_reconnect_duration_seconds",
+            "Time from losing or closing a connection to the next one being open.",
+            ["scenario", "endpoint"],
+            buckets=CONNECT_BUCKETS,
+            registry=r,
+        ),
+        ws_connections=Gauge(
+            "loadsvc_ws_connections",
+            "Open WS connections.",
+            ["scenario", "endpoint"],
+            registry=r,
+        ),
+        ws_connection_errors=Counter(
+            "loadsvc_ws_connection_errors",
+            "WS connection failures and unexpected closes by reason.",
+            ["scenario", "endpoint", "reason"],
+            registry=r,
+        ),
+        scenario_users=Gauge(
+            "loadsvc_scenario_users", "Running virtual users.", ["scenario"], registry=r
+        ),
+        scenario_target_users=Gauge(
+            "loadsvc_scenario_target_users",
+            "Virtual users the load shape asks for now.",
+            ["scenario"],
+            registry=r,
+        ),
+        scenario_running=Gauge(
+            "loadsvc_scenario_running",
+            "1 while a run of the scenario is in progress.",
+            ["scenario"],
+            registry=r,
+        ),
+        scenario_runs=Counter(
+            "loadsvc_scenario_runs",
+            "Finished runs (or verdict windows) by result.",
+            ["scenario", "result"],
+            registry=r,
+        ),
+        scenario_last_run_timestamp=Gauge(
+            "loadsvc_scenario_last_run_timestamp_seconds",
+            "When the last run (or verdict window) of the scenario ended.",
+            ["scenario"],
+            registry=r,
+        ),
+        scenario_last_run_passed=Gauge(
+            "loadsvc_scenario_last_run_passed",
+            "1 if the last run's verdict passed, 0 if it failed.",
+            ["scenario"],
+            registry=r,
+        ),
+        scenario_next_run_timestamp=Gauge(
+            "loadsvc_scenario_next_run_timestamp_seconds",
+            "When the scheduler will next start the scenario.",
+            ["scenario"],
+            registry=r,
+        ),
+        scenario_triggers_skipped=Counter(
+            "loadsvc_scenario_triggers_skipped",
+            "Triggers skipped because a run of the scenario was already in progress.",
+            ["scenario"],
+            registry=r,
+        ),
+        threshold_breached=Gauge(
+            "loadsvc_threshold_breached",
+            "1 if the last verdict breached the threshold, else 0.",
+            ["scenario", "endpoint", "threshold"],
+            registry=r,
+        ),
+        threshold_value=Gauge(
+            "loadsvc_threshold_value",
+            "The value the last verdict measured for the threshold (seconds or ratio).",
+            ["scenario", "endpoint", "threshold"],
+            registry=r,
+        ),
+        threshold_limit=Gauge(
+            "loadsvc_threshold_limit",
+            "The configured limit of the threshold (seconds or ratio).",
+            ["scenario", "endpoint", "threshold"],
+            registry=r,
+        ),
+        event_loop_lag=Histogram(
+            "loadsvc_event_loop_lag_seconds",
+            "How late the generator's event loop ran a timer: its own queueing delay.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        ),
+        generator_busy=Gauge(
+            "loadsvc_generator_busy",
+            "1 while the generator is too busy to measure truthfully (event-loop lag).",
+            registry=r,
+        ),
+    )

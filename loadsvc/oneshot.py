@@ -1,0 +1,79 @@
+"""``loadsvc run``: one run of one scenario, judged, with a summary; the exit code is the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from prometheus_client import CollectorRegistry, start_http_server
+
+from loadsvc.config.spec import Config
+from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.metrics import create_metrics
+from loadsvc.progress import Progress
+from loadsvc.recorder import Recorder
+from loadsvc.report import summary_doc, summary_table
+from loadsvc.runner import RunOptions, RunResult, ScenarioRun
+from loadsvc.users.base import Target
+
+EXIT_PASSED = 0
+EXIT_BREACHED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """Everything ``loadsvc run`` was asked to do."""
+
+    config: Config
+    scenario: str
+    target: Target
+    options: RunOptions
+    summary_json: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    progress_interval: float | None = None
+
+
+async def run_once(job: OneShot) -> RunResult:
+    """Run the scenario with live progress; SIGINT/SIGTERM end it gracefully."""
+    registry = CollectorRegistry()
+    spec = job.config.scenario(job.scenario)
+    metrics = create_metrics(registry, job.config.latency_boundaries())
+    if job.metrics_port is not None:
+        start_http_server(job.metrics_port, addr=job.metrics_host, registry=registry)
+    recorder = Recorder(metrics)
+    monitor = LoopLagMonitor(metrics)
+    monitor.start()
+    run = ScenarioRun(spec, job.target, recorder, job.options, monitor=monitor)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, run.stop)
+    progress = Progress(run, interval=job.progress_interval)
+    reporter = loop.create_task(progress.loop())
+    try:
+        result = await run.execute()
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        await monitor.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+    return result
+
+
+def finish(job: OneShot, result: RunResult) -> int:
+    """Print the table, write the JSON, and return the exit code."""
+    print(summary_table(result), file=sys.stdout, flush=True)
+    if job.summary_json is not None:
+        doc = summary_doc(result, job.target.base_url)
+        job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    return EXIT_PASSED if result.passed else EXIT_BREACHED

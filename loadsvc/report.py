@@ -1,0 +1,125 @@
+"""How a finished run is told: the summary JSON document and the summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadsvc.runner import RunResult
+from loadsvc.runstats import EndpointSummary
+from loadsvc.verdict import Judgement
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
+    """One endpoint of the summary JSON (latencies in ms; WS latency is delivery latency)."""
+    doc: dict[str, Any] = {
+        "endpoint": s.endpoint,
+        "kind": s.kind,
+        "method": s.method or None,
+        "count": s.count,
+        "errors": s.errors,
+        "error_rate": round(s.error_ratio, 6),
+        "p50_ms": _ms(s.p50_s),
+        "p95_ms": _ms(s.p95_s),
+        "p99_ms": _ms(s.p99_s),
+        "max_ms": _ms(s.max_s),
+        "per_second": round(s.rate, 3),
+        "outcomes": dict(s.outcomes),
+    }
+    if s.kind == "ws":
+        mpc = s.messages_per_second_per_connection
+        doc.update(
+            messages_per_second_per_connection=None if mpc is None else round(mpc, 3),
+            connects=s.connects,
+            connection_errors=s.connection_errors,
+            missed=s.missed,
+            status_messages=s.status_messages,
+            reconnect_p95_ms=_ms(s.reconnect_p95_s),
+        )
+    return doc
+
+
+def judgement_doc(j: Judgement) -> dict[str, Any]:
+    """One threshold of the summary JSON: latencies in ms, error ratio as a fraction."""
+    latency = j.name != "error_ratio"
+    return {
+        "endpoint": j.endpoint,
+        "kind": j.kind,
+        "name": j.name,
+        "quantile": j.quantile,
+        "unit": "ms" if latency else "ratio",
+        "limit": _ms(j.limit) if latency else j.limit,
+        "value": (_ms(j.value) if latency else round(j.value, 6)) if j.value is not None else None,
+        "passed": j.passed,
+    }
+
+
+def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
+    """The summary JSON of a run (``loadsvc run --summary-json``, run history, /api/runs)."""
+    return {
+        "scenario": run.scenario,
+        "run_id": run.run_id,
+        "passed": run.passed,
+        "result": run.result,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_s": round(run.ended_at - run.started_at, 3),
+        "planned_s": run.planned_s,
+        "stopped_early": run.stopped_early,
+        "target": target_url,
+        "shard": run.shard,
+        "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
+        "endpoints": [endpoint_doc(s) for s in run.endpoints],
+        "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
+    }
+
+
+def _fmt_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def summary_table(run: RunResult) -> str:
+    """A plain-text table of the run, then each threshold, then the verdict."""
+    head = (
+        "endpoint",
+        "kind",
+        "count",
+        "errors",
+        "err%",
+        "/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "msg/s/conn",
+    )
+    rows = [head]
+    for s in run.endpoints:
+        mpc = s.messages_per_second_per_connection
+        rows.append(
+            (
+                s.endpoint, s.kind, str(s.count), str(s.errors), f"{s.error_ratio * 100:.2f}",
+                f"{s.rate:.1f}", _fmt_ms(s.p50_s), _fmt_ms(s.p95_s), _fmt_ms(s.p99_s),
+                "-" if mpc is None else f"{mpc:.2f}",
+            )
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
+    extra = ""
+    if run.result == "generator_bound":
+        lag = _fmt_ms(run.loop_lag_p99_s)
+        extra = f" (generator-bound: event-loop lag p99 {lag} ms; the generator, not the backend, may be at fault)"
+    lines.append("")
+    lines.append(f"{run.scenario}: {'PASSED' if run.passed else 'FAILED'}{extra}")
+    return "\n".join(lines)

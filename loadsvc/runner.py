@@ -1,0 +1,307 @@
+"""The runner: one run of one scenario. The only place that creates user tasks.
+
+Once a tick it asks the load shape how many users there should be, splits
+them over the user groups by weight (and takes this shard's share), and starts
+or cancels users to match. A run has two deadlines, as k6's executors do: at
+the end of the plan (or on ``stop()``) users stop *starting* work and idle ones
+are cancelled; ``graceful_stop_s`` later whatever is still busy is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import aiohttp
+import structlog
+
+from loadsvc.config.spec import RestUserSpec, ScenarioSpec
+from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
+from loadsvc.recorder import Recorder, ScenarioStats
+from loadsvc.runstats import EndpointSummary, LatencySamples
+from loadsvc.shapes import (
+    apportion,
+    peak_users,
+    scale_shape,
+    shape_duration,
+    shard_count,
+    target_users,
+)
+from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
+from loadsvc.verdict import Verdict, judge
+
+log = structlog.get_logger("loadsvc.runner")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of every scenario: shard ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a scenario beyond what its spec says."""
+
+    users: int | None = None  # override the peak/total users (weights kept)
+    duration_s: float | None = None  # cut the run short
+    shard: Shard = Shard()
+    tick_s: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run (or verdict window of a continuous run)."""
+
+    scenario: str
+    run_id: str
+    started_at: float  # wall clock
+    ended_at: float
+    planned_s: float | None
+    verdict: Verdict
+    endpoints: tuple[EndpointSummary, ...]
+    result: str  # passed | failed | generator_bound | error
+    loop_lag_p99_s: float | None = None
+    stopped_early: bool = False
+    shard: str = "0/1"
+
+    @property
+    def passed(self) -> bool:
+        """The verdict held."""
+        return self.verdict.passed
+
+
+@dataclass
+class _Group:
+    wiring: GroupWiring
+    users: list[tuple[VirtualUser, asyncio.Task[None]]] = field(default_factory=list)
+
+
+class ScenarioRun:
+    """One run of a scenario against a target."""
+
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        target: Target,
+        recorder: Recorder,
+        options: RunOptions = RunOptions(),
+        monitor: LoopLagMonitor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if options.users is not None:
+            spec = replace(spec, shape=scale_shape(spec.shape, options.users))
+        self.spec = spec
+        self.target = target
+        self.recorder = recorder
+        self.options = options
+        self.monitor = monitor
+        self.clock = clock
+        self.run_id = uuid.uuid4().hex[:12]
+        planned = shape_duration(spec.shape)
+        if options.duration_s is not None:
+            planned = options.duration_s if planned is None else min(planned, options.duration_s)
+        self.planned_s = planned
+        self.started_at = 0.0  # monotonic, set by execute()
+        self.started_wall = 0.0
+        self.stats: ScenarioStats | None = None
+        self._stop = asyncio.Event()
+        self._rng = random.Random(options.seed)
+        self._groups: list[_Group] = []
+        self._retired: set[asyncio.Task[None]] = set()
+        self._lag: LatencySamples | None = None
+        self._window_wall = 0.0
+        self.log = log.bind(scenario=spec.name, run_id=self.run_id)
+
+    # -- control -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to end now (graceful: the first deadline comes at once)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the run has been asked to stop."""
+        return self._stop.is_set()
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return self.clock() - self.started_at if self.started_at else 0.0
+
+    def user_count(self) -> int:
+        """Users running now."""
+        return sum(len(g.users) for g in self._groups)
+
+    # -- the run -----------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        """Run the scenario to the end of its plan (or ``stop()``) and judge it."""
+        spec = self.spec
+        metrics = self.recorder.metrics
+        self.stats = self.recorder.begin(spec)
+        self.started_at = self.clock()
+        self.started_wall = self._window_wall = time.time()
+        self._lag = self.monitor.open_window() if self.monitor else None
+        session = self._session() if any(isinstance(u, RestUserSpec) for u in spec.users) else None
+        ctx = UserContext(
+            scenario=spec.name,
+            target=self.target,
+            stopping=asyncio.Event(),
+            started_at=self.started_at,
+            clock=self.clock,
+        )
+        self._groups = [
+            _Group(wire_group(u, self.recorder, self.stats, session)) for u in spec.users
+        ]
+        metrics.scenario_running.labels(spec.name).set(1)
+        self.log.info(
+            "run started",
+            planned_s=self.planned_s,
+            peak_users=peak_users(spec.shape),
+            shard=str(self.options.shard),
+        )
+        try:
+            await self._drive(ctx)
+            await self._wind_down(ctx)
+        finally:
+            await self._cancel_all()
+            if session is not None:
+                await session.close()
+            metrics.scenario_running.labels(spec.name).set(0)
+            metrics.scenario_users.labels(spec.name).set(0)
+            metrics.scenario_target_users.labels(spec.name).set(0)
+            if self.monitor and self._lag is not None:
+                self.monitor.close_window(self._lag)
+        return self._finish_window(final=True)
+
+    def roll_window(self) -> RunResult:
+        """Judge the run so far as a verdict window and start the next (continuous runs)."""
+        return self._finish_window(final=False)
+
+    def _finish_window(self, final: bool) -> RunResult:
+        assert self.stats is not None
+        now_wall = time.time()
+        measured = self.stats.roll(self.clock())
+        verdict = judge(self.spec.thresholds, measured)
+        lag_p99 = None
+        if self._lag is not None:
+            lag_p99 = self._lag.quantiles((0.99,))[0.99]
+            if not final:
+                self._lag.samples = type(self._lag.samples)("d")
+        result = "passed" if verdict.passed else "failed"
+        if not verdict.passed and lag_p99 is not None and lag_p99 > self._trust_limit():
+            result = "generator_bound"
+        run = RunResult(
+            scenario=self.spec.name,
+            run_id=self.run_id,
+            started_at=self._window_wall,
+            ended_at=now_wall,
+            planned_s=self.planned_s,
+            verdict=verdict,
+            endpoints=tuple(s for s, _ in measured),
+            result=result,
+            loop_lag_p99_s=lag_p99,
+            stopped_early=final and self.stopping,
+            shard=str(self.options.shard),
+        )
+        self._window_wall = now_wall
+        self.recorder.publish_verdict(self.spec.name, verdict, result)
+        return run
+
+    def _trust_limit(self) -> float:
+        t = self.spec.thresholds
+        tightest = min(min(x.http_latency.max_s, x.ws_delivery_latency.max_s) for x in t.all())
+        return tightest * TRUST_SHARE
+
+    def _session(self) -> aiohttp.ClientSession:
+        # One pooled session per run: keep-alive connections are reused across
+        # requests and users, as a browser population would (limit=0: no cap).
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self.target.header_dict(),
+            trust_env=False,  # never send the load through an environment proxy
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def _drive(self, ctx: UserContext) -> None:
+        spec = self.spec
+        metrics = self.recorder.metrics
+        weights = [g.wiring.spec.weight for g in self._groups]
+        tick = self.options.tick_s
+        end = self.planned_s
+        while not self._stop.is_set():
+            elapsed = self.elapsed()
+            if end is not None and elapsed >= end:
+                return
+            total = target_users(spec.shape, elapsed)
+            shard = self.options.shard
+            wanted = [shard_count(n, shard.index, shard.count) for n in apportion(total, weights)]
+            for group, n in zip(self._groups, wanted, strict=True):
+                self._reconcile(group, n, ctx)
+            metrics.scenario_target_users.labels(spec.name).set(sum(wanted))
+            metrics.scenario_users.labels(spec.name).set(self.user_count())
+            wait = tick if end is None else min(tick, end - elapsed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(wait, 0.0))
+
+    def _reconcile(self, group: _Group, wanted: int, ctx: UserContext) -> None:
+        # Users whose task ended (a bug in a user, or it returned) are replaced.
+        alive = []
+        for user, task in group.users:
+            if task.done():
+                self._report_crash(task)
+            else:
+                alive.append((user, task))
+        group.users = alive
+        while len(group.users) < wanted:
+            user = group.wiring.make(ctx, random.Random(self._rng.random()))
+            task = asyncio.get_running_loop().create_task(user.run())
+            group.users.append((user, task))
+        while len(group.users) > wanted:
+            _, task = group.users.pop()  # newest first
+            self._retire(task)
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("user crashed; replaced", error=type(exc).__name__)
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def _wind_down(self, ctx: UserContext) -> None:
+        """First deadline: stop starting work, cancel idle users, let busy ones finish."""
+        ctx.stopping.set()
+        for group in self._groups:
+            for user, task in group.users:
+                if not user.busy:
+                    task.cancel()
+        tasks = [t for g in self._groups for _, t in g.users if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.spec.graceful_stop_s)
+
+    async def _cancel_all(self) -> None:
+        """Second deadline: cancel whatever is left and wait for it to close."""
+        tasks = [t for g in self._groups for _, t in g.users] + list(self._retired)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for g in self._groups:
+            g.users.clear()

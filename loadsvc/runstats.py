@@ -1,0 +1,224 @@
+"""Per-run statistics of one endpoint: what a verdict and a summary are computed from.
+
+Latencies are kept exactly (every sample, in a compact array) so the reported
+percentiles of a run are true values, not bucket estimates; a run that
+outgrows ``MAX_SAMPLES`` keeps a uniform reservoir instead. A coarse
+log-linear histogram serves the cheap live view (progress line, /api/status).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from dataclasses import dataclass
+from typing import Literal
+
+MAX_SAMPLES = 2_000_000
+# Live histogram: 1 % wide log buckets from 10 µs up; index 0 holds everything below.
+_LOG_MIN = 1e-5
+_LOG_K = 1.0 / math.log1p(0.01)
+_LOG_BUCKETS = 2000
+
+
+def nearest_rank(sorted_values: array[float] | list[float], q: float) -> float | None:
+    """The ``q`` quantile by nearest rank: the smallest value with at least q of the data at or below it."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, math.ceil(q * n - 1e-9))
+    return sorted_values[min(rank, n) - 1]
+
+
+class LatencySamples:
+    """Every latency of a window (seconds), plus a cheap histogram for live quantiles."""
+
+    __slots__ = ("_live", "_rng", "count", "samples")
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.samples: array[float] = array("d")
+        self.count = 0
+        self._live = [0] * _LOG_BUCKETS
+        self._rng = rng or random.Random(0)
+
+    def add(self, value: float) -> None:
+        """Record one latency."""
+        self.count += 1
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(value)
+        else:
+            # Algorithm R keeps the reservoir a uniform sample of everything seen.
+            j = self._rng.randrange(self.count)
+            if j < MAX_SAMPLES:
+                self.samples[j] = value
+        if value <= _LOG_MIN:
+            self._live[0] += 1
+        else:
+            i = int(math.log(value / _LOG_MIN) * _LOG_K) + 1
+            self._live[i if i < _LOG_BUCKETS else _LOG_BUCKETS - 1] += 1
+
+    def live_quantile(self, q: float) -> float | None:
+        """An estimate (within 1 %) of the q quantile, cheap enough to call every second."""
+        total = sum(self._live)
+        if total == 0:
+            return None
+        need = max(1, math.ceil(q * total - 1e-9))
+        seen = 0
+        for i, c in enumerate(self._live):
+            seen += c
+            if seen >= need:
+                return _LOG_MIN if i == 0 else _LOG_MIN * math.exp((i - 0.5) / _LOG_K)
+        return None
+
+    def quantiles(self, qs: tuple[float, ...]) -> dict[float, float | None]:
+        """Exact nearest-rank quantiles of the window."""
+        ordered = sorted(self.samples)
+        return {q: nearest_rank(ordered, q) for q in qs}
+
+    def fraction_at_or_below(self, limit: float) -> float | None:
+        """The share of samples <= ``limit``: the exact test of a quantile threshold."""
+        if not self.samples:
+            return None
+        return sum(1 for v in self.samples if v <= limit) / len(self.samples)
+
+
+@dataclass(frozen=True)
+class EndpointSummary:
+    """What one endpoint measured over a run or verdict window."""
+
+    endpoint: str
+    kind: Literal["http", "ws"]
+    method: str
+    count: int  # requests (http) or frames received (ws)
+    errors: int
+    events: int  # the error-ratio denominator
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    max_s: float | None
+    duration_s: float
+    # ws only (0 for http)
+    connects: int = 0
+    connection_errors: int = 0
+    missed: int = 0
+    status_messages: int = 0
+    connection_seconds: float = 0.0
+    reconnect_p95_s: float | None = None
+    outcomes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def error_ratio(self) -> float:
+        """Errors over events; 0 when nothing happened."""
+        return self.errors / self.events if self.events else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Requests or frames per second over the window."""
+        return self.count / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def messages_per_second_per_connection(self) -> float | None:
+        """Data frames (not status) per connection-second (ws): about 2 under a 500 ms throttle."""
+        if self.kind != "ws" or self.connection_seconds <= 0:
+            return None
+        return (self.count - self.status_messages) / self.connection_seconds
+
+
+class EndpointStats:
+    """Accumulates one endpoint's results for the current window; ``roll`` closes it."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        kind: Literal["http", "ws"],
+        method: str,
+        now: float,
+        limits: tuple[float, ...] = (),
+    ) -> None:
+        self.endpoint = endpoint
+        self.kind: Literal["http", "ws"] = kind
+        self.method = method
+        self.limits = limits
+        self._reset(now)
+
+    def _reset(self, now: float) -> None:
+        self.started = now
+        self.latency = LatencySamples()
+        self.reconnect = LatencySamples()
+        self.count = 0
+        self.errors = 0
+        self.outcomes: dict[str, int] = {}
+        self.connects = 0
+        self.connection_errors = 0
+        self.missed = 0
+        self.status_messages = 0
+        self.open_connections = 0
+        self._conn_seconds = 0.0
+        self._conn_changed = now
+
+    # -- recording (hot path: keep it small) --------------------------------
+
+    def add_outcome(self, outcome: str, is_error: bool) -> None:
+        """Count one request or frame by outcome."""
+        self.count += 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if is_error:
+            self.errors += 1
+
+    def connection_opened(self, now: float) -> None:
+        """A connection opened (ws)."""
+        self._integrate(now)
+        self.open_connections += 1
+        self.connects += 1
+
+    def connection_closed(self, now: float) -> None:
+        """A connection closed, for whatever reason (ws)."""
+        self._integrate(now)
+        self.open_connections = max(0, self.open_connections - 1)
+
+    def connection_failed(self) -> None:
+        """A connection attempt failed or an open one dropped unexpectedly (ws)."""
+        self.connection_errors += 1
+        self.errors += 1
+
+    def _integrate(self, now: float) -> None:
+        self._conn_seconds += self.open_connections * (now - self._conn_changed)
+        self._conn_changed = now
+
+    # -- reading ---------------------------------------------------------------
+
+    def summary(self, now: float) -> EndpointSummary:
+        """The window so far, with exact percentiles."""
+        self._integrate(now)
+        qs = self.latency.quantiles((0.5, 0.95, 0.99, 1.0))
+        reconnect = self.reconnect.quantiles((0.95,))[0.95]
+        events = self.count + (self.connects + self.connection_errors if self.kind == "ws" else 0)
+        return EndpointSummary(
+            endpoint=self.endpoint,
+            kind=self.kind,
+            method=self.method,
+            count=self.count,
+            errors=self.errors,
+            events=events,
+            p50_s=qs[0.5],
+            p95_s=qs[0.95],
+            p99_s=qs[0.99],
+            max_s=qs[1.0],
+            duration_s=max(0.0, now - self.started),
+            connects=self.connects,
+            connection_errors=self.connection_errors,
+            missed=self.missed,
+            status_messages=self.status_messages,
+            connection_seconds=self._conn_seconds,
+            reconnect_p95_s=reconnect,
+            outcomes=tuple(sorted(self.outcomes.items())),
+        )
+
+    def roll(self, now: float) -> tuple[EndpointSummary, LatencySamples]:
+        """Close the window: its summary and samples; the next window starts empty."""
+        summary = self.summary(now)
+        samples = self.latency
+        still_open = self.open_connections
+        self._reset(now)
+        self.open_connections = still_open
+        return summary, samples
