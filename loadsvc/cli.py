@@ -19,7 +19,7 @@ T = TypeVar("T")
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad flags exit 2 with the usage, as every loadsvc error of input does."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 

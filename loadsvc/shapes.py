@@ -35,7 +35,7 @@ def target_users(shape: ShapeSpec, elapsed: float) -> int:
         if shape.duration_s is not None and elapsed >= shape.duration_s:
             return 0
         if shape.spawn_rate:
-            # +1: the first spawn_rate users start at once, not after a second.
+            # +1: the first user starts at once rather than after 1/spawn_rate seconds.
             return min(shape.users, math.floor(shape.spawn_rate * elapsed) + 1)
         return shape.users
     return _ramping_target(shape.start_users, shape.stages, elapsed)
