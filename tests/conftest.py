@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,9 +9,6 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.metrics import Metrics, create_metrics
 from loadsvc.target.testing import RunningTarget, running_target
-
-# One factor scales every timeout in the suite (as python-websockets does) for slow machines.
-TIMEOUT_FACTOR = float(os.environ.get("LOADSVC_TEST_TIMEOUT_FACTOR", "1"))
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import aiohttp
 from loadsvc.config.spec import EndpointRef, RestUserSpec, UserSpec, WsReconnectUserSpec
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.users.base import Target, UserContext, VirtualUser
+from loadsvc.users.frames import FrameReader
 from loadsvc.users.rest import RestUser, task_refs
-from loadsvc.users.ws import FrameReader, WsReconnectUser, WsStreamUser
+from loadsvc.users.ws import WsReconnectUser, WsStreamUser
 
 UserFactory = Callable[[UserContext, random.Random], VirtualUser]
 

@@ -12,72 +12,29 @@ import math
 import random
 import time
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
-from loadsvc.config.spec import WsMessageSpec, WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
+from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.recorder import WsSink
 from loadsvc.users.base import UserContext, jittered
+from loadsvc.users.frames import FrameReader
 
 
-class FrameReader:
-    """Judges and times the frames of one connection (state resets per connection)."""
+class TimedConnection(ClientConnection):
+    """A client connection that notes when bytes last arrived from the network.
 
-    __slots__ = (
-        "_last_at", "_last_seq", "_required", "_scale", "_seq_field", "_sink", "_skip",
-        "_ts_field", "_type_field", "_wall",
-    )  # fmt: skip
+    Frames are timed at arrival, before they wait for the event loop to get to
+    their user's task, so a burst of frames on many connections (a broadcast)
+    is not charged the generator's own processing time.
+    """
 
-    def __init__(self, spec: WsMessageSpec, sink: WsSink, wall: object = time.time) -> None:
-        self._required = frozenset(spec.required_keys)
-        self._type_field = spec.type_field
-        self._skip = frozenset(spec.skip_types)
-        self._ts_field = spec.timestamp_field
-        self._scale = 0.001 if spec.timestamp_unit == "ms" else 1.0
-        self._seq_field = spec.sequence_field
-        self._sink = sink
-        self._wall = wall if callable(wall) else time.time
-        self._last_at: float | None = None
-        self._last_seq: int | None = None
+    arrived_at: float = 0.0
 
-    def new_connection(self) -> None:
-        """Forget the previous connection: gaps across a reconnect are not server drops."""
-        self._last_at = None
-        self._last_seq = None
-
-    def feed(self, raw: str | bytes) -> None:
-        """Judge one frame and report it."""
-        now = self._wall()
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            self._sink.frame("malformed", None, None, 0)
-            return
-        if not isinstance(msg, dict):
-            self._sink.frame("malformed", None, None, 0)
-            return
-        if msg.get(self._type_field) in self._skip:
-            self._sink.status()
-            return
-        outcome = "ok" if self._required <= msg.keys() else "invalid"
-        latency = None
-        if self._ts_field is not None:
-            stamp = msg.get(self._ts_field)
-            if isinstance(stamp, int | float):
-                latency = max(0.0, now - stamp * self._scale)
-            else:
-                outcome = "invalid"
-        interval = None if self._last_at is None else now - self._last_at
-        self._last_at = now
-        missed = 0
-        if self._seq_field is not None:
-            seq = msg.get(self._seq_field)
-            if isinstance(seq, int):
-                if self._last_seq is not None and seq > self._last_seq + 1:
-                    missed = seq - self._last_seq - 1
-                self._last_seq = seq
-        self._sink.frame(outcome, latency, interval, missed)
+    def data_received(self, data: bytes) -> None:
+        """Note the arrival time, then parse as usual."""
+        self.arrived_at = time.time()
+        super().data_received(data)
 
 
 class _WsClient:
@@ -93,10 +50,10 @@ class _WsClient:
         self._rng = rng
         self._url = ctx.target.ws_url(spec.path)
         self._headers = ctx.target.header_dict()
-        self._reader = FrameReader(spec.message, sink, ctx.wall)
-        self._ws: ClientConnection | None = None  # the open connection, if any
+        self._reader = FrameReader(spec.message, sink)
+        self._ws: TimedConnection | None = None  # the open connection, if any
 
-    async def _open(self, lost_at: float | None) -> ClientConnection:
+    async def _open(self, lost_at: float | None) -> TimedConnection:
         """Connect, retrying with jittered backoff; report connect (and reconnect) time."""
         delay = self._spec.backoff.initial_s
         clock = self._ctx.clock
@@ -113,6 +70,7 @@ class _WsClient:
                     max_queue=64,
                     close_timeout=2,
                     user_agent_header="loadsvc",
+                    create_connection=TimedConnection,
                 )
             except TimeoutError:
                 reason = "timeout"
@@ -123,6 +81,7 @@ class _WsClient:
             except Exception:  # counted by reason, never raised
                 reason = "error"
             if reason is None:
+                assert isinstance(ws, TimedConnection)
                 now = clock()
                 self._sink.connected(now - t0)
                 if lost_at is not None:
@@ -169,10 +128,10 @@ class WsStreamUser(_WsClient):
             while True:
                 ws = await self._open(lost_at)
                 try:
-                    async for raw in ws:
-                        feed(raw)
-                    # The iterator ends quietly on a normal close by the server.
-                    self._lost(ConnectionClosedOK(None, None))
+                    while True:
+                        # bytes, not str: the decoder reads UTF-8 itself, so skip a decode
+                        raw = await ws.recv(decode=False)
+                        feed(raw, ws.arrived_at)
                 except ConnectionClosed as exc:
                     self._lost(exc)
                 lost_at = self._ctx.clock()
@@ -213,8 +172,8 @@ class WsReconnectUser(_WsClient):
             await asyncio.shield(self._close())
 
     async def _receive(
-        self, ws: ClientConnection, count: int | None = None, until: float | None = None
-    ) -> ClientConnection:
+        self, ws: TimedConnection, count: int | None = None, until: float | None = None
+    ) -> TimedConnection:
         """Read ``count`` frames or until ``until``; reconnect if the server drops us."""
         got = 0
         feed = self._reader.feed
@@ -222,14 +181,14 @@ class WsReconnectUser(_WsClient):
             try:
                 if until is None:
                     while got < (count or 0):
-                        feed(await ws.recv())
+                        feed(await ws.recv(decode=False), ws.arrived_at)
                         got += 1
                     return ws
                 remaining = until - self._ctx.clock()
                 async with asyncio.timeout(max(0.0, remaining)):
-                    async for raw in ws:
-                        feed(raw)
-                    raise ConnectionClosedOK(None, None)
+                    while True:
+                        raw = await ws.recv(decode=False)
+                        feed(raw, ws.arrived_at)
             except TimeoutError:
                 return ws
             except ConnectionClosed as exc:

@@ -1,0 +1,234 @@
+"""The one-shot commands exactly as the issue gives them, as real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import free_port, loadsvc, start, target_process, wait_http
+
+
+@pytest.fixture(scope="module")
+def target_url() -> Iterator[str]:
+    """One reference target process for the module."""
+    with target_process() as url:
+        yield url
+
+
+def set_faults(url: str, body: dict[str, object] | None) -> None:
+    """POST (or DELETE when None) the target's faults."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url + "/admin/faults",
+        data=data,
+        method="DELETE" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
+@pytest.fixture
+def faults(target_url: str) -> Iterator[None]:
+    """Faults set by a test are cleared after it."""
+    yield
+    set_faults(target_url, None)
+
+
+def test_validate_accepts_the_default_and_the_example() -> None:
+    """`loadsvc validate` exits 0 on the built-in configuration and on examples/seed.yaml."""
+    assert loadsvc("validate").returncode == 0
+    r = loadsvc("validate", "examples/seed.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "4 scenarios" in r.stdout
+
+
+def test_validate_names_every_bad_field_with_its_place(tmp_path: Path) -> None:
+    """A bad file exits 2 and names each bad field with file, line and path."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\n"
+        "scenarios:\n"
+        "  foreign_flow:\n"
+        "    shape: {kind: constant, users: 0, duration: 30s}\n"
+        "    users:\n"
+        "      - kind: rest\n"
+        "        pacing: fast\n"
+        "        tasks: [{path: api/no-slash}]\n"
+    )
+    r = loadsvc("validate", str(bad))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert f"{bad}:4: scenarios.foreign_flow.shape.users:" in lines[0]
+    assert any(f"{bad}:7: scenarios.foreign_flow.users[0].pacing:" in ln for ln in lines)
+    assert any(f"{bad}:8: scenarios.foreign_flow.users[0].tasks[0].path:" in ln for ln in lines)
+
+
+def test_run_with_a_bad_config_exits_2_before_anything_starts(
+    tmp_path: Path, target_url: str
+) -> None:
+    """`loadsvc run --config BAD` exits 2 with the errors and runs nothing."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\nscenarios: {}\n")
+    r = loadsvc("run", "foreign_flow", "--config", str(bad), "--target", target_url)
+    assert r.returncode == 2
+    assert "version" in r.stderr and "run started" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["run", "no_such_scenario", "--target", "http://127.0.0.1:9"],
+            "no scenario 'no_such_scenario'",
+        ),
+        (["run", "foreign_flow", "--target", "http://127.0.0.1:9"], "unreachable"),
+        (["run", "foreign_flow", "--target", "ftp://x"], "--target"),
+        (["run", "foreign_flow", "--users", "0", "--target", "http://127.0.0.1:9"], "--users"),
+        (
+            ["run", "foreign_flow", "--duration", "soon", "--target", "http://127.0.0.1:9"],
+            "--duration",
+        ),
+        (["run"], "scenario"),
+    ],
+)
+def test_run_rejects_bad_input_with_exit_2(args: list[str], needle: str) -> None:
+    """Unknown scenario, unreachable target, bad flags: exit 2 and say which."""
+    r = loadsvc(*args)
+    assert r.returncode == 2
+    assert needle in r.stderr
+
+
+def test_healthy_run_exits_0_and_writes_the_summary(tmp_path: Path, target_url: str) -> None:
+    """foreign_flow with 5 users passes, exits 0, and its summary JSON has every field."""
+    out = tmp_path / "summary.json"
+    r = loadsvc(
+        "run",
+        "foreign_flow",
+        "--target",
+        target_url,
+        "--users",
+        "5",
+        "--duration",
+        "4s",
+        "--summary-json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "foreign_flow: PASSED" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["scenario"] == "foreign_flow" and doc["passed"] is True
+    (ep,) = doc["endpoints"]
+    assert ep["endpoint"] == "/api/market/foreign-detail" and ep["kind"] == "http"
+    assert ep["count"] >= 5 and ep["errors"] == 0 and ep["error_rate"] == 0
+    assert 0 < ep["p50_ms"] <= ep["p95_ms"] <= ep["p99_ms"] < 200
+    names = {(t["endpoint"], t["name"]) for t in doc["thresholds"]}
+    assert names == {
+        ("/api/market/foreign-detail", "http_latency"),
+        ("/api/market/foreign-detail", "error_ratio"),
+    }
+    assert all(t["passed"] and {"limit", "value"} <= t.keys() for t in doc["thresholds"])
+
+
+def test_rest_latency_fault_exits_1_naming_the_p95_threshold(
+    tmp_path: Path, target_url: str, faults: None
+) -> None:
+    """+250 ms on foreign-detail: p95 reported at its true size, exit 1 naming the REST p95 threshold."""
+    set_faults(target_url, {"latency_ms": {"/api/market/foreign-detail": 250}})
+    out = tmp_path / "summary.json"
+    r = loadsvc(
+        "run",
+        "foreign_flow",
+        "--target",
+        target_url,
+        "--users",
+        "5",
+        "--duration",
+        "5s",
+        "--summary-json",
+        str(out),
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "! /api/market/foreign-detail http_latency p95" in r.stdout
+    doc = json.loads(out.read_text())
+    assert 250 <= doc["endpoints"][0]["p95_ms"] < 350
+    (breach,) = [t for t in doc["thresholds"] if not t["passed"]]
+    assert breach["name"] == "http_latency" and breach["limit"] == 200 and breach["value"] >= 250
+
+
+def test_ws_delivery_delay_exits_1(tmp_path: Path, target_url: str, faults: None) -> None:
+    """150 ms WS delivery delay: market_stream reports it and exits 1."""
+    set_faults(target_url, {"ws_delay_ms": {"/ws/market": 150}})
+    out = tmp_path / "summary.json"
+    r = loadsvc(
+        "run",
+        "market_stream",
+        "--target",
+        target_url,
+        "--users",
+        "5",
+        "--duration",
+        "4s",
+        "--summary-json",
+        str(out),
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    (ep,) = doc["endpoints"]
+    assert ep["kind"] == "ws" and ep["p99_ms"] >= 150
+    (breach,) = [t for t in doc["thresholds"] if not t["passed"]]
+    assert breach["name"] == "ws_delivery_latency"
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
+def test_metrics_port_serves_valid_metrics_during_a_run(target_url: str) -> None:
+    """--metrics-port serves the contract while running, and promtool accepts it."""
+    port = free_port()
+    proc = start(
+        [
+            "run",
+            "market_stream",
+            "--target",
+            target_url,
+            "--users",
+            "3",
+            "--duration",
+            "4s",
+            "--metrics-port",
+            str(port),
+        ]
+    )
+    ok = 'loadsvc_ws_messages_total{endpoint="/ws/market",outcome="ok",scenario="market_stream"} '
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        deadline = time.monotonic() + 5
+        text = _scrape(port)
+        while ok + "0.0" in text:
+            assert time.monotonic() < deadline, "no WS frames counted"
+            time.sleep(0.1)
+            text = _scrape(port)
+        assert ok in text
+        assert 'loadsvc_ws_message_latency_seconds_bucket{endpoint="/ws/market",le="0.1"' in text
+        assert "loadsvc_http_request_duration_seconds_bucket" not in text or 'le="0.2"' in text
+        promtool = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+    finally:
+        proc.wait(30)
+    assert proc.returncode == 0
