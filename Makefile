@@ -1,0 +1,38 @@
+# loadsvc — the two commands of the README are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test lint unit bench render clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed  ## the package and its test tools, in .venv
+
+demo: install  ## the reference target + loadsvc serve with the built-in seed scenarios
+	$(BIN)/loadsvc demo
+
+lint: install  ## ruff and mypy --strict
+	$(BIN)/ruff check loadsvc tests bench
+	$(BIN)/ruff format --check loadsvc tests bench
+	$(BIN)/mypy
+
+test: install  ## install the real components (Prometheus, Alertmanager, linters) and run everything
+	bash .ci/install-system-deps
+	PYTHON=$(BIN)/python bash .ci/install-deploy-tools
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+render: install  ## regenerate the alert rules and dashboards from the thresholds
+	$(BIN)/loadsvc render
+
+bench: install  ## the benchmark table (bench/)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
