@@ -1,0 +1,151 @@
+"""Real Prometheus and Alertmanager processes on loopback, for the demo and the end-to-end tests.
+
+Each gets a temporary storage directory, listens on 127.0.0.1 only, is waited
+on through ``/-/ready`` and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+PROMETHEUS = "prometheus"
+ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the binary
+
+
+def have(binary: str) -> bool:
+    """True when ``binary`` is on PATH."""
+    return shutil.which(binary) is not None
+
+
+@dataclass
+class Process:
+    """A child process we started, known by its PID."""
+
+    name: str
+    url: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM by PID, then SIGKILL if it will not go; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self._log is not None:
+            self._log.close()
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of its log, for failure messages."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_ready(
+    url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``url`` until it answers 200 (bounded); fail early if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not ready within {timeout}s")
+        time.sleep(0.05)
+
+
+def _spawn(name: str, argv: list[str], workdir: Path, url: str, ready_path: str) -> Process:
+    log_path = workdir / f"{name}.log"
+    log = log_path.open("wb")
+    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    proc = Process(name, url, popen, log_path, log)
+    try:
+        wait_ready(url + ready_path, proc=popen)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.stop()
+        raise RuntimeError(f"{name} did not start: {exc}\n{proc.log_tail()}") from None
+    return proc
+
+
+def local_prometheus_config(
+    base: dict[str, Any],
+    *,
+    loadsvc_targets: list[str],
+    alertmanager: str | None,
+    rule_files: list[str],
+    scrape_interval: str | None = None,
+    evaluation_interval: str | None = None,
+) -> dict[str, Any]:
+    """The project's prometheus.yml pointed at loopback addresses (and optionally faster)."""
+    cfg = dict(base)
+    glob = dict(cfg.get("global") or {})
+    if scrape_interval:
+        glob["scrape_interval"] = scrape_interval
+    if evaluation_interval:
+        glob["evaluation_interval"] = evaluation_interval
+    cfg["global"] = glob
+    cfg["rule_files"] = rule_files
+    jobs = []
+    for job in cfg.get("scrape_configs") or []:
+        job = dict(job)
+        if job.get("job_name") == "loadsvc":
+            job["static_configs"] = [{"targets": loadsvc_targets}]
+            if scrape_interval:
+                job["scrape_interval"] = scrape_interval
+            jobs.append(job)
+    cfg["scrape_configs"] = jobs
+    if alertmanager:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    else:
+        cfg.pop("alerting", None)
+    return cfg
+
+
+def start_prometheus(config: dict[str, Any], workdir: Path, port: int) -> Process:
+    """Prometheus with ``config`` on 127.0.0.1:``port``, its data in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "prometheus.yml"
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [
+        PROMETHEUS,
+        f"--config.file={cfg_path}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
+    return _spawn("prometheus", argv, workdir, f"http://127.0.0.1:{port}", "/-/ready")
+
+
+def start_alertmanager(config_path: Path, workdir: Path, port: int) -> Process:
+    """Alertmanager with ``config_path`` on 127.0.0.1:``port``, no clustering."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        ALERTMANAGER,
+        f"--config.file={config_path}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    return _spawn("alertmanager", argv, workdir, f"http://127.0.0.1:{port}", "/-/ready")
