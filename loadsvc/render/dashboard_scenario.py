@@ -1,0 +1,329 @@
+"""The scenario drill-down dashboard: everything about one scenario, picked with ``$scenario``.
+
+Its limits differ per scenario, so instead of static threshold steps it draws the
+recorded configuration limits (``scenario_endpoint:loadsvc_threshold_limit:config``)
+as dashed red series next to the measured quantiles and ratios.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.models import dashboard as dash_m
+
+from loadsvc.config.spec import Config
+from loadsvc.render.dashboard_overview import RATE, VERDICT_MAPPINGS, run_annotations
+from loadsvc.render.header import provenance
+from loadsvc.render.panels import Board, Query, datasource, encode, stat, timeseries
+from loadsvc.render.profile import TimingProfile, prom_duration
+from loadsvc.render.promql import (
+    HTTP_LATENCY,
+    THRESHOLD_LIMIT_RECORD,
+    WS_LATENCY,
+    error_ratio_record,
+    quantile_record,
+)
+from loadsvc.render.recording import DASHBOARD_QUANTILES
+
+UID = "loadsvc-scenario"
+S = '{scenario="$scenario"}'
+
+
+def _sel(extra: str) -> str:
+    return '{scenario="$scenario", ' + extra + "}"
+
+
+def _quantiles(name: str) -> list[Query]:
+    return [
+        Query(
+            f"histogram_quantile({q:g}, sum by (endpoint, le) (rate({name}_bucket{S}{RATE})))",
+            f"{{{{endpoint}}}} p{q * 100:g}",
+        )
+        for q in DASHBOARD_QUANTILES
+    ]
+
+
+def _load(board: Board) -> None:
+    board.row("Load")
+    board.add(
+        timeseries(
+            "Virtual users",
+            "Running users (all replicas) against the load shape's target.",
+            "none",
+            [
+                Query(f"sum(loadsvc_scenario_users{S})", "running"),
+                Query(f"sum(loadsvc_scenario_target_users{S})", "target"),
+                Query(f"sum(loadsvc_scenario_running{S})", "replicas running"),
+            ],
+            width=8,
+        ),
+        timeseries(
+            "REST requests/s by outcome",
+            "Every outcome other than ok counts as an error.",
+            "reqps",
+            [
+                Query(
+                    f"sum by (endpoint, outcome) (rate(loadsvc_http_requests_total{S}{RATE}))",
+                    "{{endpoint}} {{outcome}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries(
+            "WS messages/s by outcome",
+            "invalid and malformed count as errors; status frames are not data.",
+            "short",
+            [
+                Query(
+                    f"sum by (endpoint, outcome) (rate(loadsvc_ws_messages_total{S}{RATE}))",
+                    "{{endpoint}} {{outcome}}",
+                )
+            ],
+            width=8,
+        ),
+    )
+
+
+def _limits(threshold: str) -> Query:
+    return Query(
+        THRESHOLD_LIMIT_RECORD + _sel(f'threshold="{threshold}"'),
+        "{{endpoint}} limit",
+    )
+
+
+def _thresholds(board: Board, profile: TimingProfile) -> None:
+    w = prom_duration(profile.rate_window_s)
+    board.row("Latency and errors against the thresholds")
+    for histogram, what, threshold in (
+        (HTTP_LATENCY, "REST latency", "http_latency"),
+        (WS_LATENCY, "WS delivery latency", "ws_delivery_latency"),
+    ):
+        board.add(
+            timeseries(
+                what,
+                f"Recorded quantiles over {w} (what the alerts judge) and the configured limit.",
+                "s",
+                [
+                    Query(
+                        f"{quantile_record(histogram, profile.rate_window_s)}{S}",
+                        "{{endpoint}} p{{quantile}}",
+                    ),
+                    _limits(threshold),
+                ],
+                width=12,
+            )
+        )
+    board.add(
+        timeseries(
+            "Error ratio",
+            f"Recorded error ratio over {w} per endpoint and the configured limit.",
+            "percentunit",
+            [
+                Query(f"{error_ratio_record(profile.rate_window_s)}{S}", "{{endpoint}}"),
+                _limits("error_ratio"),
+            ],
+            width=12,
+        ),
+        timeseries(
+            "Last verdict: measured value",
+            "What the last run's in-process verdict measured per threshold (seconds or ratio).",
+            "none",
+            [
+                Query(
+                    f"max by (endpoint, threshold) (loadsvc_threshold_value{S})",
+                    "{{endpoint}} {{threshold}}",
+                )
+            ],
+            width=12,
+        ),
+    )
+
+
+def _connections(board: Board) -> None:
+    board.row("WebSocket connections")
+    board.add(
+        timeseries(
+            "Open connections",
+            "Open WS connections, all replicas.",
+            "none",
+            [Query(f"sum by (endpoint) (loadsvc_ws_connections{S})", "{{endpoint}}")],
+            width=8,
+        ),
+        timeseries(
+            "Connect time",
+            "TCP connect plus WS handshake.",
+            "s",
+            _quantiles("loadsvc_ws_connect_duration_seconds"),
+            width=8,
+        ),
+        timeseries(
+            "Reconnect time",
+            "From losing or closing a connection to the next one being open.",
+            "s",
+            _quantiles("loadsvc_ws_reconnect_duration_seconds"),
+            width=8,
+        ),
+        timeseries(
+            "Connection errors/s by reason",
+            "Failed connects and unexpected closes.",
+            "short",
+            [
+                Query(
+                    f"sum by (endpoint, reason) (rate(loadsvc_ws_connection_errors_total{S}{RATE}))",
+                    "{{endpoint}} {{reason}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries(
+            "Missed messages/s",
+            "Sequence gaps: messages the server's full send queue dropped.",
+            "short",
+            [
+                Query(
+                    f"sum by (endpoint) (rate(loadsvc_ws_messages_missed_total{S}{RATE}))",
+                    "{{endpoint}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries(
+            "Message interval",
+            "Time between messages on a connection: the 500 ms throttle keeps it near 0.5 s; "
+            "long tails are stalls.",
+            "s",
+            _quantiles("loadsvc_ws_message_interval_seconds"),
+            width=8,
+        ),
+    )
+
+
+def _runs(board: Board) -> None:
+    board.row("Runs and schedule")
+    board.add(
+        stat(
+            "Last verdict",
+            "The last run's verdict; failed if any replica's shard failed.",
+            "none",
+            [Query(f"min(loadsvc_scenario_last_run_passed{S})", "verdict", instant=True)],
+            mappings=VERDICT_MAPPINGS,
+        ),
+        stat(
+            "Last run ended",
+            "When the last run (or verdict window) ended.",
+            "dateTimeFromNow",
+            [
+                Query(
+                    f"max(loadsvc_scenario_last_run_timestamp_seconds{S}) * 1000",
+                    "ended",
+                    instant=True,
+                )
+            ],
+        ),
+        stat(
+            "Next run",
+            "When the scheduler will next start the scenario.",
+            "dateTimeFromNow",
+            [
+                Query(
+                    f"min(loadsvc_scenario_next_run_timestamp_seconds{S} > 0) * 1000",
+                    "next",
+                    instant=True,
+                )
+            ],
+        ),
+        stat(
+            "Triggers skipped",
+            "Triggers skipped in the time range because a run was still in progress.",
+            "none",
+            [
+                Query(
+                    f"sum(increase(loadsvc_scenario_triggers_skipped_total{S}[$__range])) or vector(0)",
+                    "skipped",
+                    instant=True,
+                )
+            ],
+        ),
+        timeseries(
+            "Runs by result",
+            "Finished runs per result in each interval.",
+            "none",
+            [
+                Query(
+                    f"sum by (result) (increase(loadsvc_scenario_runs_total{S}[$__rate_interval]))",
+                    "{{result}}",
+                )
+            ],
+            width=12,
+        ),
+        timeseries(
+            "Thresholds breached by the last verdict",
+            "1 while the last verdict breached the threshold.",
+            "none",
+            [
+                Query(
+                    f"max by (endpoint, threshold) (loadsvc_threshold_breached{S})",
+                    "{{endpoint}} {{threshold}}",
+                )
+            ],
+            width=12,
+        ),
+    )
+
+
+def _generator(board: Board) -> None:
+    board.row("Generator health")
+    board.add(
+        timeseries(
+            "Event-loop lag p99 per replica",
+            "The generator's own queueing delay; high values make every latency it records suspect.",
+            "s",
+            [
+                Query(
+                    "histogram_quantile(0.99, sum by (instance, le) "
+                    f"(rate(loadsvc_event_loop_lag_seconds_bucket{RATE})))",
+                    "{{instance}}",
+                )
+            ],
+            width=12,
+        ),
+        timeseries(
+            "Generator busy per replica",
+            "1 while a replica is too busy to measure truthfully.",
+            "none",
+            [Query("max by (instance) (loadsvc_generator_busy)", "{{instance}}")],
+            width=12,
+        ),
+    )
+
+
+def scenario_dashboard(config: Config, profile: TimingProfile) -> dict[str, Any]:
+    """The drill-down dashboard as Grafana JSON data."""
+    note = " ".join(provenance(config, profile))
+    first = config.scenarios[0].name if config.scenarios else ""
+    variable = (
+        dash_b.QueryVariable("scenario")
+        .label("Scenario")
+        .datasource(datasource())
+        .query(f"label_values({THRESHOLD_LIMIT_RECORD}, scenario)")
+        .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
+        .current(dash_m.VariableOption(selected=True, text=first, value=first))
+    )
+    board = Board(
+        dash_b.Dashboard("loadsvc: scenario")
+        .uid(UID)
+        .description(note)
+        .tags(["loadsvc"])
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+        .with_variable(variable)
+    )
+    _load(board)
+    _thresholds(board, profile)
+    _connections(board)
+    _runs(board)
+    _generator(board)
+    return encode(board.builder, run_annotations('scenario="$scenario"'))

@@ -1,0 +1,143 @@
+"""Operational alerts: is loadsvc itself up, running its scenarios on time, and measuring?"""
+
+from __future__ import annotations
+
+from loadsvc.config.spec import ConstantShapeSpec, ScenarioSpec
+from loadsvc.render.header import describe_schedule
+from loadsvc.render.profile import TimingProfile, prom_duration
+from loadsvc.render.promql import SCENARIO_ENDPOINT, matchers, number
+from loadsvc.render.thresholds import Rule, alert
+
+JOB = "loadsvc"
+# Names of the two "loadsvc is not there" alerts; Alertmanager lets LoadsvcDown mute the rest.
+DOWN = "LoadsvcDown"
+
+
+def service_rules(profile: TimingProfile) -> list[Rule]:
+    """Alerts about the loadsvc processes: down, missing, overloaded."""
+    up = f'up{{job="{JOB}"}}'
+    return [
+        alert(
+            DOWN,
+            # No replica answers its scrape, or none is discovered at all.
+            f"max by (job) ({up}) == 0\nor\nabsent({up})",
+            profile.down_for_s,
+            "critical",
+            "loadsvc is down or not scraped",
+            "No loadsvc replica has been scraped successfully for "
+            f"{prom_duration(profile.down_for_s)}: no load is generated and no other "
+            "loadsvc alert can be trusted (they are inhibited while this one fires).",
+        ),
+        alert(
+            "LoadsvcReplicaDown",
+            f"{up} == 0",
+            profile.down_for_s,
+            "warning",
+            "loadsvc replica {{ $labels.instance }} is down",
+            "The scrape of {{ $labels.instance }} has failed for "
+            f"{prom_duration(profile.down_for_s)}; its shard of every scenario is not running, "
+            "so the fleet generates less load than configured.",
+        ),
+        alert(
+            "LoadsvcGeneratorBusy",
+            "max by (instance) (loadsvc_generator_busy) == 1",
+            profile.busy_for_s,
+            "warning",
+            "loadsvc replica {{ $labels.instance }} is too busy to measure truthfully",
+            "The event loop of {{ $labels.instance }} has been lagging for "
+            f"{prom_duration(profile.busy_for_s)}: the latencies it records include its own "
+            "queueing delay, and its runs end as generator_bound rather than passed/failed.",
+        ),
+    ]
+
+
+def measurement_rules(profile: TimingProfile) -> list[Rule]:
+    """Alerts on what loadsvc sees rather than on a threshold: stalls and failed verdicts."""
+    w = prom_duration(profile.stall_window_s)
+    return [
+        alert(
+            "LoadsvcWsMessagesStopped",
+            f"sum by ({SCENARIO_ENDPOINT}) (loadsvc_ws_connections) > 0\n"
+            f"unless on ({SCENARIO_ENDPOINT})\n"
+            f"sum by ({SCENARIO_ENDPOINT}) "
+            f'(rate(loadsvc_ws_messages_total{{outcome!="status"}}[{w}])) > 0',
+            profile.stall_for_s,
+            "critical",
+            "No WS messages on {{ $labels.endpoint }} ({{ $labels.scenario }}) "
+            "while connections are open",
+            "{{ $value }} connections to {{ $labels.endpoint }} in scenario "
+            f"{{{{ $labels.scenario }}}} are open, but no data message arrived in the last {w}: "
+            "the backend stopped publishing or stopped delivering.",
+        ),
+        alert(
+            "LoadsvcScenarioRunFailed",
+            "min by (scenario) (loadsvc_scenario_last_run_passed) == 0\n"
+            "and on (scenario)\n"
+            "max by (scenario) (loadsvc_scenario_last_run_timestamp_seconds) > 0",
+            0,
+            "warning",
+            "The last run of {{ $labels.scenario }} failed its thresholds",
+            "The verdict of the last run of scenario {{ $labels.scenario }} was failed. "
+            "Breached: {{ range printf "
+            "`max by (endpoint, threshold) (loadsvc_threshold_breached{scenario=%q}) == 1` "
+            "$labels.scenario | query }}{{ .Labels.endpoint }} {{ .Labels.threshold }}; "
+            "{{ else }}none recorded; {{ end }}the alert resolves when a run passes.",
+        ),
+    ]
+
+
+def run_duration_s(scenario: ScenarioSpec) -> float:
+    """How long one run of ``scenario`` lasts by its shape (0 when open-ended)."""
+    shape = scenario.shape
+    if isinstance(shape, ConstantShapeSpec):
+        return shape.duration_s or 0.0
+    return sum(stage.duration_s for stage in shape.stages)
+
+
+def schedule_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> list[Rule]:
+    """Per scenario: a continuous one must be running, a scheduled one must start on time."""
+    rules: list[Rule] = []
+    margin = number(profile.missed_run_margin_s)
+    for s in scenarios:
+        sel = matchers({"scenario": s.name})
+        if s.schedule.kind == "continuous":
+            rules.append(
+                alert(
+                    "LoadsvcContinuousScenarioNotRunning",
+                    f"max by (scenario) (loadsvc_scenario_running{sel}) < 1\n"
+                    f"or\nabsent(loadsvc_scenario_running{sel})",
+                    profile.not_running_for_s,
+                    "critical",
+                    "Continuous scenario {{ $labels.scenario }} is not running",
+                    "Scenario {{ $labels.scenario }} should run continuously but no replica has "
+                    f"been running it for {prom_duration(profile.not_running_for_s)}.",
+                    {"scenario": s.name},
+                )
+            )
+        elif s.schedule.kind in ("interval", "cron"):
+            # Overdue seconds: since the planned start, or since the last run ended
+            # beyond one interval plus one run. `> 0` ignores "never/none" zeros.
+            overdue = [
+                f"time() - min by (scenario) (loadsvc_scenario_next_run_timestamp_seconds{sel} > 0)"
+            ]
+            if s.schedule.kind == "interval" and s.schedule.every_s:
+                allowed = number(s.schedule.every_s + run_duration_s(s))
+                overdue.append(
+                    "time() - max by (scenario) "
+                    f"(loadsvc_scenario_last_run_timestamp_seconds{sel} > 0) - {allowed}"
+                )
+            when = describe_schedule(s.schedule)
+            rules.append(
+                alert(
+                    "LoadsvcScheduledRunMissed",
+                    "\nor\n".join(f"(\n  {o}\n) > {margin}" for o in overdue),
+                    0,
+                    "warning",
+                    "A scheduled run of {{ $labels.scenario }} was missed",
+                    f"Scenario {{{{ $labels.scenario }}}} ({when}) is "
+                    "{{ $value | humanizeDuration }} overdue: its planned start has passed "
+                    "without a run, or no run has finished for longer than its interval.",
+                    {"scenario": s.name},
+                )
+            )
+    return rules

@@ -1,0 +1,191 @@
+"""Recording rules: the global (all-replica) rates, quantiles and ratios alerts and dashboards read.
+
+Every rule aggregates with ``sum by (scenario, endpoint[, le])``, so replicas
+(``instance``, ``shard``, ``pod``) and any target label vanish and the result is
+the verdict of the whole fleet; histograms make merged quantiles exact.
+"""
+
+from __future__ import annotations
+
+from loadsvc.config.spec import Config, EndpointRef, Thresholds
+from loadsvc.metrics import HTTP_ERROR_OUTCOMES, WS_ERROR_OUTCOMES
+from loadsvc.render.profile import TimingProfile, prom_duration
+from loadsvc.render.promql import (
+    HTTP_LATENCY,
+    SCENARIO_ENDPOINT,
+    SCENARIO_ENDPOINT_LE,
+    THRESHOLD_LIMIT_RECORD,
+    WS_LATENCY,
+    bucket_rate_record,
+    error_ratio_record,
+    number,
+    quantile_record,
+)
+
+Rule = dict[str, object]
+Group = dict[str, object]
+
+# Quantiles recorded for dashboards; configured threshold quantiles are added.
+DASHBOARD_QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
+
+
+def latency_quantiles(config: Config) -> tuple[float, ...]:
+    """The dashboard quantiles plus every quantile a threshold uses, ascending."""
+    out = set(DASHBOARD_QUANTILES)
+    for scenario in config.scenarios:
+        for t in scenario.thresholds.all():
+            out.update((t.http_latency.quantile, t.ws_delivery_latency.quantile))
+    return tuple(sorted(out))
+
+
+def http_error_ratio(window_s: float) -> str:
+    """REST error ratio: requests whose outcome is not ``ok`` over all requests."""
+    w = prom_duration(window_s)
+    errors = "|".join(HTTP_ERROR_OUTCOMES)
+    total = f"sum by ({SCENARIO_ENDPOINT}) (rate(loadsvc_http_requests_total[{w}]))"
+    # `or total * 0`: a ratio of 0, not an empty result, when no error series exists yet.
+    return (
+        "(\n"
+        f'  sum by ({SCENARIO_ENDPOINT}) (rate(loadsvc_http_requests_total{{outcome=~"{errors}"}}[{w}]))\n'
+        "  or\n"
+        f"  {total} * 0\n"
+        ")\n"
+        "/\n"
+        f"{total}"
+    )
+
+
+def ws_error_ratio(window_s: float) -> str:
+    """WS error ratio: (bad frames + connection errors) / (frames + connects + connection errors).
+
+    One name-regex selector per side sums the three counters even when one of
+    them has no series yet. Their label sets cannot collide after ``rate``
+    drops the name: frames carry ``outcome``, errors ``reason``, connects neither.
+    Connection errors have no ``outcome`` label, which the empty alternative matches.
+    """
+    w = prom_duration(window_s)
+    bad = "|".join(WS_ERROR_OUTCOMES)
+    numerator_names = "loadsvc_ws_messages_total|loadsvc_ws_connection_errors_total"
+    all_names = (
+        "loadsvc_ws_messages_total|loadsvc_ws_connect_duration_seconds_count"
+        "|loadsvc_ws_connection_errors_total"
+    )
+    total = f'sum by ({SCENARIO_ENDPOINT}) (rate({{__name__=~"{all_names}"}}[{w}]))'
+    return (
+        "(\n"
+        f"  sum by ({SCENARIO_ENDPOINT}) (\n"
+        f'    rate({{__name__=~"{numerator_names}", outcome=~"{bad}|"}}[{w}])\n'
+        "  )\n"
+        "  or\n"
+        f"  {total} * 0\n"
+        ")\n"
+        "/\n"
+        f"{total}"
+    )
+
+
+def _latency_group(config: Config, profile: TimingProfile) -> Group:
+    rules: list[Rule] = []
+    for histogram in (HTTP_LATENCY, WS_LATENCY):
+        for window in sorted({profile.rate_window_s, profile.sustained_window_s}):
+            rules.append(
+                {
+                    "record": bucket_rate_record(histogram, window),
+                    "expr": (
+                        f"sum by ({SCENARIO_ENDPOINT_LE}) "
+                        f"(rate({histogram}_bucket[{prom_duration(window)}]))"
+                    ),
+                }
+            )
+        for q in latency_quantiles(config):
+            rules.append(
+                {
+                    "record": quantile_record(histogram, profile.rate_window_s),
+                    "expr": (
+                        f"histogram_quantile({number(q)}, "
+                        f"{bucket_rate_record(histogram, profile.rate_window_s)})"
+                    ),
+                    "labels": {"quantile": number(q)},
+                }
+            )
+    return {"name": "loadsvc-latency", "rules": rules}
+
+
+def _error_group(profile: TimingProfile) -> Group:
+    rules: list[Rule] = []
+    for window in profile.windows():
+        for protocol, expr in (("http", http_error_ratio(window)), ("ws", ws_error_ratio(window))):
+            rules.append(
+                {
+                    "record": error_ratio_record(window),
+                    "expr": expr,
+                    "labels": {"protocol": protocol},
+                }
+            )
+    return {"name": "loadsvc-errors", "rules": rules}
+
+
+def limit_rules(scenario: str, ref: EndpointRef, thresholds: Thresholds) -> list[Rule]:
+    """Constant series of one endpoint's configured limits (latency in seconds, error ratio)."""
+    latency = thresholds.http_latency if ref.kind == "http" else thresholds.ws_delivery_latency
+    latency_name = "http_latency" if ref.kind == "http" else "ws_delivery_latency"
+    base = {"scenario": scenario, "endpoint": ref.endpoint}
+    return [
+        {
+            "record": THRESHOLD_LIMIT_RECORD,
+            "expr": f"vector({number(latency.max_s)})",
+            "labels": {**base, "threshold": latency_name, "quantile": number(latency.quantile)},
+        },
+        {
+            "record": THRESHOLD_LIMIT_RECORD,
+            "expr": f"vector({number(thresholds.error_ratio)})",
+            "labels": {**base, "threshold": "error_ratio"},
+        },
+    ]
+
+
+def _limit_group(config: Config) -> Group:
+    rules: list[Rule] = []
+    for scenario in config.scenarios:
+        for ref in scenario.endpoints():
+            rules.extend(
+                limit_rules(scenario.name, ref, scenario.thresholds.for_endpoint(ref.endpoint))
+            )
+    return {"name": "loadsvc-threshold-limits", "rules": _unique(rules)}
+
+
+def _unique(rules: list[Rule]) -> list[Rule]:
+    """Drop repeated rules (one endpoint served with two methods has one set of limits)."""
+    seen: list[Rule] = []
+    for rule in rules:
+        if rule not in seen:
+            seen.append(rule)
+    return seen
+
+
+def recording_rules(config: Config, profile: TimingProfile) -> dict[str, list[Group]]:
+    """The whole recording-rule file as data."""
+    return {
+        "groups": [
+            _latency_group(config, profile),
+            _error_group(profile),
+            _limit_group(config),
+        ]
+    }
+
+
+HEADER_NOTES: tuple[str, ...] = (
+    "",
+    "Recording rules of loadsvc. Naming: level:metric:operation (Prometheus convention).",
+    "Every rule sums by (scenario, endpoint[, le]): replicas (instance, shard, pod) are",
+    "summed away, so the quantiles and ratios are those of the whole fleet; histograms",
+    "make the merged quantiles exact.",
+    "- scenario_endpoint_le:<histogram>_bucket:rate<W>: the bucket rates the latency",
+    "  alerts divide (share of observations <= the limit, exact at a bucket bound).",
+    "- scenario_endpoint:<histogram>:histogram_quantile_rate<W>{quantile}: for dashboards",
+    "  and alert descriptions.",
+    "- scenario_endpoint:loadsvc_errors:ratio_rate<W>{protocol}: error ratio per endpoint,",
+    "  at every window the burn-rate alerts need.",
+    "- scenario_endpoint:loadsvc_threshold_limit:config: the configured limits as series,",
+    "  so the drill-down dashboard can draw the limit of whichever scenario is selected.",
+)

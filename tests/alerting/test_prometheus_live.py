@@ -1,0 +1,164 @@
+"""Real Prometheus loads the rendered rules and evaluates every dashboard query.
+
+Prometheus scrapes a real exposition of the metric contract (prometheus_client
+on 127.0.0.1 port 0, fresh registry), so names and labels are the exporter's,
+not a copy. This is also the starting point of the end-to-end test against the
+running service: point the scrape at loadsvc instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import MetricsHandler
+
+from loadsvc.config.spec import Config
+from loadsvc.metrics import create_metrics
+from loadsvc.render import FAST, rendered_files
+from loadsvc.render.files import OVERVIEW_DASHBOARD, SCENARIO_DASHBOARD
+from loadsvc.render.queries import dashboard_queries, instantiate
+
+DEADLINE_S = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _poll(what: str, check: Any) -> Any:
+    """Poll ``check`` until it returns a truthy value, at most DEADLINE_S."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def exporter(config: Config) -> Iterator[str]:
+    """A metrics endpoint serving the contract with a little traffic on every scenario."""
+    registry = CollectorRegistry()
+    m = create_metrics(registry, config.latency_boundaries())
+    for s in config.scenarios:
+        m.scenario_running.labels(s.name).set(1)
+        m.scenario_users.labels(s.name).set(10)
+        m.scenario_target_users.labels(s.name).set(10)
+        m.scenario_runs.labels(s.name, "passed").inc()
+        m.scenario_last_run_passed.labels(s.name).set(1)
+        m.scenario_last_run_timestamp.labels(s.name).set(time.time())
+        for ref in s.endpoints():
+            if ref.kind == "http":
+                m.http_requests.labels(s.name, ref.endpoint, ref.method, "ok").inc(10)
+                m.http_request_duration.labels(s.name, ref.endpoint, ref.method).observe(0.05)
+            else:
+                m.ws_messages.labels(s.name, ref.endpoint, "ok").inc(10)
+                m.ws_message_latency.labels(s.name, ref.endpoint).observe(0.02)
+                m.ws_connections.labels(s.name, ref.endpoint).set(5)
+                m.ws_connect_duration.labels(s.name, ref.endpoint).observe(0.01)
+    m.event_loop_lag.observe(0.001)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(registry))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, config: Config, exporter: str) -> Iterator[str]:
+    """Real Prometheus with the fast-profile rules, scraping the exporter every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (Debian: prometheus)")
+    for rel, text in rendered_files(config, FAST).items():
+        if "rules" in rel.parts:
+            (tmp_path / rel.name).write_text(text)
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "rule_files: ['loadsvc-*.yml']\n"
+        "scrape_configs:\n"
+        f"  - job_name: loadsvc\n    static_configs: [{{targets: ['{exporter}']}}]\n"
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _poll("prometheus ready", lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=1))
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _query(url: str, expr: str) -> list[Any]:
+    data = _get(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+    assert data["status"] == "success", (expr, data)
+    result: list[Any] = data["data"]["result"]
+    return result
+
+
+def test_rules_load_and_dashboard_queries_evaluate(prometheus: str, config: Config) -> None:
+    """All rule groups load healthy and every dashboard query (variables filled in) evaluates."""
+
+    def rules_ran() -> bool:
+        groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        return bool(rules) and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
+
+    _poll("every rule evaluated once", rules_ran)
+    groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+    unhealthy = [r["name"] for g in groups for r in g["rules"] if r["health"] != "ok"]
+    assert unhealthy == []
+
+    # The recorded limits exist as soon as the rules ran: the drill-down can draw them.
+    limits = _query(prometheus, "scenario_endpoint:loadsvc_threshold_limit:config")
+    assert {r["metric"]["scenario"] for r in limits} == {s.name for s in config.scenarios}
+
+    _poll("the exporter scraped", lambda: _query(prometheus, 'up{job="loadsvc"} == 1'))
+    files = rendered_files(config, FAST)
+    scenario = config.scenarios[0].name
+    for rel in (OVERVIEW_DASHBOARD, SCENARIO_DASHBOARD):
+        for q in dashboard_queries(json.loads(files[rel])):
+            _query(prometheus, instantiate(q.expr, {"scenario": scenario}))
+
+    # A query that reads only scraped data returns series at once.
+    users = f'sum(loadsvc_scenario_target_users{{scenario="{scenario}"}})'
+    assert float(_query(prometheus, users)[0]["value"][1]) == 10
