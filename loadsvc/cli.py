@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-port", type=_port, help="serve /metrics on 127.0.0.1:PORT")
     r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
     r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
+
+    env = os.environ.get
+    s = sub.add_parser("serve", help="the always-on soak service: schedules, /metrics, control API")
+    s.add_argument("--config", default=env("LOADSVC_CONFIG"), help="config file (LOADSVC_CONFIG)")
+    s.add_argument("--target", help="backend base URL (or LOADSVC_TARGET)")
+    s.add_argument("--header", action="append", default=[], help="extra header 'Name: value'")
+    s.add_argument(
+        "--host", default=env("LOADSVC_HOST", "127.0.0.1"), help="listen address (LOADSVC_HOST)"
+    )
+    s.add_argument(
+        "--port", type=_port, default=env("LOADSVC_PORT", "9100"), help="HTTP port (LOADSVC_PORT)"
+    )
+    s.add_argument("--history-file", help="run history JSON lines (LOADSVC_HISTORY_FILE)")
+    s.add_argument("--shard", help="run shard INDEX/COUNT of every scenario (LOADSVC_SHARD)")
     return p
 
 
@@ -144,10 +158,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return finish(job, result)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from loadsvc.service.app import run_serve
+    from loadsvc.service.settings import ServeRequest
+
+    request = ServeRequest(
+        config=args.config,
+        target=args.target,
+        headers=tuple(args.header),
+        host=args.host,
+        port=args.port,
+        history_file=args.history_file,
+        shard=args.shard,
+    )
+    return run_serve(request, _run_async)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _cmd_validate,
     "target": _cmd_target,
     "run": _cmd_run,
+    "serve": _cmd_serve,
 }
 
 

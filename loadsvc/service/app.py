@@ -1,0 +1,346 @@
+"""``loadsvc serve``: wiring, the lifecycle (signals, reload, shutdown) and the status document.
+
+SIGTERM/SIGINT: stop triggering, stop every run (graceful, bounded by
+``service.stop_timeout_s``), record their verdicts, close every connection,
+exit 0. SIGHUP: reload the configuration file; an invalid one is rejected with
+its errors logged and the running one stays (see :mod:`.supervisor` for what a
+valid reload does to runs in progress).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+
+from loadsvc.config import ConfigError, load_config
+from loadsvc.config.spec import Config
+from loadsvc.environment import SettingsError, check_reachable
+from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.metrics import Metrics, create_metrics, latency_buckets
+from loadsvc.recorder import Recorder
+from loadsvc.service.history import RunHistory
+from loadsvc.service.http import ApiAuth, build_app
+from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
+from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
+from loadsvc.service.supervisor import Supervisor
+
+log = structlog.get_logger("loadsvc.serve")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+HOUSEKEEPING_TICK_S = 1.0
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class SoakService:
+    """The always-on service: metrics, history, supervisor, scheduler and HTTP surface."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        now: Now = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.metrics: Metrics = create_metrics(self.registry, config.latency_boundaries())
+        self._buckets = set(latency_buckets(config.latency_boundaries()))
+        self._reloads = Counter(
+            "loadsvc_config_reloads",
+            "Configuration reloads (SIGHUP) by result (success, failure).",
+            ["result"],
+            registry=self.registry,
+        )
+        self._reload_ok = Gauge(
+            "loadsvc_config_last_reload_successful",
+            "1 if the last configuration reload was accepted (or none was tried), else 0.",
+            registry=self.registry,
+        )
+        self._reload_ok.set(1)
+        for result in ("success", "failure"):
+            self._reloads.labels(result)
+        ProcessCollector(registry=self.registry)
+        svc = config.service
+        self.history = RunHistory(
+            settings.history_file or svc.history_file, svc.history_max_bytes, svc.history_max_age_s
+        )
+        self.recorder = Recorder(self.metrics)
+        self.monitor = LoopLagMonitor(self.metrics)
+        self.supervisor = Supervisor(
+            settings.target, self.recorder, self.history, monitor=self.monitor, shard=settings.shard
+        )
+        self.scheduler = ScenarioScheduler(self.supervisor.fire, now=now)
+        self.auth = ApiAuth(settings.api_token)
+        self.started_at = time.time()
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP port, then start the scenarios and the scheduler (OSError if no port)."""
+        runner = web.AppRunner(build_app(self, self.auth), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.settings.host, self.settings.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.url = f"http://{self.settings.host}:{port}"
+        self.monitor.start()
+        self._apply(self.config)
+        self.scheduler.start()
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+        log.info(
+            "serving",
+            url=self.url,
+            config=self.config.source,
+            target=self.settings.target.base_url,
+            shard=str(self.settings.shard),
+            scenarios=self.supervisor.names(),
+            history=str(self.history.path),
+            control_api="enabled" if self.auth.enabled else "disabled (no LOADSVC_API_TOKEN)",
+        )
+
+    async def stop(self) -> None:
+        """Stop triggering, end the runs within the stop timeout, then close the port."""
+        self._stopping = True
+        self.scheduler.shutdown()
+        began = time.monotonic()
+        await self.supervisor.shutdown(self.config.service.stop_timeout_s)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        self._log_failures()
+        await self.monitor.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("stopped", took_s=round(time.monotonic() - began, 3))
+
+    def reload(self) -> bool:
+        """Load the configuration file again; apply it if valid, else keep the running one."""
+        if self._stopping:
+            return False
+        source = self.settings.config_path
+        try:
+            config = load_config(source)
+        except ConfigError as exc:
+            self._reloads.labels("failure").inc()
+            self._reload_ok.set(0)
+            log.error(
+                "configuration reload rejected; the running configuration stays",
+                source=exc.source,
+                errors=str(exc).splitlines(),
+            )
+            return False
+        missing = sorted(set(config.latency_boundaries()) - self._buckets)
+        if missing:
+            log.warning(
+                "new latency thresholds are not histogram buckets until a restart",
+                thresholds_s=missing,
+            )
+        self.config = config
+        svc = config.service
+        self.history.set_limits(svc.history_max_bytes, svc.history_max_age_s)
+        changes = self._apply(config)
+        self._reloads.labels("success").inc()
+        self._reload_ok.set(1)
+        log.info("configuration reloaded", source=config.source, **changes)
+        return True
+
+    def _apply(self, config: Config) -> dict[str, list[str]]:
+        changes = self.supervisor.apply(config.scenarios)
+        self.scheduler.apply(config.scenarios)
+        for name in changes["removed"]:
+            with contextlib.suppress(KeyError):
+                self.metrics.scenario_next_run_timestamp.remove(name)
+        self._refresh_next_runs()
+        return changes
+
+    # -- periodic work ---------------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_log = loop.time() + self.config.service.log_interval_s
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_TICK_S)
+            self._refresh_next_runs()
+            if loop.time() >= next_log:
+                next_log = loop.time() + self.config.service.log_interval_s
+                self._log_failures()
+                self.history.prune()
+
+    def _refresh_next_runs(self) -> None:
+        gauge = self.metrics.scenario_next_run_timestamp
+        for name in self.supervisor.names():
+            when = self._next_run(name)
+            if when is not None:
+                gauge.labels(name).set(when)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
+
+    def _next_run(self, name: str) -> float | None:
+        fire = self.scheduler.next_run(name)
+        if fire is not None:
+            return fire.timestamp()
+        return self.supervisor.state(name).restart_at
+
+    def _log_failures(self) -> None:
+        """One line per scenario with its failures since the last one, by endpoint and reason."""
+        by_scenario: dict[str, dict[str, int]] = defaultdict(dict)
+        for (scenario, endpoint, reason), n in sorted(self.recorder.failures.drain().items()):
+            by_scenario[scenario][f"{endpoint} {reason}"] = n
+        for scenario, counts in by_scenario.items():
+            log.warning(
+                "failures",
+                scenario=scenario,
+                interval_s=self.config.service.log_interval_s,
+                total=sum(counts.values()),
+                counts=counts,
+            )
+
+    # -- ServiceApi ------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once the configuration is loaded and the scheduler runs; not while stopping."""
+        if self._stopping:
+            return False, "shutting down"
+        if not self.scheduler.running:
+            return False, "scheduler not running"
+        return True, ""
+
+    def status(self) -> dict[str, Any]:
+        """The ``/api/status`` document."""
+        scenarios = []
+        for name in self.supervisor.names():
+            state = self.supervisor.state(name)
+            next_ts = self._next_run(name)
+            scenarios.append(
+                {
+                    "name": name,
+                    "description": state.spec.description,
+                    "schedule": state.spec.schedule.describe(),
+                    "schedule_kind": state.spec.schedule.kind,
+                    "running": state.running,
+                    "stopping": state.stopping,
+                    "held": state.held,
+                    "run_id": state.run_id,
+                    "run_started_at": _iso(state.run_started_at),
+                    "users": state.users,
+                    "next_run": _iso(next_ts),
+                    "next_run_timestamp": next_ts,
+                    "restarts": state.restarts,
+                    "triggers_skipped": state.skipped,
+                    "last_run": state.last,
+                }
+            )
+        return {
+            "service": {
+                "config": self.config.source,
+                "target": self.settings.target.base_url,
+                "shard": str(self.settings.shard),
+                "started_at": _iso(self.started_at),
+                "ready": self.readiness()[0],
+                "control_api": self.auth.enabled,
+            },
+            "scenarios": scenarios,
+        }
+
+    def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
+        """Recent finished runs and windows from the history, most recent first."""
+        return self.history.recent(scenario, limit)
+
+    def start_scenario(self, name: str) -> dict[str, Any]:
+        """Start ``name`` now (the control API)."""
+        run_id = self.supervisor.start(name)
+        log.info("run requested through the API", scenario=name, run_id=run_id)
+        return {"scenario": name, "action": "run", "run_id": run_id}
+
+    def stop_scenario(self, name: str) -> dict[str, Any]:
+        """Stop the run of ``name`` (the control API)."""
+        run_id = self.supervisor.stop(name)
+        log.info("stop requested through the API", scenario=name, run_id=run_id)
+        return {"scenario": name, "action": "stop", "run_id": run_id}
+
+
+async def serve(settings: ServeSettings, config: Config) -> int:
+    """Run the service until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
+    service = SoakService(settings, config)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    try:
+        await service.start()
+    except OSError as exc:
+        log.error("cannot listen", host=settings.host, port=settings.port, error=str(exc))
+        return EXIT_FAILED
+
+    def on_stop(signame: str) -> None:
+        if not done.is_set():
+            log.info("shutting down", signal=signame)
+        done.set()
+
+    handlers: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            if sig == signal.SIGHUP:
+                loop.add_signal_handler(sig, service.reload)
+            else:
+                loop.add_signal_handler(sig, on_stop, sig.name)
+            handlers.append(sig)
+    try:
+        await done.wait()
+    finally:
+        await service.stop()
+        for sig in handlers:
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+def run_serve(
+    request: ServeRequest,
+    run_async: Callable[[Callable[[], Coroutine[Any, Any, int]]], int],
+) -> int:
+    """``loadsvc serve``: validate everything before starting; exit 2 on bad input.
+
+    An unreachable target does not stop the service (measuring it is the point):
+    it is logged as a warning.
+    """
+    try:
+        config = load_config(request.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = resolve_settings(request)
+    except SettingsError as exc:
+        print(f"loadsvc serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_reachable(settings.target, timeout=2.0)
+    except SettingsError as exc:
+        log.warning("target unreachable at start; serving anyway", error=str(exc))
+    return run_async(lambda: serve(settings, config))

@@ -1,0 +1,190 @@
+"""Run history: finished runs (and verdict windows) as JSON lines, bounded by age and size.
+
+One line per record, appended and flushed as each run ends, so the history
+survives restarts and crashes. The file is bounded: records older than
+``max_age_s`` are dropped, and when it grows past ``max_bytes`` it is compacted
+to about half of that (oldest records first, but every scenario keeps its
+latest record), by writing a new file and
+renaming it over the old one, so a crash mid-compaction loses nothing.
+The lines are also kept in memory (they fit: the file is bounded) to answer
+``/api/runs`` without reading the disk; a record is parsed only when asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+log = structlog.get_logger("loadsvc.history")
+
+# Compact down to this share of max_bytes, so a full file is not rewritten on every append.
+COMPACT_TO = 0.5
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One record: its line as written (parsed again only when asked for) and its keys."""
+
+    line: bytes  # newline included
+    scenario: str | None
+    ended_at: float
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], line: bytes) -> _Entry:
+        scenario = doc.get("scenario")
+        ended_at = doc.get("ended_at")
+        return cls(
+            line,
+            scenario if isinstance(scenario, str) else None,
+            float(ended_at) if isinstance(ended_at, int | float) else 0.0,
+        )
+
+    def doc(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads(self.line)
+        return parsed
+
+
+class RunHistory:
+    """An append-only, bounded JSON-lines file of run records, newest last."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_bytes: int,
+        max_age_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._entries: list[_Entry] = []
+        self._size = 0
+        self._load()
+        self._enforce_bounds(force=bool(self._skipped))
+
+    # -- reading -------------------------------------------------------------
+
+    def recent(self, scenario: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records, most recent first, optionally of one scenario only and at most ``limit``."""
+        out: list[dict[str, Any]] = []
+        for entry in reversed(self._entries):
+            if scenario is not None and entry.scenario != scenario:
+                continue
+            out.append(entry.doc())
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def last(self, scenario: str) -> dict[str, Any] | None:
+        """The most recent record of ``scenario``, if any."""
+        found = self.recent(scenario, 1)
+        return found[0] if found else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the records kept (the file's size once written)."""
+        return self._size
+
+    # -- writing -------------------------------------------------------------
+
+    def append(self, doc: dict[str, Any]) -> None:
+        """Add a record and write it to the file at once; I/O errors are logged, not raised."""
+        line = orjson.dumps(doc) + b"\n"
+        self._entries.append(_Entry.of(doc, line))
+        self._size += len(line)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:
+                handle.write(line)
+        except OSError as exc:
+            log.error("cannot write the run history", path=str(self.path), error=str(exc))
+        self._enforce_bounds()
+
+    def prune(self) -> None:
+        """Drop records that have aged out (called periodically; appends also do it)."""
+        self._enforce_bounds()
+
+    def set_limits(self, max_bytes: int, max_age_s: float) -> None:
+        """New bounds (after a configuration reload); applied now."""
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._enforce_bounds()
+
+    # -- internals -----------------------------------------------------------
+
+    def _load(self) -> None:
+        self._skipped = 0
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("cannot read the run history", path=str(self.path), error=str(exc))
+            return
+        for line in raw.splitlines():
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self._skipped += 1  # e.g. a line cut short by a crash
+                continue
+            if not isinstance(doc, dict):
+                self._skipped += 1
+                continue
+            entry = _Entry.of(doc, line + b"\n")
+            self._entries.append(entry)
+            self._size += len(entry.line)
+        if self._skipped:
+            log.warning(
+                "skipped unreadable run history lines", path=str(self.path), lines=self._skipped
+            )
+
+    def _enforce_bounds(self, force: bool = False) -> None:
+        cutoff = self._clock() - self.max_age_s
+        keep = [e for e in self._entries if e.ended_at >= cutoff]
+        size = sum(len(e.line) for e in keep)
+        if not force and len(keep) == len(self._entries) and size <= self.max_bytes:
+            return
+        if size > self.max_bytes:
+            # Oldest first, but each scenario keeps its latest record: the frequent windows of
+            # continuous scenarios must not push a daily run's last verdict out.
+            latest = {e.scenario: i for i, e in enumerate(keep)}
+            protected = set(latest.values())
+            budget = int(self.max_bytes * COMPACT_TO)
+            kept: list[_Entry] = []
+            for i, entry in enumerate(keep):
+                if size > budget and i not in protected:
+                    size -= len(entry.line)
+                    continue
+                kept.append(entry)
+            keep = kept
+        self._entries = keep
+        self._size = size
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as handle:
+                handle.writelines(entry.line for entry in self._entries)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.error("cannot compact the run history", path=str(self.path), error=str(exc))
+            with contextlib.suppress(OSError):
+                tmp.unlink()

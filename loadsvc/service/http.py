@@ -1,0 +1,141 @@
+"""The HTTP surface of ``loadsvc serve``: translates HTTP to calls on the service handed to it.
+
+Read-only endpoints are open: ``/metrics``, ``/healthz``, ``/readyz``,
+``/api/status``, ``/api/runs``. The control endpoints
+(``POST /api/scenarios/{name}/run|stop``) need ``Authorization: Bearer <token>``;
+with no token configured they are disabled (403), and a wrong or missing token
+gets 401. Tokens are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from loadsvc.service.supervisor import AlreadyRunning, NotRunning, UnknownScenario
+
+MAX_RUNS_LIMIT = 1000
+DEFAULT_RUNS_LIMIT = 50
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ServiceApi(Protocol):
+    """What the HTTP surface needs from the service."""
+
+    registry: CollectorRegistry
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not)."""
+
+    def status(self) -> dict[str, Any]:
+        """The ``/api/status`` document."""
+
+    def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
+        """Recent finished runs, most recent first."""
+
+    def start_scenario(self, name: str) -> dict[str, Any]:
+        """Start a run now; raises UnknownScenario or AlreadyRunning."""
+
+    def stop_scenario(self, name: str) -> dict[str, Any]:
+        """Stop the run in progress; raises UnknownScenario or NotRunning."""
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"error": message}, status=status, headers=headers)
+
+
+class ApiAuth:
+    """Bearer-token check of the control endpoints."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token.encode() if token else None
+
+    @property
+    def enabled(self) -> bool:
+        """True when a token is configured."""
+        return self._token is not None
+
+    def check(self, request: web.Request) -> web.Response | None:
+        """None when the request may proceed; else the 403 or 401 answer."""
+        if self._token is None:
+            return _error(
+                403, "the control API is disabled: set LOADSVC_API_TOKEN or LOADSVC_API_TOKEN_FILE"
+            )
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="loadsvc"'}
+        if scheme.lower() != "bearer" or not given:
+            return _error(401, "missing bearer token", challenge)
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            return _error(401, "invalid bearer token", challenge)
+        return None
+
+
+def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
+    """The aiohttp application of the service's one HTTP port."""
+    app = web.Application()
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(service.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        # Answering at all is the proof: the event loop is running handlers.
+        return _json({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, why = service.readiness()
+        if ready:
+            return _json({"status": "ready"})
+        return _json({"status": "not ready", "reason": why}, status=503)
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(service.status())
+
+    async def runs(request: web.Request) -> web.Response:
+        scenario = request.query.get("scenario") or None
+        raw = request.query.get("limit", str(DEFAULT_RUNS_LIMIT))
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_RUNS_LIMIT:
+            return _error(400, f"limit must be a whole number from 1 to {MAX_RUNS_LIMIT}")
+        found = service.runs(scenario, limit)
+        return _json({"runs": found, "count": len(found)})
+
+    def control(action: Callable[[str], dict[str, Any]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            denied = auth.check(request)
+            if denied is not None:
+                return denied
+            name = request.match_info["name"]
+            try:
+                return _json(action(name), status=202)
+            except UnknownScenario:
+                return _error(404, f"no scenario {name!r}")
+            except (AlreadyRunning, NotRunning) as exc:
+                return _error(409, str(exc))
+
+        return handler
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/runs", runs)
+    app.router.add_post("/api/scenarios/{name}/run", control(service.start_scenario))
+    app.router.add_post("/api/scenarios/{name}/stop", control(service.stop_scenario))
+    return app

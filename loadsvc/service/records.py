@@ -1,0 +1,97 @@
+"""What a finished run (or verdict window) leaves behind: a history record and one log line.
+
+The record is :func:`loadsvc.report.summary_doc` plus how the run was started
+(``trigger``) and, for continuous runs, its ``window`` number. A run that
+crashed gets a short record with ``result: error`` and is counted as such.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from loadsvc.metrics import Metrics
+from loadsvc.report import summary_doc
+from loadsvc.runner import RunResult, ScenarioRun
+from loadsvc.service.history import RunHistory
+
+Trigger = Literal["schedule", "api", "continuous"]
+
+# Per-endpoint values repeated in the log line (the history keeps them all).
+_LOGGED_VALUES = ("count", "errors", "per_second", "p95_ms", "p99_ms")
+
+
+class RunRecords:
+    """Writes finished runs to the history and the log; the record is returned."""
+
+    def __init__(self, history: RunHistory, metrics: Metrics, target_url: str, shard: str) -> None:
+        self.history = history
+        self.metrics = metrics
+        self.target_url = target_url
+        self.shard = shard
+
+    def finished(
+        self,
+        run: ScenarioRun,
+        result: RunResult,
+        trigger: Trigger,
+        *,
+        window: int | None = None,
+        final: bool = True,
+        cut_short: bool = False,
+    ) -> dict[str, Any]:
+        """A run (``final``) or verdict window ended; its verdict is already published."""
+        doc = summary_doc(result, self.target_url)
+        doc["trigger"] = trigger
+        if window is not None:
+            doc["window"] = window
+        if cut_short:
+            doc["stopped_early"] = True
+        self.history.append(doc)
+        run.log.info(
+            "run ended" if final else "verdict window",
+            result=result.result,
+            passed=result.passed,
+            window=window,
+            duration_s=doc["duration_s"],
+            stopped_early=doc["stopped_early"],
+            thresholds=[j.describe() for j in result.verdict.judgements],
+            endpoints={e["endpoint"]: {k: e[k] for k in _LOGGED_VALUES} for e in doc["endpoints"]},
+        )
+        return doc
+
+    def cut_short(
+        self, run: ScenarioRun, trigger: Trigger, window: int | None = None
+    ) -> dict[str, Any] | None:
+        """A run cancelled past the stop deadline: judge what it measured so far."""
+        if run.stats is None:
+            return None
+        result = run.roll_window()
+        return self.finished(run, result, trigger, window=window, cut_short=True)
+
+    def crashed(self, run: ScenarioRun, trigger: Trigger, exc: BaseException) -> dict[str, Any]:
+        """A run raised instead of returning a result: recorded and counted as ``error``."""
+        now = time.time()
+        started = run.started_wall or now
+        name = run.spec.name
+        doc: dict[str, Any] = {
+            "scenario": name,
+            "run_id": run.run_id,
+            "passed": False,
+            "result": "error",
+            "started_at": started,
+            "ended_at": now,
+            "duration_s": round(now - started, 3),
+            "error": type(exc).__name__,
+            "target": self.target_url,
+            "shard": self.shard,
+            "trigger": trigger,
+            "endpoints": [],
+            "thresholds": [],
+        }
+        self.metrics.scenario_runs.labels(name, "error").inc()
+        self.metrics.scenario_last_run_timestamp.labels(name).set(now)
+        self.metrics.scenario_last_run_passed.labels(name).set(0)
+        self.history.append(doc)
+        run.log.error("run crashed", result="error", exc_info=exc)
+        return doc

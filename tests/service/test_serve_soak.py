@@ -1,0 +1,226 @@
+"""``loadsvc serve`` with the full default configuration against a real target process.
+
+The tests share one service process and run in file order: load, status, a
+triggered storm, the target killed and restarted, then SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.service.support import (
+    Proc,
+    eventually,
+    get_json,
+    http,
+    metric_value,
+    scaled,
+    start_serve,
+    start_target,
+)
+
+TOKEN = "tok-7d1e3c9a-soak-distinctive"
+MARKET = "/ws/market"
+
+
+@dataclass
+class Soak:
+    """The running service and its target."""
+
+    serve: Proc
+    url: str
+    target: Proc
+    target_port: int
+    started: float
+    history: Path
+
+    @property
+    def target_url(self) -> str:
+        return f"http://127.0.0.1:{self.target_port}"
+
+    def metrics(self) -> str:
+        status, body = http("GET", self.url + "/metrics")
+        assert status == 200
+        return body.decode()
+
+    def target_connections(self) -> int:
+        try:
+            stats = get_json(self.target_url + "/admin/stats")
+        except OSError:
+            return 0
+        return int(stats["connections"][MARKET])
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Soak]:
+    """The default configuration served against a reference target process."""
+    target, port = start_target()
+    history = tmp_path_factory.mktemp("soak") / "history.jsonl"
+    started = time.monotonic()
+    serve, url = start_serve(
+        ["--target", f"http://127.0.0.1:{port}"],
+        env={"LOADSVC_API_TOKEN": TOKEN, "LOADSVC_HISTORY_FILE": str(history)},
+    )
+    soak = Soak(serve, url, target, port, started, history)
+    try:
+        yield soak
+    finally:
+        soak.serve.stop()
+        soak.target.stop()
+
+
+def test_default_load_holds_500_connections_and_250_requests_per_second(soak: Soak) -> None:
+    """Within 25 s of start market_stream holds ~500 WS connections and foreign_flow ~250 req/s."""
+    eventually(lambda: soak.target_connections() >= 495, 25, "about 500 WS connections")
+    gauge = metric_value(soak.metrics(), "loadsvc_ws_connections", scenario="market_stream")
+    assert 495 <= gauge <= 500
+
+    def requests() -> tuple[float, float]:
+        return time.monotonic(), metric_value(
+            soak.metrics(), "loadsvc_http_requests_total", scenario="foreign_flow", outcome="ok"
+        )
+
+    # Every user has started its pacing once the users gauge shows all 500 for a pacing period.
+    eventually(
+        lambda: (
+            metric_value(soak.metrics(), "loadsvc_scenario_users", scenario="foreign_flow") == 500
+        ),
+        25,
+        "500 foreign_flow users",
+    )
+    time.sleep(2.0)  # one pacing period: every user is on its schedule
+    t0, n0 = requests()
+    time.sleep(4.0)  # the measurement window
+    t1, n1 = requests()
+    rate = (n1 - n0) / (t1 - t0)
+    print(f"foreign_flow {rate:.1f} req/s, measured by {t1 - soak.started:.1f} s after start")
+    assert 225 <= rate <= 275
+    assert t1 - soak.started <= scaled(25)
+
+
+def test_metrics_pass_promtool(soak: Soak) -> None:
+    """/metrics of the running service passes `promtool check metrics`."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    done = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=soak.metrics(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_status_lists_the_four_scenarios_with_next_runs(soak: Soak) -> None:
+    """/api/status lists the four scenarios; scheduled ones have next run times, continuous run."""
+    doc = get_json(soak.url + "/api/status")
+    by_name = {s["name"]: s for s in doc["scenarios"]}
+    assert list(by_name) == [
+        "market_stream",
+        "foreign_flow",
+        "market_open_burst",
+        "reconnect_storm",
+    ]
+    for name in ("market_stream", "foreign_flow"):
+        assert by_name[name]["running"] and by_name[name]["users"] == 500
+    burst = by_name["market_open_burst"]
+    assert burst["schedule"] == "cron '0 9 * * mon-fri' Asia/Ho_Chi_Minh"
+    assert burst["next_run"].endswith("T02:00:00+00:00")  # 09:00 in Ho Chi Minh City
+    storm = by_name["reconnect_storm"]
+    assert storm["next_run_timestamp"] > time.time() + 14 * 60
+    assert not storm["running"]
+    text = soak.metrics()
+    assert metric_value(
+        text, "loadsvc_scenario_next_run_timestamp_seconds", scenario="reconnect_storm"
+    )
+
+
+def test_triggered_reconnect_storm_runs_and_reports_reconnects(soak: Soak) -> None:
+    """A reconnect_storm triggered with the token runs; reconnect durations show in /metrics."""
+    run = soak.url + "/api/scenarios/reconnect_storm/run"
+    assert http("POST", run, token="wrong-token")[0] == 401
+    assert http("POST", run)[0] == 401
+    status, body = http("POST", run, token=TOKEN)
+    assert status == 202, body
+    run_id = json.loads(body)["run_id"]
+    assert http("POST", run, token=TOKEN)[0] == 409
+    eventually(
+        lambda: (
+            metric_value(
+                soak.metrics(),
+                "loadsvc_ws_reconnect_duration_seconds_count",
+                scenario="reconnect_storm",
+            )
+            > 0
+        ),
+        25,
+        "reconnects measured",
+        every=0.5,
+    )
+    stop = soak.url + "/api/scenarios/reconnect_storm/stop"
+    assert http("POST", stop, token=TOKEN)[0] == 202
+
+    def recorded() -> bool:
+        runs = get_json(soak.url + "/api/runs?scenario=reconnect_storm&limit=5")["runs"]
+        return bool(runs) and runs[0]["run_id"] == run_id
+
+    eventually(recorded, 15, "the stopped storm in /api/runs")
+    assert http("POST", stop, token=TOKEN)[0] == 409
+
+
+def test_service_survives_target_outage_and_recovers(soak: Soak) -> None:
+    """Target killed for 5 s: /healthz answers throughout; ~500 connections again within 20 s."""
+    eventually(lambda: soak.target_connections() >= 495, 20, "full load before the outage")
+
+    def refused() -> float:
+        return metric_value(
+            soak.metrics(), "loadsvc_http_requests_total", outcome="connection_error"
+        )
+
+    lines_before = len(soak.serve.err)
+    soak.target.popen.kill()  # by PID: SIGKILL, an abrupt crash
+    soak.target.wait(10)
+    refused_before = refused()
+    down_until = time.monotonic() + 5.0
+    while time.monotonic() < down_until:  # the outage itself: /healthz polled all along
+        status, _ = http("GET", soak.url + "/healthz", timeout=2)
+        assert status == 200
+        time.sleep(0.2)
+    # REST users kept their pace (~250/s, each failing fast); WS users count their losses.
+    assert refused() - refused_before > 600
+    text = soak.metrics()
+    assert metric_value(text, "loadsvc_ws_connection_errors_total", scenario="market_stream") > 0
+    soak.target, _ = start_target(soak.target_port)
+    back = time.monotonic()
+    eventually(lambda: soak.target_connections() >= 495, 20, "about 500 connections again")
+    recovery = time.monotonic() - back
+    print(f"market_stream back to 500 connections {recovery:.1f} s after the target returned")
+    assert http("GET", soak.url + "/healthz")[0] == 200
+    # Thousands of failures, logged in aggregate rather than one line each.
+    assert len(soak.serve.err) - lines_before < 40
+
+
+def test_sigterm_exits_0_promptly_and_never_logs_the_token(soak: Soak) -> None:
+    """SIGTERM: exit 0 within 15 s with the runs' verdicts recorded; the token never appears."""
+    began = time.monotonic()
+    soak.serve.signal(signal.SIGTERM)
+    assert soak.serve.wait(15) == 0
+    took = time.monotonic() - began
+    print(f"serve exited {took:.2f} s after SIGTERM")
+    ended = {d["scenario"] for d in soak.serve.events("run ended")}
+    assert {"market_stream", "foreign_flow"} <= ended
+    assert TOKEN not in soak.serve.output()
+    records = [json.loads(line) for line in soak.history.read_text().splitlines()]
+    assert {"market_stream", "foreign_flow", "reconnect_storm"} <= {r["scenario"] for r in records}
