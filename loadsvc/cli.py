@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
     r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
 
+    g = sub.add_parser("render", help="write the alert rules and dashboards from the thresholds")
+    g.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
+    g.add_argument("--out", type=Path, default=Path("."), help="repository root to write into")
+    g.add_argument("--profile", default="production", help="timing profile (production, fast)")
+    g.add_argument("--check", action="store_true", help="only report files that drifted (exit 1)")
+
+    d = sub.add_parser("demo", help="target + serve (+ Prometheus, Alertmanager) on loopback")
+    d.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
+    d.add_argument("--repo", type=Path, default=Path("."), help="where prometheus/ etc. are")
+
     env = os.environ.get
     s = sub.add_parser("serve", help="the always-on soak service: schedules, /metrics, control API")
     s.add_argument("--config", default=env("LOADSVC_CONFIG"), help="config file (LOADSVC_CONFIG)")
@@ -174,7 +184,39 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(request, _run_async)
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from loadsvc.config import ConfigError, load_config
+    from loadsvc.render.files import check_drift, render_all
+    from loadsvc.render.profile import PROFILES
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    profile = PROFILES.get(args.profile)
+    if profile is None:
+        print(f"loadsvc render: --profile: one of {', '.join(sorted(PROFILES))}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check:
+        drifted = check_drift(config, args.out)
+        for rel in drifted:
+            print(f"drifted: {rel} (run `loadsvc render` to regenerate)", file=sys.stderr)
+        return 1 if drifted else 0
+    for path in render_all(config, args.out, profile):
+        print(path)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from loadsvc.demo import run_demo
+
+    return run_demo(args.repo.resolve(), config=args.config)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "render": _cmd_render,
+    "demo": _cmd_demo,
     "validate": _cmd_validate,
     "target": _cmd_target,
     "run": _cmd_run,

@@ -33,6 +33,11 @@ def _loadsvc(name: str, args: list[str], workdir: Path, url: str, ready: str) ->
     return _spawn(name, [sys.executable, "-m", "loadsvc", *args], workdir, url, ready)
 
 
+def _demo_env(work: Path) -> None:
+    # The run history of a demo lives with its logs, not in the caller's directory.
+    os.environ.setdefault("LOADSVC_HISTORY_FILE", str(work / "runs.jsonl"))
+
+
 def run_demo(
     repo: Path,
     *,
@@ -51,6 +56,7 @@ def run_demo(
         nonlocal stop_now
         stop_now = True
 
+    _demo_env(work)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
