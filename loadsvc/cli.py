@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--history-file", help="run history JSON lines (LOADSVC_HISTORY_FILE)")
     s.add_argument("--shard", help="run shard INDEX/COUNT of every scenario (LOADSVC_SHARD)")
+    s.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="worker processes on this machine, one core each (LOADSVC_WORKERS; default 1)",
+    )
     return p
 
 
@@ -180,6 +185,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         history_file=args.history_file,
         shard=args.shard,
+        workers=args.workers,
+        log_flags=("--log-level", args.log_level, *(["--log-json"] if args.log_json else [])),
     )
     return run_serve(request, _run_async)
 

@@ -4,14 +4,22 @@ Names, types and labels here are a public interface: the alert rules, the
 dashboards and users' own queries depend on them (see README "Metrics").
 Everything is created by :func:`create_metrics` on a registry the caller
 passes; tests pass a fresh ``CollectorRegistry``.
+
+With ``loadsvc serve --workers N`` the worker processes write their values to
+files (prometheus-client's multiprocess mode) and the front merges them; how
+each gauge merges is :data:`GAUGE_MERGE` (counters and histograms just add up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from loadsvc import __version__
 
 # Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
 # create_metrics() merges the configured thresholds in.
@@ -45,6 +53,56 @@ WS_ERROR_REASONS: tuple[str, ...] = (
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
 THRESHOLD_NAMES: tuple[str, ...] = ("http_latency", "ws_delivery_latency", "error_ratio")
+
+
+MergeMode = Literal[
+    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
+    "mostrecent", "livemostrecent",
+]  # fmt: skip
+
+# How worker processes' gauges merge. "live" modes drop a dead worker's value
+# (the front calls mark_process_dead), so a restarted worker leaves no stale
+# users, connections or breaches behind; timestamps keep the latest of all.
+GAUGE_MERGE: Mapping[str, MergeMode] = {
+    "loadsvc_ws_connections": "livesum",
+    "loadsvc_scenario_users": "livesum",
+    "loadsvc_scenario_target_users": "livesum",
+    "loadsvc_scenario_running": "livemax",
+    "loadsvc_scenario_last_run_timestamp_seconds": "max",
+    "loadsvc_scenario_last_run_passed": "livemin",  # failed if any worker's share failed
+    "loadsvc_scenario_next_run_timestamp_seconds": "livemax",  # the same on every worker
+    "loadsvc_threshold_breached": "livemax",
+    "loadsvc_threshold_value": "livemax",  # the worst worker's measurement
+    "loadsvc_threshold_limit": "livemax",  # the same on every worker
+    "loadsvc_generator_busy": "livemax",
+    "loadsvc_config_last_reload_successful": "livemin",
+}
+
+
+def multiprocess_enabled() -> bool:
+    """True when prometheus-client keeps values in files (``PROMETHEUS_MULTIPROC_DIR`` set)."""
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+def merge_mode(name: str, multiprocess: bool) -> MergeMode:
+    """The ``multiprocess_mode`` of gauge ``name``: prometheus-client's default when single."""
+    return GAUGE_MERGE[name] if multiprocess else "all"
+
+
+def create_build_info(registry: CollectorRegistry, shard: str) -> Gauge:
+    """``loadsvc_build_info{version, shard} 1``: tells replicas apart on dashboards.
+
+    Only this one series carries the shard; everything else is summed over
+    instances by the scrape's ``instance`` label.
+    """
+    info = Gauge(
+        "loadsvc_build_info",
+        "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
+        ["version", "shard"],
+        registry=registry,
+    )
+    info.labels(__version__, shard).set(1)
+    return info
 
 
 def latency_buckets(boundaries: Iterable[float] = ()) -> tuple[float, ...]:
@@ -82,15 +140,23 @@ class Metrics:
 
 
 def create_metrics(
-    registry: CollectorRegistry = REGISTRY, latency_boundaries: Iterable[float] = ()
+    registry: CollectorRegistry = REGISTRY,
+    latency_boundaries: Iterable[float] = (),
+    multiprocess: bool = False,
 ) -> Metrics:
     """Create the metric contract on ``registry``.
 
     ``latency_boundaries`` are the configured latency thresholds in seconds;
-    each becomes a bucket boundary of the latency histograms.
+    each becomes a bucket boundary of the latency histograms. ``multiprocess``
+    gives each gauge its merge mode from :data:`GAUGE_MERGE` (a worker process).
     """
     lat = latency_buckets(latency_boundaries)
     r = registry
+
+    def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
+        mode = merge_mode(name, multiprocess)
+        return Gauge(name, doc, list(labels), registry=r, multiprocess_mode=mode)
+
     return Metrics(
         http_request_duration=Histogram(
             "loadsvc_http_request_duration_seconds",
@@ -145,11 +211,8 @@ def create_metrics(
             buckets=CONNECT_BUCKETS,
             registry=r,
         ),
-        ws_connections=Gauge(
-            "loadsvc_ws_connections",
-            "Open WS connections.",
-            ["scenario", "endpoint"],
-            registry=r,
+        ws_connections=gauge(
+            "loadsvc_ws_connections", "Open WS connections.", ["scenario", "endpoint"]
         ),
         ws_connection_errors=Counter(
             "loadsvc_ws_connection_errors",
@@ -157,20 +220,16 @@ def create_metrics(
             ["scenario", "endpoint", "reason"],
             registry=r,
         ),
-        scenario_users=Gauge(
-            "loadsvc_scenario_users", "Running virtual users.", ["scenario"], registry=r
-        ),
-        scenario_target_users=Gauge(
+        scenario_users=gauge("loadsvc_scenario_users", "Running virtual users.", ["scenario"]),
+        scenario_target_users=gauge(
             "loadsvc_scenario_target_users",
             "Virtual users the load shape asks for now.",
             ["scenario"],
-            registry=r,
         ),
-        scenario_running=Gauge(
+        scenario_running=gauge(
             "loadsvc_scenario_running",
             "1 while a run of the scenario is in progress.",
             ["scenario"],
-            registry=r,
         ),
         scenario_runs=Counter(
             "loadsvc_scenario_runs",
@@ -178,23 +237,20 @@ def create_metrics(
             ["scenario", "result"],
             registry=r,
         ),
-        scenario_last_run_timestamp=Gauge(
+        scenario_last_run_timestamp=gauge(
             "loadsvc_scenario_last_run_timestamp_seconds",
             "When the last run (or verdict window) of the scenario ended.",
             ["scenario"],
-            registry=r,
         ),
-        scenario_last_run_passed=Gauge(
+        scenario_last_run_passed=gauge(
             "loadsvc_scenario_last_run_passed",
             "1 if the last run's verdict passed, 0 if it failed.",
             ["scenario"],
-            registry=r,
         ),
-        scenario_next_run_timestamp=Gauge(
+        scenario_next_run_timestamp=gauge(
             "loadsvc_scenario_next_run_timestamp_seconds",
             "When the scheduler will next start the scenario.",
             ["scenario"],
-            registry=r,
         ),
         scenario_triggers_skipped=Counter(
             "loadsvc_scenario_triggers_skipped",
@@ -202,23 +258,20 @@ def create_metrics(
             ["scenario"],
             registry=r,
         ),
-        threshold_breached=Gauge(
+        threshold_breached=gauge(
             "loadsvc_threshold_breached",
             "1 if the last verdict breached the threshold, else 0.",
             ["scenario", "endpoint", "threshold"],
-            registry=r,
         ),
-        threshold_value=Gauge(
+        threshold_value=gauge(
             "loadsvc_threshold_value",
             "The value the last verdict measured for the threshold (seconds or ratio).",
             ["scenario", "endpoint", "threshold"],
-            registry=r,
         ),
-        threshold_limit=Gauge(
+        threshold_limit=gauge(
             "loadsvc_threshold_limit",
             "The configured limit of the threshold (seconds or ratio).",
             ["scenario", "endpoint", "threshold"],
-            registry=r,
         ),
         event_loop_lag=Histogram(
             "loadsvc_event_loop_lag_seconds",
@@ -226,9 +279,8 @@ def create_metrics(
             buckets=LOOP_LAG_BUCKETS,
             registry=r,
         ),
-        generator_busy=Gauge(
+        generator_busy=gauge(
             "loadsvc_generator_busy",
             "1 while the generator is too busy to measure truthfully (event-loop lag).",
-            registry=r,
         ),
     )

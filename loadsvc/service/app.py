@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -27,13 +28,21 @@ from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
 from loadsvc.environment import SettingsError, check_reachable
 from loadsvc.loopmon import LoopLagMonitor
-from loadsvc.metrics import Metrics, create_metrics, latency_buckets
+from loadsvc.metrics import (
+    Metrics,
+    create_build_info,
+    create_metrics,
+    latency_buckets,
+    merge_mode,
+    multiprocess_enabled,
+)
 from loadsvc.recorder import Recorder
 from loadsvc.service.history import RunHistory
 from loadsvc.service.http import ApiAuth, build_app
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
 from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
 from loadsvc.service.supervisor import Supervisor
+from loadsvc.service.workers import serve_workers, watch_parent
 
 log = structlog.get_logger("loadsvc.serve")
 
@@ -60,7 +69,10 @@ class SoakService:
         self.settings = settings
         self.config = config
         self.registry = registry or CollectorRegistry()
-        self.metrics: Metrics = create_metrics(self.registry, config.latency_boundaries())
+        multiprocess = multiprocess_enabled()  # a worker of `serve --workers N`
+        self.metrics: Metrics = create_metrics(
+            self.registry, config.latency_boundaries(), multiprocess=multiprocess
+        )
         self._buckets = set(latency_buckets(config.latency_boundaries()))
         self._reloads = Counter(
             "loadsvc_config_reloads",
@@ -72,11 +84,14 @@ class SoakService:
             "loadsvc_config_last_reload_successful",
             "1 if the last configuration reload was accepted (or none was tried), else 0.",
             registry=self.registry,
+            multiprocess_mode=merge_mode("loadsvc_config_last_reload_successful", multiprocess),
         )
         self._reload_ok.set(1)
         for result in ("success", "failure"):
             self._reloads.labels(result)
         ProcessCollector(registry=self.registry)
+        if settings.worker is None:  # a worker's front exports it with the replica's shard
+            create_build_info(self.registry, str(settings.shard))
         svc = config.service
         self.history = RunHistory(
             settings.history_file or svc.history_file, svc.history_max_bytes, svc.history_max_age_s
@@ -113,6 +128,11 @@ class SoakService:
         self._apply(self.config)
         self.scheduler.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+        if self.settings.worker is not None:  # tell the front which port 0 became
+            url_file = Path(self.settings.worker.url_file)
+            tmp = url_file.with_suffix(".tmp")
+            tmp.write_text(self.url)
+            tmp.replace(url_file)
         log.info(
             "serving",
             url=self.url,
@@ -311,9 +331,14 @@ async def serve(settings: ServeSettings, config: Config) -> int:
             else:
                 loop.add_signal_handler(sig, on_stop, sig.name)
             handlers.append(sig)
+    watcher = None
+    if settings.worker is not None:
+        watcher = loop.create_task(watch_parent(settings.worker.parent_pid, done))
     try:
         await done.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await service.stop()
         for sig in handlers:
             loop.remove_signal_handler(sig)
@@ -343,4 +368,6 @@ def run_serve(
         check_reachable(settings.target, timeout=2.0)
     except SettingsError as exc:
         log.warning("target unreachable at start; serving anyway", error=str(exc))
+    if settings.workers > 1 and settings.worker is None:
+        return run_async(lambda: serve_workers(settings, config, request))
     return run_async(lambda: serve(settings, config))

@@ -12,6 +12,11 @@ Misfires and coalescing are set on purpose:
 - ``misfire_grace_time``: a cron run (the 09:00 market open) still starts up to
   60 s late, later than that it would test something else and is dropped; an
   interval run may be up to half its interval (at most 60 s) late.
+
+Interval schedules are aligned to the wall clock: ``every: 15m`` fires at
+:00, :15, :30 and :45 (multiples of the interval since the Unix epoch, UTC),
+never "start + 15m", so replicas started at different moments fire together
+(cron schedules do by nature).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ CRON_MISFIRE_GRACE_S = 60
 MAX_INTERVAL_MISFIRE_GRACE_S = 60
 
 Now = Callable[[], datetime]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def utc_now() -> datetime:
@@ -45,18 +52,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def aligned_fire(every_s: float, now: datetime) -> datetime:
+    """The first multiple of ``every_s`` seconds since the Unix epoch strictly after ``now``.
+
+    Whole microseconds throughout, so every replica computes the same instant.
+    """
+    every_us = max(1, round(every_s * 1_000_000))
+    now_us = (now.astimezone(UTC) - EPOCH) // _MICROSECOND
+    return EPOCH + timedelta(microseconds=(now_us // every_us + 1) * every_us)
+
+
 def build_trigger(schedule: ScheduleSpec, now: datetime) -> BaseTrigger | None:
     """The APScheduler trigger of a schedule; None for ``continuous`` and ``manual``.
 
-    An interval's first fire is one interval after ``now``.
+    An interval's first fire is the next wall-clock multiple of the interval
+    after ``now`` (:func:`aligned_fire`), and every later one is too.
     """
     if schedule.kind == "cron":
         assert schedule.cron is not None  # validated by the config loader
         return CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.timezone))
     if schedule.kind == "interval":
         assert schedule.every_s is not None
-        every = timedelta(seconds=schedule.every_s)
-        return IntervalTrigger(seconds=schedule.every_s, start_date=now + every, timezone=UTC)
+        start = aligned_fire(schedule.every_s, now)
+        return IntervalTrigger(seconds=schedule.every_s, start_date=start, timezone=UTC)
     return None
 
 

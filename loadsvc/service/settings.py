@@ -29,6 +29,23 @@ class ServeRequest:
     port: int = DEFAULT_PORT
     history_file: str | None = None
     shard: str | None = None
+    workers: int | None = None
+    log_flags: Sequence[str] = ()  # the top-level logging flags, handed on to worker processes
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """Set in a worker process started by ``serve --workers N`` (see :mod:`.workers`).
+
+    The front passes it through the environment: ``LOADSVC_WORKER`` (this
+    worker's index), ``LOADSVC_WORKER_PARENT`` (the front's PID: a worker whose
+    parent is gone stops) and ``LOADSVC_WORKER_URL_FILE`` (where the worker
+    writes the URL its port 0 became).
+    """
+
+    index: int
+    parent_pid: int
+    url_file: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,8 @@ class ServeSettings:
     history_file: str | None = None  # overrides the config's service.history_file
     shard: Shard = field(default_factory=Shard)
     api_token: str | None = field(default=None, repr=False)
+    workers: int = 1
+    worker: WorkerRole | None = None
 
 
 def parse_shard(text: str, where: str = "--shard") -> Shard:
@@ -80,6 +99,35 @@ def resolve_shard(flag: str | None, env: Mapping[str, str] = os.environ) -> Shar
     return parse_shard(f"{index_text}/{count_text}", "LOADSVC_SHARDS")
 
 
+def resolve_workers(flag: int | None, env: Mapping[str, str] = os.environ) -> int:
+    """``--workers N``, else ``LOADSVC_WORKERS=N``, else 1 (one process)."""
+    if flag is not None:
+        count, where = flag, "--workers"
+    else:
+        text = env.get("LOADSVC_WORKERS", "").strip()
+        if not text:
+            return 1
+        if not text.isdigit():
+            raise SettingsError(f"LOADSVC_WORKERS: expected a whole number, got {text!r}")
+        count, where = int(text), "LOADSVC_WORKERS"
+    if count < 1:
+        raise SettingsError(f"{where}: expected at least 1, got {count}")
+    return count
+
+
+def resolve_worker(env: Mapping[str, str] = os.environ) -> WorkerRole | None:
+    """This process's role when a ``--workers`` front started it, else None."""
+    index = env.get("LOADSVC_WORKER")
+    if not index:
+        return None
+    try:
+        return WorkerRole(
+            int(index), int(env["LOADSVC_WORKER_PARENT"]), env["LOADSVC_WORKER_URL_FILE"]
+        )
+    except (KeyError, ValueError) as exc:
+        raise SettingsError(f"LOADSVC_WORKER: incomplete worker environment ({exc})") from None
+
+
 def resolve_settings(request: ServeRequest, env: Mapping[str, str] = os.environ) -> ServeSettings:
     """Resolve the target, its secrets, the API token and the shard; SettingsError if unusable."""
     return ServeSettings(
@@ -90,4 +138,6 @@ def resolve_settings(request: ServeRequest, env: Mapping[str, str] = os.environ)
         history_file=request.history_file or env.get("LOADSVC_HISTORY_FILE") or None,
         shard=resolve_shard(request.shard, env),
         api_token=read_secret("LOADSVC_API_TOKEN", env),
+        workers=resolve_workers(request.workers, env),
+        worker=resolve_worker(env),
     )

@@ -48,7 +48,7 @@ def test_market_open_skips_the_weekend() -> None:
 
 
 def test_interval_fires_one_interval_after_now_and_continuous_never() -> None:
-    """An interval schedule first fires one interval on; continuous and manual have no fires."""
+    """An interval schedule fires at the next multiple of itself; continuous and manual never."""
     now = at("2026-11-23 10:00:00")
     every = ScheduleSpec(kind="interval", every_s=900)
     assert next_fire_time(every, now) == now + timedelta(minutes=15)
