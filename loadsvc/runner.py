@@ -195,10 +195,12 @@ class ScenarioRun:
         measured = self.stats.roll(self.clock())
         verdict = judge(self.spec.thresholds, measured)
         lag_p99 = None
-        if self._lag is not None:
+        if self._lag is not None and self.monitor is not None:
             lag_p99 = self._lag.quantiles((0.99,))[0.99]
             if not final:
-                self._lag.samples = type(self._lag.samples)("d")
+                # Each verdict window is judged on its own lag, not the run's history.
+                self.monitor.close_window(self._lag)
+                self._lag = self.monitor.open_window()
         result = "passed" if verdict.passed else "failed"
         if not verdict.passed and lag_p99 is not None and lag_p99 > self._trust_limit():
             result = "generator_bound"

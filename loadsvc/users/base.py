@@ -46,7 +46,6 @@ class UserContext:
     stopping: asyncio.Event
     started_at: float  # the run's start on ``clock``; cycles are aligned to it
     clock: Callable[[], float] = time.monotonic
-    wall: Callable[[], float] = time.time
 
 
 class VirtualUser(Protocol):
