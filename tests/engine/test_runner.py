@@ -334,3 +334,27 @@ async def test_shards_split_the_users(target: RunningTarget, metrics: Metrics) -
     result = await run(spec, target, metrics, replace(FAST, shard=Shard(1, 3)))
     assert result.endpoints[0].connects == 2
     assert result.shard == "1/3"
+
+
+async def test_other_ws_channels_are_reachable_by_configuration(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """/ws/foreign and /ws/alerts need nothing but a path and their keys in the configuration."""
+    spec = scenario(
+        """
+shape: {kind: constant, users: 2, duration: 2.5s}
+users:
+  - kind: ws_stream
+    path: /ws/foreign
+    message: {required_keys: [summary, stocks]}
+  - kind: ws_stream
+    path: /ws/alerts
+    message: {required_keys: [alerts]}
+"""
+    )
+    result = await run(spec, target, metrics)
+    by_endpoint = {e.endpoint: e for e in result.endpoints}
+    assert set(by_endpoint) == {"/ws/foreign", "/ws/alerts"}
+    assert by_endpoint["/ws/foreign"].count - by_endpoint["/ws/foreign"].status_messages > 0
+    assert all(e.errors == 0 and e.connects == 1 for e in result.endpoints)
+    assert result.passed
