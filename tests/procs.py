@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from loadsvc.localstack import wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,17 +26,7 @@ def free_port() -> int:
 
 def wait_http(url: str, timeout: float = 10.0) -> None:
     """Poll ``url`` until it answers 200, within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout}s")
-        time.sleep(0.05)
+    wait_ready(url, timeout)
 
 
 def loadsvc(
