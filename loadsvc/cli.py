@@ -120,6 +120,15 @@ def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return uvloop.run(coro_fn())
 
 
+def _check_writable(path: Path) -> None:
+    """Fail before the run, not after it, when its summary could not be written."""
+    from loadsvc.environment import SettingsError
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise SettingsError(f"--summary-json: cannot write {path}")
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from loadsvc.config import ConfigError, load_config
 
@@ -149,6 +158,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         config.scenario(args.scenario)
+        if args.summary_json is not None:
+            _check_writable(args.summary_json)
         target = resolve_target(args.target, args.header)
         check_reachable(target)
     except ConfigError as exc:

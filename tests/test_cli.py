@@ -96,6 +96,7 @@ def test_run_with_a_bad_config_exits_2_before_anything_starts(
             "--duration",
         ),
         (["run"], "scenario"),
+        (["run", "foreign_flow", "--summary-json", "/nonexistent/dir/s.json"], "--summary-json"),
     ],
 )
 def test_run_rejects_bad_input_with_exit_2(args: list[str], needle: str) -> None:
