@@ -70,6 +70,7 @@ class SoakService:
         self.config = config
         self.registry = registry or CollectorRegistry()
         multiprocess = multiprocess_enabled()  # a worker of `serve --workers N`
+        self._multiprocess = multiprocess
         self.metrics: Metrics = create_metrics(
             self.registry, config.latency_boundaries(), multiprocess=multiprocess
         )
@@ -194,7 +195,7 @@ class SoakService:
     def _apply(self, config: Config) -> dict[str, list[str]]:
         changes = self.supervisor.apply(config.scenarios)
         self.scheduler.apply(config.scenarios)
-        for name in changes["removed"]:
+        for name in changes["removed"] if not self._multiprocess else ():
             with contextlib.suppress(KeyError):
                 self.metrics.scenario_next_run_timestamp.remove(name)
         self._refresh_next_runs()
@@ -219,7 +220,7 @@ class SoakService:
             when = self._next_run(name)
             if when is not None:
                 gauge.labels(name).set(when)
-            else:
+            elif not self._multiprocess:  # a file-backed value cannot be removed (it warns)
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
 
