@@ -1,0 +1,1 @@
+"""End-to-end tests: loadsvc serve, Prometheus and Alertmanager as real processes on loopback."""

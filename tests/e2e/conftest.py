@@ -1,0 +1,121 @@
+"""The end-to-end stack: target, ``loadsvc serve``, Prometheus, Alertmanager, a webhook receiver.
+
+Everything listens on 127.0.0.1, every process gets its own directory under the
+module's temporary directory and is stopped by its PID. Prometheus loads the
+rules rendered from the default configuration with the FAST profile (20 s
+windows, ``for: 10s``) and scrapes and evaluates every second; Alertmanager runs
+the committed ``alertmanager/alertmanager.yml`` with only its webhook URL and
+group timings changed, so the real routing and inhibition are exercised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from loadsvc.config.load import load_default
+from loadsvc.localstack import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    Process,
+    local_prometheus_config,
+    start_alertmanager,
+    start_prometheus,
+)
+from loadsvc.render import FAST, render_all
+from tests.e2e.support import (
+    REPO,
+    PrometheusAPI,
+    Stack,
+    WebhookReceiver,
+    alertmanager_config,
+    eventually,
+    service_config,
+    start_loadsvc,
+)
+from tests.procs import free_port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole product on loopback, shared by the module's tests (started once)."""
+    for binary in (PROMETHEUS, ALERTMANAGER):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} is not installed (Debian: prometheus prometheus-alertmanager)")
+    work = tmp_path_factory.mktemp("e2e")
+    config = load_default()
+    rendered = work / "rendered"
+    render_all(config, rendered, FAST)
+    with contextlib.ExitStack() as cleanup:
+        webhook = WebhookReceiver()
+        cleanup.callback(webhook.close)
+        procs: list[Process] = []
+
+        def started(proc: Process) -> Process:
+            procs.append(proc)
+            cleanup.callback(proc.stop)  # stopped in reverse order, each by its PID
+            return proc
+
+        target_port = free_port()
+        target = started(
+            start_loadsvc(
+                "target",
+                ["target", "--host", "127.0.0.1", "--port", str(target_port)],
+                work / "target",
+                f"http://127.0.0.1:{target_port}",
+                "/healthz",
+            )
+        )
+        am_cfg = work / "alertmanager.yml"
+        am_cfg.write_text(yaml.safe_dump(alertmanager_config(webhook.url), sort_keys=False))
+        am_port = free_port()
+        alertmanager = started(start_alertmanager(am_cfg, work / "alertmanager", am_port))
+
+        cfg_path = work / "loadsvc.yaml"
+        cfg_path.write_text(yaml.safe_dump(service_config(), sort_keys=False))
+        serve_port = free_port()
+        serve_url = f"http://127.0.0.1:{serve_port}"
+        serve_args = [
+            "serve",
+            *("--config", str(cfg_path), "--target", target.url),
+            *("--host", "127.0.0.1", "--port", str(serve_port)),
+            *("--history-file", str(work / "serve" / "runs.jsonl")),
+        ]
+        started(start_loadsvc("serve", serve_args, work / "serve", serve_url, "/readyz"))
+
+        base = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+        prom_cfg = local_prometheus_config(
+            base,
+            loadsvc_targets=[f"127.0.0.1:{serve_port}"],
+            alertmanager=f"127.0.0.1:{am_port}",
+            rule_files=sorted(str(p) for p in (rendered / "prometheus" / "rules").glob("*.yml")),
+            scrape_interval="1s",
+            evaluation_interval="1s",
+        )
+        # The committed 10 s scrape timeout exceeds the 1 s interval, which Prometheus rejects.
+        prom_cfg["global"]["scrape_timeout"] = "1s"
+        prometheus = started(start_prometheus(prom_cfg, work / "prometheus", free_port()))
+
+        s = Stack(
+            workdir=work,
+            config=config,
+            rendered=rendered,
+            target_url=target.url,
+            serve_url=serve_url,
+            alertmanager_url=alertmanager.url,
+            prometheus=PrometheusAPI(prometheus.url),
+            webhook=webhook,
+            processes=procs,
+        )
+        eventually(
+            lambda: s.prometheus.query('up{job="loadsvc"} == 1'),
+            20,
+            "Prometheus scraping loadsvc serve",
+        )
+        s.started_at = time.time()
+        yield s
