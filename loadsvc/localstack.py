@@ -102,7 +102,9 @@ def local_prometheus_config(
     cfg = dict(base)
     glob = dict(cfg.get("global") or {})
     if scrape_interval:
+        # A timeout longer than the interval is invalid: shorten both together.
         glob["scrape_interval"] = scrape_interval
+        glob["scrape_timeout"] = scrape_interval
     if evaluation_interval:
         glob["evaluation_interval"] = evaluation_interval
     cfg["global"] = glob
@@ -114,6 +116,7 @@ def local_prometheus_config(
             job["static_configs"] = [{"targets": loadsvc_targets}]
             if scrape_interval:
                 job["scrape_interval"] = scrape_interval
+                job["scrape_timeout"] = scrape_interval
             jobs.append(job)
     cfg["scrape_configs"] = jobs
     if alertmanager:
