@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,7 +166,10 @@ def test_sighup_rejects_an_invalid_config_and_applies_a_valid_one(
         )
         poll, burst = status
         assert poll["schedule"] == "every 1800s"
-        assert poll["next_run_timestamp"] < before["poll"]["next_run_timestamp"]
+        # Rescheduled on the new interval: the next wall-clock multiple of 30 minutes (which,
+        # in the second half of an hour, is the same instant the hourly schedule had).
+        assert poll["next_run_timestamp"] % 1800 == 0
+        assert 0 < poll["next_run_timestamp"] - time.time() <= 1800
         assert burst["next_run"].endswith("T08:30:00+00:00")
         eventually(
             lambda: (
