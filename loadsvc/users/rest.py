@@ -4,27 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import itertools
 import random
+from collections.abc import Callable
 
 import aiohttp
-import orjson
+import msgspec
 
 from loadsvc.config.spec import EndpointRef, HttpTaskSpec, RestUserSpec
 from loadsvc.recorder import HttpSink
 from loadsvc.users.base import UserContext
+from loadsvc.users.http1 import Http1Client, Origin, Response, decode_body, request_bytes
+
+_ABSENT = msgspec.Raw()
+
+
+@functools.cache
+def body_checker(required: tuple[str, ...]) -> Callable[[bytes], bool]:
+    """A check that a body is a JSON object holding every ``required`` key.
+
+    One partial decode (as for WS frames): the body is scanned and validated as
+    JSON, but the values are left as raw slices, never built into Python objects.
+    A key whose value is ``null`` is present.
+    """
+    fields = [
+        (f"k{i}", msgspec.Raw, msgspec.field(default=_ABSENT, name=key))
+        for i, key in enumerate(required)
+    ]
+    body_type = msgspec.defstruct("Body", fields, kw_only=True, gc=False)  # as frames.py
+    decode = msgspec.json.Decoder(body_type).decode
+    attrs = tuple(name for name, _, _ in fields)
+
+    def check(body: bytes) -> bool:
+        try:
+            doc = decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
+        return all(getattr(doc, a) for a in attrs)
+
+    return check
 
 
 class _Task:
-    """A task with everything a request needs resolved once."""
+    """A task with everything a request needs resolved once, down to its bytes."""
 
-    __slots__ = ("expect", "method", "required", "sink", "url")
+    __slots__ = ("check", "data", "expect", "method", "sink")
 
-    def __init__(self, spec: HttpTaskSpec, url: str, sink: HttpSink) -> None:
+    def __init__(self, spec: HttpTaskSpec, url: str, origin: Origin, ctx: UserContext,
+                 sink: HttpSink) -> None:  # fmt: skip
         self.method = spec.method
-        self.url = url
+        self.data = request_bytes(spec.method, url, origin, ctx.target.headers)
         self.expect = frozenset(spec.expect_status)
-        self.required = frozenset(spec.required_keys)
+        # Only a body that is validated is kept in memory.
+        self.check = (
+            body_checker(tuple(sorted(set(spec.required_keys)))) if spec.required_keys else None
+        )
         self.sink = sink
 
 
@@ -34,7 +69,7 @@ def task_refs(spec: RestUserSpec) -> list[EndpointRef]:
 
 
 class RestUser:
-    """A REST client.
+    """A REST client with its own keep-alive connection (as a browser tab or a poller has).
 
     Paced (``pacing_s``): one request per interval on a fixed schedule whose
     phase is random per user (a population, not a lockstep crowd); latency is
@@ -43,26 +78,33 @@ class RestUser:
     should already have started goes out at once.
 
     Think time: the closed model; latency from the send, then a uniform pause.
+
+    Requests go through :class:`~loadsvc.users.http1.Http1Client`, whose per-request
+    cost is a fraction of aiohttp's; ``session`` is accepted for the wiring's sake
+    and not used.
     """
 
     def __init__(
         self,
         spec: RestUserSpec,
         ctx: UserContext,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         sinks: list[HttpSink],
         rng: random.Random,
     ) -> None:
+        del session  # see the class docstring
         self.busy = False
         self._spec = spec
         self._ctx = ctx
-        self._session = session
         self._rng = rng
+        origin = Origin.from_url(ctx.target.base_url)
+        self._client = Http1Client(origin)
         self._tasks = [
-            _Task(t, ctx.target.http_url(t.path), s) for t, s in zip(spec.tasks, sinks, strict=True)
+            _Task(t, ctx.target.http_url(t.path), origin, ctx, s)
+            for t, s in zip(spec.tasks, sinks, strict=True)
         ]
         self._cum_weights = list(itertools.accumulate(t.weight for t in spec.tasks))
-        self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
+        self._timeout_s = spec.timeout_s
 
     def _choose(self) -> _Task:
         if len(self._tasks) == 1:
@@ -71,12 +113,15 @@ class RestUser:
         return self._tasks[bisect.bisect_right(self._cum_weights, x)]
 
     async def run(self) -> None:
-        """Request until stopped."""
-        if self._spec.pacing_s is not None:
-            await self._run_paced(self._spec.pacing_s)
-        else:
-            assert self._spec.think_time_s is not None
-            await self._run_thinking(*self._spec.think_time_s)
+        """Request until stopped; the connection closes when the user ends."""
+        try:
+            if self._spec.pacing_s is not None:
+                await self._run_paced(self._spec.pacing_s)
+            else:
+                assert self._spec.think_time_s is not None
+                await self._run_thinking(*self._spec.think_time_s)
+        finally:
+            self._client.close()
 
     async def _run_paced(self, interval: float) -> None:
         clock = self._ctx.clock
@@ -94,26 +139,29 @@ class RestUser:
     async def _run_thinking(self, low: float, high: float) -> None:
         clock = self._ctx.clock
         stopping = self._ctx.stopping
+        uniform = self._rng.uniform
         while not stopping.is_set():
             await self._request(self._choose(), clock())
-            await asyncio.sleep(self._rng.uniform(low, high))
+            pause = uniform(low, high)
+            # sleep(0) still yields to the loop, so a no-think crowd takes turns.
+            await asyncio.sleep(pause)
 
     async def _request(self, task: _Task, started: float) -> None:
         self.busy = True
         outcome = "ok"
         got_response = True
         try:
-            async with self._session.request(
-                task.method, task.url, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                body = await resp.read()
-                if resp.status not in task.expect:
-                    outcome = "http_error"
-                elif task.required:
-                    outcome = _validate(body, task.required)
+            keep_body = task.check is not None
+            response = await self._client.request(
+                task.data, task.method, keep_body, self._timeout_s
+            )
+            if response.status not in task.expect:
+                outcome = "http_error"
+            elif task.check is not None:
+                outcome = _validate(response, task.check)
         except TimeoutError:
             outcome = "timeout"
-        except (aiohttp.ClientError, OSError):
+        except OSError:  # refused, reset, TLS failure, or not HTTP (ProtocolError)
             outcome = "connection_error"
             got_response = False
         finally:
@@ -121,11 +169,9 @@ class RestUser:
         task.sink.request(self._ctx.clock() - started if got_response else None, outcome)
 
 
-def _validate(body: bytes, required: frozenset[str]) -> str:
+def _validate(response: Response, check: Callable[[bytes], bool]) -> str:
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        body = decode_body(response.body, response.encoding)
+    except ValueError:
         return "invalid"
-    if not isinstance(doc, dict) or not required <= doc.keys():
-        return "invalid"
-    return "ok"
+    return "ok" if check(body) else "invalid"

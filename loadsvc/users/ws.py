@@ -3,6 +3,7 @@
 Both read frames the same way (:class:`FrameReader`): one parse per frame,
 delivery latency = receive wall time minus the publish stamp the server put in
 the frame, the interval since the previous data frame, and sequence gaps.
+Frames are timed when their bytes arrive (:class:`TimedConnection`).
 """
 
 from __future__ import annotations
@@ -10,31 +11,17 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.recorder import WsSink
 from loadsvc.users.base import UserContext, jittered
 from loadsvc.users.frames import FrameReader
+from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
 
-
-class TimedConnection(ClientConnection):
-    """A client connection that notes when bytes last arrived from the network.
-
-    Frames are timed at arrival, before they wait for the event loop to get to
-    their user's task, so a burst of frames on many connections (a broadcast)
-    is not charged the generator's own processing time.
-    """
-
-    arrived_at: float = 0.0
-
-    def data_received(self, data: bytes) -> None:
-        """Note the arrival time, then parse as usual."""
-        self.arrived_at = time.time()
-        super().data_received(data)
+__all__ = ["ArrivalBacklog", "TimedConnection", "WsReconnectUser", "WsStreamUser"]
 
 
 class _WsClient:
@@ -53,10 +40,17 @@ class _WsClient:
         self._reader = FrameReader(spec.message, sink)
         self._ws: TimedConnection | None = None  # the open connection, if any
 
-    async def _open(self, lost_at: float | None) -> TimedConnection:
-        """Connect, retrying with jittered backoff; report connect (and reconnect) time."""
+    async def _open(
+        self, lost_at: float | None, on_frame: FrameHook | None = None
+    ) -> TimedConnection:
+        """Connect, retrying with jittered backoff; report connect (and reconnect) time.
+
+        With ``on_frame``, data frames go to it as they are parsed, not to ``recv()``.
+        """
         delay = self._spec.backoff.initial_s
         clock = self._ctx.clock
+        # Before connecting: frames may be judged before connect() returns.
+        self._reader.new_connection()
         while True:
             t0 = clock()
             reason = None
@@ -70,7 +64,7 @@ class _WsClient:
                     max_queue=64,
                     close_timeout=2,
                     user_agent_header="loadsvc",
-                    create_connection=TimedConnection,
+                    create_connection=TimedConnection.factory(on_frame),
                 )
             except TimeoutError:
                 reason = "timeout"
@@ -86,7 +80,6 @@ class _WsClient:
                 self._sink.connected(now - t0)
                 if lost_at is not None:
                     self._sink.reconnected(now - lost_at)
-                self._reader.new_connection()
                 self._ws = ws
                 return ws
             self._sink.failed(reason)
@@ -123,17 +116,14 @@ class WsStreamUser(_WsClient):
     async def run(self) -> None:
         """Stream until cancelled."""
         lost_at: float | None = None
-        feed = self._reader.feed
         try:
             while True:
-                ws = await self._open(lost_at)
-                try:
-                    while True:
-                        # bytes, not str: the decoder reads UTF-8 itself, so skip a decode
-                        raw = await ws.recv(decode=False)
-                        feed(raw, ws.arrived_at)
-                except ConnectionClosed as exc:
-                    self._lost(exc)
+                # Frames are judged as they are parsed (bytes: the decoder reads UTF-8
+                # itself); this task only waits for the connection to end.
+                ws = await self._open(lost_at, self._reader.feed)
+                await ws.wait_closed()
+                closed = ws.protocol.close_exc
+                self._lost(closed)
                 lost_at = self._ctx.clock()
                 await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
         finally:

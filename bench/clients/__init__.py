@@ -1,0 +1,1 @@
+"""The processes a trial starts besides the target: load generators and probes."""

@@ -1,0 +1,60 @@
+"""loadsvc as a bench generator: the engine's in-process API, stepped by the harness.
+
+``python bench/clients/loadsvc_gen.py CONTROL_DIR NAME URL CONFIG SCENARIO``
+
+It is what ``loadsvc run`` does (uvloop, the metric contract on a registry, the
+loop-lag monitor, one ``ScenarioRun``), plus the harness's steps: the run starts
+on ``go``, ``mark`` closes a verdict window (so the summary covers the measured
+window only, not the ramp), ``stop`` ends it and the summary is the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import uvloop
+from prometheus_client import CollectorRegistry
+
+from bench.control import Control
+from loadsvc.config import parse_config
+from loadsvc.logs import configure_logging
+from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.metrics import create_metrics
+from loadsvc.recorder import Recorder
+from loadsvc.report import summary_doc
+from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.users.base import Target
+
+
+async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> None:
+    """Set up, then run the scenario between the harness's ``go`` and ``stop``."""
+    config = parse_config(config_file.read_text(), str(config_file))
+    metrics = create_metrics(CollectorRegistry(), config.latency_boundaries())
+    monitor = LoopLagMonitor(metrics)
+    monitor.start()
+    run = ScenarioRun(
+        config.scenario(scenario), Target(url), Recorder(metrics), RunOptions(), monitor=monitor
+    )
+    ctl.ready()
+    await ctl.wait("go")
+    execution = asyncio.get_running_loop().create_task(run.execute())
+    await ctl.wait("mark")
+    run.roll_window()
+    await ctl.wait("stop")
+    run.stop()
+    result = await execution
+    await monitor.stop()
+    ctl.write_result(summary_doc(result, url))
+
+
+def main(argv: list[str]) -> None:
+    """Entry point."""
+    control_dir, name, url, config_file, scenario = argv
+    configure_logging(json=True, level="warning")
+    uvloop.run(drive(Control(control_dir, name), url, Path(config_file), scenario))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

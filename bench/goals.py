@@ -1,0 +1,152 @@
+"""The issue's "done when" goals, checked against one run's results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.table import Table
+
+REST_SPEEDUP = 1.5
+WS_FRAMES_PER_CPU_S = 25_000
+WS_KB_PER_CONNECTION = 40.0
+REST_TOLERANCE_MS = 5.0  # at REST_USERS users
+REST_USERS = 500
+WS_TOLERANCE_MS = 10.0  # at WS_CONNECTIONS connections
+WS_CONNECTIONS = 2000
+LAG_TRUST_MS = 10.0  # 10 % of the tightest default latency threshold (100 ms)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal: what it asks, what was measured, and whether it holds (None: not measured)."""
+
+    goal: str
+    measured: str
+    met: bool | None
+
+
+def _rest_speedup(results: dict[str, Any]) -> Goal:
+    rows = {r["tool"]: r["req_per_cpu_s"] for r in results.get("rest_throughput", [])}
+    ours, theirs = rows.get("loadsvc"), rows.get("Locust FastHttpUser")
+    goal = f"REST: loadsvc >= {REST_SPEEDUP}x Locust FastHttpUser in requests per CPU-second"
+    if not ours or not theirs:
+        return Goal(goal, "not measured", None)
+    ratio = ours / theirs
+    return Goal(goal, f"{ratio:.2f}x ({ours:,.0f} vs {theirs:,.0f})", ratio >= REST_SPEEDUP)
+
+
+def _ws_cost(results: dict[str, Any]) -> Goal:
+    rows = [r for r in results.get("ws", []) if r["tool"] == "loadsvc"]
+    goal = (
+        f"WS: loadsvc >= {WS_FRAMES_PER_CPU_S:,} frames per CPU-second (validation and "
+        f"metrics on) at <= {WS_KB_PER_CONNECTION:g} KB per connection"
+    )
+    if not rows:
+        return Goal(goal, "not measured", None)
+    parts, met = [], True
+    for r in rows:
+        rate, kb = r["frames_per_cpu_s"] or 0.0, r["kb_per_connection"]
+        met = met and rate >= WS_FRAMES_PER_CPU_S and kb <= WS_KB_PER_CONNECTION
+        parts.append(f"{r['connections']:,}: {rate:,.0f} at {kb:.1f} KB")
+    return Goal(goal, "; ".join(parts), met)
+
+
+def _off_by(row: dict[str, Any]) -> float | None:
+    if row.get("p99_ms") is None or row.get("probe_p99_ms") is None:
+        return None
+    return float(row["p99_ms"] - row["probe_p99_ms"])
+
+
+def _accuracy(goal: str, row: dict[str, Any] | None, tolerance: float) -> Goal:
+    off = None if row is None else _off_by(row)
+    if off is None:
+        return Goal(goal, "not measured", None)
+    return Goal(
+        goal,
+        f"{off:+.1f} ms (p99 {row['p99_ms']:.1f} vs probe {row['probe_p99_ms']:.1f})"
+        if row
+        else "-",
+        abs(off) <= tolerance,
+    )
+
+
+def _loadsvc_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], float]]:
+    rest = [
+        (f"REST {r['users']} users", r["loadsvc"], REST_TOLERANCE_MS)
+        for r in results.get("rest_accuracy", [])
+        if "loadsvc" in r
+    ]
+    ws = [
+        (f"WS {r['connections']:,} connections", r, WS_TOLERANCE_MS)
+        for r in results.get("ws", [])
+        if r["tool"] == "loadsvc"
+    ]
+    return rest + ws
+
+
+def _says_generator_bound(results: dict[str, Any]) -> Goal:
+    goal = "Beyond what one process measures truthfully, loadsvc says it is generator-bound"
+    rows = _loadsvc_rows(results)
+    # A generator that cannot keep up adds its own queueing: it reports *more* than the probe.
+    untruthful = [
+        (name, row) for name, row, tol in rows if (off := _off_by(row)) is not None and off > tol
+    ]
+    if not rows:
+        return Goal(goal, "not measured", None)
+    if not untruthful:
+        return Goal(goal, "no loadsvc row reported more than its probe beyond tolerance", True)
+    flagged = [
+        f"{name}: {row['result']}, loop lag p99 {row['loop_lag_p99_ms']:.0f} ms"
+        for name, row in untruthful
+    ]
+    met = all(
+        row["result"] == "generator_bound" or (row["loop_lag_p99_ms"] or 0) > LAG_TRUST_MS
+        for _, row in untruthful
+    )
+    return Goal(goal, "; ".join(flagged), met)
+
+
+def check(results: dict[str, Any]) -> list[Goal]:
+    """Every goal, in the issue's order."""
+    rest_row = next(
+        (
+            r["loadsvc"]
+            for r in results.get("rest_accuracy", [])
+            if r["users"] == REST_USERS and "loadsvc" in r
+        ),
+        None,
+    )
+    ws_row = next(
+        (
+            r
+            for r in results.get("ws", [])
+            if r["tool"] == "loadsvc" and r["connections"] == WS_CONNECTIONS
+        ),
+        None,
+    )
+    return [
+        _rest_speedup(results),
+        _ws_cost(results),
+        _accuracy(
+            f"REST: at {REST_USERS} users on the 50 ms endpoint, loadsvc p99 within "
+            f"{REST_TOLERANCE_MS:g} ms of the probe's",
+            rest_row,
+            REST_TOLERANCE_MS,
+        ),
+        _accuracy(
+            f"WS: at {WS_CONNECTIONS:,} connections, loadsvc delivery p99 within "
+            f"{WS_TOLERANCE_MS:g} ms of the probe's",
+            ws_row,
+            WS_TOLERANCE_MS,
+        ),
+        _says_generator_bound(results),
+    ]
+
+
+def goals_table(goals: list[Goal]) -> Table:
+    """The goals as a table."""
+    mark = {True: "met", False: "NOT met", None: "not measured"}
+    return Table(
+        "Goals", ["goal", "measured", "result"], [[g.goal, g.measured, mark[g.met]] for g in goals]
+    )

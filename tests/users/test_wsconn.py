@@ -1,0 +1,150 @@
+"""TimedConnection against a real websockets server: every frame reaches on_frame intact."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import BytesLike
+
+from loadsvc.users.wsconn import TimedConnection
+
+Run = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Run a test body on a fresh loop of each kind (uvloop is what the generator uses)."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def runner(body: Coroutine[Any, Any, None]) -> None:
+        with asyncio.Runner(loop_factory=factory) as r:
+            r.run(body)
+
+    return runner
+
+
+MESSAGES: list[str | bytes] = [
+    "small",
+    "x" * 200,  # 16-bit length
+    b"\x00binary\xff",
+    "y" * 70_000,  # 64-bit length
+    *[f"burst {i}" for i in range(50)],  # written back to back: many frames per read
+]
+
+
+async def received_by_client(server_side: Callable[[ServerConnection], Any]) -> list[bytes]:
+    """What on_frame got, in order, from a server running ``server_side``; then closed."""
+    got: list[bytes] = []
+    times: list[float] = []
+
+    def on_frame(data: BytesLike, arrived: float) -> None:
+        got.append(bytes(data))
+        times.append(arrived)
+
+    async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(
+            f"ws://127.0.0.1:{port}",
+            compression=None,
+            create_connection=TimedConnection.factory(on_frame),
+        )
+        await asyncio.wait_for(ws.wait_closed(), 10)
+    assert all(t > 0 for t in times)
+    return got
+
+
+def encoded(messages: list[str | bytes]) -> list[bytes]:
+    return [m.encode() if isinstance(m, str) else m for m in messages]
+
+
+def test_every_data_frame_reaches_on_frame_in_order(run: Run) -> None:
+    """Text and binary frames of every length encoding, sent back to back, arrive whole."""
+
+    async def server_side(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.05)  # after the handshake has been read on its own
+        for m in MESSAGES:
+            await ws.send(m)
+        await asyncio.sleep(0.05)
+        for m in MESSAGES:
+            await ws.send(m)
+        await ws.close()
+
+    async def body() -> None:
+        assert await received_by_client(server_side) == encoded(MESSAGES) * 2
+
+    run(body())
+
+
+def test_fragmented_messages_and_pings_in_between(run: Run) -> None:
+    """A fragmented message is joined; pings between frames are answered; order is kept."""
+
+    async def server_side(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.05)  # after the handshake has been read on its own
+        await ws.send("before")
+        pong = await ws.ping()
+        await ws.send("between")
+        await asyncio.wait_for(pong, 5)  # the client answered the ping
+        await ws.send(["frag", "ment", "ed"])
+        await asyncio.sleep(0.05)
+        await ws.send("after")
+        await ws.close()
+
+    async def body() -> None:
+        got = await received_by_client(server_side)
+        assert got == [b"before", b"between", b"fragmented", b"after"]
+
+    run(body())
+
+
+def test_closing_handshake_after_frames(run: Run) -> None:
+    """The server's close is handled by websockets: the connection ends cleanly."""
+    codes: list[int | None] = []
+
+    async def server_side(ws: ServerConnection) -> None:
+        await ws.send("last")
+        await ws.close(code=1001)
+
+    async def body() -> None:
+        got: list[bytes] = []
+        async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ws = await connect(
+                f"ws://127.0.0.1:{port}",
+                compression=None,
+                create_connection=TimedConnection.factory(lambda d, _: got.append(bytes(d))),
+            )
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            codes.append(ws.close_code)
+        assert got == [b"last"]
+
+    run(body())
+    assert codes == [1001]
+
+
+def test_without_on_frame_recv_still_works(run: Run) -> None:
+    """With no on_frame (the reconnect storm), frames are read with recv() as usual."""
+
+    async def server_side(ws: ServerConnection) -> None:
+        for m in MESSAGES:
+            await ws.send(m)
+        await ws.close()
+
+    async def body() -> None:
+        async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ws = await connect(
+                f"ws://127.0.0.1:{port}",
+                compression=None,
+                create_connection=TimedConnection.factory(None),
+            )
+            got = [await ws.recv(decode=False) for _ in MESSAGES]
+            assert got == encoded(MESSAGES)
+            await ws.close()
+
+    run(body())
