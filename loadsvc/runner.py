@@ -17,10 +17,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import aiohttp
 import structlog
 
-from loadsvc.config.spec import RestUserSpec, ScenarioSpec
+from loadsvc.config.spec import ScenarioSpec
 from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary, LatencySamples
@@ -153,7 +152,6 @@ class ScenarioRun:
         self.started_at = self.clock()
         self.started_wall = self._window_wall = time.time()
         self._lag = self.monitor.open_window() if self.monitor else None
-        session = self._session() if any(isinstance(u, RestUserSpec) for u in spec.users) else None
         ctx = UserContext(
             scenario=spec.name,
             target=self.target,
@@ -161,9 +159,7 @@ class ScenarioRun:
             started_at=self.started_at,
             clock=self.clock,
         )
-        self._groups = [
-            _Group(wire_group(u, self.recorder, self.stats, session)) for u in spec.users
-        ]
+        self._groups = [_Group(wire_group(u, self.recorder, self.stats)) for u in spec.users]
         metrics.scenario_running.labels(spec.name).set(1)
         self.log.info(
             "run started",
@@ -176,8 +172,6 @@ class ScenarioRun:
             await self._wind_down(ctx)
         finally:
             await self._cancel_all()
-            if session is not None:
-                await session.close()
             metrics.scenario_running.labels(spec.name).set(0)
             metrics.scenario_users.labels(spec.name).set(0)
             metrics.scenario_target_users.labels(spec.name).set(0)
@@ -225,17 +219,6 @@ class ScenarioRun:
         t = self.spec.thresholds
         tightest = min(min(x.http_latency.max_s, x.ws_delivery_latency.max_s) for x in t.all())
         return tightest * TRUST_SHARE
-
-    def _session(self) -> aiohttp.ClientSession:
-        # One pooled session per run: keep-alive connections are reused across
-        # requests and users, as a browser population would (limit=0: no cap).
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers=self.target.header_dict(),
-            trust_env=False,  # never send the load through an environment proxy
-            skip_auto_headers=("User-Agent",),
-        )
 
     async def _drive(self, ctx: UserContext) -> None:
         spec = self.spec

@@ -6,8 +6,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from loadsvc.config.spec import EndpointRef, RestUserSpec, UserSpec, WsReconnectUserSpec
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.users.base import Target, UserContext, VirtualUser
@@ -26,19 +24,12 @@ class GroupWiring:
     make: UserFactory
 
 
-def wire_group(
-    spec: UserSpec,
-    recorder: Recorder,
-    stats: ScenarioStats,
-    session: aiohttp.ClientSession | None,
-) -> GroupWiring:
+def wire_group(spec: UserSpec, recorder: Recorder, stats: ScenarioStats) -> GroupWiring:
     """Resolve a group's sinks once and return a factory for its users."""
     if isinstance(spec, RestUserSpec):
-        assert session is not None, "REST users need the run's HTTP session"
         sinks = [recorder.http_sink(stats, ref) for ref in task_refs(spec)]
-        http = session
         rest_spec = spec
-        return GroupWiring(spec, lambda ctx, rng: RestUser(rest_spec, ctx, http, sinks, rng))
+        return GroupWiring(spec, lambda ctx, rng: RestUser(rest_spec, ctx, sinks, rng))
     sink = recorder.ws_sink(stats, EndpointRef(spec.endpoint, "ws"))
     if isinstance(spec, WsReconnectUserSpec):
         storm = spec

@@ -9,7 +9,6 @@ import itertools
 import random
 from collections.abc import Callable
 
-import aiohttp
 import msgspec
 
 from loadsvc.config.spec import EndpointRef, HttpTaskSpec, RestUserSpec
@@ -79,20 +78,18 @@ class RestUser:
 
     Think time: the closed model; latency from the send, then a uniform pause.
 
-    Requests go through :class:`~loadsvc.users.http1.Http1Client`, whose per-request
-    cost is a fraction of aiohttp's; ``session`` is accepted for the wiring's sake
-    and not used.
+    Requests go through :class:`~loadsvc.users.http1.Http1Client`: one keep-alive
+    connection per user (as a browser tab or a poller has), at a fraction of the
+    per-request cost of aiohttp's ClientSession.
     """
 
     def __init__(
         self,
         spec: RestUserSpec,
         ctx: UserContext,
-        session: aiohttp.ClientSession | None,
         sinks: list[HttpSink],
         rng: random.Random,
     ) -> None:
-        del session  # see the class docstring
         self.busy = False
         self._spec = spec
         self._ctx = ctx
