@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,24 +107,32 @@ def test_run_rejects_bad_input_with_exit_2(args: list[str], needle: str) -> None
     assert needle in r.stderr
 
 
-def test_healthy_run_exits_0_and_writes_the_summary(tmp_path: Path, target_url: str) -> None:
-    """foreign_flow with 5 users passes, exits 0, and its summary JSON has every field."""
+def run_small(
+    scenario: str, target_url: str, tmp_path: Path, duration: str = "4s"
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`loadsvc run SCENARIO` with 5 users; its result and its summary JSON."""
     out = tmp_path / "summary.json"
     r = loadsvc(
         "run",
-        "foreign_flow",
+        scenario,
         "--target",
         target_url,
         "--users",
         "5",
         "--duration",
-        "4s",
+        duration,
         "--summary-json",
         str(out),
     )
+    doc: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    return r, doc
+
+
+def test_healthy_run_exits_0_and_writes_the_summary(tmp_path: Path, target_url: str) -> None:
+    """foreign_flow with 5 users passes, exits 0, and its summary JSON has every field."""
+    r, doc = run_small("foreign_flow", target_url, tmp_path, "4s")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "foreign_flow: PASSED" in r.stdout
-    doc = json.loads(out.read_text())
     assert doc["scenario"] == "foreign_flow" and doc["passed"] is True
     (ep,) = doc["endpoints"]
     assert ep["endpoint"] == "/api/market/foreign-detail" and ep["kind"] == "http"
@@ -142,22 +151,9 @@ def test_rest_latency_fault_exits_1_naming_the_p95_threshold(
 ) -> None:
     """+250 ms on foreign-detail: p95 reported at its true size, exit 1 naming the REST p95 threshold."""
     set_faults(target_url, {"latency_ms": {"/api/market/foreign-detail": 250}})
-    out = tmp_path / "summary.json"
-    r = loadsvc(
-        "run",
-        "foreign_flow",
-        "--target",
-        target_url,
-        "--users",
-        "5",
-        "--duration",
-        "5s",
-        "--summary-json",
-        str(out),
-    )
+    r, doc = run_small("foreign_flow", target_url, tmp_path, "5s")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "! /api/market/foreign-detail http_latency p95" in r.stdout
-    doc = json.loads(out.read_text())
     assert 250 <= doc["endpoints"][0]["p95_ms"] < 350
     (breach,) = [t for t in doc["thresholds"] if not t["passed"]]
     assert breach["name"] == "http_latency" and breach["limit"] == 200 and breach["value"] >= 250
@@ -166,21 +162,8 @@ def test_rest_latency_fault_exits_1_naming_the_p95_threshold(
 def test_ws_delivery_delay_exits_1(tmp_path: Path, target_url: str, faults: None) -> None:
     """150 ms WS delivery delay: market_stream reports it and exits 1."""
     set_faults(target_url, {"ws_delay_ms": {"/ws/market": 150}})
-    out = tmp_path / "summary.json"
-    r = loadsvc(
-        "run",
-        "market_stream",
-        "--target",
-        target_url,
-        "--users",
-        "5",
-        "--duration",
-        "4s",
-        "--summary-json",
-        str(out),
-    )
+    r, doc = run_small("market_stream", target_url, tmp_path, "4s")
     assert r.returncode == 1, r.stdout + r.stderr
-    doc = json.loads(out.read_text())
     (ep,) = doc["endpoints"]
     assert ep["kind"] == "ws" and ep["p99_ms"] >= 150
     (breach,) = [t for t in doc["thresholds"] if not t["passed"]]
