@@ -17,7 +17,6 @@ from loadsvc.config.spec import EndpointRef, ScenarioSpec
 from loadsvc.metrics import (
     HTTP_ERROR_OUTCOMES,
     HTTP_OUTCOMES,
-    THRESHOLD_NAMES,
     WS_ERROR_OUTCOMES,
     WS_ERROR_REASONS,
     WS_OUTCOMES,
@@ -206,23 +205,10 @@ class Recorder:
                     m.ws_messages.labels(s, ref.endpoint, o)
                 for r in WS_ERROR_REASONS:
                     m.ws_connection_errors.labels(s, ref.endpoint, r)
-            for t in THRESHOLD_NAMES:
-                if t == "http_latency" and ref.kind != "http":
-                    continue
-                if t == "ws_delivery_latency" and ref.kind != "ws":
-                    continue
-                m.threshold_breached.labels(s, ref.endpoint, t)
-                thresholds = spec.thresholds.for_endpoint(ref.endpoint)
-                limit = (
-                    thresholds.error_ratio
-                    if t == "error_ratio"
-                    else (
-                        thresholds.http_latency.max_s
-                        if t == "http_latency"
-                        else thresholds.ws_delivery_latency.max_s
-                    )
-                )
-                m.threshold_limit.labels(s, ref.endpoint, t).set(limit)
+            limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
+            for name, limit in limits.items():
+                m.threshold_breached.labels(s, ref.endpoint, name)
+                m.threshold_limit.labels(s, ref.endpoint, name).set(limit)
 
     def begin(self, spec: ScenarioSpec) -> ScenarioStats:
         """Start the stats of a run of ``spec`` (replacing any previous one)."""
@@ -230,10 +216,8 @@ class Recorder:
         now = self.clock()
         stats = ScenarioStats(spec, started_wall=time.time())
         for ref in spec.endpoints():
-            t = spec.thresholds.for_endpoint(ref.endpoint)
-            limit = t.http_latency.max_s if ref.kind == "http" else t.ws_delivery_latency.max_s
             stats.endpoints[(ref.kind, ref.endpoint, ref.method)] = EndpointStats(
-                ref.endpoint, ref.kind, ref.method, now, (limit,)
+                ref.endpoint, ref.kind, ref.method, now
             )
         self.current[spec.name] = stats
         return stats

@@ -133,12 +133,10 @@ class EndpointStats:
         kind: Literal["http", "ws"],
         method: str,
         now: float,
-        limits: tuple[float, ...] = (),
     ) -> None:
         self.endpoint = endpoint
         self.kind: Literal["http", "ws"] = kind
         self.method = method
-        self.limits = limits
         self._reset(now)
 
     def _reset(self, now: float) -> None:

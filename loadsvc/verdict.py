@@ -67,8 +67,7 @@ def judge(
     out: list[Judgement] = []
     for summary, samples in measured:
         t = thresholds.for_endpoint(summary.endpoint)
-        latency = t.http_latency if summary.kind == "http" else t.ws_delivery_latency
-        name: ThresholdName = "http_latency" if summary.kind == "http" else "ws_delivery_latency"
+        name, latency = t.latency_for(summary.kind)
         value = nearest_rank(sorted(samples.samples), latency.quantile)
         out.append(
             Judgement(

@@ -40,6 +40,19 @@ class Thresholds:
     ws_delivery_latency: LatencyThreshold = LatencyThreshold(0.99, 0.1)
     error_ratio: float = 0.01
 
+    def latency_for(
+        self, kind: Literal["http", "ws"]
+    ) -> tuple[Literal["http_latency", "ws_delivery_latency"], LatencyThreshold]:
+        """The latency threshold (its name and value) an endpoint of ``kind`` is judged by."""
+        if kind == "http":
+            return "http_latency", self.http_latency
+        return "ws_delivery_latency", self.ws_delivery_latency
+
+    def limits_for(self, kind: Literal["http", "ws"]) -> dict[str, float]:
+        """Every threshold of an endpoint of ``kind`` by name: seconds, or a ratio."""
+        name, latency = self.latency_for(kind)
+        return {name: latency.max_s, "error_ratio": self.error_ratio}
+
 
 @dataclass(frozen=True)
 class ScenarioThresholds:
