@@ -39,16 +39,41 @@ LOOP_LAG_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 # Small fixed label sets; nothing else ever becomes a label value.
-HTTP_OUTCOMES: tuple[str, ...] = ("ok", "http_error", "invalid", "timeout", "connection_error")
+HTTP_OUTCOMES: tuple[str, ...] = (
+    "ok",
+    "http_error",  # a status not in expect_status
+    "invalid",  # the body failed validation (not JSON, a required key missing, bad encoding)
+    "timeout",  # no complete response within timeout (or still outstanding when the run ended)
+    "connection_error",  # refused, reset, or closed before a complete response
+    "protocol_error",  # the response is not well-formed HTTP/1.x
+    "too_large",  # the body (or its decompressed form) is beyond the configured cap
+    "tls",  # the TLS handshake failed (certificate, protocol)
+)
 HTTP_ERROR_OUTCOMES: tuple[str, ...] = HTTP_OUTCOMES[1:]
-WS_OUTCOMES: tuple[str, ...] = ("ok", "status", "invalid", "malformed")
+WS_OUTCOMES: tuple[str, ...] = (
+    "ok",
+    "status",  # a frame of a skipped type (heartbeat): counted, neither validated nor timed
+    "invalid",  # JSON, but not what the stream promises
+    "malformed",  # not JSON
+    "skewed",  # a publish stamp later than the arrival: clock skew or a wrong timestamp_unit
+)
+# Skewed frames are a measurement problem, not the backend's error: they fail a run through
+# their own judgement (clock skew), not through the error ratio.
 WS_ERROR_OUTCOMES: tuple[str, ...] = ("invalid", "malformed")
+# Sequence numbers that are not the next one: counted as such, never as missed.
+WS_SEQUENCE_ANOMALIES: tuple[str, ...] = (
+    "duplicate",  # a sequence number already received on the connection
+    "reordered",  # a late frame that fills a gap (its number was first thought missed)
+    "reset",  # the sequence went backwards beyond the reorder window (the server restarted it)
+)
 WS_ERROR_REASONS: tuple[str, ...] = (
     "refused",  # TCP connect refused or reset before the handshake
     "timeout",  # connect or handshake took longer than connect_timeout
     "handshake",  # the server answered the upgrade with a non-101 status
     "closed",  # the server closed an open connection (close frame)
     "abnormal_close",  # the connection dropped without a close frame
+    "tls",  # the TLS handshake failed (certificate, protocol)
+    "protocol",  # the server broke the WebSocket protocol; loadsvc failed the connection
     "error",  # anything else (counted, logged in aggregate)
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
@@ -65,6 +90,7 @@ MergeMode = Literal[
 # users, connections or breaches behind; timestamps keep the latest of all.
 GAUGE_MERGE: Mapping[str, MergeMode] = {
     "loadsvc_ws_connections": "livesum",
+    "loadsvc_ws_clock_offset_seconds": "livemin",
     "loadsvc_scenario_users": "livesum",
     "loadsvc_scenario_target_users": "livesum",
     "loadsvc_scenario_running": "livemax",
@@ -124,6 +150,8 @@ class Metrics:
     ws_reconnect_duration: Histogram
     ws_connections: Gauge
     ws_connection_errors: Counter
+    ws_sequence_anomalies: Counter
+    ws_clock_offset: Gauge
     scenario_users: Gauge
     scenario_target_users: Gauge
     scenario_running: Gauge
@@ -167,7 +195,7 @@ def create_metrics(
         ),
         http_requests=Counter(
             "loadsvc_http_requests",
-            "REST requests by outcome (ok, http_error, invalid, timeout, connection_error).",
+            "REST requests by outcome (see HTTP_OUTCOMES).",
             ["scenario", "endpoint", "method", "outcome"],
             registry=r,
         ),
@@ -187,7 +215,7 @@ def create_metrics(
         ),
         ws_messages=Counter(
             "loadsvc_ws_messages",
-            "WS frames received by outcome (ok, status, invalid, malformed).",
+            "WS frames received by outcome (ok, status, invalid, malformed, skewed).",
             ["scenario", "endpoint", "outcome"],
             registry=r,
         ),
@@ -219,6 +247,18 @@ def create_metrics(
             "WS connection failures and unexpected closes by reason.",
             ["scenario", "endpoint", "reason"],
             registry=r,
+        ),
+        ws_sequence_anomalies=Counter(
+            "loadsvc_ws_sequence_anomalies",
+            "WS frames whose sequence number is not the next one (duplicate, reordered, reset).",
+            ["scenario", "endpoint", "kind"],
+            registry=r,
+        ),
+        ws_clock_offset=gauge(
+            "loadsvc_ws_clock_offset_seconds",
+            "Smallest arrival time minus publish stamp over the last window: the clock offset "
+            "between the server and loadsvc plus the fastest delivery (negative: server ahead).",
+            ["scenario", "endpoint"],
         ),
         scenario_users=gauge("loadsvc_scenario_users", "Running virtual users.", ["scenario"]),
         scenario_target_users=gauge(

@@ -20,6 +20,7 @@ from loadsvc.metrics import (
     WS_ERROR_OUTCOMES,
     WS_ERROR_REASONS,
     WS_OUTCOMES,
+    WS_SEQUENCE_ANOMALIES,
     Metrics,
 )
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
@@ -78,13 +79,18 @@ class HttpSink:
         if is_error:
             self._failures.add(self._key[0], self._key[1], outcome)
 
+    def note(self, reason: str, detail: str) -> None:
+        """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
+        self._stats.note(reason, detail)
+
 
 class WsSink:
     """Where a WS user reports frames, connects and failures of one endpoint."""
 
     __slots__ = (
-        "_clock", "_conn_errors", "_connect", "_connections", "_failures", "_interval",
-        "_key", "_latency", "_messages", "_missed", "_reconnect", "_stats",
+        "_anomalies", "_clock", "_clock_offset", "_conn_errors", "_connect", "_connections",
+        "_failures", "_interval", "_key", "_latency", "_messages", "_missed", "_reconnect",
+        "_stats",
     )  # fmt: skip
 
     def __init__(
@@ -102,6 +108,10 @@ class WsSink:
         self._conn_errors = {
             r: metrics.ws_connection_errors.labels(*labels, r) for r in WS_ERROR_REASONS
         }
+        self._anomalies = {
+            k: metrics.ws_sequence_anomalies.labels(*labels, k) for k in WS_SEQUENCE_ANOMALIES
+        }
+        self._clock_offset = metrics.ws_clock_offset.labels(*labels)
         self._stats = stats
         self._failures = failures
         self._clock = clock
@@ -154,6 +164,15 @@ class WsSink:
         self._stats.connection_failed()
         self._failures.add(self._key[0], self._key[1], reason)
 
+    def note(self, reason: str, detail: str) -> None:
+        """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
+        self._stats.note(reason, detail)
+
+    def sequence_anomaly(self, kind: str, n: int = 1) -> None:
+        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+        self._anomalies[kind].inc(n)
+        self._stats.anomaly(kind, n)
+
 
 @dataclass
 class ScenarioStats:
@@ -205,6 +224,9 @@ class Recorder:
                     m.ws_messages.labels(s, ref.endpoint, o)
                 for r in WS_ERROR_REASONS:
                     m.ws_connection_errors.labels(s, ref.endpoint, r)
+                for k in WS_SEQUENCE_ANOMALIES:
+                    m.ws_sequence_anomalies.labels(s, ref.endpoint, k)
+                m.ws_clock_offset.labels(s, ref.endpoint)
             limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
             for name, limit in limits.items():
                 m.threshold_breached.labels(s, ref.endpoint, name)

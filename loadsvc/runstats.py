@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_SAMPLES = 2_000_000
+# Distinct diagnostics (reason, detail) kept per endpoint and window; later ones are only counted.
+MAX_DIAGNOSTICS = 8
 # Live histogram: 1 % wide log buckets from 10 µs up; index 0 holds everything below.
 _LOG_MIN = 1e-5
 _LOG_K = 1.0 / math.log1p(0.01)
@@ -105,6 +107,17 @@ class EndpointSummary:
     connection_seconds: float = 0.0
     reconnect_p95_s: float | None = None
     outcomes: tuple[tuple[str, int], ...] = ()
+    # ws: the smallest arrival minus publish stamp (negative: the server's clock is ahead)
+    clock_offset_min_s: float | None = None
+    # ws: sequence numbers that were not the next one, by kind (duplicate, reordered, reset)
+    sequence_anomalies: tuple[tuple[str, int], ...] = ()
+    # What went wrong, in words a person can act on: (reason, detail, count), e.g.
+    # ("tls", "certificate verify failed: self-signed certificate", 20). Bounded.
+    diagnostics: tuple[tuple[str, str, int], ...] = ()
+
+    def outcome(self, name: str) -> int:
+        """How many requests or frames ended with ``name``."""
+        return dict(self.outcomes).get(name, 0)
 
     @property
     def error_ratio(self) -> float:
@@ -151,6 +164,10 @@ class EndpointStats:
         self.missed = 0
         self.status_messages = 0
         self.open_connections = 0
+        self.clock_offset_min: float | None = None
+        self.anomalies: dict[str, int] = {}
+        self.diagnostics: dict[tuple[str, str], int] = {}
+        self.diagnostics_dropped = 0
         self._conn_seconds = 0.0
         self._conn_changed = now
 
@@ -178,6 +195,21 @@ class EndpointStats:
         """A connection attempt failed or an open one dropped unexpectedly (ws)."""
         self.connection_errors += 1
         self.errors += 1
+
+    def note(self, reason: str, detail: str) -> None:
+        """Keep a diagnostic (e.g. the certificate problem behind ``tls`` failures), bounded."""
+        key = (reason, detail)
+        seen = self.diagnostics
+        if key in seen:
+            seen[key] += 1
+        elif len(seen) < MAX_DIAGNOSTICS:
+            seen[key] = 1
+        else:
+            self.diagnostics_dropped += 1
+
+    def anomaly(self, kind: str, n: int = 1) -> None:
+        """Count sequence numbers that were not the next one (ws)."""
+        self.anomalies[kind] = self.anomalies.get(kind, 0) + n
 
     def _integrate(self, now: float) -> None:
         self._conn_seconds += self.open_connections * (now - self._conn_changed)
@@ -210,6 +242,9 @@ class EndpointStats:
             connection_seconds=self._conn_seconds,
             reconnect_p95_s=reconnect,
             outcomes=tuple(sorted(self.outcomes.items())),
+            clock_offset_min_s=self.clock_offset_min,
+            sequence_anomalies=tuple(sorted(self.anomalies.items())),
+            diagnostics=tuple((r, d, n) for (r, d), n in self.diagnostics.items()),
         )
 
     def roll(self, now: float) -> tuple[EndpointSummary, LatencySamples]:

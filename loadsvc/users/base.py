@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,13 @@ class Target:
     """The backend under load: its base URL and the headers every request carries.
 
     ``headers`` may hold a bearer token; it is never logged (``__repr__`` hides it).
+    ``tls`` is the one client TLS context of https/wss connections (see
+    :mod:`loadsvc.tls`); None means a default verifying context.
     """
 
     base_url: str
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     def http_url(self, path: str) -> str:
         """The absolute URL of a REST path."""
