@@ -53,6 +53,17 @@ def _port(text: str) -> int:
     return n
 
 
+def _add_tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca-file", help="PEM CA certificates for an https/wss target (LOADSVC_CA_FILE)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the target's certificate, for staging only (LOADSVC_TLS_INSECURE=1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = _Parser(prog="loadsvc", description="A Prometheus-instrumented soak and load service.")
@@ -73,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
     r.add_argument("--target", help="backend base URL (or LOADSVC_TARGET)")
     r.add_argument("--header", action="append", default=[], help="extra header 'Name: value'")
+    _add_tls_flags(r)
     r.add_argument("--users", type=_positive_int, help="override the scenario's total users")
     r.add_argument("--duration", type=_duration, help="cut the run short, e.g. 30s")
     r.add_argument("--summary-json", type=Path, help="write the summary JSON here")
@@ -95,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=env("LOADSVC_CONFIG"), help="config file (LOADSVC_CONFIG)")
     s.add_argument("--target", help="backend base URL (or LOADSVC_TARGET)")
     s.add_argument("--header", action="append", default=[], help="extra header 'Name: value'")
+    _add_tls_flags(s)
     s.add_argument(
         "--host", default=env("LOADSVC_HOST", "127.0.0.1"), help="listen address (LOADSVC_HOST)"
     )
@@ -160,7 +173,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.scenario(args.scenario)
         if args.summary_json is not None:
             _check_writable(args.summary_json)
-        target = resolve_target(args.target, args.header)
+        target = resolve_target(
+            args.target, args.header, ca_file=args.ca_file, insecure=args.insecure
+        )
         check_reachable(target)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -192,6 +207,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config=args.config,
         target=args.target,
         headers=tuple(args.header),
+        ca_file=args.ca_file,
+        insecure=args.insecure,
         host=args.host,
         port=args.port,
         history_file=args.history_file,

@@ -25,6 +25,8 @@ class ServeRequest:
     config: str | None = None
     target: str | None = None
     headers: Sequence[str] = ()
+    ca_file: str | None = None
+    insecure: bool = False
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     history_file: str | None = None
@@ -132,7 +134,9 @@ def resolve_settings(request: ServeRequest, env: Mapping[str, str] = os.environ)
     """Resolve the target, its secrets, the API token and the shard; SettingsError if unusable."""
     return ServeSettings(
         config_path=request.config,
-        target=resolve_target(request.target, request.headers, env),
+        target=resolve_target(
+            request.target, request.headers, env, request.ca_file, request.insecure
+        ),
         host=request.host,
         port=request.port,
         history_file=request.history_file or env.get("LOADSVC_HISTORY_FILE") or None,

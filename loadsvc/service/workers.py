@@ -229,6 +229,10 @@ class WorkerFront:
             argv += ["--target", req.target]
         for header in req.headers:
             argv += ["--header", header]
+        if req.ca_file:
+            argv += ["--ca-file", req.ca_file]
+        if req.insecure:
+            argv.append("--insecure")
         return argv
 
     def _env(self, w: _Worker) -> dict[str, str]:
