@@ -22,6 +22,7 @@ from loadsvc.config.spec import Config, ScenarioSpec, ServiceSpec
 
 __all__ = [
     "DEFAULT_SOURCE",
+    "MAX_CONFIG_BYTES",
     "SUPPORTED_VERSION",
     "ConfigError",
     "ConfigIssue",
@@ -33,6 +34,9 @@ __all__ = [
 
 SUPPORTED_VERSION = 1
 DEFAULT_SOURCE = "<default>"
+# A real configuration is a few kilobytes; parsing YAML costs about a second per MiB,
+# so anything past this is a mistake (a log or a dump given as --config), refused unread.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 _TOP_KEYS = ("version", "defaults", "scenarios", "service")
 _DEFAULTS_KEYS = ("thresholds",)
@@ -56,6 +60,10 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         raise ConfigError([_yaml_issue(exc)], source) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML marks its parse errors
         raise ConfigError([ConfigIssue("", None, f"invalid YAML: {exc}")], source) from None
+    except RecursionError:
+        # PyYAML composes recursively: thousands of nested brackets would crash the caller.
+        message = "invalid YAML: nested too deeply"
+        raise ConfigError([ConfigIssue("", None, message)], source) from None
     if root is None or is_null(root):
         raise ConfigError([ConfigIssue("", None, "the configuration is empty")], source)
 
@@ -66,17 +74,26 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike[str] | None) -> Config:
+def load_config(path: str | os.PathLike[str] | None, max_bytes: int = MAX_CONFIG_BYTES) -> Config:
     """Load the configuration file at ``path``; None means the built-in default.
 
-    A file that cannot be read raises :class:`ConfigError`, like an invalid one.
+    A file that cannot be read, or is larger than ``max_bytes`` (checked before it is
+    parsed), raises :class:`ConfigError`, like an invalid one.
     """
     if path is None:
         return load_default()
     source = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            content = handle.read()
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)  # never more: the file may be huge
+            if len(raw) > max_bytes:
+                size = os.fstat(handle.fileno()).st_size
+                message = (
+                    f"the configuration file is too large ({max(size, len(raw))} bytes; "
+                    f"the limit is {max_bytes} bytes)"
+                )
+                raise ConfigError([ConfigIssue("", None, message)], source)
+        content = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigIssue("", None, "no such configuration file")], source) from None
     except UnicodeDecodeError as exc:

@@ -108,6 +108,8 @@ class SoakService:
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reload_again = False
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -134,6 +136,11 @@ class SoakService:
             tmp = url_file.with_suffix(".tmp")
             tmp.write_text(self.url)
             tmp.replace(url_file)
+        if self.history.problem is not None:
+            log.error(
+                "the run history cannot be written; serving, but not ready until it can",
+                problem=self.history.problem,
+            )
         log.info(
             "serving",
             url=self.url,
@@ -150,6 +157,10 @@ class SoakService:
         self._stopping = True
         self.scheduler.shutdown()
         began = time.monotonic()
+        if self._reload_task is not None:
+            self._reload_task.cancel()  # its thread finishes alone; its result is dropped
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload_task
         await self.supervisor.shutdown(self.config.service.stop_timeout_s)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
@@ -161,21 +172,40 @@ class SoakService:
             await self._runner.cleanup()
         log.info("stopped", took_s=round(time.monotonic() - began, 3))
 
-    def reload(self) -> bool:
-        """Load the configuration file again; apply it if valid, else keep the running one."""
+    def request_reload(self) -> None:
+        """SIGHUP: reload in the background; a SIGHUP during a reload queues one more."""
+        if self._stopping:
+            return
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_again = True
+            return
+        self._reload_task = asyncio.get_running_loop().create_task(self._reload_until_settled())
+
+    async def _reload_until_settled(self) -> None:
+        self._reload_again = True
+        while self._reload_again and not self._stopping:
+            self._reload_again = False
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Load the configuration file again; apply it if valid, else keep the running one.
+
+        Reading, parsing and validating run in a worker thread: a large file must not
+        stall the event loop that times frames and answers /healthz. Applying runs here.
+        """
         if self._stopping:
             return False
         source = self.settings.config_path
+        log.info("configuration reload started", source=source or "<default>")
         try:
-            config = load_config(source)
+            config = await asyncio.to_thread(load_config, source)
         except ConfigError as exc:
-            self._reloads.labels("failure").inc()
-            self._reload_ok.set(0)
-            log.error(
-                "configuration reload rejected; the running configuration stays",
-                source=exc.source,
-                errors=str(exc).splitlines(),
-            )
+            self._reject(exc.source, str(exc).splitlines())
+            return False
+        except Exception as exc:  # a reload never takes the service down
+            self._reject(source or "<default>", [f"{type(exc).__name__}: {exc}"])
+            return False
+        if self._stopping:
             return False
         missing = sorted(set(config.latency_boundaries()) - self._buckets)
         if missing:
@@ -191,6 +221,15 @@ class SoakService:
         self._reload_ok.set(1)
         log.info("configuration reloaded", source=config.source, **changes)
         return True
+
+    def _reject(self, source: str, errors: list[str]) -> None:
+        self._reloads.labels("failure").inc()
+        self._reload_ok.set(0)
+        log.error(
+            "configuration reload rejected; the running configuration stays",
+            source=source,
+            errors=errors,
+        )
 
     def _apply(self, config: Config) -> dict[str, list[str]]:
         changes = self.supervisor.apply(config.scenarios)
@@ -213,6 +252,7 @@ class SoakService:
                 next_log = loop.time() + self.config.service.log_interval_s
                 self._log_failures()
                 self.history.prune()
+                self.history.retry()  # after a write failure; not every tick (a full rewrite)
 
     def _refresh_next_runs(self) -> None:
         gauge = self.metrics.scenario_next_run_timestamp
@@ -252,6 +292,9 @@ class SoakService:
             return False, "shutting down"
         if not self.scheduler.running:
             return False, "scheduler not running"
+        if self.history.problem is not None:
+            # Runs are measured, but their verdicts would be lost on a restart.
+            return False, self.history.problem
         return True, ""
 
     def status(self) -> dict[str, Any]:
@@ -328,7 +371,7 @@ async def serve(settings: ServeSettings, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, AttributeError):
             if sig == signal.SIGHUP:
-                loop.add_signal_handler(sig, service.reload)
+                loop.add_signal_handler(sig, service.request_reload)
             else:
                 loop.add_signal_handler(sig, on_stop, sig.name)
             handlers.append(sig)

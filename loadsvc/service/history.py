@@ -6,6 +6,10 @@ survives restarts and crashes. The file is bounded: records older than
 to about half of that (oldest records first, but every scenario keeps its
 latest record), by writing a new file and
 renaming it over the old one, so a crash mid-compaction loses nothing.
+An append that fails partway (disk full, EIO) may leave a partial line; the
+next write then rewrites the whole file from memory instead of appending, so
+no record is ever glued onto a torn one. While the file cannot be written,
+``problem`` says why (``/readyz`` reports it).
 The lines are also kept in memory (they fit: the file is bounded) to answer
 ``/api/runs`` without reading the disk; a record is parsed only when asked for.
 """
@@ -68,7 +72,10 @@ class RunHistory:
         self._clock = clock
         self._entries: list[_Entry] = []
         self._size = 0
+        self._torn = False  # the file may end in a partial line: rewrite, do not append
+        self.problem: str | None = None
         self._load()
+        self.check_writable()
         self._enforce_bounds(force=bool(self._skipped))
 
     # -- reading -------------------------------------------------------------
@@ -104,13 +111,42 @@ class RunHistory:
         line = orjson.dumps(doc) + b"\n"
         self._entries.append(_Entry.of(doc, line))
         self._size += len(line)
+        if self._torn:
+            self._rewrite()  # repairs the torn line, and writes this record too
+            self._enforce_bounds()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab") as handle:
                 handle.write(line)
         except OSError as exc:
-            log.error("cannot write the run history", path=str(self.path), error=str(exc))
+            # Part of the line may be on disk: never append after it.
+            self._torn = True
+            self._fail("cannot write the run history", exc)
+        else:
+            self._recovered()
         self._enforce_bounds()
+
+    def check_writable(self) -> str | None:
+        """Whether the file can be written (created if missing); sets and returns ``problem``."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab"):
+                pass
+        except OSError as exc:
+            self._fail("cannot write the run history", exc)
+        else:
+            self._recovered()
+        return self.problem
+
+    def retry(self) -> str | None:
+        """After a problem, try the file again (called periodically); the problem, if any."""
+        if self.problem is None:
+            return None
+        if self._torn:
+            self._rewrite()
+            return self.problem
+        return self.check_writable()
 
     def prune(self) -> None:
         """Drop records that have aged out (called periodically; appends also do it)."""
@@ -185,6 +221,20 @@ class RunHistory:
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
-            log.error("cannot compact the run history", path=str(self.path), error=str(exc))
+            self._fail("cannot compact the run history", exc)
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        else:
+            self._torn = False
+            self._recovered()
+
+    def _fail(self, what: str, exc: OSError) -> None:
+        problem = f"{what} {self.path}: {exc.strerror or exc}"
+        if problem != self.problem:  # once per distinct problem, not on every record
+            log.error(what, path=str(self.path), error=exc.strerror or str(exc))
+        self.problem = problem
+
+    def _recovered(self) -> None:
+        if self.problem is not None:
+            log.info("the run history is writable again", path=str(self.path))
+            self.problem = None
