@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from loadsvc.service.history import RunHistory
 
@@ -70,3 +73,79 @@ def test_unreadable_lines_are_skipped_and_dropped(tmp_path: Path) -> None:
     history = RunHistory(path, 1_000_000, 3600, clock=lambda: 20.0)
     assert [r["run_id"] for r in history.recent()] == ["a-0"]
     assert path.read_bytes() == good + b"\n"
+
+
+# A real "file too large" failure partway through a write: the soft RLIMIT_FSIZE lets the
+# first bytes of a line through, then write() fails with EFBIG (SIGXFSZ ignored).
+TORN_APPEND = """
+import resource, signal, sys
+from loadsvc.logs import configure_logging
+from loadsvc.service.history import RunHistory
+configure_logging(json=True, stream=sys.stderr)
+path, limit = sys.argv[1], int(sys.argv[2])
+history = RunHistory(path, 1_000_000, 3600, clock=lambda: 100.0)
+record = lambda n: {"scenario": "a", "run_id": f"a-{n}", "ended_at": 90.0 + n, "x": "." * 200}
+history.append(record(0))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+history.append(record(1))
+torn = open(path, "rb").read()
+print(len(torn), history.problem)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+history.append(record(2))
+print(history.problem)
+"""
+
+
+def test_a_failed_append_never_glues_the_next_record_onto_a_torn_line(tmp_path: Path) -> None:
+    """An append cut short by the disk leaves a partial line; the next one repairs the file."""
+    path = tmp_path / "h.jsonl"
+    first_line = len(orjson.dumps(record("a", 0, 90.0, pad=200))) + 1
+    limit = first_line + 50  # half of the second line fits
+    done = subprocess.run(
+        [sys.executable, "-c", TORN_APPEND, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    out = done.stdout.splitlines()
+    assert "File too large" in done.stderr
+    torn_size, problem = out[0].split(" ", 1)
+    assert int(torn_size) == limit  # the partial line really was on disk
+    assert problem.startswith(f"cannot write the run history {path}: ")
+    assert out[1] == "None"
+    lines = path.read_bytes().splitlines()
+    assert [orjson.loads(line)["run_id"] for line in lines] == ["a-0", "a-1", "a-2"]
+
+
+def test_reading_skips_a_torn_line_in_the_middle_and_keeps_the_rest(tmp_path: Path) -> None:
+    """A partial line between good ones (an older loadsvc's glued append) costs only itself."""
+    path = tmp_path / "h.jsonl"
+    a, c = (orjson.dumps(record("a", n, 10.0 + n)) for n in (0, 2))
+    path.write_bytes(a + b"\n" + b'{"scenario": "a", "run_id": "a-1", "en' + b"\n" + c + b"\n")
+    history = RunHistory(path, 1_000_000, 3600, clock=lambda: 20.0)
+    assert [r["run_id"] for r in history.recent()] == ["a-2", "a-0"]
+
+
+@pytest.mark.parametrize("kind", ["a directory in its place", "a file as its directory"])
+def test_an_unwritable_path_is_a_problem_until_it_is_fixed(tmp_path: Path, kind: str) -> None:
+    """A history path that cannot be written is reported as ``problem``; cleared once it can."""
+    if kind == "a directory in its place":
+        path = tmp_path / "h.jsonl"
+        path.mkdir()
+    else:
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / "h.jsonl"
+    history = RunHistory(path, 1_000_000, 3600, clock=lambda: 100.0)
+    assert history.problem is not None and str(path) in history.problem
+    history.append(record("a", 0, 90.0))  # kept in memory, not raised
+    assert history.recent()[0]["run_id"] == "a-0"
+    assert history.retry() is not None
+    if path.is_dir():
+        path.rmdir()
+    else:
+        (tmp_path / "file").unlink()
+    assert history.retry() is None
+    assert [orjson.loads(line)["run_id"] for line in path.read_bytes().splitlines()] == ["a-0"]
