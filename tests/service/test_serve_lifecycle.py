@@ -7,6 +7,7 @@ import signal
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -232,5 +233,69 @@ def test_history_survives_a_restart_and_stays_bounded(tmp_path: Path, target_url
         assert len(get_json(url + "/api/runs?limit=2")["runs"]) == 2
         status = {s["name"]: s for s in get_json(url + "/api/status")["scenarios"]}
         assert status["poll"]["last_run"]["run_id"] == run_id
+    finally:
+        assert proc.stop() == 0
+
+
+def test_sighup_reads_off_the_loop_and_refuses_an_oversized_file(
+    tmp_path: Path, target_url: str
+) -> None:
+    """SIGHUP: a file over the size limit is refused unparsed (old config kept, failure counted);
+    a large valid one is parsed off the event loop, so /healthz answers before it applies."""
+    config = write(tmp_path / "c.yaml", SMALL)
+    proc, url = start_serve(
+        ["--config", str(config), "--target", target_url],
+        env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
+    )
+    try:
+        eventually(lambda: running(url)["stream"], 10, "stream running")
+        config.write_bytes(SMALL.encode() + b"#" * (1024 * 1024) + b"\n")
+        proc.signal(signal.SIGHUP)
+        rejected = eventually(
+            lambda: proc.events("configuration reload rejected; the running configuration stays"),
+            10,
+            "the oversized file rejected",
+        )[0]
+        assert "the configuration file is too large" in rejected["errors"][0]
+        text = http("GET", url + "/metrics")[1].decode()
+        assert metric_value(text, "loadsvc_config_reloads_total", result="failure") == 1
+        assert metric_value(text, "loadsvc_config_last_reload_successful") == 0
+        assert list(running(url)) == ["stream", "poll"]
+
+        # Valid, under the limit, and slow to parse (a long list under an x- extension key).
+        write(config, SMALL.replace("poll:", "poll2:") + "x-pad:\n" + "  - {a: 1, b: two}\n" * 5000)
+        proc.signal(signal.SIGHUP)
+        eventually(lambda: proc.events("configuration reload started"), 10, "the reload begun")
+        status, _ = http("GET", url + "/healthz")
+        answered_at = time.time()
+        assert status == 200
+        done = eventually(lambda: proc.events("configuration reloaded"), 60, "the reload applied")
+        applied_at = datetime.fromisoformat(done[0]["timestamp"]).timestamp()
+        assert answered_at < applied_at  # the loop answered while the file was being parsed
+        assert list(running(url)) == ["stream", "poll2"]
+    finally:
+        assert proc.stop() == 0
+
+
+def test_an_unwritable_history_is_reported_at_start_and_on_readyz(tmp_path: Path) -> None:
+    """A directory where the history file should be: logged at start-up, /readyz 503 naming it,
+    the service still measures; once the path is writable, ready again."""
+    history = tmp_path / "runs.jsonl"
+    history.mkdir()
+    config = write(tmp_path / "c.yaml", SMALL)
+    proc, url = start_serve(
+        ["--config", str(config), "--target", "http://127.0.0.1:9"],
+        env={"LOADSVC_HISTORY_FILE": str(history)},
+    )
+    try:
+        (line,) = proc.events(
+            "the run history cannot be written; serving, but not ready until it can"
+        )
+        assert str(history) in line["problem"]
+        assert http("GET", url + "/healthz")[0] == 200
+        status, body = http("GET", url + "/readyz")
+        assert status == 503 and str(history) in json.loads(body)["reason"]
+        history.rmdir()
+        eventually(lambda: http("GET", url + "/readyz")[0] == 200, 10, "ready once writable")
     finally:
         assert proc.stop() == 0
