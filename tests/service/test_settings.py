@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,33 @@ def test_token_from_a_file_and_history_file_from_env(tmp_path: Path) -> None:
     assert settings.history_file == "/tmp/h.jsonl"
     assert "s3cret" not in repr(settings)
     assert resolve_settings(TARGET, {}).api_token is None
+
+
+def test_serve_tls_settings_build_one_context_on_the_target(tmp_path: Path) -> None:
+    """--insecure on serve reaches the target's one TLS context; a bad CA file is refused."""
+    insecure = ServeRequest(target="https://127.0.0.1:8443", insecure=True)
+    tls = resolve_settings(insecure, {}).target.tls
+    assert tls is not None and tls.verify_mode == ssl.CERT_NONE and not tls.check_hostname
+    bad = ServeRequest(target="https://127.0.0.1:8443", ca_file=str(tmp_path / "none.pem"))
+    with pytest.raises(SettingsError, match=r"--ca-file: cannot use .*none\.pem"):
+        resolve_settings(bad, {})
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("http://user@127.0.0.1:8000", "credentials"),
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:8000/\tapi", "control characters"),
+    ],
+)
+def test_unusable_target_urls_are_refused(url: str, needle: str) -> None:
+    """A user name, a port out of range or a tab in the target URL is a SettingsError."""
+    with pytest.raises(SettingsError, match=needle):
+        resolve_settings(ServeRequest(target=url), {})
+
+
+def test_a_base_path_without_query_is_kept() -> None:
+    """A base URL with a path prefix stays usable (paths are appended to it)."""
+    target = resolve_settings(ServeRequest(target="http://127.0.0.1:8000/staging/"), {}).target
+    assert target.http_url("/api/x") == "http://127.0.0.1:8000/staging/api/x"
