@@ -213,3 +213,42 @@ def test_negative_min_samples_is_refused_with_its_place_in_the_file() -> None:
     (issue,) = caught.value.issues
     assert issue.path == "scenarios.poll.thresholds.endpoints['/api/a'].http_latency.min_samples"
     assert issue.line == 10 and "must not be negative, got -1" in issue.message
+
+
+def test_summary_names_what_went_wrong_in_table_and_json() -> None:
+    """Diagnostics, sequence anomalies, the clock offset and failed outcomes reach the summary."""
+    from loadsvc.report import summary_doc, summary_table
+    from loadsvc.runner import RunResult
+
+    summary = _ws_summary(
+        outcomes=(("ok", 50), ("skewed", 4)),
+        clock_offset_min_s=-2.5,
+        sequence_anomalies=(("duplicate", 3), ("reordered", 2)),
+        diagnostics=(("tls", "certificate verify failed: self-signed certificate", 20),),
+    )
+    samples = LatencySamples()
+    samples.add(0.01)
+    verdict = judge(ScenarioThresholds(), [(summary, samples)])
+    run = RunResult("s", "r1", 0.0, 1.0, 1.0, verdict, (summary,), "failed")
+    table = summary_table(run)
+    assert "/ws/market outcomes: skewed 4" in table
+    assert "/ws/market tls: certificate verify failed: self-signed certificate (20 times)" in table
+    assert "/ws/market sequence anomalies: duplicate 3, reordered 2" in table
+    assert "/ws/market clock offset min -2.500 s" in table
+    (ep,) = summary_doc(run, "http://t")["endpoints"]
+    assert ep["clock_offset_ms"] == -2500.0
+    assert ep["sequence_anomalies"] == {"duplicate": 3, "reordered": 2}
+    assert ep["diagnostics"] == [
+        {
+            "reason": "tls",
+            "detail": "certificate verify failed: self-signed certificate",
+            "count": 20,
+        }
+    ]
+    skew = summary_doc(run, "http://t")["thresholds"][-1]
+    assert (skew["name"], skew["state"], skew["value"], skew["skewed"]) == (
+        "clock_skew",
+        "breached",
+        -2500.0,
+        4,
+    )
