@@ -148,6 +148,8 @@ class ScenarioRun:
         self._retired: set[asyncio.Task[None]] = set()
         self._lag: LatencySamples | None = None
         self._window_wall = 0.0
+        # A window swapped out and being judged in a thread (kept if that is cancelled).
+        self._judging: tuple[ClosedWindow, float | None, float] | None = None
         self.log = log.bind(scenario=spec.name, run_id=self.run_id)
 
     # -- control -----------------------------------------------------------
@@ -215,19 +217,24 @@ class ScenarioRun:
         The window is swapped out at once; its percentiles and verdict are worked
         out in a thread, so a big window does not stall the loop that times frames.
         """
-        closed, lag_p99, now_wall = self._close_window(final=False)
-        verdict, summaries = await asyncio.to_thread(judge_window, self.spec, closed)
-        return self._result(verdict, summaries, lag_p99, now_wall, final=False)
+        return await self._finish_window(final=False)
 
     def roll_window_now(self) -> RunResult:
-        """``roll_window`` on the loop, for when awaiting is not possible (a cancelled run)."""
-        closed, lag_p99, now_wall = self._close_window(final=False)
+        """``roll_window`` on the loop, for when awaiting is not possible (a cancelled run).
+
+        A window whose judging was cancelled half-way is judged now, not lost.
+        """
+        pending = self._judging or self._close_window(final=False)
+        self._judging = None
+        closed, lag_p99, now_wall = pending
         verdict, summaries = judge_window(self.spec, closed)
         return self._result(verdict, summaries, lag_p99, now_wall, final=False)
 
     async def _finish_window(self, final: bool) -> RunResult:
-        closed, lag_p99, now_wall = self._close_window(final)
+        self._judging = self._close_window(final)
+        closed, lag_p99, now_wall = self._judging
         verdict, summaries = await asyncio.to_thread(judge_window, self.spec, closed)
+        self._judging = None
         return self._result(verdict, summaries, lag_p99, now_wall, final)
 
     def _close_window(self, final: bool) -> tuple[ClosedWindow, float | None, float]:
