@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc, summary_table
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target
+from tests.procs import ROOT
 from tests.service.support import scaled
 
 FAST = RunOptions(tick_s=0.1, seed=1)
@@ -119,7 +122,27 @@ async def test_ws_stream_of_heartbeats_only_fails_as_no_data(
     assert table.endswith("s: FAILED")
     doc = summary_doc(result, heartbeat_only_ws)
     assert [t["state"] for t in doc["thresholds"]] == ["no_data", "passed"]
-    assert (EXIT_BREACHED if not result.passed else 0) == 1
+
+
+async def test_loadsvc_run_exits_1_on_no_data(heartbeat_only_ws: str, tmp_path: Path) -> None:
+    """`loadsvc run` against a heartbeat-only stream exits 1 (breached) and says no data."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "version: 1\nscenarios:\n  s:\n    shape: {kind: constant, users: 1, duration: 1s}\n"
+        "    users:\n      - {kind: ws_stream, path: /ws/market}\n"
+    )
+    out = tmp_path / "summary.json"
+    args = ["run", "s", "--config", str(config), "--target", heartbeat_only_ws]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadsvc", *args, "--summary-json", str(out),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), scaled(60))
+    assert proc.returncode == EXIT_BREACHED, stderr.decode()[-2000:]
+    assert "/ws/market ws_delivery_latency p99: no data (0 of min 1 samples)" in stdout.decode()
+    doc = orjson.loads(out.read_bytes())
+    assert doc["result"] == "failed"
+    assert [t["state"] for t in doc["thresholds"]] == ["no_data", "passed"]
 
 
 async def test_http_server_that_never_answers_fails_on_its_timeouts(
