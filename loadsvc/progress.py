@@ -57,6 +57,8 @@ class Progress:
         t = _Totals(at=now)
         p95: float | None = None
         p99: float | None = None
+        # Endpoints with no latency sample yet: the verdict would be "no data" if the run ended now.
+        no_data = [ep.endpoint for ep in stats.endpoints.values() if ep.latency.count == 0]
         for ep in stats.endpoints.values():
             if ep.kind == "http":
                 t.requests += ep.count
@@ -80,6 +82,8 @@ class Progress:
                 f"req/s {req_s:8.1f}  msg/s {msg_s:8.1f}  worst p95 {_fmt_ms(p95)} "
                 f"p99 {_fmt_ms(p99)}  errors {t.errors}"
             )
+            if no_data:
+                line += f"  no data: {', '.join(no_data)}"
             self.stream.write(line.ljust(110))
             self.stream.flush()
         else:
@@ -93,4 +97,5 @@ class Progress:
                 worst_p95_ms=None if p95 is None else round(p95 * 1000, 1),
                 worst_p99_ms=None if p99 is None else round(p99 * 1000, 1),
                 errors=t.errors,
+                no_data=no_data or None,
             )

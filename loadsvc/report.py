@@ -28,6 +28,8 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "max_ms": _ms(s.max_s),
         "per_second": round(s.rate, 3),
         "outcomes": dict(s.outcomes),
+        # What went wrong, for a person: e.g. {"reason": "tls", "detail": "certificate ...", "count": 20}
+        "diagnostics": [{"reason": r, "detail": d, "count": n} for r, d, n in s.diagnostics],
     }
     if s.kind == "ws":
         mpc = s.messages_per_second_per_connection
@@ -38,23 +40,34 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
             missed=s.missed,
             status_messages=s.status_messages,
             reconnect_p95_ms=_ms(s.reconnect_p95_s),
+            sequence_anomalies=dict(s.sequence_anomalies),
+            # min(arrival - publish stamp): negative means the server's clock is ahead
+            clock_offset_ms=_ms(s.clock_offset_min_s),
         )
     return doc
 
 
 def judgement_doc(j: Judgement) -> dict[str, Any]:
     """One threshold of the summary JSON: latencies in ms, error ratio as a fraction."""
-    latency = j.name != "error_ratio"
-    return {
+    doc: dict[str, Any] = {
         "endpoint": j.endpoint,
         "kind": j.kind,
         "name": j.name,
         "quantile": j.quantile,
-        "unit": "ms" if latency else "ratio",
-        "limit": _ms(j.limit) if latency else j.limit,
-        "value": (_ms(j.value) if latency else round(j.value, 6)) if j.value is not None else None,
         "passed": j.passed,
+        "state": j.state,
+        "description": j.describe(),
     }
+    if j.name == "error_ratio":
+        value = None if j.value is None else round(j.value, 6)
+        doc.update(unit="ratio", limit=j.limit, value=value)
+    elif j.name == "clock_skew":
+        # value: the clock offset; limit: skewed frames allowed (none)
+        doc.update(unit="ms", limit=0, value=_ms(j.value), skewed=j.skewed, hint=j.hint)
+    else:
+        doc.update(unit="ms", limit=_ms(j.limit), value=_ms(j.value))
+        doc.update(samples=j.samples, min_samples=j.min_samples)
+    return doc
 
 
 def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
@@ -75,6 +88,27 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
+
+
+def _endpoint_details(s: EndpointSummary) -> list[str]:
+    """Lines that say what went wrong at an endpoint beyond the table: only when something did."""
+    out: list[str] = []
+    failed = [(name, n) for name, n in s.outcomes if name not in ("ok", "status") and n]
+    if failed:
+        out.append(f"  {s.endpoint} outcomes: " + ", ".join(f"{k} {n}" for k, n in failed))
+    out.extend(
+        f"  {s.endpoint} {reason}: {detail} ({n} times)" for reason, detail, n in s.diagnostics
+    )
+    if s.sequence_anomalies:
+        shown = ", ".join(f"{k} {n}" for k, n in s.sequence_anomalies if n)
+        if shown:
+            out.append(f"  {s.endpoint} sequence anomalies: {shown}")
+    if s.kind == "ws" and s.clock_offset_min_s is not None and s.outcome("skewed"):
+        out.append(
+            f"  {s.endpoint} clock offset min {s.clock_offset_min_s:.3f} s "
+            "(arrival minus publish stamp; negative: the server's clock is ahead)"
+        )
+    return out
 
 
 def _fmt_ms(seconds: float | None) -> str:
@@ -114,6 +148,10 @@ def summary_table(run: RunResult) -> str:
         for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    details = [line for s in run.endpoints for line in _endpoint_details(s)]
+    if details:
+        lines.append("")
+        lines.extend(details)
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
     extra = ""

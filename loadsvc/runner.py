@@ -19,10 +19,10 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from loadsvc.config.spec import ScenarioSpec
+from loadsvc.config.spec import RestUserSpec, ScenarioSpec, UserSpec
 from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
 from loadsvc.recorder import Recorder, ScenarioStats
-from loadsvc.runstats import EndpointSummary, LatencySamples
+from loadsvc.runstats import EndpointSummary, LatencySamples, with_percentiles
 from loadsvc.shapes import (
     apportion,
     peak_users,
@@ -85,6 +85,33 @@ class RunResult:
 class _Group:
     wiring: GroupWiring
     users: list[tuple[VirtualUser, asyncio.Task[None]]] = field(default_factory=list)
+    manned: bool = False  # had a user at some point of the current window
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return endpoints_of(self.wiring.spec)
+
+
+def endpoints_of(spec: UserSpec) -> tuple[str, ...]:
+    """The endpoint labels a user group measures."""
+    if isinstance(spec, RestUserSpec):
+        return tuple(t.endpoint for t in spec.tasks)
+    return (spec.endpoint,)
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window swapped out on the loop, to be judged off it (:func:`judge_window`)."""
+
+    measured: list[tuple[EndpointSummary, LatencySamples]]
+    idle: frozenset[str]
+
+
+def judge_window(spec: ScenarioSpec, window: ClosedWindow) -> tuple[Verdict, list[EndpointSummary]]:
+    """The verdict and the summaries with percentiles: O(n) work, run in a worker thread."""
+    completed = [with_percentiles(s, samples) for s, samples in window.measured]
+    pairs = [(c, samples) for c, (_, samples) in zip(completed, window.measured, strict=True)]
+    return judge(spec.thresholds, pairs, idle=window.idle), completed
 
 
 class ScenarioRun:
@@ -121,6 +148,8 @@ class ScenarioRun:
         self._retired: set[asyncio.Task[None]] = set()
         self._lag: LatencySamples | None = None
         self._window_wall = 0.0
+        # A window swapped out and being judged in a thread (kept if that is cancelled).
+        self._judging: tuple[ClosedWindow, float | None, float] | None = None
         self.log = log.bind(scenario=spec.name, run_id=self.run_id)
 
     # -- control -----------------------------------------------------------
@@ -160,6 +189,9 @@ class ScenarioRun:
             clock=self.clock,
         )
         self._groups = [_Group(wire_group(u, self.recorder, self.stats)) for u in spec.users]
+        for ep in self.stats.endpoints.values():
+            _, latency = spec.thresholds.for_endpoint(ep.endpoint).latency_for(ep.kind)
+            ep.judge_latency_at(latency.max_s)
         metrics.scenario_running.labels(spec.name).set(1)
         self.log.info(
             "run started",
@@ -177,17 +209,43 @@ class ScenarioRun:
             metrics.scenario_target_users.labels(spec.name).set(0)
             if self.monitor and self._lag is not None:
                 self.monitor.close_window(self._lag)
-        return self._finish_window(final=True)
+        return await self._finish_window(final=True)
 
-    def roll_window(self) -> RunResult:
-        """Judge the run so far as a verdict window and start the next (continuous runs)."""
-        return self._finish_window(final=False)
+    async def roll_window(self) -> RunResult:
+        """Judge the run so far as a verdict window and start the next (continuous runs).
 
-    def _finish_window(self, final: bool) -> RunResult:
+        The window is swapped out at once; its percentiles and verdict are worked
+        out in a thread, so a big window does not stall the loop that times frames.
+        """
+        return await self._finish_window(final=False)
+
+    def roll_window_now(self) -> RunResult:
+        """``roll_window`` on the loop, for when awaiting is not possible (a cancelled run).
+
+        A window whose judging was cancelled half-way is judged now, not lost.
+        """
+        pending = self._judging or self._close_window(final=False)
+        self._judging = None
+        closed, lag_p99, now_wall = pending
+        verdict, summaries = judge_window(self.spec, closed)
+        return self._result(verdict, summaries, lag_p99, now_wall, final=False)
+
+    async def _finish_window(self, final: bool) -> RunResult:
+        self._judging = self._close_window(final)
+        closed, lag_p99, now_wall = self._judging
+        verdict, summaries = await asyncio.to_thread(judge_window, self.spec, closed)
+        self._judging = None
+        return self._result(verdict, summaries, lag_p99, now_wall, final)
+
+    def _close_window(self, final: bool) -> tuple[ClosedWindow, float | None, float]:
+        """Swap the window out (cheap, on the loop); the next one starts empty."""
         assert self.stats is not None
         now_wall = time.time()
         measured = self.stats.roll(self.clock())
-        verdict = judge(self.spec.thresholds, measured)
+        manned = {e for g in self._groups if g.manned or g.users for e in g.endpoints}
+        idle = frozenset(s.endpoint for s, _ in measured if s.endpoint not in manned)
+        for g in self._groups:
+            g.manned = bool(g.users)
         lag_p99 = None
         if self._lag is not None and self.monitor is not None:
             lag_p99 = self._lag.quantiles((0.99,))[0.99]
@@ -195,8 +253,21 @@ class ScenarioRun:
                 # Each verdict window is judged on its own lag, not the run's history.
                 self.monitor.close_window(self._lag)
                 self._lag = self.monitor.open_window()
+        return ClosedWindow(measured, idle), lag_p99, now_wall
+
+    def _result(
+        self,
+        verdict: Verdict,
+        summaries: list[EndpointSummary],
+        lag_p99: float | None,
+        now_wall: float,
+        final: bool,
+    ) -> RunResult:
         result = "passed" if verdict.passed else "failed"
-        if not verdict.passed and lag_p99 is not None and lag_p99 > self._trust_limit():
+        # Only a latency breach can be the generator's doing; no data, errors, TLS
+        # or skewed clocks are the backend's (or the setup's), whatever the lag.
+        lagging = lag_p99 is not None and lag_p99 > self._trust_limit()
+        if lagging and verdict.only_latency_breached:
             result = "generator_bound"
         run = RunResult(
             scenario=self.spec.name,
@@ -205,15 +276,29 @@ class ScenarioRun:
             ended_at=now_wall,
             planned_s=self.planned_s,
             verdict=verdict,
-            endpoints=tuple(s for s, _ in measured),
+            endpoints=tuple(summaries),
             result=result,
             loop_lag_p99_s=lag_p99,
             stopped_early=final and self.stopping,
             shard=str(self.options.shard),
         )
         self._window_wall = now_wall
-        self.recorder.publish_verdict(self.spec.name, verdict, result)
+        self._publish(verdict, result)
         return run
+
+    def _publish(self, verdict: Verdict, result: str) -> None:
+        self.recorder.publish_verdict(self.spec.name, verdict, result)
+        m = self.recorder.metrics
+        name = self.spec.name
+        judged_skew = {j.endpoint for j in verdict.judgements if j.name == "clock_skew"}
+        for j in verdict.judgements:
+            if j.state == "no_data":
+                # No samples: no value to show, rather than the last window's.
+                with contextlib.suppress(KeyError):
+                    m.threshold_value.remove(name, j.endpoint, j.name)
+        for ref in self.spec.endpoints():
+            if ref.kind == "ws" and ref.endpoint not in judged_skew:
+                m.threshold_breached.labels(name, ref.endpoint, "clock_skew").set(0)
 
     def _trust_limit(self) -> float:
         t = self.spec.thresholds
@@ -254,6 +339,7 @@ class ScenarioRun:
             user = group.wiring.make(ctx, random.Random(self._rng.random()))
             task = asyncio.get_running_loop().create_task(user.run())
             group.users.append((user, task))
+            group.manned = True
         while len(group.users) > wanted:
             _, task = group.users.pop()  # newest first
             self._retire(task)

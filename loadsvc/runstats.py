@@ -4,6 +4,12 @@ Latencies are kept exactly (every sample, in a compact array) so the reported
 percentiles of a run are true values, not bucket estimates; a run that
 outgrows ``MAX_SAMPLES`` keeps a uniform reservoir instead. A coarse
 log-linear histogram serves the cheap live view (progress line, /api/status).
+
+Closing a window must not stall the event loop that times frames, so
+``roll`` only swaps the window out: the verdict is exact from a count kept as
+samples arrive (how many were at or below the threshold's limit), and the
+reported percentiles are computed afterwards, off the loop, by numpy's
+partition, which releases the GIL (:func:`with_percentiles`).
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
+
+import numpy as np
 
 MAX_SAMPLES = 2_000_000
 # Distinct diagnostics (reason, detail) kept per endpoint and window; later ones are only counted.
@@ -21,6 +30,8 @@ MAX_DIAGNOSTICS = 8
 _LOG_MIN = 1e-5
 _LOG_K = 1.0 / math.log1p(0.01)
 _LOG_BUCKETS = 2000
+# The percentiles every summary reports (1.0 is the maximum).
+SUMMARY_QUANTILES = (0.5, 0.95, 0.99, 1.0)
 
 
 def nearest_rank(sorted_values: array[float] | list[float], q: float) -> float | None:
@@ -32,20 +43,44 @@ def nearest_rank(sorted_values: array[float] | list[float], q: float) -> float |
     return sorted_values[min(rank, n) - 1]
 
 
+def exact_quantiles(values: array[float], qs: Sequence[float]) -> dict[float, float | None]:
+    """Nearest-rank quantiles of ``values`` without sorting them all.
+
+    numpy's partition is O(n) and releases the GIL, so this is safe to run in a
+    worker thread while the event loop goes on. ``values`` must not change meanwhile.
+    """
+    n = len(values)
+    if n == 0:
+        return dict.fromkeys(qs)
+    index = {q: min(max(1, math.ceil(q * n - 1e-9)), n) - 1 for q in qs}
+    view = np.frombuffer(values, dtype=np.float64)
+    picked = np.partition(view, sorted(set(index.values())))
+    del view  # release the buffer export at once: the array may grow again later
+    return {q: float(picked[i]) for q, i in index.items()}
+
+
 class LatencySamples:
-    """Every latency of a window (seconds), plus a cheap histogram for live quantiles."""
+    """Every latency of a window (seconds), plus a cheap histogram for live quantiles.
 
-    __slots__ = ("_live", "_rng", "count", "samples")
+    ``within`` counts the samples at or below ``limit`` (the latency threshold's
+    max) as they arrive: the exact verdict of the window without a sort.
+    """
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    __slots__ = ("_live", "_rng", "count", "limit", "samples", "within")
+
+    def __init__(self, rng: random.Random | None = None, limit: float = math.inf) -> None:
         self.samples: array[float] = array("d")
         self.count = 0
+        self.limit = limit
+        self.within = 0
         self._live = [0] * _LOG_BUCKETS
         self._rng = rng or random.Random(0)
 
     def add(self, value: float) -> None:
         """Record one latency."""
         self.count += 1
+        if value <= self.limit:
+            self.within += 1
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(value)
         else:
@@ -73,15 +108,23 @@ class LatencySamples:
         return None
 
     def quantiles(self, qs: tuple[float, ...]) -> dict[float, float | None]:
-        """Exact nearest-rank quantiles of the window."""
-        ordered = sorted(self.samples)
-        return {q: nearest_rank(ordered, q) for q in qs}
+        """Exact nearest-rank quantiles of the window (O(n); off the loop for big windows)."""
+        return exact_quantiles(self.samples, qs)
+
+    def count_at_or_below(self, limit: float) -> int:
+        """How many samples were <= ``limit``: kept as they came when ``limit`` is ``self.limit``."""
+        if limit == self.limit:
+            return self.within
+        # Another limit: counted over the kept samples, scaled when they are a reservoir.
+        kept = len(self.samples)
+        below = sum(1 for v in self.samples if v <= limit)
+        return below if kept == self.count else round(below * self.count / kept)
 
     def fraction_at_or_below(self, limit: float) -> float | None:
         """The share of samples <= ``limit``: the exact test of a quantile threshold."""
-        if not self.samples:
+        if not self.count:
             return None
-        return sum(1 for v in self.samples if v <= limit) / len(self.samples)
+        return self.count_at_or_below(limit) / self.count
 
 
 @dataclass(frozen=True)
@@ -150,11 +193,18 @@ class EndpointStats:
         self.endpoint = endpoint
         self.kind: Literal["http", "ws"] = kind
         self.method = method
+        self.latency_limit = math.inf
         self._reset(now)
+
+    def judge_latency_at(self, limit: float) -> None:
+        """Count samples at or below ``limit`` (the latency threshold) as they arrive, from now on."""
+        self.latency_limit = limit
+        if self.latency.count == 0:
+            self.latency.limit = limit
 
     def _reset(self, now: float) -> None:
         self.started = now
-        self.latency = LatencySamples()
+        self.latency = LatencySamples(limit=self.latency_limit)
         self.reconnect = LatencySamples()
         self.count = 0
         self.errors = 0
@@ -217,10 +267,10 @@ class EndpointStats:
 
     # -- reading ---------------------------------------------------------------
 
-    def summary(self, now: float) -> EndpointSummary:
-        """The window so far, with exact percentiles."""
+    def summary(self, now: float, *, percentiles: bool = True) -> EndpointSummary:
+        """The window so far, with exact percentiles unless ``percentiles`` is False."""
         self._integrate(now)
-        qs = self.latency.quantiles((0.5, 0.95, 0.99, 1.0))
+        qs = self.latency.quantiles(SUMMARY_QUANTILES) if percentiles else {}
         reconnect = self.reconnect.quantiles((0.95,))[0.95]
         events = self.count + (self.connects + self.connection_errors if self.kind == "ws" else 0)
         return EndpointSummary(
@@ -230,10 +280,10 @@ class EndpointStats:
             count=self.count,
             errors=self.errors,
             events=events,
-            p50_s=qs[0.5],
-            p95_s=qs[0.95],
-            p99_s=qs[0.99],
-            max_s=qs[1.0],
+            p50_s=qs.get(0.5),
+            p95_s=qs.get(0.95),
+            p99_s=qs.get(0.99),
+            max_s=qs.get(1.0),
             duration_s=max(0.0, now - self.started),
             connects=self.connects,
             connection_errors=self.connection_errors,
@@ -248,10 +298,20 @@ class EndpointStats:
         )
 
     def roll(self, now: float) -> tuple[EndpointSummary, LatencySamples]:
-        """Close the window: its summary and samples; the next window starts empty."""
-        summary = self.summary(now)
+        """Close the window: its summary (percentiles not yet computed) and samples.
+
+        Cheap whatever the window's size; the next window starts empty. Complete
+        the summary with :func:`with_percentiles`, off the loop for big windows.
+        """
+        summary = self.summary(now, percentiles=False)
         samples = self.latency
         still_open = self.open_connections
         self._reset(now)
         self.open_connections = still_open
         return summary, samples
+
+
+def with_percentiles(summary: EndpointSummary, samples: LatencySamples) -> EndpointSummary:
+    """``summary`` with the exact percentiles of its window's ``samples`` (thread-safe)."""
+    qs = samples.quantiles(SUMMARY_QUANTILES)
+    return replace(summary, p50_s=qs[0.5], p95_s=qs[0.95], p99_s=qs[0.99], max_s=qs[1.0])

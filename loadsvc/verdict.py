@@ -1,46 +1,86 @@
 """Judging a run: each endpoint's measured values against its thresholds.
 
-Pure functions. A latency threshold ``q`` quantile <= ``max`` is judged on the
-exact samples by nearest rank, which is the same statement as "at least ``q``
-of the samples are <= max" and so agrees with the alert rules, whose limits
-are histogram bucket boundaries.
+Pure functions. A latency threshold ``q`` quantile <= ``max`` is judged by
+counting the samples at or below ``max`` (kept as they arrive): "at least
+``q`` of the samples are <= max" is the same statement as "the nearest-rank
+``q`` quantile is <= max", and agrees with the alert rules, whose limits are
+histogram bucket boundaries. The quantile itself is computed for the report.
+
+Every judgement has a state: ``passed``, ``breached``, or ``no_data`` (fewer
+latency samples than the threshold's ``min_samples``). No data fails the run:
+a backend that answered nothing is never reported healthy. A WS endpoint
+whose frames carried publish stamps later than their arrival (outcome
+``skewed``) fails a ``clock_skew`` judgement that names the offset.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from loadsvc.config.spec import ScenarioThresholds
-from loadsvc.runstats import EndpointSummary, LatencySamples, nearest_rank
+from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles
 
-ThresholdName = Literal["http_latency", "ws_delivery_latency", "error_ratio"]
+ThresholdName = Literal["http_latency", "ws_delivery_latency", "error_ratio", "clock_skew"]
+JudgementState = Literal["passed", "breached", "no_data"]
+LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency")
+
+# A clock offset or latency this far off is a unit mix-up, not a drifting clock:
+# a stamp in ms read as seconds lies ~1e12 s in the future (offset < -1e6 s); one
+# in seconds read as ms (or µs as ms...) lies decades back (latency > a day).
+UNIT_OFFSET_S = -1e6
+UNIT_LATENCY_S = 86_400.0
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """One threshold of one endpoint, with what was measured."""
+    """One threshold of one endpoint, with what was measured and its state."""
 
     endpoint: str
     kind: Literal["http", "ws"]
     name: ThresholdName
-    limit: float  # seconds for latencies, a ratio for error_ratio
-    value: float | None  # None: no data to judge
-    passed: bool
+    limit: float  # seconds for latencies, a ratio for error_ratio, 0 skewed frames for clock_skew
+    value: float | None  # None: no data to judge; clock_skew: the clock offset (s)
+    state: JudgementState
     quantile: float | None = None
+    samples: int | None = None  # latency: how many samples the window had
+    min_samples: int | None = None
+    skewed: int = 0  # clock_skew: frames stamped after their arrival
+    hint: str = ""  # clock_skew: what to check
+
+    @property
+    def passed(self) -> bool:
+        """The threshold held (no_data does not)."""
+        return self.state == "passed"
 
     def describe(self) -> str:
         """e.g. ``/api/x http_latency p95 = 251.0 ms (limit 200 ms) BREACHED``."""
+        if self.name == "clock_skew":
+            return self._describe_skew()
+        q = f" p{self.quantile * 100:g}" if self.quantile is not None else ""
+        if self.state == "no_data" and self.name != "error_ratio":
+            return (
+                f"{self.endpoint} {self.name}{q}: no data "
+                f"({self.samples or 0} of min {self.min_samples} samples) FAILED"
+            )
         if self.name == "error_ratio":
             shown = "no data" if self.value is None else f"{self.value * 100:.2f}%"
             limit = f"{self.limit * 100:g}%"
         else:
             shown = "no data" if self.value is None else f"{self.value * 1000:.1f} ms"
             limit = f"{self.limit * 1000:g} ms"
-        q = f" p{self.quantile * 100:g}" if self.quantile is not None else ""
-        state = "ok" if self.passed else "BREACHED"
+        state = "BREACHED" if self.state == "breached" else "ok"
         return f"{self.endpoint} {self.name}{q} = {shown} (limit {limit}) {state}"
+
+    def _describe_skew(self) -> str:
+        offset = "unknown" if self.value is None else f"{self.value:.3f} s"
+        return (
+            f"{self.endpoint} clock_skew: {self.skewed} frames stamped after their arrival, "
+            f"clock offset min {offset} (negative: the server's clock is ahead); "
+            f"{self.hint} FAILED"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,36 +91,43 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        """True when no threshold was breached."""
+        """True when every threshold held (a breach or no data fails)."""
         return all(j.passed for j in self.judgements)
 
     def breached(self) -> tuple[Judgement, ...]:
-        """The judgements that failed."""
+        """The judgements that failed (breached or no data)."""
         return tuple(j for j in self.judgements if not j.passed)
+
+    @property
+    def only_latency_breached(self) -> bool:
+        """Failed, and only by latency thresholds over real data: what a slow generator can cause."""
+        failed = self.breached()
+        return bool(failed) and all(
+            j.name in LATENCY_THRESHOLDS and j.state == "breached" for j in failed
+        )
 
 
 def judge(
     thresholds: ScenarioThresholds,
     measured: Iterable[tuple[EndpointSummary, LatencySamples]],
+    *,
+    idle: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Judge every endpoint of a run against the thresholds that apply to it."""
+    """Judge every endpoint of a run against the thresholds that apply to it.
+
+    Endpoints in ``idle`` had no user on this shard during the window: not judged.
+    """
     out: list[Judgement] = []
     for summary, samples in measured:
+        if summary.endpoint in idle:
+            continue
+        out.append(_latency(thresholds, summary, samples))
         t = thresholds.for_endpoint(summary.endpoint)
-        name, latency = t.latency_for(summary.kind)
-        value = nearest_rank(sorted(samples.samples), latency.quantile)
-        out.append(
-            Judgement(
-                endpoint=summary.endpoint,
-                kind=summary.kind,
-                name=name,
-                limit=latency.max_s,
-                value=value,
-                passed=value is None or value <= latency.max_s,
-                quantile=latency.quantile,
-            )
-        )
         ratio = summary.error_ratio if summary.events else None
+        state: JudgementState = (
+            "no_data" if ratio is None else "passed" if ratio <= t.error_ratio else "breached"
+        )
+        # No events at all already fails the latency judgement; not a second failure.
         out.append(
             Judgement(
                 endpoint=summary.endpoint,
@@ -88,7 +135,64 @@ def judge(
                 name="error_ratio",
                 limit=t.error_ratio,
                 value=ratio,
-                passed=ratio is None or ratio <= t.error_ratio,
+                state="passed" if state == "no_data" else state,
             )
         )
+        skew = clock_skew(summary)
+        if skew is not None:
+            out.append(skew)
     return Verdict(tuple(out))
+
+
+def _latency(
+    thresholds: ScenarioThresholds, summary: EndpointSummary, samples: LatencySamples
+) -> Judgement:
+    name, latency = thresholds.for_endpoint(summary.endpoint).latency_for(summary.kind)
+    n = samples.count
+    value = exact_quantiles(samples.samples, (latency.quantile,))[latency.quantile]
+    state: JudgementState
+    if n < latency.min_samples:
+        state = "no_data"
+    elif n == 0:
+        state = "passed"  # min_samples: 0 turned the no-data check off
+    else:
+        # Nearest rank: the q quantile is <= max iff at least ceil(q n) samples are.
+        need = max(1, math.ceil(latency.quantile * n - 1e-9))
+        state = "passed" if samples.count_at_or_below(latency.max_s) >= need else "breached"
+    return Judgement(
+        endpoint=summary.endpoint,
+        kind=summary.kind,
+        name=name,
+        limit=latency.max_s,
+        value=value,
+        state=state,
+        quantile=latency.quantile,
+        samples=n,
+        min_samples=latency.min_samples,
+    )
+
+
+def clock_skew(summary: EndpointSummary) -> Judgement | None:
+    """A failed ``clock_skew`` judgement when frames were stamped after their arrival,
+    or when delivery latencies are so large (over a day) that the stamps' unit must be wrong."""
+    skewed = summary.outcome("skewed")
+    offset = summary.clock_offset_min_s
+    too_late = summary.p50_s is not None and summary.p50_s > UNIT_LATENCY_S
+    if skewed == 0 and not too_late:
+        return None
+    implausible = too_late or (offset is not None and offset < UNIT_OFFSET_S)
+    hint = (
+        "the stamps are off by a unit (~1000x): check the endpoint's timestamp_unit"
+        if implausible
+        else "check clock sync (NTP) between the server and this host, or timestamp_unit"
+    )
+    return Judgement(
+        endpoint=summary.endpoint,
+        kind=summary.kind,
+        name="clock_skew",
+        limit=0.0,
+        value=offset,
+        state="breached",
+        skewed=skewed,
+        hint=hint,
+    )

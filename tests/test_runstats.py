@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from loadsvc.runstats import EndpointStats, LatencySamples, nearest_rank
+from loadsvc.runstats import EndpointStats, LatencySamples, nearest_rank, with_percentiles
 
 
 def test_nearest_rank_is_the_smallest_value_covering_the_quantile() -> None:
@@ -86,3 +86,46 @@ def test_roll_starts_an_empty_window_but_keeps_open_connections() -> None:
     second = st.summary(20.0)
     assert second.count == 0
     assert second.connection_seconds == 10.0
+
+
+def test_exact_quantiles_equal_nearest_rank_of_the_sorted_samples() -> None:
+    """The partition-based quantiles are exactly the nearest-rank values of a full sort."""
+    rng = random.Random(5)
+    for _ in range(200):
+        s = LatencySamples()
+        values = [rng.choice([0.1, 0.2, rng.random()]) for _ in range(rng.randint(1, 400))]
+        for v in values:
+            s.add(v)
+        qs = (0.5, 0.9, 0.95, 0.99, 1.0)
+        assert s.quantiles(qs) == {q: nearest_rank(sorted(values), q) for q in qs}
+
+
+def test_roll_defers_percentiles_and_with_percentiles_completes_them() -> None:
+    """roll only swaps the window out; with_percentiles fills p50..max from its samples."""
+    st = EndpointStats("/api/x", "http", "GET", now=0.0)
+    for v in (0.3, 0.1, 0.2, 0.4):
+        st.add_outcome("ok", False)
+        st.latency.add(v)
+    rolled, samples = st.roll(1.0)
+    assert rolled.count == 4 and rolled.p50_s is None and rolled.max_s is None
+    done = with_percentiles(rolled, samples)
+    assert (done.p50_s, done.p95_s, done.max_s) == (0.2, 0.4, 0.4)
+
+
+def test_samples_at_or_below_the_limit_are_counted_as_they_arrive() -> None:
+    """The count at the threshold's limit is kept across windows and covers every sample."""
+    import loadsvc.runstats as rs
+
+    st = EndpointStats("/api/x", "http", "GET", now=0.0)
+    st.judge_latency_at(0.2)
+    setattr(rs, "MAX_SAMPLES", 10)  # noqa: B010 - a small reservoir for this test only
+    try:
+        for i in range(100):
+            st.latency.add(0.1 if i % 4 else 0.3)  # 75 of 100 at or below 0.2
+        assert st.latency.within == 75 and st.latency.count_at_or_below(0.2) == 75
+        assert len(st.latency.samples) == 10
+        st.roll(1.0)
+        st.latency.add(0.2)
+        assert st.latency.count_at_or_below(0.2) == 1  # same limit in the next window
+    finally:
+        setattr(rs, "MAX_SAMPLES", 2_000_000)  # noqa: B010

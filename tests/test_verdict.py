@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
+import pytest
+
+from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds
-from loadsvc.runstats import EndpointStats
+from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples, nearest_rank
 from loadsvc.verdict import judge
 
 
@@ -62,8 +68,187 @@ def test_ws_endpoints_are_judged_on_delivery_p99() -> None:
     assert err.passed
 
 
-def test_no_data_is_not_a_breach() -> None:
-    """An endpoint that saw nothing has no value and does not fail the run by itself."""
+def test_no_samples_is_no_data_and_fails_naming_the_endpoint() -> None:
+    """An endpoint without a single latency sample is judged no_data, which fails the verdict."""
     v = judge(ScenarioThresholds(), [_http([]).roll(1.0)])
-    assert v.passed
-    assert all(j.value is None for j in v.judgements)
+    assert not v.passed
+    (failed,) = v.breached()
+    assert failed.state == "no_data" and failed.name == "http_latency"
+    assert failed.describe() == "/api/x http_latency p95: no data (0 of min 1 samples) FAILED"
+
+
+def test_fewer_than_min_samples_is_no_data_and_zero_turns_it_off() -> None:
+    """min_samples 5 with 3 samples is no_data; min_samples 0 passes an empty window."""
+    strict = ScenarioThresholds(Thresholds(http_latency=LatencyThreshold(0.95, 0.2, 5)))
+    off = ScenarioThresholds(Thresholds(http_latency=LatencyThreshold(0.95, 0.2, 0)))
+    (lat, _) = judge(strict, [_http([0.01] * 3).roll(1.0)]).judgements
+    assert lat.state == "no_data" and lat.samples == 3 and lat.value == 0.01
+    assert "(3 of min 5 samples)" in lat.describe()
+    assert judge(off, [_http([]).roll(1.0)]).passed
+
+
+def test_ws_stream_of_status_frames_only_fails_as_no_data() -> None:
+    """Heartbeats while data stopped: frames arrived but no delivery latency, so the run fails."""
+    st = EndpointStats("/ws/market", "ws", "", now=0.0)
+    st.connection_opened(0.0)
+    for _ in range(20):
+        st.status_messages += 1
+        st.add_outcome("status", False)
+    v = judge(ScenarioThresholds(), [st.roll(10.0)])
+    assert [(j.name, j.state) for j in v.judgements] == [
+        ("ws_delivery_latency", "no_data"),
+        ("error_ratio", "passed"),
+    ]
+
+
+def test_count_at_the_limit_agrees_with_the_nearest_rank_percentile() -> None:
+    """Judging from the count kept at the limit gives the same state as sorting the samples."""
+    rng = random.Random(11)
+    for _ in range(300):
+        values = [
+            rng.choice([0.1, 0.2, 0.2000001, 0.3, rng.random()]) for _ in range(rng.randint(1, 200))
+        ]
+        q = rng.choice([0.5, 0.9, 0.95, 0.99])
+        st = EndpointStats("/api/x", "http", "GET", now=0.0)
+        st.judge_latency_at(0.2)
+        for v in values:
+            st.add_outcome("ok", False)
+            st.latency.add(v)
+        t = ScenarioThresholds(Thresholds(http_latency=LatencyThreshold(q, 0.2)))
+        (lat, _) = judge(t, [st.roll(1.0)]).judgements
+        exact = nearest_rank(sorted(values), q)
+        assert exact is not None and lat.value == exact
+        assert lat.passed == (exact <= 0.2)
+
+
+def test_no_events_at_all_fails_once_not_twice() -> None:
+    """An endpoint that saw nothing fails on latency (no data), not again on its error ratio."""
+    v = judge(ScenarioThresholds(), [_http([]).roll(1.0)])
+    assert [j.name for j in v.breached()] == ["http_latency"]
+
+
+def test_endpoints_without_users_on_this_shard_are_not_judged() -> None:
+    """An endpoint that had no user on this shard (idle) is left out rather than failed."""
+    v = judge(ScenarioThresholds(), [_http([]).roll(1.0)], idle=frozenset({"/api/x"}))
+    assert v.judgements == () and v.passed
+
+
+def _ws_summary(**changes: object) -> EndpointSummary:
+    st = EndpointStats("/ws/market", "ws", "", now=0.0)
+    for _ in range(50):
+        st.add_outcome("ok", False)
+        st.latency.add(0.01)
+    summary, _ = st.roll(1.0)
+    return replace(summary, **changes)  # type: ignore[arg-type]
+
+
+def _judge_ws(summary: EndpointSummary) -> tuple[str, ...]:
+    samples = LatencySamples()
+    for _ in range(50):
+        samples.add(0.01)
+    v = judge(ScenarioThresholds(), [(summary, samples)])
+    return tuple(j.describe() for j in v.breached())
+
+
+def test_skewed_frames_fail_naming_clock_skew_and_the_offset() -> None:
+    """Frames stamped after arrival fail a clock_skew judgement with the offset and NTP hint."""
+    s = _ws_summary(outcomes=(("ok", 50), ("skewed", 7)), clock_offset_min_s=-2.5)
+    (line,) = _judge_ws(s)
+    assert line.startswith("/ws/market clock_skew: 7 frames stamped after their arrival")
+    assert "clock offset min -2.500 s" in line and "clock sync (NTP)" in line
+
+
+def test_stamps_in_ms_read_as_seconds_point_at_timestamp_unit() -> None:
+    """An offset of about -1.7e12 s is a unit mix-up: the judgement says to check timestamp_unit."""
+    s = _ws_summary(outcomes=(("skewed", 50),), clock_offset_min_s=-1.7e12)
+    (line,) = _judge_ws(s)
+    assert "check the endpoint's timestamp_unit" in line
+
+
+def test_latencies_over_a_day_point_at_timestamp_unit() -> None:
+    """Delivery latencies of decades (seconds read as ms) fail with the timestamp_unit hint."""
+    s = _ws_summary(p50_s=1.7e9, max_s=1.7e9, clock_offset_min_s=1.7e9)
+    (line,) = _judge_ws(s)
+    assert "clock_skew" in line and "timestamp_unit" in line
+
+
+def test_only_latency_breaches_can_be_blamed_on_the_generator() -> None:
+    """only_latency_breached holds for a latency breach alone, not with no data or errors."""
+    slow = judge(ScenarioThresholds(), [_http([1.0] * 10).roll(1.0)])
+    empty = judge(ScenarioThresholds(), [_http([]).roll(1.0)])
+    erring = judge(ScenarioThresholds(), [_http([1.0] * 10, errors=5).roll(1.0)])
+    assert slow.only_latency_breached
+    assert not empty.only_latency_breached
+    assert not erring.only_latency_breached
+
+
+MIN_SAMPLES_CONFIG = """\
+version: 1
+defaults:
+  thresholds:
+    http_latency: {min_samples: 20}
+scenarios:
+  poll:
+    shape: {kind: constant, users: 1}
+    thresholds:
+      endpoints:
+        /api/a: {http_latency: {min_samples: MIN}}
+    users:
+      - {kind: rest, pacing: 1s, tasks: [{path: /api/a}, {path: /api/b}]}
+"""
+
+
+def test_min_samples_is_read_per_threshold_and_inherited() -> None:
+    """defaults set min_samples for every endpoint; an endpoint override replaces it."""
+    config = parse_config(MIN_SAMPLES_CONFIG.replace("MIN", "0"), "test.yaml")
+    t = config.scenario("poll").thresholds
+    assert t.for_endpoint("/api/b").http_latency.min_samples == 20
+    assert t.for_endpoint("/api/a").http_latency.min_samples == 0
+
+
+def test_negative_min_samples_is_refused_with_its_place_in_the_file() -> None:
+    """A negative min_samples is an error at file:line:path."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MIN_SAMPLES_CONFIG.replace("MIN", "-1"), "test.yaml")
+    (issue,) = caught.value.issues
+    assert issue.path == "scenarios.poll.thresholds.endpoints['/api/a'].http_latency.min_samples"
+    assert issue.line == 10 and "must not be negative, got -1" in issue.message
+
+
+def test_summary_names_what_went_wrong_in_table_and_json() -> None:
+    """Diagnostics, sequence anomalies, the clock offset and failed outcomes reach the summary."""
+    from loadsvc.report import summary_doc, summary_table
+    from loadsvc.runner import RunResult
+
+    summary = _ws_summary(
+        outcomes=(("ok", 50), ("skewed", 4)),
+        clock_offset_min_s=-2.5,
+        sequence_anomalies=(("duplicate", 3), ("reordered", 2)),
+        diagnostics=(("tls", "certificate verify failed: self-signed certificate", 20),),
+    )
+    samples = LatencySamples()
+    samples.add(0.01)
+    verdict = judge(ScenarioThresholds(), [(summary, samples)])
+    run = RunResult("s", "r1", 0.0, 1.0, 1.0, verdict, (summary,), "failed")
+    table = summary_table(run)
+    assert "/ws/market outcomes: skewed 4" in table
+    assert "/ws/market tls: certificate verify failed: self-signed certificate (20 times)" in table
+    assert "/ws/market sequence anomalies: duplicate 3, reordered 2" in table
+    assert "/ws/market clock offset min -2.500 s" in table
+    (ep,) = summary_doc(run, "http://t")["endpoints"]
+    assert ep["clock_offset_ms"] == -2500.0
+    assert ep["sequence_anomalies"] == {"duplicate": 3, "reordered": 2}
+    assert ep["diagnostics"] == [
+        {
+            "reason": "tls",
+            "detail": "certificate verify failed: self-signed certificate",
+            "count": 20,
+        }
+    ]
+    skew = summary_doc(run, "http://t")["thresholds"][-1]
+    assert (skew["name"], skew["state"], skew["value"], skew["skewed"]) == (
+        "clock_skew",
+        "breached",
+        -2500.0,
+        4,
+    )

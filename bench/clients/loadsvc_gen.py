@@ -41,7 +41,7 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     await ctl.wait("go")
     execution = asyncio.get_running_loop().create_task(run.execute())
     await ctl.wait("mark")
-    run.roll_window()
+    await run.roll_window()
     await ctl.wait("stop")
     run.stop()
     result = await execution

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from loadsvc.config._nodes import Entries, Fields, Reader
-from loadsvc.config._values import describe, duration, is_null, join, number, suggest
+from loadsvc.config._values import describe, duration, integer, is_null, join, number, suggest
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds, endpoint_label
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
 
 _THRESHOLD_KEYS = ("http_latency", "ws_delivery_latency", "error_ratio")
 _SCENARIO_THRESHOLD_KEYS = (*_THRESHOLD_KEYS, "endpoints")
-_LATENCY_KEYS = ("quantile", "max")
+_LATENCY_KEYS = ("quantile", "max", "min_samples")
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,14 @@ class LatencyOverrides:
 
     quantile: float | None = None
     max_s: float | None = None
+    min_samples: int | None = None
 
     def apply(self, base: LatencyThreshold) -> LatencyThreshold:
         """``base`` with the fields set here replaced."""
         return LatencyThreshold(
             quantile=base.quantile if self.quantile is None else self.quantile,
             max_s=base.max_s if self.max_s is None else self.max_s,
+            min_samples=base.min_samples if self.min_samples is None else self.min_samples,
         )
 
 
@@ -146,4 +148,6 @@ def _read_latency(parent: Fields, key: str) -> LatencyOverrides:
     if fields is None:
         return LatencyOverrides()
     quantile = fields.get("quantile", number(0.0, 1.0, low_open=True, high_open=True))
-    return LatencyOverrides(quantile, fields.get("max", duration()))
+    # min_samples: 0 turns the no-data check off for that threshold.
+    min_samples = fields.get("min_samples", integer(minimum=0))
+    return LatencyOverrides(quantile, fields.get("max", duration()), min_samples)

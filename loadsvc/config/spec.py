@@ -24,6 +24,8 @@ class LatencyThreshold:
 
     quantile: float
     max_s: float
+    # Fewer samples than this in a run or window is judged ``no_data``: a failure, never a pass.
+    min_samples: int = 1
 
     @property
     def label(self) -> str:

@@ -3,6 +3,10 @@
 The record is :func:`loadsvc.report.summary_doc` plus how the run was started
 (``trigger``) and, for continuous runs, its ``window`` number. A run that
 crashed gets a short record with ``result: error`` and is counted as such.
+
+Recording never raises: a record that cannot be made or written (a value
+the JSON encoder refuses, a history that fails) is logged and counted in
+``failures``, and a short record stands in for it, so the run goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class RunRecords:
         self.metrics = metrics
         self.target_url = target_url
         self.shard = shard
+        self.failures = 0  # records that could not be made or written
 
     def finished(
         self,
@@ -41,6 +46,21 @@ class RunRecords:
         cut_short: bool = False,
     ) -> dict[str, Any]:
         """A run (``final``) or verdict window ended; its verdict is already published."""
+        try:
+            return self._finished(run, result, trigger, window, final, cut_short)
+        except Exception as exc:
+            self.failed(run, exc)
+            return self._stand_in(run, result.result, trigger, window, exc)
+
+    def _finished(
+        self,
+        run: ScenarioRun,
+        result: RunResult,
+        trigger: Trigger,
+        window: int | None,
+        final: bool,
+        cut_short: bool,
+    ) -> dict[str, Any]:
         doc = summary_doc(result, self.target_url)
         doc["trigger"] = trigger
         if window is not None:
@@ -56,6 +76,7 @@ class RunRecords:
             duration_s=doc["duration_s"],
             stopped_early=doc["stopped_early"],
             thresholds=[j.describe() for j in result.verdict.judgements],
+            failed=[j.describe() for j in result.verdict.breached()],
             endpoints={e["endpoint"]: {k: e[k] for k in _LOGGED_VALUES} for e in doc["endpoints"]},
         )
         return doc
@@ -66,8 +87,41 @@ class RunRecords:
         """A run cancelled past the stop deadline: judge what it measured so far."""
         if run.stats is None:
             return None
-        result = run.roll_window()
+        try:
+            result = run.roll_window_now()
+        except Exception as exc:
+            self.failed(run, exc)
+            return None
         return self.finished(run, result, trigger, window=window, cut_short=True)
+
+    def failed(self, run: ScenarioRun, exc: BaseException) -> None:
+        """Judging or recording a run or window failed: logged and counted; the run goes on."""
+        self.failures += 1
+        run.log.error("cannot record the run", failures=self.failures, exc_info=exc)
+
+    def _stand_in(
+        self,
+        run: ScenarioRun,
+        result: str,
+        trigger: Trigger,
+        window: int | None,
+        exc: BaseException,
+    ) -> dict[str, Any]:
+        """What /api/status shows of a window whose record failed: its result, and why."""
+        doc: dict[str, Any] = {
+            "scenario": run.spec.name,
+            "run_id": run.run_id,
+            "passed": result == "passed",
+            "result": result,
+            "ended_at": time.time(),
+            "trigger": trigger,
+            "record_error": type(exc).__name__,
+            "endpoints": [],
+            "thresholds": [],
+        }
+        if window is not None:
+            doc["window"] = window
+        return doc
 
     def crashed(self, run: ScenarioRun, trigger: Trigger, exc: BaseException) -> dict[str, Any]:
         """A run raised instead of returning a result: recorded and counted as ``error``."""
@@ -92,6 +146,9 @@ class RunRecords:
         self.metrics.scenario_runs.labels(name, "error").inc()
         self.metrics.scenario_last_run_timestamp.labels(name).set(now)
         self.metrics.scenario_last_run_passed.labels(name).set(0)
-        self.history.append(doc)
         run.log.error("run crashed", result="error", exc_info=exc)
+        try:
+            self.history.append(doc)
+        except Exception as write_exc:
+            self.failed(run, write_exc)
         return doc

@@ -81,6 +81,7 @@ class ScenarioState:
     skipped: int
     restart_at: float | None
     last: dict[str, Any] | None
+    record_failures: int = 0  # records of this service that could not be made or written
 
 
 @dataclass
@@ -250,6 +251,7 @@ class Supervisor:
             skipped=slot.skipped,
             restart_at=slot.restart_at,
             last=slot.last,
+            record_failures=self.records.failures,
         )
 
     # -- internals -------------------------------------------------------------
@@ -372,9 +374,7 @@ class Supervisor:
                     break
                 deadline += every
                 if run.stats is not None and not run.stopping:
-                    slot.last = self.records.finished(
-                        run, run.roll_window(), "continuous", window=window, final=False
-                    )
+                    await self._record_window(slot, run, window)
                     window += 1
         except asyncio.CancelledError:
             execution.cancel()
@@ -389,3 +389,12 @@ class Supervisor:
             return False
         slot.last = self.records.finished(run, result, "continuous", window=window)
         return True
+
+    async def _record_window(self, slot: _Slot, run: ScenarioRun, window: int) -> None:
+        """Judge and record one verdict window; a failure is counted, never ends the run."""
+        try:
+            result = await run.roll_window()
+        except Exception as exc:
+            self.records.failed(run, exc)
+            return
+        slot.last = self.records.finished(run, result, "continuous", window=window, final=False)

@@ -30,10 +30,13 @@ from tests.service.support import until
 
 FAST_BACKOFF = RestartBackoff(initial_s=0.05, max_s=0.4, multiplier=2.0)
 
+# Windows of 300 ms are shorter than the target's 500 ms throttle, so some hold no
+# frame at all; these lifecycle tests turn the no-data check off (min_samples: 0).
 STREAM = """\
   stream:
     schedule: {kind: continuous, verdict_every: 300ms}
     shape: {kind: constant, users: USERS}
+    thresholds: {ws_delivery_latency: {min_samples: 0}}
     users:
       - {kind: ws_stream, path: /ws/market}
 """
@@ -238,3 +241,41 @@ async def test_shutdown_records_every_verdict_within_the_bound(supervisor: Super
     assert not supervisor.state("stream").running
     with pytest.raises(AlreadyRunning):
         supervisor.start("poll")
+
+
+class BrokenHistory(RunHistory):
+    """A history whose every append fails the way a bug or an encoder error would."""
+
+    def append(self, doc: dict[str, object]) -> None:
+        """Raise instead of writing."""
+        raise TypeError("Integer exceeds 64-bit range")
+
+
+async def test_failed_window_records_never_orphan_a_continuous_run(
+    target: RunningTarget, registry: CollectorRegistry, tmp_path: Path
+) -> None:
+    """Windows whose record raises are counted; the run goes on, then stops with no connection left."""
+    recorder = Recorder(create_metrics(registry))
+    history = BrokenHistory(tmp_path / "h.jsonl", 1_000_000, 3600)
+    sup = Supervisor(Target(target.url), recorder, history, tick_s=0.05, backoff=FAST_BACKOFF)
+    try:
+        sup.apply(scenarios(stream(users=2)))
+        await until(lambda: sup.records.failures >= 3, 10, "three failed window records")
+        state = sup.state("stream")
+        assert state.running and state.users == 2 and state.restarts == 0
+        assert state.record_failures >= 3
+        assert state.last is not None and state.last["record_error"] == "TypeError"
+        stats = await target.stats()
+        assert stats["connections"]["/ws/market"] == 2
+        assert stats["handshakes"]["/ws/market"] == 2  # the same run and connections throughout
+    finally:
+        await sup.shutdown(5)
+    assert not sup.state("stream").running
+
+    async def open_connections() -> int:
+        return int((await target.stats())["connections"]["/ws/market"])
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while await open_connections() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert await open_connections() == 0

@@ -1,0 +1,1 @@
+"""Backends that misbehave on purpose, and what loadsvc makes of them."""

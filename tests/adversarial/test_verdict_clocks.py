@@ -1,0 +1,117 @@
+"""Clocks and units: stamps in the wrong unit fail the run and say to check timestamp_unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from loadsvc.config import parse_config
+from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
+from loadsvc.metrics import Metrics
+from loadsvc.recorder import Recorder
+from loadsvc.report import summary_table
+from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.users import Target
+from tests.service.support import scaled
+
+FAST = RunOptions(tick_s=0.1, seed=1)
+
+
+def stream(unit: str) -> str:
+    """A 1.5 s scenario of two ws_stream users reading stamps in ``unit``."""
+    return (
+        "version: 1\nscenarios:\n  s:\n"
+        "    shape: {kind: constant, users: 2, duration: 1500ms}\n"
+        "    graceful_stop: 500ms\n"
+        "    users:\n"
+        f"      - {{kind: ws_stream, path: /ws/market, message: {{timestamp_unit: {unit}}}}}\n"
+    )
+
+
+@pytest.fixture
+async def stamps_in_seconds() -> AsyncIterator[str]:
+    """A WS server that publishes data frames every 50 ms stamped in seconds, with a sequence."""
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(Exception):
+            for seq in range(1_000_000):
+                frame = {"type": "market", "published_at": time.time(), "seq": seq}
+                await ws.send(orjson.dumps(frame).decode())
+                await asyncio.sleep(0.05)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+
+
+async def test_stamps_in_seconds_read_as_ms_fail_naming_timestamp_unit(
+    stamps_in_seconds: str, metrics: Metrics
+) -> None:
+    """Seconds read as ms give latencies of decades: the run fails and names timestamp_unit."""
+    spec = parse_config(stream("ms"), "test.yaml").scenario("s")
+    run = ScenarioRun(spec, Target(stamps_in_seconds), Recorder(metrics), FAST)
+    result = await asyncio.wait_for(run.execute(), scaled(20))
+    (ws,) = result.endpoints
+    assert ws.count > 0 and ws.p50_s is not None and ws.p50_s > 86_400
+    assert not result.passed and result.result == "failed"
+    names = {j.name: j for j in result.verdict.breached()}
+    assert set(names) == {"ws_delivery_latency", "clock_skew"}
+    assert "check the endpoint's timestamp_unit" in names["clock_skew"].describe()
+    assert "timestamp_unit" in summary_table(result)
+
+
+async def test_same_stamps_read_in_the_right_unit_pass(
+    stamps_in_seconds: str, metrics: Metrics
+) -> None:
+    """The same server read with timestamp_unit s passes: the judgement is about the unit."""
+    spec = parse_config(stream("s"), "test.yaml").scenario("s")
+    run = ScenarioRun(spec, Target(stamps_in_seconds), Recorder(metrics), FAST)
+    result = await asyncio.wait_for(run.execute(), scaled(20))
+    assert result.passed, [j.describe() for j in result.verdict.breached()]
+
+
+async def test_a_lagging_generator_never_excuses_no_data(metrics: Metrics) -> None:
+    """With the loop lagging far past the trust limit, a run failed by no data is failed."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async def hog() -> None:
+        while True:
+            time.sleep(0.05)  # block the loop on purpose: the generator is overloaded
+            await asyncio.sleep(0.01)
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    text = (
+        "version: 1\nscenarios:\n  s:\n"
+        "    shape: {kind: constant, users: 1, duration: 1s}\n"
+        "    users:\n      - {kind: rest, pacing: 100ms, tasks: [{path: /api/x}]}\n"
+    )
+    spec = parse_config(text, "test.yaml").scenario("s")
+    monitor = LoopLagMonitor(None, interval=0.01)
+    monitor.start()
+    hogging = asyncio.get_running_loop().create_task(hog())
+    try:
+        run = ScenarioRun(
+            spec, Target(f"http://127.0.0.1:{port}"), Recorder(metrics), FAST, monitor
+        )
+        result = await asyncio.wait_for(run.execute(), scaled(20))
+    finally:
+        hogging.cancel()
+        await monitor.stop()
+        server.close()
+        await server.wait_closed()
+    # The trust limit is a share of the tightest latency limit (the default ws 100 ms).
+    assert result.loop_lag_p99_s is not None and result.loop_lag_p99_s > 0.1 * TRUST_SHARE
+    assert [(j.name, j.state) for j in result.verdict.breached()] == [
+        ("http_latency", "no_data"),
+        ("error_ratio", "breached"),
+    ]
+    assert result.result == "failed"
