@@ -160,6 +160,7 @@ class Metrics:
     scenario_last_run_passed: Gauge
     scenario_next_run_timestamp: Gauge
     scenario_triggers_skipped: Counter
+    run_records_failed: Counter
     threshold_breached: Gauge
     threshold_value: Gauge
     threshold_limit: Gauge
@@ -295,6 +296,13 @@ def create_metrics(
         scenario_triggers_skipped=Counter(
             "loadsvc_scenario_triggers_skipped",
             "Triggers skipped because a run of the scenario was already in progress.",
+            ["scenario"],
+            registry=r,
+        ),
+        run_records_failed=Counter(
+            "loadsvc_run_records_failed",
+            "Finished runs or verdict windows that could not be judged or recorded "
+            "(the run goes on; the log says why).",
             ["scenario"],
             registry=r,
         ),

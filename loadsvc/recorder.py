@@ -207,6 +207,7 @@ class Recorder:
         for g in (m.scenario_users, m.scenario_target_users, m.scenario_running):
             g.labels(s)
         m.scenario_triggers_skipped.labels(s)
+        m.run_records_failed.labels(s)
         for result in ("passed", "failed", "generator_bound", "error"):
             m.scenario_runs.labels(s, result)
         for ref in spec.endpoints():

@@ -97,6 +97,7 @@ class RunRecords:
     def failed(self, run: ScenarioRun, exc: BaseException) -> None:
         """Judging or recording a run or window failed: logged and counted; the run goes on."""
         self.failures += 1
+        self.metrics.run_records_failed.labels(run.spec.name).inc()
         run.log.error("cannot record the run", failures=self.failures, exc_info=exc)
 
     def _stand_in(
