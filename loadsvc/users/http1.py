@@ -176,6 +176,7 @@ class _Connection(asyncio.Protocol):
         self._interim = 0
         self._wire = 0  # bytes of this response so far
         self._body = 0  # of which body bytes
+        self._response: Response | None = None  # read, not yet handed over
 
     def _new_parser(self) -> httptools.HttpResponseParser:
         parser = httptools.HttpResponseParser(self)
@@ -207,6 +208,7 @@ class _Connection(asyncio.Protocol):
             cause = exc.__context__
             if isinstance(cause, _HeadRead):
                 self._parser = self._new_parser()  # the old one waits for a body
+                self._deliver()
                 return
             self._fail(cause if cause is not None else ProtocolError(str(exc)))
             return
@@ -216,9 +218,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"malformed response: {exc}"))
             return
-        if not waiter.done() and self._wire - self._body > (
-            _MAX_FRAMING if self._head_done else _MAX_HEAD
-        ):
+        if self._response is not None:
+            # Delivered only now: a byte after the end in this same read fails it instead.
+            self._deliver()
+        elif self._wire - self._body > (_MAX_FRAMING if self._head_done else _MAX_HEAD):
             self._fail(ProtocolError("response head or framing too large"))
 
     def eof_received(self) -> bool:
@@ -237,6 +240,7 @@ class _Connection(asyncio.Protocol):
             return
         if exc is None and self._head_done and self._until_close:
             self._finish()
+            self._deliver()
         else:
             self._fail(exc or ConnectionResetError("server closed the connection"))
 
@@ -306,6 +310,7 @@ class _Connection(asyncio.Protocol):
         self._encoding = b""
         self._framed = self._until_close = self._head_done = False
         self._interim = self._wire = self._body = 0
+        self._response = None
         self.got_bytes = False
         self.reusable = False  # until the response has been read completely
         self.transport.write(data)
@@ -334,12 +339,17 @@ class _Connection(asyncio.Protocol):
         chunks = self._chunks
         body = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if self._keep else b""
         self._chunks = []
+        self._response = Response(self._status, body, self._encoding, arrived)
+
+    def _deliver(self) -> None:
+        response, self._response = self._response, None
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._status, body, self._encoding, arrived))
+        if response is not None and waiter is not None and not waiter.done():
+            waiter.set_result(response)
 
     def _fail(self, exc: BaseException) -> None:
         self.reusable = False
+        self._response = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
