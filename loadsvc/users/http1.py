@@ -42,6 +42,7 @@ from loadsvc.config.spec import RestUserSpec
 _MAX_HEAD = 64 * 1024  # bytes of status lines and headers before the body
 _MAX_FRAMING = 1024 * 1024  # chunk-size lines and trailers around a body
 _MAX_INTERIM = 10  # 1xx responses before the real one
+_INFLATE_STEP = 1024 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -110,7 +111,9 @@ def request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def decode_body(body: bytes, encoding: bytes, max_size: int = DEFAULT_MAX_DECOMPRESSED) -> bytes:
+def decode_body(
+    body: bytes, encoding: bytes, max_size: int = DEFAULT_MAX_DECOMPRESSED
+) -> bytes | bytearray:
     """The body without its ``Content-Encoding`` (gzip or deflate), at most ``max_size``
     bytes: BodyTooLarge past it, ValueError when it cannot be decoded."""
     if not encoding or encoding == b"identity":
@@ -128,12 +131,18 @@ def decode_body(body: bytes, encoding: bytes, max_size: int = DEFAULT_MAX_DECOMP
     raise ValueError(f"unsupported content-encoding {encoding.decode('latin-1')}")
 
 
-def _inflate(data: bytes, wbits: int, max_size: int) -> bytes:
-    # max_length stops the inflater one byte past the cap: memory stays bounded.
+def _inflate(data: bytes, wbits: int, max_size: int) -> bytearray:
+    # In steps into one growing buffer: the output never exists twice (zlib's one-shot
+    # join would copy it), and a bomb stops one step past the cap.
     inflater = zlib.decompressobj(wbits)
-    out = inflater.decompress(data, max_size + 1)
-    if len(out) > max_size:
-        raise BodyTooLarge(f"body inflates past {max_size} bytes")
+    out = bytearray()
+    while True:
+        out += inflater.decompress(data, _INFLATE_STEP)
+        if len(out) > max_size:
+            raise BodyTooLarge(f"body inflates past {max_size} bytes")
+        data = inflater.unconsumed_tail
+        if not data:
+            break
     if not inflater.eof:
         raise zlib.error("truncated stream")
     return out
@@ -350,6 +359,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         self.reusable = False
         self._response = None
+        self._chunks = []  # at once: the parser's callbacks make this object a GC cycle
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)

@@ -30,7 +30,7 @@ _ABSENT = msgspec.Raw()
 
 
 @functools.cache
-def body_checker(required: tuple[str, ...]) -> Callable[[bytes], bool]:
+def body_checker(required: tuple[str, ...]) -> Callable[[bytes | bytearray], bool]:
     """A check that a body is a JSON object holding every ``required`` key.
 
     One partial decode (as for WS frames): the body is scanned and validated as
@@ -45,7 +45,7 @@ def body_checker(required: tuple[str, ...]) -> Callable[[bytes], bool]:
     decode = msgspec.json.Decoder(body_type).decode
     attrs = tuple(name for name, _, _ in fields)
 
-    def check(body: bytes) -> bool:
+    def check(body: bytes | bytearray) -> bool:
         try:
             doc = decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -196,7 +196,9 @@ class RestUser:
         task.sink.request(latency, outcome)
 
 
-def _validate(response: Response, check: Callable[[bytes], bool], max_decompressed: int) -> str:
+def _validate(
+    response: Response, check: Callable[[bytes | bytearray], bool], max_decompressed: int
+) -> str:
     try:
         body = decode_body(response.body, response.encoding, max_decompressed)
     except BodyTooLarge:
