@@ -139,6 +139,7 @@ def _inflate(data: bytes, wbits: int, max_size: int) -> bytearray:
     while True:
         out += inflater.decompress(data, _INFLATE_STEP)
         if len(out) > max_size:
+            out.clear()  # now, not when the traceback that holds this frame goes
             raise BodyTooLarge(f"body inflates past {max_size} bytes")
         data = inflater.unconsumed_tail
         if not data:
@@ -265,7 +266,12 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"content-encoding":
             self._encoding = value.strip().lower()
-        elif name == b"content-length" or name == b"transfer-encoding":
+        elif name == b"content-length":
+            self._framed = True
+            # llhttp has checked the digits; a body announced past the cap is not read.
+            if int(value) > self._max_body:
+                raise BodyTooLarge(f"body of {int(value)} bytes over {self._max_body}")
+        elif name == b"transfer-encoding":
             self._framed = True
 
     def on_headers_complete(self) -> None:
