@@ -141,36 +141,44 @@ class CliRun:
         return {k: v for k, v in counts.items() if v}
 
 
+# Runs loadsvc's CLI and, at exit, writes the process's VmHWM (its own peak RSS since
+# exec; ru_maxrss would include the test process's size at fork) to $LOADSVC_TEST_HWM.
+_CLI_REPORTING_PEAK_RSS = """
+import atexit, os, runpy, sys
+
+def _report():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["LOADSVC_TEST_HWM"], "w") as out:
+        out.write(kib)
+
+atexit.register(_report)
+runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_cli(config: str, scenario: str, target: str, timeout_s: float = 60) -> CliRun:
-    """``loadsvc run`` as a child process; its own peak RSS from ``wait4`` (exact per child)."""
+    """``loadsvc run`` as a child process (stopped by its PID if it hangs), with its peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
         config_file, summary_file = Path(tmp) / "c.yaml", Path(tmp) / "summary.json"
         config_file.write_text(config)
-        err_file = Path(tmp) / "stderr"
-        args = [sys.executable, "-m", "loadsvc", "--log-json", "run", scenario,
+        err_file, hwm_file = Path(tmp) / "stderr", Path(tmp) / "hwm"
+        args = [sys.executable, "-c", _CLI_REPORTING_PEAK_RSS, "--log-json", "run", scenario,
                 "--config", str(config_file), "--target", target,
                 "--summary-json", str(summary_file), "--tick", "0.1"]  # fmt: skip
+        env = {**os.environ, "LOADSVC_TEST_HWM": str(hwm_file)}
         started = time.monotonic()
         with err_file.open("w") as err:
-            proc = subprocess.Popen(
-                args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ)
-            )
-            deadline = started + timeout_s
-            while True:  # poll wait4: a hung child is killed by its PID, never waited on forever
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    pid, status, usage = os.wait4(proc.pid, 0)
-                    break
-                time.sleep(0.05)
-            proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not reap again
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         elapsed = time.monotonic() - started
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        return CliRun(
-            proc.returncode, summary, usage.ru_maxrss / 1024, elapsed, err_file.read_text()
-        )
+        peak_mb = int(hwm_file.read_text()) / 1024 if hwm_file.exists() else float("inf")
+        return CliRun(proc.returncode, summary, peak_mb, elapsed, err_file.read_text())
 
 
 def rest_config(users: int = 2, duration: str = "1s", user_extra: str = "") -> str:
