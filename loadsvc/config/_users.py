@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -10,7 +11,10 @@ import yaml
 
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._values import (
+    Converter,
+    Invalid,
     choice,
+    describe,
     duration,
     integer,
     join,
@@ -18,6 +22,7 @@ from loadsvc.config._values import (
     nullable,
     number,
     one_or_list,
+    scalar,
     text,
     url_path,
 )
@@ -38,8 +43,11 @@ __all__ = ["EndpointUse", "read_users"]
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 _WS_KEYS = ("kind", "weight", "path", "name", "message", "connect_timeout", "backoff")
+_REST_KEYS = (
+    "kind", "weight", "pacing", "think_time", "timeout", "max_body", "max_decompressed", "tasks",
+)  # fmt: skip
 _USER_KEYS: dict[str, tuple[str, ...]] = {
-    "rest": ("kind", "weight", "pacing", "think_time", "timeout", "tasks"),
+    "rest": _REST_KEYS,
     "ws_stream": _WS_KEYS,
     "ws_reconnect": (*_WS_KEYS, "cycle", "messages_per_cycle"),
 }
@@ -56,6 +64,33 @@ _BACKOFF_KEYS = ("initial", "max", "multiplier")
 
 _names = list_of(text())
 _status = integer(100, 599)
+
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_MIN_SIZE = 1024
+_MAX_SIZE = 1024**3  # a cap past memory would protect nothing
+
+
+def _size() -> Converter[int]:
+    """A size in bytes: an integer, or ``512KiB``, ``10MiB``, ``1GiB``; 1 KiB to 1 GiB."""
+
+    def convert(node: yaml.Node) -> int:
+        value = scalar(node)
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+        else:
+            match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+            if match is None:
+                raise Invalid(
+                    f"expected a size such as 10MiB, 512KiB or a number of bytes, "
+                    f"got {describe(node)}"
+                )
+            n = int(match[1]) * _SIZE_UNITS[match[2]]
+        if not _MIN_SIZE <= n <= _MAX_SIZE:
+            raise Invalid(f"must be between 1KiB and 1GiB, got {describe(node)}")
+        return n
+
+    return convert
 
 
 @dataclass(frozen=True)
@@ -130,6 +165,8 @@ def _rest_user(fields: Fields, uses: list[EndpointUse]) -> RestUserSpec | None:
         think_time_s=think_time,
         weight=fields.get("weight", integer(1), RestUserSpec.weight),
         timeout_s=fields.get("timeout", duration(), RestUserSpec.timeout_s),
+        max_body=fields.get("max_body", _size(), RestUserSpec.max_body),
+        max_decompressed=fields.get("max_decompressed", _size(), RestUserSpec.max_decompressed),
     )
 
 

@@ -134,6 +134,9 @@ class RestUserSpec:
     Exactly one of ``pacing_s`` (one request every ``pacing_s``, latency from the
     intended start) and ``think_time_s`` (closed model: wait uniform(min, max)
     after each response, latency from the send) is set.
+
+    ``max_body`` caps a response body as sent and ``max_decompressed`` once
+    decoded (bytes); past either the request counts as ``too_large``.
     """
 
     tasks: tuple[HttpTaskSpec, ...]
@@ -141,6 +144,8 @@ class RestUserSpec:
     think_time_s: tuple[float, float] | None = None
     weight: int = 1
     timeout_s: float = 10.0
+    max_body: int = 10 * 1024 * 1024
+    max_decompressed: int = 50 * 1024 * 1024
     kind: Literal["rest"] = "rest"
 
 

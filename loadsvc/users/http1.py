@@ -1,16 +1,25 @@
 """A lean HTTP/1.1 client for REST users: one keep-alive connection per user, one request at a time.
 
 A virtual user sends the same few requests again and again, so each request's
-bytes are built once (:func:`request_bytes`) and a response is read with a few
-bytes operations: the status line, ``Content-Length`` or chunked framing,
-``Connection`` and ``Content-Encoding``. aiohttp's ``ClientSession`` builds a
-request object, URL, header multidicts, a timer and a cookie pass per request;
-on a generator that is most of its CPU (see bench/results.md).
+bytes are built once (:func:`request_bytes`). Responses are parsed by llhttp
+(through httptools), the parser of Node.js, as strict about framing as
+aiohttp and h11: a negative or ``0x`` chunk size, ``Content-Length: +9``, a
+duplicate length or a length beside chunked framing are protocol errors. Only
+one leniency is allowed, as h11 allows it: a bare LF ending a head line.
+aiohttp's ``ClientSession`` builds a request object, URL, header multidicts, a
+timer and a cookie pass per request; on a generator that is most of its CPU
+(see bench/results.md).
+
+Everything a server sends is bounded: the head (64 KiB), the interim 1xx
+responses before the real one (10), the body (``max_body``), and the framing
+around it. A body is decompressed after its last byte has been timed, into at
+most ``max_decompressed`` bytes (:func:`decode_body`), so a gzip bomb never
+inflates past its cap.
 
 Supported: GET/HEAD/DELETE/... without a request body, http and https, keep-alive
 with one retry on a connection the server closed while it was idle, chunked and
-until-close bodies, interim 1xx responses. Not supported (not needed by the
-users): request bodies, pipelining, proxies, cookies, redirects (never followed).
+until-close bodies. Not supported (not needed by the users): request bodies,
+pipelining, proxies, cookies, redirects (never followed).
 """
 
 from __future__ import annotations
@@ -18,44 +27,68 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
-_MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept before giving up
+import httptools
+
+from loadsvc.config.spec import RestUserSpec
+
+_MAX_HEAD = 64 * 1024  # bytes of status lines and headers before the body
+_MAX_FRAMING = 1024 * 1024  # chunk-size lines and trailers around a body
+_MAX_INTERIM = 10  # 1xx responses before the real one
+_INFLATE_STEP = 1024 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_BODY_STATUS = frozenset({204, 304})
 
+DEFAULT_MAX_BODY = RestUserSpec.max_body
+DEFAULT_MAX_DECOMPRESSED = RestUserSpec.max_decompressed
+
 
 class ProtocolError(ConnectionError):
-    """The server's answer is not HTTP/1.x that this client can read."""
+    """The server's answer is not well-formed HTTP/1.x."""
+
+
+class BodyTooLarge(Exception):
+    """A response body over its cap, as sent or once decompressed."""
+
+
+class _HeadRead(Exception):
+    """Stops the parser after the head of a response to HEAD (llhttp cannot skip its body)."""
 
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a user's requests go: host, port, and TLS if https."""
+    """Where a user's requests go: host, port, and the TLS context if https."""
 
     host: str
     port: int
     host_header: str
-    ssl: ssl.SSLContext | None = field(default=None, compare=False)
+    ssl: SSLContext | None = field(default=None, compare=False)
 
     @classmethod
-    def from_url(cls, url: str) -> Origin:
-        """The origin of an http:// or https:// URL."""
+    def from_url(cls, url: str, tls: SSLContext | None = None) -> Origin:
+        """The origin of an http:// or https:// URL; https uses ``tls`` (the run's one
+        context), or a default verifying context built once for the process."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
+        https = parts.scheme == "https"
+        port = parts.port or (443 if https else 80)
         host_header = parts.netloc.rpartition("@")[2]
-        return cls(parts.hostname, port, host_header, _tls_context() if tls else None)
+        context = (tls or default_tls_context()) if https else None
+        return cls(parts.hostname, port, host_header, context)
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every user (each loads the CA store, which is slow)."""
+def default_tls_context() -> SSLContext:
+    """The verifying context of a run that has none of its own: built once (it loads the
+    CA store, tens of milliseconds), never per connection."""
     return ssl.create_default_context()
 
 
@@ -78,54 +111,87 @@ def request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def decode_body(body: bytes, encoding: bytes) -> bytes:
-    """The body without its ``Content-Encoding`` (gzip or deflate); ValueError otherwise."""
+def decode_body(
+    body: bytes, encoding: bytes, max_size: int = DEFAULT_MAX_DECOMPRESSED
+) -> bytes | bytearray:
+    """The body without its ``Content-Encoding`` (gzip or deflate), at most ``max_size``
+    bytes: BodyTooLarge past it, ValueError when it cannot be decoded."""
     if not encoding or encoding == b"identity":
         return body
     try:
         if encoding in (b"gzip", b"x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            return _inflate(body, 16 + zlib.MAX_WBITS, max_size)
         if encoding == b"deflate":
             try:
-                return zlib.decompress(body)
+                return _inflate(body, zlib.MAX_WBITS, max_size)
             except zlib.error:  # raw deflate, as some servers send it
-                return zlib.decompress(body, -zlib.MAX_WBITS)
+                return _inflate(body, -zlib.MAX_WBITS, max_size)
     except zlib.error as exc:
         raise ValueError(f"bad {encoding.decode('latin-1')} body") from exc
     raise ValueError(f"unsupported content-encoding {encoding.decode('latin-1')}")
 
 
+def _inflate(data: bytes, wbits: int, max_size: int) -> bytearray:
+    # In steps into one growing buffer: the output never exists twice (zlib's one-shot
+    # join would copy it), and a bomb stops one step past the cap.
+    inflater = zlib.decompressobj(wbits)
+    out = bytearray()
+    while True:
+        out += inflater.decompress(data, _INFLATE_STEP)
+        if len(out) > max_size:
+            out.clear()  # now, not when the traceback that holds this frame goes
+            raise BodyTooLarge(f"body inflates past {max_size} bytes")
+        data = inflater.unconsumed_tail
+        if not data:
+            break
+    if not inflater.eof:
+        raise zlib.error("truncated stream")
+    return out
+
+
 class Response(NamedTuple):
-    """A response: status, body (empty unless kept) and its content encoding."""
+    """A response: status, body (empty unless kept), its content encoding, and when
+    its last byte arrived (on the client's clock)."""
 
     status: int
     body: bytes
     encoding: bytes
-
-
-# Body framing of the response being read.
-_HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
+    arrived: float
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection reading one response at a time."""
+    """One TCP (or TLS) connection reading one response at a time.
 
-    def __init__(self) -> None:
+    Also the llhttp parser's callback object: httptools calls the ``on_*`` methods.
+    """
+
+    def __init__(self, clock: Callable[[], float], max_body: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.reusable = False
         self.got_bytes = False  # any byte of the current response arrived
+        self._clock = clock
+        self._max_body = max_body
+        self._parser = self._new_parser()
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._head = bytearray()
-        self._state = _HEAD
-        self._remaining = 0
         self._keep = False
         self._no_body = False
         self._chunks: list[bytes] = []
-        self._chunked = bytearray()
         self._status = 0
         self._encoding = b""
-        self._keep_alive = True
+        self._keep_alive = False
+        self._framed = False  # a length or chunked framing header was seen
+        self._until_close = False  # the body ends when the server closes
+        self._head_done = False  # the final (non-1xx) head has been read
+        self._interim = 0
+        self._wire = 0  # bytes of this response so far
+        self._body = 0  # of which body bytes
+        self._response: Response | None = None  # read, not yet handed over
+
+    def _new_parser(self) -> httptools.HttpResponseParser:
+        parser = httptools.HttpResponseParser(self)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        return parser
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -145,30 +211,101 @@ class _Connection(asyncio.Protocol):
                 self.transport.abort()
             return
         self.got_bytes = True
+        self._wire += len(data)
         try:
-            self._feed(data)
-        except ProtocolError as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _HeadRead):
+                self._parser = self._new_parser()  # the old one waits for a body
+                self._deliver()
+                return
+            self._fail(cause if cause is not None else ProtocolError(str(exc)))
+            return
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError("unexpected protocol switch"))
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"malformed response: {exc}"))
+            return
+        if self._response is not None:
+            # Delivered only now: a byte after the end in this same read fails it instead.
+            self._deliver()
+        elif self._wire - self._body > (_MAX_FRAMING if self._head_done else _MAX_HEAD):
+            self._fail(ProtocolError("response head or framing too large"))
 
     def eof_received(self) -> bool:
         """The server closed its side: ends an until-close body, fails anything else."""
-        self.reusable = False
-        if self._waiter is not None and not self._waiter.done():
-            if self._state == _UNTIL_CLOSE:
-                self._finish()
-            else:
-                self._fail(ConnectionResetError("server closed the connection"))
+        self._closed(None)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Gone: the current request (if any) fails."""
-        self.reusable = False
+        """Gone: the current request (if any) fails, unless its body ends at close."""
         self.transport = None
-        if self._waiter is not None and not self._waiter.done():
-            if self._state == _UNTIL_CLOSE and exc is None:
-                self._finish()
-            else:
-                self._fail(exc or ConnectionResetError("connection lost"))
+        self._closed(exc)
+
+    def _closed(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self._waiter is None or self._waiter.done():
+            return
+        if exc is None and self._head_done and self._until_close:
+            self._finish()
+            self._deliver()
+        else:
+            self._fail(exc or ConnectionResetError("server closed the connection"))
+
+    # -- llhttp callbacks -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """A response starts; one after the real one is a byte too many."""
+        if self._head_done:
+            raise ProtocolError("bytes after the end of the response")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Keep the few headers the client acts on."""
+        name = name.lower()
+        if name == b"content-encoding":
+            self._encoding = value.strip().lower()
+        elif name == b"content-length":
+            self._framed = True
+            # llhttp has checked the digits; a body announced past the cap is not read.
+            if int(value) > self._max_body:
+                raise BodyTooLarge(f"body of {int(value)} bytes over {self._max_body}")
+        elif name == b"transfer-encoding":
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        """A head is read: an interim 1xx (bounded, skipped) or the response's."""
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise ProtocolError("unexpected protocol switch")
+            self._interim += 1
+            if self._interim > _MAX_INTERIM:
+                raise ProtocolError(f"more than {_MAX_INTERIM} interim responses")
+            self._encoding, self._framed = b"", False
+            return
+        self._status = status
+        self._keep_alive = parser.should_keep_alive()
+        self._until_close = not (self._framed or self._no_body or status in _NO_BODY_STATUS)
+        self._head_done = True
+        if self._no_body:
+            self._finish()
+            raise _HeadRead
+
+    def on_body(self, body: bytes) -> None:
+        """Body bytes: counted against the cap, kept if asked."""
+        self._body += len(body)
+        if self._body > self._max_body:
+            raise BodyTooLarge(f"body over {self._max_body} bytes")
+        if self._keep:
+            self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        """The end of an interim response (nothing to do) or of the real one."""
+        if self._head_done:
+            self._finish()
 
     # -- one exchange ----------------------------------------------------------
 
@@ -182,9 +319,13 @@ class _Connection(asyncio.Protocol):
         self._waiter = loop.create_future()
         # One timer handle per request: asyncio.timeout() costs several times as much.
         self._timer = loop.call_at(deadline, self._expire)
-        self._state = _HEAD
         self._no_body = no_body
         self._keep = keep_body
+        self._chunks = []
+        self._encoding = b""
+        self._framed = self._until_close = self._head_done = False
+        self._interim = self._wire = self._body = 0
+        self._response = None
         self.got_bytes = False
         self.reusable = False  # until the response has been read completely
         self.transport.write(data)
@@ -207,139 +348,24 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # -- parsing ----------------------------------------------------------------
-
-    def _feed(self, data: bytes) -> None:
-        if self._state == _HEAD:
-            head = self._head
-            head += data
-            end = head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(head) > _MAX_HEAD:
-                    raise ProtocolError("response head too large")
-                return
-            rest = bytes(head[end + 4 :])
-            self._start_body(bytes(head[:end]))
-            del head[:]
-            if self._state == _HEAD:  # an interim 1xx response: parse what follows anew
-                if rest:
-                    self._feed(rest)
-                return
-            if self._state == _LENGTH and self._remaining == 0:
-                if rest:
-                    raise ProtocolError("bytes after the end of the response")
-                self._finish()
-                return
-            data = rest
-            if not data:
-                return
-        state = self._state
-        if state == _LENGTH:
-            n = len(data)
-            if n > self._remaining:
-                raise ProtocolError("bytes after the end of the response")
-            if self._keep:
-                self._chunks.append(data)
-            self._remaining -= n
-            if self._remaining == 0:
-                self._finish()
-        elif state == _CHUNKED:
-            self._chunked += data
-            self._read_chunks()
-        elif state == _UNTIL_CLOSE and self._keep:
-            self._chunks.append(data)
-
-    def _start_body(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        if not version.startswith(b"HTTP/1.") or len(rest) < 3 or not rest[:3].isdigit():
-            raise ProtocolError("not an HTTP/1.x response")
-        status = int(rest[:3])
-        if 100 <= status < 200:
-            if status == 101:
-                raise ProtocolError("unexpected protocol switch")
-            return  # interim response; the real one follows
-        length = -1
-        chunked = False
-        keep_alive = version == b"HTTP/1.1"
-        encoding = b""
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise ProtocolError("bad content-length") from None
-                if length < 0:
-                    raise ProtocolError("bad content-length")
-            elif name == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif name == b"connection":
-                token = value.strip().lower()
-                if token == b"close":
-                    keep_alive = False
-                elif token == b"keep-alive":
-                    keep_alive = True
-            elif name == b"content-encoding":
-                encoding = value.strip().lower()
-        self._status = status
-        self._encoding = encoding
-        self._keep_alive = keep_alive
-        self._chunks = []
-        if self._no_body or status in _NO_BODY_STATUS:
-            self._state, self._remaining = _LENGTH, 0
-        elif chunked:
-            self._state, self._remaining = _CHUNKED, 0
-            self._chunked = bytearray()
-        elif length >= 0:
-            self._state, self._remaining = _LENGTH, length
-        else:
-            self._state = _UNTIL_CLOSE
-
-    def _read_chunks(self) -> None:
-        buf = self._chunked
-        while True:
-            if self._remaining > 0:  # inside a chunk's data (and its CRLF)
-                if len(buf) < self._remaining:
-                    return
-                if buf[self._remaining - 2 : self._remaining] != b"\r\n":
-                    raise ProtocolError("bad chunk")
-                if self._keep:
-                    self._chunks.append(bytes(buf[: self._remaining - 2]))
-                del buf[: self._remaining]
-                self._remaining = 0
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise ProtocolError("bad chunk size line")
-                return
-            if self._remaining < 0:  # in the trailer: an empty line ends the body
-                del buf[: end + 2]
-                if end == 0:
-                    if buf:
-                        raise ProtocolError("bytes after the end of the response")
-                    self._finish()
-                    return
-                continue
-            try:
-                size = int(bytes(buf[:end]).split(b";", 1)[0], 16)
-            except ValueError:
-                raise ProtocolError("bad chunk size") from None
-            del buf[: end + 2]
-            self._remaining = size + 2 if size > 0 else -1
-
     def _finish(self) -> None:
-        self.reusable = self._keep_alive and self._state != _UNTIL_CLOSE
-        self._state = _HEAD
-        body = b"".join(self._chunks) if self._keep else b""
+        arrived = self._clock()  # the last byte: decoding and validation come after
+        self.reusable = self._keep_alive and not self._until_close
+        chunks = self._chunks
+        body = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if self._keep else b""
         self._chunks = []
+        self._response = Response(self._status, body, self._encoding, arrived)
+
+    def _deliver(self) -> None:
+        response, self._response = self._response, None
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._status, body, self._encoding))
+        if response is not None and waiter is not None and not waiter.done():
+            waiter.set_result(response)
 
     def _fail(self, exc: BaseException) -> None:
         self.reusable = False
+        self._response = None
+        self._chunks = []  # at once: the parser's callbacks make this object a GC cycle
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -348,11 +374,21 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Client:
-    """One user's connection to an origin: opened on first use, kept alive, reopened as needed."""
+    """One user's connection to an origin: opened on first use, kept alive, reopened as needed.
 
-    def __init__(self, origin: Origin) -> None:
+    ``clock`` times the arrival of each response's last byte; ``max_body`` caps the
+    body of a response as sent (BodyTooLarge past it).
+    """
+
+    def __init__(
+        self,
+        origin: Origin,
+        clock: Callable[[], float] = time.monotonic,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
         self.origin = origin
         self._conn: _Connection | None = None
+        self._new_connection = functools.partial(_Connection, clock, max_body)
 
     async def request(
         self, data: bytes, method: str, keep_body: bool, timeout_s: float
@@ -360,10 +396,12 @@ class Http1Client:
         """Send the prebuilt request ``data`` and read the response.
 
         Raises TimeoutError when it has not all come within ``timeout_s`` (connecting
-        included), and OSError (``ConnectionError``, ``ProtocolError``, TLS errors)
-        when no response could be read. A connection the server closed while idle is
-        retried once on a new one, for idempotent methods. A request abandoned half-way
-        (timeout, cancellation) drops its connection, since its response may still come.
+        included); BodyTooLarge past the body cap; ProtocolError when the answer is not
+        well-formed HTTP; ssl.SSLError when TLS fails; other OSError (ConnectionError)
+        when the connection is refused, reset or closed early. A connection the server
+        closed while idle is retried once on a new one, for idempotent methods. A request
+        abandoned half-way (timeout, cancellation) drops its connection, since its
+        response may still come.
         """
         deadline = asyncio.get_running_loop().time() + timeout_s
         conn = self._conn
@@ -386,7 +424,11 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout_at(deadline):
             _, conn = await loop.create_connection(
-                _Connection, o.host, o.port, ssl=o.ssl, server_hostname=o.host if o.ssl else None
+                self._new_connection,
+                o.host,
+                o.port,
+                ssl=o.ssl,
+                server_hostname=o.host if o.ssl else None,
             )
         self._conn = conn
         return conn

@@ -7,20 +7,30 @@ import bisect
 import functools
 import itertools
 import random
+import ssl
 from collections.abc import Callable
 
 import msgspec
 
 from loadsvc.config.spec import EndpointRef, HttpTaskSpec, RestUserSpec
 from loadsvc.recorder import HttpSink
+from loadsvc.tls import describe_tls_error
 from loadsvc.users.base import UserContext
-from loadsvc.users.http1 import Http1Client, Origin, Response, decode_body, request_bytes
+from loadsvc.users.http1 import (
+    BodyTooLarge,
+    Http1Client,
+    Origin,
+    ProtocolError,
+    Response,
+    decode_body,
+    request_bytes,
+)
 
 _ABSENT = msgspec.Raw()
 
 
 @functools.cache
-def body_checker(required: tuple[str, ...]) -> Callable[[bytes], bool]:
+def body_checker(required: tuple[str, ...]) -> Callable[[bytes | bytearray], bool]:
     """A check that a body is a JSON object holding every ``required`` key.
 
     One partial decode (as for WS frames): the body is scanned and validated as
@@ -35,7 +45,7 @@ def body_checker(required: tuple[str, ...]) -> Callable[[bytes], bool]:
     decode = msgspec.json.Decoder(body_type).decode
     attrs = tuple(name for name, _, _ in fields)
 
-    def check(body: bytes) -> bool:
+    def check(body: bytes | bytearray) -> bool:
         try:
             doc = decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -80,7 +90,12 @@ class RestUser:
 
     Requests go through :class:`~loadsvc.users.http1.Http1Client`: one keep-alive
     connection per user (as a browser tab or a poller has), at a fraction of the
-    per-request cost of aiohttp's ClientSession.
+    per-request cost of aiohttp's ClientSession. Latency ends when the response's
+    last byte arrives; decompressing and validating the body come after.
+
+    Every way a request can end is counted (see ``HTTP_OUTCOMES``), including a
+    request still outstanding when the run cancels its user at the end: a
+    backend that never answers shows as ``timeout``, never as nothing measured.
     """
 
     def __init__(
@@ -94,14 +109,15 @@ class RestUser:
         self._spec = spec
         self._ctx = ctx
         self._rng = rng
-        origin = Origin.from_url(ctx.target.base_url)
-        self._client = Http1Client(origin)
+        origin = Origin.from_url(ctx.target.base_url, ctx.target.tls)
+        self._client = Http1Client(origin, ctx.clock, spec.max_body)
         self._tasks = [
             _Task(t, ctx.target.http_url(t.path), origin, ctx, s)
             for t, s in zip(spec.tasks, sinks, strict=True)
         ]
         self._cum_weights = list(itertools.accumulate(t.weight for t in spec.tasks))
         self._timeout_s = spec.timeout_s
+        self._max_decompressed = spec.max_decompressed
 
     def _choose(self) -> _Task:
         if len(self._tasks) == 1:
@@ -145,30 +161,48 @@ class RestUser:
 
     async def _request(self, task: _Task, started: float) -> None:
         self.busy = True
-        outcome = "ok"
-        got_response = True
+        clock = self._ctx.clock
+        latency: float | None = None  # None: no response to time
         try:
-            keep_body = task.check is not None
             response = await self._client.request(
-                task.data, task.method, keep_body, self._timeout_s
+                task.data, task.method, task.check is not None, self._timeout_s
             )
+            latency = response.arrived - started
             if response.status not in task.expect:
                 outcome = "http_error"
             elif task.check is not None:
-                outcome = _validate(response, task.check)
+                outcome = _validate(response, task.check, self._max_decompressed)
+            else:
+                outcome = "ok"
         except TimeoutError:
-            outcome = "timeout"
-        except OSError:  # refused, reset, TLS failure, or not HTTP (ProtocolError)
+            outcome, latency = "timeout", clock() - started
+        except BodyTooLarge:
+            outcome = "too_large"
+        except ProtocolError:  # before OSError: it is a ConnectionError
+            outcome = "protocol_error"
+        except ssl.SSLError as exc:  # before OSError: certificate or TLS protocol
+            outcome = "tls"
+            task.sink.note("tls", describe_tls_error(exc))
+        except OSError:  # refused, reset, closed early
             outcome = "connection_error"
-            got_response = False
+        except asyncio.CancelledError:
+            # Cancelled at the run's last deadline: the backend never answered in time.
+            # A user retired by a ramp-down is not the backend's fault: not counted.
+            if self._ctx.stopping.is_set():
+                task.sink.request(clock() - started, "timeout")
+            raise
         finally:
             self.busy = False
-        task.sink.request(self._ctx.clock() - started if got_response else None, outcome)
+        task.sink.request(latency, outcome)
 
 
-def _validate(response: Response, check: Callable[[bytes], bool]) -> str:
+def _validate(
+    response: Response, check: Callable[[bytes | bytearray], bool], max_decompressed: int
+) -> str:
     try:
-        body = decode_body(response.body, response.encoding)
+        body = decode_body(response.body, response.encoding, max_decompressed)
+    except BodyTooLarge:
+        return "too_large"
     except ValueError:
         return "invalid"
     return "ok" if check(body) else "invalid"

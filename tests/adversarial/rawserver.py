@@ -1,0 +1,213 @@
+"""Small raw asyncio TCP servers that misbehave on purpose, and loadsvc runs against them.
+
+A server is a *script*: a coroutine given each connection's reader and writer,
+which answers (or fails to answer) as the test needs. It runs in the test's own
+event loop (:func:`serving`, for in-process runs) or on a loop of its own in a
+thread (:func:`serving_in_thread`, for runs of the ``loadsvc`` CLI as a child
+process). Everything listens on 127.0.0.1, port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from loadsvc.config import parse_config
+from loadsvc.metrics import create_metrics
+from loadsvc.recorder import Recorder
+from loadsvc.runner import RunOptions, RunResult, ScenarioRun
+from loadsvc.users import Target
+from tests.procs import ROOT
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class RawServer:
+    """A running script server: its base URL and how many connections it accepted."""
+
+    url: str = ""
+    connections: int = 0
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    _scripts: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request head (loadsvc's REST client never sends a body)."""
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def hold(reader: asyncio.StreamReader) -> None:
+    """Keep the connection open, reading nothing more, until the client goes."""
+    with contextlib.suppress(ConnectionError):
+        await reader.read()
+
+
+async def _start(script: Script, tls: ssl.SSLContext | None) -> tuple[asyncio.Server, RawServer]:
+    state = RawServer()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        state._writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        state._scripts.add(task)
+        # A client that went away mid-script is the normal end of a misbehaving exchange.
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            await script(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
+    scheme = "https" if tls else "http"
+    host = "localhost" if tls else "127.0.0.1"  # the name a test certificate is issued to
+    state.url = f"{scheme}://{host}:{server.sockets[0].getsockname()[1]}"
+    return server, state
+
+
+async def _stop(server: asyncio.Server, state: RawServer) -> None:
+    server.close()
+    for writer in state._writers:  # scripts that hold a connection open
+        writer.transport.abort()
+    if state._scripts:  # let each script see its connection go and end
+        await asyncio.wait(state._scripts, timeout=5)
+    await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serving(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[RawServer]:
+    """``script`` serving every connection, in the running event loop."""
+    server, state = await _start(script, tls)
+    try:
+        yield state
+    finally:
+        await _stop(server, state)
+
+
+@contextlib.contextmanager
+def serving_in_thread(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[RawServer]:
+    """``script`` serving every connection on its own event loop in a thread."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: list[tuple[asyncio.Server, RawServer]] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        holder.append(loop.run_until_complete(_start(script, tls)))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("raw server did not start")
+    server, state = holder[0]
+    try:
+        yield state
+    finally:
+        asyncio.run_coroutine_threadsafe(_stop(server, state), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@dataclass
+class CliRun:
+    """A finished ``loadsvc run``: exit code, summary JSON, peak RSS and wall time."""
+
+    returncode: int
+    summary: dict[str, Any]
+    peak_rss_mb: float
+    elapsed_s: float
+    stderr: str
+
+    def outcomes(self) -> dict[str, int]:
+        """The outcome counts of the run's only endpoint."""
+        (endpoint,) = self.summary["endpoints"]
+        counts: dict[str, int] = endpoint["outcomes"]
+        return {k: v for k, v in counts.items() if v}
+
+
+# Runs loadsvc's CLI and, at exit, writes the process's VmHWM (its own peak RSS since
+# exec; ru_maxrss would include the test process's size at fork) to $LOADSVC_TEST_HWM.
+_CLI_REPORTING_PEAK_RSS = """
+import atexit, os, runpy, sys
+
+def _report():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["LOADSVC_TEST_HWM"], "w") as out:
+        out.write(kib)
+
+atexit.register(_report)
+runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_cli(config: str, scenario: str, target: str, timeout_s: float = 60) -> CliRun:
+    """``loadsvc run`` as a child process (stopped by its PID if it hangs), with its peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file, summary_file = Path(tmp) / "c.yaml", Path(tmp) / "summary.json"
+        config_file.write_text(config)
+        err_file, hwm_file = Path(tmp) / "stderr", Path(tmp) / "hwm"
+        args = [sys.executable, "-c", _CLI_REPORTING_PEAK_RSS, "--log-json", "run", scenario,
+                "--config", str(config_file), "--target", target,
+                "--summary-json", str(summary_file), "--tick", "0.1"]  # fmt: skip
+        env = {**os.environ, "LOADSVC_TEST_HWM": str(hwm_file)}
+        started = time.monotonic()
+        with err_file.open("w") as err:
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        elapsed = time.monotonic() - started
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        peak_mb = int(hwm_file.read_text()) / 1024 if hwm_file.exists() else float("inf")
+        return CliRun(proc.returncode, summary, peak_mb, elapsed, err_file.read_text())
+
+
+def rest_config(users: int = 2, duration: str = "1s", user_extra: str = "") -> str:
+    """A scenario ``s`` of REST users that each make exactly one request (then think for
+    longer than the run), so a run's outcome counts are exact: one per user."""
+    return f"""\
+version: 1
+scenarios:
+  s:
+    shape: {{kind: constant, users: {users}, duration: {duration}}}
+    graceful_stop: 300ms
+    users:
+      - kind: rest
+        think_time: {{min: 60s, max: 60s}}
+        timeout: 3s
+{user_extra}        tasks:
+          - {{path: /api/x, required_keys: [a]}}
+"""
+
+
+async def run_rest(url: str, config: str, tls: ssl.SSLContext | None = None) -> RunResult:
+    """Run scenario ``s`` of ``config`` in this process against ``url``."""
+    spec = parse_config(config, "adversarial.yaml").scenario("s")
+    recorder = Recorder(create_metrics(CollectorRegistry()))
+    options = RunOptions(tick_s=0.1, seed=1)
+    return await ScenarioRun(spec, Target(url, tls=tls), recorder, options).execute()
+
+
+def outcomes(result: RunResult) -> dict[str, int]:
+    """The non-zero outcome counts of the run's only endpoint."""
+    (endpoint,) = result.endpoints
+    return {k: v for k, v in endpoint.outcomes if v}
