@@ -51,6 +51,7 @@ _MESSAGE_KEYS = (
     "timestamp_field",
     "timestamp_unit",
     "sequence_field",
+    "clock_tolerance",
 )
 _BACKOFF_KEYS = ("initial", "max", "multiplier")
 
@@ -254,6 +255,9 @@ def _message(parent: Fields) -> WsMessageSpec:
         ),
         timestamp_unit="ms" if unit == "ms" else "s",
         sequence_field=fields.get("sequence_field", nullable(text()), WsMessageSpec.sequence_field),
+        clock_tolerance_s=fields.get(
+            "clock_tolerance", duration(allow_zero=True), WsMessageSpec.clock_tolerance_s
+        ),
     )
 
 
