@@ -28,6 +28,10 @@ SLICE_S = 0.002
 # Bytes read but not yet judged beyond which the generator is falling behind for good:
 # then everything queued is judged at once (the loop stalls and the loop-lag monitor sees it).
 MAX_BACKLOG_BYTES = 64 * 2**20
+# Bytes of one connection read but not yet judged beyond which its socket is not read
+# until the backlog has caught up: a server that floods one connection (pings, huge
+# frames) cannot fill the backlog, stall the loop judging it all, or grow memory.
+MAX_QUEUED_PER_CONNECTION = 2**20
 
 # A server may ping freely, but it must read our pongs: while this much is already waiting
 # to be written, pings go unanswered (RFC 6455 5.5.3 lets a pong answer only the latest) ...
@@ -151,6 +155,8 @@ class TimedConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.on_frame = on_frame
         self.queued = 0  # events of this connection waiting in the backlog
+        self.queued_bytes = 0  # bytes of this connection waiting in the backlog
+        self._reading_paused = False
         self._fragments: list[BytesLike] | None = None
         self._fragmented_text = False
         self._fast = False  # frames are split off here (see the class docstring)
@@ -171,6 +177,10 @@ class TimedConnection(ClientConnection):
 
     def data_received(self, data: bytes) -> None:
         """Note the arrival time; parse later, in arrival order."""
+        self.queued_bytes += len(data)
+        if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
         self._backlog.push(self, _DATA, data, time.time())
 
     def eof_received(self) -> None:
@@ -191,6 +201,11 @@ class TimedConnection(ClientConnection):
     def replay(self, kind: int, payload: Any, arrived: float) -> None:
         """Handle a queued event as the connection would have when it happened."""
         if kind == _DATA:
+            self.queued_bytes -= len(payload)
+            if self._reading_paused and self.queued_bytes <= MAX_QUEUED_PER_CONNECTION // 4:
+                self._reading_paused = False
+                if not self.transport.is_closing():
+                    self.transport.resume_reading()
             self.arrived_at = arrived
             if self._fast:
                 self._split_frames(payload)
@@ -267,7 +282,9 @@ class TimedConnection(ClientConnection):
             elif opcode == _BINARY:
                 hook(view[pos + head : end], self.arrived_at)
             elif opcode == _PING and self._unread_pongs():
-                pass  # the server is not reading: no more pongs until it does
+                if self._violation is not None:
+                    return  # dropped for flooding: the rest of the bytes do not matter
+                # else: the server is not reading; no more pongs until it does
             else:  # ping or pong: websockets answers or acknowledges it
                 self._to_websockets(data[pos:end])
                 if self._violation is not None:
