@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -92,6 +93,7 @@ class RawWsServer:
 
     behaviour: Behaviour
     handshake: bool = True  # False: accept TCP and never answer the upgrade
+    tls: bool = False
     handshakes: int = 0
     close_codes: list[int | None] = field(default_factory=list)
     port: int = 0
@@ -100,7 +102,7 @@ class RawWsServer:
     @property
     def url(self) -> str:
         """The base URL to give loadsvc as its target."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -132,11 +134,11 @@ class RawWsServer:
 
 @contextlib.asynccontextmanager
 async def raw_ws_server(
-    behaviour: Behaviour, *, handshake: bool = True
+    behaviour: Behaviour, *, handshake: bool = True, tls: ssl.SSLContext | None = None
 ) -> AsyncIterator[RawWsServer]:
-    """Serve ``behaviour`` on 127.0.0.1 port 0 for the block's duration."""
-    state = RawWsServer(behaviour, handshake)
-    server = await asyncio.start_server(state._serve, "127.0.0.1", 0)
+    """Serve ``behaviour`` on 127.0.0.1 port 0 (over TLS with ``tls``) for the block's duration."""
+    state = RawWsServer(behaviour, handshake, tls is not None)
+    server = await asyncio.start_server(state._serve, "127.0.0.1", 0, ssl=tls)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
