@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from loadsvc.config import parse_config
@@ -15,6 +16,7 @@ from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.runstats import EndpointSummary
 from loadsvc.users import Target
 from tests.adversarial.wsservers import (
+    CONTINUATION,
     RawWsConnection,
     encode_frame,
     frames_then_hold,
@@ -140,22 +142,31 @@ async def test_invalid_utf8_text_fails_the_connection_with_1007(
     assert any(r == "protocol" and "invalid UTF-8" in d for r, d, _ in ws.diagnostics)
 
 
-async def test_masked_server_frame_is_a_protocol_failure(
-    metrics: Metrics, registry: CollectorRegistry
+BODY = b'{"type": "market", "quotes": [], "prices": {}, "seq": 2}'
+VIOLATIONS = {
+    "masked": encode_frame(BODY, masked=True),
+    "reserved_opcode": b"\x83" + encode_frame(BODY)[1:],
+    "rsv_bit_set": b"\xc1" + encode_frame(BODY)[1:],
+    "fragmented_invalid_utf8": b'\x01\x02{"' + encode_frame(b'\xc3\x28"}', CONTINUATION),
+}
+
+
+@pytest.mark.parametrize("violation", sorted(VIOLATIONS))
+async def test_protocol_violations_fail_the_connection_as_protocol(
+    violation: str, metrics: Metrics, registry: CollectorRegistry
 ) -> None:
-    """A masked frame from the server fails the connection (1002) as reason 'protocol'."""
+    """Masked frames, reserved opcodes or bits, bad UTF-8 across fragments: reason 'protocol'."""
 
     def frames(conn: RawWsConnection) -> list[bytes]:
-        if conn.index > 1:
-            return []
-        body = orjson.dumps({"type": "market", "quotes": [], "prices": {}, "seq": 2})
-        return [market_frame(1, now()), encode_frame(body, masked=True)]
+        return [market_frame(1, now()), VIOLATIONS[violation]] if conn.index == 1 else []
 
     async with raw_ws_server(frames_then_hold(frames)) as server:
         ws = only(await run(server.url, metrics))
-        assert server.close_codes[:1] == [1002]
-    assert ws.outcome("ok") == 1
+        expected = 1007 if violation.endswith("utf8") else 1002
+        assert server.close_codes[:1] == [expected]
+    assert ws.outcome("ok") == 1 and ws.count == 1
     assert errors(registry, "protocol") == 1 and errors(registry, "error") == 0
+    assert [r for r, _, _ in ws.diagnostics] == ["protocol"]
 
 
 async def test_status_only_stream_counts_no_data_frames(metrics: Metrics) -> None:
