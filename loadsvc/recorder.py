@@ -118,9 +118,15 @@ class WsSink:
         self._key = labels
 
     def frame(
-        self, outcome: str, latency: float | None, interval: float | None, missed: int
+        self,
+        outcome: str,
+        latency: float | None,
+        interval: float | None,
+        missed: int,
+        offset: float | None = None,
     ) -> None:
-        """One frame received: its outcome, delivery latency, gap since the previous, missed seqs."""
+        """One data frame received: its outcome, delivery latency, gap since the previous,
+        missed sequence numbers, and arrival minus publish stamp (``offset``, when stamped)."""
         self._messages[outcome].inc()
         stats = self._stats
         is_error = outcome == "invalid" or outcome == "malformed"
@@ -130,17 +136,29 @@ class WsSink:
             stats.latency.add(latency)
         if interval is not None:
             self._interval.observe(interval)
+        if offset is not None:
+            low = stats.clock_offset_min
+            # The gauge moves only on a new minimum of the window: rare after its first frames.
+            if low is None or offset < low:
+                stats.clock_offset_min = offset
+                self._clock_offset.set(offset)
         if missed > 0:
             self._missed.inc(missed)
             stats.missed += missed
         if is_error:
             self._failures.add(self._key[0], self._key[1], outcome)
 
+    def missed(self, n: int) -> None:
+        """Sequence numbers found missing when a connection ended."""
+        self._missed.inc(n)
+        self._stats.missed += n
+
     def status(self) -> None:
-        """A status frame: counted, neither validated nor timed."""
+        """A status frame: counted on its own (not in ``count``), neither validated nor timed."""
         self._messages["status"].inc()
-        self._stats.status_messages += 1
-        self._stats.add_outcome("status", False)
+        stats = self._stats
+        stats.status_messages += 1
+        stats.outcomes["status"] = stats.outcomes.get("status", 0) + 1
 
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""

@@ -59,6 +59,7 @@ _MESSAGE_KEYS = (
     "timestamp_field",
     "timestamp_unit",
     "sequence_field",
+    "clock_tolerance",
 )
 _BACKOFF_KEYS = ("initial", "max", "multiplier")
 
@@ -291,6 +292,9 @@ def _message(parent: Fields) -> WsMessageSpec:
         ),
         timestamp_unit="ms" if unit == "ms" else "s",
         sequence_field=fields.get("sequence_field", nullable(text()), WsMessageSpec.sequence_field),
+        clock_tolerance_s=fields.get(
+            "clock_tolerance", duration(allow_zero=True), WsMessageSpec.clock_tolerance_s
+        ),
     )
 
 

@@ -160,6 +160,9 @@ class WsMessageSpec:
     timestamp_field: str | None = "published_at"
     timestamp_unit: Literal["s", "ms"] = "s"
     sequence_field: str | None = "seq"
+    # A publish stamp later than the arrival by up to this much is timed as 0 (clocks kept
+    # in step by NTP differ by a few ms); beyond it the frame is "skewed" and not timed.
+    clock_tolerance_s: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,96 @@ from loadsvc.recorder import WsSink
 
 _ABSENT = msgspec.Raw()
 
+# Sequence numbers are judged against the last REORDER_WINDOW numbers of a connection: a
+# number missing from it is "missed" only once it falls out of the window (or the
+# connection ends), so a late frame inside the window is "reordered", not a loss.
+REORDER_WINDOW = 64
+_FULL = (1 << REORDER_WINDOW) - 1
+# A forward jump beyond this many numbers is a reset of the server's sequence (a restart,
+# a corrupt or unit-changed field), not that many lost frames: a server with a send queue
+# of 50 at a few frames a second cannot lose 100,000 frames on one open connection.
+MAX_SEQUENCE_GAP = 100_000
+
+
+class SequenceTracker:
+    """Sequence numbers of one connection: missed, duplicate, reordered and reset frames.
+
+    ``_mask`` bit i says whether number ``_high - i`` arrived; numbers below ``_floor``
+    (before the first frame of the connection) are never counted missed. Any integer is
+    handled (arbitrary precision); counts stay bounded by ``MAX_SEQUENCE_GAP`` per frame.
+    """
+
+    __slots__ = ("_floor", "_high", "_mask", "_sink")
+
+    def __init__(self, sink: WsSink) -> None:
+        self._sink = sink
+        self._high: int | None = None
+        self._floor = 0
+        self._mask = 0
+
+    def see(self, seq: int) -> int:
+        """Note one sequence number; the numbers now known to be missed."""
+        high = self._high
+        if high is None:
+            self._restart(seq)
+            return 0
+        d = seq - high
+        if d == 1 and self._mask == _FULL:  # the common case: the next number, no gap pending
+            self._high = seq
+            return 0
+        if d > 0:
+            if d > MAX_SEQUENCE_GAP:
+                missed = self._pending()
+                self._sink.sequence_anomaly("reset")
+                self._restart(seq)
+                return missed
+            return self._advance(seq, d)
+        back = -d
+        if back >= REORDER_WINDOW:
+            missed = self._pending()
+            self._sink.sequence_anomaly("reset")
+            self._restart(seq)
+            return missed
+        bit = 1 << back
+        if self._mask & bit:
+            self._sink.sequence_anomaly("duplicate")
+            return 0
+        self._mask |= bit
+        self._sink.sequence_anomaly("reordered")
+        if seq < self._floor:
+            self._floor = seq  # numbers between it and the first frame are now expected
+        return 0
+
+    def finish(self) -> int:
+        """The connection ended: the numbers still missing in the window are missed."""
+        missed = self._pending() if self._high is not None else 0
+        self._high = None
+        return missed
+
+    def _restart(self, seq: int) -> None:
+        self._high = self._floor = seq
+        self._mask = 1
+
+    def _expected_in_window(self) -> int:
+        assert self._high is not None
+        return min(REORDER_WINDOW, self._high - self._floor + 1)
+
+    def _pending(self) -> int:
+        """Numbers inside the window, at or above the floor, that have not arrived."""
+        return self._expected_in_window() - self._mask.bit_count()
+
+    def _advance(self, seq: int, d: int) -> int:
+        assert self._high is not None
+        w = REORDER_WINDOW
+        # Positions that leave the window: old ones at >= w - d, and the new gap beyond it.
+        first_leaving = max(0, w - d)
+        last_valid = min(w - 1, self._high - self._floor)
+        leaving = max(0, last_valid - first_leaving + 1)
+        missed = leaving - (self._mask >> first_leaving).bit_count() + max(0, d - w)
+        self._mask = ((self._mask << d) | 1) & _FULL if d < w else 1
+        self._high = seq
+        return missed
+
 
 @functools.cache
 def frame_decoder(spec: WsMessageSpec) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
@@ -53,13 +143,16 @@ class FrameReader:
 
     Outcomes: ``malformed`` (not JSON), ``invalid`` (JSON, but not an object, a
     required key missing, or a stamp or sequence of the wrong type), ``status``
-    (a skipped type: counted only), ``ok``. Delivery latency is the arrival
-    time minus the publish stamp; the interval is between data frames.
+    (a skipped type: counted only), ``skewed`` (stamped later than it arrived,
+    beyond ``clock_tolerance``: not timed), ``ok``. Delivery latency is the
+    arrival time minus the publish stamp (a stamp ahead by less than the
+    tolerance times as 0); the interval is between data frames. Sequence
+    numbers go through a :class:`SequenceTracker`.
     """
 
     __slots__ = (
-        "_decode", "_has_seq", "_has_stamp", "_last_at", "_last_seq", "_required",
-        "_scale", "_sink", "_skip",
+        "_decode", "_has_seq", "_has_stamp", "_last_at", "_required", "_scale", "_seq",
+        "_sink", "_skip", "_tolerance",
     )  # fmt: skip
 
     def __init__(self, spec: WsMessageSpec, sink: WsSink) -> None:
@@ -69,24 +162,32 @@ class FrameReader:
         self._has_stamp = spec.timestamp_field is not None
         self._has_seq = spec.sequence_field is not None
         self._scale = 0.001 if spec.timestamp_unit == "ms" else 1.0
+        self._tolerance = spec.clock_tolerance_s
         self._sink = sink
         self._last_at: float | None = None
-        self._last_seq: int | None = None
+        self._seq = SequenceTracker(sink)
 
     def new_connection(self) -> None:
-        """Forget the previous connection: gaps across a reconnect are not server drops."""
+        """Forget the previous connection (gaps across a reconnect are not server drops),
+        counting the numbers it still missed."""
+        self.end_connection()
         self._last_at = None
-        self._last_seq = None
+
+    def end_connection(self) -> None:
+        """The connection ended: numbers still missing from its reorder window are missed."""
+        missed = self._seq.finish()
+        if missed:
+            self._sink.missed(missed)
 
     def feed(self, raw: bytes | bytearray | memoryview | str, arrived: float) -> None:
         """Judge one frame that arrived at wall time ``arrived`` and report it."""
         try:
             frame = self._decode(raw)
         except msgspec.ValidationError:
-            self._sink.frame("invalid", None, None, 0)
+            self._sink.frame("invalid", None, None, 0, None)
             return
         except msgspec.DecodeError:
-            self._sink.frame("malformed", None, None, 0)
+            self._sink.frame("malformed", None, None, 0, None)
             return
         if self._skip and bytes(frame.kind) in self._skip:
             self._sink.status()
@@ -97,20 +198,24 @@ class FrameReader:
             if value is None or (type(value) is msgspec.Raw and not value):
                 outcome = "invalid"
                 break
-        latency = None
+        latency = offset = None
         if self._has_stamp:
             stamp = frame.stamp
             if stamp is None:
                 outcome = "invalid"
             else:
-                latency = max(0.0, arrived - stamp * self._scale)
+                offset = arrived - stamp * self._scale
+                if offset >= 0.0:
+                    latency = offset
+                elif offset >= -self._tolerance:
+                    latency = 0.0  # ahead by less than clocks are kept in step: no delay
+                elif outcome == "ok":
+                    outcome = "skewed"  # ahead beyond it: a measurement problem, not timed
         interval = None if self._last_at is None else arrived - self._last_at
         self._last_at = arrived
         missed = 0
         if self._has_seq:
             seq = frame.seq
             if seq is not None:
-                if self._last_seq is not None and seq > self._last_seq + 1:
-                    missed = seq - self._last_seq - 1
-                self._last_seq = seq
-        self._sink.frame(outcome, latency, interval, missed)
+                missed = self._seq.see(seq)
+        self._sink.frame(outcome, latency, interval, missed, offset)

@@ -9,19 +9,52 @@ Frames are timed when their bytes arrive (:class:`TimedConnection`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
+import ssl
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.recorder import WsSink
+from loadsvc.tls import client_context, describe_tls_error
 from loadsvc.users.base import UserContext, jittered
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
 
 __all__ = ["ArrivalBacklog", "TimedConnection", "WsReconnectUser", "WsStreamUser"]
+
+# Longest diagnostic detail kept from a server's error (they can quote whole responses).
+_DETAIL_CHARS = 200
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """The verifying context of a run whose target has none: built once, not per connect."""
+    return client_context()
+
+
+def classify_connect_error(exc: BaseException) -> tuple[str, str | None]:
+    """The ``reason`` of a failed connect and, where a person needs it, what went wrong."""
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls", describe_tls_error(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout", None
+    if isinstance(exc, InvalidStatus):
+        return "handshake", f"HTTP {exc.response.status_code} to the upgrade"
+    if isinstance(exc, InvalidHandshake):
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        return "protocol", f"{type(exc).__name__}: {exc}{cause}"[:_DETAIL_CHARS]
+    if isinstance(exc, ConnectionError):
+        return "refused", None
+    return "error", type(exc).__name__
 
 
 class _WsClient:
@@ -37,23 +70,27 @@ class _WsClient:
         self._rng = rng
         self._url = ctx.target.ws_url(spec.path)
         self._headers = ctx.target.header_dict()
+        self._tls = (ctx.target.tls or _default_tls()) if self._url.startswith("wss:") else None
         self._reader = FrameReader(spec.message, sink)
         self._ws: TimedConnection | None = None  # the open connection, if any
 
     async def _open(
         self, lost_at: float | None, on_frame: FrameHook | None = None
-    ) -> TimedConnection:
+    ) -> TimedConnection | None:
         """Connect, retrying with jittered backoff; report connect (and reconnect) time.
 
         With ``on_frame``, data frames go to it as they are parsed, not to ``recv()``.
+        None when the run is stopping. A handshake counts as busy work, so a graceful stop
+        lets it finish; one still outstanding when the run cancels it is a ``timeout``.
         """
         delay = self._spec.backoff.initial_s
         clock = self._ctx.clock
+        stopping = self._ctx.stopping
         # Before connecting: frames may be judged before connect() returns.
         self._reader.new_connection()
-        while True:
+        while not stopping.is_set():
             t0 = clock()
-            reason = None
+            was_busy, self.busy = self.busy, True
             try:
                 ws = await connect(
                     self._url,
@@ -64,17 +101,19 @@ class _WsClient:
                     max_queue=64,
                     close_timeout=2,
                     user_agent_header="loadsvc",
+                    ssl=self._tls,
                     create_connection=TimedConnection.factory(on_frame),
                 )
-            except TimeoutError:
-                reason = "timeout"
-            except InvalidStatus:
-                reason = "handshake"
-            except (ConnectionRefusedError, ConnectionResetError):
-                reason = "refused"
-            except Exception:  # counted by reason, never raised
-                reason = "error"
-            if reason is None:
+            except asyncio.CancelledError:
+                if stopping.is_set():  # the run ended with the handshake outstanding
+                    self._sink.failed("timeout")
+                raise
+            except Exception as exc:  # counted by reason, never raised
+                reason, detail = classify_connect_error(exc)
+                self._sink.failed(reason)
+                if detail is not None:
+                    self._sink.note(reason, detail)
+            else:
                 assert isinstance(ws, TimedConnection)
                 now = clock()
                 self._sink.connected(now - t0)
@@ -82,22 +121,32 @@ class _WsClient:
                     self._sink.reconnected(now - lost_at)
                 self._ws = ws
                 return ws
-            self._sink.failed(reason)
+            finally:
+                self.busy = was_busy
             if lost_at is None:
                 lost_at = t0
             await asyncio.sleep(jittered(delay, self._rng))
             delay = min(delay * self._spec.backoff.multiplier, self._spec.backoff.max_s)
+        return None
 
-    def _lost(self, exc: ConnectionClosed) -> None:
+    def _lost(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
+        """The server ended (or broke) the open connection ``ws``."""
         self._ws = None
+        self._reader.end_connection()
         self._sink.disconnected()
-        self._sink.failed("closed" if isinstance(exc, ConnectionClosedOK) else "abnormal_close")
+        violation = ws.violation
+        if violation is not None:
+            self._sink.failed("protocol")
+            self._sink.note("protocol", violation[:_DETAIL_CHARS])
+        else:
+            self._sink.failed("closed" if isinstance(exc, ConnectionClosedOK) else "abnormal_close")
 
     async def _close(self) -> None:
         """Close the open connection, if any (also on cancellation, so it is shielded)."""
         ws, self._ws = self._ws, None
         if ws is None:
             return
+        self._reader.end_connection()
         self._sink.disconnected()
         try:
             await ws.close()
@@ -114,16 +163,17 @@ class WsStreamUser(_WsClient):
         super().__init__(spec, ctx, sink, rng)
 
     async def run(self) -> None:
-        """Stream until cancelled."""
+        """Stream until cancelled or the run stops."""
         lost_at: float | None = None
         try:
             while True:
-                # Frames are judged as they are parsed (bytes: the decoder reads UTF-8
-                # itself); this task only waits for the connection to end.
+                # Frames are judged as they are parsed (text already checked for UTF-8);
+                # this task only waits for the connection to end.
                 ws = await self._open(lost_at, self._reader.feed)
+                if ws is None or self._ctx.stopping.is_set():
+                    return
                 await ws.wait_closed()
-                closed = ws.protocol.close_exc
-                self._lost(closed)
+                self._lost(ws, ws.protocol.close_exc)
                 lost_at = self._ctx.clock()
                 await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
         finally:
@@ -140,47 +190,64 @@ class WsReconnectUser(_WsClient):
         self._cycle = spec.cycle_s
         self._per_cycle = spec.messages_per_cycle
 
-    def _next_boundary(self) -> float:
+    def _next_boundary(self, previous: float | None) -> float:
+        """The first cycle boundary after now, and after ``previous``, by the run's clock."""
         start = self._ctx.started_at
         k = math.floor((self._ctx.clock() - start) / self._cycle) + 1
-        return start + k * self._cycle
+        boundary = start + k * self._cycle
+        if previous is not None and boundary <= previous:
+            boundary = previous + self._cycle
+        return boundary
 
     async def run(self) -> None:
         """Cycle until stopped; between storms keep reading so the server queue never fills."""
         ws = await self._open(None)
+        boundary: float | None = None
         try:
-            while not self._ctx.stopping.is_set():
-                boundary = self._next_boundary()
+            while ws is not None and not self._ctx.stopping.is_set():
+                boundary = self._next_boundary(boundary)
                 ws = await self._receive(ws, count=self._per_cycle)
+                if ws is None or self._ctx.stopping.is_set():
+                    return
                 self.busy = True
                 t0 = self._ctx.clock()
                 await self._close()
                 ws = await self._open(t0)
                 self.busy = False
-                ws = await self._receive(ws, until=boundary)
+                if ws is not None:
+                    ws = await self._receive(ws, until=boundary)
         finally:
             await asyncio.shield(self._close())
 
     async def _receive(
         self, ws: TimedConnection, count: int | None = None, until: float | None = None
-    ) -> TimedConnection:
-        """Read ``count`` frames or until ``until``; reconnect if the server drops us."""
+    ) -> TimedConnection | None:
+        """Read ``count`` frames or until ``until``; reconnect if the server drops us.
+
+        ``until`` is judged by the run's clock, never by the loop's timer alone: uvloop's
+        timers (millisecond ticks) can fire just before the boundary, and a user that
+        returned then would run a second cycle at once.
+        """
         got = 0
         feed = self._reader.feed
+        clock = self._ctx.clock
         while True:
             try:
                 if until is None:
                     while got < (count or 0):
-                        feed(await ws.recv(decode=False), ws.arrived_at)
+                        feed(await ws.recv(), ws.arrived_at)
                         got += 1
                     return ws
-                remaining = until - self._ctx.clock()
-                async with asyncio.timeout(max(0.0, remaining)):
-                    while True:
-                        raw = await ws.recv(decode=False)
-                        feed(raw, ws.arrived_at)
-            except TimeoutError:
+                while (remaining := until - clock()) > 0:
+                    async with asyncio.timeout(remaining):
+                        while True:
+                            feed(await ws.recv(), ws.arrived_at)
                 return ws
+            except TimeoutError:
+                continue  # the loop above decides, by the run's clock, whether it is time
             except ConnectionClosed as exc:
-                self._lost(exc)
-                ws = await self._open(self._ctx.clock())
+                self._lost(ws, exc)
+                reopened = await self._open(clock())
+                if reopened is None:
+                    return None
+                ws = reopened

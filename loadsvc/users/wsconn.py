@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection
-from websockets.frames import DATA_OPCODES, Frame
+from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
 from websockets.typing import BytesLike
 
@@ -27,13 +28,24 @@ SLICE_S = 0.002
 # Bytes read but not yet judged beyond which the generator is falling behind for good:
 # then everything queued is judged at once (the loop stalls and the loop-lag monitor sees it).
 MAX_BACKLOG_BYTES = 64 * 2**20
+# Bytes of one connection read but not yet judged beyond which its socket is not read
+# until the backlog has caught up: a server that floods one connection (pings, huge
+# frames) cannot fill the backlog, stall the loop judging it all, or grow memory.
+MAX_QUEUED_PER_CONNECTION = 2**20
 
-FrameHook = Callable[[BytesLike, float], None]
+# A server may ping freely, but it must read our pongs: while this much is already waiting
+# to be written, pings go unanswered (RFC 6455 5.5.3 lets a pong answer only the latest) ...
+PONG_BUFFER_LIMIT = 64 * 2**10
+# ... and a server that keeps pinging this many times without reading is flooding us: the
+# connection is dropped (reason "protocol"), so memory and CPU per connection stay bounded.
+MAX_UNANSWERED_PINGS = 1000
+
+FrameHook = Callable[[BytesLike | str, float], None]
 
 # What the backlog holds for a connection.
 _DATA, _EOF, _LOST = range(3)
 # Frames split off without websockets' parser (see TimedConnection).
-_BINARY = 2
+_TEXT, _BINARY, _PING = 1, 2, 9
 _SPLIT_OPCODES = frozenset({1, 2, 9, 10})  # text, binary, ping, pong
 
 
@@ -129,6 +141,12 @@ class TimedConnection(ClientConnection):
     complete, unmasked text or binary frame) is split off here, without the
     sans-I/O machinery; anything else (control frames, fragments, oversize or
     broken frames, a closing handshake) goes to websockets as usual.
+
+    Text frames are checked for valid UTF-8 (and handed on as ``str``); an invalid
+    one fails the connection with 1007, as a browser does. When the server breaks
+    the protocol (that, a masked or oversize frame, a ping flood), ``violation``
+    says how, and the connection is aborted if the server does not close it
+    within ``close_timeout``.
     """
 
     arrived_at: float = 0.0
@@ -137,11 +155,17 @@ class TimedConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.on_frame = on_frame
         self.queued = 0  # events of this connection waiting in the backlog
+        self.queued_bytes = 0  # bytes of this connection waiting in the backlog
+        self._reading_paused = False
         self._fragments: list[BytesLike] | None = None
+        self._fragmented_text = False
         self._fast = False  # frames are split off here (see the class docstring)
         self._partial = b""  # the start of a frame, while splitting
         self._limit = self._size_limit()
         self._backlog = ArrivalBacklog.of(self.loop)
+        self._violation: str | None = None
+        self.unanswered_pings = 0
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def factory(cls, on_frame: FrameHook | None) -> type[ClientConnection]:
@@ -153,6 +177,10 @@ class TimedConnection(ClientConnection):
 
     def data_received(self, data: bytes) -> None:
         """Note the arrival time; parse later, in arrival order."""
+        self.queued_bytes += len(data)
+        if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
         self._backlog.push(self, _DATA, data, time.time())
 
     def eof_received(self) -> None:
@@ -161,6 +189,9 @@ class TimedConnection(ClientConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Handled in order, after the bytes that came before it."""
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         if self.queued:
             self._backlog.push(self, _LOST, exc, 0.0)
         else:
@@ -170,11 +201,16 @@ class TimedConnection(ClientConnection):
     def replay(self, kind: int, payload: Any, arrived: float) -> None:
         """Handle a queued event as the connection would have when it happened."""
         if kind == _DATA:
+            self.queued_bytes -= len(payload)
+            if self._reading_paused and self.queued_bytes <= MAX_QUEUED_PER_CONNECTION // 4:
+                self._reading_paused = False
+                if not self.transport.is_closing():
+                    self.transport.resume_reading()
             self.arrived_at = arrived
             if self._fast:
                 self._split_frames(payload)
             else:
-                super().data_received(payload)
+                self._to_websockets(payload)
                 self._fast = self._between_frames()
         else:
             self._hand_over_partial()
@@ -230,25 +266,93 @@ class TimedConnection(ClientConnection):
             ):
                 # websockets decides (and may fail the connection): it takes it from here.
                 self._fast = False
-                super().data_received(data[pos:])
+                self._to_websockets(data[pos:])
                 return
             end = pos + head + length
             if end > n:
                 break
-            if opcode <= _BINARY:
+            if opcode == _TEXT:
+                try:
+                    # Decoding validates (~0.1 us/KB); the decoder then reads the str as is.
+                    text = str(view[pos + head : end], "utf-8")
+                except UnicodeDecodeError as exc:
+                    self._fail_invalid_text(exc)
+                    return
+                hook(text, self.arrived_at)
+            elif opcode == _BINARY:
                 hook(view[pos + head : end], self.arrived_at)
+            elif opcode == _PING and self._unread_pongs():
+                if self._violation is not None:
+                    return  # dropped for flooding: the rest of the bytes do not matter
+                # else: the server is not reading; no more pongs until it does
             else:  # ping or pong: websockets answers or acknowledges it
-                super().data_received(data[pos:end])
+                self._to_websockets(data[pos:end])
+                if self._violation is not None:
+                    return
             pos = end
         if pos < n:
             self._partial = data[pos:]
+
+    def _unread_pongs(self) -> bool:
+        """Whether our pongs pile up unread; drop a server that keeps pinging regardless."""
+        if self.transport.get_write_buffer_size() <= PONG_BUFFER_LIMIT:
+            return False
+        self.unanswered_pings += 1
+        if self.unanswered_pings >= MAX_UNANSWERED_PINGS:
+            self._violation = (
+                f"ping flood: {self.unanswered_pings} pings while the server did not read "
+                f"our pongs ({self.transport.get_write_buffer_size()} bytes waiting)"
+            )
+            self._fast = False
+            self.transport.abort()
+        return True
+
+    def _fail_invalid_text(self, exc: UnicodeDecodeError) -> None:
+        """Fail the connection as RFC 6455 8.1 says: close code 1007 (invalid frame data)."""
+        self._violation = f"invalid UTF-8 in a text frame ({exc.reason} at byte {exc.start})"
+        self._fast = False
+        self.set_connection_exc(exc)
+        if self.protocol.state is OPEN:
+            self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            try:
+                self.send_data()
+            except Exception as send_exc:  # the server may be gone already
+                self.set_connection_exc(send_exc)
+        self._watch_close()
+
+    def _to_websockets(self, data: bytes) -> None:
+        """Let websockets parse ``data``; if it failed the connection, see that it ends."""
+        super().data_received(data)
+        if self.protocol.state is not OPEN:
+            self._watch_close()
+
+    def _watch_close(self) -> None:
+        """Abort the connection if the server has not closed it ``close_timeout`` from now.
+
+        websockets, as a client, waits for the server to close TCP after a failure, and
+        enforces its close timeout only inside its own calls (recv, close), which a
+        streaming user is not in.
+        """
+        if self._abort_timer is None and self.close_timeout is not None:
+            self._abort_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    @property
+    def violation(self) -> str | None:
+        """How the server broke the WebSocket protocol, if it did (None otherwise)."""
+        if self._violation is not None:
+            return self._violation
+        # The parser's own failures, or recv() finding invalid UTF-8 (the reconnect storm).
+        for exc in (self.protocol.parser_exc, self.connection_exc):
+            if isinstance(exc, ProtocolError | PayloadTooBig | UnicodeDecodeError):
+                return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _hand_over_partial(self) -> None:
         """Give websockets a partial frame we hold, so that it sees the stream as it ended."""
         if self._partial:
             partial, self._partial = self._partial, b""
             self._fast = False
-            super().data_received(partial)
+            self._to_websockets(partial)
 
     def process_event(self, event: Event) -> None:
         """Data frames go to ``on_frame`` when set (fragments joined); the rest as usual."""
@@ -263,11 +367,27 @@ class TimedConnection(ClientConnection):
             return
         # websockets' protocol has already checked that fragments arrive in a valid order.
         if event.fin and self._fragments is None:
-            hook(event.data, self.arrived_at)
+            self._deliver(event.opcode is Opcode.TEXT, event.data)
             return
         if self._fragments is None:
             self._fragments = []
+            self._fragmented_text = event.opcode is Opcode.TEXT
         self._fragments.append(event.data)
         if event.fin:
             message, self._fragments = b"".join(self._fragments), None
-            hook(message, self.arrived_at)
+            self._deliver(self._fragmented_text, message)
+
+    def _deliver(self, is_text: bool, data: BytesLike) -> None:
+        hook = self.on_frame
+        assert hook is not None
+        if self._violation is not None:
+            return  # the connection is failing: frames parsed with the bad one are not judged
+        if not is_text:
+            hook(data, self.arrived_at)
+            return
+        try:
+            text = str(data, "utf-8")
+        except UnicodeDecodeError as exc:
+            self._fail_invalid_text(exc)
+            return
+        hook(text, self.arrived_at)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
+from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import (
     ConstantShapeSpec,
     EndpointRef,
@@ -15,7 +19,7 @@ from loadsvc.config.spec import (
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder, WsSink
 from loadsvc.runstats import EndpointStats
-from loadsvc.users.frames import FrameReader
+from loadsvc.users.frames import REORDER_WINDOW, FrameReader
 
 KEYS = ("quotes", "indices", "foreign", "derivatives", "prices")
 MARKET = WsMessageSpec(required_keys=KEYS)
@@ -35,7 +39,8 @@ def reader(spec: WsMessageSpec = MARKET) -> tuple[FrameReader, EndpointStats, Co
 def frame(**fields: object) -> bytes:
     body: dict[str, object] = {"type": "market", **{k: {} for k in KEYS}}
     body.update(fields)
-    return orjson.dumps({k: v for k, v in body.items() if v is not None})
+    # json, not orjson: a test may need integers past 64 bits
+    return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
 
 
 def test_valid_frames_are_timed_from_their_publish_stamp() -> None:
@@ -52,6 +57,7 @@ def test_sequence_gaps_count_missed_messages() -> None:
     r, st, registry = reader()
     r.feed(frame(seq=1, published_at=1.0), arrived=1.0)
     r.feed(frame(seq=5, published_at=2.0), arrived=2.0)
+    assert st.missed == 0  # still inside the reorder window: they may come late
     r.new_connection()
     r.feed(frame(seq=40, published_at=3.0), arrived=3.0)
     assert st.missed == 3
@@ -68,6 +74,7 @@ def test_status_frames_are_counted_not_validated() -> None:
     r, st, _ = reader()
     r.feed(orjson.dumps({"type": "status", "published_at": 1.0}), arrived=5.0)
     assert st.outcomes == {"status": 1} and st.errors == 0 and st.status_messages == 1
+    assert st.count == 0  # data frames only: status frames have their own counter
     assert len(st.latency.samples) == 0
 
 
@@ -96,6 +103,7 @@ def test_millisecond_stamps_and_custom_fields() -> None:
     r.feed(orjson.dumps({"kind": "tick", "ts": 2000, "n": 3, "data": 1}), arrived=2.5)
     assert st.outcomes == {"ok": 2}
     assert list(st.latency.samples) == [0.25, 0.5]
+    r.end_connection()
     assert st.missed == 1
 
 
@@ -104,3 +112,97 @@ def test_frames_without_stamp_or_sequence_config_are_not_timed() -> None:
     r, st, _ = reader(WsMessageSpec(timestamp_field=None, sequence_field=None))
     r.feed(b'{"type": "x"}', arrived=1.0)
     assert st.outcomes == {"ok": 1} and len(st.latency.samples) == 0
+
+
+def seqs(*numbers: int) -> tuple[EndpointStats, CollectorRegistry]:
+    """Feed frames with these sequence numbers on one connection, then end it."""
+    r, st, registry = reader()
+    for n in numbers:
+        r.feed(frame(seq=n, published_at=1.0), arrived=1.0)
+    r.end_connection()
+    return st, registry
+
+
+def test_pairwise_swapped_sequence_is_reordered_not_missed() -> None:
+    """2,1,4,3,...: every late frame fills its gap; nothing is missed."""
+    order = [n for i in range(1, 600, 2) for n in (i + 1, i)]
+    st, registry = seqs(*order)
+    assert st.missed == 0
+    assert st.anomalies == {"reordered": 300}
+    labels = {"scenario": "s", "endpoint": "/ws/market", "kind": "reordered"}
+    assert registry.get_sample_value("loadsvc_ws_sequence_anomalies_total", labels) == 300
+
+
+def test_duplicates_are_counted_as_such() -> None:
+    """A number already received on the connection is a duplicate, not a gap."""
+    st, _ = seqs(1, 2, 2, 3, 1, 4)
+    assert st.anomalies == {"duplicate": 2} and st.missed == 0
+
+
+def test_gap_is_missed_once_it_leaves_the_reorder_window() -> None:
+    """A number still absent REORDER_WINDOW numbers later is missed; a later arrival is a reset."""
+    r, st, _ = reader()
+    for n in [1, *range(3, 3 + REORDER_WINDOW)]:
+        r.feed(frame(seq=n, published_at=1.0), arrived=1.0)
+    assert st.missed == 1 and not st.anomalies
+
+
+def test_sequence_going_backwards_is_a_reset() -> None:
+    """A restarted sequence (far backwards) is one reset; the new numbers are then followed."""
+    st, _ = seqs(*range(1000, 1100), *range(1, 11))
+    assert st.anomalies == {"reset": 1} and st.missed == 0
+
+
+def test_huge_sequence_numbers_are_handled_and_missed_stays_bounded() -> None:
+    """Numbers past 2**64 work; a jump of 2**70 is a reset, not 2**70 missed frames."""
+    st, _ = seqs(1, 2**70, 2**70 + 1, 2**70 + 3, 2**70 + 4)
+    assert st.anomalies == {"reset": 1}
+    assert st.missed == 1
+    summary = st.summary(1.0)
+    assert orjson.loads(orjson.dumps({"missed": summary.missed}))["missed"] == 1
+
+
+def test_large_gap_within_bound_counts_every_missed_number() -> None:
+    """A forward jump below MAX_SEQUENCE_GAP counts each number in between as missed."""
+    st, _ = seqs(1, 5001)
+    assert st.missed == 4999 and not st.anomalies
+
+
+def test_stamp_in_the_future_beyond_tolerance_is_skewed_not_zero() -> None:
+    """A stamp 50 ms after the arrival is 'skewed' and untimed; the clock offset shows -50 ms."""
+    r, st, registry = reader()
+    r.feed(frame(seq=1, published_at=10.05), arrived=10.0)
+    r.feed(frame(seq=2, published_at=10.505), arrived=10.5)  # 5 ms ahead: within tolerance
+    assert st.outcomes == {"skewed": 1, "ok": 1} and st.errors == 0
+    assert list(st.latency.samples) == [0.0]
+    assert st.clock_offset_min is not None and round(st.clock_offset_min, 6) == -0.05
+    gauge = registry.get_sample_value(
+        "loadsvc_ws_clock_offset_seconds", {"scenario": "s", "endpoint": "/ws/market"}
+    )
+    assert gauge is not None and round(gauge, 6) == -0.05
+
+
+def test_millisecond_stamps_read_as_seconds_are_skewed_by_decades() -> None:
+    """A stamp in ms read with unit s is never timed as 0: skewed, offset about -1.7e12 s."""
+    r, st, _ = reader()
+    r.feed(frame(seq=1, published_at=1_700_000_000_000), arrived=1_700_000_000.0)
+    assert st.outcomes == {"skewed": 1} and len(st.latency.samples) == 0
+    assert st.clock_offset_min is not None and st.clock_offset_min < -1e12
+
+
+def test_clock_tolerance_is_configurable() -> None:
+    """With clock_tolerance 0 a stamp 1 ms ahead is already skewed."""
+    r, st, _ = reader(WsMessageSpec(required_keys=KEYS, clock_tolerance_s=0.0))
+    r.feed(frame(seq=1, published_at=2.001), arrived=2.0)
+    assert st.outcomes == {"skewed": 1}
+
+
+def test_clock_tolerance_is_read_from_the_config() -> None:
+    """message.clock_tolerance is a duration; a negative one is refused with its path."""
+    base = "version: 1\nscenarios:\n  s:\n    shape: {kind: constant, users: 1, duration: 1s}\n"
+    user = "    users:\n      - kind: ws_stream\n        path: /ws/market\n"
+    good = parse_config(base + user + "        message: {clock_tolerance: 25ms}\n", "t.yaml")
+    (spec,) = good.scenario("s").users
+    assert isinstance(spec, WsStreamUserSpec) and spec.message.clock_tolerance_s == 0.025
+    with pytest.raises(ConfigError, match="clock_tolerance"):
+        parse_config(base + user + "        message: {clock_tolerance: -5ms}\n", "t.yaml")

@@ -29,6 +29,11 @@ def run(request: pytest.FixtureRequest) -> Run:
     return runner
 
 
+def as_bytes(data: BytesLike | str) -> bytes:
+    """A frame as on the wire: text frames reach on_frame as (validated) str."""
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
 MESSAGES: list[str | bytes] = [
     "small",
     "x" * 200,  # 16-bit length
@@ -43,8 +48,8 @@ async def received_by_client(server_side: Callable[[ServerConnection], Any]) -> 
     got: list[bytes] = []
     times: list[float] = []
 
-    def on_frame(data: BytesLike, arrived: float) -> None:
-        got.append(bytes(data))
+    def on_frame(data: BytesLike | str, arrived: float) -> None:
+        got.append(as_bytes(data))
         times.append(arrived)
 
     async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
@@ -117,7 +122,7 @@ def test_closing_handshake_after_frames(run: Run) -> None:
             ws = await connect(
                 f"ws://127.0.0.1:{port}",
                 compression=None,
-                create_connection=TimedConnection.factory(lambda d, _: got.append(bytes(d))),
+                create_connection=TimedConnection.factory(lambda d, _: got.append(as_bytes(d))),
             )
             await asyncio.wait_for(ws.wait_closed(), 10)
             codes.append(ws.close_code)
