@@ -177,7 +177,7 @@ class EndpointSummary:
         """Data frames (not status) per connection-second (ws): about 2 under a 500 ms throttle."""
         if self.kind != "ws" or self.connection_seconds <= 0:
             return None
-        return (self.count - self.status_messages) / self.connection_seconds
+        return self.count / self.connection_seconds
 
 
 class EndpointStats:
