@@ -2,8 +2,11 @@
 
 :mod:`.scheduler` knows triggers; :mod:`.supervisor` owns runs; :mod:`.records`
 turns finished runs into history records and log lines; :mod:`.history` keeps
-them; :mod:`.http` is the HTTP surface; :mod:`.app` wires them together with
-signals and reload; :mod:`.settings` reads flags and the environment.
+them; :mod:`.status` writes the status document; :mod:`.app` wires them into
+the in-process service; :mod:`.settings` reads flags and the environment.
+:mod:`.http` (the HTTP surface) and :mod:`.signals` (the signal loop) serve both
+it and the ``--workers`` front (:mod:`.front`), which runs :mod:`.workers` (the
+process pool) and merges their answers with :mod:`.merge`.
 """
 
 from loadsvc.service.app import SoakService, run_serve, serve

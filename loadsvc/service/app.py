@@ -1,28 +1,28 @@
-"""``loadsvc serve``: wiring, the lifecycle (signals, reload, shutdown) and the status document.
+"""``loadsvc serve``: the in-process service, its lifecycle (start, reload, shutdown) and wiring.
 
 SIGTERM/SIGINT: stop triggering, stop every run (graceful, bounded by
 ``service.stop_timeout_s``), record their verdicts, close every connection,
 exit 0. SIGHUP: reload the configuration file; an invalid one is rejected with
 its errors logged and the running one stays (see :mod:`.supervisor` for what a
-valid reload does to runs in progress).
+valid reload does to runs in progress). The signal loop is :mod:`.signals`'s and the
+HTTP surface :mod:`.http`'s, both shared with the ``--workers`` front (:mod:`.front`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
+import functools
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 
 from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
@@ -37,12 +37,15 @@ from loadsvc.metrics import (
     multiprocess_enabled,
 )
 from loadsvc.recorder import Recorder
+from loadsvc.service.front import serve_workers
 from loadsvc.service.history import RunHistory
-from loadsvc.service.http import ApiAuth, build_app
+from loadsvc.service.http import Action, ApiAuth, build_app
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
 from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
+from loadsvc.service.signals import serve_until_signalled
+from loadsvc.service.status import scenario_status, service_status
 from loadsvc.service.supervisor import Supervisor
-from loadsvc.service.workers import serve_workers, watch_parent
+from loadsvc.service.workers import watch_parent
 
 log = structlog.get_logger("loadsvc.serve")
 
@@ -50,10 +53,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 HOUSEKEEPING_TICK_S = 1.0
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 class SoakService:
@@ -152,8 +151,8 @@ class SoakService:
             control_api="enabled" if self.auth.enabled else "disabled (no LOADSVC_API_TOKEN)",
         )
 
-    async def stop(self) -> None:
-        """Stop triggering, end the runs within the stop timeout, then close the port."""
+    async def stop(self) -> int:
+        """Stop triggering, end the runs within the stop timeout, close the port; exit code 0."""
         self._stopping = True
         self.scheduler.shutdown()
         began = time.monotonic()
@@ -171,6 +170,7 @@ class SoakService:
         if self._runner is not None:
             await self._runner.cleanup()
         log.info("stopped", took_s=round(time.monotonic() - began, 3))
+        return EXIT_OK
 
     def request_reload(self) -> None:
         """SIGHUP: reload in the background; a SIGHUP during a reload queues one more."""
@@ -286,7 +286,7 @@ class SoakService:
 
     # -- ServiceApi ------------------------------------------------------------
 
-    def readiness(self) -> tuple[bool, str]:
+    def ready(self) -> tuple[bool, str]:
         """Ready once the configuration is loaded and the scheduler runs; not while stopping."""
         if self._stopping:
             return False, "shutting down"
@@ -297,96 +297,56 @@ class SoakService:
             return False, self.history.problem
         return True, ""
 
-    def status(self) -> dict[str, Any]:
+    async def exposition(self) -> bytes:
+        """This process's metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    async def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): see :meth:`ready`."""
+        return self.ready()
+
+    async def status(self) -> dict[str, Any]:
         """The ``/api/status`` document."""
-        scenarios = []
-        for name in self.supervisor.names():
-            state = self.supervisor.state(name)
-            next_ts = self._next_run(name)
-            scenarios.append(
-                {
-                    "name": name,
-                    "description": state.spec.description,
-                    "schedule": state.spec.schedule.describe(),
-                    "schedule_kind": state.spec.schedule.kind,
-                    "running": state.running,
-                    "stopping": state.stopping,
-                    "held": state.held,
-                    "run_id": state.run_id,
-                    "run_started_at": _iso(state.run_started_at),
-                    "users": state.users,
-                    "next_run": _iso(next_ts),
-                    "next_run_timestamp": next_ts,
-                    "restarts": state.restarts,
-                    "triggers_skipped": state.skipped,
-                    "last_run": state.last,
-                }
-            )
         return {
-            "service": {
-                "config": self.config.source,
-                "target": self.settings.target.base_url,
-                "shard": str(self.settings.shard),
-                "started_at": _iso(self.started_at),
-                "ready": self.readiness()[0],
-                "control_api": self.auth.enabled,
-            },
-            "scenarios": scenarios,
+            "service": service_status(
+                config=self.config.source,
+                target=self.settings.target.base_url,
+                shard=str(self.settings.shard),
+                started_at=self.started_at,
+                ready=self.ready()[0],
+                control_api=self.auth.enabled,
+            ),
+            "scenarios": [
+                scenario_status(name, self.supervisor.state(name), self._next_run(name))
+                for name in self.supervisor.names()
+            ],
         }
 
-    def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
+    async def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
         """Recent finished runs and windows from the history, most recent first."""
         return self.history.recent(scenario, limit)
 
-    def start_scenario(self, name: str) -> dict[str, Any]:
-        """Start ``name`` now (the control API)."""
-        run_id = self.supervisor.start(name)
-        log.info("run requested through the API", scenario=name, run_id=run_id)
-        return {"scenario": name, "action": "run", "run_id": run_id}
-
-    def stop_scenario(self, name: str) -> dict[str, Any]:
-        """Stop the run of ``name`` (the control API)."""
-        run_id = self.supervisor.stop(name)
-        log.info("stop requested through the API", scenario=name, run_id=run_id)
-        return {"scenario": name, "action": "stop", "run_id": run_id}
+    async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
+        """Start or stop a run of ``name`` now (the control API): 202 and what was done."""
+        if action == "run":
+            run_id = self.supervisor.start(name)
+            log.info("run requested through the API", scenario=name, run_id=run_id)
+        else:
+            run_id = self.supervisor.stop(name)
+            log.info("stop requested through the API", scenario=name, run_id=run_id)
+        return 202, {"scenario": name, "action": action, "run_id": run_id}
 
 
 async def serve(settings: ServeSettings, config: Config) -> int:
     """Run the service until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
-    service = SoakService(settings, config)
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    try:
-        await service.start()
-    except OSError as exc:
-        log.error("cannot listen", host=settings.host, port=settings.port, error=str(exc))
-        return EXIT_FAILED
-
-    def on_stop(signame: str) -> None:
-        if not done.is_set():
-            log.info("shutting down", signal=signame)
-        done.set()
-
-    handlers: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, AttributeError):
-            if sig == signal.SIGHUP:
-                loop.add_signal_handler(sig, service.request_reload)
-            else:
-                loop.add_signal_handler(sig, on_stop, sig.name)
-            handlers.append(sig)
-    watcher = None
-    if settings.worker is not None:
-        watcher = loop.create_task(watch_parent(settings.worker.parent_pid, done))
-    try:
-        await done.wait()
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-        await service.stop()
-        for sig in handlers:
-            loop.remove_signal_handler(sig)
-    return EXIT_OK
+    worker = settings.worker
+    return await serve_until_signalled(
+        SoakService(settings, config),
+        host=settings.host,
+        port=settings.port,
+        # A worker of `serve --workers N` stops when its front is gone.
+        watch=functools.partial(watch_parent, worker.parent_pid) if worker is not None else None,
+    )
 
 
 def run_serve(

@@ -1,4 +1,8 @@
-"""The HTTP surface of ``loadsvc serve``: translates HTTP to calls on the service handed to it.
+"""The one HTTP surface of ``loadsvc serve``, in-process or as the ``--workers`` front.
+
+It translates HTTP to calls on the :class:`ServiceApi` handed to it: the
+in-process :class:`~loadsvc.service.app.SoakService`, or the
+:class:`~loadsvc.service.front.WorkerFront` that asks its workers and merges.
 
 Read-only endpoints are open: ``/metrics``, ``/healthz``, ``/readyz``,
 ``/api/status``, ``/api/runs``. The control endpoints
@@ -11,39 +15,42 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from loadsvc.service.merge import NoWorkerAnswered
 from loadsvc.service.supervisor import AlreadyRunning, NotRunning, UnknownScenario
 
 MAX_RUNS_LIMIT = 1000
 DEFAULT_RUNS_LIMIT = 50
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Action = Literal["run", "stop"]
 
 
 class ServiceApi(Protocol):
-    """What the HTTP surface needs from the service."""
+    """What the HTTP surface needs from the service (in-process or the workers' front)."""
 
-    registry: CollectorRegistry
+    async def exposition(self) -> bytes:
+        """The Prometheus text exposition of ``/metrics``."""
 
-    def readiness(self) -> tuple[bool, str]:
+    async def readiness(self) -> tuple[bool, str]:
         """(ready, why not)."""
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """The ``/api/status`` document."""
 
-    def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
-        """Recent finished runs, most recent first."""
+    async def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
+        """Recent finished runs, most recent first; NoWorkerAnswered if none can be read."""
 
-    def start_scenario(self, name: str) -> dict[str, Any]:
-        """Start a run now; raises UnknownScenario or AlreadyRunning."""
+    async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
+        """Run or stop scenario ``name`` (the caller is authorised): (HTTP status, body).
 
-    def stop_scenario(self, name: str) -> dict[str, Any]:
-        """Stop the run in progress; raises UnknownScenario or NotRunning."""
+        Raises UnknownScenario, AlreadyRunning, NotRunning or NoWorkerAnswered.
+        """
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -88,7 +95,7 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
     app = web.Application()
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(service.registry)
+        body = await service.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
@@ -96,13 +103,13 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
         return _json({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready, why = service.readiness()
+        ready, why = await service.readiness()
         if ready:
             return _json({"status": "ready"})
         return _json({"status": "not ready", "reason": why}, status=503)
 
     async def status(_: web.Request) -> web.Response:
-        return _json(service.status())
+        return _json(await service.status())
 
     async def runs(request: web.Request) -> web.Response:
         scenario = request.query.get("scenario") or None
@@ -113,21 +120,27 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
             limit = 0
         if not 1 <= limit <= MAX_RUNS_LIMIT:
             return _error(400, f"limit must be a whole number from 1 to {MAX_RUNS_LIMIT}")
-        found = service.runs(scenario, limit)
+        try:
+            found = await service.runs(scenario, limit)
+        except NoWorkerAnswered as exc:
+            return _error(503, str(exc))
         return _json({"runs": found, "count": len(found)})
 
-    def control(action: Callable[[str], dict[str, Any]]) -> Handler:
+    def control(action: Action) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             denied = auth.check(request)
             if denied is not None:
                 return denied
             name = request.match_info["name"]
             try:
-                return _json(action(name), status=202)
+                status, body = await service.control(action, name)
             except UnknownScenario:
                 return _error(404, f"no scenario {name!r}")
             except (AlreadyRunning, NotRunning) as exc:
                 return _error(409, str(exc))
+            except NoWorkerAnswered as exc:
+                return _error(503, str(exc))
+            return _json(body, status=status)
 
         return handler
 
@@ -136,6 +149,6 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/runs", runs)
-    app.router.add_post("/api/scenarios/{name}/run", control(service.start_scenario))
-    app.router.add_post("/api/scenarios/{name}/stop", control(service.stop_scenario))
+    app.router.add_post("/api/scenarios/{name}/run", control("run"))
+    app.router.add_post("/api/scenarios/{name}/stop", control("stop"))
     return app

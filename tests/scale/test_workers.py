@@ -1,11 +1,12 @@
 """``loadsvc serve --workers 2``: a front over two worker processes, against a real target.
 
-The tests share one front and run in file order: merged totals, promtool on the
-merged output, a killed worker replaced without stale gauges, then SIGTERM.
+Most tests share one front, ready before the first of them; the tests that stop
+or authorise start their own, so no test depends on another or on their order.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from tests.service.support import Proc, eventually, get_json, http, metric_value
 
 WS_USERS = 15  # odd, so the two workers' shares differ (8 + 7)
 REST_USERS = 11
+TOKEN = "t0ken-workers-9c1e"
 CONFIG = f"""\
 version: 1
 scenarios:
@@ -72,19 +74,15 @@ class Front:
 EXPECTED = (WS_USERS, REST_USERS, WS_USERS, WS_USERS)
 
 
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
-    """``serve --workers 2`` on 127.0.0.1 port 0 against a reference target process."""
-    work = tmp_path_factory.mktemp("workers")
+def start_front(work: Path, target_url: str, token: str = "") -> Front:
+    """``serve --workers 2`` on 127.0.0.1 port 0, returned once the front listens."""
     (work / "config.yaml").write_text(CONFIG)
-    target, port = start_target()
-    target_url = f"http://127.0.0.1:{port}"
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"]
     args += ["--config", str(work / "config.yaml"), "--target", target_url]
     args += ["--history-file", str(work / "runs.jsonl")]
     proc = Proc(
         ["--log-json", *args],
-        env={"LOADSVC_API_TOKEN": "", "LOADSVC_API_TOKEN_FILE": ""},
+        env={"LOADSVC_API_TOKEN": token, "LOADSVC_API_TOKEN_FILE": ""},
     )
 
     def serving() -> dict[str, str] | None:
@@ -95,12 +93,42 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         return None
 
     doc = eventually(serving, 15, "the front listening")
-    running = Front(proc, doc["url"], target_url, Path(doc["metrics_dir"]))
+    return Front(proc, doc["url"], target_url, Path(doc["metrics_dir"]))
+
+
+def wait_ready(front: Front) -> None:
+    """Poll the front's /readyz until every worker is ready."""
+    eventually(lambda: http("GET", front.url + "/readyz")[0] == 200, 20, "every worker ready")
+
+
+def gone(pid: int) -> bool:
+    """True when no process has this PID any more."""
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def target_url() -> Iterator[str]:
+    """A reference target process for this module."""
+    target, port = start_target()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        target.stop()
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory, target_url: str) -> Iterator[Front]:
+    """A ready ``serve --workers 2`` shared by the tests that do not stop it."""
+    running = start_front(tmp_path_factory.mktemp("workers"), target_url)
+    try:
+        wait_ready(running)
         yield running
     finally:
-        proc.stop()
-        target.stop()
+        running.proc.stop()
 
 
 def test_merged_metrics_add_up_to_the_configured_users(front: Front) -> None:
@@ -146,18 +174,49 @@ def test_a_killed_worker_is_replaced_and_its_gauges_dropped(front: Front) -> Non
     eventually(lambda: front.totals() == EXPECTED, 30, "totals exact after the restart")
 
 
-def test_sigterm_exits_zero_and_leaves_no_worker(front: Front) -> None:
-    """SIGTERM the front by PID: exit 0, every worker PID gone, the metrics directory removed."""
-    pids = [p for p in front.worker_pids() if p is not None]
-    assert len(pids) == 2
-    assert front.proc.stop(timeout=30) == 0, front.proc.output()[-3000:]
+def test_the_front_serves_the_same_surface_as_serve(front: Front) -> None:
+    """Through the front, no token means 403 with serve's error, and a bad ?limit= is 400."""
+    status, body = http("POST", front.url + "/api/scenarios/market_stream/stop")
+    assert status == 403 and "LOADSVC_API_TOKEN" in json.loads(body)["error"]
+    assert http("GET", front.url + "/api/runs?limit=0")[0] == 400
+    assert http("GET", front.url + "/api/runs?scenario=market_stream")[0] == 200
 
-    def gone(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
 
+def test_control_is_checked_at_the_front_and_fanned_out(tmp_path: Path, target_url: str) -> None:
+    """With a token: 401 without it; with it a stop reaches both workers (202, two answers)."""
+    own = start_front(tmp_path, target_url, token=TOKEN)
+    try:
+        wait_ready(own)
+        stop_url = own.url + "/api/scenarios/foreign_flow/stop"
+        assert http("POST", stop_url)[0] == 401
+        assert http("POST", stop_url, token="wrong")[0] == 401
+        status, body = http("POST", stop_url, token=TOKEN)
+        doc = json.loads(body)
+        assert status == 202, doc
+        assert [(w["index"], w["status"]) for w in doc["workers"]] == [(0, 202), (1, 202)]
+        assert TOKEN not in own.proc.output()
+    finally:
+        own.proc.stop()
+
+
+@pytest.mark.parametrize("when", ["while the workers start", "once ready"])
+def test_sigterm_exits_zero_and_leaves_no_worker(
+    tmp_path: Path, target_url: str, when: str
+) -> None:
+    """SIGTERM the front by PID (workers starting or ready): exit 0, no worker left, files removed."""
+    own = start_front(tmp_path, target_url)
+    try:
+        if when == "once ready":
+            wait_ready(own)
+
+        def spawned() -> list[int]:
+            pids = own.worker_pids()
+            return [p for p in pids if p is not None] if None not in pids else []
+
+        pids = eventually(spawned, 10, "both workers spawned")
+        assert len(pids) == 2
+        assert own.proc.stop(timeout=30) == 0, own.proc.output()[-3000:]
+    finally:
+        own.proc.stop()
     eventually(lambda: all(gone(p) for p in pids), 10, "no worker process left")
-    assert not front.metrics_dir.exists()
+    assert not own.metrics_dir.exists()

@@ -1,0 +1,54 @@
+"""The ``/api/status`` document of one ``loadsvc serve`` process: pure functions of its state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from loadsvc.service.supervisor import ScenarioState
+
+
+def iso(ts: float | None) -> str | None:
+    """A Unix timestamp as ISO 8601 in UTC (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def scenario_status(name: str, state: ScenarioState, next_run: float | None) -> dict[str, Any]:
+    """One scenario's entry: its schedule, its run in progress, its next and last runs."""
+    return {
+        "name": name,
+        "description": state.spec.description,
+        "schedule": state.spec.schedule.describe(),
+        "schedule_kind": state.spec.schedule.kind,
+        "running": state.running,
+        "stopping": state.stopping,
+        "held": state.held,
+        "run_id": state.run_id,
+        "run_started_at": iso(state.run_started_at),
+        "users": state.users,
+        "next_run": iso(next_run),
+        "next_run_timestamp": next_run,
+        "restarts": state.restarts,
+        "triggers_skipped": state.skipped,
+        "last_run": state.last,
+    }
+
+
+def service_status(
+    *,
+    config: str,
+    target: str,
+    shard: str,
+    started_at: float,
+    ready: bool,
+    control_api: bool,
+) -> dict[str, Any]:
+    """The ``service`` part: what it loads, from which file, since when, whether it is ready."""
+    return {
+        "config": config,
+        "target": target,
+        "shard": shard,
+        "started_at": iso(started_at),
+        "ready": ready,
+        "control_api": control_api,
+    }
