@@ -70,22 +70,33 @@ def only(result: RunResult) -> EndpointSummary:
 
 
 async def test_ms_stamps_read_as_seconds_are_skewed_not_zero(metrics: Metrics) -> None:
-    """Stamps in ms with unit s: every frame 'skewed', none timed, offset around -1.7e12 s."""
+    """Stamps in ms with unit s: every frame 'skewed', none timed, offset around -1.7e12 s,
+    and the run fails naming timestamp_unit (never p99 0.0 ms and PASSED)."""
     behaviour = frames_then_hold(lambda c: [market_frame(i, now() * 1000) for i in range(1, 11)])
     async with raw_ws_server(behaviour) as server:
-        ws = only(await run(server.url, metrics))
+        result = await run(server.url, metrics)
+    ws = only(result)
     assert ws.outcome("skewed") == 10 and ws.outcome("ok") == 0
     assert ws.p99_s is None and ws.errors == 0
     assert ws.clock_offset_min_s is not None and ws.clock_offset_min_s < -1e12
+    assert not result.passed and result.result == "failed"
+    failed = {j.name: j.describe() for j in result.verdict.breached()}
+    assert "timestamp_unit" in failed["clock_skew"]
+    assert "no data" in failed["ws_delivery_latency"]
 
 
 async def test_stamps_50ms_in_the_future_are_skewed(metrics: Metrics) -> None:
-    """A server clock 50 ms ahead (beyond the 10 ms tolerance): skewed, offset about -50 ms."""
+    """A server clock 50 ms ahead (beyond the 10 ms tolerance): skewed, offset about -50 ms,
+    and the run fails naming clock skew (NTP) and the offset."""
     behaviour = frames_then_hold(lambda c: [market_frame(i, now() + 0.05) for i in range(1, 6)])
     async with raw_ws_server(behaviour) as server:
-        ws = only(await run(server.url, metrics))
+        result = await run(server.url, metrics)
+    ws = only(result)
     assert ws.outcome("skewed") == 5 and ws.count == 5 and ws.p99_s is None
     assert ws.clock_offset_min_s is not None and -0.06 < ws.clock_offset_min_s < -0.04
+    assert not result.passed and result.result == "failed"
+    skew = next(j.describe() for j in result.verdict.breached() if j.name == "clock_skew")
+    assert "NTP" in skew and "-0.050 s" in skew
 
 
 async def test_pairwise_swapped_sequence_is_reordered_not_missed(metrics: Metrics) -> None:
