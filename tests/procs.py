@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from loadsvc.localstack import free_port
 from tests.support.http import wait_http
-from tests.support.processes import ROOT, free_port, loadsvc, start, stop, target_process
+from tests.support.processes import ROOT, loadsvc, start, stop, target_process
 
 __all__ = ["ROOT", "free_port", "loadsvc", "start", "stop", "target_process", "wait_http"]

@@ -21,45 +21,38 @@ from tests.support import (
     target_process,
     wait_for,
 )
+from tests.support.configs import config_text, rest_user, scenario
 
 TOKEN = "tok-lifecycle-4b9f"
 
-SMALL = """\
-version: 1
-service:
-  log_interval: 1s
-  stop_timeout: 5s
-scenarios:
-  stream:
-    schedule: {kind: continuous, verdict_every: 1s}
-    shape: {kind: constant, users: 3}
-    users:
-      - {kind: ws_stream, path: /ws/market}
-  poll:
-    schedule: {kind: interval, every: 1h}
-    shape: {kind: constant, users: 2, duration: 1s}
-    users:
-      - kind: rest
-        pacing: 200ms
-        tasks: [{path: /api/market/snapshot}]
-"""
+# A REST poller, scheduled or not: the scenario both SMALL and RESHAPED keep.
+POLL_USERS = rest_user("/api/market/snapshot", pacing="200ms")
+TWO_USERS_FOR_A_SECOND = "{kind: constant, users: 2, duration: 1s}"
 
-RESHAPED = """\
-version: 1
-scenarios:
-  poll:
-    schedule: {kind: interval, every: 30m}
-    shape: {kind: constant, users: 2, duration: 1s}
-    users:
-      - kind: rest
-        pacing: 200ms
-        tasks: [{path: /api/market/snapshot}]
-  burst:
-    schedule: {kind: cron, cron: "30 8 * * *", timezone: UTC}
-    shape: {kind: constant, users: 1, duration: 1s}
-    users:
-      - {kind: ws_stream, path: /ws/market}
-"""
+SMALL = config_text(
+    scenario(
+        "stream",
+        schedule="{kind: continuous, verdict_every: 1s}",
+        shape="{kind: constant, users: 3}",
+    ),
+    scenario(
+        "poll",
+        schedule="{kind: interval, every: 1h}",
+        shape=TWO_USERS_FOR_A_SECOND,
+        users=POLL_USERS,
+    ),
+    service="log_interval: 1s\nstop_timeout: 5s\n",
+)
+
+RESHAPED = config_text(
+    scenario(
+        "poll",
+        schedule="{kind: interval, every: 30m}",
+        shape=TWO_USERS_FOR_A_SECOND,
+        users=POLL_USERS,
+    ),
+    scenario("burst", schedule='{kind: cron, cron: "30 8 * * *", timezone: UTC}'),
+)
 
 INVALID = """\
 version: 1

@@ -7,11 +7,11 @@
 - :mod:`.configs`: YAML fragments of small scenarios; how a bad document is rejected.
 """
 
+from loadsvc.localstack import free_port
 from tests.support.http import get_json, get_text, http, metric_value, set_faults, wait_http
 from tests.support.processes import (
     ROOT,
     Proc,
-    free_port,
     loadsvc,
     start,
     start_logged,

@@ -18,22 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from loadsvc.localstack import Process, free_port, stop_process, wait_ready
+from loadsvc.localstack import Process, stop_process, wait_ready
 from tests.support.timing import scaled, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-__all__ = [
-    "ROOT",
-    "Proc",
-    "free_port",
-    "loadsvc",
-    "start",
-    "start_logged",
-    "start_serve",
-    "start_target",
-    "stop",
-    "target_process",
-]
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:

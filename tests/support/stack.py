@@ -74,22 +74,20 @@ def run_tool(
 
 
 @contextlib.contextmanager
-def prometheus(config: dict[str, Any], workdir: Path) -> Iterator[Process]:
+def _stopped_after(proc: Process) -> Iterator[Process]:
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def prometheus(config: dict[str, Any], workdir: Path) -> contextlib.AbstractContextManager[Process]:
     """Real Prometheus with ``config`` on a free loopback port (skips if not installed)."""
     require(PROMETHEUS)
-    proc = start_prometheus(config, workdir, free_port())
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    return _stopped_after(start_prometheus(config, workdir, free_port()))
 
 
-@contextlib.contextmanager
-def alertmanager(config_path: Path, workdir: Path) -> Iterator[Process]:
+def alertmanager(config_path: Path, workdir: Path) -> contextlib.AbstractContextManager[Process]:
     """Real Alertmanager with ``config_path``, no cluster, on a free port (skips if missing)."""
     require(ALERTMANAGER)
-    proc = start_alertmanager(config_path, workdir, free_port())
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    return _stopped_after(start_alertmanager(config_path, workdir, free_port()))
