@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Shared with the demo and the tests: bench runs from the repository with loadsvc importable,
+# never with the tests package, so the one copy lives in loadsvc.
+from loadsvc.localstack import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 NOFILE = 20_000  # 5,000 connections plus probes, pipes and the interpreter's own files
@@ -58,14 +61,7 @@ def python(script: str, *args: str) -> list[str]:
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
     """SIGTERM the process by its PID and wait; SIGKILL it if it will not go."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return stop_process(proc, timeout)
 
 
 def cpu_seconds(pid: int) -> float:

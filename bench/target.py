@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,17 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from loadsvc.localstack import free_port
 
 SNAPSHOT = "/api/market/snapshot"
 WS_MARKET = "/ws/market"
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class TargetProcess:

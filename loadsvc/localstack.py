@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -26,6 +27,29 @@ def have(binary: str) -> bool:
     return shutil.which(binary) is not None
 
 
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop_process(popen: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """SIGTERM ``popen`` by its PID and wait; SIGKILL it if it will not go. Its exit code.
+
+    The one place the demo, the benchmark and the tests stop a child they started.
+    """
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
+
+
 @dataclass
 class Process:
     """A child process we started, known by its PID."""
@@ -38,16 +62,10 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM by PID, then SIGKILL if it will not go; returns the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        code = stop_process(self.popen, timeout)
         if self._log is not None:
             self._log.close()
-        return self.popen.returncode
+        return code
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of its log, for failure messages."""

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.procs import start, target_process
+from tests.support import scaled, start, target_process
 
 SCENARIOS = ("market_stream", "foreign_flow", "market_open_burst", "reconnect_storm")
 
@@ -19,7 +19,7 @@ def _run_all(url: str, tmp_path: Path, runs: dict[str, list[str]]) -> dict[str, 
         procs[name] = start(["run", name, "--target", url, "--summary-json", str(out), *extra])
     docs = {}
     for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=240)
+        stdout, stderr = proc.communicate(timeout=scaled(240))
         assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{stdout}\n{stderr[-3000:]}"
         docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
     return docs

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,20 +10,14 @@ from typing import Any
 
 import pytest
 
-DEADLINE_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support import scaled
+from tests.support.stack import alertmanager as running_alertmanager
 
 
 def _request(url: str, body: object | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as response:
+    with urllib.request.urlopen(req, timeout=scaled(5)) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -35,37 +25,8 @@ def _request(url: str, body: object | None = None) -> Any:
 @pytest.fixture
 def alertmanager(tmp_path: Path, repo: Path) -> Iterator[str]:
     """prometheus-alertmanager on 127.0.0.1 with alertmanager/alertmanager.yml, no cluster."""
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        pytest.skip("Alertmanager is not installed (Debian: prometheus-alertmanager)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={repo / 'alertmanager/alertmanager.yml'}",
-            f"--storage.path={tmp_path}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError("alertmanager did not become ready") from None
-            time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_alertmanager(repo / "alertmanager/alertmanager.yml", tmp_path) as proc:
+        yield proc.url
 
 
 def _alert(name: str, severity: str, **labels: str) -> dict[str, Any]:

@@ -9,13 +9,9 @@ running service: point the scrape at loadsvc instead.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -30,35 +26,10 @@ from loadsvc.metrics import create_metrics
 from loadsvc.render import FAST, rendered_files
 from loadsvc.render.files import OVERVIEW_DASHBOARD, SCENARIO_DASHBOARD
 from loadsvc.render.queries import dashboard_queries, instantiate
+from tests.support import get_json, wait_for
+from tests.support.stack import prometheus as running_prometheus
 
 DEADLINE_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def _poll(what: str, check: Any) -> Any:
-    """Poll ``check`` until it returns a truthy value, at most DEADLINE_S."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -96,40 +67,21 @@ def exporter(config: Config) -> Iterator[str]:
 @pytest.fixture
 def prometheus(tmp_path: Path, config: Config, exporter: str) -> Iterator[str]:
     """Real Prometheus with the fast-profile rules, scraping the exporter every second."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not installed (Debian: prometheus)")
     for rel, text in rendered_files(config, FAST).items():
         if "rules" in rel.parts:
             (tmp_path / rel.name).write_text(text)
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "rule_files: ['loadsvc-*.yml']\n"
-        "scrape_configs:\n"
-        f"  - job_name: loadsvc\n    static_configs: [{{targets: ['{exporter}']}}]\n"
-    )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _poll("prometheus ready", lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=1))
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    scrape = {"job_name": "loadsvc", "static_configs": [{"targets": [exporter]}]}
+    prom_cfg = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "loadsvc-*.yml")],
+        "scrape_configs": [scrape],
+    }
+    with running_prometheus(prom_cfg, tmp_path) as proc:
+        yield proc.url
 
 
 def _query(url: str, expr: str) -> list[Any]:
-    data = _get(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+    data = get_json(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
     assert data["status"] == "success", (expr, data)
     result: list[Any] = data["data"]["result"]
     return result
@@ -139,12 +91,12 @@ def test_rules_load_and_dashboard_queries_evaluate(prometheus: str, config: Conf
     """All rule groups load healthy and every dashboard query (variables filled in) evaluates."""
 
     def rules_ran() -> bool:
-        groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+        groups = get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
         return bool(rules) and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
 
-    _poll("every rule evaluated once", rules_ran)
-    groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+    wait_for(rules_ran, DEADLINE_S, "every rule evaluated once")
+    groups = get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
     unhealthy = [r["name"] for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert unhealthy == []
 
@@ -152,7 +104,9 @@ def test_rules_load_and_dashboard_queries_evaluate(prometheus: str, config: Conf
     limits = _query(prometheus, "scenario_endpoint:loadsvc_threshold_limit:config")
     assert {r["metric"]["scenario"] for r in limits} == {s.name for s in config.scenarios}
 
-    _poll("the exporter scraped", lambda: _query(prometheus, 'up{job="loadsvc"} == 1'))
+    wait_for(
+        lambda: _query(prometheus, 'up{job="loadsvc"} == 1'), DEADLINE_S, "the exporter scraped"
+    )
     files = rendered_files(config, FAST)
     scenario = config.scenarios[0].name
     for rel in (OVERVIEW_DASHBOARD, SCENARIO_DASHBOARD):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loadsvc.config.spec import Config
 from loadsvc.render import FAST, render_all
-from tests.alerting.conftest import run_tool
+from tests.support.stack import run_tool
 
 RULES = ["prometheus/rules/loadsvc-recording.yml", "prometheus/rules/loadsvc-alerts.yml"]
 

@@ -6,9 +6,9 @@ import pickle
 from pathlib import Path
 
 import pytest
-from config_support import document, issues_of, only_issue
 
 from loadsvc.config import ConfigError, ConfigIssue, load_config, parse_config
+from tests.support.configs import document, issues_of, only_issue
 
 SEVERAL_ERRORS = document(
     """\

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from config_support import document
-
 from loadsvc.config import (
     ConstantShapeSpec,
     HttpTaskSpec,
@@ -16,6 +14,7 @@ from loadsvc.config import (
     WsStreamUserSpec,
     parse_config,
 )
+from tests.support.configs import document
 
 
 def only_scenario(body: str) -> str:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from config_support import document, issues_of, only_issue
-
 from loadsvc.config import LatencyThreshold, Thresholds, parse_config
+from tests.support.configs import document, issues_of, only_issue
 
 USERS = """\
     shape: {kind: constant, users: 1}

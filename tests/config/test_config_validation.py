@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from config_support import REST_SCENARIO, document, issues_of, only_issue
+
+from tests.support.configs import REST_SCENARIO, document, issues_of, only_issue
 
 # The keys of a valid REST scenario, indented to sit under a scenario name.
 REST_BODY = REST_SCENARIO.split("poll:\n", 1)[1]

@@ -1,17 +1,14 @@
-"""Shared fixtures of the deployment tests: the repository, the compose file, tool lookup."""
+"""Shared fixtures of the deployment tests: the compose file as a user gets it."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import sysconfig
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}: compose's interpolation forms used here.
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -32,18 +29,9 @@ def interpolate_defaults(value: Any) -> Any:
     return value
 
 
-def find_tool(name: str) -> str | None:
-    """``name`` on PATH, or among this interpreter's scripts (pip-installed tools in a venv)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidate = Path(sysconfig.get_path("scripts")) / name
-    return str(candidate) if candidate.exists() else None
-
-
 def load_yaml(relative: str) -> Any:
     """A YAML file of the repository; a missing file fails the test and names it."""
-    path = REPO / relative
+    path = ROOT / relative
     if not path.exists():
         pytest.fail(f"{relative} is missing")
     return yaml.safe_load(path.read_text(encoding="utf-8"))

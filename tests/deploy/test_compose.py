@@ -13,7 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import REPO, find_tool, load_yaml
+from tests.support import ROOT
+from tests.support.stack import find_tool
+
+from .conftest import load_yaml
 
 LOOPBACK = "127.0.0.1"
 
@@ -79,7 +82,7 @@ def test_compose_config_is_valid() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOADSVC_", "GF_"))}
     result = subprocess.run(
         [*command, "-f", "docker-compose.yml", "config", "-q"],
-        cwd=REPO,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -94,7 +97,7 @@ def test_every_mounted_host_path_exists(compose: dict[str, Any]) -> None:
         f"{name}: {source}"
         for name, service in compose["services"].items()
         for source, _ in bind_mounts(service)
-        if not (REPO / source).exists()
+        if not (ROOT / source).exists()
     ]
     assert not missing, f"mounted paths missing from the repository: {missing}"
 
@@ -111,7 +114,7 @@ def test_config_files_the_services_read_are_mounted(compose: dict[str, Any]) -> 
         for path in paths:
             source = host_path(service, path)
             assert source is not None, f"{name}: {path} is not inside a bind mount"
-            assert (REPO / source).is_file(), f"{name}: {path} -> {source}, which is missing"
+            assert (ROOT / source).is_file(), f"{name}: {path} -> {source}, which is missing"
             checked.append(name)
     assert {"loadsvc", "prometheus", "alertmanager"} <= set(checked)
 
@@ -228,7 +231,7 @@ def test_grafana_reads_dashboards_where_compose_mounts_them(compose: dict[str, A
         assert source is not None and PurePosixPath(source) == PurePosixPath(
             "./grafana/dashboards"
         ), f"provider path {path} is not the mounted grafana/dashboards"
-    assert list((REPO / "grafana" / "dashboards").glob("*.json")), "no dashboards to provision"
+    assert list((ROOT / "grafana" / "dashboards").glob("*.json")), "no dashboards to provision"
 
 
 def dashboards_grafana_version() -> str:

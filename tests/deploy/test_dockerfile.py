@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -14,12 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .conftest import REPO, find_tool
+from tests.support import ROOT, free_port
+from tests.support.stack import find_tool
 
 
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     text = re.sub(r"\\\n(\s*#.*\n)*", " ", text)
     out = []
     for line in text.splitlines():
@@ -51,7 +51,7 @@ def in_build_context(path: str) -> bool:
     """Whether .dockerignore lets ``path`` into the context (the last matching rule wins)."""
     rules = [
         line.strip()
-        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
     parts = path.split("/")
@@ -72,7 +72,7 @@ def test_hadolint_is_clean() -> None:
         pytest.skip("hadolint is not installed (run .ci/install-deploy-tools)")
     result = subprocess.run(
         [hadolint, "--failure-threshold", "warning", "Dockerfile"],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
@@ -82,7 +82,7 @@ def test_hadolint_is_clean() -> None:
 
 def test_base_image_is_a_pinned_slim_python() -> None:
     """Every stage starts from one full-version python slim-bookworm image."""
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)", (REPO / "Dockerfile").read_text(), re.M))
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", (ROOT / "Dockerfile").read_text(), re.M))
     bases = {rest.split()[0] for word, rest in instructions() if word == "FROM"}
     assert bases == {"${PYTHON_IMAGE}"}
     assert re.fullmatch(
@@ -151,10 +151,7 @@ def test_healthcheck_passes_when_healthz_answers(healthz_port: int) -> None:
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
     """The HEALTHCHECK command fails when the service port is closed."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    assert run_healthcheck(closed) != 0
+    assert run_healthcheck(free_port()) != 0
 
 
 def test_healthcheck_defaults_to_the_service_port() -> None:
@@ -170,7 +167,7 @@ def test_copy_sources_are_in_the_build_context() -> None:
             sources += rest.split()[:-1]
     assert sources
     for source in sources:
-        assert (REPO / source).exists(), f"COPY {source}: missing"
+        assert (ROOT / source).exists(), f"COPY {source}: missing"
         assert in_build_context(source), f"COPY {source}: excluded by .dockerignore"
     assert in_build_context("loadsvc/config/default.yaml")
 

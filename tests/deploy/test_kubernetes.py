@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, find_tool
+from tests.support import ROOT
+from tests.support.stack import find_tool
 
-K8S = REPO / "deploy" / "kubernetes"
+K8S = ROOT / "deploy" / "kubernetes"
 # Oldest Kubernetes the manifests support, and the newest schemas the validator ships.
 KUBERNETES_VERSIONS = ["1.29.0", "latest"]
 # In the directory, deliberately not applied by `kubectl apply -k`.
@@ -77,7 +78,7 @@ def test_kustomization_lists_every_core_manifest() -> None:
 
 def test_configmap_holds_the_default_config() -> None:
     """The ConfigMap's config.yaml is loadsvc/config/default.yaml, byte for byte."""
-    default = (REPO / "loadsvc" / "config" / "default.yaml").read_text(encoding="utf-8")
+    default = (ROOT / "loadsvc" / "config" / "default.yaml").read_text(encoding="utf-8")
     assert manifest("configmap.yaml")["data"]["config.yaml"] == default
     spec = importlib.util.spec_from_file_location("render_configmap", K8S / "render_configmap.py")
     assert spec is not None and spec.loader is not None
@@ -128,7 +129,7 @@ def test_pod_is_non_root_with_a_read_only_root_filesystem() -> None:
     """The pod runs as the image's user, read-only, and writes history only to an emptyDir."""
     pod = manifest("statefulset.yaml")["spec"]["template"]["spec"]
     c = container()
-    user = re.search(r"^USER (\d+)", (REPO / "Dockerfile").read_text(), re.M)
+    user = re.search(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(), re.M)
     assert user is not None
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == int(user.group(1))
@@ -167,7 +168,7 @@ def test_config_and_tokens_come_from_the_configmap_and_secret() -> None:
 
 def test_image_tag_is_the_package_version() -> None:
     """The manifests deploy the image tagged with pyproject's version."""
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert container()["image"] == f"loadsvc:{version}"
 
 

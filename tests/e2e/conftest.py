@@ -11,7 +11,6 @@ group timings changed, so the real routing and inhibition are exercised.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -29,24 +28,21 @@ from loadsvc.localstack import (
 )
 from loadsvc.render import FAST, render_all
 from tests.e2e.support import (
-    REPO,
     PrometheusAPI,
     Stack,
     WebhookReceiver,
     alertmanager_config,
-    eventually,
     service_config,
-    start_loadsvc,
 )
-from tests.procs import free_port
+from tests.support import ROOT, free_port, start_logged, wait_for
+from tests.support.stack import require
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole product on loopback, shared by the module's tests (started once)."""
     for binary in (PROMETHEUS, ALERTMANAGER):
-        if shutil.which(binary) is None:
-            pytest.skip(f"{binary} is not installed (Debian: prometheus prometheus-alertmanager)")
+        require(binary)
     work = tmp_path_factory.mktemp("e2e")
     config = load_default()
     rendered = work / "rendered"
@@ -63,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
         target_port = free_port()
         target = started(
-            start_loadsvc(
+            start_logged(
                 "target",
                 ["target", "--host", "127.0.0.1", "--port", str(target_port)],
                 work / "target",
@@ -86,9 +82,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             *("--host", "127.0.0.1", "--port", str(serve_port)),
             *("--history-file", str(work / "serve" / "runs.jsonl")),
         ]
-        started(start_loadsvc("serve", serve_args, work / "serve", serve_url, "/readyz"))
+        started(start_logged("serve", serve_args, work / "serve", serve_url, "/readyz"))
 
-        base = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+        base = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
         prom_cfg = local_prometheus_config(
             base,
             loadsvc_targets=[f"127.0.0.1:{serve_port}"],
@@ -112,7 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             webhook=webhook,
             processes=procs,
         )
-        eventually(
+        wait_for(
             lambda: s.prometheus.query('up{job="loadsvc"} == 1'),
             20,
             "Prometheus scraping loadsvc serve",

@@ -1,34 +1,27 @@
 """Helpers of the end-to-end tests: the test configurations, a webhook receiver, Prometheus queries.
 
-Processes are started with their output in a log file (never a pipe that could
-fill up) and stopped by their PID.
+Processes (``tests.support.start_logged``) write their output to a log file,
+never a pipe that could fill up, and are stopped by their PID.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from loadsvc.config.spec import Config
-from loadsvc.localstack import Process, wait_ready
-
-REPO = Path(__file__).resolve().parents[2]
-# One knob to stretch every deadline on a slow or busy machine (as in tests/service).
-TIMEOUT_SCALE = float(os.environ.get("LOADSVC_TEST_TIMEOUT_SCALE", "1"))
+from loadsvc.localstack import Process
+from tests.support import ROOT, set_faults
 
 # What the service runs: the two continuous scenarios of the default configuration,
 # small enough for a test machine, judged every 10 s.
@@ -36,26 +29,6 @@ SCENARIOS = ("market_stream", "foreign_flow")
 USERS = 20
 REST_PACING = "500ms"
 VERDICT_EVERY = "10s"
-
-T = TypeVar("T")
-
-
-def scaled(seconds: float) -> float:
-    """``seconds`` stretched by the suite's timeout factor."""
-    return seconds * TIMEOUT_SCALE
-
-
-def eventually(check: Callable[[], T | None], within: float, what: str, every: float = 0.2) -> T:
-    """Poll ``check`` until it returns something truthy (returned); fail after ``within`` s."""
-    deadline = time.monotonic() + scaled(within)
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s (last: {result!r})")
-        time.sleep(every)
-
 
 # -- configuration ------------------------------------------------------------------
 
@@ -66,7 +39,7 @@ def service_config() -> dict[str, Any]:
     Derived from ``default.yaml`` so that scenario names, endpoints and thresholds
     are those the committed rules and dashboards were rendered from.
     """
-    raw: dict[str, Any] = yaml.safe_load((REPO / "loadsvc" / "config" / "default.yaml").read_text())
+    raw: dict[str, Any] = yaml.safe_load((ROOT / "loadsvc" / "config" / "default.yaml").read_text())
     scenarios = {name: raw["scenarios"][name] for name in SCENARIOS}
     for scenario in scenarios.values():
         assert scenario["schedule"]["kind"] == "continuous", scenario
@@ -81,7 +54,7 @@ def service_config() -> dict[str, Any]:
 
 def alertmanager_config(webhook_url: str) -> dict[str, Any]:
     """The committed Alertmanager configuration, sending to ``webhook_url`` at test pace."""
-    cfg: dict[str, Any] = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    cfg: dict[str, Any] = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
     cfg["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
     hooks = [h for r in cfg["receivers"] for h in r.get("webhook_configs") or []]
     assert len(hooks) == 1, f"expected the one webhook receiver, found {hooks}"
@@ -248,42 +221,13 @@ class Stack:
 
     def set_faults(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /admin/faults`` on the reference target; its answer."""
-        req = urllib.request.Request(
-            self.target_url + "/admin/faults",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            answer: dict[str, Any] = json.loads(resp.read())
-            return answer
+        answer: dict[str, Any] = set_faults(self.target_url, body)
+        return answer
 
     def clear_faults(self) -> None:
         """``DELETE /admin/faults`` on the reference target."""
-        req = urllib.request.Request(self.target_url + "/admin/faults", method="DELETE")
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            assert resp.status in (200, 204), resp.read()
+        set_faults(self.target_url, None)
 
     def logs(self, lines: int = 15) -> str:
         """The end of every process log, for failure messages."""
         return "\n".join(f"--- {p.name}\n{p.log_tail(lines)}" for p in self.processes)
-
-
-def start_loadsvc(name: str, args: list[str], workdir: Path, url: str, ready: str) -> Process:
-    """A ``python -m loadsvc`` process logging to a file in ``workdir`` (no pipe to fill)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "loadsvc", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=workdir,  # anything it writes by default lands here, not in the repository
-    )
-    proc = Process(name, url, popen, log_path, log)
-    try:
-        wait_ready(url + ready, timeout=scaled(20), proc=popen)
-    except (RuntimeError, TimeoutError) as exc:
-        proc.stop()
-        raise RuntimeError(f"{name} did not start: {exc}\n{proc.log_tail()}") from None
-    return proc

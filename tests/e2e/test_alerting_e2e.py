@@ -45,7 +45,8 @@ from loadsvc.render.promql import (
     quantile_record,
 )
 from loadsvc.render.queries import DashboardQuery, dashboard_queries, instantiate
-from tests.e2e.support import SCENARIOS, ReceivedAlert, Stack, eventually, scaled
+from tests.e2e.support import SCENARIOS, ReceivedAlert, Stack
+from tests.support import scaled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -194,11 +195,11 @@ def _no_critical_on(stack: Stack, case: FaultCase) -> bool:
 
 def _inject_until_firing(stack: Stack, case: FaultCase) -> FaultRun:
     """Turn the fault on, wait for its alert to fire in Prometheus, turn it off."""
-    eventually(lambda: _no_critical_on(stack, case), 60, f"{case.name}: no critical alert left")
+    wait_for(lambda: _no_critical_on(stack, case), 60, f"{case.name}: no critical alert left")
     run = FaultRun(case, on=time.time())
     stack.set_faults(case.faults)
     try:
-        eventually(
+        wait_for(
             lambda: stack.prometheus.firing(**case.labels),
             45,
             f"{case.alertname} firing in Prometheus after {case.faults}",
@@ -215,7 +216,7 @@ def _collect_notifications(stack: Stack, run: FaultRun) -> None:
     """Wait for the alert's firing notification, then for the same alert resolved."""
     case, hook = run.case, stack.webhook
     try:
-        firing = eventually(
+        firing = wait_for(
             lambda: hook.find("firing", run.on, **case.labels),
             30,
             f"{case.alertname} firing at the webhook",
@@ -225,7 +226,7 @@ def _collect_notifications(stack: Stack, run: FaultRun) -> None:
         # and the critical then muted it, this still arrives: the critical's condition
         # contains the warning's, so both resolve in the same evaluation and no
         # firing critical mutes the warning's resolved notification.
-        run.resolved = eventually(
+        run.resolved = wait_for(
             lambda: hook.find("resolved", run.off, firing.fingerprint, **case.labels),
             60,
             f"{case.alertname} resolved at the webhook",
@@ -261,7 +262,7 @@ def reconnects(stack: Stack, fault_runs: dict[str, FaultRun]) -> int:
     answer = stack.set_faults({"drop_connections": {MARKET: 0.1}})
     dropped = int(answer["dropped"][MARKET])
     assert dropped >= 1, answer
-    eventually(
+    wait_for(
         lambda: stack.prometheus.query(
             "histogram_quantile(0.5, sum by (le) (rate(loadsvc_ws_reconnect_duration_seconds_bucket"
             '{scenario="market_stream"}[1m]))) >= 0'

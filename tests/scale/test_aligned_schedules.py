@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from loadsvc.config import parse_config
 from loadsvc.config.spec import ScheduleSpec
 from loadsvc.service.scheduler import ScenarioScheduler, build_trigger, next_fire_time
+from tests.support.configs import config_text, scenario
 
 EVERY_15M = ScheduleSpec(kind="interval", every_s=900)
 
@@ -54,17 +55,7 @@ def test_an_interval_that_does_not_divide_an_hour_is_a_multiple_since_the_epoch(
 
 def test_two_schedulers_with_different_clocks_report_the_same_next_run() -> None:
     """Two ScenarioSchedulers (replicas) whose injected clocks differ by 9 min agree on :15."""
-    config = parse_config(
-        """\
-version: 1
-scenarios:
-  storm:
-    schedule: {kind: interval, every: 15m}
-    shape: {kind: constant, users: 1, duration: 1s}
-    users:
-      - {kind: ws_stream, path: /ws/market}
-"""
-    )
+    config = parse_config(config_text(scenario("storm", schedule="{kind: interval, every: 15m}")))
     early = ScenarioScheduler(lambda _: None, now=lambda: at("2026-11-23 10:02:00"))
     late = ScenarioScheduler(lambda _: None, now=lambda: at("2026-11-23 10:11:00"))
     for replica in (early, late):

@@ -22,31 +22,27 @@ import pytest
 
 from loadsvc.localstack import Process, have, start_prometheus
 from loadsvc.metrics import latency_buckets
-from tests.procs import free_port
-from tests.service.support import Proc, eventually, get_json, start_serve, start_target
+from tests.support import Proc, free_port, get_json, start_serve, start_target, wait_for
+from tests.support.configs import config_text, rest_user, scenario
 
 pytestmark = pytest.mark.skipif(not have("prometheus"), reason="needs the prometheus binary")
 
 WS_USERS = 151  # not divisible by 3: shares 51 + 50 + 50
 REST_USERS = 101  # 34 + 34 + 33
 WINDOW = "30s"
-CONFIG = f"""\
-version: 1
-scenarios:
-  market_stream:
-    schedule: {{kind: continuous, verdict_every: 5m}}
-    shape: {{kind: constant, users: {WS_USERS}, duration: 5m, spawn_rate: 200}}
-    users:
-      - {{kind: ws_stream, path: /ws/market}}
-  foreign_flow:
-    schedule: {{kind: continuous, verdict_every: 5m}}
-    shape: {{kind: constant, users: {REST_USERS}, duration: 5m, spawn_rate: 200}}
-    users:
-      - kind: rest
-        pacing: 1s
-        tasks:
-          - path: /api/market/foreign-detail
-"""
+CONFIG = config_text(
+    scenario(
+        "market_stream",
+        schedule="{kind: continuous, verdict_every: 5m}",
+        shape=f"{{kind: constant, users: {WS_USERS}, duration: 5m, spawn_rate: 200}}",
+    ),
+    scenario(
+        "foreign_flow",
+        schedule="{kind: continuous, verdict_every: 5m}",
+        shape=f"{{kind: constant, users: {REST_USERS}, duration: 5m, spawn_rate: 200}}",
+        users=rest_user("/api/market/foreign-detail"),
+    ),
+)
 
 
 def p95_expr(job: str) -> str:
@@ -116,7 +112,7 @@ class Measured:
 
 def steady_p95(prometheus: str, job: str, within: float) -> float:
     """Wait (bounded) for 30 s of the full load of ``job``, then its aggregated p95."""
-    eventually(lambda: query(prometheus, steady_expr(job)), within, f"30 s of full load ({job})", 1)
+    wait_for(lambda: query(prometheus, steady_expr(job)), within, f"30 s of full load ({job})", 1)
     value = scalar(prometheus, p95_expr(job))
     assert value is not None and math.isfinite(value), value
     return value
@@ -170,7 +166,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Measured]:
             stats = get_json(target_url + "/admin/stats")
             return scalar(prom, ws), scalar(prom, rest), int(stats["connections"]["/ws/market"])
 
-        eventually(lambda: totals() == (WS_USERS, REST_USERS, WS_USERS), 30, "sharded totals", 0.5)
+        wait_for(lambda: totals() == (WS_USERS, REST_USERS, WS_USERS), 30, "sharded totals", 0.5)
         result.shards_p95 = steady_p95(prom, "shards", 60)
         result.ws_sum, result.rest_sum, result.target_ws = totals()  # type: ignore[assignment]
         result.shards_in_status = [get_json(u + "/api/status")["service"]["shard"] for u in urls]

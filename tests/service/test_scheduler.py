@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from loadsvc.config import parse_config
 from loadsvc.config.spec import ScheduleSpec
 from loadsvc.service.scheduler import ScenarioScheduler, misfire_grace_s, next_fire_time
+from tests.support import scaled
+from tests.support.configs import config_text, scenario
 
 MARKET_OPEN = ScheduleSpec(kind="cron", cron="0 9 * * mon-fri", timezone="Asia/Ho_Chi_Minh")
 
@@ -19,15 +21,7 @@ def at(text: str) -> datetime:
 
 def config(schedule: str) -> str:
     """A one-scenario configuration with ``schedule``."""
-    return f"""\
-version: 1
-scenarios:
-  s:
-    schedule: {schedule}
-    shape: {{kind: constant, users: 1, duration: 1s}}
-    users:
-      - {{kind: ws_stream, path: /ws/market}}
-"""
+    return config_text(scenario("s", schedule=schedule))
 
 
 def test_market_open_fires_at_nine_in_ho_chi_minh_city() -> None:
@@ -105,3 +99,7 @@ async def test_scheduler_fires_on_the_event_loop_and_stops_at_shutdown() -> None
     finally:
         scheduler.shutdown()
     assert not scheduler.running
+    fired_before = len(fired)
+    # The absence of a fire is only seen over time: a span of two intervals, not a condition.
+    await asyncio.sleep(scaled(2.0))
+    assert len(fired) == fired_before, "the scheduler fired after shutdown()"

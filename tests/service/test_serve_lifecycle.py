@@ -12,54 +12,47 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.support import (
+from tests.support import (
     Proc,
-    eventually,
     get_json,
     http,
     metric_value,
     start_serve,
-    start_target,
+    target_process,
+    wait_for,
 )
+from tests.support.configs import config_text, rest_user, scenario
 
 TOKEN = "tok-lifecycle-4b9f"
 
-SMALL = """\
-version: 1
-service:
-  log_interval: 1s
-  stop_timeout: 5s
-scenarios:
-  stream:
-    schedule: {kind: continuous, verdict_every: 1s}
-    shape: {kind: constant, users: 3}
-    users:
-      - {kind: ws_stream, path: /ws/market}
-  poll:
-    schedule: {kind: interval, every: 1h}
-    shape: {kind: constant, users: 2, duration: 1s}
-    users:
-      - kind: rest
-        pacing: 200ms
-        tasks: [{path: /api/market/snapshot}]
-"""
+# A REST poller, scheduled or not: the scenario both SMALL and RESHAPED keep.
+POLL_USERS = rest_user("/api/market/snapshot", pacing="200ms")
+TWO_USERS_FOR_A_SECOND = "{kind: constant, users: 2, duration: 1s}"
 
-RESHAPED = """\
-version: 1
-scenarios:
-  poll:
-    schedule: {kind: interval, every: 30m}
-    shape: {kind: constant, users: 2, duration: 1s}
-    users:
-      - kind: rest
-        pacing: 200ms
-        tasks: [{path: /api/market/snapshot}]
-  burst:
-    schedule: {kind: cron, cron: "30 8 * * *", timezone: UTC}
-    shape: {kind: constant, users: 1, duration: 1s}
-    users:
-      - {kind: ws_stream, path: /ws/market}
-"""
+SMALL = config_text(
+    scenario(
+        "stream",
+        schedule="{kind: continuous, verdict_every: 1s}",
+        shape="{kind: constant, users: 3}",
+    ),
+    scenario(
+        "poll",
+        schedule="{kind: interval, every: 1h}",
+        shape=TWO_USERS_FOR_A_SECOND,
+        users=POLL_USERS,
+    ),
+    service="log_interval: 1s\nstop_timeout: 5s\n",
+)
+
+RESHAPED = config_text(
+    scenario(
+        "poll",
+        schedule="{kind: interval, every: 30m}",
+        shape=TWO_USERS_FOR_A_SECOND,
+        users=POLL_USERS,
+    ),
+    scenario("burst", schedule='{kind: cron, cron: "30 8 * * *", timezone: UTC}'),
+)
 
 INVALID = """\
 version: 1
@@ -75,11 +68,8 @@ scenarios:
 @pytest.fixture(scope="module")
 def target_url() -> Iterator[str]:
     """One reference target process for this module."""
-    proc, port = start_target()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
+    with target_process() as url:
+        yield url
 
 
 def write(path: Path, text: str) -> Path:
@@ -119,7 +109,7 @@ def test_unreachable_target_serves_and_control_api_without_token_is_403(tmp_path
         assert http("POST", url + "/api/scenarios/stream/stop", token="anything")[0] == 403
         assert running(url)["stream"]
         # The dead target's failures: aggregated lines, by endpoint and reason.
-        line = eventually(lambda: proc.events("failures"), 10, "an aggregated failure line")[0]
+        line = wait_for(lambda: proc.events("failures"), 10, "an aggregated failure line")[0]
         assert line["scenario"] == "stream" and line["counts"]["/ws/market refused"] > 0
     finally:
         assert proc.stop() == 0
@@ -135,12 +125,12 @@ def test_sighup_rejects_an_invalid_config_and_applies_a_valid_one(
         env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
     )
     try:
-        eventually(lambda: running(url)["stream"], 10, "stream running")
+        wait_for(lambda: running(url)["stream"], 10, "stream running")
         before = {s["name"]: s for s in get_json(url + "/api/status")["scenarios"]}
 
         write(config, INVALID)
         proc.signal(signal.SIGHUP)
-        rejected = eventually(
+        rejected = wait_for(
             lambda: proc.events("configuration reload rejected; the running configuration stays"),
             10,
             "the rejection logged",
@@ -155,8 +145,8 @@ def test_sighup_rejects_an_invalid_config_and_applies_a_valid_one(
 
         write(config, RESHAPED)
         proc.signal(signal.SIGHUP)
-        eventually(lambda: proc.events("configuration reloaded"), 10, "the reload logged")
-        status = eventually(
+        wait_for(lambda: proc.events("configuration reloaded"), 10, "the reload logged")
+        status = wait_for(
             lambda: (
                 (s := get_json(url + "/api/status")["scenarios"])
                 and [x["name"] for x in s] == ["poll", "burst"]
@@ -172,7 +162,7 @@ def test_sighup_rejects_an_invalid_config_and_applies_a_valid_one(
         assert poll["next_run_timestamp"] % 1800 == 0
         assert 0 < poll["next_run_timestamp"] - time.time() <= 1800
         assert burst["next_run"].endswith("T08:30:00+00:00")
-        eventually(
+        wait_for(
             lambda: (
                 metric_value(
                     http("GET", url + "/metrics")[1].decode(),
@@ -210,7 +200,7 @@ def test_history_survives_a_restart_and_stays_bounded(tmp_path: Path, target_url
         def poll_recorded() -> list[dict[str, object]]:
             return get_json(url + "/api/runs?scenario=poll")["runs"]  # type: ignore[no-any-return]
 
-        first = eventually(poll_recorded, 10, "the poll run recorded")[0]
+        first = wait_for(poll_recorded, 10, "the poll run recorded")[0]
         assert first["run_id"] == run_id and first["trigger"] == "api"
 
         # The continuous stream is judged every second: windows pile up past the bound and
@@ -219,7 +209,7 @@ def test_history_survives_a_restart_and_stays_bounded(tmp_path: Path, target_url
             windows = get_json(url + "/api/runs?scenario=stream&limit=1000")["runs"]
             return bool(windows) and all(w.get("window") != 1 for w in windows)
 
-        eventually(first_window_dropped, 30, "the oldest windows compacted away")
+        wait_for(first_window_dropped, 30, "the oldest windows compacted away")
         assert history.stat().st_size <= max_bytes
     finally:
         assert proc.stop() == 0
@@ -248,10 +238,10 @@ def test_sighup_reads_off_the_loop_and_refuses_an_oversized_file(
         env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
     )
     try:
-        eventually(lambda: running(url)["stream"], 10, "stream running")
+        wait_for(lambda: running(url)["stream"], 10, "stream running")
         config.write_bytes(SMALL.encode() + b"#" * (1024 * 1024) + b"\n")
         proc.signal(signal.SIGHUP)
-        rejected = eventually(
+        rejected = wait_for(
             lambda: proc.events("configuration reload rejected; the running configuration stays"),
             10,
             "the oversized file rejected",
@@ -265,11 +255,11 @@ def test_sighup_reads_off_the_loop_and_refuses_an_oversized_file(
         # Valid, under the limit, and slow to parse (a long list under an x- extension key).
         write(config, SMALL.replace("poll:", "poll2:") + "x-pad:\n" + "  - {a: 1, b: two}\n" * 5000)
         proc.signal(signal.SIGHUP)
-        eventually(lambda: proc.events("configuration reload started"), 10, "the reload begun")
+        wait_for(lambda: proc.events("configuration reload started"), 10, "the reload begun")
         status, _ = http("GET", url + "/healthz")
         answered_at = time.time()
         assert status == 200
-        done = eventually(lambda: proc.events("configuration reloaded"), 60, "the reload applied")
+        done = wait_for(lambda: proc.events("configuration reloaded"), 60, "the reload applied")
         applied_at = datetime.fromisoformat(done[0]["timestamp"]).timestamp()
         assert answered_at < applied_at  # the loop answered while the file was being parsed
         assert list(running(url)) == ["stream", "poll2"]
@@ -296,6 +286,6 @@ def test_an_unwritable_history_is_reported_at_start_and_on_readyz(tmp_path: Path
         status, body = http("GET", url + "/readyz")
         assert status == 503 and str(history) in json.loads(body)["reason"]
         history.rmdir()
-        eventually(lambda: http("GET", url + "/readyz")[0] == 200, 10, "ready once writable")
+        wait_for(lambda: http("GET", url + "/readyz")[0] == 200, 10, "ready once writable")
     finally:
         assert proc.stop() == 0
