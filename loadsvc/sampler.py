@@ -11,7 +11,7 @@ at most a second per window, in the counts only).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.recorder import ScenarioStats
-from loadsvc.runstats import EndpointStats, LatencySamples
+from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
 
 # A first look at a run counts from its start, but never over more than this.
@@ -109,8 +109,18 @@ class SeriesSampler:
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._last_look: dict[str, float] = {}
 
-    def sample(self, stats: ScenarioStats, users: int, now: float | None = None) -> None:
-        """Take one look at a scenario's current run (``users`` running now)."""
+    def sample(
+        self,
+        stats: ScenarioStats,
+        users: int,
+        now: float | None = None,
+        closed: Sequence[EndpointSummary] = (),
+    ) -> None:
+        """Take one look at a scenario's current run (``users`` running now).
+
+        ``closed``: the summaries of a window that rolled since the last look, when
+        known (the end of a run), so that its last counts are not lost.
+        """
         now = self.clock() if now is None else now
         spec = stats.spec
         series = self.series.get(spec.name)
@@ -129,7 +139,8 @@ class SeriesSampler:
                 seen = self._fresh(ep)
             else:
                 span = now - (last if last is not None else now)
-            interval = self._interval(ep, seen, now, max(span, 1e-3), users)
+            ended = next((c for c in closed if c.endpoint == endpoint and c.kind == kind), None)
+            interval = self._interval(ep, seen, now, max(span, 1e-3), users, ended)
             self._seen[(spec.name, key)] = seen
             target = series.endpoints.get(key)
             if target is None:
@@ -151,15 +162,31 @@ class SeriesSampler:
         return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), 0, 0, 0)
 
     @staticmethod
-    def _interval(ep: EndpointStats, seen: _Seen, now: float, span: float, users: int) -> Interval:
+    def _interval(
+        ep: EndpointStats,
+        seen: _Seen,
+        now: float,
+        span: float,
+        users: int,
+        ended: EndpointSummary | None,
+    ) -> Interval:
         latency, seen.latency_counts = _since(ep.latency, seen.latency, seen.latency_counts)
         reconnect, seen.reconnect_counts = _since(
             ep.reconnect, seen.reconnect, seen.reconnect_counts
         )
         rolled = ep.latency is not seen.latency
         seen.latency, seen.reconnect = ep.latency, ep.reconnect
-        # After a roll the counts started again from zero.
-        base = (0, 0, 0) if rolled else (seen.requests, seen.errors, seen.missed)
+        # After a roll the counts started again from zero; the closed window's end, if
+        # known, adds what it counted since the last look.
+        base = (seen.requests, seen.errors, seen.missed)
+        if rolled:
+            base = (0, 0, 0)
+            if ended is not None:
+                base = (
+                    seen.requests - ended.count,
+                    seen.errors - ended.errors,
+                    seen.missed - ended.missed,
+                )
         interval = Interval(
             ended_at=now,
             span_s=span,
