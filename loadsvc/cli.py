@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--users", type=_positive_int, help="override the scenario's total users")
     r.add_argument("--duration", type=_duration, help="cut the run short, e.g. 30s")
     r.add_argument("--summary-json", type=Path, help="write the summary JSON here")
+    r.add_argument(
+        "--report-html", type=Path, help="write a self-contained HTML report (charts) here"
+    )
     r.add_argument("--metrics-port", type=_port, help="serve /metrics on 127.0.0.1:PORT")
     r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
     r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
@@ -167,12 +170,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from loadsvc.environment import SettingsError, check_reachable, resolve_target
     from loadsvc.oneshot import OneShot, finish, run_once
     from loadsvc.runner import RunOptions
+    from loadsvc.sampler import SeriesSampler
 
     try:
         config = load_config(args.config)
         config.scenario(args.scenario)
-        if args.summary_json is not None:
-            _check_writable(args.summary_json)
+        for out in (args.summary_json, args.report_html):
+            if out is not None:
+                _check_writable(out)
         target = resolve_target(
             args.target, args.header, ca_file=args.ca_file, insecure=args.insecure
         )
@@ -194,9 +199,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary_json=args.summary_json,
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
+        report_html=args.report_html,
     )
-    result = _run_async(lambda: run_once(job))
-    return finish(job, result)
+    sampler = SeriesSampler() if args.report_html is not None else None
+    result = _run_async(lambda: run_once(job, sampler))
+    return finish(job, result, sampler)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -78,6 +78,7 @@ def run_demo(
         )
         lines = [
             f"reference target   {target}  (faults: POST {target}/admin/faults)",
+            f"status page        http://127.0.0.1:{serve_port}/   (live charts, no Grafana needed)",
             f"loadsvc serve      http://127.0.0.1:{serve_port}/api/status   /metrics   /api/runs",
         ]
         am_url = None

@@ -19,7 +19,9 @@ from loadsvc.progress import Progress
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc, summary_table
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
+from loadsvc.sampler import SeriesSampler
 from loadsvc.users.base import Target
+from loadsvc.web.report import report_data, sample_end, sample_run, write_report
 
 EXIT_PASSED = 0
 EXIT_BREACHED = 1
@@ -38,10 +40,14 @@ class OneShot:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     progress_interval: float | None = None
+    report_html: Path | None = None
 
 
-async def run_once(job: OneShot) -> RunResult:
-    """Run the scenario with live progress; SIGINT/SIGTERM end it gracefully."""
+async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunResult:
+    """Run the scenario with live progress; SIGINT/SIGTERM end it gracefully.
+
+    With a ``sampler``, the run's per-second series is kept in it (for the HTML report).
+    """
     registry = CollectorRegistry()
     spec = job.config.scenario(job.scenario)
     metrics = create_metrics(registry, job.config.latency_boundaries())
@@ -57,23 +63,31 @@ async def run_once(job: OneShot) -> RunResult:
             loop.add_signal_handler(sig, run.stop)
     progress = Progress(run, interval=job.progress_interval)
     reporter = loop.create_task(progress.loop())
+    sampling = loop.create_task(sample_run(run, sampler)) if sampler is not None else None
     try:
         result = await run.execute()
     finally:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
+        for task in (reporter, sampling):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await monitor.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
+    if sampler is not None:
+        sample_end(run, sampler, result)
     return result
 
 
-def finish(job: OneShot, result: RunResult) -> int:
-    """Print the table, write the JSON, and return the exit code."""
+def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None) -> int:
+    """Print the table, write the JSON and the HTML report, and return the exit code."""
     print(summary_table(result), file=sys.stdout, flush=True)
     if job.summary_json is not None:
         doc = summary_doc(result, job.target.base_url)
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    if job.report_html is not None and sampler is not None:
+        spec = job.config.scenario(job.scenario)
+        write_report(job.report_html, report_data(result, sampler, spec, job.target.base_url))
     return EXIT_PASSED if result.passed else EXIT_BREACHED

@@ -34,6 +34,14 @@ _LOG_BUCKETS = 2000
 SUMMARY_QUANTILES = (0.5, 0.95, 0.99, 1.0)
 
 
+LIVE_BUCKETS = _LOG_BUCKETS
+
+
+def live_bucket_value(index: int) -> float:
+    """The latency (seconds) a live-histogram bucket stands for: its geometric middle."""
+    return _LOG_MIN if index == 0 else _LOG_MIN * math.exp((index - 0.5) / _LOG_K)
+
+
 def nearest_rank(sorted_values: array[float] | list[float], q: float) -> float | None:
     """The ``q`` quantile by nearest rank: the smallest value with at least q of the data at or below it."""
     n = len(sorted_values)
@@ -104,8 +112,13 @@ class LatencySamples:
         for i, c in enumerate(self._live):
             seen += c
             if seen >= need:
-                return _LOG_MIN if i == 0 else _LOG_MIN * math.exp((i - 0.5) / _LOG_K)
+                return live_bucket_value(i)
         return None
+
+    @property
+    def live_counts(self) -> list[int]:
+        """The live histogram's bucket counts (not a copy: read, never change)."""
+        return self._live
 
     def quantiles(self, qs: tuple[float, ...]) -> dict[float, float | None]:
         """Exact nearest-rank quantiles of the window (O(n); off the loop for big windows)."""

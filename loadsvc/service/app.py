@@ -37,6 +37,7 @@ from loadsvc.metrics import (
     multiprocess_enabled,
 )
 from loadsvc.recorder import Recorder
+from loadsvc.sampler import SeriesSampler
 from loadsvc.service.front import serve_workers
 from loadsvc.service.history import RunHistory
 from loadsvc.service.http import Action, ApiAuth, build_app
@@ -97,6 +98,7 @@ class SoakService:
             settings.history_file or svc.history_file, svc.history_max_bytes, svc.history_max_age_s
         )
         self.recorder = Recorder(self.metrics)
+        self.sampler = SeriesSampler()
         self.monitor = LoopLagMonitor(self.metrics)
         self.supervisor = Supervisor(
             settings.target, self.recorder, self.history, monitor=self.monitor, shard=settings.shard
@@ -248,6 +250,7 @@ class SoakService:
         while True:
             await asyncio.sleep(HOUSEKEEPING_TICK_S)
             self._refresh_next_runs()
+            self._sample_series()
             if loop.time() >= next_log:
                 next_log = loop.time() + self.config.service.log_interval_s
                 self._log_failures()
@@ -269,6 +272,16 @@ class SoakService:
         if fire is not None:
             return fire.timestamp()
         return self.supervisor.state(name).restart_at
+
+    def _sample_series(self) -> None:
+        """One look at every running scenario for the status page's charts."""
+        names = self.supervisor.names()
+        self.sampler.keep_only(names)
+        for name in names:
+            state = self.supervisor.state(name)
+            stats = self.recorder.current.get(name)
+            if state.running and stats is not None:
+                self.sampler.sample(stats, state.users)
 
     def _log_failures(self) -> None:
         """One line per scenario with its failures since the last one, by endpoint and reason."""
@@ -325,6 +338,15 @@ class SoakService:
     async def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
         """Recent finished runs and windows from the history, most recent first."""
         return self.history.recent(scenario, limit)
+
+    async def series(self, scenario: str, since: float | None) -> dict[str, Any] | None:
+        """A scenario's time series (empty before its first run); None if not configured."""
+        if scenario not in self.supervisor.names():
+            return None
+        found = self.sampler.series.get(scenario)
+        if found is None:
+            return {"scenario": scenario, "endpoints": []}
+        return found.to_doc(since)
 
     async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
         """Start or stop a run of ``name`` now (the control API): 202 and what was done."""

@@ -40,6 +40,7 @@ from loadsvc.metrics import create_build_info
 from loadsvc.service.http import Action, ApiAuth, build_app
 from loadsvc.service.merge import (
     Answer,
+    NoWorkerAnswered,
     merge_control,
     merge_readiness,
     merge_runs,
@@ -174,6 +175,21 @@ class WorkerFront:
         query = {"limit": str(limit)} | ({"scenario": scenario} if scenario else {})
         answers = await self._ask_all("GET", "/api/runs?" + urlencode(query))
         return merge_runs(answers, limit)
+
+    async def series(self, scenario: str, since: float | None) -> dict[str, Any] | None:
+        """Worker 0's series (the first that answers): one shard's share of the load.
+
+        Merging quantiles across workers would need their histograms; the shape
+        over time is the same on every worker, and Prometheus has the merged numbers.
+        """
+        query = {"scenario": scenario} | ({"since": str(since)} if since is not None else {})
+        answers = await self._ask_all("GET", "/api/series?" + urlencode(query))
+        for answer in answers:
+            if answer is not None and answer[0] == 200:
+                return {**answer[1], "workers": len(self.workers), "of_worker": True}
+        if any(a is not None and a[0] == 404 for a in answers):
+            return None
+        raise NoWorkerAnswered()
 
     async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
         """Fan the run/stop out to every worker (already authorised here, so with our token)."""

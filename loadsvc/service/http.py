@@ -5,7 +5,8 @@ in-process :class:`~loadsvc.service.app.SoakService`, or the
 :class:`~loadsvc.service.front.WorkerFront` that asks its workers and merges.
 
 Read-only endpoints are open: ``/metrics``, ``/healthz``, ``/readyz``,
-``/api/status``, ``/api/runs``. The control endpoints
+``/api/status``, ``/api/runs``, ``/api/series``, and the status page ``/`` with its
+``/assets/`` (:mod:`loadsvc.web`). The control endpoints
 (``POST /api/scenarios/{name}/run|stop``) need ``Authorization: Bearer <token>``;
 with no token configured they are disabled (403), and a wrong or missing token
 gets 401. Tokens are compared in constant time.
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from loadsvc.service.merge import NoWorkerAnswered
 from loadsvc.service.supervisor import AlreadyRunning, NotRunning, UnknownScenario
+from loadsvc.web import ASSETS, asset, live_page
 
 MAX_RUNS_LIMIT = 1000
 DEFAULT_RUNS_LIMIT = 50
@@ -45,6 +47,9 @@ class ServiceApi(Protocol):
 
     async def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
         """Recent finished runs, most recent first; NoWorkerAnswered if none can be read."""
+
+    async def series(self, scenario: str, since: float | None) -> dict[str, Any] | None:
+        """A scenario's time series from ``since`` (Unix s); None for an unknown scenario."""
 
     async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
         """Run or stop scenario ``name`` (the caller is authorised): (HTTP status, body).
@@ -126,6 +131,30 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
             return _error(503, str(exc))
         return _json({"runs": found, "count": len(found)})
 
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(body=live_page(), content_type="text/html", charset="utf-8")
+
+    async def assets(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in ASSETS:
+            raise web.HTTPNotFound()
+        headers = {"Cache-Control": "max-age=300"}
+        return web.Response(body=asset(name), content_type=ASSETS[name], headers=headers)
+
+    async def series(request: web.Request) -> web.Response:
+        scenario = request.query.get("scenario", "")
+        try:
+            since = float(request.query["since"]) if "since" in request.query else None
+        except ValueError:
+            return _error(400, "since must be a Unix time in seconds")
+        try:
+            found = await service.series(scenario, since)
+        except NoWorkerAnswered as exc:
+            return _error(503, str(exc))
+        if found is None:
+            return _error(404, f"no scenario {scenario!r}")
+        return _json(found)
+
     def control(action: Action) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             denied = auth.check(request)
@@ -144,6 +173,9 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
 
         return handler
 
+    app.router.add_get("/", page)
+    app.router.add_get("/assets/{name}", assets)
+    app.router.add_get("/api/series", series)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,202 @@
+"""Once a second, what each running scenario's endpoints did since the last look, into series.
+
+The sampler reads what a run already keeps (its :class:`~loadsvc.recorder.ScenarioStats`:
+counts, the live latency histograms, open connections) and takes differences;
+nothing is added to the per-request or per-frame path. A verdict window that
+rolls between two looks resets the counts: the old window's latency histogram
+is still read to its end, but up to one second of its counts is not (a gap of
+at most a second per window, in the counts only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from loadsvc.config.spec import ScenarioSpec
+from loadsvc.recorder import ScenarioStats
+from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
+from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
+
+# A first look at a run counts from its start, but never over more than this.
+MAX_FIRST_SPAN_S = 5.0
+
+
+def endpoint_key(kind: str, endpoint: str, method: str) -> str:
+    """The name an endpoint's series goes by: ``GET /api/x`` (http) or ``/ws/x`` (ws)."""
+    return f"{method} {endpoint}" if kind == "http" and method else endpoint
+
+
+@dataclass
+class _Seen:
+    """What one endpoint's stats held at the last look."""
+
+    stats: EndpointStats
+    latency: LatencySamples
+    reconnect: LatencySamples
+    latency_counts: Counts
+    reconnect_counts: Counts
+    requests: int
+    errors: int
+    missed: int
+
+
+def _counts(samples: LatencySamples) -> Counts:
+    return np.array(samples.live_counts, dtype=np.int64)
+
+
+def _since(now: LatencySamples, then: LatencySamples, then_counts: Counts) -> tuple[Counts, Counts]:
+    """(this interval's bucket counts, the counts to remember), across a window roll."""
+    current = _counts(now)
+    if now is then:
+        return current - then_counts, current
+    # The window rolled: the rest of the old one, then all of the new one.
+    return (_counts(then) - then_counts) + current, current
+
+
+@dataclass
+class ScenarioSeries:
+    """Every endpoint's series of one scenario, across its runs, plus what it is judged by."""
+
+    name: str
+    tiers: tuple[Tier, ...] = TIERS
+    endpoints: dict[str, EndpointSeries] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    latency_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def describe(self, spec: ScenarioSpec) -> None:
+        """Take the endpoints' kinds and thresholds (quantile, max) from the scenario's config."""
+        for ref in spec.endpoints():
+            key = endpoint_key(ref.kind, ref.endpoint, ref.method)
+            thresholds = spec.thresholds.for_endpoint(ref.endpoint)
+            _, latency = thresholds.latency_for(ref.kind)
+            self.kinds[key] = ref.kind
+            self.latency_limits[key] = {
+                "quantile": latency.quantile,
+                "max_s": latency.max_s,
+                "error_ratio": thresholds.error_ratio,
+            }
+
+    def to_doc(self, since: float | None = None) -> dict[str, Any]:
+        """The JSON document the pages draw: every endpoint's columns and thresholds."""
+        return {
+            "scenario": self.name,
+            "endpoints": [
+                {
+                    "endpoint": key,
+                    "kind": self.kinds.get(key, "http"),
+                    "thresholds": self.latency_limits.get(key, {}),
+                    "points": series.to_doc(since),
+                }
+                for key, series in self.endpoints.items()
+            ],
+        }
+
+
+class SeriesSampler:
+    """Looks at running scenarios once a second and keeps their series (bounded)."""
+
+    def __init__(
+        self, tiers: tuple[Tier, ...] = TIERS, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.tiers = tiers
+        self.clock = clock
+        self.series: dict[str, ScenarioSeries] = {}
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._last_look: dict[str, float] = {}
+
+    def sample(
+        self,
+        stats: ScenarioStats,
+        users: int,
+        now: float | None = None,
+        closed: Sequence[EndpointSummary] = (),
+    ) -> None:
+        """Take one look at a scenario's current run (``users`` running now).
+
+        ``closed``: the summaries of a window that rolled since the last look, when
+        known (the end of a run), so that its last counts are not lost.
+        """
+        now = self.clock() if now is None else now
+        spec = stats.spec
+        series = self.series.get(spec.name)
+        if series is None:
+            series = self.series[spec.name] = ScenarioSeries(spec.name, self.tiers)
+        series.describe(spec)
+        last = self._last_look.get(spec.name)
+        self._last_look[spec.name] = now
+        for (kind, endpoint, method), ep in stats.endpoints.items():
+            key = endpoint_key(kind, endpoint, method)
+            seen = self._seen.get((spec.name, key))
+            if seen is None or seen.stats is not ep:  # a new run: count from its start
+                span = min(now - stats.started_wall, MAX_FIRST_SPAN_S)
+                if last is not None:
+                    span = min(span, now - last)
+                seen = self._fresh(ep)
+            else:
+                span = now - (last if last is not None else now)
+            ended = next((c for c in closed if c.endpoint == endpoint and c.kind == kind), None)
+            interval = self._interval(ep, seen, now, max(span, 1e-3), users, ended)
+            self._seen[(spec.name, key)] = seen
+            target = series.endpoints.get(key)
+            if target is None:
+                target = series.endpoints[key] = EndpointSeries(self.tiers)
+            target.add(interval)
+
+    def keep_only(self, names: Iterable[str]) -> None:
+        """Forget the series of scenarios no longer configured."""
+        keep = set(names)
+        for name in [n for n in self.series if n not in keep]:
+            del self.series[name]
+            self._last_look.pop(name, None)
+        for k in [k for k in self._seen if k[0] not in keep]:
+            del self._seen[k]
+
+    @staticmethod
+    def _fresh(ep: EndpointStats) -> _Seen:
+        zeros = np.zeros(len(ep.latency.live_counts), np.int64)
+        return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), 0, 0, 0)
+
+    @staticmethod
+    def _interval(
+        ep: EndpointStats,
+        seen: _Seen,
+        now: float,
+        span: float,
+        users: int,
+        ended: EndpointSummary | None,
+    ) -> Interval:
+        latency, seen.latency_counts = _since(ep.latency, seen.latency, seen.latency_counts)
+        reconnect, seen.reconnect_counts = _since(
+            ep.reconnect, seen.reconnect, seen.reconnect_counts
+        )
+        rolled = ep.latency is not seen.latency
+        seen.latency, seen.reconnect = ep.latency, ep.reconnect
+        # After a roll the counts started again from zero; the closed window's end, if
+        # known, adds what it counted since the last look.
+        base = (seen.requests, seen.errors, seen.missed)
+        if rolled:
+            base = (0, 0, 0)
+            if ended is not None:
+                base = (
+                    seen.requests - ended.count,
+                    seen.errors - ended.errors,
+                    seen.missed - ended.missed,
+                )
+        interval = Interval(
+            ended_at=now,
+            span_s=span,
+            users=users,
+            requests=max(0, ep.count - base[0]),
+            errors=max(0, ep.errors - base[1]),
+            missed=max(0, ep.missed - base[2]),
+            connections=ep.open_connections,
+            latency=latency,
+            reconnect=reconnect if ep.kind == "ws" else None,
+        )
+        seen.requests, seen.errors, seen.missed = ep.count, ep.errors, ep.missed
+        return interval
