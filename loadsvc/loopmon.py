@@ -14,9 +14,7 @@ import contextlib
 from loadsvc.metrics import Metrics
 from loadsvc.runstats import LatencySamples
 
-INTERVAL_S = 0.05
-# Lag p99 above this share of the tightest latency threshold makes a failed run generator-bound.
-TRUST_SHARE = 0.1
+INTERVAL_S = 0.05  # how much lag makes a run generator-bound: verdict.TRUST_SHARE
 
 
 class LoopLagMonitor:

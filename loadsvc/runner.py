@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from loadsvc.config.spec import RestUserSpec, ScenarioSpec, UserSpec
-from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
+from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.recorder import Recorder, ScenarioStats
-from loadsvc.runstats import EndpointSummary, LatencySamples, with_percentiles
+from loadsvc.runstats import EndpointSummary, LatencySamples
 from loadsvc.shapes import (
     apportion,
     peak_users,
@@ -32,7 +32,7 @@ from loadsvc.shapes import (
     target_users,
 )
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
-from loadsvc.verdict import Verdict, judge
+from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
 
@@ -74,6 +74,7 @@ class RunResult:
     loop_lag_p99_s: float | None = None
     stopped_early: bool = False
     shard: str = "0/1"
+    reasons: tuple[str, ...] = ()  # why it did not pass (verdict.judge_window)
 
     @property
     def passed(self) -> bool:
@@ -97,21 +98,6 @@ def endpoints_of(spec: UserSpec) -> tuple[str, ...]:
     if isinstance(spec, RestUserSpec):
         return tuple(t.endpoint for t in spec.tasks)
     return (spec.endpoint,)
-
-
-@dataclass(frozen=True)
-class ClosedWindow:
-    """A window swapped out on the loop, to be judged off it (:func:`judge_window`)."""
-
-    measured: list[tuple[EndpointSummary, LatencySamples]]
-    idle: frozenset[str]
-
-
-def judge_window(spec: ScenarioSpec, window: ClosedWindow) -> tuple[Verdict, list[EndpointSummary]]:
-    """The verdict and the summaries with percentiles: O(n) work, run in a worker thread."""
-    completed = [with_percentiles(s, samples) for s, samples in window.measured]
-    pairs = [(c, samples) for c, (_, samples) in zip(completed, window.measured, strict=True)]
-    return judge(spec.thresholds, pairs, idle=window.idle), completed
 
 
 class ScenarioRun:
@@ -149,7 +135,7 @@ class ScenarioRun:
         self._lag: LatencySamples | None = None
         self._window_wall = 0.0
         # A window swapped out and being judged in a thread (kept if that is cancelled).
-        self._judging: tuple[ClosedWindow, float | None, float] | None = None
+        self._judging: tuple[RolledWindow, float] | None = None
         self.log = log.bind(scenario=spec.name, run_id=self.run_id)
 
     # -- control -----------------------------------------------------------
@@ -226,18 +212,17 @@ class ScenarioRun:
         """
         pending = self._judging or self._close_window(final=False)
         self._judging = None
-        closed, lag_p99, now_wall = pending
-        verdict, summaries = judge_window(self.spec, closed)
-        return self._result(verdict, summaries, lag_p99, now_wall, final=False)
+        window, now_wall = pending
+        return self._result(judge_window(window), now_wall, final=False)
 
     async def _finish_window(self, final: bool) -> RunResult:
         self._judging = self._close_window(final)
-        closed, lag_p99, now_wall = self._judging
-        verdict, summaries = await asyncio.to_thread(judge_window, self.spec, closed)
+        window, now_wall = self._judging
+        judged = await asyncio.to_thread(judge_window, window)
         self._judging = None
-        return self._result(verdict, summaries, lag_p99, now_wall, final)
+        return self._result(judged, now_wall, final)
 
-    def _close_window(self, final: bool) -> tuple[ClosedWindow, float | None, float]:
+    def _close_window(self, final: bool) -> tuple[RolledWindow, float]:
         """Swap the window out (cheap, on the loop); the next one starts empty."""
         assert self.stats is not None
         now_wall = time.time()
@@ -253,37 +238,25 @@ class ScenarioRun:
                 # Each verdict window is judged on its own lag, not the run's history.
                 self.monitor.close_window(self._lag)
                 self._lag = self.monitor.open_window()
-        return ClosedWindow(measured, idle), lag_p99, now_wall
+        return RolledWindow(self.spec.thresholds, measured, idle, lag_p99), now_wall
 
-    def _result(
-        self,
-        verdict: Verdict,
-        summaries: list[EndpointSummary],
-        lag_p99: float | None,
-        now_wall: float,
-        final: bool,
-    ) -> RunResult:
-        result = "passed" if verdict.passed else "failed"
-        # Only a latency breach can be the generator's doing; no data, errors, TLS
-        # or skewed clocks are the backend's (or the setup's), whatever the lag.
-        lagging = lag_p99 is not None and lag_p99 > self._trust_limit()
-        if lagging and verdict.only_latency_breached:
-            result = "generator_bound"
+    def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(
             scenario=self.spec.name,
             run_id=self.run_id,
             started_at=self._window_wall,
             ended_at=now_wall,
             planned_s=self.planned_s,
-            verdict=verdict,
-            endpoints=tuple(summaries),
-            result=result,
-            loop_lag_p99_s=lag_p99,
+            verdict=judged.verdict,
+            endpoints=judged.endpoints,
+            result=judged.result,
+            loop_lag_p99_s=judged.loop_lag_p99_s,
             stopped_early=final and self.stopping,
             shard=str(self.options.shard),
+            reasons=judged.reasons,
         )
         self._window_wall = now_wall
-        self._publish(verdict, result)
+        self._publish(judged.verdict, judged.result)
         return run
 
     def _publish(self, verdict: Verdict, result: str) -> None:
@@ -299,11 +272,6 @@ class ScenarioRun:
         for ref in self.spec.endpoints():
             if ref.kind == "ws" and ref.endpoint not in judged_skew:
                 m.threshold_breached.labels(name, ref.endpoint, "clock_skew").set(0)
-
-    def _trust_limit(self) -> float:
-        t = self.spec.thresholds
-        tightest = min(min(x.http_latency.max_s, x.ws_delivery_latency.max_s) for x in t.all())
-        return tightest * TRUST_SHARE
 
     async def _drive(self, ctx: UserContext) -> None:
         spec = self.spec

@@ -11,20 +11,26 @@ latency samples than the threshold's ``min_samples``). No data fails the run:
 a backend that answered nothing is never reported healthy. A WS endpoint
 whose frames carried publish stamps later than their arrival (outcome
 ``skewed``) fails a ``clock_skew`` judgement that names the offset.
+
+:func:`judge_window` is the verdict step the runner calls once per window: from
+the rolled window (summaries, samples with their counts at each limit, idle
+endpoints, loop lag, thresholds) it makes the whole result, ``passed``,
+``failed`` or ``generator_bound``, with the reasons.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from loadsvc.config.spec import ScenarioThresholds
-from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles
+from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
 
 ThresholdName = Literal["http_latency", "ws_delivery_latency", "error_ratio", "clock_skew"]
 JudgementState = Literal["passed", "breached", "no_data"]
+WindowResult = Literal["passed", "failed", "generator_bound"]
 LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency")
 
 # A clock offset or latency this far off is a unit mix-up, not a drifting clock:
@@ -32,6 +38,9 @@ LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency")
 # in seconds read as ms (or µs as ms...) lies decades back (latency > a day).
 UNIT_OFFSET_S = -1e6
 UNIT_LATENCY_S = 86_400.0
+# Loop lag p99 above this share of the tightest latency threshold makes a failed run
+# generator-bound: every timestamp the generator took was late by about that much.
+TRUST_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -196,3 +205,55 @@ def clock_skew(summary: EndpointSummary) -> Judgement | None:
         skewed=skewed,
         hint=hint,
     )
+
+
+@dataclass(frozen=True)
+class RolledWindow:
+    """A verdict window swapped out of a run: everything judging it needs, nothing live."""
+
+    thresholds: ScenarioThresholds
+    measured: Sequence[tuple[EndpointSummary, LatencySamples]]
+    idle: frozenset[str] = frozenset()  # endpoints without a user on this shard all window
+    loop_lag_p99_s: float | None = None  # None: the loop was not watched
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """The whole result of a window: judgements, result, reasons, endpoints with percentiles."""
+
+    verdict: Verdict
+    result: WindowResult
+    reasons: tuple[str, ...]  # why it did not pass; empty when it passed
+    endpoints: tuple[EndpointSummary, ...]
+    loop_lag_p99_s: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Every threshold held."""
+        return self.result == "passed"
+
+
+def trust_limit(thresholds: ScenarioThresholds) -> float:
+    """The loop lag p99 above which a latency breach may be the generator's doing."""
+    tightest = min(min(t.http_latency.max_s, t.ws_delivery_latency.max_s) for t in thresholds.all())
+    return tightest * TRUST_SHARE
+
+
+def judge_window(window: RolledWindow) -> WindowVerdict:
+    """Judge a rolled window: O(n) in its samples, so the runner calls it off the loop."""
+    completed = [with_percentiles(s, samples) for s, samples in window.measured]
+    pairs = [(c, samples) for c, (_, samples) in zip(completed, window.measured, strict=True)]
+    verdict = judge(window.thresholds, pairs, idle=window.idle)
+    reasons = tuple(j.describe() for j in verdict.breached())
+    result: WindowResult = "passed" if verdict.passed else "failed"
+    lag = window.loop_lag_p99_s
+    limit = trust_limit(window.thresholds)
+    # Only a latency breach can be the generator's doing; no data, errors, TLS
+    # or skewed clocks are the backend's (or the setup's), whatever the lag.
+    if lag is not None and lag > limit and verdict.only_latency_breached:
+        result = "generator_bound"
+        reasons += (
+            f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms: "
+            "the generator, not the backend, may be at fault",
+        )
+    return WindowVerdict(verdict, result, reasons, tuple(completed), lag)

@@ -10,7 +10,7 @@ import pytest
 from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples, nearest_rank
-from loadsvc.verdict import judge
+from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
 
 
 def _http(values: list[float], errors: int = 0, endpoint: str = "/api/x") -> EndpointStats:
@@ -252,3 +252,59 @@ def test_summary_names_what_went_wrong_in_table_and_json() -> None:
         -2500.0,
         4,
     )
+
+
+def _window(
+    *stats: EndpointStats, lag: float | None = None, idle: frozenset[str] = frozenset()
+) -> RolledWindow:
+    """A rolled window of ``stats`` under the default thresholds."""
+    return RolledWindow(ScenarioThresholds(), [s.roll(1.0) for s in stats], idle, lag)
+
+
+def test_trust_limit_is_a_share_of_the_tightest_latency_limit() -> None:
+    """The lag trusted is 10 % of the tightest latency limit, endpoint overrides included."""
+    tight = Thresholds(http_latency=LatencyThreshold(0.95, 0.05))
+    assert trust_limit(ScenarioThresholds()) == pytest.approx(0.01)  # ws p99 100 ms
+    assert trust_limit(ScenarioThresholds(endpoints=(("/x", tight),))) == pytest.approx(0.005)
+
+
+def test_window_that_holds_passes_with_no_reasons_and_its_percentiles() -> None:
+    """A window within every threshold passes, gives no reason, and its summaries carry p50..max."""
+    judged = judge_window(_window(_http([0.01] * 99 + [0.05]), lag=0.5))
+    assert judged.result == "passed" and judged.passed and judged.reasons == ()
+    (ep,) = judged.endpoints
+    assert (ep.p50_s, ep.p99_s, ep.max_s) == (0.01, 0.01, 0.05)
+    assert judged.loop_lag_p99_s == 0.5
+
+
+def test_latency_breach_with_the_loop_lagging_is_generator_bound_and_says_why() -> None:
+    """Only latency breached and lag over the trust limit: generator_bound, naming the lag."""
+    judged = judge_window(_window(_http([1.0] * 10), lag=0.0101))
+    assert judged.result == "generator_bound" and not judged.passed
+    assert judged.reasons == (
+        "/api/x http_latency p95 = 1000.0 ms (limit 200 ms) BREACHED",
+        "event-loop lag p99 10.1 ms is over 10 ms: the generator, not the backend, may be at fault",
+    )
+
+
+def test_lag_at_the_trust_limit_or_unwatched_leaves_a_breach_failed() -> None:
+    """Lag exactly at the trust limit, or no lag measured, leaves a latency breach failed."""
+    for lag in (0.01, None):
+        judged = judge_window(_window(_http([1.0] * 10), lag=lag))
+        assert judged.result == "failed"
+        assert judged.reasons == ("/api/x http_latency p95 = 1000.0 ms (limit 200 ms) BREACHED",)
+
+
+def test_lagging_loop_never_excuses_no_data_or_errors() -> None:
+    """No data, or errors beside a latency breach, fail whatever the loop lag."""
+    for stats in (_http([]), _http([1.0] * 10, errors=5)):
+        judged = judge_window(_window(stats, lag=5.0))
+        assert judged.result == "failed"
+        assert len(judged.reasons) == len(judged.verdict.breached()) >= 1
+
+
+def test_window_leaves_idle_endpoints_unjudged_but_reported() -> None:
+    """An idle endpoint is not judged, yet its summary stays in the window's endpoints."""
+    judged = judge_window(_window(_http([]), idle=frozenset({"/api/x"})))
+    assert judged.result == "passed" and judged.verdict.judgements == ()
+    assert [e.endpoint for e in judged.endpoints] == ["/api/x"]

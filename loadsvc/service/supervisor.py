@@ -14,6 +14,10 @@
   scenario's run in progress finishes under the spec it started with.
 - Every finished run and window goes to the history and to one log line with
   its verdict and measured values (:mod:`.records`).
+
+Every decision about a scenario's lifecycle (start, skip, stop, hold, restart,
+back off, forget) is made by its :class:`~.lifecycle.ScenarioLifecycle`; the
+supervisor feeds it events and performs the actions it returns.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import structlog
@@ -32,6 +37,10 @@ from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, ScenarioRun, Shard
 from loadsvc.service.history import RunHistory
+from loadsvc.service.lifecycle import DEFAULT_BACKOFF, Actions, Mode, ScenarioLifecycle
+from loadsvc.service.lifecycle import AlreadyRunning as AlreadyRunning
+from loadsvc.service.lifecycle import NotRunning as NotRunning
+from loadsvc.service.lifecycle import RestartBackoff as RestartBackoff
 from loadsvc.service.records import RunRecords, Trigger
 from loadsvc.users.base import Target
 
@@ -42,28 +51,6 @@ WHOLE_LOAD = Shard()  # shard 0 of 1
 
 class UnknownScenario(KeyError):
     """No scenario by that name in the configuration."""
-
-
-class AlreadyRunning(RuntimeError):
-    """The scenario has a run in progress."""
-
-
-class NotRunning(RuntimeError):
-    """The scenario has no run in progress."""
-
-
-@dataclass(frozen=True)
-class RestartBackoff:
-    """Delay before a continuous run starts again: ``initial_s`` after a clean end,
-    growing by ``multiplier`` per consecutive crash up to ``max_s``."""
-
-    initial_s: float = 1.0
-    max_s: float = 60.0
-    multiplier: float = 2.0
-
-    def delay(self, crashes: int) -> float:
-        """The delay after ``crashes`` consecutive crashes (0: a clean end)."""
-        return min(self.max_s, self.initial_s * self.multiplier ** max(0, crashes))
 
 
 @dataclass(frozen=True)
@@ -87,17 +74,13 @@ class ScenarioState:
 @dataclass
 class _Slot:
     spec: ScenarioSpec
+    life: ScenarioLifecycle
     run: ScenarioRun | None = None
-    task: asyncio.Task[None] | None = None
-    continuous: bool = False  # the task is the continuous loop
-    held: bool = False  # stopped by an operator: a continuous scenario stays stopped
-    removed: bool = False
-    restart_now: bool = False
-    restart_at: float | None = None
-    restarts: int = 0
-    skipped: int = 0
+    task: asyncio.Task[bool] | None = None  # the run's task: True when the run crashed
+    began: float = 0.0  # monotonic start of the run
+    restart_wait: asyncio.TimerHandle | None = None
+    restart_at: float | None = None  # wall clock
     last: dict[str, Any] | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def continuous_spec(spec: ScenarioSpec) -> ScenarioSpec:
@@ -119,7 +102,7 @@ class Supervisor:
         monitor: LoopLagMonitor | None = None,
         shard: Shard = WHOLE_LOAD,
         tick_s: float = 1.0,
-        backoff: RestartBackoff = RestartBackoff(),
+        backoff: RestartBackoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.target = target
@@ -141,49 +124,41 @@ class Supervisor:
         new = {s.name: s for s in scenarios}
         added: list[str] = []
         changed: list[str] = []
-        removed = [n for n, slot in self._slots.items() if n not in new and not slot.removed]
+        removed = [n for n, slot in self._slots.items() if n not in new and not slot.life.removed]
         for name in removed:
             slot = self._slots[name]
-            slot.removed = True
-            self._stop_slot(slot)
-            self._reconcile(name, slot)
+            self._act(name, slot, slot.life.remove())
         for name, spec in new.items():
             self.recorder.declare(spec)
+            continuous = spec.schedule.kind == "continuous"
             existing = self._slots.get(name)
             if existing is None:
-                slot = self._slots[name] = _Slot(spec, last=self.history.last(name))
+                life = ScenarioLifecycle(name, continuous, self.backoff)
+                if self._closing:
+                    life.shutdown()  # nothing starts once the service shuts down
+                slot = self._slots[name] = _Slot(spec, life, last=self.history.last(name))
                 added.append(name)
-            elif existing.removed or existing.spec != spec:
-                slot = existing
-                slot.removed = False
-                slot.spec = spec
-                changed.append(name)
-                if slot.continuous and slot.run is not None:
-                    slot.restart_now = True  # the loop restarts it with the new spec
-                    slot.run.stop()
-                slot.wake.set()
+                is_change = False
             else:
                 slot = existing
-            self._reconcile(name, slot)
+                is_change = slot.life.removed or slot.spec != spec
+                if is_change:
+                    slot.spec = spec
+                    changed.append(name)
+            self._act(name, slot, slot.life.configure(continuous, is_change))
         return {"added": added, "removed": removed, "changed": changed}
 
     def names(self) -> list[str]:
         """The configured scenarios, in configuration order."""
-        return [n for n, slot in self._slots.items() if not slot.removed]
+        return [n for n, slot in self._slots.items() if not slot.life.removed]
 
     # -- triggers --------------------------------------------------------------
 
     def fire(self, name: str) -> None:
         """A scheduled trigger: start a run, or skip and count it when one is in progress."""
         slot = self._slots.get(name)
-        if slot is None or slot.removed or self._closing:
-            return
-        if slot.task is not None:
-            slot.skipped += 1
-            self.recorder.metrics.scenario_triggers_skipped.labels(name).inc()
-            log.info("trigger skipped: a run is in progress", scenario=name)
-            return
-        self._start_once(slot, "schedule")
+        if slot is not None:
+            self._act(name, slot, slot.life.fire(), "schedule")
 
     def start(self, name: str) -> str | None:
         """Start ``name`` now (the API); the run id when known at once.
@@ -192,37 +167,21 @@ class Supervisor:
         restart after a crash restarts at once. Raises UnknownScenario, AlreadyRunning.
         """
         slot = self._slot(name)
-        if self._closing:
-            raise AlreadyRunning("the service is shutting down")
-        if slot.spec.schedule.kind == "continuous":
-            if slot.task is not None and (slot.run is not None or slot.restart_now):
-                raise AlreadyRunning(f"{name} is already running")
-            slot.held = False
-            if slot.task is not None:  # waiting out a restart delay
-                slot.restart_now = True
-                slot.wake.set()
-            self._reconcile(name, slot)
-            return None
-        if slot.task is not None:
-            raise AlreadyRunning(f"{name} is already running")
-        return self._start_once(slot, "api").run_id
+        run = self._act(name, slot, slot.life.start(), "api")
+        return run.run_id if run is not None and slot.life.mode == "once" else None
 
     def stop(self, name: str) -> str | None:
         """Stop the run of ``name`` (graceful); the run id. Raises UnknownScenario, NotRunning."""
         slot = self._slot(name)
-        if slot.task is None:
-            raise NotRunning(f"{name} is not running")
         run_id = slot.run.run_id if slot.run is not None else None
-        if slot.continuous:
-            slot.held = True
-        self._stop_slot(slot)
+        self._act(name, slot, slot.life.stop())
         return run_id
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop every run and wait up to ``timeout_s`` for them to end; cancel what is left."""
         self._closing = True
-        for slot in self._slots.values():
-            self._stop_slot(slot)
+        for name, slot in list(self._slots.items()):
+            self._act(name, slot, slot.life.shutdown())
         tasks = [slot.task for slot in self._slots.values() if slot.task is not None]
         if not tasks:
             return
@@ -239,83 +198,103 @@ class Supervisor:
         """A snapshot of ``name``. Raises UnknownScenario."""
         slot = self._slot(name)
         run = slot.run
+        life = slot.life
         return ScenarioState(
             spec=slot.spec,
-            running=slot.task is not None,
+            running=life.active,
             stopping=run is not None and run.stopping,
             run_id=None if run is None else run.run_id,
             run_started_at=(run.started_wall or None) if run is not None else None,
             users=0 if run is None else run.user_count(),
-            held=slot.held,
-            restarts=slot.restarts,
-            skipped=slot.skipped,
+            held=life.held,
+            restarts=life.restarts,
+            skipped=life.skipped,
             restart_at=slot.restart_at,
             last=slot.last,
             record_failures=self.records.failures,
         )
 
-    # -- internals -------------------------------------------------------------
+    # -- performing the lifecycle's actions --------------------------------------
 
     def _slot(self, name: str) -> _Slot:
         slot = self._slots.get(name)
-        if slot is None or slot.removed:
+        if slot is None or slot.life.removed:
             raise UnknownScenario(name)
         return slot
 
-    def _stop_slot(self, slot: _Slot) -> None:
-        if slot.run is not None:
+    def _act(
+        self, name: str, slot: _Slot, actions: Actions, trigger: Trigger = "continuous"
+    ) -> ScenarioRun | None:
+        """Do what the lifecycle asked; the run started, if one was."""
+        if actions.skipped:
+            self.recorder.metrics.scenario_triggers_skipped.labels(name).inc()
+            log.info("trigger skipped: a run is in progress", scenario=name)
+        if actions.cancel_wait and slot.restart_wait is not None:
+            slot.restart_wait.cancel()
+        if actions.cancel_wait or actions.start:
+            slot.restart_wait = slot.restart_at = None
+        if actions.stop_run and slot.run is not None:
             slot.run.stop()
-        slot.wake.set()
+        if actions.wait_s is not None:
+            loop = asyncio.get_running_loop()
+            slot.restart_wait = loop.call_later(actions.wait_s, self._backoff_over, name, slot)
+            slot.restart_at = time.time() + actions.wait_s
+        if actions.forget and self._slots.get(name) is slot:
+            del self._slots[name]
+        if actions.start is not None:
+            return self._launch(name, slot, actions.start, trigger)
+        return None
 
-    def _wants_continuous(self, slot: _Slot) -> bool:
-        return (
-            not self._closing
-            and not slot.removed
-            and not slot.held
-            and slot.spec.schedule.kind == "continuous"
+    def _launch(self, name: str, slot: _Slot, mode: Mode, trigger: Trigger) -> ScenarioRun | None:
+        """Create the run and its task; a run that cannot even be created counts as crashed."""
+        try:
+            spec = continuous_spec(slot.spec) if mode == "continuous" else slot.spec
+            run = self._new_run(spec)
+        except Exception as exc:
+            log.error("cannot create the run", scenario=name, error=repr(exc))
+            self._act(name, slot, slot.life.run_ended(crashed=True, ran_for_s=0.0))
+            return None
+        body: Coroutine[Any, Any, bool] = (
+            self._run_windows(slot, run) if mode == "continuous" else self._once(slot, run, trigger)
         )
+        slot.run = run
+        slot.began = self.clock()
+        slot.task = asyncio.get_running_loop().create_task(body, name=f"scenario-{name}")
+        slot.task.add_done_callback(partial(self._ended, name, slot))
+        slot.life.run_started()
+        return run
 
-    def _reconcile(self, name: str, slot: _Slot) -> None:
-        """Start the continuous loop when it should run; forget removed slots once idle."""
-        if slot.task is not None:
+    def _ended(self, name: str, slot: _Slot, task: asyncio.Task[bool]) -> None:
+        if slot.task is not task:
             return
-        if slot.removed:
-            if self._slots.get(name) is slot:
-                del self._slots[name]
-            return
-        if self._wants_continuous(slot):
-            slot.continuous = True
-            self._track(name, slot, self._continuous(slot))
+        slot.task = slot.run = None
+        crashed = False  # a cancelled run was cut short by shutdown, not crashed
+        if not task.cancelled():
+            if (exc := task.exception()) is not None:
+                log.error("scenario task failed", scenario=name, error=repr(exc))
+            crashed = exc is not None or task.result()
+        actions = slot.life.run_ended(crashed, self.clock() - slot.began)
+        if actions.wait_s is not None:
+            log.warning(
+                "continuous run ended; restarting",
+                scenario=name,
+                in_s=round(actions.wait_s, 3),
+                crashed=crashed,
+            )
+        self._act(name, slot, actions)
 
-    def _track(self, name: str, slot: _Slot, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"scenario-{name}")
-        slot.task = task
+    def _backoff_over(self, name: str, slot: _Slot) -> None:
+        slot.restart_wait = None
+        self._act(name, slot, slot.life.backoff_over())
 
-        def done(t: asyncio.Task[None]) -> None:
-            if slot.task is t:
-                slot.task = None
-                slot.run = None
-                slot.continuous = False
-                slot.restart_at = None
-                slot.restart_now = False
-            if not t.cancelled() and t.exception() is not None:
-                log.error("scenario task failed", scenario=name, error=repr(t.exception()))
-            self._reconcile(name, slot)
-
-        task.add_done_callback(done)
+    # -- runs ------------------------------------------------------------------
 
     def _new_run(self, spec: ScenarioSpec) -> ScenarioRun:
         options = RunOptions(shard=self.shard, tick_s=self.tick_s)
         return ScenarioRun(spec, self.target, self.recorder, options, monitor=self.monitor)
 
-    def _start_once(self, slot: _Slot, trigger: Trigger) -> ScenarioRun:
-        run = self._new_run(slot.spec)
-        slot.run = run
-        slot.continuous = False
-        self._track(slot.spec.name, slot, self._once(slot, run, trigger))
-        return run
-
-    async def _once(self, slot: _Slot, run: ScenarioRun, trigger: Trigger) -> None:
+    async def _once(self, slot: _Slot, run: ScenarioRun, trigger: Trigger) -> bool:
+        """Drive one run to its end and record it; True if it crashed."""
         try:
             result = await run.execute()
         except asyncio.CancelledError:
@@ -323,45 +302,12 @@ class Supervisor:
             raise
         except Exception as exc:
             slot.last = self.records.crashed(run, trigger, exc)
-        else:
-            slot.last = self.records.finished(run, result, trigger)
-
-    async def _continuous(self, slot: _Slot) -> None:
-        crashes = 0
-        while self._wants_continuous(slot):
-            run = self._new_run(continuous_spec(slot.spec))
-            slot.run = run
-            slot.restart_at = None
-            slot.wake.clear()
-            began = self.clock()
-            ok = await self._run_windows(slot, run)
-            slot.run = None
-            if not self._wants_continuous(slot):
-                return
-            slot.restarts += 1
-            if slot.restart_now:
-                slot.restart_now = False
-                crashes = 0
-                continue
-            if not ok:
-                # A run that held for a while before crashing starts the count afresh.
-                crashes = 1 if self.clock() - began >= self.backoff.max_s else crashes + 1
-            else:
-                crashes = 0
-            delay = self.backoff.delay(crashes)
-            slot.restart_at = time.time() + delay
-            log.warning(
-                "continuous run ended; restarting",
-                scenario=slot.spec.name,
-                in_s=round(delay, 3),
-                crashed=not ok,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slot.wake.wait(), delay)
-            slot.restart_now = False
+            return True
+        slot.last = self.records.finished(run, result, trigger)
+        return False
 
     async def _run_windows(self, slot: _Slot, run: ScenarioRun) -> bool:
-        """Drive one continuous run, judging a window every ``verdict_every_s``; False if it crashed."""
+        """Drive one continuous run, judging a window every ``verdict_every_s``; True if it crashed."""
         loop = asyncio.get_running_loop()
         execution = loop.create_task(run.execute())
         every = slot.spec.schedule.verdict_every_s
@@ -386,9 +332,9 @@ class Supervisor:
             result = execution.result()
         except Exception as exc:
             slot.last = self.records.crashed(run, "continuous", exc)
-            return False
+            return True
         slot.last = self.records.finished(run, result, "continuous", window=window)
-        return True
+        return False
 
     async def _record_window(self, slot: _Slot, run: ScenarioRun, window: int) -> None:
         """Judge and record one verdict window; a failure is counted, never ends the run."""

@@ -12,12 +12,13 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from loadsvc.config import parse_config
-from loadsvc.loopmon import TRUST_SHARE, LoopLagMonitor
+from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_table
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target
+from loadsvc.verdict import TRUST_SHARE
 from tests.service.support import scaled
 
 FAST = RunOptions(tick_s=0.1, seed=1)

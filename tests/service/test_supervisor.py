@@ -80,12 +80,6 @@ async def supervisor(
         await sup.shutdown(5)
 
 
-def test_backoff_grows_and_is_capped() -> None:
-    """Restart delays: initial after a clean end, doubling per crash, capped at max."""
-    backoff = RestartBackoff()
-    assert [backoff.delay(n) for n in (0, 1, 2, 3, 6, 7, 20)] == [1, 2, 4, 8, 60, 60, 60]
-
-
 async def test_trigger_during_a_run_is_skipped_and_counted(
     supervisor: Supervisor, registry: CollectorRegistry
 ) -> None:
