@@ -48,7 +48,7 @@ async def run_once(job: OneShot) -> RunResult:
     if job.metrics_port is not None:
         start_http_server(job.metrics_port, addr=job.metrics_host, registry=registry)
     recorder = Recorder(metrics)
-    monitor = LoopLagMonitor(metrics)
+    monitor = LoopLagMonitor(recorder)
     monitor.start()
     run = ScenarioRun(spec, job.target, recorder, job.options, monitor=monitor)
     loop = asyncio.get_running_loop()

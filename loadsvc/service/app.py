@@ -98,7 +98,7 @@ class SoakService:
             settings.history_file or svc.history_file, svc.history_max_bytes, svc.history_max_age_s
         )
         self.recorder = Recorder(self.metrics)
-        self.monitor = LoopLagMonitor(self.metrics)
+        self.monitor = LoopLagMonitor(self.recorder)
         self.supervisor = Supervisor(
             settings.target, self.recorder, self.history, monitor=self.monitor, shard=settings.shard
         )

@@ -130,7 +130,7 @@ class Supervisor:
         self.tick_s = tick_s
         self.backoff = backoff
         self.clock = clock
-        self.records = RunRecords(history, recorder.metrics, target.base_url, str(shard))
+        self.records = RunRecords(history, recorder, target.base_url, str(shard))
         self._slots: dict[str, _Slot] = {}
         self._closing = False
 
@@ -180,7 +180,7 @@ class Supervisor:
             return
         if slot.task is not None:
             slot.skipped += 1
-            self.recorder.metrics.scenario_triggers_skipped.labels(name).inc()
+            self.recorder.trigger_skipped(name)
             log.info("trigger skipped: a run is in progress", scenario=name)
             return
         self._start_once(slot, "schedule")
