@@ -14,6 +14,7 @@ Only :mod:`loadsvc.recorder` writes these metrics; everything else hands it even
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from loadsvc import __version__
+from loadsvc.config.spec import ScenarioSpec
 
 # Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
 # create_metrics() merges the configured thresholds in.
@@ -298,6 +300,26 @@ def build(
         return Gauge(spec.name, spec.help, labels, registry=registry)
     mode = merge_mode(spec.name, multiprocess)
     return Gauge(spec.name, spec.help, labels, registry=registry, multiprocess_mode=mode)
+
+
+def declared_series(spec: MetricSpec, scenario: ScenarioSpec) -> Iterable[tuple[str, ...]]:
+    """The label values of every series of ``spec`` that exist from start-up for ``scenario``."""
+    fixed = dict(spec.fixed)
+    tails = list(itertools.product(*(fixed[label] for label in spec.labels if label in fixed)))
+    s = scenario.name
+    if "endpoint" not in spec.labels:
+        heads: list[tuple[str, ...]] = [(s,)]
+    elif "threshold" in spec.labels:
+        heads = [
+            (s, ref.endpoint, name)
+            for ref in scenario.endpoints()
+            for name in scenario.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
+        ]
+    elif "method" in spec.labels:
+        heads = [(s, r.endpoint, r.method) for r in scenario.endpoints() if r.kind == "http"]
+    else:
+        heads = [(s, r.endpoint) for r in scenario.endpoints() if r.kind != "http"]
+    return [head + tail for head in heads for tail in tails]
 
 
 def create_build_info(registry: CollectorRegistry, shard: str) -> Gauge:

@@ -30,7 +30,7 @@ from loadsvc.metrics import (
     WS_OUTCOMES,
     WS_SEQUENCE_ANOMALIES,
     Metrics,
-    MetricSpec,
+    declared_series,
 )
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.verdict import Verdict
@@ -234,26 +234,6 @@ class RunSinks:
         return self._recorder.ws_sink(self._stats, ref)
 
 
-def _declared_series(spec: MetricSpec, scenario: ScenarioSpec) -> Iterable[tuple[str, ...]]:
-    """The label values of every series of ``spec`` that exist from start-up for ``scenario``."""
-    fixed = dict(spec.fixed)
-    tails = list(itertools.product(*(fixed[label] for label in spec.labels if label in fixed)))
-    s = scenario.name
-    if "endpoint" not in spec.labels:
-        heads: list[tuple[str, ...]] = [(s,)]
-    elif "threshold" in spec.labels:
-        heads = [
-            (s, ref.endpoint, name)
-            for ref in scenario.endpoints()
-            for name in scenario.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
-        ]
-    elif "method" in spec.labels:
-        heads = [(s, r.endpoint, r.method) for r in scenario.endpoints() if r.kind == "http"]
-    else:
-        heads = [(s, r.endpoint) for r in scenario.endpoints() if r.kind != "http"]
-    return [head + tail for head in heads for tail in tails]
-
-
 class Recorder:
     """Feeds results to the metrics and to the per-run stats; publishes verdicts."""
 
@@ -282,7 +262,7 @@ class Recorder:
         for metric in CONTRACT:
             if metric.declared and metric.labels[:1] == ("scenario",):
                 family = getattr(m, metric.field)
-                for values in _declared_series(metric, spec):
+                for values in declared_series(metric, spec):
                     family.labels(*values)
         for ref in spec.endpoints():
             limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
