@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
-from loadsvc.metrics import Metrics
 from loadsvc.runstats import LatencySamples
 
 INTERVAL_S = 0.05  # how much lag makes a run generator-bound: verdict.TRUST_SHARE
 
 
+class LoopLagSink(Protocol):
+    """Where the monitor reports each lag sample (the recorder)."""
+
+    def loop_lag(self, lag: float) -> None:
+        """One sample: how late a timer ran, in seconds."""
+
+
 class LoopLagMonitor:
     """Samples the event loop's lateness every ``interval`` seconds."""
 
-    def __init__(self, metrics: Metrics | None, interval: float = INTERVAL_S) -> None:
-        self._metrics = metrics
+    def __init__(self, sink: LoopLagSink | None, interval: float = INTERVAL_S) -> None:
+        self._sink = sink
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._windows: list[LatencySamples] = []
@@ -52,14 +59,12 @@ class LoopLagMonitor:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        hist = self._metrics.event_loop_lag if self._metrics else None
-        busy = self._metrics.generator_busy if self._metrics else None
+        sink = self._sink
         while True:
             due = loop.time() + self._interval
             await asyncio.sleep(self._interval)
             lag = max(0.0, loop.time() - due)
             for window in self._windows:
                 window.add(lag)
-            if hist is not None and busy is not None:
-                hist.observe(lag)
-                busy.set(1 if lag > 0.025 else 0)
+            if sink is not None:
+                sink.loop_lag(lag)

@@ -1,25 +1,29 @@
-"""The Prometheus metric contract of loadsvc.
+"""The Prometheus metric contract of loadsvc, as one declarative table.
 
 Names, types and labels here are a public interface: the alert rules, the
 dashboards and users' own queries depend on them (see README "Metrics").
-Everything is created by :func:`create_metrics` on a registry the caller
-passes; tests pass a fresh ``CollectorRegistry``.
+:data:`CONTRACT` lists every metric once (name, type, labels, help, buckets,
+how ``--workers`` merges it, which series exist from start-up); everything
+else is derived from it: :func:`create_metrics` (on a registry the caller
+passes; tests pass a fresh ``CollectorRegistry``), :data:`GAUGE_MERGE`, the
+series :meth:`loadsvc.recorder.Recorder.declare` creates, and the names that
+``loadsvc.render`` writes into rules and dashboards (:data:`NAMES`).
 
-With ``loadsvc serve --workers N`` the worker processes write their values to
-files (prometheus-client's multiprocess mode) and the front merges them; how
-each gauge merges is :data:`GAUGE_MERGE` (counters and histograms just add up).
+Only :mod:`loadsvc.recorder` writes these metrics; everything else hands it events.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from loadsvc import __version__
+from loadsvc.config.spec import ScenarioSpec
 
 # Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
 # create_metrics() merges the configured thresholds in.
@@ -77,6 +81,7 @@ WS_ERROR_REASONS: tuple[str, ...] = (
     "error",  # anything else (counted, logged in aggregate)
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
+RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 THRESHOLD_NAMES: tuple[str, ...] = ("http_latency", "ws_delivery_latency", "error_ratio")
 
 
@@ -84,25 +89,182 @@ MergeMode = Literal[
     "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
     "mostrecent", "livemostrecent",
 ]  # fmt: skip
+MetricType = Literal["counter", "gauge", "histogram"]
+BucketKind = Literal["latency", "interval", "connect", "loop_lag"]
+# run: created by create_metrics; service: also with service=True (the `serve` process);
+# process: one series per process, created on its own (create_build_info).
+MetricGroup = Literal["run", "service", "process"]
 
-# How worker processes' gauges merge. "live" modes drop a dead worker's value
-# (the front calls mark_process_dead), so a restarted worker leaves no stale
-# users, connections or breaches behind; timestamps keep the latest of all.
-GAUGE_MERGE: Mapping[str, MergeMode] = {
-    "loadsvc_ws_connections": "livesum",
-    "loadsvc_ws_clock_offset_seconds": "livemin",
-    "loadsvc_scenario_users": "livesum",
-    "loadsvc_scenario_target_users": "livesum",
-    "loadsvc_scenario_running": "livemax",
-    "loadsvc_scenario_last_run_timestamp_seconds": "max",
-    "loadsvc_scenario_last_run_passed": "livemin",  # failed if any worker's share failed
-    "loadsvc_scenario_next_run_timestamp_seconds": "livemax",  # the same on every worker
-    "loadsvc_threshold_breached": "livemax",
-    "loadsvc_threshold_value": "livemax",  # the worst worker's measurement
-    "loadsvc_threshold_limit": "livemax",  # the same on every worker
-    "loadsvc_generator_busy": "livemax",
-    "loadsvc_config_last_reload_successful": "livemin",
+_BUCKETS: Mapping[BucketKind, tuple[float, ...]] = {
+    "latency": LATENCY_BUCKETS,  # thresholds merged in by create_metrics
+    "interval": INTERVAL_BUCKETS,
+    "connect": CONNECT_BUCKETS,
+    "loop_lag": LOOP_LAG_BUCKETS,
 }
+# Sample-name suffixes prometheus-client exposes per type (counters drop "_total" from the name).
+_SUFFIXES: Mapping[MetricType, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the contract.
+
+    ``name`` is the family name given to prometheus-client (a counter is
+    exposed as ``name_total``). ``fixed`` gives the small fixed value set of
+    each trailing label whose every series is created up front; ``declared``
+    says whether :meth:`loadsvc.recorder.Recorder.declare` creates the series
+    at start-up (so that a ratio has a denominator before the first error).
+    ``merge`` is how ``serve --workers`` merges a gauge across worker processes.
+    """
+
+    field: str
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: BucketKind | None = None
+    merge: MergeMode | None = None
+    fixed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    declared: bool = False
+    group: MetricGroup = "run"
+
+    def sample_names(self) -> tuple[str, ...]:
+        """Every sample name this metric exposes (``_bucket``, ``_total``, ...)."""
+        return tuple(self.name + suffix for suffix in _SUFFIXES[self.type])
+
+
+_SE = ("scenario", "endpoint")
+_SET = ("scenario", "endpoint", "threshold")
+
+
+def _c(field: str, name: str, help: str, labels: tuple[str, ...], **kw: Any) -> MetricSpec:
+    return MetricSpec(field, name, "counter", help, labels, **kw)
+
+
+def _g(field: str, name: str, help: str, labels: tuple[str, ...], merge: MergeMode,
+       **kw: Any) -> MetricSpec:  # fmt: skip
+    return MetricSpec(field, name, "gauge", help, labels, merge=merge, **kw)
+
+
+def _h(field: str, name: str, help: str, labels: tuple[str, ...], buckets: BucketKind,
+       **kw: Any) -> MetricSpec:  # fmt: skip
+    return MetricSpec(field, name, "histogram", help, labels, buckets=buckets, **kw)
+
+
+# The contract. Gauge merge modes: "live" modes drop a dead worker's value (the front calls
+# mark_process_dead), so a restarted worker leaves no stale users, connections or breaches
+# behind; timestamps keep the latest of all. Counters and histograms just add up.
+CONTRACT: tuple[MetricSpec, ...] = (
+    _h("http_request_duration", "loadsvc_http_request_duration_seconds",
+       "REST latency; for paced users measured from the intended start.",
+       ("scenario", "endpoint", "method"), "latency", declared=True),
+    _c("http_requests", "loadsvc_http_requests", "REST requests by outcome (see HTTP_OUTCOMES).",
+       ("scenario", "endpoint", "method", "outcome"), fixed=(("outcome", HTTP_OUTCOMES),),
+       declared=True),
+    _h("ws_message_latency", "loadsvc_ws_message_latency_seconds",
+       "WS delivery latency: receive time minus the publish timestamp in the message.",
+       _SE, "latency", declared=True),
+    _h("ws_message_interval", "loadsvc_ws_message_interval_seconds",
+       "Time between consecutive data messages on one connection.", _SE, "interval",
+       declared=True),
+    _c("ws_messages", "loadsvc_ws_messages",
+       "WS frames received by outcome (ok, status, invalid, malformed, skewed).",
+       (*_SE, "outcome"), fixed=(("outcome", WS_OUTCOMES),), declared=True),
+    _c("ws_messages_missed", "loadsvc_ws_messages_missed",
+       "WS messages the server never delivered, from gaps in the sequence field.", _SE,
+       declared=True),
+    _h("ws_connect_duration", "loadsvc_ws_connect_duration_seconds",
+       "Time to open a WS connection (TCP connect plus handshake).", _SE, "connect",
+       declared=True),
+    _h("ws_reconnect_duration", "loadsvc_ws_reconnect_duration_seconds",
+       "Time from losing or closing a connection to the next one being open.", _SE, "connect",
+       declared=True),
+    _g("ws_connections", "loadsvc_ws_connections", "Open WS connections.", _SE, "livesum",
+       declared=True),
+    _c("ws_connection_errors", "loadsvc_ws_connection_errors",
+       "WS connection failures and unexpected closes by reason.", (*_SE, "reason"),
+       fixed=(("reason", WS_ERROR_REASONS),), declared=True),
+    _c("ws_sequence_anomalies", "loadsvc_ws_sequence_anomalies",
+       "WS frames whose sequence number is not the next one (duplicate, reordered, reset).",
+       (*_SE, "kind"), fixed=(("kind", WS_SEQUENCE_ANOMALIES),), declared=True),
+    _g("ws_clock_offset", "loadsvc_ws_clock_offset_seconds",
+       "Smallest arrival time minus publish stamp over the last window: the clock offset "
+       "between the server and loadsvc plus the fastest delivery (negative: server ahead).",
+       _SE, "livemin", declared=True),
+    _g("scenario_users", "loadsvc_scenario_users", "Running virtual users.", ("scenario",),
+       "livesum", declared=True),
+    _g("scenario_target_users", "loadsvc_scenario_target_users",
+       "Virtual users the load shape asks for now.", ("scenario",), "livesum", declared=True),
+    _g("scenario_running", "loadsvc_scenario_running",
+       "1 while a run of the scenario is in progress.", ("scenario",), "livemax",
+       declared=True),
+    _c("scenario_runs", "loadsvc_scenario_runs", "Finished runs (or verdict windows) by result.",
+       ("scenario", "result"), fixed=(("result", RUN_RESULTS),), declared=True),
+    # Not declared: a last-run gauge at 0 before any run would read as "failed".
+    _g("scenario_last_run_timestamp", "loadsvc_scenario_last_run_timestamp_seconds",
+       "When the last run (or verdict window) of the scenario ended.", ("scenario",), "max"),
+    _g("scenario_last_run_passed", "loadsvc_scenario_last_run_passed",
+       "1 if the last run's verdict passed, 0 if it failed.", ("scenario",),
+       "livemin"),  # failed if any worker's share failed
+    _g("scenario_next_run_timestamp", "loadsvc_scenario_next_run_timestamp_seconds",
+       "When the scheduler will next start the scenario.", ("scenario",),
+       "livemax"),  # the same on every worker
+    _c("scenario_triggers_skipped", "loadsvc_scenario_triggers_skipped",
+       "Triggers skipped because a run of the scenario was already in progress.",
+       ("scenario",), declared=True),
+    _c("run_records_failed", "loadsvc_run_records_failed",
+       "Finished runs or verdict windows that could not be judged or recorded "
+       "(the run goes on; the log says why).", ("scenario",), declared=True),
+    _g("threshold_breached", "loadsvc_threshold_breached",
+       "1 if the last verdict breached the threshold, else 0.", _SET, "livemax", declared=True),
+    _g("threshold_value", "loadsvc_threshold_value",
+       "The value the last verdict measured for the threshold (seconds or ratio).", _SET,
+       "livemax"),  # the worst worker's measurement
+    _g("threshold_limit", "loadsvc_threshold_limit",
+       "The configured limit of the threshold (seconds or ratio).", _SET,
+       "livemax", declared=True),  # the same on every worker
+    _h("event_loop_lag", "loadsvc_event_loop_lag_seconds",
+       "How late the generator's event loop ran a timer: its own queueing delay.", (),
+       "loop_lag"),
+    _g("generator_busy", "loadsvc_generator_busy",
+       "1 while the generator is too busy to measure truthfully (event-loop lag).", (),
+       "livemax"),
+    _c("config_reloads", "loadsvc_config_reloads",
+       "Configuration reloads (SIGHUP) by result (success, failure).", ("result",),
+       fixed=(("result", RELOAD_RESULTS),), declared=True, group="service"),
+    _g("config_last_reload_successful", "loadsvc_config_last_reload_successful",
+       "1 if the last configuration reload was accepted (or none was tried), else 0.", (),
+       "livemin", group="service"),
+    MetricSpec("build_info", "loadsvc_build_info", "gauge",
+               "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
+               ("version", "shard"), group="process"),
+)  # fmt: skip
+
+BY_FIELD: Mapping[str, MetricSpec] = {m.field: m for m in CONTRACT}
+BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in CONTRACT}
+# How worker processes' gauges merge (see the comment above CONTRACT).
+GAUGE_MERGE: Mapping[str, MergeMode] = {m.name: m.merge for m in CONTRACT if m.merge}
+# Every sample name the contract exposes: what rules and dashboards may name.
+SAMPLE_NAMES: frozenset[str] = frozenset(n for m in CONTRACT for n in m.sample_names())
+
+
+class _Names:
+    """The exposed name of each metric by its field (``NAMES.http_requests`` is
+    ``loadsvc_http_requests_total``): what ``loadsvc.render`` writes into PromQL."""
+
+    def __getattr__(self, field: str) -> str:
+        try:
+            spec = BY_FIELD[field]
+        except KeyError:
+            raise AttributeError(field) from None
+        return spec.name + "_total" if spec.type == "counter" else spec.name
+
+
+NAMES = _Names()
 
 
 def multiprocess_enabled() -> bool:
@@ -115,30 +277,66 @@ def merge_mode(name: str, multiprocess: bool) -> MergeMode:
     return GAUGE_MERGE[name] if multiprocess else "all"
 
 
+def latency_buckets(boundaries: Iterable[float] = ()) -> tuple[float, ...]:
+    """The latency buckets with every threshold boundary merged in."""
+    return tuple(sorted(set(LATENCY_BUCKETS) | {float(b) for b in boundaries}))
+
+
+def build(
+    spec: MetricSpec,
+    registry: CollectorRegistry,
+    latency: tuple[float, ...] = LATENCY_BUCKETS,
+    multiprocess: bool = False,
+) -> Counter | Gauge | Histogram:
+    """Create the metric ``spec`` describes on ``registry``."""
+    labels = list(spec.labels)
+    if spec.type == "counter":
+        return Counter(spec.name, spec.help, labels, registry=registry)
+    if spec.type == "histogram":
+        assert spec.buckets is not None
+        buckets = latency if spec.buckets == "latency" else _BUCKETS[spec.buckets]
+        return Histogram(spec.name, spec.help, labels, buckets=buckets, registry=registry)
+    if spec.merge is None:
+        return Gauge(spec.name, spec.help, labels, registry=registry)
+    mode = merge_mode(spec.name, multiprocess)
+    return Gauge(spec.name, spec.help, labels, registry=registry, multiprocess_mode=mode)
+
+
+def declared_series(spec: MetricSpec, scenario: ScenarioSpec) -> Iterable[tuple[str, ...]]:
+    """The label values of every series of ``spec`` that exist from start-up for ``scenario``."""
+    fixed = dict(spec.fixed)
+    tails = list(itertools.product(*(fixed[label] for label in spec.labels if label in fixed)))
+    s = scenario.name
+    if "endpoint" not in spec.labels:
+        heads: list[tuple[str, ...]] = [(s,)]
+    elif "threshold" in spec.labels:
+        heads = [
+            (s, ref.endpoint, name)
+            for ref in scenario.endpoints()
+            for name in scenario.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
+        ]
+    elif "method" in spec.labels:
+        heads = [(s, r.endpoint, r.method) for r in scenario.endpoints() if r.kind == "http"]
+    else:
+        heads = [(s, r.endpoint) for r in scenario.endpoints() if r.kind != "http"]
+    return [head + tail for head in heads for tail in tails]
+
+
 def create_build_info(registry: CollectorRegistry, shard: str) -> Gauge:
     """``loadsvc_build_info{version, shard} 1``: tells replicas apart on dashboards.
 
     Only this one series carries the shard; everything else is summed over
     instances by the scrape's ``instance`` label.
     """
-    info = Gauge(
-        "loadsvc_build_info",
-        "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
-        ["version", "shard"],
-        registry=registry,
-    )
+    info = build(BY_FIELD["build_info"], registry)
+    assert isinstance(info, Gauge)
     info.labels(__version__, shard).set(1)
     return info
 
 
-def latency_buckets(boundaries: Iterable[float] = ()) -> tuple[float, ...]:
-    """The latency buckets with every threshold boundary merged in."""
-    return tuple(sorted(set(LATENCY_BUCKETS) | {float(b) for b in boundaries}))
-
-
 @dataclass(frozen=True)
 class Metrics:
-    """Every metric loadsvc exports, created on one registry."""
+    """Every metric loadsvc exports, created on one registry (fields: :data:`CONTRACT`)."""
 
     http_request_duration: Histogram
     http_requests: Counter
@@ -166,169 +364,31 @@ class Metrics:
     threshold_limit: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
+    # The `serve` process's own (create_metrics(service=True)); None elsewhere.
+    config_reloads: Counter | None = None
+    config_last_reload_successful: Gauge | None = None
+    # File-backed values (a worker of `serve --workers`) cannot be removed.
+    multiprocess: bool = False
 
 
 def create_metrics(
     registry: CollectorRegistry = REGISTRY,
     latency_boundaries: Iterable[float] = (),
     multiprocess: bool = False,
+    service: bool = False,
 ) -> Metrics:
     """Create the metric contract on ``registry``.
 
     ``latency_boundaries`` are the configured latency thresholds in seconds;
     each becomes a bucket boundary of the latency histograms. ``multiprocess``
     gives each gauge its merge mode from :data:`GAUGE_MERGE` (a worker process).
+    ``service`` adds the ``serve`` process's own metrics (configuration reloads).
     """
-    lat = latency_buckets(latency_boundaries)
-    r = registry
-
-    def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
-        mode = merge_mode(name, multiprocess)
-        return Gauge(name, doc, list(labels), registry=r, multiprocess_mode=mode)
-
-    return Metrics(
-        http_request_duration=Histogram(
-            "loadsvc_http_request_duration_seconds",
-            "REST latency; for paced users measured from the intended start.",
-            ["scenario", "endpoint", "method"],
-            buckets=lat,
-            registry=r,
-        ),
-        http_requests=Counter(
-            "loadsvc_http_requests",
-            "REST requests by outcome (see HTTP_OUTCOMES).",
-            ["scenario", "endpoint", "method", "outcome"],
-            registry=r,
-        ),
-        ws_message_latency=Histogram(
-            "loadsvc_ws_message_latency_seconds",
-            "WS delivery latency: receive time minus the publish timestamp in the message.",
-            ["scenario", "endpoint"],
-            buckets=lat,
-            registry=r,
-        ),
-        ws_message_interval=Histogram(
-            "loadsvc_ws_message_interval_seconds",
-            "Time between consecutive data messages on one connection.",
-            ["scenario", "endpoint"],
-            buckets=INTERVAL_BUCKETS,
-            registry=r,
-        ),
-        ws_messages=Counter(
-            "loadsvc_ws_messages",
-            "WS frames received by outcome (ok, status, invalid, malformed, skewed).",
-            ["scenario", "endpoint", "outcome"],
-            registry=r,
-        ),
-        ws_messages_missed=Counter(
-            "loadsvc_ws_messages_missed",
-            "WS messages the server never delivered, from gaps in the sequence field.",
-            ["scenario", "endpoint"],
-            registry=r,
-        ),
-        ws_connect_duration=Histogram(
-            "loadsvc_ws_connect_duration_seconds",
-            "Time to open a WS connection (TCP connect plus handshake).",
-            ["scenario", "endpoint"],
-            buckets=CONNECT_BUCKETS,
-            registry=r,
-        ),
-        ws_reconnect_duration=Histogram(
-            "loadsvc_ws_reconnect_duration_seconds",
-            "Time from losing or closing a connection to the next one being open.",
-            ["scenario", "endpoint"],
-            buckets=CONNECT_BUCKETS,
-            registry=r,
-        ),
-        ws_connections=gauge(
-            "loadsvc_ws_connections", "Open WS connections.", ["scenario", "endpoint"]
-        ),
-        ws_connection_errors=Counter(
-            "loadsvc_ws_connection_errors",
-            "WS connection failures and unexpected closes by reason.",
-            ["scenario", "endpoint", "reason"],
-            registry=r,
-        ),
-        ws_sequence_anomalies=Counter(
-            "loadsvc_ws_sequence_anomalies",
-            "WS frames whose sequence number is not the next one (duplicate, reordered, reset).",
-            ["scenario", "endpoint", "kind"],
-            registry=r,
-        ),
-        ws_clock_offset=gauge(
-            "loadsvc_ws_clock_offset_seconds",
-            "Smallest arrival time minus publish stamp over the last window: the clock offset "
-            "between the server and loadsvc plus the fastest delivery (negative: server ahead).",
-            ["scenario", "endpoint"],
-        ),
-        scenario_users=gauge("loadsvc_scenario_users", "Running virtual users.", ["scenario"]),
-        scenario_target_users=gauge(
-            "loadsvc_scenario_target_users",
-            "Virtual users the load shape asks for now.",
-            ["scenario"],
-        ),
-        scenario_running=gauge(
-            "loadsvc_scenario_running",
-            "1 while a run of the scenario is in progress.",
-            ["scenario"],
-        ),
-        scenario_runs=Counter(
-            "loadsvc_scenario_runs",
-            "Finished runs (or verdict windows) by result.",
-            ["scenario", "result"],
-            registry=r,
-        ),
-        scenario_last_run_timestamp=gauge(
-            "loadsvc_scenario_last_run_timestamp_seconds",
-            "When the last run (or verdict window) of the scenario ended.",
-            ["scenario"],
-        ),
-        scenario_last_run_passed=gauge(
-            "loadsvc_scenario_last_run_passed",
-            "1 if the last run's verdict passed, 0 if it failed.",
-            ["scenario"],
-        ),
-        scenario_next_run_timestamp=gauge(
-            "loadsvc_scenario_next_run_timestamp_seconds",
-            "When the scheduler will next start the scenario.",
-            ["scenario"],
-        ),
-        scenario_triggers_skipped=Counter(
-            "loadsvc_scenario_triggers_skipped",
-            "Triggers skipped because a run of the scenario was already in progress.",
-            ["scenario"],
-            registry=r,
-        ),
-        run_records_failed=Counter(
-            "loadsvc_run_records_failed",
-            "Finished runs or verdict windows that could not be judged or recorded "
-            "(the run goes on; the log says why).",
-            ["scenario"],
-            registry=r,
-        ),
-        threshold_breached=gauge(
-            "loadsvc_threshold_breached",
-            "1 if the last verdict breached the threshold, else 0.",
-            ["scenario", "endpoint", "threshold"],
-        ),
-        threshold_value=gauge(
-            "loadsvc_threshold_value",
-            "The value the last verdict measured for the threshold (seconds or ratio).",
-            ["scenario", "endpoint", "threshold"],
-        ),
-        threshold_limit=gauge(
-            "loadsvc_threshold_limit",
-            "The configured limit of the threshold (seconds or ratio).",
-            ["scenario", "endpoint", "threshold"],
-        ),
-        event_loop_lag=Histogram(
-            "loadsvc_event_loop_lag_seconds",
-            "How late the generator's event loop ran a timer: its own queueing delay.",
-            buckets=LOOP_LAG_BUCKETS,
-            registry=r,
-        ),
-        generator_busy=gauge(
-            "loadsvc_generator_busy",
-            "1 while the generator is too busy to measure truthfully (event-loop lag).",
-        ),
-    )
+    latency = latency_buckets(latency_boundaries)
+    groups = ("run", "service") if service else ("run",)
+    made: dict[str, Any] = {
+        spec.field: build(spec, registry, latency, multiprocess)
+        for spec in CONTRACT
+        if spec.group in groups
+    }
+    return Metrics(**made, multiprocess=multiprocess)

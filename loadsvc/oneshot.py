@@ -54,7 +54,7 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
     if job.metrics_port is not None:
         start_http_server(job.metrics_port, addr=job.metrics_host, registry=registry)
     recorder = Recorder(metrics)
-    monitor = LoopLagMonitor(metrics)
+    monitor = LoopLagMonitor(recorder)
     monitor.start()
     run = ScenarioRun(spec, job.target, recorder, job.options, monitor=monitor)
     loop = asyncio.get_running_loop()

@@ -1,20 +1,28 @@
-"""The recorder: the one place results go.
+"""The recorder: the one place results go, and the only writer of metrics.
 
-Virtual users get small per-endpoint sinks from it (``HttpSink``, ``WsSink``)
-and never see Prometheus. Each sink resolves its labelled metric children once,
-so recording an observation is a few attribute lookups, and feeds the same
-result to the Prometheus metrics and to the run's :class:`EndpointStats`.
+Virtual users get small per-endpoint sinks from it (implementing the
+``HttpSink`` and ``WsSink`` protocols of :mod:`loadsvc.users.base`) and never
+see Prometheus. Each sink resolves its labelled metric children once, so
+recording an observation is a few attribute lookups, and feeds the same result
+to the Prometheus metrics and to the run's :class:`EndpointStats`.
+
+The runner, the supervisor, the run records, the loop-lag monitor and the
+service hand the recorder events (``run_started``, ``users``, ``loop_lag``,
+...) instead of touching metrics themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
 from loadsvc.metrics import (
+    CONTRACT,
     HTTP_ERROR_OUTCOMES,
     HTTP_OUTCOMES,
     WS_ERROR_OUTCOMES,
@@ -22,6 +30,7 @@ from loadsvc.metrics import (
     WS_OUTCOMES,
     WS_SEQUENCE_ANOMALIES,
     Metrics,
+    declared_series,
 )
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.verdict import Verdict
@@ -49,8 +58,8 @@ class FailureTally:
         return out
 
 
-class HttpSink:
-    """Where a REST user reports each request of one endpoint."""
+class RecorderHttpSink:
+    """Where a REST user reports each request of one endpoint (a ``users.base.HttpSink``)."""
 
     __slots__ = ("_counters", "_failures", "_hist", "_key", "_stats")
 
@@ -84,8 +93,8 @@ class HttpSink:
         self._stats.note(reason, detail)
 
 
-class WsSink:
-    """Where a WS user reports frames, connects and failures of one endpoint."""
+class RecorderWsSink:
+    """Where a WS user reports frames, connects and failures of one endpoint (a ``users.base.WsSink``)."""
 
     __slots__ = (
         "_anomalies", "_clock", "_clock_offset", "_conn_errors", "_connect", "_connections",
@@ -209,6 +218,22 @@ class ScenarioStats:
         return [s.summary(now) for s in self.endpoints.values()]
 
 
+class RunSinks:
+    """The sinks of one run's endpoints: the ``users.base.EndpointSinks`` a user group wires."""
+
+    def __init__(self, recorder: Recorder, stats: ScenarioStats) -> None:
+        self._recorder = recorder
+        self._stats = stats
+
+    def http_sink(self, ref: EndpointRef) -> RecorderHttpSink:
+        """The sink of a REST endpoint of the run."""
+        return self._recorder.http_sink(self._stats, ref)
+
+    def ws_sink(self, ref: EndpointRef) -> RecorderWsSink:
+        """The sink of a WS endpoint of the run."""
+        return self._recorder.ws_sink(self._stats, ref)
+
+
 class Recorder:
     """Feeds results to the metrics and to the per-run stats; publishes verdicts."""
 
@@ -217,39 +242,32 @@ class Recorder:
         self.clock = clock
         self.failures = FailureTally()
         self.current: dict[str, ScenarioStats] = {}
+        self._declare_process()
+
+    def _declare_process(self) -> None:
+        """The series of the process's own metrics (not per scenario) that exist from the start."""
+        m = self.metrics
+        for metric in CONTRACT:
+            family = getattr(m, metric.field, None)
+            if metric.declared and family is not None and "scenario" not in metric.labels:
+                for values in itertools.product(*(v for _, v in metric.fixed)):
+                    family.labels(*values)
+        if m.config_last_reload_successful is not None:
+            m.config_last_reload_successful.set(1)  # none was tried yet
 
     def declare(self, spec: ScenarioSpec) -> None:
-        """Create every labelled series of a scenario at zero, so ratios have a denominator."""
+        """Create every series the contract declares at start-up (at zero), so ratios have a
+        denominator, and export the configured threshold limits."""
         m = self.metrics
-        s = spec.name
-        for g in (m.scenario_users, m.scenario_target_users, m.scenario_running):
-            g.labels(s)
-        m.scenario_triggers_skipped.labels(s)
-        m.run_records_failed.labels(s)
-        for result in ("passed", "failed", "generator_bound", "error"):
-            m.scenario_runs.labels(s, result)
+        for metric in CONTRACT:
+            if metric.declared and metric.labels[:1] == ("scenario",):
+                family = getattr(m, metric.field)
+                for values in declared_series(metric, spec):
+                    family.labels(*values)
         for ref in spec.endpoints():
-            if ref.kind == "http":
-                m.http_request_duration.labels(s, ref.endpoint, ref.method)
-                for o in HTTP_OUTCOMES:
-                    m.http_requests.labels(s, ref.endpoint, ref.method, o)
-            else:
-                for metric in (
-                    m.ws_message_latency, m.ws_message_interval, m.ws_messages_missed,
-                    m.ws_connect_duration, m.ws_reconnect_duration, m.ws_connections,
-                ):  # fmt: skip
-                    metric.labels(s, ref.endpoint)
-                for o in WS_OUTCOMES:
-                    m.ws_messages.labels(s, ref.endpoint, o)
-                for r in WS_ERROR_REASONS:
-                    m.ws_connection_errors.labels(s, ref.endpoint, r)
-                for k in WS_SEQUENCE_ANOMALIES:
-                    m.ws_sequence_anomalies.labels(s, ref.endpoint, k)
-                m.ws_clock_offset.labels(s, ref.endpoint)
             limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
             for name, limit in limits.items():
-                m.threshold_breached.labels(s, ref.endpoint, name)
-                m.threshold_limit.labels(s, ref.endpoint, name).set(limit)
+                m.threshold_limit.labels(spec.name, ref.endpoint, name).set(limit)
 
     def begin(self, spec: ScenarioSpec) -> ScenarioStats:
         """Start the stats of a run of ``spec`` (replacing any previous one)."""
@@ -263,18 +281,47 @@ class Recorder:
         self.current[spec.name] = stats
         return stats
 
-    def http_sink(self, stats: ScenarioStats, ref: EndpointRef) -> HttpSink:
+    def sinks(self, stats: ScenarioStats) -> RunSinks:
+        """The sinks of a run's endpoints, for wiring its user groups."""
+        return RunSinks(self, stats)
+
+    def http_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderHttpSink:
         """The sink for one REST endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
-        return HttpSink(self.metrics, stats.spec.name, ref, ep, self.failures)
+        return RecorderHttpSink(self.metrics, stats.spec.name, ref, ep, self.failures)
 
-    def ws_sink(self, stats: ScenarioStats, ref: EndpointRef) -> WsSink:
+    def ws_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderWsSink:
         """The sink for one WS endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
-        return WsSink(self.metrics, stats.spec.name, ref, ep, self.failures, self.clock)
+        return RecorderWsSink(self.metrics, stats.spec.name, ref, ep, self.failures, self.clock)
 
-    def publish_verdict(self, scenario: str, verdict: Verdict, result: str) -> None:
-        """Export a finished run's (or window's) verdict as metrics."""
+    # -- run lifecycle events ----------------------------------------------------
+
+    def run_started(self, scenario: str) -> None:
+        """A run of ``scenario`` began."""
+        self.metrics.scenario_running.labels(scenario).set(1)
+
+    def users(self, scenario: str, running: int, target: int) -> None:
+        """The runner reconciled: ``running`` users now, ``target`` asked for by the shape."""
+        m = self.metrics
+        m.scenario_target_users.labels(scenario).set(target)
+        m.scenario_users.labels(scenario).set(running)
+
+    def run_ended(self, scenario: str) -> None:
+        """A run of ``scenario`` ended (its users are gone; the verdict follows)."""
+        m = self.metrics
+        m.scenario_running.labels(scenario).set(0)
+        m.scenario_users.labels(scenario).set(0)
+        m.scenario_target_users.labels(scenario).set(0)
+
+    def publish_verdict(
+        self, scenario: str, verdict: Verdict, result: str, ws_endpoints: Iterable[str] = ()
+    ) -> None:
+        """Export a finished run's (or window's) verdict as metrics.
+
+        ``ws_endpoints`` are the scenario's WS endpoints: one the verdict did not
+        judge for clock skew shows no skew breach.
+        """
         m = self.metrics
         for j in verdict.judgements:
             m.threshold_breached.labels(scenario, j.endpoint, j.name).set(0 if j.passed else 1)
@@ -284,14 +331,64 @@ class Recorder:
         m.scenario_runs.labels(scenario, result).inc()
         m.scenario_last_run_timestamp.labels(scenario).set(time.time())
         m.scenario_last_run_passed.labels(scenario).set(1 if verdict.passed else 0)
+        judged_skew = {j.endpoint for j in verdict.judgements if j.name == "clock_skew"}
+        for j in verdict.judgements:
+            if j.state == "no_data":
+                # No samples: no value to show, rather than the last window's.
+                with contextlib.suppress(KeyError):
+                    m.threshold_value.remove(scenario, j.endpoint, j.name)
+        for endpoint in ws_endpoints:
+            if endpoint not in judged_skew:
+                m.threshold_breached.labels(scenario, endpoint, "clock_skew").set(0)
+
+    def run_crashed(self, scenario: str) -> None:
+        """A run raised instead of returning a result: it counts as a failed run (``error``)."""
+        m = self.metrics
+        m.scenario_runs.labels(scenario, "error").inc()
+        m.scenario_last_run_timestamp.labels(scenario).set(time.time())
+        m.scenario_last_run_passed.labels(scenario).set(0)
+
+    def record_failed(self, scenario: str) -> None:
+        """A finished run or window could not be judged or recorded."""
+        self.metrics.run_records_failed.labels(scenario).inc()
+
+    def trigger_skipped(self, scenario: str) -> None:
+        """A trigger fired while a run of ``scenario`` was still in progress."""
+        self.metrics.scenario_triggers_skipped.labels(scenario).inc()
+
+    # -- the service and the generator -------------------------------------------
+
+    def loop_lag(self, lag: float) -> None:
+        """One event-loop lag sample (``loadsvc.loopmon``); busy above 25 ms."""
+        m = self.metrics
+        m.event_loop_lag.observe(lag)
+        m.generator_busy.set(1 if lag > 0.025 else 0)
+
+    def next_run(self, scenario: str, when: float | None) -> None:
+        """When the scheduler next starts ``scenario`` (a Unix time), or None: not planned."""
+        gauge = self.metrics.scenario_next_run_timestamp
+        if when is not None:
+            gauge.labels(scenario).set(when)
+        elif not self.metrics.multiprocess:  # a file-backed value cannot be removed (it warns)
+            with contextlib.suppress(KeyError):
+                gauge.remove(scenario)
+
+    def config_reloaded(self, ok: bool) -> None:
+        """A configuration reload was accepted (``ok``) or rejected (needs ``service=True``)."""
+        m = self.metrics
+        if m.config_reloads is not None:
+            m.config_reloads.labels("success" if ok else "failure").inc()
+        if m.config_last_reload_successful is not None:
+            m.config_last_reload_successful.set(1 if ok else 0)
 
 
 __all__ = [
     "HTTP_ERROR_OUTCOMES",
     "WS_ERROR_OUTCOMES",
     "FailureTally",
-    "HttpSink",
     "Recorder",
+    "RecorderHttpSink",
+    "RecorderWsSink",
+    "RunSinks",
     "ScenarioStats",
-    "WsSink",
 ]

@@ -162,7 +162,6 @@ class ScenarioRun:
     async def execute(self) -> RunResult:
         """Run the scenario to the end of its plan (or ``stop()``) and judge it."""
         spec = self.spec
-        metrics = self.recorder.metrics
         self.stats = self.recorder.begin(spec)
         self.started_at = self.clock()
         self.started_wall = self._window_wall = time.time()
@@ -174,11 +173,11 @@ class ScenarioRun:
             started_at=self.started_at,
             clock=self.clock,
         )
-        self._groups = [_Group(wire_group(u, self.recorder, self.stats)) for u in spec.users]
+        self._groups = [_Group(wire_group(u, self.recorder.sinks(self.stats))) for u in spec.users]
         for ep in self.stats.endpoints.values():
             _, latency = spec.thresholds.for_endpoint(ep.endpoint).latency_for(ep.kind)
             ep.judge_latency_at(latency.max_s)
-        metrics.scenario_running.labels(spec.name).set(1)
+        self.recorder.run_started(spec.name)
         self.log.info(
             "run started",
             planned_s=self.planned_s,
@@ -190,9 +189,7 @@ class ScenarioRun:
             await self._wind_down(ctx)
         finally:
             await self._cancel_all()
-            metrics.scenario_running.labels(spec.name).set(0)
-            metrics.scenario_users.labels(spec.name).set(0)
-            metrics.scenario_target_users.labels(spec.name).set(0)
+            self.recorder.run_ended(spec.name)
             if self.monitor and self._lag is not None:
                 self.monitor.close_window(self._lag)
         return await self._finish_window(final=True)
@@ -260,22 +257,11 @@ class ScenarioRun:
         return run
 
     def _publish(self, verdict: Verdict, result: str) -> None:
-        self.recorder.publish_verdict(self.spec.name, verdict, result)
-        m = self.recorder.metrics
-        name = self.spec.name
-        judged_skew = {j.endpoint for j in verdict.judgements if j.name == "clock_skew"}
-        for j in verdict.judgements:
-            if j.state == "no_data":
-                # No samples: no value to show, rather than the last window's.
-                with contextlib.suppress(KeyError):
-                    m.threshold_value.remove(name, j.endpoint, j.name)
-        for ref in self.spec.endpoints():
-            if ref.kind == "ws" and ref.endpoint not in judged_skew:
-                m.threshold_breached.labels(name, ref.endpoint, "clock_skew").set(0)
+        ws = [ref.endpoint for ref in self.spec.endpoints() if ref.kind == "ws"]
+        self.recorder.publish_verdict(self.spec.name, verdict, result, ws)
 
     async def _drive(self, ctx: UserContext) -> None:
         spec = self.spec
-        metrics = self.recorder.metrics
         weights = [g.wiring.spec.weight for g in self._groups]
         tick = self.options.tick_s
         end = self.planned_s
@@ -288,8 +274,7 @@ class ScenarioRun:
             wanted = [shard_count(n, shard.index, shard.count) for n in apportion(total, weights)]
             for group, n in zip(self._groups, wanted, strict=True):
                 self._reconcile(group, n, ctx)
-            metrics.scenario_target_users.labels(spec.name).set(sum(wanted))
-            metrics.scenario_users.labels(spec.name).set(self.user_count())
+            self.recorder.users(spec.name, self.user_count(), sum(wanted))
             wait = tick if end is None else min(tick, end - elapsed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(wait, 0.0))

@@ -32,10 +32,11 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     """Set up, then run the scenario between the harness's ``go`` and ``stop``."""
     config = parse_config(config_file.read_text(), str(config_file))
     metrics = create_metrics(CollectorRegistry(), config.latency_boundaries())
-    monitor = LoopLagMonitor(metrics)
+    recorder = Recorder(metrics)
+    monitor = LoopLagMonitor(recorder)
     monitor.start()
     run = ScenarioRun(
-        config.scenario(scenario), Target(url), Recorder(metrics), RunOptions(), monitor=monitor
+        config.scenario(scenario), Target(url), recorder, RunOptions(), monitor=monitor
     )
     ctl.ready()
     await ctl.wait("go")

@@ -14,6 +14,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from loadsvc.config.spec import Config, EndpointRef, ScenarioSpec
+from loadsvc.metrics import NAMES
 from loadsvc.render.header import describe_schedule, provenance
 from loadsvc.render.panels import Board, Query, RunAnnotation, encode, stat, timeseries
 from loadsvc.render.profile import TimingProfile, prom_duration
@@ -34,10 +35,14 @@ VERDICT_MAPPINGS = (("1", "passed", "green"), ("0", "failed", "red"))
 def run_annotations(scenario_matcher: str = "") -> list[RunAnnotation]:
     """Finished runs as annotations: green when passed, red otherwise."""
     extra = f", {scenario_matcher}" if scenario_matcher else ""
-    base = 'sum by (scenario, result) (increase(loadsvc_scenario_runs_total{{result{op}"passed"{extra}}}[2m])) > 0'
+    runs = NAMES.scenario_runs
+
+    def expr(op: str) -> str:
+        return f'sum by (scenario, result) (increase({runs}{{result{op}"passed"{extra}}}[2m])) > 0'
+
     return [
-        RunAnnotation("Runs passed", base.format(op="=", extra=extra), "green"),
-        RunAnnotation("Runs failed", base.format(op="!=", extra=extra), "red"),
+        RunAnnotation("Runs passed", expr("="), "green"),
+        RunAnnotation("Runs failed", expr("!="), "red"),
     ]
 
 
@@ -56,7 +61,7 @@ def _fleet(board: Board) -> None:
             "none",
             [
                 Query(
-                    "count(max by (scenario) (loadsvc_scenario_running) == 1) or vector(0)",
+                    f"count(max by (scenario) ({NAMES.scenario_running}) == 1) or vector(0)",
                     "running",
                     instant=True,
                 )
@@ -78,7 +83,7 @@ def _fleet(board: Board) -> None:
             "Generator busy",
             "Replicas whose event loop lags: their measurements are not trustworthy.",
             "none",
-            [Query("sum(loadsvc_generator_busy) or vector(0)", "busy", instant=True)],
+            [Query(f"sum({NAMES.generator_busy}) or vector(0)", "busy", instant=True)],
         ),
     )
 
@@ -131,8 +136,8 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
             "Running users against what the load shape asks for: a ramp shows as a slope.",
             "none",
             [
-                Query(f"sum(loadsvc_scenario_users{s})", "running"),
-                Query(f"sum(loadsvc_scenario_target_users{s})", "target"),
+                Query(f"sum({NAMES.scenario_users}{s})", "running"),
+                Query(f"sum({NAMES.scenario_target_users}{s})", "target"),
             ],
             width=8,
         )
@@ -145,7 +150,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                 "reqps",
                 [
                     Query(
-                        f"sum by (endpoint) (rate(loadsvc_http_requests_total{s}{RATE}))",
+                        f"sum by (endpoint) (rate({NAMES.http_requests}{s}{RATE}))",
                         "{{endpoint}}",
                     )
                 ],
@@ -161,8 +166,8 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                 "short",
                 [
                     Query(
-                        f"sum by (endpoint) (rate(loadsvc_ws_messages_total{data}{RATE}))\n"
-                        f"/ sum by (endpoint) (loadsvc_ws_connections{s})",
+                        f"sum by (endpoint) (rate({NAMES.ws_messages}{data}{RATE}))\n"
+                        f"/ sum by (endpoint) ({NAMES.ws_connections}{s})",
                         "{{endpoint}}",
                     )
                 ],
@@ -172,7 +177,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                 "Open WS connections",
                 "Connections open now, all replicas.",
                 "none",
-                [Query(f"sum by (endpoint) (loadsvc_ws_connections{s})", "{{endpoint}}")],
+                [Query(f"sum by (endpoint) ({NAMES.ws_connections}{s})", "{{endpoint}}")],
                 width=8,
             ),
         )
@@ -191,7 +196,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                 [
                     Query(
                         f"histogram_quantile({q:g}, sum by (le) "
-                        f"(rate(loadsvc_ws_reconnect_duration_seconds_bucket{s}{RATE})))",
+                        f"(rate({NAMES.ws_reconnect_duration}_bucket{s}{RATE})))",
                         f"p{q * 100:g}",
                     )
                     for q in DASHBOARD_QUANTILES
@@ -204,7 +209,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                 "short",
                 [
                     Query(
-                        f"sum by (endpoint) (rate(loadsvc_ws_messages_missed_total{s}{RATE}))",
+                        f"sum by (endpoint) (rate({NAMES.ws_messages_missed}{s}{RATE}))",
                         "{{endpoint}}",
                     )
                 ],

@@ -13,6 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from loadsvc.config.spec import Config
+from loadsvc.metrics import NAMES
 from loadsvc.render.dashboard_overview import RATE, VERDICT_MAPPINGS, run_annotations
 from loadsvc.render.header import provenance
 from loadsvc.render.panels import Board, Query, datasource, encode, stat, timeseries
@@ -52,9 +53,9 @@ def _load(board: Board) -> None:
             "Running users (all replicas) against the load shape's target.",
             "none",
             [
-                Query(f"sum(loadsvc_scenario_users{S})", "running"),
-                Query(f"sum(loadsvc_scenario_target_users{S})", "target"),
-                Query(f"sum(loadsvc_scenario_running{S})", "replicas running"),
+                Query(f"sum({NAMES.scenario_users}{S})", "running"),
+                Query(f"sum({NAMES.scenario_target_users}{S})", "target"),
+                Query(f"sum({NAMES.scenario_running}{S})", "replicas running"),
             ],
             width=8,
         ),
@@ -64,7 +65,7 @@ def _load(board: Board) -> None:
             "reqps",
             [
                 Query(
-                    f"sum by (endpoint, outcome) (rate(loadsvc_http_requests_total{S}{RATE}))",
+                    f"sum by (endpoint, outcome) (rate({NAMES.http_requests}{S}{RATE}))",
                     "{{endpoint}} {{outcome}}",
                 )
             ],
@@ -76,7 +77,7 @@ def _load(board: Board) -> None:
             "short",
             [
                 Query(
-                    f"sum by (endpoint, outcome) (rate(loadsvc_ws_messages_total{S}{RATE}))",
+                    f"sum by (endpoint, outcome) (rate({NAMES.ws_messages}{S}{RATE}))",
                     "{{endpoint}} {{outcome}}",
                 )
             ],
@@ -131,7 +132,7 @@ def _thresholds(board: Board, profile: TimingProfile) -> None:
             "none",
             [
                 Query(
-                    f"max by (endpoint, threshold) (loadsvc_threshold_value{S})",
+                    f"max by (endpoint, threshold) ({NAMES.threshold_value}{S})",
                     "{{endpoint}} {{threshold}}",
                 )
             ],
@@ -147,21 +148,21 @@ def _connections(board: Board) -> None:
             "Open connections",
             "Open WS connections, all replicas.",
             "none",
-            [Query(f"sum by (endpoint) (loadsvc_ws_connections{S})", "{{endpoint}}")],
+            [Query(f"sum by (endpoint) ({NAMES.ws_connections}{S})", "{{endpoint}}")],
             width=8,
         ),
         timeseries(
             "Connect time",
             "TCP connect plus WS handshake.",
             "s",
-            _quantiles("loadsvc_ws_connect_duration_seconds"),
+            _quantiles(NAMES.ws_connect_duration),
             width=8,
         ),
         timeseries(
             "Reconnect time",
             "From losing or closing a connection to the next one being open.",
             "s",
-            _quantiles("loadsvc_ws_reconnect_duration_seconds"),
+            _quantiles(NAMES.ws_reconnect_duration),
             width=8,
         ),
         timeseries(
@@ -170,7 +171,7 @@ def _connections(board: Board) -> None:
             "short",
             [
                 Query(
-                    f"sum by (endpoint, reason) (rate(loadsvc_ws_connection_errors_total{S}{RATE}))",
+                    f"sum by (endpoint, reason) (rate({NAMES.ws_connection_errors}{S}{RATE}))",
                     "{{endpoint}} {{reason}}",
                 )
             ],
@@ -182,7 +183,7 @@ def _connections(board: Board) -> None:
             "short",
             [
                 Query(
-                    f"sum by (endpoint) (rate(loadsvc_ws_messages_missed_total{S}{RATE}))",
+                    f"sum by (endpoint) (rate({NAMES.ws_messages_missed}{S}{RATE}))",
                     "{{endpoint}}",
                 )
             ],
@@ -193,7 +194,7 @@ def _connections(board: Board) -> None:
             "Time between messages on a connection: the 500 ms throttle keeps it near 0.5 s; "
             "long tails are stalls.",
             "s",
-            _quantiles("loadsvc_ws_message_interval_seconds"),
+            _quantiles(NAMES.ws_message_interval),
             width=8,
         ),
     )
@@ -206,7 +207,7 @@ def _runs(board: Board) -> None:
             "Last verdict",
             "The last run's verdict; failed if any replica's shard failed.",
             "none",
-            [Query(f"min(loadsvc_scenario_last_run_passed{S})", "verdict", instant=True)],
+            [Query(f"min({NAMES.scenario_last_run_passed}{S})", "verdict", instant=True)],
             mappings=VERDICT_MAPPINGS,
         ),
         stat(
@@ -215,7 +216,7 @@ def _runs(board: Board) -> None:
             "dateTimeFromNow",
             [
                 Query(
-                    f"max(loadsvc_scenario_last_run_timestamp_seconds{S}) * 1000",
+                    f"max({NAMES.scenario_last_run_timestamp}{S}) * 1000",
                     "ended",
                     instant=True,
                 )
@@ -227,7 +228,7 @@ def _runs(board: Board) -> None:
             "dateTimeFromNow",
             [
                 Query(
-                    f"min(loadsvc_scenario_next_run_timestamp_seconds{S} > 0) * 1000",
+                    f"min({NAMES.scenario_next_run_timestamp}{S} > 0) * 1000",
                     "next",
                     instant=True,
                 )
@@ -239,7 +240,7 @@ def _runs(board: Board) -> None:
             "none",
             [
                 Query(
-                    f"sum(increase(loadsvc_scenario_triggers_skipped_total{S}[$__range])) or vector(0)",
+                    f"sum(increase({NAMES.scenario_triggers_skipped}{S}[$__range])) or vector(0)",
                     "skipped",
                     instant=True,
                 )
@@ -251,7 +252,7 @@ def _runs(board: Board) -> None:
             "none",
             [
                 Query(
-                    f"sum by (result) (increase(loadsvc_scenario_runs_total{S}[$__rate_interval]))",
+                    f"sum by (result) (increase({NAMES.scenario_runs}{S}[$__rate_interval]))",
                     "{{result}}",
                 )
             ],
@@ -263,7 +264,7 @@ def _runs(board: Board) -> None:
             "none",
             [
                 Query(
-                    f"max by (endpoint, threshold) (loadsvc_threshold_breached{S})",
+                    f"max by (endpoint, threshold) ({NAMES.threshold_breached}{S})",
                     "{{endpoint}} {{threshold}}",
                 )
             ],
@@ -282,7 +283,7 @@ def _generator(board: Board) -> None:
             [
                 Query(
                     "histogram_quantile(0.99, sum by (instance, le) "
-                    f"(rate(loadsvc_event_loop_lag_seconds_bucket{RATE})))",
+                    f"(rate({NAMES.event_loop_lag}_bucket{RATE})))",
                     "{{instance}}",
                 )
             ],
@@ -292,7 +293,7 @@ def _generator(board: Board) -> None:
             "Generator busy per replica",
             "1 while a replica is too busy to measure truthfully.",
             "none",
-            [Query("max by (instance) (loadsvc_generator_busy)", "{{instance}}")],
+            [Query(f"max by (instance) ({NAMES.generator_busy})", "{{instance}}")],
             width=12,
         ),
     )

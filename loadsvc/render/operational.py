@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loadsvc.config.spec import ConstantShapeSpec, ScenarioSpec
+from loadsvc.metrics import NAMES
 from loadsvc.render.header import describe_schedule
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import SCENARIO_ENDPOINT, matchers, number
@@ -40,7 +41,7 @@ def service_rules(profile: TimingProfile) -> list[Rule]:
         ),
         alert(
             "LoadsvcGeneratorBusy",
-            "max by (instance) (loadsvc_generator_busy) == 1",
+            f"max by (instance) ({NAMES.generator_busy}) == 1",
             profile.busy_for_s,
             "warning",
             "loadsvc replica {{ $labels.instance }} is too busy to measure truthfully",
@@ -57,10 +58,10 @@ def measurement_rules(profile: TimingProfile) -> list[Rule]:
     return [
         alert(
             "LoadsvcWsMessagesStopped",
-            f"sum by ({SCENARIO_ENDPOINT}) (loadsvc_ws_connections) > 0\n"
+            f"sum by ({SCENARIO_ENDPOINT}) ({NAMES.ws_connections}) > 0\n"
             f"unless on ({SCENARIO_ENDPOINT})\n"
             f"sum by ({SCENARIO_ENDPOINT}) "
-            f'(rate(loadsvc_ws_messages_total{{outcome!="status"}}[{w}])) > 0',
+            f'(rate({NAMES.ws_messages}{{outcome!="status"}}[{w}])) > 0',
             profile.stall_for_s,
             "critical",
             "No WS messages on {{ $labels.endpoint }} ({{ $labels.scenario }}) "
@@ -71,15 +72,15 @@ def measurement_rules(profile: TimingProfile) -> list[Rule]:
         ),
         alert(
             "LoadsvcScenarioRunFailed",
-            "min by (scenario) (loadsvc_scenario_last_run_passed) == 0\n"
+            f"min by (scenario) ({NAMES.scenario_last_run_passed}) == 0\n"
             "and on (scenario)\n"
-            "max by (scenario) (loadsvc_scenario_last_run_timestamp_seconds) > 0",
+            f"max by (scenario) ({NAMES.scenario_last_run_timestamp}) > 0",
             0,
             "warning",
             "The last run of {{ $labels.scenario }} failed its thresholds",
             "The verdict of the last run of scenario {{ $labels.scenario }} was failed. "
             "Breached: {{ range printf "
-            "`max by (endpoint, threshold) (loadsvc_threshold_breached{scenario=%q}) == 1` "
+            f"`max by (endpoint, threshold) ({NAMES.threshold_breached}{{scenario=%q}}) == 1` "
             "$labels.scenario | query }}{{ .Labels.endpoint }} {{ .Labels.threshold }}; "
             "{{ else }}none recorded; {{ end }}the alert resolves when a run passes.",
         ),
@@ -104,8 +105,8 @@ def schedule_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) 
             rules.append(
                 alert(
                     "LoadsvcContinuousScenarioNotRunning",
-                    f"max by (scenario) (loadsvc_scenario_running{sel}) < 1\n"
-                    f"or\nabsent(loadsvc_scenario_running{sel})",
+                    f"max by (scenario) ({NAMES.scenario_running}{sel}) < 1\n"
+                    f"or\nabsent({NAMES.scenario_running}{sel})",
                     profile.not_running_for_s,
                     "critical",
                     "Continuous scenario {{ $labels.scenario }} is not running",
@@ -117,14 +118,12 @@ def schedule_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) 
         elif s.schedule.kind in ("interval", "cron"):
             # Overdue seconds: since the planned start, or since the last run ended
             # beyond one interval plus one run. `> 0` ignores "never/none" zeros.
-            overdue = [
-                f"time() - min by (scenario) (loadsvc_scenario_next_run_timestamp_seconds{sel} > 0)"
-            ]
+            overdue = [f"time() - min by (scenario) ({NAMES.scenario_next_run_timestamp}{sel} > 0)"]
             if s.schedule.kind == "interval" and s.schedule.every_s:
                 allowed = number(s.schedule.every_s + run_duration_s(s))
                 overdue.append(
                     "time() - max by (scenario) "
-                    f"(loadsvc_scenario_last_run_timestamp_seconds{sel} > 0) - {allowed}"
+                    f"({NAMES.scenario_last_run_timestamp}{sel} > 0) - {allowed}"
                 )
             when = describe_schedule(s.schedule)
             rules.append(

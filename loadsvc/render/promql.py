@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from prometheus_client.utils import floatToGoString
 
 from loadsvc.config.spec import LatencyThreshold
+from loadsvc.metrics import NAMES
 from loadsvc.render.profile import prom_duration
 
 # Labels that differ between replicas of loadsvc; every verdict sums them away.
@@ -19,8 +20,8 @@ from loadsvc.render.profile import prom_duration
 SCENARIO_ENDPOINT = "scenario, endpoint"
 SCENARIO_ENDPOINT_LE = "scenario, endpoint, le"
 
-HTTP_LATENCY = "loadsvc_http_request_duration_seconds"
-WS_LATENCY = "loadsvc_ws_message_latency_seconds"
+HTTP_LATENCY = NAMES.http_request_duration
+WS_LATENCY = NAMES.ws_message_latency
 
 
 def quote(value: str) -> str:

@@ -8,7 +8,7 @@ the verdict of the whole fleet; histograms make merged quantiles exact.
 from __future__ import annotations
 
 from loadsvc.config.spec import Config, EndpointRef, Thresholds
-from loadsvc.metrics import HTTP_ERROR_OUTCOMES, WS_ERROR_OUTCOMES
+from loadsvc.metrics import HTTP_ERROR_OUTCOMES, NAMES, WS_ERROR_OUTCOMES
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
     HTTP_LATENCY,
@@ -42,11 +42,11 @@ def http_error_ratio(window_s: float) -> str:
     """REST error ratio: requests whose outcome is not ``ok`` over all requests."""
     w = prom_duration(window_s)
     errors = "|".join(HTTP_ERROR_OUTCOMES)
-    total = f"sum by ({SCENARIO_ENDPOINT}) (rate(loadsvc_http_requests_total[{w}]))"
+    total = f"sum by ({SCENARIO_ENDPOINT}) (rate({NAMES.http_requests}[{w}]))"
     # `or total * 0`: a ratio of 0, not an empty result, when no error series exists yet.
     return (
         "(\n"
-        f'  sum by ({SCENARIO_ENDPOINT}) (rate(loadsvc_http_requests_total{{outcome=~"{errors}"}}[{w}]))\n'
+        f'  sum by ({SCENARIO_ENDPOINT}) (rate({NAMES.http_requests}{{outcome=~"{errors}"}}[{w}]))\n'
         "  or\n"
         f"  {total} * 0\n"
         ")\n"
@@ -65,10 +65,9 @@ def ws_error_ratio(window_s: float) -> str:
     """
     w = prom_duration(window_s)
     bad = "|".join(WS_ERROR_OUTCOMES)
-    numerator_names = "loadsvc_ws_messages_total|loadsvc_ws_connection_errors_total"
+    numerator_names = f"{NAMES.ws_messages}|{NAMES.ws_connection_errors}"
     all_names = (
-        "loadsvc_ws_messages_total|loadsvc_ws_connect_duration_seconds_count"
-        "|loadsvc_ws_connection_errors_total"
+        f"{NAMES.ws_messages}|{NAMES.ws_connect_duration}_count|{NAMES.ws_connection_errors}"
     )
     total = f'sum by ({SCENARIO_ENDPOINT}) (rate({{__name__=~"{all_names}"}}[{w}]))'
     return (

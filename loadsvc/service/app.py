@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
@@ -33,7 +33,6 @@ from loadsvc.metrics import (
     create_build_info,
     create_metrics,
     latency_buckets,
-    merge_mode,
     multiprocess_enabled,
 )
 from loadsvc.recorder import Recorder
@@ -72,24 +71,9 @@ class SoakService:
         multiprocess = multiprocess_enabled()  # a worker of `serve --workers N`
         self._multiprocess = multiprocess
         self.metrics: Metrics = create_metrics(
-            self.registry, config.latency_boundaries(), multiprocess=multiprocess
+            self.registry, config.latency_boundaries(), multiprocess=multiprocess, service=True
         )
         self._buckets = set(latency_buckets(config.latency_boundaries()))
-        self._reloads = Counter(
-            "loadsvc_config_reloads",
-            "Configuration reloads (SIGHUP) by result (success, failure).",
-            ["result"],
-            registry=self.registry,
-        )
-        self._reload_ok = Gauge(
-            "loadsvc_config_last_reload_successful",
-            "1 if the last configuration reload was accepted (or none was tried), else 0.",
-            registry=self.registry,
-            multiprocess_mode=merge_mode("loadsvc_config_last_reload_successful", multiprocess),
-        )
-        self._reload_ok.set(1)
-        for result in ("success", "failure"):
-            self._reloads.labels(result)
         ProcessCollector(registry=self.registry)
         if settings.worker is None:  # a worker's front exports it with the replica's shard
             create_build_info(self.registry, str(settings.shard))
@@ -99,7 +83,7 @@ class SoakService:
         )
         self.recorder = Recorder(self.metrics)
         self.sampler = SeriesSampler()
-        self.monitor = LoopLagMonitor(self.metrics)
+        self.monitor = LoopLagMonitor(self.recorder)
         self.supervisor = Supervisor(
             settings.target, self.recorder, self.history, monitor=self.monitor, shard=settings.shard
         )
@@ -219,14 +203,12 @@ class SoakService:
         svc = config.service
         self.history.set_limits(svc.history_max_bytes, svc.history_max_age_s)
         changes = self._apply(config)
-        self._reloads.labels("success").inc()
-        self._reload_ok.set(1)
+        self.recorder.config_reloaded(True)
         log.info("configuration reloaded", source=config.source, **changes)
         return True
 
     def _reject(self, source: str, errors: list[str]) -> None:
-        self._reloads.labels("failure").inc()
-        self._reload_ok.set(0)
+        self.recorder.config_reloaded(False)
         log.error(
             "configuration reload rejected; the running configuration stays",
             source=source,
@@ -236,9 +218,8 @@ class SoakService:
     def _apply(self, config: Config) -> dict[str, list[str]]:
         changes = self.supervisor.apply(config.scenarios)
         self.scheduler.apply(config.scenarios)
-        for name in changes["removed"] if not self._multiprocess else ():
-            with contextlib.suppress(KeyError):
-                self.metrics.scenario_next_run_timestamp.remove(name)
+        for name in changes["removed"]:
+            self.recorder.next_run(name, None)
         self._refresh_next_runs()
         return changes
 
@@ -258,14 +239,8 @@ class SoakService:
                 self.history.retry()  # after a write failure; not every tick (a full rewrite)
 
     def _refresh_next_runs(self) -> None:
-        gauge = self.metrics.scenario_next_run_timestamp
         for name in self.supervisor.names():
-            when = self._next_run(name)
-            if when is not None:
-                gauge.labels(name).set(when)
-            elif not self._multiprocess:  # a file-backed value cannot be removed (it warns)
-                with contextlib.suppress(KeyError):
-                    gauge.remove(name)
+            self.recorder.next_run(name, self._next_run(name))
 
     def _next_run(self, name: str) -> float | None:
         fire = self.scheduler.next_run(name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from loadsvc.metrics import Metrics
+from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunResult, ScenarioRun
 from loadsvc.service.history import RunHistory
@@ -28,9 +28,11 @@ _LOGGED_VALUES = ("count", "errors", "per_second", "p95_ms", "p99_ms")
 class RunRecords:
     """Writes finished runs to the history and the log; the record is returned."""
 
-    def __init__(self, history: RunHistory, metrics: Metrics, target_url: str, shard: str) -> None:
+    def __init__(
+        self, history: RunHistory, recorder: Recorder, target_url: str, shard: str
+    ) -> None:
         self.history = history
-        self.metrics = metrics
+        self.recorder = recorder
         self.target_url = target_url
         self.shard = shard
         self.failures = 0  # records that could not be made or written
@@ -97,7 +99,7 @@ class RunRecords:
     def failed(self, run: ScenarioRun, exc: BaseException) -> None:
         """Judging or recording a run or window failed: logged and counted; the run goes on."""
         self.failures += 1
-        self.metrics.run_records_failed.labels(run.spec.name).inc()
+        self.recorder.record_failed(run.spec.name)
         run.log.error("cannot record the run", failures=self.failures, exc_info=exc)
 
     def _stand_in(
@@ -144,9 +146,7 @@ class RunRecords:
             "endpoints": [],
             "thresholds": [],
         }
-        self.metrics.scenario_runs.labels(name, "error").inc()
-        self.metrics.scenario_last_run_timestamp.labels(name).set(now)
-        self.metrics.scenario_last_run_passed.labels(name).set(0)
+        self.recorder.run_crashed(name)
         run.log.error("run crashed", result="error", exc_info=exc)
         try:
             self.history.append(doc)

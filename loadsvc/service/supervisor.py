@@ -113,7 +113,7 @@ class Supervisor:
         self.tick_s = tick_s
         self.backoff = backoff
         self.clock = clock
-        self.records = RunRecords(history, recorder.metrics, target.base_url, str(shard))
+        self.records = RunRecords(history, recorder, target.base_url, str(shard))
         self._slots: dict[str, _Slot] = {}
         self._closing = False
 
@@ -227,7 +227,7 @@ class Supervisor:
     ) -> ScenarioRun | None:
         """Do what the lifecycle asked; the run started, if one was."""
         if actions.skipped:
-            self.recorder.metrics.scenario_triggers_skipped.labels(name).inc()
+            self.recorder.trigger_skipped(name)
             log.info("trigger skipped: a run is in progress", scenario=name)
         if actions.cancel_wait and slot.restart_wait is not None:
             slot.restart_wait.cancel()

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loadsvc.config.spec import EndpointRef, RestUserSpec, UserSpec, WsReconnectUserSpec
-from loadsvc.recorder import Recorder, ScenarioStats
-from loadsvc.users.base import Target, UserContext, VirtualUser
+from loadsvc.users.base import EndpointSinks, Target, UserContext, VirtualUser
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.rest import RestUser, task_refs
 from loadsvc.users.ws import WsReconnectUser, WsStreamUser
@@ -24,13 +23,13 @@ class GroupWiring:
     make: UserFactory
 
 
-def wire_group(spec: UserSpec, recorder: Recorder, stats: ScenarioStats) -> GroupWiring:
+def wire_group(spec: UserSpec, sinks: EndpointSinks) -> GroupWiring:
     """Resolve a group's sinks once and return a factory for its users."""
     if isinstance(spec, RestUserSpec):
-        sinks = [recorder.http_sink(stats, ref) for ref in task_refs(spec)]
+        http = [sinks.http_sink(ref) for ref in task_refs(spec)]
         rest_spec = spec
-        return GroupWiring(spec, lambda ctx, rng: RestUser(rest_spec, ctx, sinks, rng))
-    sink = recorder.ws_sink(stats, EndpointRef(spec.endpoint, "ws"))
+        return GroupWiring(spec, lambda ctx, rng: RestUser(rest_spec, ctx, http, rng))
+    sink = sinks.ws_sink(EndpointRef(spec.endpoint, "ws"))
     if isinstance(spec, WsReconnectUserSpec):
         storm = spec
         return GroupWiring(spec, lambda ctx, rng: WsReconnectUser(storm, ctx, sink, rng))

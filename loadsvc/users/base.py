@@ -1,4 +1,9 @@
-"""What every virtual user is given: the target, a stop signal, a clock, a random source."""
+"""What every virtual user is given: the target, a stop signal, a clock, a random source,
+and the sinks it reports results to.
+
+The sinks are protocols: users depend on them, never on the recorder that
+implements them (:mod:`loadsvc.recorder`), so nothing under ``users/`` sees Prometheus.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+from loadsvc.config.spec import EndpointRef
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,65 @@ class VirtualUser(Protocol):
 
     async def run(self) -> None:
         """Act until cancelled or until ``stopping`` is set between units of work."""
+
+
+class HttpSink(Protocol):
+    """Where a REST user reports each request of one endpoint."""
+
+    def request(self, latency: float | None, outcome: str) -> None:
+        """One request ended with ``outcome``; ``latency`` is None when no response came."""
+
+    def note(self, reason: str, detail: str) -> None:
+        """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
+
+
+class WsSink(Protocol):
+    """Where a WS user reports frames, connects and failures of one endpoint."""
+
+    def frame(
+        self,
+        outcome: str,
+        latency: float | None,
+        interval: float | None,
+        missed: int,
+        offset: float | None = None,
+    ) -> None:
+        """One data frame received: its outcome, delivery latency, gap since the previous,
+        missed sequence numbers, and arrival minus publish stamp (``offset``, when stamped)."""
+
+    def missed(self, n: int) -> None:
+        """Sequence numbers found missing when a connection ended."""
+
+    def status(self) -> None:
+        """A status frame (heartbeat): counted on its own, neither validated nor timed."""
+
+    def connected(self, connect_s: float) -> None:
+        """A connection opened after ``connect_s``."""
+
+    def reconnected(self, reconnect_s: float) -> None:
+        """The time from losing or closing a connection to the next one open."""
+
+    def disconnected(self) -> None:
+        """An open connection closed (for any reason)."""
+
+    def failed(self, reason: str) -> None:
+        """A connection attempt failed, or an open connection was lost."""
+
+    def note(self, reason: str, detail: str) -> None:
+        """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
+
+    def sequence_anomaly(self, kind: str, n: int = 1) -> None:
+        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+
+
+class EndpointSinks(Protocol):
+    """The sinks of one run, one per endpoint; a user group resolves its own once."""
+
+    def http_sink(self, ref: EndpointRef) -> HttpSink:
+        """The sink of a REST endpoint."""
+
+    def ws_sink(self, ref: EndpointRef) -> WsSink:
+        """The sink of a WS endpoint."""
 
 
 def jittered(delay: float, rng: random.Random) -> float:

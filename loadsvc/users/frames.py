@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from loadsvc.config.spec import WsMessageSpec
-from loadsvc.recorder import WsSink
+from loadsvc.users.base import WsSink
 
 _ABSENT = msgspec.Raw()
 

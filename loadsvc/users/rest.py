@@ -13,9 +13,8 @@ from collections.abc import Callable
 import msgspec
 
 from loadsvc.config.spec import EndpointRef, HttpTaskSpec, RestUserSpec
-from loadsvc.recorder import HttpSink
 from loadsvc.tls import describe_tls_error
-from loadsvc.users.base import UserContext
+from loadsvc.users.base import HttpSink, UserContext
 from loadsvc.users.http1 import (
     BodyTooLarge,
     Http1Client,

@@ -23,9 +23,8 @@ from websockets.exceptions import (
 )
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
-from loadsvc.recorder import WsSink
 from loadsvc.tls import client_context, describe_tls_error
-from loadsvc.users.base import UserContext, jittered
+from loadsvc.users.base import UserContext, WsSink, jittered
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
 

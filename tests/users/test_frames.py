@@ -17,8 +17,9 @@ from loadsvc.config.spec import (
     WsStreamUserSpec,
 )
 from loadsvc.metrics import create_metrics
-from loadsvc.recorder import Recorder, WsSink
+from loadsvc.recorder import Recorder
 from loadsvc.runstats import EndpointStats
+from loadsvc.users.base import WsSink
 from loadsvc.users.frames import REORDER_WINDOW, FrameReader
 
 KEYS = ("quotes", "indices", "foreign", "derivatives", "prices")
