@@ -12,12 +12,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loadsvc"
 # which the recorder implements (FORBIDDEN below), so Prometheus stays out of them.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("cli", frozenset({"__main__", "cli", "demo", "localstack"})),
-    ("service", frozenset({"service", "oneshot", "render", "environment", "report", "progress"})),
-    ("runner", frozenset({"runner"})),
+    (
+        "service",
+        frozenset({"service", "oneshot", "render", "environment", "report", "progress", "web"}),
+    ),
+    ("runner", frozenset({"runner", "sampler"})),
     ("users", frozenset({"users", "loopmon"})),
     ("recorder", frozenset({"recorder"})),
     ("metrics", frozenset({"metrics"})),
-    ("pure", frozenset({"", "config", "runstats", "verdict", "shapes", "tls", "logs", "target"})),
+    (
+        "pure",
+        frozenset(
+            {"", "config", "runstats", "verdict", "shapes", "tls", "logs", "target", "timeseries"}
+        ),
+    ),
 )
 # Whatever a layer may import by rank, these never: what imports Prometheus stays out of users.
 FORBIDDEN: dict[str, frozenset[str]] = {
