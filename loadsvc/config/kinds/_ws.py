@@ -19,6 +19,7 @@ from loadsvc.config._values import (
     list_of,
     nullable,
     number,
+    size,
     text,
     url_path,
 )
@@ -74,6 +75,8 @@ class WsUserSpec:
     weight: int = 1
     connect_timeout_s: float = 10.0
     backoff: WsBackoffSpec = WsBackoffSpec()
+    # The largest message taken; a bigger one fails the connection (close code 1009).
+    max_message: int = 1024 * 1024
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """The one endpoint a WS group measures."""
@@ -81,7 +84,7 @@ class WsUserSpec:
 
 
 # The keys of a WS user group before its kind's own, in the order messages list them.
-WS_KEYS = ("kind", "weight", "path", "name", "message", "connect_timeout", "backoff")
+WS_KEYS = ("kind", "weight", "path", "name", "message", "connect_timeout", "backoff", "max_message")
 _MESSAGE_KEYS = (
     "required_keys",
     "type_field",
@@ -106,11 +109,12 @@ def read_ws_options(fields: Fields, uses: list[EndpointUse]) -> WsUserSpec | Non
     backoff = _backoff(fields)
     weight = fields.get("weight", integer(1), WsUserSpec.weight)
     timeout = fields.get("connect_timeout", duration(), WsUserSpec.connect_timeout_s)
+    max_message = fields.get("max_message", size(), WsUserSpec.max_message)
     if ws_path is None:
         return None
     endpoint = name if name is not None else endpoint_label(ws_path)
     uses.append(EndpointUse(endpoint, "ws", fields.path, fields.value_node("path") or fields.node))
-    return WsUserSpec(ws_path, endpoint, message, weight, timeout, backoff)
+    return WsUserSpec(ws_path, endpoint, message, weight, timeout, backoff, max_message)
 
 
 def read_ws_user(spec_type: type[W], options: WsUserSpec | None, **own: Any) -> W | None:
