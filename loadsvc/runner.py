@@ -19,33 +19,16 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from loadsvc.config.spec import RestUserSpec, ScenarioSpec, UserSpec
+from loadsvc.config.spec import ScenarioSpec
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary, LatencySamples
-from loadsvc.shapes import (
-    apportion,
-    peak_users,
-    scale_shape,
-    shape_duration,
-    shard_count,
-    target_users,
-)
+from loadsvc.shapes import LoadPlan
+from loadsvc.shapes import Shard as Shard
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's share of every scenario: shard ``index`` of ``count``."""
-
-    index: int = 0
-    count: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +37,7 @@ class RunOptions:
 
     users: int | None = None  # override the peak/total users (weights kept)
     duration_s: float | None = None  # cut the run short
-    shard: Shard = Shard()
+    shard: Shard = field(default_factory=Shard)
     tick_s: float = 1.0
     seed: int | None = None
 
@@ -90,14 +73,7 @@ class _Group:
 
     @property
     def endpoints(self) -> tuple[str, ...]:
-        return endpoints_of(self.wiring.spec)
-
-
-def endpoints_of(spec: UserSpec) -> tuple[str, ...]:
-    """The endpoint labels a user group measures."""
-    if isinstance(spec, RestUserSpec):
-        return tuple(t.endpoint for t in spec.tasks)
-    return (spec.endpoint,)
+        return tuple(ref.endpoint for ref in self.wiring.spec.endpoints())
 
 
 class ScenarioRun:
@@ -113,7 +89,7 @@ class ScenarioRun:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if options.users is not None:
-            spec = replace(spec, shape=scale_shape(spec.shape, options.users))
+            spec = replace(spec, shape=spec.shape.scaled(options.users))
         self.spec = spec
         self.target = target
         self.recorder = recorder
@@ -121,7 +97,7 @@ class ScenarioRun:
         self.monitor = monitor
         self.clock = clock
         self.run_id = uuid.uuid4().hex[:12]
-        planned = shape_duration(spec.shape)
+        planned = spec.shape.duration()
         if options.duration_s is not None:
             planned = options.duration_s if planned is None else min(planned, options.duration_s)
         self.planned_s = planned
@@ -181,7 +157,7 @@ class ScenarioRun:
         self.log.info(
             "run started",
             planned_s=self.planned_s,
-            peak_users=peak_users(spec.shape),
+            peak_users=spec.shape.peak(),
             shard=str(self.options.shard),
         )
         try:
@@ -262,16 +238,14 @@ class ScenarioRun:
 
     async def _drive(self, ctx: UserContext) -> None:
         spec = self.spec
-        weights = [g.wiring.spec.weight for g in self._groups]
+        plan = LoadPlan.of(spec, self.options.shard)
         tick = self.options.tick_s
         end = self.planned_s
         while not self._stop.is_set():
             elapsed = self.elapsed()
             if end is not None and elapsed >= end:
                 return
-            total = target_users(spec.shape, elapsed)
-            shard = self.options.shard
-            wanted = [shard_count(n, shard.index, shard.count) for n in apportion(total, weights)]
+            wanted = plan.users_at(elapsed)
             for group, n in zip(self._groups, wanted, strict=True):
                 self._reconcile(group, n, ctx)
             self.recorder.users(spec.name, self.user_count(), sum(wanted))

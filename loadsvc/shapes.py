@@ -1,74 +1,57 @@
-"""Load shapes: how many users a scenario wants at each moment.
+"""The load plan: which users each group of a scenario should have, for one shard.
 
-Pure functions of elapsed time, no asyncio, so they are tested without
-running anything (k6's "planning" separated from running).
+Pure functions of elapsed time, no asyncio, so they are tested without running
+anything (k6's "planning" separated from running). The shapes themselves
+(``users_at``, ``duration``, ``peak``, ``scaled``) are methods of their specs in
+:mod:`loadsvc.config.spec`; the runner executes the plan made here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 
-from loadsvc.config.spec import ConstantShapeSpec, RampingShapeSpec, ShapeSpec, Stage
-
-
-def shape_duration(shape: ShapeSpec) -> float | None:
-    """The planned length of a run in seconds; None when it runs until stopped."""
-    if isinstance(shape, ConstantShapeSpec):
-        return shape.duration_s
-    return sum(s.duration_s for s in shape.stages)
+from loadsvc.config.spec import ScenarioSpec, ShapeSpec
 
 
-def peak_users(shape: ShapeSpec) -> int:
-    """The most users the shape ever asks for."""
-    if isinstance(shape, ConstantShapeSpec):
-        return shape.users
-    return max([shape.start_users, *(s.target for s in shape.stages)])
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of every scenario: shard ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def share(self, total: int) -> int:
+        """This shard's part of ``total`` users; the parts of all shards add up exactly."""
+        return shard_count(total, self.index, self.count)
 
 
-def target_users(shape: ShapeSpec, elapsed: float) -> int:
-    """Users the shape asks for ``elapsed`` seconds into a run (0 once it is over)."""
-    if elapsed < 0:
-        return 0
-    if isinstance(shape, ConstantShapeSpec):
-        if shape.duration_s is not None and elapsed >= shape.duration_s:
-            return 0
-        if shape.spawn_rate:
-            # +1: the first user starts at once rather than after 1/spawn_rate seconds.
-            return min(shape.users, math.floor(shape.spawn_rate * elapsed) + 1)
-        return shape.users
-    return _ramping_target(shape.start_users, shape.stages, elapsed)
+@dataclass(frozen=True)
+class LoadPlan:
+    """How many users each user group of a scenario should have, on one shard.
 
+    The scenario's total at a moment is split over the groups by weight, then each
+    group's number over the shards, so every shard runs every kind of user and the
+    shards add up to the whole plan.
+    """
 
-def _ramping_target(start: int, stages: Sequence[Stage], elapsed: float) -> int:
-    level = float(start)
-    t0 = 0.0
-    for stage in stages:
-        if elapsed < t0 + stage.duration_s:
-            frac = (elapsed - t0) / stage.duration_s
-            return round(level + (stage.target - level) * frac)
-        t0 += stage.duration_s
-        level = float(stage.target)
-    return 0
+    shape: ShapeSpec
+    weights: tuple[int, ...]
+    shard: Shard = Shard()
 
+    @classmethod
+    def of(cls, spec: ScenarioSpec, shard: Shard = Shard()) -> LoadPlan:
+        """The plan of ``spec`` (its shape and its groups' weights) for ``shard``."""
+        return cls(spec.shape, tuple(u.weight for u in spec.users), shard)
 
-def scale_shape(shape: ShapeSpec, users: int) -> ShapeSpec:
-    """The same shape with its peak scaled to ``users`` (``loadsvc run --users``)."""
-    if isinstance(shape, ConstantShapeSpec):
-        return replace(shape, users=users)
-    peak = peak_users(shape)
-    if peak == 0:
-        return shape
-
-    def scaled(n: int) -> int:
-        return round(n * users / peak)
-
-    return replace(
-        shape,
-        start_users=scaled(shape.start_users),
-        stages=tuple(Stage(s.duration_s, scaled(s.target)) for s in shape.stages),
-    )
+    def users_at(self, elapsed: float) -> tuple[int, ...]:
+        """Users of each group on this shard ``elapsed`` seconds into the run."""
+        whole = apportion(self.shape.users_at(elapsed), self.weights)
+        return tuple(self.shard.share(n) for n in whole)
 
 
 def apportion(total: int, weights: Sequence[int]) -> list[int]:
@@ -95,12 +78,8 @@ def shard_count(total: int, index: int, count: int) -> int:
 
 
 __all__ = [
-    "ConstantShapeSpec",
-    "RampingShapeSpec",
+    "LoadPlan",
+    "Shard",
     "apportion",
-    "peak_users",
-    "scale_shape",
-    "shape_duration",
     "shard_count",
-    "target_users",
 ]

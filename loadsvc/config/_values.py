@@ -25,6 +25,10 @@ _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_MIN_SIZE = 1024
+_MAX_SIZE = 1024**3  # a cap past memory would protect nothing
 
 # Only its stateless scalar constructors are used, so one instance serves every parse.
 _SCALARS = SafeConstructor()
@@ -160,6 +164,28 @@ def duration(*, allow_zero: bool = False) -> Converter[float]:
         if seconds == 0 and not allow_zero:
             raise Invalid(f"must be longer than 0, got {describe(node)}")
         return seconds
+
+    return convert
+
+
+def size() -> Converter[int]:
+    """A size in bytes: an integer, or ``512KiB``, ``10MiB``, ``1GiB``; 1 KiB to 1 GiB."""
+
+    def convert(node: yaml.Node) -> int:
+        value = scalar(node)
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+        else:
+            match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+            if match is None:
+                raise Invalid(
+                    f"expected a size such as 10MiB, 512KiB or a number of bytes, "
+                    f"got {describe(node)}"
+                )
+            n = int(match[1]) * _SIZE_UNITS[match[2]]
+        if not _MIN_SIZE <= n <= _MAX_SIZE:
+            raise Invalid(f"must be between 1KiB and 1GiB, got {describe(node)}")
+        return n
 
     return convert
 

@@ -7,9 +7,21 @@ nothing downstream re-validates them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Literal
-from urllib.parse import urlsplit
+
+# Each user kind's spec lives in its module in loadsvc.config.kinds; re-exported here.
+from loadsvc.config.kinds import EndpointRef as EndpointRef
+from loadsvc.config.kinds import HttpTaskSpec as HttpTaskSpec
+from loadsvc.config.kinds import RestUserSpec as RestUserSpec
+from loadsvc.config.kinds import UserSpec as UserSpec
+from loadsvc.config.kinds import WsBackoffSpec as WsBackoffSpec
+from loadsvc.config.kinds import WsMessageSpec as WsMessageSpec
+from loadsvc.config.kinds import WsReconnectUserSpec as WsReconnectUserSpec
+from loadsvc.config.kinds import WsStreamUserSpec as WsStreamUserSpec
+from loadsvc.config.kinds import WsUserSpec as WsUserSpec
+from loadsvc.config.kinds import endpoint_label as endpoint_label
 
 # --- thresholds -------------------------------------------------------------
 
@@ -76,6 +88,7 @@ class ScenarioThresholds:
 
 
 # --- load shapes ------------------------------------------------------------
+# Pure functions of elapsed time, no asyncio: tested without running anything.
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,27 @@ class ConstantShapeSpec:
     duration_s: float | None
     spawn_rate: float | None = None
     kind: Literal["constant"] = "constant"
+
+    def duration(self) -> float | None:
+        """The planned length of a run in seconds; None when it runs until stopped."""
+        return self.duration_s
+
+    def peak(self) -> int:
+        """The most users the shape ever asks for."""
+        return self.users
+
+    def users_at(self, elapsed: float) -> int:
+        """Users the shape asks for ``elapsed`` seconds into a run (0 once it is over)."""
+        if elapsed < 0 or (self.duration_s is not None and elapsed >= self.duration_s):
+            return 0
+        if self.spawn_rate:
+            # +1: the first user starts at once rather than after 1/spawn_rate seconds.
+            return min(self.users, math.floor(self.spawn_rate * elapsed) + 1)
+        return self.users
+
+    def scaled(self, users: int) -> ConstantShapeSpec:
+        """The same shape with ``users`` users (``loadsvc run --users``)."""
+        return replace(self, users=users)
 
 
 @dataclass(frozen=True)
@@ -104,112 +138,45 @@ class RampingShapeSpec:
     start_users: int = 0
     kind: Literal["ramping"] = "ramping"
 
+    def duration(self) -> float:
+        """The planned length of a run in seconds: the stages end to end."""
+        return sum(s.duration_s for s in self.stages)
+
+    def peak(self) -> int:
+        """The most users the shape ever asks for."""
+        return max([self.start_users, *(s.target for s in self.stages)])
+
+    def users_at(self, elapsed: float) -> int:
+        """Users the shape asks for ``elapsed`` seconds into a run (0 once it is over)."""
+        if elapsed < 0:
+            return 0
+        level = float(self.start_users)
+        t0 = 0.0
+        for stage in self.stages:
+            if elapsed < t0 + stage.duration_s:
+                frac = (elapsed - t0) / stage.duration_s
+                return round(level + (stage.target - level) * frac)
+            t0 += stage.duration_s
+            level = float(stage.target)
+        return 0
+
+    def scaled(self, users: int) -> RampingShapeSpec:
+        """The same ramps with the peak scaled to ``users`` (``loadsvc run --users``)."""
+        peak = self.peak()
+        if peak == 0:
+            return self
+
+        def scale(n: int) -> int:
+            return round(n * users / peak)
+
+        return replace(
+            self,
+            start_users=scale(self.start_users),
+            stages=tuple(Stage(s.duration_s, scale(s.target)) for s in self.stages),
+        )
+
 
 ShapeSpec = ConstantShapeSpec | RampingShapeSpec
-
-
-# --- user kinds ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpTaskSpec:
-    """One weighted REST request a REST user makes.
-
-    ``path`` may carry a query string (``/api/market/alerts?limit=50``);
-    ``endpoint`` is the metric label: the route without the query string.
-    """
-
-    path: str
-    endpoint: str
-    method: str = "GET"
-    weight: int = 1
-    expect_status: tuple[int, ...] = (200,)
-    required_keys: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RestUserSpec:
-    """A REST user: weighted tasks, paced (open, coordinated-omission-safe) or with think time.
-
-    Exactly one of ``pacing_s`` (one request every ``pacing_s``, latency from the
-    intended start) and ``think_time_s`` (closed model: wait uniform(min, max)
-    after each response, latency from the send) is set.
-
-    ``max_body`` caps a response body as sent and ``max_decompressed`` once
-    decoded (bytes); past either the request counts as ``too_large``.
-    """
-
-    tasks: tuple[HttpTaskSpec, ...]
-    pacing_s: float | None = None
-    think_time_s: tuple[float, float] | None = None
-    weight: int = 1
-    timeout_s: float = 10.0
-    max_body: int = 10 * 1024 * 1024
-    max_decompressed: int = 50 * 1024 * 1024
-    kind: Literal["rest"] = "rest"
-
-
-@dataclass(frozen=True)
-class WsMessageSpec:
-    """How a WS user reads and validates the frames of a stream."""
-
-    required_keys: tuple[str, ...] = ()
-    type_field: str = "type"
-    # Frames of these types are counted (outcome "status") but neither validated nor timed.
-    skip_types: tuple[str, ...] = ("status",)
-    timestamp_field: str | None = "published_at"
-    timestamp_unit: Literal["s", "ms"] = "s"
-    sequence_field: str | None = "seq"
-    # A publish stamp later than the arrival by up to this much is timed as 0 (clocks kept
-    # in step by NTP differ by a few ms); beyond it the frame is "skewed" and not timed.
-    clock_tolerance_s: float = 0.01
-
-
-@dataclass(frozen=True)
-class WsBackoffSpec:
-    """Jittered exponential backoff between reconnect attempts after a failure."""
-
-    initial_s: float = 0.1
-    max_s: float = 5.0
-    multiplier: float = 2.0
-
-
-@dataclass(frozen=True)
-class WsStreamUserSpec:
-    """A WS client that connects to ``path`` and receives continuously."""
-
-    path: str
-    endpoint: str
-    message: WsMessageSpec = WsMessageSpec()
-    weight: int = 1
-    connect_timeout_s: float = 10.0
-    backoff: WsBackoffSpec = WsBackoffSpec()
-    kind: Literal["ws_stream"] = "ws_stream"
-
-
-@dataclass(frozen=True)
-class WsReconnectUserSpec:
-    """A WS client in a reconnect storm.
-
-    On every ``cycle_s`` boundary of the scenario's clock (so all users act
-    together) it receives ``messages_per_cycle`` frames, then disconnects and
-    reconnects at once; the reconnect time is measured. Between storms it keeps
-    reading.
-    """
-
-    path: str
-    endpoint: str
-    cycle_s: float = 10.0
-    messages_per_cycle: int = 3
-    message: WsMessageSpec = WsMessageSpec()
-    weight: int = 1
-    connect_timeout_s: float = 10.0
-    backoff: WsBackoffSpec = WsBackoffSpec()
-    kind: Literal["ws_reconnect"] = "ws_reconnect"
-
-
-UserSpec = RestUserSpec | WsStreamUserSpec | WsReconnectUserSpec
-WsUserSpec = WsStreamUserSpec | WsReconnectUserSpec
 
 
 # --- schedules ------------------------------------------------------------------
@@ -244,20 +211,6 @@ class ScheduleSpec:
 # --- scenarios and the whole configuration ---------------------------------
 
 
-def endpoint_label(path: str) -> str:
-    """The metric label of a request path: the route without a query string."""
-    return urlsplit(path).path or "/"
-
-
-@dataclass(frozen=True)
-class EndpointRef:
-    """One endpoint a scenario measures: its label and its protocol."""
-
-    endpoint: str
-    kind: Literal["http", "ws"]
-    method: str = ""
-
-
 @dataclass(frozen=True)
 class ScenarioSpec:
     """A named load scenario: who (user groups with weights), how many over time, how judged."""
@@ -274,12 +227,7 @@ class ScenarioSpec:
         """Every endpoint this scenario measures, in configuration order, without repeats."""
         seen: dict[tuple[str, str, str], EndpointRef] = {}
         for user in self.users:
-            if isinstance(user, RestUserSpec):
-                for task in user.tasks:
-                    ref = EndpointRef(task.endpoint, "http", task.method)
-                    seen.setdefault((ref.kind, ref.endpoint, ref.method), ref)
-            else:
-                ref = EndpointRef(user.endpoint, "ws")
+            for ref in user.endpoints():
                 seen.setdefault((ref.kind, ref.endpoint, ref.method), ref)
         return tuple(seen.values())
 

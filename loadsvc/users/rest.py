@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from loadsvc.config.spec import EndpointRef, HttpTaskSpec, RestUserSpec
+from loadsvc.config.spec import HttpTaskSpec, RestUserSpec
 from loadsvc.tls import describe_tls_error
 from loadsvc.users.base import HttpSink, UserContext
 from loadsvc.users.http1 import (
@@ -69,11 +69,6 @@ class _Task:
             body_checker(tuple(sorted(set(spec.required_keys)))) if spec.required_keys else None
         )
         self.sink = sink
-
-
-def task_refs(spec: RestUserSpec) -> list[EndpointRef]:
-    """The endpoint of each task, in order."""
-    return [EndpointRef(t.endpoint, "http", t.method) for t in spec.tasks]
 
 
 class RestUser:

@@ -98,6 +98,7 @@ class _WsClient:
                     compression=None,  # frames are small JSON; deflate costs memory and CPU
                     proxy=None,  # load goes straight to the target, never via a proxy
                     max_queue=64,
+                    max_size=self._spec.max_message,
                     close_timeout=2,
                     user_agent_header="loadsvc",
                     ssl=self._tls,

@@ -1,0 +1,80 @@
+"""What every user kind is made of: its endpoints, and the record the ``KINDS`` table holds."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from loadsvc.config._nodes import Fields
+
+if TYPE_CHECKING:  # only for types: the config layer never imports the runtime
+    from loadsvc.users.base import EndpointSinks, UserContext, VirtualUser
+
+__all__ = ["EndpointRef", "EndpointUse", "UserFactory", "UserKind", "UserSpec", "endpoint_label"]
+
+
+def endpoint_label(path: str) -> str:
+    """The metric label of a request path: the route without a query string."""
+    return urlsplit(path).path or "/"
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """One endpoint a scenario measures: its label and its protocol."""
+
+    endpoint: str
+    kind: Literal["http", "ws"]
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointUse:
+    """Where a user group or task measures an endpoint (to find HTTP/WS label clashes)."""
+
+    endpoint: str
+    protocol: Literal["http", "ws"]
+    path: str
+    node: yaml.Node
+
+
+class UserSpec(Protocol):
+    """The spec of one user group, whatever its kind (see ``KINDS``)."""
+
+    @property
+    def kind(self) -> str:
+        """The key of the group's kind in ``KINDS``."""
+
+    @property
+    def weight(self) -> int:
+        """The group's share of the scenario's users."""
+
+    def endpoints(self) -> tuple[EndpointRef, ...]:
+        """The endpoints the group measures, in configuration order."""
+
+
+S = TypeVar("S")
+
+UserFactory = Callable[["UserContext", random.Random], "VirtualUser"]
+
+
+@dataclass(frozen=True)
+class UserKind(Generic[S]):
+    """One user kind as the config loader and the runner see it.
+
+    ``keys`` are the config keys a group of this kind may have (in the order error
+    messages list them); ``read`` builds the spec from them (None when too broken,
+    every problem reported) and records each endpoint it uses; ``build`` resolves a
+    group's sinks once and returns the factory the runner creates its users with.
+    """
+
+    keys: tuple[str, ...]
+    read: Callable[[Fields, list[EndpointUse]], S | None]
+    build: Callable[[S, EndpointSinks], UserFactory]
+
+
+AnyKind = UserKind[Any]

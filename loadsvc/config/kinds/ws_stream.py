@@ -1,0 +1,38 @@
+"""The ``ws_stream`` user kind: a WebSocket client that connects and receives continuously."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from loadsvc.config._nodes import Fields
+from loadsvc.config.kinds._base import EndpointUse, UserFactory, UserKind
+from loadsvc.config.kinds._ws import WS_KEYS, WsUserSpec, read_ws_options, read_ws_user, ws_sink
+
+if TYPE_CHECKING:
+    from loadsvc.users.base import EndpointSinks
+
+__all__ = ["KIND", "WsStreamUserSpec"]
+
+
+@dataclass(frozen=True)
+class WsStreamUserSpec(WsUserSpec):
+    """A WS client that connects to ``path`` and receives continuously."""
+
+    kind: Literal["ws_stream"] = "ws_stream"
+
+
+def read(fields: Fields, uses: list[EndpointUse]) -> WsStreamUserSpec | None:
+    """A ws_stream group: the shared WS options only."""
+    return read_ws_user(WsStreamUserSpec, read_ws_options(fields, uses))
+
+
+def build(spec: WsStreamUserSpec, sinks: EndpointSinks) -> UserFactory:
+    """Users that share the group's one WS sink."""
+    from loadsvc.users.ws import WsStreamUser  # at build time: see kinds/rest.py
+
+    sink = ws_sink(spec, sinks)
+    return lambda ctx, rng: WsStreamUser(spec, ctx, sink, rng)
+
+
+KIND = UserKind[WsStreamUserSpec](keys=WS_KEYS, read=read, build=build)
