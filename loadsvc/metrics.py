@@ -102,6 +102,9 @@ GAUGE_MERGE: Mapping[str, MergeMode] = {
     "loadsvc_threshold_limit": "livemax",  # the same on every worker
     "loadsvc_generator_busy": "livemax",
     "loadsvc_config_last_reload_successful": "livemin",
+    "loadsvc_baseline_value": "livemax",  # the same on every worker reading one history
+    "loadsvc_baseline_runs": "livemin",
+    "loadsvc_regression_detected": "livemax",  # regressed if any worker's share did
 }
 
 
@@ -166,6 +169,9 @@ class Metrics:
     threshold_limit: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
+    baseline_value: Gauge
+    baseline_runs: Gauge
+    regression_detected: Gauge
 
 
 def create_metrics(
@@ -330,5 +336,22 @@ def create_metrics(
         generator_busy=gauge(
             "loadsvc_generator_busy",
             "1 while the generator is too busy to measure truthfully (event-loop lag).",
+        ),
+        baseline_value=gauge(
+            "loadsvc_baseline_value",
+            "The baseline of a metric: the median of comparable past runs' values (seconds for "
+            "p50/p95/p99/reconnect_p95, a ratio, or messages per connection-second).",
+            ["scenario", "endpoint", "metric"],
+        ),
+        baseline_runs=gauge(
+            "loadsvc_baseline_runs",
+            "Comparable past runs in the last run's baseline (below the minimum: no baseline yet).",
+            ["scenario"],
+        ),
+        regression_detected=gauge(
+            "loadsvc_regression_detected",
+            "1 if the last run regressed on the metric against its baseline (beyond the "
+            "tolerance and the test on its own samples), else 0.",
+            ["scenario", "endpoint", "metric"],
         ),
     )

@@ -6,6 +6,7 @@ judges a run against it (tolerances and a test on the run's own samples),
 """
 
 from loadsvc.baseline.regression import (
+    DEFAULT_POLICY,
     LATENCY_METRICS,
     METRICS,
     BaselinePolicy,
@@ -23,6 +24,7 @@ from loadsvc.baseline.select import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "LATENCY_METRICS",
     "METRICS",
     "BaselinePolicy",
