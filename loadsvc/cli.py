@@ -92,8 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-html", type=Path, help="write a self-contained HTML report (charts) here"
     )
     r.add_argument("--metrics-port", type=_port, help="serve /metrics on 127.0.0.1:PORT")
+    r.add_argument(
+        "--baseline",
+        type=Path,
+        help="a summary JSON or a folder of them: exit 1 when the run regressed against it",
+    )
     r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
     r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
+
+    c = sub.add_parser(
+        "compare", help="B.json against A.json side by side: exit 0 same, 1 regressed, 2 unreadable"
+    )
+    c.add_argument("a", type=Path, help="the baseline summary (loadsvc run --summary-json)")
+    c.add_argument("b", type=Path, help="the summary judged against it")
 
     g = sub.add_parser("render", help="write the alert rules and dashboards from the thresholds")
     g.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
@@ -178,6 +189,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for out in (args.summary_json, args.report_html):
             if out is not None:
                 _check_writable(out)
+        if args.baseline is not None and not args.baseline.exists():
+            raise SettingsError(f"--baseline: no such file or folder {args.baseline}")
         target = resolve_target(
             args.target, args.header, ca_file=args.ca_file, insecure=args.insecure
         )
@@ -200,6 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
         report_html=args.report_html,
+        baseline=args.baseline,
     )
     sampler = SeriesSampler() if args.report_html is not None else None
     result = _run_async(lambda: run_once(job, sampler))
@@ -250,6 +264,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from loadsvc.compare import compare_files
+
+    return compare_files(args.a, args.b)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from loadsvc.demo import run_demo
 
@@ -262,6 +282,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _cmd_validate,
     "target": _cmd_target,
     "run": _cmd_run,
+    "compare": _cmd_compare,
     "serve": _cmd_serve,
 }
 

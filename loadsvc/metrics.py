@@ -233,6 +233,19 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("generator_busy", "loadsvc_generator_busy",
        "1 while the generator is too busy to measure truthfully (event-loop lag).", (),
        "livemax"),
+    # Regressions against a baseline of comparable past runs (loadsvc.baseline); not declared:
+    # a scenario has no baseline until it has had enough runs.
+    _g("baseline_value", "loadsvc_baseline_value",
+       "The baseline of a metric: the median of comparable past runs' values (seconds for "
+       "p50/p95/p99/reconnect_p95, a ratio, or messages per connection-second).",
+       (*_SE, "metric"), "livemax"),  # the same on every worker reading one history
+    _g("baseline_runs", "loadsvc_baseline_runs",
+       "Comparable past runs in the last run's baseline (below the minimum: no baseline yet).",
+       ("scenario",), "livemin"),
+    _g("regression_detected", "loadsvc_regression_detected",
+       "1 if the last run regressed on the metric against its baseline (beyond the "
+       "tolerance and the test on its own samples), else 0.", (*_SE, "metric"),
+       "livemax"),  # regressed if any worker's share did
     _c("config_reloads", "loadsvc_config_reloads",
        "Configuration reloads (SIGHUP) by result (success, failure).", ("result",),
        fixed=(("result", RELOAD_RESULTS),), declared=True, group="service"),
@@ -364,6 +377,9 @@ class Metrics:
     threshold_limit: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
+    baseline_value: Gauge
+    baseline_runs: Gauge
+    regression_detected: Gauge
     # The `serve` process's own (create_metrics(service=True)); None elsewhere.
     config_reloads: Counter | None = None
     config_last_reload_successful: Gauge | None = None

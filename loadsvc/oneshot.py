@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
+from loadsvc.baseline import fingerprint
+from loadsvc.compare import judge_with_files, regression_lines
 from loadsvc.config.spec import Config
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
@@ -41,6 +43,7 @@ class OneShot:
     metrics_host: str = "127.0.0.1"
     progress_interval: float | None = None
     report_html: Path | None = None
+    baseline: Path | None = None  # a summary or a folder of them to judge the run against
 
 
 async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunResult:
@@ -82,12 +85,22 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
 
 
 def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None) -> int:
-    """Print the table, write the JSON and the HTML report, and return the exit code."""
+    """Print the table, write the JSON and the HTML report, and return the exit code
+    (1 on a breach or a regression)."""
     print(summary_table(result), file=sys.stdout, flush=True)
+    doc = summary_doc(result, job.target.base_url)
+    spec = job.config.scenario(job.scenario)
+    if job.options.users is not None:  # the same scaled spec the run used
+        spec = replace(spec, shape=spec.shape.scaled(job.options.users))
+    doc["fingerprint"] = fingerprint(spec, result.planned_s)
+    regressed = False
+    if job.baseline is not None:
+        report, notes = judge_with_files(doc, job.baseline)
+        doc["regression"] = report.doc()
+        regressed = report.state == "regressed"
+        print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)
     if job.summary_json is not None:
-        doc = summary_doc(result, job.target.base_url)
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     if job.report_html is not None and sampler is not None:
-        spec = job.config.scenario(job.scenario)
         write_report(job.report_html, report_data(result, sampler, spec, job.target.base_url))
-    return EXIT_PASSED if result.passed else EXIT_BREACHED
+    return EXIT_PASSED if result.passed and not regressed else EXIT_BREACHED

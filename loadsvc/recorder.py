@@ -373,6 +373,23 @@ class Recorder:
             with contextlib.suppress(KeyError):
                 gauge.remove(scenario)
 
+    def regression_judged(
+        self,
+        scenario: str,
+        runs: int,
+        findings: dict[tuple[str, str], tuple[float, bool]],
+        cleared: set[tuple[str, str]],
+    ) -> None:
+        """A run was judged against its baseline: per (endpoint, metric) the baseline value
+        (base units) and whether it regressed; ``cleared`` are no longer judged (back to 0)."""
+        m = self.metrics
+        m.baseline_runs.labels(scenario).set(runs)
+        for (endpoint, metric), (baseline, regressed) in findings.items():
+            m.baseline_value.labels(scenario, endpoint, metric).set(baseline)
+            m.regression_detected.labels(scenario, endpoint, metric).set(1 if regressed else 0)
+        for endpoint, metric in cleared:
+            m.regression_detected.labels(scenario, endpoint, metric).set(0)
+
     def config_reloaded(self, ok: bool) -> None:
         """A configuration reload was accepted (``ok``) or rejected (needs ``service=True``)."""
         m = self.metrics

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from loadsvc.runner import RunResult
-from loadsvc.runstats import EndpointSummary
+from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
 from loadsvc.verdict import Judgement
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
+
+
+def histogram_doc(h: CompactHistogram) -> dict[str, Any]:
+    """A compact latency histogram in the summary JSON: what a baseline comparison tests."""
+    return {"scheme": HISTOGRAM_SCHEME, "start": h[0], "counts": list(h[1])}
 
 
 def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
@@ -30,6 +35,8 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "outcomes": dict(s.outcomes),
         # What went wrong, for a person: e.g. {"reason": "tls", "detail": "certificate ...", "count": 20}
         "diagnostics": [{"reason": r, "detail": d, "count": n} for r, d, n in s.diagnostics],
+        "events": s.events,
+        "latency_histogram": histogram_doc(s.latency_histogram),
     }
     if s.kind == "ws":
         mpc = s.messages_per_second_per_connection
@@ -43,6 +50,8 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
             sequence_anomalies=dict(s.sequence_anomalies),
             # min(arrival - publish stamp): negative means the server's clock is ahead
             clock_offset_ms=_ms(s.clock_offset_min_s),
+            connection_seconds=round(s.connection_seconds, 3),
+            reconnect_histogram=histogram_doc(s.reconnect_histogram),
         )
     return doc
 

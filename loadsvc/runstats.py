@@ -32,6 +32,20 @@ _LOG_K = 1.0 / math.log1p(0.01)
 _LOG_BUCKETS = 2000
 # The percentiles every summary reports (1.0 is the maximum).
 SUMMARY_QUANTILES = (0.5, 0.95, 0.99, 1.0)
+# A summary keeps its latency histogram in buckets of this many live buckets (~5 % wide):
+# enough to test a regression on the run's own samples, small enough for the run history.
+HISTOGRAM_WIDTH = 5
+
+# Names the bucket layout in the summary JSON, so a reader never mixes two layouts.
+HISTOGRAM_SCHEME = f"log1pct*{HISTOGRAM_WIDTH}@{_LOG_MIN:g}s"
+# A compact histogram: (first bucket index, counts from it on), buckets HISTOGRAM_WIDTH wide.
+CompactHistogram = tuple[int, tuple[int, ...]]
+
+
+def bucket_lower_edge(index: int, width: int = HISTOGRAM_WIDTH) -> float:
+    """The smallest latency (s) a compact bucket can hold: every sample in it is >= this."""
+    live = index * width
+    return 0.0 if live == 0 else _LOG_MIN * math.exp((live - 1) / _LOG_K)
 
 
 LIVE_BUCKETS = _LOG_BUCKETS
@@ -120,6 +134,14 @@ class LatencySamples:
         """The live histogram's bucket counts (not a copy: read, never change)."""
         return self._live
 
+    def histogram(self, width: int = HISTOGRAM_WIDTH) -> CompactHistogram:
+        """Every latency seen (not just the reservoir), in buckets ``width`` live buckets wide."""
+        merged = [sum(self._live[i : i + width]) for i in range(0, _LOG_BUCKETS, width)]
+        used = [i for i, c in enumerate(merged) if c]
+        if not used:
+            return (0, ())
+        return (used[0], tuple(merged[used[0] : used[-1] + 1]))
+
     def quantiles(self, qs: tuple[float, ...]) -> dict[float, float | None]:
         """Exact nearest-rank quantiles of the window (O(n); off the loop for big windows)."""
         return exact_quantiles(self.samples, qs)
@@ -170,6 +192,10 @@ class EndpointSummary:
     # What went wrong, in words a person can act on: (reason, detail, count), e.g.
     # ("tls", "certificate verify failed: self-signed certificate", 20). Bounded.
     diagnostics: tuple[tuple[str, str, int], ...] = ()
+    # Compact histograms of the window's latencies and reconnect times (see LatencySamples.histogram):
+    # what a regression is tested on against a baseline of past runs.
+    latency_histogram: CompactHistogram = (0, ())
+    reconnect_histogram: CompactHistogram = (0, ())
 
     def outcome(self, name: str) -> int:
         """How many requests or frames ended with ``name``."""
@@ -308,6 +334,8 @@ class EndpointStats:
             clock_offset_min_s=self.clock_offset_min,
             sequence_anomalies=tuple(sorted(self.anomalies.items())),
             diagnostics=tuple((r, d, n) for (r, d), n in self.diagnostics.items()),
+            latency_histogram=self.latency.histogram() if percentiles else (0, ()),
+            reconnect_histogram=self.reconnect.histogram(),
         )
 
     def roll(self, now: float) -> tuple[EndpointSummary, LatencySamples]:
@@ -327,4 +355,11 @@ class EndpointStats:
 def with_percentiles(summary: EndpointSummary, samples: LatencySamples) -> EndpointSummary:
     """``summary`` with the exact percentiles of its window's ``samples`` (thread-safe)."""
     qs = samples.quantiles(SUMMARY_QUANTILES)
-    return replace(summary, p50_s=qs[0.5], p95_s=qs[0.95], p99_s=qs[0.99], max_s=qs[1.0])
+    return replace(
+        summary,
+        p50_s=qs[0.5],
+        p95_s=qs[0.95],
+        p99_s=qs[0.99],
+        max_s=qs[1.0],
+        latency_histogram=samples.histogram(),
+    )

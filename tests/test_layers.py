@@ -14,7 +14,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("cli", frozenset({"__main__", "cli", "demo", "localstack"})),
     (
         "service",
-        frozenset({"service", "oneshot", "render", "environment", "report", "progress", "web"}),
+        frozenset(
+            {"service", "oneshot", "compare", "render", "environment", "report", "progress", "web"}
+        ),
     ),
     ("runner", frozenset({"runner", "sampler"})),
     ("users", frozenset({"users", "loopmon"})),
@@ -23,7 +25,18 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "pure",
         frozenset(
-            {"", "config", "runstats", "verdict", "shapes", "tls", "logs", "target", "timeseries"}
+            {
+                "",
+                "config",
+                "runstats",
+                "verdict",
+                "shapes",
+                "tls",
+                "logs",
+                "target",
+                "timeseries",
+                "baseline",
+            }
         ),
     ),
 )

@@ -14,6 +14,7 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 
 from loadsvc.config.spec import Config
 from loadsvc.metrics import NAMES
+from loadsvc.render.dashboard_baseline import baseline_row
 from loadsvc.render.dashboard_overview import RATE, VERDICT_MAPPINGS, run_annotations
 from loadsvc.render.header import provenance
 from loadsvc.render.panels import Board, Query, datasource, encode, stat, timeseries
@@ -326,5 +327,6 @@ def scenario_dashboard(config: Config, profile: TimingProfile) -> dict[str, Any]
     _thresholds(board, profile)
     _connections(board)
     _runs(board)
+    baseline_row(board)
     _generator(board)
     return encode(board.builder, run_annotations('scenario="$scenario"'))

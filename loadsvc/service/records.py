@@ -14,10 +14,12 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
+from loadsvc.baseline import fingerprint
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunResult, ScenarioRun
 from loadsvc.service.history import RunHistory
+from loadsvc.service.regressions import RegressionJudge
 
 Trigger = Literal["schedule", "api", "continuous"]
 
@@ -36,6 +38,7 @@ class RunRecords:
         self.target_url = target_url
         self.shard = shard
         self.failures = 0  # records that could not be made or written
+        self.regressions = RegressionJudge(history, recorder)
 
     def finished(
         self,
@@ -69,6 +72,8 @@ class RunRecords:
             doc["window"] = window
         if cut_short:
             doc["stopped_early"] = True
+        doc["fingerprint"] = fingerprint(run.spec, result.planned_s)
+        self.regressions.judge(doc)
         self.history.append(doc)
         run.log.info(
             "run ended" if final else "verdict window",
@@ -79,6 +84,7 @@ class RunRecords:
             stopped_early=doc["stopped_early"],
             thresholds=[j.describe() for j in result.verdict.judgements],
             failed=[j.describe() for j in result.verdict.breached()],
+            regression=doc["regression"]["headline"],
             endpoints={e["endpoint"]: {k: e[k] for k in _LOGGED_VALUES} for e in doc["endpoints"]},
         )
         return doc

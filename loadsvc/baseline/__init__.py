@@ -1,0 +1,40 @@
+"""Regressions: a run judged against a baseline of comparable past runs of its scenario.
+
+``select`` chooses the baseline (history records or summary files), ``regression``
+judges a run against it (tolerances and a test on the run's own samples),
+``stats`` holds the exact tests.
+"""
+
+from loadsvc.baseline.regression import (
+    DEFAULT_POLICY,
+    LATENCY_METRICS,
+    METRICS,
+    BaselinePolicy,
+    Finding,
+    RegressionReport,
+    Tolerance,
+    judge_against,
+)
+from loadsvc.baseline.select import (
+    UnreadableSummary,
+    choose_baseline,
+    fingerprint,
+    read_summaries,
+    read_summary,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "LATENCY_METRICS",
+    "METRICS",
+    "BaselinePolicy",
+    "Finding",
+    "RegressionReport",
+    "Tolerance",
+    "UnreadableSummary",
+    "choose_baseline",
+    "fingerprint",
+    "judge_against",
+    "read_summaries",
+    "read_summary",
+]

@@ -1,0 +1,345 @@
+"""Judging a run against a baseline of comparable past runs: per endpoint and metric.
+
+A metric regressed when both hold:
+
+1. **Beyond the tolerance**, relative and absolute together: the run's value
+   is past ``median(baseline) * (1 + relative)`` *and* past
+   ``median(baseline) + absolute`` (for a rate per connection, a drop: below
+   both). The larger of the two is the metric's *limit*.
+2. **Not noise**: the run's own samples say so beyond chance (p < ``alpha``).
+   For a latency quantile q, the share of samples surely above the limit
+   (from the summary's compact histogram) is tested against 1 - q with an
+   exact one-sided binomial test: "the q quantile is above the limit" is the
+   same statement. Error and missed ratios get the same binomial test against
+   the limit ratio; messages per connection-second a Poisson test.
+
+Without enough comparable runs, or without the samples to test, nothing
+regresses: a run says ``no baseline yet`` and never alarms.
+Values are in the summary JSON's units (latencies in ms).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
+
+ReportState = Literal["no_baseline", "ok", "regressed"]
+Doc = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far past the baseline's median a value must be: both margins at once."""
+
+    relative: float  # e.g. 0.5: +50 % (a drop of 50 % for rates)
+    absolute: float  # in the metric's unit: ms, a ratio, msg/s
+
+
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """How baselines are chosen and how far a run may stray from them."""
+
+    runs: int = 7  # the baseline is the median of the last this many comparable runs
+    min_runs: int = 3  # fewer: "no baseline yet"
+    same_time_of_day: bool = False  # continuous: the same window of previous days
+    time_of_day_slack_s: float = 900.0  # how far from the same time a previous day's window may be
+    alpha: float = 0.001  # significance of the test on the run's own samples
+    latency: Tolerance = Tolerance(0.5, 10.0)
+    error_ratio: Tolerance = Tolerance(1.0, 0.005)
+    message_rate: Tolerance = Tolerance(0.2, 0.2)
+    reconnect: Tolerance = Tolerance(0.5, 50.0)
+    missed: Tolerance = Tolerance(1.0, 0.005)
+
+
+DEFAULT_POLICY = BaselinePolicy()
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a parsed document, else None (corrupt values never compare)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _field(key: str) -> Callable[[Doc], float | None]:
+    return lambda ep: number(ep.get(key))
+
+
+def _missed_ratio(ep: Doc) -> float | None:
+    missed, count = _int(ep.get("missed")), _int(ep.get("count"))
+    if missed is None or count is None or missed + count == 0:
+        return None
+    return missed / (missed + count)
+
+
+def _connection_seconds(ep: Doc) -> float | None:
+    seconds = number(ep.get("connection_seconds"))
+    if seconds is not None:
+        return seconds
+    count, rate = _int(ep.get("count")), number(ep.get("messages_per_second_per_connection"))
+    return count / rate if count is not None and rate else None
+
+
+def _quantile_test(histogram_key: str, q: float) -> Callable[[Doc, float], float | None]:
+    def test(ep: Doc, limit_ms: float) -> float | None:
+        counted = count_above(ep.get(histogram_key), limit_ms / 1000.0)
+        if counted is None or counted[1] == 0:
+            return None
+        return binomial_sf(counted[0], counted[1], 1.0 - q)
+
+    return test
+
+
+def _error_test(ep: Doc, limit: float) -> float | None:
+    errors, events = _int(ep.get("errors")), _int(ep.get("events"))
+    if errors is None or not events:
+        return None
+    return binomial_sf(errors, events, limit)
+
+
+def _missed_test(ep: Doc, limit: float) -> float | None:
+    missed, count = _int(ep.get("missed")), _int(ep.get("count"))
+    if missed is None or count is None or missed + count == 0:
+        return None
+    return binomial_sf(missed, missed + count, limit)
+
+
+def _rate_test(ep: Doc, limit: float) -> float | None:
+    count, seconds = _int(ep.get("count")), _connection_seconds(ep)
+    if count is None or not seconds:
+        return None
+    return poisson_cdf(count, limit * seconds)
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """One compared metric: how to read it, which way is worse, its tolerance and test."""
+
+    name: str
+    unit: Literal["ms", "ratio", "msg/s"]
+    worse: Literal["up", "down"]
+    value: Callable[[Doc], float | None]
+    tolerance: Callable[[BaselinePolicy], Tolerance]
+    test: Callable[[Doc, float], float | None]
+    kinds: tuple[str, ...] = ("http", "ws")
+
+
+METRICS: tuple[MetricRule, ...] = (
+    *(
+        MetricRule(
+            f"p{round(q * 100)}",
+            "ms",
+            "up",
+            _field(f"p{round(q * 100)}_ms"),
+            lambda p: p.latency,
+            _quantile_test("latency_histogram", q),
+        )
+        for q in (0.5, 0.95, 0.99)
+    ),
+    MetricRule(
+        "error_ratio", "ratio", "up", _field("error_rate"),
+        lambda p: p.error_ratio, _error_test,
+    ),
+    MetricRule(
+        "messages_per_connection_second", "msg/s", "down",
+        _field("messages_per_second_per_connection"),
+        lambda p: p.message_rate, _rate_test, ("ws",),
+    ),
+    MetricRule(
+        "reconnect_p95", "ms", "up", _field("reconnect_p95_ms"),
+        lambda p: p.reconnect, _quantile_test("reconnect_histogram", 0.95), ("ws",),
+    ),
+    MetricRule(
+        "missed_ratio", "ratio", "up", _missed_ratio, lambda p: p.missed, _missed_test, ("ws",),
+    ),
+)  # fmt: skip
+LATENCY_METRICS = ("p50", "p95", "p99")
+
+
+def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
+    if rule.worse == "up":
+        return max(base * (1 + tol.relative), base + tol.absolute)
+    return min(base * (1 - tol.relative), base - tol.absolute)
+
+
+def _show(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    return f"{value:.2f} msg/s"
+
+
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
+def _margin(rule: MetricRule, tol: Tolerance) -> str:
+    sign = "+" if rule.worse == "up" else "-"
+    absolute = {"ms": f"{tol.absolute:g} ms", "ratio": f"{tol.absolute * 100:g} pp"}.get(
+        rule.unit, f"{tol.absolute:g} msg/s"
+    )
+    return f"{sign}{tol.relative * 100:g} % and {sign}{absolute}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One metric of one endpoint against its baseline, and whether it regressed."""
+
+    endpoint: str
+    metric: str
+    unit: str
+    value: float
+    baseline: float  # the median of the baseline runs' values
+    limit: float  # past this (both margins) the value is beyond the tolerance
+    runs: int  # baseline runs with a value for this metric
+    span: str  # the baseline runs' dates, e.g. 2026-11-23..29
+    margin: str  # e.g. "+50 % and +10 ms"
+    beyond: bool  # past the limit
+    p_value: float | None  # the test on the run's own samples; None: nothing to test
+    regressed: bool
+
+    def describe(self) -> str:
+        """e.g. ``/api/x p95 38.0 ms vs baseline 4.1 ms (median of 7 runs, 2026-11-23..29):
+        +827 %, beyond +50 % and +10 ms``."""
+        change = (
+            f"{(self.value - self.baseline) / self.baseline * 100:+.0f} %"
+            if self.baseline
+            else f"{'+' if self.value >= 0 else ''}{_show(self.value, self.unit)} from 0"
+        )
+        head = (
+            f"{self.endpoint} {self.metric} {_show(self.value, self.unit)} vs baseline "
+            f"{_show(self.baseline, self.unit)} (median of {_runs(self.runs)}, {self.span}): {change}"
+        )
+        if self.regressed:
+            return f"{head}, beyond {self.margin}"
+        if self.beyond and self.p_value is None:
+            return f"{head}, beyond {self.margin} but no samples to test: not judged"
+        if self.beyond:
+            return f"{head}, beyond {self.margin} but within noise (p = {self.p_value:.2g})"
+        return f"{head}, within {self.margin}"
+
+    def doc(self) -> dict[str, Any]:
+        """The finding in the summary JSON and /api/runs."""
+        return {
+            "endpoint": self.endpoint,
+            "metric": self.metric,
+            "unit": self.unit,
+            "value": round(self.value, 6),
+            "baseline": round(self.baseline, 6),
+            "limit": round(self.limit, 6),
+            "runs": self.runs,
+            "p_value": None if self.p_value is None else float(f"{self.p_value:.3g}"),
+            "regressed": self.regressed,
+            "description": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
+class RegressionReport:
+    """A run judged against its baseline: the findings, and one line that says it."""
+
+    state: ReportState
+    runs: int  # comparable runs in the baseline
+    min_runs: int
+    span: str = ""
+    findings: tuple[Finding, ...] = field(default=())
+
+    def regressions(self) -> tuple[Finding, ...]:
+        """The findings that regressed."""
+        return tuple(f for f in self.findings if f.regressed)
+
+    def headline(self) -> str:
+        """One line: no baseline yet, no regression, or the first regressions."""
+        if self.state == "no_baseline":
+            return f"no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
+        if self.state == "ok":
+            return f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
+        return "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
+
+    def doc(self) -> dict[str, Any]:
+        """The ``regression`` part of the summary JSON, /api/status and /api/runs."""
+        return {
+            "state": self.state,
+            "runs": self.runs,
+            "min_runs": self.min_runs,
+            "span": self.span,
+            "headline": self.headline(),
+            "findings": [f.doc() for f in self.findings],
+        }
+
+
+def span_of(docs: Sequence[Doc]) -> str:
+    """The dates of the baseline runs: ``2026-11-23..29``, ``2026-11-23``, ``2026-11-30..12-02``."""
+    stamps = [t for d in docs if (t := number(d.get("started_at"))) is not None]
+    if not stamps:
+        return "dates unknown"
+    first = datetime.fromtimestamp(min(stamps), UTC).date()
+    last = datetime.fromtimestamp(max(stamps), UTC).date()
+    if first == last:
+        return first.isoformat()
+    if first.year != last.year:
+        return f"{first.isoformat()}..{last.isoformat()}"
+    tail = f"{last.day:02d}" if first.month == last.month else f"{last.month:02d}-{last.day:02d}"
+    return f"{first.isoformat()}..{tail}"
+
+
+def _endpoints(doc: Doc) -> dict[tuple[str, str], Doc]:
+    eps = doc.get("endpoints")
+    out: dict[tuple[str, str], Doc] = {}
+    if not isinstance(eps, list):
+        return out
+    for ep in eps:
+        if isinstance(ep, dict) and isinstance(ep.get("endpoint"), str):
+            out[(ep["endpoint"], str(ep.get("kind")))] = ep
+    return out
+
+
+def judge_against(
+    current: Doc, baseline: Sequence[Doc], policy: BaselinePolicy = DEFAULT_POLICY
+) -> RegressionReport:
+    """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries)."""
+    if len(baseline) < policy.min_runs:
+        return RegressionReport("no_baseline", len(baseline), policy.min_runs)
+    span = span_of(baseline)
+    past = [_endpoints(d) for d in baseline]
+    findings: list[Finding] = []
+    for key, ep in _endpoints(current).items():
+        for rule in METRICS:
+            if key[1] not in rule.kinds:
+                continue
+            values = [p[key] for p in past if key in p]
+            finding = _judge_metric(rule, key[0], ep, values, policy, span)
+            if finding is not None:
+                findings.append(finding)
+    state: ReportState = "regressed" if any(f.regressed for f in findings) else "ok"
+    return RegressionReport(state, len(baseline), policy.min_runs, span, tuple(findings))
+
+
+def _judge_metric(
+    rule: MetricRule, endpoint: str, ep: Doc, past: list[Doc], policy: BaselinePolicy, span: str
+) -> Finding | None:
+    value = rule.value(ep)
+    values = [v for p in past if (v := rule.value(p)) is not None]
+    if value is None or len(values) < policy.min_runs:
+        return None  # nothing measured now, or too few past values: no judgement, no alarm
+    base = statistics.median(values)
+    tol = rule.tolerance(policy)
+    limit = _limit(rule, base, tol)
+    beyond = value > limit if rule.worse == "up" else value < limit
+    p_value = rule.test(ep, limit) if beyond and limit > 0 else None
+    regressed = beyond and p_value is not None and p_value < policy.alpha
+    return Finding(
+        endpoint, rule.name, rule.unit, value, base, limit, len(values), span,
+        _margin(rule, tol), beyond, p_value, regressed,
+    )  # fmt: skip

@@ -1,0 +1,117 @@
+"""Choosing a baseline: the comparable past runs of a scenario, from history or from files.
+
+Comparable means: the same scenario with the same *fingerprint* (a hash of what
+is measured and how: user groups, shape, thresholds, planned duration, verdict
+window), a run that passed, was judged on data and did not itself regress.
+A changed scenario gets a new fingerprint and so starts a new baseline.
+Unreadable records are skipped: a corrupt history means fewer runs, never a
+false alarm. Scheduled runs are compared with the last N comparable runs;
+continuous scenarios with their last N verdict windows, or with the same
+window of previous days (``BaselinePolicy.same_time_of_day``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadsvc.baseline.regression import DEFAULT_POLICY, BaselinePolicy, number
+from loadsvc.config.spec import ScenarioSpec
+
+_DAY_S = 86_400.0
+
+
+def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
+    """What makes two runs comparable, as 12 hex digits (name, description, schedule left out)."""
+    window = spec.schedule.verdict_every_s if spec.schedule.kind == "continuous" else None
+    measured = repr((spec.shape, spec.users, spec.thresholds, planned_s, window))
+    return hashlib.sha256(measured.encode()).hexdigest()[:12]
+
+
+def comparable(doc: Any, scenario: str, print_: str | None) -> bool:
+    """A past record that may enter the baseline of ``scenario`` with fingerprint ``print_``."""
+    if not isinstance(doc, Mapping) or doc.get("scenario") != scenario:
+        return False
+    if print_ is not None and doc.get("fingerprint") != print_:
+        return False
+    if doc.get("result") != "passed" or doc.get("passed") is not True:
+        return False  # failed, no_data, generator-bound, crashed: not what "normal" looks like
+    regression = doc.get("regression")
+    if isinstance(regression, Mapping) and regression.get("state") == "regressed":
+        return False  # a regressed run must not drag the baseline towards itself
+    return isinstance(doc.get("endpoints"), list) and number(doc.get("started_at")) is not None
+
+
+def choose_baseline(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+) -> list[Mapping[str, Any]]:
+    """The baseline runs of ``current`` among ``past`` (most recent first), at most ``policy.runs``."""
+    scenario = current.get("scenario")
+    print_ = current.get("fingerprint")
+    if not isinstance(scenario, str):
+        return []
+    run_id = current.get("run_id")
+    candidates = [
+        d
+        for d in past
+        if comparable(d, scenario, print_ if isinstance(print_, str) else None)
+        and not (d.get("run_id") == run_id and d.get("window") == current.get("window"))
+    ]
+    if policy.same_time_of_day:
+        return _same_time_of_day(current, candidates, policy)
+    return candidates[: policy.runs]
+
+
+def _same_time_of_day(
+    current: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], policy: BaselinePolicy
+) -> list[Mapping[str, Any]]:
+    """One window per previous day, the nearest to the current one's time of day."""
+    now = number(current.get("ended_at"))
+    if now is None:
+        return []
+    best: dict[int, tuple[float, Mapping[str, Any]]] = {}
+    for doc in candidates:
+        ended = number(doc.get("ended_at"))
+        if ended is None or ended >= now - _DAY_S / 2:
+            continue  # today's windows are not "the same window of a previous day"
+        days = round((now - ended) / _DAY_S)
+        off = abs(now - days * _DAY_S - ended)
+        if off <= policy.time_of_day_slack_s and (days not in best or off < best[days][0]):
+            best[days] = (off, doc)
+    return [best[d][1] for d in sorted(best)][: policy.runs]
+
+
+class UnreadableSummary(ValueError):
+    """A summary file that is not a readable summary JSON document."""
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """One summary JSON document written by ``loadsvc run --summary-json``."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise UnreadableSummary(f"{path}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("endpoints"), list):
+        raise UnreadableSummary(f"{path}: not a loadsvc run summary")
+    return doc
+
+
+def read_summaries(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The summaries in a file or folder (``*.json``), newest first, and what was skipped, why."""
+    if not path.is_dir():
+        return [read_summary(path)], []
+    docs: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for file in sorted(path.glob("*.json")):
+        try:
+            docs.append(read_summary(file))
+        except UnreadableSummary as exc:
+            skipped.append(str(exc))
+    docs.sort(key=lambda d: number(d.get("started_at")) or 0.0, reverse=True)
+    return docs, skipped

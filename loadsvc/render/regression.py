@@ -1,0 +1,123 @@
+"""Regression alerts: a run worse than its own past, though maybe within every threshold.
+
+Two forms:
+
+- ``LoadsvcLatencyRegression`` and ``LoadsvcRegression`` read the verdict loadsvc
+  computed when the run ended (``loadsvc_regression_detected``: beyond the
+  tolerance *and* the test on the run's own samples against the median of
+  comparable past runs). They fire at once (the verdict is already robust) and
+  resolve with the next run that does not regress. Any scenario, any schedule.
+- ``LoadsvcLatencyRegressionDayOverDay`` (continuous scenarios only) is pure
+  PromQL: the endpoint's threshold quantile over the sustained window now
+  against the same window one day earlier (``offset 1d``), beyond the same
+  relative and absolute margins, held for ``for``. It needs a day of data.
+"""
+
+from __future__ import annotations
+
+from loadsvc.baseline import DEFAULT_POLICY, LATENCY_METRICS
+from loadsvc.config.spec import EndpointRef, ScenarioSpec
+from loadsvc.render.profile import TimingProfile, prom_duration
+from loadsvc.render.promql import (
+    HTTP_LATENCY,
+    SCENARIO_ENDPOINT_LE,
+    WS_LATENCY,
+    bucket_rate_record,
+    matchers,
+    number,
+)
+from loadsvc.render.thresholds import Rule, alert
+
+LATENCY = "|".join(LATENCY_METRICS)
+OFFSET = "1d"
+
+
+def _baseline(unit: str) -> str:
+    """A template fragment: the baseline of the alert's series, humanized."""
+    selector = "max(loadsvc_baseline_value{scenario=%q, endpoint=%q, metric=%q})"
+    shown = "humanizeDuration" if unit == "duration" else 'printf "%.4g"'
+    return (
+        f"{{{{ with printf `{selector}` $labels.scenario $labels.endpoint $labels.metric "
+        f"| query }}}}{{{{ . | first | value | {shown} }}}}{{{{ else }}}}unknown{{{{ end }}}}"
+    )
+
+
+def verdict_rules() -> list[Rule]:
+    """Alerts on the regression verdicts loadsvc exports when a run or window ends."""
+    tol = DEFAULT_POLICY.latency
+    explain = (
+        "The run's value is beyond its tolerance and its own samples confirm it "
+        "(not noise). /api/runs and the run-end log line say it in one line with the "
+        "baseline runs' dates; the alert resolves with the next run that does not regress."
+    )
+    return [
+        alert(
+            "LoadsvcLatencyRegression",
+            "max by (scenario, endpoint, metric) "
+            f'(loadsvc_regression_detected{{metric=~"{LATENCY}"}}) == 1',
+            0,
+            "warning",
+            "{{ $labels.metric }} latency of {{ $labels.endpoint }} ({{ $labels.scenario }}) "
+            "regressed against its baseline",
+            "The last run of scenario {{ $labels.scenario }} is slower on "
+            "{{ $labels.endpoint }} than its baseline: {{ $labels.metric }} beyond "
+            f"+{tol.relative * 100:g} % and +{tol.absolute:g} ms of the baseline "
+            f"{_baseline('duration')} (the median of comparable past runs). {explain}",
+        ),
+        alert(
+            "LoadsvcRegression",
+            "max by (scenario, endpoint, metric) "
+            f'(loadsvc_regression_detected{{metric!~"{LATENCY}"}}) == 1',
+            0,
+            "warning",
+            "{{ $labels.metric }} of {{ $labels.endpoint }} ({{ $labels.scenario }}) "
+            "regressed against its baseline",
+            "The last run of scenario {{ $labels.scenario }} is worse on "
+            "{{ $labels.endpoint }} than its baseline in {{ $labels.metric }} (baseline "
+            f"{_baseline('number')}, the median of comparable past runs). {explain}",
+        ),
+    ]
+
+
+def _quantile(selector: str, q: float, offset: str = "") -> str:
+    shift = f" offset {offset}" if offset else ""
+    return f"histogram_quantile({number(q)}, sum by ({SCENARIO_ENDPOINT_LE}) ({selector}{shift}))"
+
+
+def day_over_day(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfile) -> Rule:
+    """The threshold quantile over the sustained window, now against one day earlier."""
+    _, latency = scenario.thresholds.for_endpoint(ref.endpoint).latency_for(ref.kind)
+    histogram = HTTP_LATENCY if ref.kind == "http" else WS_LATENCY
+    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+    sel = bucket_rate_record(histogram, profile.sustained_window_s) + matchers(labels)
+    now, then = _quantile(sel, latency.quantile), _quantile(sel, latency.quantile, OFFSET)
+    tol = DEFAULT_POLICY.latency
+    w = prom_duration(profile.sustained_window_s)
+    q = latency.label
+    return alert(
+        "LoadsvcLatencyRegressionDayOverDay",
+        f"{now}\n  > {number(1 + tol.relative)} * {then}\n"
+        f"and\n{now}\n  > {number(tol.absolute / 1000)} + {then}",
+        profile.for_s,
+        "warning",
+        f"{q} latency of {{{{ $labels.endpoint }}}} ({{{{ $labels.scenario }}}}) "
+        "regressed day over day",
+        f"{q} latency of {{{{ $labels.endpoint }}}} in continuous scenario "
+        f"{{{{ $labels.scenario }}}} over the last {w} is {{{{ $value | humanizeDuration }}}}, "
+        f"beyond +{tol.relative * 100:g} % and +{tol.absolute:g} ms of the same {w} one day "
+        f"earlier, for {prom_duration(profile.for_s)}.",
+        labels,
+    )
+
+
+def regression_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> list[Rule]:
+    """The regression group: verdict alerts, and the day-over-day form of continuous scenarios."""
+    rules = verdict_rules()
+    for scenario in scenarios:
+        if scenario.schedule.kind != "continuous":
+            continue
+        for ref in scenario.endpoints():
+            rule = day_over_day(scenario, ref, profile)
+            if rule not in rules:
+                rules.append(rule)
+    return rules

@@ -1,0 +1,245 @@
+"""Baselines and regressions: the exact tests, the tolerances, choosing comparable runs."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from loadsvc.baseline import BaselinePolicy, choose_baseline, fingerprint, judge_against
+from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
+from loadsvc.config import load_config
+from loadsvc.report import histogram_doc
+from loadsvc.runstats import LatencySamples
+
+DAY = 86_400.0
+T0 = 1_795_392_000.0  # 2026-11-23 00:00 UTC
+
+
+def endpoint(
+    latencies_s: list[float], *, errors: int = 0, endpoint: str = "/api/a"
+) -> dict[str, Any]:
+    """An http endpoint of a summary JSON, made by the real LatencySamples from ``latencies_s``."""
+    samples = LatencySamples()
+    for v in latencies_s:
+        samples.add(v)
+    qs = samples.quantiles((0.5, 0.95, 0.99))
+    return {
+        "endpoint": endpoint,
+        "kind": "http",
+        "count": len(latencies_s),
+        "errors": errors,
+        "events": len(latencies_s),
+        "error_rate": errors / len(latencies_s) if latencies_s else 0.0,
+        "p50_ms": None if qs[0.5] is None else qs[0.5] * 1000,
+        "p95_ms": None if qs[0.95] is None else qs[0.95] * 1000,
+        "p99_ms": None if qs[0.99] is None else qs[0.99] * 1000,
+        "latency_histogram": histogram_doc(samples.histogram()),
+    }
+
+
+def summary(eps: list[dict[str, Any]], day: int, **extra: Any) -> dict[str, Any]:
+    """A passed run of scenario s on day ``day`` after 2026-11-23."""
+    doc: dict[str, Any] = {
+        "scenario": "s",
+        "run_id": f"r{day}",
+        "passed": True,
+        "result": "passed",
+        "started_at": T0 + day * DAY,
+        "ended_at": T0 + day * DAY + 60,
+        "fingerprint": "f1",
+        "endpoints": eps,
+    }
+    doc.update(extra)
+    return doc
+
+
+def healthy(rng: random.Random, n: int = 600, median_s: float = 0.004) -> list[float]:
+    """Latencies of a healthy run: lognormal around ``median_s``, the run's level jittered 10 %."""
+    level = median_s * rng.uniform(0.9, 1.1)
+    return [level * math.exp(rng.gauss(0.0, 0.35)) for _ in range(n)]
+
+
+def test_binomial_and_poisson_tails_are_exact() -> None:
+    """binomial_sf and poisson_cdf agree with the sums of their probability mass functions."""
+    n, p = 40, 0.05
+    for k in range(3, 15):
+        exact = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert binomial_sf(k, n, p) == pytest.approx(exact, rel=1e-9)
+    for c in range(0, 9):
+        exact = sum(math.exp(-12.0) * 12.0**i / math.factorial(i) for i in range(c + 1))
+        assert poisson_cdf(c, 12.0) == pytest.approx(exact, rel=1e-9)
+    assert binomial_sf(2, 100, 0.05) == 1.0  # at or below the mean: no evidence
+
+
+def test_count_above_never_counts_a_sample_at_or_below_the_limit() -> None:
+    """Only buckets wholly above the limit count: under-stated by at most one ~5 % bucket."""
+    rng = random.Random(1)
+    values = [rng.uniform(0.001, 0.1) for _ in range(5000)]
+    samples = LatencySamples()
+    for v in values:
+        samples.add(v)
+    doc = histogram_doc(samples.histogram())
+    for limit in (0.002, 0.01, 0.05, 0.09):
+        above, total = count_above(doc, limit) or (-1, -1)
+        truly = sum(v > limit for v in values)
+        past_one_bucket = sum(v > limit * 1.01**5 for v in values)  # a bucket is ~5 % wide
+        assert total == 5000 and past_one_bucket <= above <= truly
+
+
+def test_no_baseline_yet_before_min_runs_even_for_a_huge_slowdown() -> None:
+    """With 2 comparable runs (3 needed) the run says 'no baseline yet' and regresses nothing."""
+    rng = random.Random(2)
+    past = [summary([endpoint(healthy(rng))], d) for d in (1, 2)]
+    now = summary([endpoint([0.5] * 600)], 3)
+    report = judge_against(now, choose_baseline(now, reversed(past)))
+    assert report.state == "no_baseline" and not report.regressions()
+    assert report.headline() == "no baseline yet (2 of 3 comparable runs)"
+
+
+def test_30ms_more_on_a_4ms_endpoint_regresses_with_an_explaining_line() -> None:
+    """+30 ms over 7 healthy runs: p95 regressed, said in one line with the baseline's dates."""
+    rng = random.Random(3)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(7)]
+    slow = [v + 0.030 for v in healthy(rng)]
+    now = summary([endpoint(slow)], 7)
+    report = judge_against(now, choose_baseline(now, reversed(past)))
+    assert report.state == "regressed"
+    p95 = next(f for f in report.regressions() if f.metric == "p95")
+    line = p95.describe()
+    assert line.startswith("/api/a p95 ") and " vs baseline " in line
+    assert "(median of 7 runs, 2026-11-23..29): +" in line
+    assert line.endswith("beyond +50 % and +10 ms")
+    assert p95.p_value is not None and p95.p_value < 1e-10
+    assert report.doc()["state"] == "regressed"
+
+
+def test_healthy_runs_with_ordinary_noise_never_regress() -> None:
+    """300 healthy runs (level jittered 10 %, lognormal spread), each against its last 7: no alarm."""
+    rng = random.Random(4)
+    history: list[dict[str, Any]] = []
+    alarms = 0
+    for day in range(300):
+        now = summary([endpoint(healthy(rng, n=rng.choice((30, 200, 2000))))], day)
+        report = judge_against(now, choose_baseline(now, reversed(history)))
+        alarms += report.state == "regressed"
+        history.append(now)
+    assert alarms == 0
+
+
+def test_beyond_the_tolerance_on_few_samples_is_noise_not_a_regression() -> None:
+    """A p99 past the limit on 100 samples (2 slow ones) is within noise: not regressed."""
+    rng = random.Random(5)
+    past = [summary([endpoint(healthy(rng, n=100))], d) for d in range(7)]
+    run = [*healthy(rng, n=98), 0.2, 0.2]
+    now = summary([endpoint(run)], 7)
+    p99 = next(f for f in judge_against(now, past).findings if f.metric == "p99")
+    assert p99.beyond and not p99.regressed
+    assert "within noise" in p99.describe()
+
+
+def test_errors_regress_only_beyond_both_margins_and_chance() -> None:
+    """Baseline 0 errors: 1 in 600 stays ok; 30 in 600 (5 %) regresses error_ratio."""
+    rng = random.Random(6)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(5)]
+    one = judge_against(summary([endpoint(healthy(rng), errors=1)], 5), past)
+    many = judge_against(summary([endpoint(healthy(rng), errors=30)], 5), past)
+    assert one.state == "ok"
+    assert [f.metric for f in many.regressions()] == ["error_ratio"]
+
+
+def test_a_drop_in_messages_per_connection_second_regresses_a_ws_endpoint() -> None:
+    """ws: 2.0 msg/s per connection falling to 1.0 over 100 connection-seconds regresses."""
+
+    def ws(count: int, seconds: float) -> dict[str, Any]:
+        return {
+            "endpoint": "/ws/market", "kind": "ws", "count": count, "errors": 0,
+            "events": count, "error_rate": 0.0, "missed": 0, "connection_seconds": seconds,
+            "messages_per_second_per_connection": count / seconds,
+        }  # fmt: skip
+
+    past = [summary([ws(200 + d, 100.0)], d) for d in range(4)]
+    dropped = judge_against(summary([ws(100, 100.0)], 4), past)
+    steady = judge_against(summary([ws(196, 100.0)], 4), past)
+    assert [f.metric for f in dropped.regressions()] == ["messages_per_connection_second"]
+    assert steady.state == "ok"
+
+
+def test_a_summary_without_samples_to_test_never_alarms() -> None:
+    """A run whose histogram is missing or corrupt is 'not judged' past the tolerance, not regressed."""
+    rng = random.Random(7)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(5)]
+    ep = endpoint([0.2] * 600)
+    for broken in (
+        None,
+        {"scheme": "other"},
+        {"scheme": ep["latency_histogram"]["scheme"], "start": -1, "counts": [1]},
+    ):
+        now = summary([{**ep, "latency_histogram": broken}], 5)
+        report = judge_against(now, past)
+        assert report.state == "ok"
+        assert (
+            "no samples to test" in next(f for f in report.findings if f.metric == "p95").describe()
+        )
+
+
+def test_only_comparable_healthy_records_enter_a_baseline() -> None:
+    """Other fingerprints, failed or regressed runs and corrupt records are left out."""
+    rng = random.Random(8)
+    good = [summary([endpoint(healthy(rng))], d) for d in range(3)]
+    noise: list[Any] = [
+        "not a record",
+        {"scenario": "s"},
+        summary([], 4, fingerprint="other"),
+        summary([], 5, result="failed", passed=False),
+        summary([], 6, result="no_data", passed=False),
+        summary([], 7, regression={"state": "regressed"}),
+        summary([], 8, started_at=float("nan")),
+        summary([], 9, scenario="t"),
+        {**summary([], 10), "endpoints": "corrupt"},
+    ]
+    now = summary([endpoint(healthy(rng))], 11)
+    chosen = choose_baseline(now, [*noise, *reversed(good)])
+    assert [d["run_id"] for d in chosen] == ["r2", "r1", "r0"]
+    corrupt_only = choose_baseline(now, noise)
+    assert judge_against(now, corrupt_only).state == "no_baseline"
+
+
+def test_a_continuous_scenario_can_compare_with_the_same_window_of_previous_days() -> None:
+    """same_time_of_day: one window per previous day, the nearest to now's time of day."""
+    windows = [
+        summary([], 0, run_id=f"w{i}", ended_at=T0 + h * 3600.0, window=i)
+        for i, h in enumerate((9.0, 9.1, 33.0, 57.2, 80.0, 104.9))
+    ]  # 09:00 and 09:06 day 0; 09:00 day 1; 09:12 day 2; 08:00 day 3; 08:54 day 4
+    now = summary([], 0, ended_at=T0 + 5 * DAY + 9 * 3600.0, window=99)
+    policy = replace(BaselinePolicy(), same_time_of_day=True)
+    chosen = choose_baseline(now, list(reversed(windows)), policy)
+    assert [d["run_id"] for d in chosen] == ["w5", "w3", "w2", "w0"]
+
+
+def test_a_changed_scenario_gets_a_new_fingerprint() -> None:
+    """Users, shape or thresholds change the fingerprint; the description does not."""
+    spec = load_config(None).scenarios[0]
+    base = fingerprint(spec, 60.0)
+    assert fingerprint(replace(spec, description="other words"), 60.0) == base
+    assert fingerprint(spec, 30.0) != base
+    assert fingerprint(replace(spec, users=spec.users[:-1] or spec.users * 2), 60.0) != base
+
+
+def test_rare_pauses_pass_the_tolerance_yet_the_sample_test_keeps_them_quiet() -> None:
+    """Healthy runs with 1 % pauses of 20-60 ms often exceed the tolerance, yet never regress."""
+    rng = random.Random(9)
+    history: list[dict[str, Any]] = []
+    alarms = beyond = 0
+    for day in range(200):
+        n = rng.choice((30, 100, 200, 2000))
+        pause = [rng.uniform(0.02, 0.06) if rng.random() < 0.01 else 0.0 for _ in range(n)]
+        now = summary([endpoint([a + b for a, b in zip(healthy(rng, n), pause, strict=True)])], day)
+        report = judge_against(now, choose_baseline(now, reversed(history)))
+        alarms += report.state == "regressed"
+        beyond += any(f.beyond for f in report.findings)
+        history.append(now)
+    assert alarms == 0 and beyond > 20
