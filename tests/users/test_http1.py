@@ -17,7 +17,8 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, decode_body, request_bytes
+from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, request_bytes
+from loadsvc.users.http_body import decode_body
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Run = Callable[[Coroutine[Any, Any, None]], None]
