@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from config_support import document, only_issue
 
 from loadsvc.config import parse_config
 from loadsvc.config.spec import RestUserSpec
+from tests.support.configs import document, only_issue
 
 
 def rest_group(extra: str) -> str:
