@@ -31,7 +31,7 @@ from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target
-from tests.procs import ROOT
+from tests.support.processes import ROOT
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -19,7 +19,7 @@ from loadsvc.report import summary_table
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target
 from loadsvc.verdict import TRUST_SHARE
-from tests.service.support import scaled
+from tests.support.timing import scaled
 
 FAST = RunOptions(tick_s=0.1, seed=1)
 

@@ -20,8 +20,8 @@ from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc, summary_table
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target
-from tests.procs import ROOT
-from tests.service.support import scaled
+from tests.support.processes import ROOT
+from tests.support.timing import scaled
 
 FAST = RunOptions(tick_s=0.1, seed=1)
 

@@ -14,6 +14,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
+from tests.support.timing import wait_for_async
 
 FAST = RunOptions(tick_s=0.1, seed=1)
 
@@ -265,11 +266,14 @@ async def test_mixed_scenario_keeps_weights_and_stop_ends_it(
     """8 users split 3 WS : 5 REST; tasks follow 5:3:1; stop() ends a long run promptly."""
     r = ScenarioRun(scenario(MIXED), Target(target.url), Recorder(metrics), FAST)
     task = asyncio.create_task(r.execute())
-    deadline = asyncio.get_running_loop().time() + 5
-    while (await target.stats())["connections"].get("/ws/market", 0) < 3:
-        assert asyncio.get_running_loop().time() < deadline, "WS users never connected"
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(2.5)
+
+    async def connected_and_polled() -> bool:
+        stats = await target.stats()
+        ws = stats["connections"].get("/ws/market", 0)
+        # About 90 requests: enough for the 5:3:1 order to show (about 50:30:10).
+        return ws >= 3 and sum(stats["rest_requests"].values()) >= 90
+
+    await wait_for_async(connected_and_polled, 10, "3 WS users connected and 90 requests made")
     assert r.user_count() == 8
     r.stop()
     result = await asyncio.wait_for(task, timeout=5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import loadsvc, target_process
+from tests.support.processes import loadsvc, target_process
 from tests.web.chromium import CHROMIUM, chromium
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
