@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from tests.adversarial.rawserver import (
-    hold,
-    outcomes,
-    read_request,
-    rest_config,
-    run_rest,
-    serving,
-)
+from tests.adversarial.runs import outcomes, rest_config, run_rest
+from tests.support.rawserver import hold, read_request, serving
 
 # A one-second run with a 300 ms graceful stop ends well within this (generous: 2 shared cores).
 RUN_DEADLINE_S = 6.0

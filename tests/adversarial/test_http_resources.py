@@ -9,7 +9,8 @@ import zlib
 
 import pytest
 
-from tests.adversarial.rawserver import read_request, rest_config, run_cli, serving_in_thread
+from tests.adversarial.runs import rest_config, run_cli
+from tests.support.rawserver import read_request, serving_in_thread
 
 PEAK_RSS_MB = 200  # the bound for a generator under a hostile backend
 RUN_DEADLINE_S = 30.0  # a 2 s run; generous for a child process on 2 shared cores
