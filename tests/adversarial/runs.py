@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -16,11 +17,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from loadsvc.config import parse_config
-from loadsvc.metrics import create_metrics
+from loadsvc.config.spec import ScenarioSpec
+from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.metrics import Metrics, create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target
 from tests.support.processes import ROOT
+from tests.support.timing import scaled
+
+FAST = RunOptions(tick_s=0.1, seed=1)  # reconcile every 100 ms; a fixed seed
 
 
 @dataclass
@@ -98,12 +104,23 @@ scenarios:
 """
 
 
+async def run_bounded(
+    spec: ScenarioSpec,
+    target: Target,
+    metrics: Metrics | None = None,
+    monitor: LoopLagMonitor | None = None,
+) -> RunResult:
+    """Run ``spec`` in this process against ``target`` (a fresh registry unless ``metrics``);
+    the run must end by itself within a generous bound."""
+    recorder = Recorder(metrics or create_metrics(CollectorRegistry()))
+    run = ScenarioRun(spec, target, recorder, FAST, monitor)
+    return await asyncio.wait_for(run.execute(), scaled(20))
+
+
 async def run_rest(url: str, config: str, tls: ssl.SSLContext | None = None) -> RunResult:
     """Run scenario ``s`` of ``config`` in this process against ``url``."""
     spec = parse_config(config, "adversarial.yaml").scenario("s")
-    recorder = Recorder(create_metrics(CollectorRegistry()))
-    options = RunOptions(tick_s=0.1, seed=1)
-    return await ScenarioRun(spec, Target(url, tls=tls), recorder, options).execute()
+    return await run_bounded(spec, Target(url, tls=tls))
 
 
 def outcomes(result: RunResult) -> dict[str, int]:

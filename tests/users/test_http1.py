@@ -18,7 +18,7 @@ from aiohttp import web
 from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, request_bytes
 from loadsvc.users.http_body import decode_body
 from tests.support.loops import Run
-from tests.support.rawserver import read_request, serving
+from tests.support.rawserver import RawServer, Script, read_request, serving
 
 
 @contextlib.asynccontextmanager
@@ -64,6 +64,17 @@ def get(url: str, path: str = "/") -> tuple[Http1Client, bytes]:
     """A client for ``url`` and the prebuilt GET of ``path``."""
     origin = Origin.from_url(url)
     return Http1Client(origin), request_bytes("GET", url + path, origin, ())
+
+
+@contextlib.asynccontextmanager
+async def client_of(script: Script) -> AsyncIterator[tuple[Http1Client, bytes, RawServer]]:
+    """A client and its prebuilt GET of ``/`` against ``script``'s server; closed after."""
+    async with serving(script) as server:
+        client, data = get(server.url)
+        try:
+            yield client, data, server
+        finally:
+            client.close()
 
 
 def test_requests_reuse_one_keep_alive_connection(run: Run) -> None:
@@ -162,23 +173,17 @@ def test_body_until_close_after_an_interim_response(run: Run) -> None:
         writer.close()
 
     async def body() -> None:
-        async with serving(script) as server:
-            url = server.url
-            client, data = get(url)
+        async with client_of(script) as (client, data, _):
             response = await client.request(data, "GET", keep_body=True, timeout_s=5)
             assert (response.status, response.body) == (200, b"hello world")
-            client.close()
 
     run(body())
 
 
 def test_idle_connection_closed_by_the_server_is_retried(run: Run) -> None:
     """When the server closed a kept-alive connection, the request goes on a new one."""
-    connections = 0
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
@@ -187,14 +192,11 @@ def test_idle_connection_closed_by_the_server_is_retried(run: Run) -> None:
         writer.close()
 
     async def body() -> None:
-        async with serving(script) as server:
-            url = server.url
-            client, data = get(url)
+        async with client_of(script) as (client, data, server):
             for _ in range(3):
                 response = await client.request(data, "GET", keep_body=True, timeout_s=5)
                 assert response.body == b"ok"
-            client.close()
-        assert connections == 3
+        assert server.connections == 3
 
     run(body())
 
@@ -208,12 +210,9 @@ def test_garbage_is_a_protocol_error(run: Run) -> None:
         await writer.drain()
 
     async def body() -> None:
-        async with serving(script) as server:
-            url = server.url
-            client, data = get(url)
+        async with client_of(script) as (client, data, _):
             with pytest.raises(ProtocolError):
                 await client.request(data, "GET", keep_body=True, timeout_s=5)
-            client.close()
 
     run(body())
 
@@ -232,15 +231,12 @@ def test_abandoned_request_drops_the_connection(run: Run) -> None:
         await writer.drain()
 
     async def body() -> None:
-        async with serving(script) as server:
-            url = server.url
-            client, data = get(url)
+        async with client_of(script) as (client, data, server):
             with pytest.raises(TimeoutError):
                 await client.request(data, "GET", keep_body=True, timeout_s=0.1)
             response = await client.request(data, "GET", keep_body=True, timeout_s=5)
             assert response.body == b"ok"
-            client.close()
-        assert connections == 2
+        assert server.connections == 2
 
     run(body())
 
