@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configs import EVERY_KIND_USERS
 from tests.support.http import get_json, http
 from tests.support.processes import start_serve, start_target
 from tests.web.chromium import CHROMIUM, chromium
@@ -13,7 +14,8 @@ from tests.web.test_report import SHOTS
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 
-CONFIG = """\
+CONFIG = (
+    """\
 version: 1
 scenarios:
   web_live:
@@ -21,17 +23,9 @@ scenarios:
     schedule: {kind: continuous, verdict_every: 1m}
     shape: {kind: constant, users: 6, duration: 1m}
     users:
-      - kind: ws_stream
-        path: /ws/market
-        message: {skip_types: [status], timestamp_field: published_at, sequence_field: seq}
-      - kind: ws_reconnect
-        path: /ws/foreign
-        cycle: 1s
-        messages_per_cycle: 1
-        message: {skip_types: [status]}
-      - kind: rest
-        pacing: 500ms
-        tasks: [{path: /api/market/snapshot}]
+"""
+    + EVERY_KIND_USERS
+    + """\
   web_nightly:
     description: waits for its schedule
     schedule: {kind: interval, every: 1h}
@@ -41,6 +35,7 @@ scenarios:
         pacing: 1s
         tasks: [{path: /api/market/alerts}]
 """
+)
 
 POINTS = "window.loadsvc.charts().reduce((n, c) => n + c.points, 0)"
 
