@@ -8,9 +8,12 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadsvc import __version__
+
+if TYPE_CHECKING:
+    from loadsvc.config import Config
 
 EXIT_USAGE = 2
 T = TypeVar("T")
@@ -156,13 +159,21 @@ def _check_writable(path: Path) -> None:
         raise SettingsError(f"--summary-json: cannot write {path}")
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
+def _valid_config(path: str | None) -> Config | None:
+    """The configuration in ``path`` (None: the built-in one); None, its issues printed, when
+    it is not valid."""
     from loadsvc.config import ConfigError, load_config
 
     try:
-        config = load_config(args.file)
+        return load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config = _valid_config(args.file)
+    if config is None:
         return EXIT_USAGE
     names = ", ".join(s.name for s in config.scenarios)
     print(f"{config.source}: valid ({len(config.scenarios)} scenarios: {names})")
@@ -241,14 +252,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from loadsvc.config import ConfigError, load_config
     from loadsvc.render.files import check_drift, render_all
     from loadsvc.render.profile import PROFILES
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _valid_config(args.config)
+    if config is None:
         return EXIT_USAGE
     profile = PROFILES.get(args.profile)
     if profile is None:

@@ -134,8 +134,7 @@ class RecorderWsSink:
         missed: int,
         offset: float | None = None,
     ) -> None:
-        """One data frame received: its outcome, delivery latency, gap since the previous,
-        missed sequence numbers, and arrival minus publish stamp (``offset``, when stamped)."""
+        """One data frame received, as :meth:`loadsvc.users.base.WsSink.frame` describes."""
         self._messages[outcome].inc()
         stats = self._stats
         is_error = outcome == "invalid" or outcome == "malformed"

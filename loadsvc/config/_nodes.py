@@ -8,7 +8,7 @@ from :mod:`loadsvc.config._values`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar, overload
 
 import yaml
@@ -137,6 +137,19 @@ class Reader:
             self.report(join(path, "kind"), entry[1], exc)
             return None
 
+    def variant(
+        self, node: yaml.Node, path: str, keys: Mapping[str, Sequence[str]], what: str
+    ) -> tuple[str, Fields] | None:
+        """The ``kind`` of a mapping with variants (``keys``: each kind's keys) and its fields,
+        restricted to that kind's keys; None (reported) if unusable."""
+        kind = self.kind(node, path, tuple(keys))
+        if kind is None:
+            return None
+        fields = self.mapping(node, path, keys[kind], context=f"for {what} kind {kind!r}")
+        if fields is None:  # pragma: no cover - kind() checked it is a mapping
+            return None
+        return kind, fields
+
 
 class Fields:
     """The known keys of one YAML mapping, read with converters that report into the reader."""
@@ -163,6 +176,14 @@ class Fields:
         """The node of ``key`` itself, if present."""
         entry = self._entries.get(key)
         return entry[0] if entry else None
+
+    def section(self, key: str, keys: Sequence[str]) -> Fields | None:
+        """The optional mapping under ``key``, restricted to ``keys`` (null is empty); None
+        when it is absent, or (reported) when it is not a mapping."""
+        node = self.value_node(key)
+        if node is None:
+            return None
+        return self.reader.mapping(node, self.at(key), keys, null_is_empty=True)
 
     def require(self, key: str) -> yaml.Node | None:
         """``key``'s value node; reports a missing key."""

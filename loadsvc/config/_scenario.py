@@ -124,12 +124,10 @@ def _check_protocol_clashes(reader: Reader, uses: tuple[EndpointUse, ...]) -> No
 
 
 def _schedule(reader: Reader, node: yaml.Node, path: str) -> ScheduleSpec | None:
-    kind = reader.kind(node, path, tuple(_SCHEDULE_KEYS))
-    if kind is None:
+    read = reader.variant(node, path, _SCHEDULE_KEYS, "schedule")
+    if read is None:
         return None
-    fields = reader.mapping(node, path, _SCHEDULE_KEYS[kind], context=f"for schedule kind {kind!r}")
-    if fields is None:  # pragma: no cover - reader.kind checked it is a mapping
-        return None
+    kind, fields = read
     if kind == "continuous":
         verdict_every = fields.get("verdict_every", duration(), ScheduleSpec.verdict_every_s)
         return ScheduleSpec(kind="continuous", verdict_every_s=verdict_every)
@@ -170,12 +168,10 @@ def _cron_schedule(fields: Fields) -> ScheduleSpec:
 
 
 def _shape(reader: Reader, node: yaml.Node, path: str) -> ShapeSpec | None:
-    kind = reader.kind(node, path, tuple(_SHAPE_KEYS))
-    if kind is None:
+    read = reader.variant(node, path, _SHAPE_KEYS, "shape")
+    if read is None:
         return None
-    fields = reader.mapping(node, path, _SHAPE_KEYS[kind], context=f"for shape kind {kind!r}")
-    if fields is None:  # pragma: no cover - reader.kind checked it is a mapping
-        return None
+    kind, fields = read
     if kind == "constant":
         return ConstantShapeSpec(
             users=fields.get("users", integer(1), 1, required=True),

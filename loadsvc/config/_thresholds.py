@@ -141,10 +141,7 @@ def _read_levels(fields: Fields) -> ThresholdOverrides:
 
 
 def _read_latency(parent: Fields, key: str) -> LatencyOverrides:
-    node = parent.value_node(key)
-    if node is None:
-        return LatencyOverrides()
-    fields = parent.reader.mapping(node, parent.at(key), _LATENCY_KEYS, null_is_empty=True)
+    fields = parent.section(key, _LATENCY_KEYS)
     if fields is None:
         return LatencyOverrides()
     quantile = fields.get("quantile", number(0.0, 1.0, low_open=True, high_open=True))

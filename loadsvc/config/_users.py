@@ -10,6 +10,8 @@ from loadsvc.config.kinds import KINDS, EndpointUse, UserSpec
 
 __all__ = ["EndpointUse", "read_users"]
 
+_KEYS = {name: kind.keys for name, kind in KINDS.items()}
+
 
 def read_users(
     reader: Reader, node: yaml.Node, path: str
@@ -24,14 +26,11 @@ def read_users(
     uses: list[EndpointUse] = []
     for index, user_node in enumerate(node.value):
         user_path = join(path, index)
-        name = reader.kind(user_node, user_path, tuple(KINDS))
-        if name is None:
+        read = reader.variant(user_node, user_path, _KEYS, "user")
+        if read is None:
             continue
-        kind = KINDS[name]
-        fields = reader.mapping(user_node, user_path, kind.keys, context=f"for user kind {name!r}")
-        if fields is None:  # pragma: no cover - reader.kind checked it is a mapping
-            continue
-        user = kind.read(fields, uses)
+        name, fields = read
+        user = KINDS[name].read(fields, uses)
         if user is not None:
             users.append(user)
     return tuple(users), tuple(uses)

@@ -134,7 +134,7 @@ def _read_config(reader: Reader, root: yaml.Node, source: str) -> Config | None:
             f"unsupported version {version}; this loadsvc reads version {SUPPORTED_VERSION}",
         )
     defaults = _read_defaults(reader, top)
-    service = _read_service(reader, top)
+    service = _read_service(top)
     scenarios = _read_scenarios(reader, top, defaults)
     if scenarios is None:
         return None
@@ -155,11 +155,8 @@ def _read_defaults(reader: Reader, top: Fields) -> ThresholdOverrides:
     return overrides
 
 
-def _read_service(reader: Reader, top: Fields) -> ServiceSpec:
-    node = top.value_node("service")
-    fields = (
-        None if node is None else reader.mapping(node, "service", _SERVICE_KEYS, null_is_empty=True)
-    )
+def _read_service(top: Fields) -> ServiceSpec:
+    fields = top.section("service", _SERVICE_KEYS)
     if fields is None:
         return ServiceSpec()
     return ServiceSpec(

@@ -12,9 +12,8 @@ timer and a cookie pass per request; on a generator that is most of its CPU
 
 Everything a server sends is bounded: the head (64 KiB), the interim 1xx
 responses before the real one (10), the body (``max_body``), and the framing
-around it. A body is decompressed after its last byte has been timed, into at
-most ``max_decompressed`` bytes (:func:`decode_body`), so a gzip bomb never
-inflates past its cap.
+around it. A body is decompressed after its last byte has been timed, by
+:mod:`loadsvc.users.http_body`, so a gzip bomb never inflates past its cap.
 
 Supported: GET/HEAD/DELETE/... without a request body, http and https, keep-alive
 with one retry on a connection the server closed while it was idle, chunked and
@@ -28,7 +27,6 @@ import asyncio
 import functools
 import ssl
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ssl import SSLContext
@@ -38,24 +36,19 @@ from urllib.parse import urlsplit
 import httptools
 
 from loadsvc.config.spec import RestUserSpec
+from loadsvc.users.http_body import BodyTooLarge
 
 _MAX_HEAD = 64 * 1024  # bytes of status lines and headers before the body
 _MAX_FRAMING = 1024 * 1024  # chunk-size lines and trailers around a body
 _MAX_INTERIM = 10  # 1xx responses before the real one
-_INFLATE_STEP = 1024 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_BODY_STATUS = frozenset({204, 304})
 
 DEFAULT_MAX_BODY = RestUserSpec.max_body
-DEFAULT_MAX_DECOMPRESSED = RestUserSpec.max_decompressed
 
 
 class ProtocolError(ConnectionError):
     """The server's answer is not well-formed HTTP/1.x."""
-
-
-class BodyTooLarge(Exception):
-    """A response body over its cap, as sent or once decompressed."""
 
 
 class _HeadRead(Exception):
@@ -109,44 +102,6 @@ def request_bytes(
             raise ValueError(f"header {name!r} cannot be sent")
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def decode_body(
-    body: bytes, encoding: bytes, max_size: int = DEFAULT_MAX_DECOMPRESSED
-) -> bytes | bytearray:
-    """The body without its ``Content-Encoding`` (gzip or deflate), at most ``max_size``
-    bytes: BodyTooLarge past it, ValueError when it cannot be decoded."""
-    if not encoding or encoding == b"identity":
-        return body
-    try:
-        if encoding in (b"gzip", b"x-gzip"):
-            return _inflate(body, 16 + zlib.MAX_WBITS, max_size)
-        if encoding == b"deflate":
-            try:
-                return _inflate(body, zlib.MAX_WBITS, max_size)
-            except zlib.error:  # raw deflate, as some servers send it
-                return _inflate(body, -zlib.MAX_WBITS, max_size)
-    except zlib.error as exc:
-        raise ValueError(f"bad {encoding.decode('latin-1')} body") from exc
-    raise ValueError(f"unsupported content-encoding {encoding.decode('latin-1')}")
-
-
-def _inflate(data: bytes, wbits: int, max_size: int) -> bytearray:
-    # In steps into one growing buffer: the output never exists twice (zlib's one-shot
-    # join would copy it), and a bomb stops one step past the cap.
-    inflater = zlib.decompressobj(wbits)
-    out = bytearray()
-    while True:
-        out += inflater.decompress(data, _INFLATE_STEP)
-        if len(out) > max_size:
-            out.clear()  # now, not when the traceback that holds this frame goes
-            raise BodyTooLarge(f"body inflates past {max_size} bytes")
-        data = inflater.unconsumed_tail
-        if not data:
-            break
-    if not inflater.eof:
-        raise zlib.error("truncated stream")
-    return out
 
 
 class Response(NamedTuple):

@@ -15,15 +15,8 @@ import msgspec
 from loadsvc.config.spec import HttpTaskSpec, RestUserSpec
 from loadsvc.tls import describe_tls_error
 from loadsvc.users.base import HttpSink, UserContext
-from loadsvc.users.http1 import (
-    BodyTooLarge,
-    Http1Client,
-    Origin,
-    ProtocolError,
-    Response,
-    decode_body,
-    request_bytes,
-)
+from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, Response, request_bytes
+from loadsvc.users.http_body import BodyTooLarge, decode_body
 
 _ABSENT = msgspec.Raw()
 

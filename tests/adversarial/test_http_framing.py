@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from tests.adversarial.rawserver import (
-    hold,
-    outcomes,
-    read_request,
-    rest_config,
-    run_rest,
-    serving,
-)
+from tests.adversarial.runs import outcomes, rest_config, run_rest
+from tests.support.rawserver import hold, read_request, serving
 
 # A one-second run with a 300 ms graceful stop ends well within this (generous: 2 shared cores).
 RUN_DEADLINE_S = 6.0
@@ -127,24 +121,18 @@ async def test_a_body_cut_short_by_a_close_is_a_connection_error() -> None:
     assert outcomes(result) == {"connection_error": 2}
 
 
-async def test_a_few_interim_responses_are_skipped() -> None:
-    """Up to ten 100 Continue before the real response are read past."""
+@pytest.mark.parametrize(("interim", "outcome"), [(10, "ok"), (11, "protocol_error")])
+async def test_ten_interim_responses_are_skipped_an_eleventh_is_a_protocol_error(
+    interim: int, outcome: str
+) -> None:
+    """Up to ten 100 Continue before the real response are read past; an eleventh is a
+    protocol_error, even when a real response would follow."""
     response = (
-        b"HTTP/1.1 100 Continue\r\n\r\n" * 10 + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"
+        b"HTTP/1.1 100 Continue\r\n\r\n" * interim + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"
     )
     async with serving(answer(response + BODY)) as server:
         result = await run_rest(server.url, rest_config())
-    assert outcomes(result) == {"ok": 2}
-
-
-async def test_more_than_ten_interim_responses_are_a_protocol_error() -> None:
-    """An eleventh 100 Continue is a protocol_error, even when a real response would follow."""
-    response = (
-        b"HTTP/1.1 100 Continue\r\n\r\n" * 11 + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"
-    )
-    async with serving(answer(response + BODY)) as server:
-        result = await run_rest(server.url, rest_config())
-    assert outcomes(result) == {"protocol_error": 2}
+    assert outcomes(result) == {outcome: 2}
 
 
 async def test_a_body_over_max_body_is_too_large() -> None:

@@ -9,7 +9,8 @@ import zlib
 
 import pytest
 
-from tests.adversarial.rawserver import read_request, rest_config, run_cli, serving_in_thread
+from tests.adversarial.runs import CliRun, rest_config, run_cli
+from tests.support.rawserver import read_request, serving_in_thread
 
 PEAK_RSS_MB = 200  # the issue's bound for a generator under a hostile backend
 RUN_DEADLINE_S = 30.0  # a 2 s run; generous for a child process on 2 shared cores
@@ -24,6 +25,16 @@ async def _write_forever(writer: asyncio.StreamWriter, block: bytes) -> None:
     while True:  # until the client drops the connection (the script's normal end)
         writer.write(block)
         await writer.drain()
+
+
+def assert_cut_off(run: CliRun, outcome: str) -> None:
+    """Every request of the hammering run ended as ``outcome``, and the run failed on time in
+    bounded memory."""
+    counts = run.outcomes()
+    assert set(counts) == {outcome} and counts[outcome] >= 4, run.stderr
+    assert run.returncode == 1
+    assert run.peak_rss_mb < PEAK_RSS_MB
+    assert run.elapsed_s < RUN_DEADLINE_S
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +71,7 @@ def test_a_100_continue_flood_is_a_protocol_error_in_bounded_memory() -> None:
 
     with serving_in_thread(script) as server:
         run = run_cli(HAMMER, "s", server.url)
-    counts = run.outcomes()
-    assert set(counts) == {"protocol_error"} and counts["protocol_error"] >= 4, run.stderr
-    assert run.returncode == 1
-    assert run.peak_rss_mb < PEAK_RSS_MB
-    assert run.elapsed_s < RUN_DEADLINE_S
+    assert_cut_off(run, "protocol_error")
 
 
 def test_an_endless_body_is_too_large_in_bounded_memory() -> None:
@@ -78,11 +85,7 @@ def test_an_endless_body_is_too_large_in_bounded_memory() -> None:
 
     with serving_in_thread(script) as server:
         run = run_cli(HAMMER, "s", server.url)
-    counts = run.outcomes()
-    assert set(counts) == {"too_large"} and counts["too_large"] >= 4, run.stderr
-    assert run.returncode == 1
-    assert run.peak_rss_mb < PEAK_RSS_MB
-    assert run.elapsed_s < RUN_DEADLINE_S
+    assert_cut_off(run, "too_large")
 
 
 def test_a_gzip_bomb_is_too_large_in_bounded_memory(gzip_bomb: bytes) -> None:
@@ -100,8 +103,4 @@ def test_a_gzip_bomb_is_too_large_in_bounded_memory(gzip_bomb: bytes) -> None:
 
     with serving_in_thread(script) as server:
         run = run_cli(HAMMER, "s", server.url)
-    counts = run.outcomes()
-    assert set(counts) == {"too_large"} and counts["too_large"] >= 4, run.stderr
-    assert run.returncode == 1
-    assert run.peak_rss_mb < PEAK_RSS_MB
-    assert run.elapsed_s < RUN_DEADLINE_S
+    assert_cut_off(run, "too_large")

@@ -11,7 +11,8 @@ import pytest
 import trustme
 
 from loadsvc.tls import client_context
-from tests.adversarial.rawserver import hold, outcomes, read_request, rest_config, run_rest, serving
+from tests.adversarial.runs import outcomes, rest_config, run_rest
+from tests.support.rawserver import hold, read_request, serving
 
 BODY = b'{"a": 1}'
 

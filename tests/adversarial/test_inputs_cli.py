@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import loadsvc
+from tests.support.processes import loadsvc
 
 SECRET = "s3cret-Vq7x"
 

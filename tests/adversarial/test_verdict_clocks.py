@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
-import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
 
 from loadsvc.config import parse_config
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import Metrics
-from loadsvc.recorder import Recorder
 from loadsvc.report import summary_table
-from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target
 from loadsvc.verdict import TRUST_SHARE
-from tests.service.support import scaled
-
-FAST = RunOptions(tick_s=0.1, seed=1)
+from tests.adversarial.runs import run_bounded
+from tests.support.rawserver import serving
+from tests.support.wsservers import publishing
 
 
 def stream(unit: str) -> str:
@@ -38,17 +33,10 @@ def stream(unit: str) -> str:
 @pytest.fixture
 async def stamps_in_seconds() -> AsyncIterator[str]:
     """A WS server that publishes data frames every 50 ms stamped in seconds, with a sequence."""
-
-    async def handler(ws: ServerConnection) -> None:
-        with contextlib.suppress(Exception):
-            for seq in range(1_000_000):
-                frame = {"type": "market", "published_at": time.time(), "seq": seq}
-                await ws.send(orjson.dumps(frame).decode())
-                await asyncio.sleep(0.05)
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+    async with publishing(
+        lambda seq: {"type": "market", "published_at": time.time(), "seq": seq}
+    ) as url:
+        yield url
 
 
 async def test_stamps_in_seconds_read_as_ms_fail_naming_timestamp_unit(
@@ -56,8 +44,7 @@ async def test_stamps_in_seconds_read_as_ms_fail_naming_timestamp_unit(
 ) -> None:
     """Seconds read as ms give latencies of decades: the run fails and names timestamp_unit."""
     spec = parse_config(stream("ms"), "test.yaml").scenario("s")
-    run = ScenarioRun(spec, Target(stamps_in_seconds), Recorder(metrics), FAST)
-    result = await asyncio.wait_for(run.execute(), scaled(20))
+    result = await run_bounded(spec, Target(stamps_in_seconds), metrics)
     (ws,) = result.endpoints
     assert ws.count > 0 and ws.p50_s is not None and ws.p50_s > 86_400
     assert not result.passed and result.result == "failed"
@@ -72,8 +59,7 @@ async def test_same_stamps_read_in_the_right_unit_pass(
 ) -> None:
     """The same server read with timestamp_unit s passes: the judgement is about the unit."""
     spec = parse_config(stream("s"), "test.yaml").scenario("s")
-    run = ScenarioRun(spec, Target(stamps_in_seconds), Recorder(metrics), FAST)
-    result = await asyncio.wait_for(run.execute(), scaled(20))
+    result = await run_bounded(spec, Target(stamps_in_seconds), metrics)
     assert result.passed, [j.describe() for j in result.verdict.breached()]
 
 
@@ -81,15 +67,13 @@ async def test_a_lagging_generator_never_excuses_no_data(metrics: Metrics) -> No
     """With the loop lagging far past the trust limit, a run failed by no data is failed."""
 
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
+        return  # the server closes the connection when its script ends
 
     async def hog() -> None:
         while True:
             time.sleep(0.05)  # block the loop on purpose: the generator is overloaded
             await asyncio.sleep(0.01)
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     text = (
         "version: 1\nscenarios:\n  s:\n"
         "    shape: {kind: constant, users: 1, duration: 1s}\n"
@@ -100,15 +84,11 @@ async def test_a_lagging_generator_never_excuses_no_data(metrics: Metrics) -> No
     monitor.start()
     hogging = asyncio.get_running_loop().create_task(hog())
     try:
-        run = ScenarioRun(
-            spec, Target(f"http://127.0.0.1:{port}"), Recorder(metrics), FAST, monitor
-        )
-        result = await asyncio.wait_for(run.execute(), scaled(20))
+        async with serving(hang_up) as server:
+            result = await run_bounded(spec, Target(server.url), metrics, monitor)
     finally:
         hogging.cancel()
         await monitor.stop()
-        server.close()
-        await server.wait_closed()
     # The trust limit is a share of the tightest latency limit (the default ws 100 ms).
     assert result.loop_lag_p99_s is not None and result.loop_lag_p99_s > 0.1 * TRUST_SHARE
     assert [(j.name, j.state) for j in result.verdict.breached()] == [

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
 
 from loadsvc.config import parse_config
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.metrics import Metrics
 from loadsvc.oneshot import EXIT_BREACHED
-from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc, summary_table
-from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target
-from tests.procs import ROOT
-from tests.service.support import scaled
-
-FAST = RunOptions(tick_s=0.1, seed=1)
+from tests.adversarial.runs import run_bounded
+from tests.support.processes import ROOT
+from tests.support.rawserver import hold, serving
+from tests.support.timing import scaled
+from tests.support.wsservers import publishing
 
 
 def scenario(users: str) -> ScenarioSpec:
@@ -37,25 +34,11 @@ def scenario(users: str) -> ScenarioSpec:
     return parse_config(text, "test.yaml").scenario("s")
 
 
-async def run_bounded(spec: ScenarioSpec, url: str, metrics: Metrics) -> RunResult:
-    """Run ``spec`` against ``url``; the run must end by itself within a generous bound."""
-    run = ScenarioRun(spec, Target(url), Recorder(metrics), FAST)
-    return await asyncio.wait_for(run.execute(), scaled(20))
-
-
 @pytest.fixture
 async def heartbeat_only_ws() -> AsyncIterator[str]:
     """A WS server whose data stopped: it only ever sends ``{"type": "status"}`` heartbeats."""
-
-    async def handler(ws: ServerConnection) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                await ws.send(orjson.dumps({"type": "status", "clients": 1}).decode())
-                await asyncio.sleep(0.05)
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+    async with publishing(lambda _: {"type": "status", "clients": 1}) as url:
+        yield url
 
 
 REST = (
@@ -68,38 +51,22 @@ REST = (
 async def hang_up_http() -> AsyncIterator[str]:
     """An HTTP server that closes every connection as soon as it is accepted."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        return  # the server closes the connection when its script ends
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serving(hang_up) as server:
+        yield server.url
 
 
 @pytest.fixture
 async def silent_http() -> AsyncIterator[str]:
     """An HTTP server that accepts connections and reads requests but never answers."""
-    held: list[asyncio.StreamWriter] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        with contextlib.suppress(Exception):
-            while await reader.read(65536):
-                pass
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hold(reader)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for w in held:
-            w.close()
-        await server.wait_closed()
+    async with serving(silent) as server:
+        yield server.url
 
 
 async def test_ws_stream_of_heartbeats_only_fails_as_no_data(
@@ -107,7 +74,7 @@ async def test_ws_stream_of_heartbeats_only_fails_as_no_data(
 ) -> None:
     """Status frames alone (data stopped) fail the run as no_data naming the endpoint, exit 1."""
     spec = scenario("      - {kind: ws_stream, path: /ws/market}\n")
-    result = await run_bounded(spec, heartbeat_only_ws, metrics)
+    result = await run_bounded(spec, Target(heartbeat_only_ws), metrics)
     (ws,) = result.endpoints
     assert ws.status_messages > 0 and ws.errors == 0
     assert not result.passed and result.result == "failed"
@@ -150,7 +117,7 @@ async def test_http_server_that_never_answers_fails_on_its_timeouts(
 ) -> None:
     """Requests that time out are counted and timed to the timeout: the run fails, never passes."""
     spec = scenario(REST)
-    result = await run_bounded(spec, silent_http, metrics)
+    result = await run_bounded(spec, Target(silent_http), metrics)
     (http,) = result.endpoints
     assert http.outcome("timeout") == http.count > 0
     assert not result.passed and result.result == "failed"
@@ -162,7 +129,7 @@ async def test_http_server_that_hangs_up_fails_as_no_data(
     hang_up_http: str, metrics: Metrics
 ) -> None:
     """Connections closed before any answer leave no latency: no_data (exported as breached)."""
-    result = await run_bounded(scenario(REST), hang_up_http, metrics)
+    result = await run_bounded(scenario(REST), Target(hang_up_http), metrics)
     (http,) = result.endpoints
     assert http.outcome("connection_error") == http.count > 0
     assert not result.passed and result.result == "failed"

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.adversarial.wsservers import PING, RawWsConnection, encode_frame, raw_ws_server
+from tests.support.wsservers import PING, RawWsConnection, encode_frame, raw_ws_server
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 USERS = 4

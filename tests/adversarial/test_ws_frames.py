@@ -15,7 +15,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.runstats import EndpointSummary
 from loadsvc.users import Target
-from tests.adversarial.wsservers import (
+from tests.support.wsservers import (
     CONTINUATION,
     RawWsConnection,
     encode_frame,

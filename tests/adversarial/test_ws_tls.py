@@ -16,7 +16,7 @@ from loadsvc.runstats import EndpointSummary
 from loadsvc.tls import client_context
 from loadsvc.users import Target
 from tests.adversarial.test_ws_frames import errors, stream
-from tests.adversarial.wsservers import frames_then_hold, market_frame, now, raw_ws_server
+from tests.support.wsservers import frames_then_hold, market_frame, now, raw_ws_server
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from loadsvc.service.app import SoakService
 from loadsvc.service.settings import ServeSettings
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
-from tests.service.support import until
+from tests.support.timing import wait_for_async
 
 TOKEN = "t0ken-http-5f2a"
 CONFIG = """\
@@ -130,7 +130,7 @@ async def test_control_with_a_token_checks_it_and_answers_404_409(
         202,
         {"scenario": "hold", "action": "stop", "run_id": body["run_id"]},
     )
-    await until(lambda: not service.supervisor.state("hold").running, 10, "the run ended")
+    await wait_for_async(lambda: not service.supervisor.state("hold").running, 10, "the run ended")
     assert (await post(client, stop, TOKEN))[0] == 409
 
 
@@ -144,7 +144,9 @@ async def test_runs_are_listed_most_recent_first_with_filters(
         ids.append(
             (await post(client, service.url + "/api/scenarios/poll/run", TOKEN))[1]["run_id"]
         )
-        await until(lambda: not service.supervisor.state("poll").running, 10, "the run ended")
+        await wait_for_async(
+            lambda: not service.supervisor.state("poll").running, 10, "the run ended"
+        )
     async with client.get(service.url + "/api/runs") as resp:
         runs = (await resp.json())["runs"]
     assert [r["run_id"] for r in runs] == ids[::-1]

@@ -7,14 +7,8 @@ from typing import Any
 import pytest
 
 from loadsvc.runner import Shard
-from loadsvc.service.merge import (
-    Answer,
-    NoWorkerAnswered,
-    merge_control,
-    merge_readiness,
-    merge_runs,
-    merge_status,
-)
+from loadsvc.service import merge
+from loadsvc.service.merge import Answer, NoWorkerAnswered
 from loadsvc.service.workers import stopped_cleanly, worker_history_file, worker_shard
 
 
@@ -40,11 +34,11 @@ def status_doc(*scenarios: dict[str, Any]) -> dict[str, Any]:
 def test_readiness_needs_every_worker_ready_and_names_the_first_that_is_not() -> None:
     """Ready only when all answered 200; else the first failing worker with its reason."""
     ok: Answer = (200, {"status": "ready"})
-    assert merge_readiness([0, 1], [ok, ok]) == (True, "")
-    assert merge_readiness([0, 1], [ok, None]) == (False, "worker 1: not started")
+    assert merge.merge_readiness([0, 1], [ok, ok]) == (True, "")
+    assert merge.merge_readiness([0, 1], [ok, None]) == (False, "worker 1: not started")
     down: Answer = (503, {"status": "not ready", "reason": "shutting down"})
-    assert merge_readiness([0, 1], [down, None]) == (False, "worker 0: shutting down")
-    assert merge_readiness([0], [(503, "odd")]) == (False, "worker 0: odd")
+    assert merge.merge_readiness([0, 1], [down, None]) == (False, "worker 0: shutting down")
+    assert merge.merge_readiness([0], [(503, "odd")]) == (False, "worker 0: odd")
 
 
 def test_status_sums_users_ors_flags_and_adds_the_front_facts() -> None:
@@ -52,7 +46,7 @@ def test_status_sums_users_ors_flags_and_adds_the_front_facts() -> None:
     w0 = status_doc(scenario("a", 8, running=True), scenario("b", 0))
     w1 = status_doc(scenario("a", 7), scenario("b", 0, held=True))
     workers = [{"index": 0}, {"index": 1}]
-    doc = merge_status(
+    doc = merge.merge_status(
         [(200, w0), (200, w1)], shard="0/1", started_at=0.0, ready=True, workers=workers
     )
     assert [(s["name"], s["users"], s["running"], s["held"]) for s in doc["scenarios"]] == [
@@ -72,9 +66,13 @@ def test_status_sums_users_ors_flags_and_adds_the_front_facts() -> None:
 def test_status_skips_workers_that_did_not_answer_200() -> None:
     """A silent or failing worker adds nothing; with none answering the document is empty."""
     w1 = status_doc(scenario("a", 7))
-    doc = merge_status([None, (200, w1)], shard="0/1", started_at=0.0, ready=False, workers=[])
+    doc = merge.merge_status(
+        [None, (200, w1)], shard="0/1", started_at=0.0, ready=False, workers=[]
+    )
     assert doc["scenarios"][0]["users"] == 7 and doc["service"]["ready"] is False
-    empty = merge_status([None, (500, {})], shard="1/3", started_at=0.0, ready=False, workers=[])
+    empty = merge.merge_status(
+        [None, (500, {})], shard="1/3", started_at=0.0, ready=False, workers=[]
+    )
     assert empty["scenarios"] == [] and empty["service"]["shard"] == "1/3"
 
 
@@ -83,31 +81,31 @@ def test_runs_are_merged_newest_first_and_cut_at_the_limit() -> None:
     w0 = {"runs": [{"run_id": "a", "ended_at": 30.0}, {"run_id": "c", "ended_at": 10.0}]}
     w1 = {"runs": [{"run_id": "b", "ended_at": 20.0}, {"run_id": "d", "ended_at": None}]}
     answers: list[Answer] = [(200, w0), (200, w1)]
-    assert [r["run_id"] for r in merge_runs(answers, 50)] == ["a", "b", "c", "d"]
-    assert [r["run_id"] for r in merge_runs(answers, 2)] == ["a", "b"]
-    assert [r["run_id"] for r in merge_runs([None, (200, w1)], 50)] == ["b", "d"]
+    assert [r["run_id"] for r in merge.merge_runs(answers, 50)] == ["a", "b", "c", "d"]
+    assert [r["run_id"] for r in merge.merge_runs(answers, 2)] == ["a", "b"]
+    assert [r["run_id"] for r in merge.merge_runs([None, (200, w1)], 50)] == ["b", "d"]
 
 
 def test_runs_with_no_worker_answering_is_an_error() -> None:
     """Not one worker answered: NoWorkerAnswered, not an empty list that looks like no runs."""
     with pytest.raises(NoWorkerAnswered, match="no worker answered"):
-        merge_runs([None, None], 50)
+        merge.merge_runs([None, None], 50)
 
 
 def test_control_is_accepted_when_any_worker_accepts_and_lists_every_answer() -> None:
     """202 if any worker took it; else the first answer's status; every worker's answer listed."""
     took: Answer = (202, {"scenario": "a", "action": "run", "run_id": "r1"})
     busy: Answer = (409, {"error": "a is already running"})
-    status, body = merge_control([0, 1], [busy, took])
+    status, body = merge.merge_control([0, 1], [busy, took])
     assert status == 202 and body["error"] == "a is already running"
     assert body["workers"] == [
         {"index": 0, "status": 409, "answer": {"error": "a is already running"}},
         {"index": 1, "status": 202, "answer": took[1]},
     ]
-    status, body = merge_control([0, 1], [None, busy])
+    status, body = merge.merge_control([0, 1], [None, busy])
     assert status == 409 and body["workers"][0] == {"index": 0, "status": None, "answer": None}
     with pytest.raises(NoWorkerAnswered):
-        merge_control([0, 1], [None, None])
+        merge.merge_control([0, 1], [None, None])
 
 
 def test_worker_shards_partition_the_replica_and_histories_are_apart() -> None:

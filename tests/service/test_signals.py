@@ -7,7 +7,7 @@ import os
 import signal
 
 from loadsvc.service.signals import serve_until_signalled
-from tests.service.support import scaled
+from tests.support.timing import scaled
 
 
 class Recorded:

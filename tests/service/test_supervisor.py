@@ -26,7 +26,7 @@ from loadsvc.service.supervisor import (
 )
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
-from tests.service.support import until
+from tests.support.timing import wait_for_async
 
 FAST_BACKOFF = RestartBackoff(initial_s=0.05, max_s=0.4, multiplier=2.0)
 
@@ -96,7 +96,7 @@ async def test_trigger_during_a_run_is_skipped_and_counted(
             )
             return value or 0.0
 
-        await until(lambda: skipped() >= 1, 6, "a skipped trigger")
+        await wait_for_async(lambda: skipped() >= 1, 6, "a skipped trigger")
         state = supervisor.state("poll")
         assert state.running and state.skipped == skipped()
         assert registry.get_sample_value("loadsvc_scenario_running", {"scenario": "poll"}) == 1
@@ -114,7 +114,7 @@ async def test_continuous_run_is_judged_in_windows_on_the_same_connections(
 ) -> None:
     """A continuous run rolls a verdict window every verdict_every; its connections stay open."""
     supervisor.apply(scenarios(stream(users=3)))
-    await until(lambda: len(supervisor.history.recent("stream")) >= 3, 10, "three windows")
+    await wait_for_async(lambda: len(supervisor.history.recent("stream")) >= 3, 10, "three windows")
     windows = supervisor.history.recent("stream")
     assert len({w["run_id"] for w in windows}) == 1
     assert [w["window"] for w in reversed(windows)][:3] == [1, 2, 3]
@@ -133,9 +133,9 @@ async def test_stop_holds_a_continuous_scenario_until_started_again(
 ) -> None:
     """An operator's stop ends the run with a final record and no restart; start resumes it."""
     supervisor.apply(scenarios(stream()))
-    await until(lambda: supervisor.state("stream").users == 2, 5, "two users")
+    await wait_for_async(lambda: supervisor.state("stream").users == 2, 5, "two users")
     first = supervisor.stop("stream")
-    await until(lambda: not supervisor.state("stream").running, 10, "the run ended")
+    await wait_for_async(lambda: not supervisor.state("stream").running, 10, "the run ended")
     last = supervisor.history.last("stream")
     assert last is not None and last["run_id"] == first and last["stopped_early"]
     state = supervisor.state("stream")
@@ -143,7 +143,7 @@ async def test_stop_holds_a_continuous_scenario_until_started_again(
     with pytest.raises(NotRunning):
         supervisor.stop("stream")
     supervisor.start("stream")
-    await until(lambda: supervisor.state("stream").users == 2, 5, "running again")
+    await wait_for_async(lambda: supervisor.state("stream").users == 2, 5, "running again")
     assert supervisor.state("stream").run_id != first
     with pytest.raises(AlreadyRunning):
         supervisor.start("stream")
@@ -164,7 +164,7 @@ async def test_continuous_ramping_run_restarts_after_its_plan(supervisor: Superv
 """
         )
     )
-    await until(lambda: supervisor.state("ramp").restarts >= 2, 10, "two restarts")
+    await wait_for_async(lambda: supervisor.state("ramp").restarts >= 2, 10, "two restarts")
     runs = supervisor.history.recent("ramp")
     assert len({r["run_id"] for r in runs}) >= 2
     assert all(not r["stopped_early"] for r in runs)
@@ -189,7 +189,7 @@ async def test_crashed_continuous_run_is_recorded_and_restarted_with_backoff(
     sup = CrashingSupervisor(Target(target.url), recorder, history, backoff=FAST_BACKOFF)
     try:
         sup.apply(scenarios(stream()))
-        await until(lambda: sup.state("stream").restarts >= 3, 5, "three restarts")
+        await wait_for_async(lambda: sup.state("stream").restarts >= 3, 5, "three restarts")
         runs = history.recent("stream")
         assert {r["result"] for r in runs} == {"error"}
         assert runs[0]["error"] == "RuntimeError"
@@ -197,7 +197,9 @@ async def test_crashed_continuous_run_is_recorded_and_restarted_with_backoff(
             "loadsvc_scenario_runs_total", {"scenario": "stream", "result": "error"}
         )
         assert errors is not None and errors >= 3
-        await until(lambda: sup.state("stream").restart_at is not None, 5, "a restart pending")
+        await wait_for_async(
+            lambda: sup.state("stream").restart_at is not None, 5, "a restart pending"
+        )
     finally:
         await sup.shutdown(5)
 
@@ -208,23 +210,25 @@ async def test_reload_restarts_changed_continuous_and_stops_removed(
     """apply(): a changed continuous scenario restarts with its new spec; a removed one stops."""
     supervisor.apply(scenarios(stream(users=2), poll(duration="1h")))
     supervisor.start("poll")
-    await until(lambda: supervisor.state("stream").users == 2, 5, "two users")
+    await wait_for_async(lambda: supervisor.state("stream").users == 2, 5, "two users")
     old = supervisor.state("stream").run_id
     changes = supervisor.apply(scenarios(stream(users=3)))
     assert changes == {"added": [], "removed": ["poll"], "changed": ["stream"]}
     assert supervisor.names() == ["stream"]
     with pytest.raises(UnknownScenario):
         supervisor.state("poll")
-    await until(lambda: supervisor.state("stream").users == 3, 5, "three users")
+    await wait_for_async(lambda: supervisor.state("stream").users == 3, 5, "three users")
     assert supervisor.state("stream").run_id != old
-    await until(lambda: supervisor.history.last("poll") is not None, 10, "poll's final record")
+    await wait_for_async(
+        lambda: supervisor.history.last("poll") is not None, 10, "poll's final record"
+    )
 
 
 async def test_shutdown_records_every_verdict_within_the_bound(supervisor: Supervisor) -> None:
     """shutdown() stops a long run and a continuous one, recording both, well within its bound."""
     supervisor.apply(scenarios(stream(), poll(duration="1h")))
     run_id = supervisor.start("poll")
-    await until(lambda: supervisor.state("stream").users == 2, 5, "stream running")
+    await wait_for_async(lambda: supervisor.state("stream").users == 2, 5, "stream running")
     began = time.monotonic()
     await supervisor.shutdown(5)
     assert time.monotonic() - began < 5
@@ -254,7 +258,7 @@ async def test_failed_window_records_never_orphan_a_continuous_run(
     sup = Supervisor(Target(target.url), recorder, history, tick_s=0.05, backoff=FAST_BACKOFF)
     try:
         sup.apply(scenarios(stream(users=2)))
-        await until(lambda: sup.records.failures >= 3, 10, "three failed window records")
+        await wait_for_async(lambda: sup.records.failures >= 3, 10, "three failed window records")
         state = sup.state("stream")
         assert state.running and state.users == 2 and state.restarts == 0
         assert state.record_failures >= 3
@@ -266,10 +270,7 @@ async def test_failed_window_records_never_orphan_a_continuous_run(
         await sup.shutdown(5)
     assert not sup.state("stream").running
 
-    async def open_connections() -> int:
-        return int((await target.stats())["connections"]["/ws/market"])
+    async def all_closed() -> bool:
+        return int((await target.stats())["connections"]["/ws/market"]) == 0
 
-    deadline = asyncio.get_running_loop().time() + 5
-    while await open_connections() and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-    assert await open_connections() == 0
+    await wait_for_async(all_closed, 5, "every WS connection closed at the target")

@@ -16,6 +16,22 @@ from loadsvc.config import ConfigError, ConfigIssue, parse_config
 WS_MARKET_USER = "      - {kind: ws_stream, path: /ws/market}\n"
 ONE_USER_FOR_A_SECOND = "{kind: constant, users: 1, duration: 1s}"
 
+# One group of each user kind against the reference target, as ``users:`` list items: the
+# status page and the HTML report draw a chart for every kind of endpoint.
+EVERY_KIND_USERS = """\
+      - kind: ws_stream
+        path: /ws/market
+        message: {skip_types: [status], timestamp_field: published_at, sequence_field: seq}
+      - kind: ws_reconnect
+        path: /ws/foreign
+        cycle: 1s
+        messages_per_cycle: 1
+        message: {skip_types: [status]}
+      - kind: rest
+        pacing: 500ms
+        tasks: [{path: /api/market/snapshot}]
+"""
+
 REST_SCENARIO = """\
 scenarios:
   poll:

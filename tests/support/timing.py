@@ -8,10 +8,11 @@ slow or busy machine raises it instead of anyone editing a number in a test.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 TIMEOUT_SCALE = float(os.environ.get("LOADSVC_TEST_TIMEOUT_SCALE", "1"))
 T = TypeVar("T")
@@ -43,10 +44,17 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str, every
 
 async def wait_for_async(
     condition: Callable[[], object], timeout: float, what: str, every: float = 0.02
-) -> None:
-    """Poll ``condition`` on the running event loop until truthy; fail after ``timeout`` s."""
+) -> Any:
+    """Poll ``condition`` on the running event loop until truthy (returned); fail after
+    ``timeout`` s (scaled). ``condition`` may be a coroutine function (a target's stats, say):
+    what it returns is awaited."""
     deadline = time.monotonic() + scaled(timeout)
-    while not condition():
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+            raise AssertionError(f"{what}: not within {timeout} s (last: {result!r})")
         await asyncio.sleep(every)

@@ -9,42 +9,16 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvloop
 from aiohttp import web
 
-from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, decode_body, request_bytes
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-Run = Callable[[Coroutine[Any, Any, None]], None]
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run:
-    """Run a test body on a fresh loop of each kind: the generator runs on uvloop,
-    whose transports differ from asyncio's."""
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(body: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=factory) as r:
-            r.run(body)
-
-    return runner
-
-
-@contextlib.asynccontextmanager
-async def raw_server(script: Script) -> AsyncIterator[str]:
-    """A TCP server that answers each connection with a scripted exchange."""
-    server = await asyncio.start_server(script, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, request_bytes
+from loadsvc.users.http_body import decode_body
+from tests.support.loops import Run
+from tests.support.rawserver import RawServer, Script, read_request, serving
 
 
 @contextlib.asynccontextmanager
@@ -86,15 +60,21 @@ async def app_server(peers: set[object]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    """One request head (the client never sends a body)."""
-    return await reader.readuntil(b"\r\n\r\n")
-
-
 def get(url: str, path: str = "/") -> tuple[Http1Client, bytes]:
     """A client for ``url`` and the prebuilt GET of ``path``."""
     origin = Origin.from_url(url)
     return Http1Client(origin), request_bytes("GET", url + path, origin, ())
+
+
+@contextlib.asynccontextmanager
+async def client_of(script: Script) -> AsyncIterator[tuple[Http1Client, bytes, RawServer]]:
+    """A client and its prebuilt GET of ``/`` against ``script``'s server; closed after."""
+    async with serving(script) as server:
+        client, data = get(server.url)
+        try:
+            yield client, data, server
+        finally:
+            client.close()
 
 
 def test_requests_reuse_one_keep_alive_connection(run: Run) -> None:
@@ -166,7 +146,8 @@ def test_request_carries_host_and_configured_headers(run: Run) -> None:
         writer.close()
 
     async def body() -> None:
-        async with raw_server(script) as url:
+        async with serving(script) as server:
+            url = server.url
             origin = Origin.from_url(url)
             data = request_bytes("GET", url + "/api/x?limit=5", origin, (("Authorization", "t"),))
             client = Http1Client(origin)
@@ -192,22 +173,17 @@ def test_body_until_close_after_an_interim_response(run: Run) -> None:
         writer.close()
 
     async def body() -> None:
-        async with raw_server(script) as url:
-            client, data = get(url)
+        async with client_of(script) as (client, data, _):
             response = await client.request(data, "GET", keep_body=True, timeout_s=5)
             assert (response.status, response.body) == (200, b"hello world")
-            client.close()
 
     run(body())
 
 
 def test_idle_connection_closed_by_the_server_is_retried(run: Run) -> None:
     """When the server closed a kept-alive connection, the request goes on a new one."""
-    connections = 0
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
@@ -216,13 +192,11 @@ def test_idle_connection_closed_by_the_server_is_retried(run: Run) -> None:
         writer.close()
 
     async def body() -> None:
-        async with raw_server(script) as url:
-            client, data = get(url)
+        async with client_of(script) as (client, data, server):
             for _ in range(3):
                 response = await client.request(data, "GET", keep_body=True, timeout_s=5)
                 assert response.body == b"ok"
-            client.close()
-        assert connections == 3
+        assert server.connections == 3
 
     run(body())
 
@@ -236,11 +210,9 @@ def test_garbage_is_a_protocol_error(run: Run) -> None:
         await writer.drain()
 
     async def body() -> None:
-        async with raw_server(script) as url:
-            client, data = get(url)
+        async with client_of(script) as (client, data, _):
             with pytest.raises(ProtocolError):
                 await client.request(data, "GET", keep_body=True, timeout_s=5)
-            client.close()
 
     run(body())
 
@@ -259,14 +231,12 @@ def test_abandoned_request_drops_the_connection(run: Run) -> None:
         await writer.drain()
 
     async def body() -> None:
-        async with raw_server(script) as url:
-            client, data = get(url)
+        async with client_of(script) as (client, data, server):
             with pytest.raises(TimeoutError):
                 await client.request(data, "GET", keep_body=True, timeout_s=0.1)
             response = await client.request(data, "GET", keep_body=True, timeout_s=5)
             assert response.body == b"ok"
-            client.close()
-        assert connections == 2
+        assert server.connections == 2
 
     run(body())
 
@@ -320,17 +290,14 @@ def test_https_with_the_origin_tls_context(run: Run, tmp_path: Path) -> None:
             await writer.drain()
 
     async def body() -> None:
-        server = await asyncio.start_server(script, "127.0.0.1", 0, ssl=server_tls)
-        port = server.sockets[0].getsockname()[1]
-        origin = Origin("localhost", port, f"localhost:{port}", client_tls)
-        client = Http1Client(origin)
-        data = request_bytes("GET", f"https://localhost:{port}/", origin, ())
-        for _ in range(3):
-            response = await client.request(data, "GET", keep_body=True, timeout_s=5)
-            assert response.body == b"ok"
-        client.close()
-        server.close()
-        await server.wait_closed()
+        async with serving(script, tls=server_tls) as server:
+            origin = Origin.from_url(server.url, client_tls)
+            client = Http1Client(origin)
+            data = request_bytes("GET", server.url + "/", origin, ())
+            for _ in range(3):
+                response = await client.request(data, "GET", keep_body=True, timeout_s=5)
+                assert response.body == b"ok"
+            client.close()
         assert len(peers) == 1
 
     run(body())

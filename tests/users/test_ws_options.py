@@ -11,7 +11,7 @@ from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target
-from tests.adversarial.wsservers import (
+from tests.support.wsservers import (
     RawWsConnection,
     frames_then_hold,
     market_frame,

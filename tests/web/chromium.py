@@ -15,14 +15,13 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import websockets
 
-from tests.service.support import scaled
+from tests.support.timing import scaled, wait_for_async
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -51,14 +50,7 @@ class Page:
 
     async def wait_for(self, expression: str, within: float, what: str) -> Any:
         """Poll ``expression`` until truthy (returned); fail after ``within`` s."""
-        deadline = time.monotonic() + scaled(within)
-        while True:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not hold within {within} s (last: {value!r})")
-            await asyncio.sleep(0.1)
+        return await wait_for_async(lambda: self.evaluate(expression), within, what, every=0.1)
 
     async def screenshot(self, path: Path) -> None:
         """Write a PNG of the whole page."""
@@ -180,11 +172,12 @@ async def chromium() -> AsyncIterator[Browser]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + scaled(20)
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError("chromium did not open its DevTools port")
-            await asyncio.sleep(0.05)
+
+        def port_written() -> bool:
+            assert proc.poll() is None, "chromium exited before opening its DevTools port"
+            return port_file.exists() and len(port_file.read_text().splitlines()) >= 2
+
+        await wait_for_async(port_written, 20, "chromium opening its DevTools port", every=0.05)
         port, path = port_file.read_text().splitlines()[:2]
         async with websockets.connect(f"ws://127.0.0.1:{port}{path}", max_size=None) as ws:
             browser = Browser(ws)

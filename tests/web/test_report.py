@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import loadsvc, target_process
+from tests.support.configs import EVERY_KIND_USERS
+from tests.support.processes import loadsvc, target_process
 from tests.web.chromium import CHROMIUM, chromium
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed
 # Where the screenshots go for the reader of the tests (CI may keep the folder).
 SHOTS = Path(os.environ.get("LOADSVC_TEST_SCREENSHOTS", "/tmp/loadsvc-screenshots"))
 
-MIX = """\
+MIX = (
+    """\
 version: 1
 scenarios:
   web_mix:
@@ -23,18 +25,9 @@ scenarios:
     schedule: {kind: continuous, verdict_every: 1m}
     shape: {kind: constant, users: 6, duration: 4s}
     users:
-      - kind: ws_stream
-        path: /ws/market
-        message: {skip_types: [status], timestamp_field: published_at, sequence_field: seq}
-      - kind: ws_reconnect
-        path: /ws/foreign
-        cycle: 1s
-        messages_per_cycle: 1
-        message: {skip_types: [status]}
-      - kind: rest
-        pacing: 500ms
-        tasks: [{path: /api/market/snapshot}]
 """
+    + EVERY_KIND_USERS
+)
 
 CHARTS = "window.loadsvc.charts()"
 

@@ -131,12 +131,7 @@ def ws_sink(spec: WsUserSpec, sinks: EndpointSinks) -> WsSink:
 
 
 def _message(parent: Fields) -> WsMessageSpec:
-    node = parent.value_node("message")
-    fields = (
-        None
-        if node is None
-        else parent.reader.mapping(node, parent.at("message"), _MESSAGE_KEYS, null_is_empty=True)
-    )
+    fields = parent.section("message", _MESSAGE_KEYS)
     if fields is None:
         return WsMessageSpec()
     unit: str = fields.get("timestamp_unit", choice(("s", "ms")), "s")
@@ -156,12 +151,7 @@ def _message(parent: Fields) -> WsMessageSpec:
 
 
 def _backoff(parent: Fields) -> WsBackoffSpec:
-    node = parent.value_node("backoff")
-    fields = (
-        None
-        if node is None
-        else parent.reader.mapping(node, parent.at("backoff"), _BACKOFF_KEYS, null_is_empty=True)
-    )
+    fields = parent.section("backoff", _BACKOFF_KEYS)
     if fields is None:
         return WsBackoffSpec()
     # None when given but invalid: then the two are not compared.

@@ -14,6 +14,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
+from tests.support.timing import wait_for_async
 
 FAST = RunOptions(tick_s=0.1, seed=1)
 
@@ -265,11 +266,14 @@ async def test_mixed_scenario_keeps_weights_and_stop_ends_it(
     """8 users split 3 WS : 5 REST; tasks follow 5:3:1; stop() ends a long run promptly."""
     r = ScenarioRun(scenario(MIXED), Target(target.url), Recorder(metrics), FAST)
     task = asyncio.create_task(r.execute())
-    deadline = asyncio.get_running_loop().time() + 5
-    while (await target.stats())["connections"].get("/ws/market", 0) < 3:
-        assert asyncio.get_running_loop().time() < deadline, "WS users never connected"
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(2.5)
+
+    async def connected_and_polled() -> bool:
+        stats = await target.stats()
+        ws = stats["connections"].get("/ws/market", 0)
+        # About 90 requests: enough for the 5:3:1 order to show (about 50:30:10).
+        return ws >= 3 and sum(stats["rest_requests"].values()) >= 90
+
+    await wait_for_async(connected_and_polled, 10, "3 WS users connected and 90 requests made")
     assert r.user_count() == 8
     r.stop()
     result = await asyncio.wait_for(task, timeout=5)
@@ -284,21 +288,29 @@ async def test_mixed_scenario_keeps_weights_and_stop_ends_it(
     assert (await target.stats())["connections"].get("/ws/market", 0) == 0
 
 
+async def slow_snapshots(
+    target: RunningTarget, *, latency_ms: int, users: int, duration: str, graceful: str
+) -> ScenarioSpec:
+    """The target's snapshot made ``latency_ms`` slow; a scenario of REST users polling it
+    back to back for ``duration``, with ``graceful`` to finish."""
+    await target.set_faults({"latency_ms": {"/api/market/snapshot": latency_ms}})
+    return scenario(
+        f"""
+shape: {{kind: constant, users: {users}, duration: {duration}}}
+graceful_stop: {graceful}
+users:
+  - kind: rest
+    think_time: {{min: 10ms, max: 10ms}}
+    tasks: [{{path: /api/market/snapshot}}]
+"""
+    )
+
+
 async def test_graceful_stop_lets_in_flight_requests_finish(
     target: RunningTarget, metrics: Metrics
 ) -> None:
     """At the first deadline idle users stop at once while a request in flight still completes."""
-    await target.set_faults({"latency_ms": {"/api/market/snapshot": 600}})
-    spec = scenario(
-        """
-shape: {kind: constant, users: 4, duration: 1s}
-graceful_stop: 3s
-users:
-  - kind: rest
-    think_time: {min: 10ms, max: 10ms}
-    tasks: [{path: /api/market/snapshot}]
-"""
-    )
+    spec = await slow_snapshots(target, latency_ms=600, users=4, duration="1s", graceful="3s")
     result = await run(spec, target, metrics)
     (ep,) = result.endpoints
     # Requests take 0.6 s: two rounds fit before 1 s ends the plan, and the second round's
@@ -311,16 +323,8 @@ async def test_hard_deadline_cancels_what_is_still_busy(
 ) -> None:
     """After graceful_stop a request still in flight is cancelled and counted as a timeout
     with its latency so far: a backend that never answers is never a run with no requests."""
-    await target.set_faults({"latency_ms": {"/api/market/snapshot": 3000}})
-    spec = scenario(
-        """
-shape: {kind: constant, users: 2, duration: 500ms}
-graceful_stop: 200ms
-users:
-  - kind: rest
-    think_time: {min: 10ms, max: 10ms}
-    tasks: [{path: /api/market/snapshot}]
-"""
+    spec = await slow_snapshots(
+        target, latency_ms=3000, users=2, duration="500ms", graceful="200ms"
     )
     loop = asyncio.get_running_loop()
     t0 = loop.time()

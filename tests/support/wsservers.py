@@ -11,12 +11,15 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection, serve
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONTINUATION, TEXT, BINARY, CLOSE, PING = 0x0, 0x1, 0x2, 0x8, 0x9
@@ -163,3 +166,20 @@ def frames_then_hold(make: Callable[[RawWsConnection], list[bytes]]) -> Behaviou
 def now() -> float:
     """Wall time in seconds, as a server stamps frames."""
     return time.time()
+
+
+@contextlib.asynccontextmanager
+async def publishing(
+    frame: Callable[[int], dict[str, object]], every: float = 0.05
+) -> AsyncIterator[str]:
+    """A well-behaved WS server (``websockets``) that sends ``frame(n)`` as JSON every ``every``
+    seconds to each client, n = 0, 1, ...; yields its base URL."""
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(Exception):  # a client that goes is the normal end
+            for n in itertools.count():
+                await ws.send(json.dumps(frame(n)))
+                await asyncio.sleep(every)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"

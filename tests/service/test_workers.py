@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.support import Proc, eventually, get_json, http, metric_value, start_target
+from tests.support.http import get_json, http, metric_value
+from tests.support.processes import Proc, start_target
+from tests.support.timing import wait_for
 
 WS_USERS = 15  # odd, so the two workers' shares differ (8 + 7)
 REST_USERS = 11
@@ -92,13 +94,13 @@ def start_front(work: Path, target_url: str, token: str = "") -> Front:
         assert proc.popen.poll() is None, proc.output()
         return None
 
-    doc = eventually(serving, 15, "the front listening")
+    doc = wait_for(serving, 15, "the front listening")
     return Front(proc, doc["url"], target_url, Path(doc["metrics_dir"]))
 
 
 def wait_ready(front: Front) -> None:
     """Poll the front's /readyz until every worker is ready."""
-    eventually(lambda: http("GET", front.url + "/readyz")[0] == 200, 20, "every worker ready")
+    wait_for(lambda: http("GET", front.url + "/readyz")[0] == 200, 20, "every worker ready")
 
 
 def gone(pid: int) -> bool:
@@ -133,7 +135,7 @@ def front(tmp_path_factory: pytest.TempPathFactory, target_url: str) -> Iterator
 
 def test_merged_metrics_add_up_to_the_configured_users(front: Front) -> None:
     """Merged users and connections equal the config and the target's own connection count."""
-    eventually(lambda: front.totals() == EXPECTED, 30, "merged totals equal the configuration")
+    wait_for(lambda: front.totals() == EXPECTED, 30, "merged totals equal the configuration")
     status = get_json(front.url + "/api/status")
     assert [w["shard"] for w in status["service"]["workers"]] == ["0/2", "1/2"]
     assert {s["name"]: s["users"] for s in status["scenarios"]} == {
@@ -148,7 +150,7 @@ def test_merged_metrics_add_up_to_the_configured_users(front: Front) -> None:
 
 def test_promtool_accepts_the_merged_exposition(front: Front) -> None:
     """`promtool check metrics` passes on the merged /metrics of the front."""
-    eventually(lambda: front.totals() == EXPECTED, 30, "load running")
+    wait_for(lambda: front.totals() == EXPECTED, 30, "load running")
     checked = subprocess.run(
         ["promtool", "check", "metrics"],
         input=front.metrics(),
@@ -166,12 +168,12 @@ def test_a_killed_worker_is_replaced_and_its_gauges_dropped(front: Front) -> Non
     dead = before[0]
     assert dead is not None
     os.kill(dead, signal.SIGKILL)
-    eventually(
+    wait_for(
         lambda: (pids := front.worker_pids())[0] not in (None, dead) and pids[1] == before[1],
         20,
         "worker 0 restarted",
     )
-    eventually(lambda: front.totals() == EXPECTED, 30, "totals exact after the restart")
+    wait_for(lambda: front.totals() == EXPECTED, 30, "totals exact after the restart")
 
 
 def test_the_front_serves_the_same_surface_as_serve(front: Front) -> None:
@@ -213,10 +215,10 @@ def test_sigterm_exits_zero_and_leaves_no_worker(
             pids = own.worker_pids()
             return [p for p in pids if p is not None] if None not in pids else []
 
-        pids = eventually(spawned, 10, "both workers spawned")
+        pids = wait_for(spawned, 10, "both workers spawned")
         assert len(pids) == 2
         assert own.proc.stop(timeout=30) == 0, own.proc.output()[-3000:]
     finally:
         own.proc.stop()
-    eventually(lambda: all(gone(p) for p in pids), 10, "no worker process left")
+    wait_for(lambda: all(gone(p) for p in pids), 10, "no worker process left")
     assert not own.metrics_dir.exists()
