@@ -34,8 +34,8 @@ from bench.soak_report import (
     Sample,
     Scrape,
     SoakResult,
-    edges,
     faults_seen,
+    growth,
     markdown,
     plot,
     sample,
@@ -224,11 +224,17 @@ def soak(args: argparse.Namespace) -> SoakResult:
 
 def goals(result: SoakResult) -> list[tuple[str, bool]]:
     """The issue's "done when" for the soak, checked."""
-    start, end, _ = edges(result.samples, result.warmup_s, "rss_mb")
-    growth = end / start - 1 if start and end else math.inf
+
+    def rise(attr: str) -> float:
+        value = growth(result.samples, result.warmup_s, attr)
+        return math.inf if value is None else value
+
     recoveries = [r["recovery_s"] for r in result.restarts]
     return [
-        ("RSS growth after warm-up under 5 %", growth < 0.05),
+        ("RSS growth after warm-up under 5 %", rise("rss_mb") < 0.05),
+        # Flat: the floor of descriptors and tasks does not rise (5 % allows for noise).
+        ("open descriptors flat after warm-up", rise("fds") <= 0.05),
+        ("asyncio tasks flat after warm-up", rise("tasks") <= 0.05),
         (
             "every restart recovered in under 5 s",
             all(r is not None and r < 5 for r in recoveries),

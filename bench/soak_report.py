@@ -8,7 +8,6 @@ compares the start of the post-warm-up period with its end, which is what a leak
 
 from __future__ import annotations
 
-import statistics
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,14 +128,26 @@ class SoakResult:
         return asdict(self)
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+def floors(samples: list[Sample], warmup_s: float, attr: str) -> tuple[float, float, float] | None:
+    """(floor of the first third after warm-up, floor of the last third, max after warm-up).
 
-
-def edges(samples: list[Sample], warmup_s: float, attr: str) -> tuple[float | None, ...]:
-    """(after warm-up, at the end, max after warm-up) of one column: medians of 3 samples."""
+    Floors (minimums), as the alert uses: the burst and the storm come and go on their
+    schedules and a collector saw-tooths, so the first and last samples depend on where in
+    those cycles they fall; the floor over a third of the run does not, and a leak raises it.
+    """
     after = [v for s in samples if s.t_s >= warmup_s and (v := getattr(s, attr)) is not None]
-    return _median(after[:3]), _median(after[-3:]), max(after, default=None)
+    if not after:
+        return None
+    third = max(1, len(after) // 3)
+    return min(after[:third]), min(after[-third:]), max(after)
+
+
+def growth(samples: list[Sample], warmup_s: float, attr: str) -> float | None:
+    """How much the floor rose from the first to the last third after warm-up (0.05 = 5 %)."""
+    edges = floors(samples, warmup_s, attr)
+    if edges is None or not edges[0]:
+        return None
+    return edges[1] / edges[0] - 1
 
 
 def summary(result: SoakResult) -> list[tuple[str, str]]:
@@ -147,15 +158,16 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
         ("fds", "open descriptors", ""),
         ("tasks", "asyncio tasks", ""),
     ):
-        start, end, peak = edges(result.samples, result.warmup_s, attr)
-        if start is None or end is None or peak is None:
+        edges = floors(result.samples, result.warmup_s, attr)
+        if edges is None:
             rows.append((what, "not measured"))
             continue
-        growth = (end - start) / start * 100 if start else 0.0
+        start, end, peak = edges
+        rise = (end / start - 1) * 100 if start else 0.0
         rows.append(
             (
-                f"{what} after warm-up",
-                f"{start:,.1f}{unit} -> {end:,.1f}{unit} ({growth:+.1f} %), max {peak:,.1f}{unit}",
+                f"{what}: floor, first -> last third after warm-up",
+                f"{start:,.1f}{unit} -> {end:,.1f}{unit} ({rise:+.1f} %), max {peak:,.1f}{unit}",
             )
         )
     lags = [s.lag_p99_ms for s in result.samples if s.lag_p99_ms is not None]

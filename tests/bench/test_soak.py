@@ -13,7 +13,7 @@ import yaml
 
 from bench.soak_config import soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
-from bench.soak_report import Scrape, lag_p99_ms
+from bench.soak_report import Sample, Scrape, growth, lag_p99_ms
 from loadsvc.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,22 @@ def test_the_soak_config_keeps_the_seed_sizes_and_shortens_its_windows() -> None
     assert toy["market_stream"]["shape"]["users"] == 10
     assert [s["target"] for s in toy["market_open_burst"]["shape"]["stages"]] == [16, 16, 0]
     parse_config(soak_config_text(scale=0.02), "soak.yaml")
+
+
+def rss_samples(values: list[float]) -> list[Sample]:
+    """One sample a second with these RSS values, nothing else measured."""
+    return [Sample(float(t), v, None, None, None, None, None) for t, v in enumerate(values)]
+
+
+def test_growth_compares_floors_so_bursts_and_saw_teeth_are_not_growth() -> None:
+    """A burst at the end and a saw-tooth leave the floor flat; a steady rise moves it."""
+    saw = [100.0 + 10 * (i % 5) for i in range(60)]
+    saw[-5:] = [150.0] * 5  # a burst running at the end
+    assert growth(rss_samples(saw), 0.0, "rss_mb") == 0.0
+    leak = [100.0 + i for i in range(60)]
+    rise = growth(rss_samples(leak), 0.0, "rss_mb")
+    assert rise is not None and rise > 0.05
+    assert growth(rss_samples([100.0] * 10), 20.0, "rss_mb") is None  # all in the warm-up
 
 
 def test_loop_lag_p99_is_read_from_the_bucket_deltas_of_the_interval() -> None:
