@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from target_support import eventually, next_data_frame, recv_json
+from target_support import eventually, next_data_frame, recv_json, scaled
 from websockets.asyncio.client import connect
 
 from loadsvc.target.delivery import DeliveryRecord
-from loadsvc.target.testing import RunningTarget
+from loadsvc.target.settings import TargetSettings
+from loadsvc.target.testing import RunningTarget, running_target
 
 MARKET = "/ws/market"
 
@@ -122,3 +123,18 @@ async def test_malformed_and_status_frames_are_not_ground_truth(
             pass  # the status frame has been written once the client reads it
     truth = (await fast_target.delivery())[MARKET]
     assert truth["count"] == 0
+
+
+async def test_writes_left_in_the_transport_buffer_are_counted_as_buffered() -> None:
+    """A client that stops reading fills the socket; writes that leave bytes in the transport
+    are counted `buffered` (their observation is a lower bound)."""
+    settings = TargetSettings(
+        throttle_s=0.01, tick_s=0.005, queue_size=5, ws_send_buffer_bytes=16 * 1024
+    )
+    async with (
+        running_target(settings=settings) as target,
+        connect(target.ws_url + MARKET, max_queue=1, close_timeout=scaled(0.2)),
+    ):
+        record = target.runtime.publishers[MARKET].delivery
+        await eventually(lambda: record.buffered > 0, within=10.0, what="a buffered write")
+        assert (await target.delivery())[MARKET]["buffered"] >= 1
