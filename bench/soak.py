@@ -226,7 +226,7 @@ def goals(result: SoakResult) -> list[tuple[str, bool]]:
     """The issue's "done when" for the soak, checked."""
 
     def rise(attr: str) -> float:
-        value = growth(result.samples, result.warmup_s, attr)
+        value = growth(result.samples, result.warmup_s, attr, result.disturbed())
         return math.inf if value is None else value
 
     recoveries = [r["recovery_s"] for r in result.restarts]
@@ -255,8 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sample-every", type=parse_duration, default=5.0)
     p.add_argument("--verdict-every", default="1m", help="verdict window of continuous scenarios")
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
+    p.add_argument("--from-json", type=Path, help="re-render a saved soak.json into --out")
     args = p.parse_args(argv)
-    result = soak(args)
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text())
+        doc["samples"] = [Sample(**row) for row in doc["samples"]]
+        result = SoakResult(**doc)
+        args.out.mkdir(parents=True, exist_ok=True)
+    else:
+        result = soak(args)
     print(write_outputs(result, args.out))
     checked = goals(result)
     for goal, met in checked:

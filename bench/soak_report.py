@@ -9,6 +9,7 @@ compares the start of the post-warm-up period with its end, which is what a leak
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 LAG = "loadsvc_event_loop_lag_seconds"
+# After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
+# of the slowest users, a verdict window closing); samples in it are not used for floors.
+SETTLE_S = 10.0
 # Counters whose non-ok series are the faults loadsvc saw, by reason or outcome.
 FAULT_COUNTERS = {
     "loadsvc_ws_connection_errors_total": "reason",
@@ -127,24 +131,51 @@ class SoakResult:
         """The result as plain data."""
         return asdict(self)
 
+    def disturbed(self) -> list[Span]:
+        """Spans of the run in a fault or its aftermath: outages until recovered, fault windows."""
+        spans = [
+            (r["at_s"], r["at_s"] + (r["recovery_s"] or 60.0) + SETTLE_S) for r in self.restarts
+        ]
+        spans += [(f["at_s"], f["at_s"] + f["hold_s"] + SETTLE_S) for f in self.admin_faults]
+        return spans
 
-def floors(samples: list[Sample], warmup_s: float, attr: str) -> tuple[float, float, float] | None:
+
+Span = tuple[float, float]
+
+
+def _inside(t: float, spans: Sequence[Span]) -> bool:
+    return any(start <= t <= end for start, end in spans)
+
+
+def floors(
+    samples: list[Sample], warmup_s: float, attr: str, disturbed: Sequence[Span] = ()
+) -> tuple[float, float, float] | None:
     """(floor of the first third after warm-up, floor of the last third, max after warm-up).
 
     Floors (minimums), as the alert uses: the burst and the storm come and go on their
     schedules and a collector saw-tooths, so the first and last samples depend on where in
     those cycles they fall; the floor over a third of the run does not, and a leak raises it.
+    Samples inside ``disturbed`` spans (a target outage, a fault window) are left out: an
+    outage empties the connections, which would make every floor an outage's.
     """
-    after = [v for s in samples if s.t_s >= warmup_s and (v := getattr(s, attr)) is not None]
+    after = [
+        v
+        for s in samples
+        if s.t_s >= warmup_s
+        and not _inside(s.t_s, disturbed)
+        and (v := getattr(s, attr)) is not None
+    ]
     if not after:
         return None
     third = max(1, len(after) // 3)
     return min(after[:third]), min(after[-third:]), max(after)
 
 
-def growth(samples: list[Sample], warmup_s: float, attr: str) -> float | None:
+def growth(
+    samples: list[Sample], warmup_s: float, attr: str, disturbed: Sequence[Span] = ()
+) -> float | None:
     """How much the floor rose from the first to the last third after warm-up (0.05 = 5 %)."""
-    edges = floors(samples, warmup_s, attr)
+    edges = floors(samples, warmup_s, attr, disturbed)
     if edges is None or not edges[0]:
         return None
     return edges[1] / edges[0] - 1
@@ -158,7 +189,7 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
         ("fds", "open descriptors", ""),
         ("tasks", "asyncio tasks", ""),
     ):
-        edges = floors(result.samples, result.warmup_s, attr)
+        edges = floors(result.samples, result.warmup_s, attr, result.disturbed())
         if edges is None:
             rows.append((what, "not measured"))
             continue

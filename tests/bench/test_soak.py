@@ -60,6 +60,15 @@ def test_growth_compares_floors_so_bursts_and_saw_teeth_are_not_growth() -> None
     assert growth(rss_samples([100.0] * 10), 20.0, "rss_mb") is None  # all in the warm-up
 
 
+def test_an_outage_does_not_become_the_floor() -> None:
+    """Samples inside a restart's outage are left out: a dip to 0 connections is no floor."""
+    fds = [1000.0] * 60
+    fds[10] = 20.0  # the target is down, every connection gone
+    samples = [Sample(float(t), None, v, None, None, None, None) for t, v in enumerate(fds)]
+    assert growth(samples, 0.0, "fds") == 1000.0 / 20.0 - 1  # what a naive floor would say
+    assert growth(samples, 0.0, "fds", [(9.0, 12.0)]) == 0.0
+
+
 def test_loop_lag_p99_is_read_from_the_bucket_deltas_of_the_interval() -> None:
     """Only observations between two scrapes count: 100 fast then 100 slow gives the slow bound."""
     page = (
