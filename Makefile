@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint unit bench render clean
+.PHONY: install demo test lint unit bench soak render clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: install  ## install the real components (Prometheus, Alertmanager, linters
 	PYTHON=$(BIN)/python bash .ci/install-deploy-tools
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+SOAK_DURATION ?= 30m
+soak: install  ## the seed under `loadsvc serve` for SOAK_DURATION with faults; table + plot (bench/soak.py)
+	$(BIN)/python bench/soak.py --duration $(SOAK_DURATION) $(SOAK_ARGS)
 
 render: install  ## regenerate the alert rules and dashboards from the thresholds
 	$(BIN)/loadsvc render

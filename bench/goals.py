@@ -15,6 +15,8 @@ REST_USERS = 500
 WS_TOLERANCE_MS = 10.0  # at WS_CONNECTIONS connections
 WS_CONNECTIONS = 2000
 LAG_TRUST_MS = 10.0  # 10 % of the tightest default latency threshold (100 ms)
+TRUTH_TOLERANCE_MS = 5.0  # loadsvc p50/p99 against the target's ground truth ...
+TRUTH_CONNECTIONS = (500, 2000)  # ... at these sizes; beyond, generator_bound when it is not
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,64 @@ def _says_generator_bound(results: dict[str, Any]) -> Goal:
     return Goal(goal, "; ".join(flagged), met)
 
 
+def _truth_gap(row: dict[str, Any]) -> tuple[float, float] | None:
+    """(p50, p99) of loadsvc minus the target's ground truth, or None if not measured."""
+    keys = ("p50_ms", "p99_ms", "truth_p50_ms", "truth_p99_ms")
+    if any(row.get(k) is None for k in keys):
+        return None
+    return row["p50_ms"] - row["truth_p50_ms"], row["p99_ms"] - row["truth_p99_ms"]
+
+
+def _within_truth(row: dict[str, Any]) -> bool:
+    gap = _truth_gap(row)
+    return gap is not None and max(abs(gap[0]), abs(gap[1])) <= TRUTH_TOLERANCE_MS
+
+
+def _describe_gap(row: dict[str, Any]) -> str:
+    gap = _truth_gap(row)
+    if gap is None:
+        return f"{row['connections']:,}: not measured"
+    return f"{row['connections']:,}: p50 {gap[0]:+.1f}, p99 {gap[1]:+.1f} ms ({row['result']})"
+
+
+def _truth_accuracy(results: dict[str, Any]) -> Goal:
+    sizes = " and ".join(f"{n:,}" for n in TRUTH_CONNECTIONS)
+    goal = (
+        f"WS: at {sizes} connections, loadsvc delivery p50 and p99 within "
+        f"{TRUTH_TOLERANCE_MS:g} ms of the target's ground truth"
+    )
+    rows = [
+        r
+        for r in results.get("ws", [])
+        if r["tool"] == "loadsvc" and r["connections"] in TRUTH_CONNECTIONS
+    ]
+    measured = [r for r in rows if _truth_gap(r) is not None]
+    if not measured:
+        return Goal(goal, "not measured", None)
+    return Goal(
+        goal, "; ".join(_describe_gap(r) for r in rows), all(_within_truth(r) for r in measured)
+    )
+
+
+def _truth_generator_bound(results: dict[str, Any]) -> Goal:
+    goal = (
+        f"WS: wherever loadsvc is not within {TRUTH_TOLERANCE_MS:g} ms of the ground truth, "
+        "its run says generator_bound"
+    )
+    rows = [r for r in results.get("ws", []) if r["tool"] == "loadsvc"]
+    measured = [r for r in rows if _truth_gap(r) is not None]
+    if not measured:
+        return Goal(goal, "not measured", None)
+    off = [r for r in measured if not _within_truth(r)]
+    if not off:
+        return Goal(goal, "every loadsvc row is within tolerance", True)
+    return Goal(
+        goal,
+        "; ".join(_describe_gap(r) for r in off),
+        all(r["result"] == "generator_bound" for r in off),
+    )
+
+
 def check(results: dict[str, Any]) -> list[Goal]:
     """Every goal, in the issue's order."""
     rest_row = next(
@@ -141,6 +201,8 @@ def check(results: dict[str, Any]) -> list[Goal]:
             WS_TOLERANCE_MS,
         ),
         _says_generator_bound(results),
+        _truth_accuracy(results),
+        _truth_generator_bound(results),
     ]
 
 

@@ -133,7 +133,7 @@ def ws_cost_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def ws_accuracy_table(rows: list[dict[str, Any]]) -> Table:
-    """Delivery latency p99 of each generator next to the probe's."""
+    """Delivery latency of each generator next to the target's ground truth and the probe's."""
     body = []
     for r in rows:
         lag = r.get("loop_lag_p99_ms")
@@ -144,7 +144,10 @@ def ws_accuracy_table(rows: list[dict[str, Any]]) -> Table:
                 num(r["connections"]),
                 ms(r["p50_ms"]),
                 ms(r["p99_ms"]),
-                ms(r["probe_p50_ms"]),
+                ms(r.get("truth_p50_ms")),
+                ms(r.get("truth_p99_ms")),
+                delta(r["p50_ms"], r.get("truth_p50_ms")),
+                delta(r["p99_ms"], r.get("truth_p99_ms")),
                 ms(r["probe_p99_ms"]),
                 delta(r["p99_ms"], r["probe_p99_ms"]),
                 verdict,
@@ -157,15 +160,20 @@ def ws_accuracy_table(rows: list[dict[str, Any]]) -> Table:
             "connections",
             "p50 ms",
             "p99 ms",
-            "probe p50",
+            "truth p50",
+            "truth p99",
+            "p50 - truth",
+            "p99 - truth",
             "probe p99",
             "p99 - probe",
             "loadsvc verdict, loop lag p99 ms",
         ],
         body,
-        "probe: its own process on the target's core, holding 5 % as many connections as the "
-        "generator (they sit at different places in the target's fan-out order), idle between "
-        "frames. " + NOTE_DISTURBED,
+        "truth: the target's own record, for every frame and connection in the window, of when it "
+        "wrote the frame to the socket minus the frame's published_at (GET /admin/stats/delivery, "
+        "0.1 ms bins); the gap is what the generator adds (its queueing, parsing and clock reads, "
+        "and the loopback hop). probe: its own process on the target's core, holding 5 % as many "
+        "connections as the generator, idle between frames. " + NOTE_DISTURBED,
     )
 
 

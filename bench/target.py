@@ -55,6 +55,15 @@ class TargetProcess:
         doc: dict[str, Any] = self._call("GET", "/admin/stats")
         return doc
 
+    def delivery(self) -> dict[str, Any]:
+        """``GET /admin/stats/delivery``: ground-truth delivery latency per WS path."""
+        doc: dict[str, Any] = self._call("GET", "/admin/stats/delivery")
+        return doc
+
+    def reset_delivery(self) -> None:
+        """``DELETE /admin/stats/delivery``: the ground truth's window starts now."""
+        self._call("DELETE", "/admin/stats/delivery")
+
     def requests_served(self, path: str = SNAPSHOT) -> int:
         """REST requests the target has counted on ``path``."""
         return int(self.stats()["rest_requests"][path])

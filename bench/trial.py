@@ -68,6 +68,9 @@ class Measurement:
     stats_end: dict[str, Any]
     result: dict[str, Any] | None  # the generator's own report
     probe: dict[str, Any] | None
+    # Ground truth over the window: per WS path, when the target wrote each frame to each
+    # connection minus its publish stamp (GET /admin/stats/delivery).
+    truth: dict[str, Any] | None = None
 
     @property
     def served_per_cpu_s(self) -> float | None:
@@ -129,9 +132,11 @@ class Environment:
                 time.sleep(spec.warmup_s)
                 target_side = [target.proc.pid, os.getpid(), *(p.pid for p in started[:-1])]
                 before = self._snapshot(gen.pid, target_side, target)
+                target.reset_delivery()
                 ctl.give("mark")
                 time.sleep(spec.measure_s)
                 after = self._snapshot(gen.pid, target_side, target)
+                truth = target.delivery()
                 ctl.give("stop")
                 wait = 30.0
                 result = ctl.result(spec.generator.name, wait) if spec.generator.stepped else None
@@ -156,6 +161,7 @@ class Environment:
             stats_end=after.stats,
             result=result,
             probe=probe,
+            truth=truth,
         )
 
     def _snapshot(self, gen_pid: int, target_side: list[int], target: TargetProcess) -> _Snapshot:

@@ -1,7 +1,9 @@
 """WS rows: messages per generator CPU-second, RSS per connection, and delivery accuracy.
 
 Every trial holds N connections on /ws/market with the probe alongside, so one
-trial gives a cost row and an accuracy row.
+trial gives a cost row and an accuracy row. The accuracy row also carries the
+target's ground truth for the window (write time - publish stamp over every
+connection, probe's included), so the gap is what the generator adds.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def ws_rows(env: Environment, plan: Plan) -> list[Row]:
             own = _own_figures(tool, m)
             frames = own["frames"] or 0
             probe = m.probe or {}
+            truth = (m.truth or {}).get(WS_MARKET, {})
             rss_delta = m.rss_end - (m.rss_base or m.rss_end)
             rows.append(
                 {
@@ -94,6 +97,10 @@ def ws_rows(env: Environment, plan: Plan) -> list[Row]:
                     "probe_p99_ms": probe.get("p99_ms"),
                     "probe_count": probe.get("count"),
                     "probe_connections": probe_n,
+                    "truth_p50_ms": truth.get("p50_ms"),
+                    "truth_p99_ms": truth.get("p99_ms"),
+                    "truth_count": truth.get("count"),
+                    "truth_buffered": truth.get("buffered"),
                     "other_load": m.other_load,
                 }
             )

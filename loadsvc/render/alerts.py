@@ -6,6 +6,7 @@ from loadsvc.config.spec import Config
 from loadsvc.render.operational import measurement_rules, schedule_rules, service_rules
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.regression import regression_rules
+from loadsvc.render.selfhealth import self_health_rules
 from loadsvc.render.thresholds import threshold_rules
 
 Group = dict[str, object]
@@ -19,6 +20,7 @@ def alert_rules(config: Config, profile: TimingProfile) -> dict[str, list[Group]
         {"name": "loadsvc-schedule", "rules": schedule_rules(config.scenarios, profile)},
         {"name": "loadsvc-thresholds", "rules": threshold_rules(config.scenarios, profile)},
         {"name": "loadsvc-regressions", "rules": regression_rules(config.scenarios, profile)},
+        {"name": "loadsvc-self-health", "rules": self_health_rules()},
     ]
     return {"groups": [g for g in groups if g["rules"]]}
 

@@ -37,6 +37,7 @@ from loadsvc.metrics import (
 )
 from loadsvc.recorder import Recorder
 from loadsvc.sampler import SeriesSampler
+from loadsvc.selfmon import SelfHealthCollector
 from loadsvc.service.front import serve_workers
 from loadsvc.service.history import RunHistory
 from loadsvc.service.http import Action, ApiAuth, build_app
@@ -113,6 +114,8 @@ class SoakService:
         port = runner.addresses[0][1]
         self.url = f"http://{self.settings.host}:{port}"
         self.monitor.start()
+        if not self._multiprocess:  # a worker's metrics reach the front as files, not collectors
+            SelfHealthCollector(asyncio.get_running_loop(), self.registry)
         self._apply(self.config)
         self.scheduler.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())

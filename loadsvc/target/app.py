@@ -17,6 +17,7 @@ from aiohttp import web
 from loadsvc.target.connection import ClientConnection
 from loadsvc.target.faults import InvalidFaults, parse_fault_update
 from loadsvc.target.paths import (
+    ADMIN_DELIVERY_PATH,
     ADMIN_FAULTS_PATH,
     ADMIN_STATS_PATH,
     ALERTS_PATH,
@@ -74,6 +75,8 @@ def build_app(settings: TargetSettings | None = None) -> web.Application:
     app.router.add_post(ADMIN_FAULTS_PATH, _post_faults)
     app.router.add_delete(ADMIN_FAULTS_PATH, _delete_faults)
     app.router.add_get(ADMIN_STATS_PATH, _stats)
+    app.router.add_get(ADMIN_DELIVERY_PATH, _get_delivery)
+    app.router.add_delete(ADMIN_DELIVERY_PATH, _reset_delivery)
     return app
 
 
@@ -158,7 +161,7 @@ def _ws_handler(path: str) -> Handler:
         if buffer is not None:
             _limit_send_buffer(transport, buffer)
         publisher = runtime.publishers[path]
-        client = ClientConnection(ws, transport, runtime.settings.queue_size)
+        client = ClientConnection(ws, transport, runtime.settings.queue_size, publisher.delivery)
         publisher.add(client)
         client.start()
         try:
@@ -210,3 +213,13 @@ async def _delete_faults(request: web.Request) -> web.Response:
 
 async def _stats(request: web.Request) -> web.Response:
     return _json(request.app[TARGET_KEY].stats())
+
+
+async def _get_delivery(request: web.Request) -> web.Response:
+    return _json(request.app[TARGET_KEY].delivery())
+
+
+async def _reset_delivery(request: web.Request) -> web.Response:
+    runtime = request.app[TARGET_KEY]
+    runtime.reset_delivery()
+    return _json(runtime.delivery())

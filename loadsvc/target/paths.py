@@ -19,3 +19,5 @@ KNOWN_PATHS: Final[tuple[str, ...]] = REST_PATHS + WS_PATHS
 HEALTH_PATH: Final = "/healthz"
 ADMIN_FAULTS_PATH: Final = "/admin/faults"
 ADMIN_STATS_PATH: Final = "/admin/stats"
+ADMIN_DELIVERY_PATH: Final = "/admin/stats/delivery"
+"""Ground truth: per WS path, (write time - publish stamp) since the last DELETE."""

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from loadsvc.target.connection import ClientConnection
+from loadsvc.target.delivery import DeliveryRecord
 from loadsvc.target.faults import FaultState
 
 JsonObject = dict[str, Any]
@@ -48,6 +49,7 @@ class ChannelPublisher:
         self._faults = faults
         self._rng = rng
         self.clients: set[ClientConnection] = set()
+        self.delivery = DeliveryRecord()
         self.seq = 0
         self.handshakes = 0
         self.frames_published = 0
@@ -74,16 +76,19 @@ class ChannelPublisher:
             # the stall is cleared publishes the then-current state with the next seq.
             return
         self.seq += 1
+        published_at = time.time()
         frame: JsonObject = {
             "type": self.frame_type,
             "seq": self.seq,
-            "published_at": time.time(),
+            "published_at": published_at,
             **self._payload(),
         }
         data = orjson.dumps(frame)
+        stamp: float | None = published_at
         if self._roll(self._faults.malformed_ratio(self.path)):
             data = garble(data)
             self.frames_malformed += 1
+            stamp = None  # no client can read its stamp, so it is not part of the truth
         self.frames_published += 1
         delay = self._faults.ws_delay_s(self.path)
         if delay > 0:
@@ -92,20 +97,28 @@ class ChannelPublisher:
             key = next(self._delayed_ids)
             loop = asyncio.get_running_loop()
             clients = tuple(self.clients)
-            self._delayed[key] = loop.call_later(delay, self._deliver_delayed, key, data, clients)
+            self._delayed[key] = loop.call_later(
+                delay, self._deliver_delayed, key, data, stamp, clients
+            )
         else:
-            self._deliver(data, self.clients)
+            self._deliver(data, self.clients, stamp)
 
     def _deliver_delayed(
-        self, key: int, data: bytes, clients: tuple[ClientConnection, ...]
+        self,
+        key: int,
+        data: bytes,
+        stamp: float | None,
+        clients: tuple[ClientConnection, ...],
     ) -> None:
         del self._delayed[key]
-        self._deliver(data, [client for client in clients if client in self.clients])
+        self._deliver(data, [client for client in clients if client in self.clients], stamp)
 
-    def _deliver(self, data: bytes, clients: Collection[ClientConnection]) -> None:
+    def _deliver(
+        self, data: bytes, clients: Collection[ClientConnection], stamp: float | None = None
+    ) -> None:
         dropped = 0
         for client in clients:
-            dropped += client.enqueue(data)
+            dropped += client.enqueue(data, stamp)
         self.frames_dropped += dropped
 
     def _roll(self, ratio: float) -> bool:

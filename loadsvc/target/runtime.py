@@ -133,6 +133,15 @@ class TargetRuntime:
 
     # Stats -------------------------------------------------------------------------------
 
+    def delivery(self) -> dict[str, Any]:
+        """Ground truth per WS path: (write time - publish stamp) quantiles since the reset."""
+        return {path: self.publishers[path].delivery.to_json() for path in WS_PATHS}
+
+    def reset_delivery(self) -> None:
+        """Start a new ground-truth window on every WS path."""
+        for publisher in self.publishers.values():
+            publisher.delivery.reset()
+
     def stats(self) -> dict[str, Any]:
         """Counters for tests and benchmarks, keyed by path."""
         pubs = self.publishers

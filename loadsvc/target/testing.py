@@ -12,7 +12,7 @@ from aiohttp import web
 
 from loadsvc.target.app import TARGET_KEY, build_app
 from loadsvc.target.faults import InvalidFaults
-from loadsvc.target.paths import ADMIN_FAULTS_PATH, ADMIN_STATS_PATH
+from loadsvc.target.paths import ADMIN_DELIVERY_PATH, ADMIN_FAULTS_PATH, ADMIN_STATS_PATH
 from loadsvc.target.runtime import TargetRuntime
 from loadsvc.target.server import start_site
 from loadsvc.target.settings import TargetSettings
@@ -68,6 +68,17 @@ class RunningTarget:
     async def stats(self) -> dict[str, Any]:
         """`GET /admin/stats`: the target's counters."""
         return await self._get_json(ADMIN_STATS_PATH)
+
+    async def delivery(self) -> dict[str, Any]:
+        """`GET /admin/stats/delivery`: ground-truth delivery latency per WS path."""
+        return await self._get_json(ADMIN_DELIVERY_PATH)
+
+    async def reset_delivery(self) -> dict[str, Any]:
+        """`DELETE /admin/stats/delivery`: start a new ground-truth window."""
+        async with self.session.delete(self.url + ADMIN_DELIVERY_PATH) as resp:
+            resp.raise_for_status()
+            body: dict[str, Any] = await resp.json()
+            return body
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         async with self.session.get(self.url + path) as resp:

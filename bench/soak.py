@@ -1,0 +1,278 @@
+"""The soak: ``python bench/soak.py [--duration 30m]`` (``make soak``).
+
+Runs the seed configuration at its full sizes under ``loadsvc serve`` against the reference
+target for ``--duration`` while faults happen on a schedule (the target killed and restarted
+``--restarts`` times, stalls, latency and error bursts, malformed frames, abrupt closes), and
+samples loadsvc's own health from its /metrics every ``--sample-every``. Prints a summary and
+a table in Markdown (also ``soak.md``), and writes ``soak.png``, ``samples.csv``, ``soak.json``
+and the processes' logs to ``--out``. Everything listens on 127.0.0.1, every process is
+stopped by PID, and the run ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import procs
+from bench.soak_config import soak_config_text
+from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget, netem_unavailable, plan_faults
+from bench.soak_report import (
+    Sample,
+    Scrape,
+    SoakResult,
+    faults_seen,
+    growth,
+    markdown,
+    plot,
+    sample,
+    scrape,
+)
+from loadsvc.config.durations import parse_duration
+from loadsvc.localstack import free_port
+
+OUT = Path(__file__).resolve().parent / "results" / "soak"
+RECOVERED_SHARE = 0.95  # of the streaming scenario's connections before the kill
+STREAM_SCENARIO = "market_stream"
+# What an unhandled exception leaves in the log (asyncio's handler, the interpreter, structlog).
+PROBLEM = re.compile(
+    r"Traceback \(most recent call last\)|exception was never retrieved|"
+    r"Exception in callback|\"level\": \"critical\""
+)
+
+
+class Sampler(threading.Thread):
+    """Scrapes loadsvc every ``every`` seconds into samples until stopped."""
+
+    def __init__(self, url: str, every: float, t0: float) -> None:
+        super().__init__(name="soak-sampler", daemon=True)
+        self.url, self.every, self.t0 = url, every, t0
+        self.samples: list[Sample] = []
+        self.last: Scrape | None = None
+        self.failures = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Sample on a fixed schedule (a slow scrape does not shift the next one)."""
+        due = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                now = scrape(self.url)
+                self.samples.append(sample(time.monotonic() - self.t0, self.last, now))
+                self.last = now
+            except OSError:
+                self.failures += 1
+            due += self.every
+            self.stopping.wait(max(0.0, due - time.monotonic()))
+
+
+def streaming(url: str) -> float:
+    """Open WS connections of the streaming scenario, as loadsvc reports them (0 if unknown)."""
+    by_scenario = scrape(url).by_label("loadsvc_ws_connections", "scenario")
+    return by_scenario.get(STREAM_SCENARIO, 0.0)
+
+
+def restart_target(
+    target: SoakTarget, serve_url: str, down_s: float, timeout: float
+) -> float | None:
+    """Kill the target, keep it down ``down_s``, start it; seconds until loadsvc reconnected."""
+    before = streaming(serve_url)
+    target.kill()
+    time.sleep(down_s)  # the outage itself, not a wait for a condition
+    up_at = target.start()
+    want = math.floor(before * RECOVERED_SHARE)
+    deadline = up_at + timeout
+    while time.monotonic() < deadline:
+        try:
+            if streaming(serve_url) >= want:
+                return time.monotonic() - up_at
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return None
+
+
+def wait_until(t0: float, at_s: float, stop_at: float) -> bool:
+    """Sleep until ``t0 + at_s``; False if that is past the end of the run."""
+    when = t0 + at_s
+    if when >= stop_at:
+        return False
+    time.sleep(max(0.0, when - time.monotonic()))
+    return True
+
+
+def run_faults(
+    events: list[FaultEvent],
+    target: SoakTarget,
+    serve_url: str,
+    args: argparse.Namespace,
+    t0: float,
+    result: SoakResult,
+) -> None:
+    """Carry out the planned faults in order, each recorded in ``result``."""
+    stop_at = t0 + args.duration
+    for event in events:
+        if not wait_until(t0, event.at_s, stop_at):
+            return
+        if event.kind == "restart":
+            recovery = restart_target(target, serve_url, args.down, args.recover_timeout)
+            result.restarts.append({"at_s": event.at_s, "recovery_s": recovery})
+            continue
+        try:
+            target.set_faults(ADMIN_FAULTS[event.kind])
+            result.admin_faults.append(dataclasses.asdict(event))
+            if event.kind != "abrupt_close":  # a one-shot action, nothing to clear
+                time.sleep(min(event.hold_s, max(0.0, stop_at - time.monotonic())))
+                target.clear_faults()
+        except OSError as exc:
+            print(f"soak: fault {event.kind} not applied: {exc}", file=sys.stderr)
+
+
+def log_problems(log: Path) -> list[str]:
+    """Lines of the serve log that show an unhandled exception."""
+    if not log.is_file():
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    return [line[:300] for line in lines if PROBLEM.search(line)]
+
+
+def write_outputs(result: SoakResult, out: Path) -> str:
+    """soak.json, samples.csv, soak.png and soak.md; return the Markdown."""
+    (out / "soak.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    with (out / "samples.csv").open("w", newline="") as f:
+        fields = [f.name for f in dataclasses.fields(Sample)]
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(s) for s in result.samples)
+    png = plot(result, out / "soak.png")
+    text = markdown(result, png)
+    (out / "soak.md").write_text(text)
+    return text
+
+
+def soak(args: argparse.Namespace) -> SoakResult:
+    """Run the soak; every process is stopped by PID whatever happens."""
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    target_core, serve_core = procs.cores()
+    os.sched_setaffinity(0, {target_core})  # the harness stays off loadsvc's core
+    config = out / "soak.yaml"
+    config.write_text(soak_config_text(args.scale, args.verdict_every))
+    warmup = args.warmup if args.warmup is not None else min(300.0, args.duration / 6)
+    result = SoakResult(args.duration, warmup, args.scale)
+    result.netem = netem_unavailable() or "available, not used by this version"
+    if result.netem != "available, not used by this version":
+        result.netem = "skipped: " + result.netem
+    target = SoakTarget(free_port(), target_core, out / "target.log")
+    serve_port = free_port()
+    serve_url = f"http://127.0.0.1:{serve_port}"
+    serve_log = out / "serve.log"
+    serve_log.unlink(missing_ok=True)
+    serve = None
+    sampler = None
+    try:
+        target.start()
+        command = [sys.executable, "-m", "loadsvc", "--log-json", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(serve_port), "--config", str(config), "--target", target.url]
+        command += ["--history-file", str(out / "history.jsonl")]
+        # No API token: the soak only reads; an inherited one would not leak, but is not needed.
+        env = {"LOADSVC_API_TOKEN": "", "LOADSVC_API_TOKEN_FILE": ""}
+        serve = procs.spawn(command, serve_core, serve_log, env)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                scrape(serve_url, timeout=1.0)
+                break
+            except OSError:
+                if serve.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"loadsvc serve did not start; see {serve_log}") from None
+                time.sleep(0.1)
+        t0 = time.monotonic()
+        sampler = Sampler(serve_url, args.sample_every, t0)
+        sampler.start()
+        events = plan_faults(args.duration, warmup, args.restarts)
+        run_faults(events, target, serve_url, args, t0, result)
+        time.sleep(max(0.0, t0 + args.duration - time.monotonic()))
+        sampler.stopping.set()
+        sampler.join(args.sample_every + 10)
+        result.samples = sampler.samples
+        result.faults_seen = faults_seen(scrape(serve_url))
+    finally:
+        if sampler is not None:
+            sampler.stopping.set()
+        if serve is not None:
+            code = procs.stop(serve)
+            if code != 0:
+                result.log_problems.append(f"loadsvc serve exited {code}")
+        target.stop()
+    result.log_problems += log_problems(serve_log)
+    return result
+
+
+def goals(result: SoakResult) -> list[tuple[str, bool]]:
+    """The issue's "done when" for the soak, checked."""
+
+    def rise(attr: str) -> float:
+        value = growth(result.samples, result.warmup_s, attr, result.disturbed())
+        return math.inf if value is None else value
+
+    recoveries = [r["recovery_s"] for r in result.restarts]
+    return [
+        ("RSS growth after warm-up under 5 %", rise("rss_mb") < 0.05),
+        # Flat: the floor of descriptors and tasks does not rise (5 % allows for noise).
+        ("open descriptors flat after warm-up", rise("fds") <= 0.05),
+        ("asyncio tasks flat after warm-up", rise("tasks") <= 0.05),
+        (
+            "every restart recovered in under 5 s",
+            all(r is not None and r < 5 for r in recoveries),
+        ),
+        ("no unhandled exception in the log", not result.log_problems),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run, print the Markdown and the goals; 0 if every goal is met."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=parse_duration, default=1800.0, help="default 30m")
+    p.add_argument("--warmup", type=parse_duration, default=None, help="default duration/6, <= 5m")
+    p.add_argument("--restarts", type=int, default=10, help="target kills and restarts")
+    p.add_argument("--down", type=parse_duration, default=1.0, help="target outage per restart")
+    p.add_argument("--recover-timeout", type=parse_duration, default=60.0)
+    p.add_argument("--scale", type=float, default=1.0, help="share of the seed's users")
+    p.add_argument("--sample-every", type=parse_duration, default=5.0)
+    p.add_argument("--verdict-every", default="1m", help="verdict window of continuous scenarios")
+    p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
+    p.add_argument("--from-json", type=Path, help="re-render a saved soak.json into --out")
+    args = p.parse_args(argv)
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text())
+        doc["samples"] = [Sample(**row) for row in doc["samples"]]
+        result = SoakResult(**doc)
+        args.out.mkdir(parents=True, exist_ok=True)
+    else:
+        result = soak(args)
+    print(write_outputs(result, args.out))
+    checked = goals(result)
+    for goal, met in checked:
+        print(f"{'met' if met else 'NOT met'}: {goal}")
+    for problem in result.log_problems[:10]:
+        print(f"log: {problem}", file=sys.stderr)
+    print(f"plot: {args.out / 'soak.png'}; samples: {args.out / 'samples.csv'}")
+    return 0 if all(met for _, met in checked) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

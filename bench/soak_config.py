@@ -1,0 +1,57 @@
+"""The soak's configuration: the shipped seed configuration with windows that fit a soak.
+
+Sizes stay the seed's (500 WS streams, 500 REST pollers, the 800-user market-open burst, the
+100-client reconnect storm) unless ``scale`` shrinks them for a toy run. Only time changes:
+verdicts every ``verdict_every`` instead of 5 minutes, the 9:00 burst and the 15-minute storm
+on short intervals, so that a 30-minute soak sees each several times.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from loadsvc.config import parse_config
+
+BURST_EVERY = "7m"  # the 3-minute market-open burst, instead of 9:00 on weekdays
+STORM_EVERY = "5m"  # the 2-minute reconnect storm, instead of every 15 minutes
+
+
+def _scaled(n: int, scale: float) -> int:
+    return max(1, round(n * scale))
+
+
+def _scale_shape(shape: dict[str, Any], scale: float) -> None:
+    if "users" in shape:
+        shape["users"] = _scaled(int(shape["users"]), scale)
+    if "spawn_rate" in shape:
+        shape["spawn_rate"] = _scaled(int(shape["spawn_rate"]), scale)
+    for stage in shape.get("stages", []):
+        stage["target"] = 0 if stage["target"] == 0 else _scaled(int(stage["target"]), scale)
+
+
+def soak_config(scale: float = 1.0, verdict_every: str = "1m") -> dict[str, Any]:
+    """The seed configuration as data, with the soak's schedules and ``scale`` of its users."""
+    text = resources.files("loadsvc.config").joinpath("default.yaml").read_text("utf-8")
+    config: dict[str, Any] = yaml.safe_load(text)
+    for name, scenario in config["scenarios"].items():
+        schedule = scenario["schedule"]
+        if schedule["kind"] == "continuous":
+            schedule["verdict_every"] = verdict_every
+        elif name == "market_open_burst":
+            scenario["schedule"] = {"kind": "interval", "every": BURST_EVERY}
+        elif name == "reconnect_storm":
+            schedule["every"] = STORM_EVERY
+        if scale != 1.0:
+            _scale_shape(scenario["shape"], scale)
+    return config
+
+
+def soak_config_text(scale: float = 1.0, verdict_every: str = "1m") -> str:
+    """:func:`soak_config` as a YAML file's text."""
+    head = "# Written by bench/soak.py: the seed configuration with the soak's schedules.\n"
+    text = head + yaml.safe_dump(soak_config(scale, verdict_every), sort_keys=False)
+    parse_config(text, "soak.yaml")  # a mistake here fails now, not after the target started
+    return text

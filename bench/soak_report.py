@@ -1,0 +1,309 @@
+"""What the soak measured: samples of loadsvc's own /metrics, the summary, the table and the plot.
+
+Every few seconds the soak reads RSS and open descriptors (prometheus-client's process
+collector), asyncio tasks and open sockets (``loadsvc.selfmon``), open WS connections and the
+event-loop lag over the interval (p99 from the histogram's bucket deltas). The summary
+compares the start of the post-warm-up period with its end, which is what a leak changes.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+LAG = "loadsvc_event_loop_lag_seconds"
+# After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
+# of the slowest users, a verdict window closing); samples in it are not used for floors.
+SETTLE_S = 10.0
+# Counters whose non-ok series are the faults loadsvc saw, by reason or outcome.
+FAULT_COUNTERS = {
+    "loadsvc_ws_connection_errors_total": "reason",
+    "loadsvc_http_requests_total": "outcome",
+    "loadsvc_ws_messages_total": "outcome",
+}
+_NOT_FAULTS = {"ok", "status"}
+
+
+class Scrape:
+    """One parsed /metrics page: samples by name, each with its labels."""
+
+    def __init__(self, text: str) -> None:
+        self.samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                self.samples.setdefault(s.name, []).append((dict(s.labels), s.value))
+
+    def total(self, name: str) -> float | None:
+        """The sum of every series of ``name`` (None if there is none)."""
+        series = self.samples.get(name)
+        return None if series is None else sum(v for _, v in series)
+
+    def buckets(self, name: str) -> dict[float, float]:
+        """Cumulative bucket counts of an unlabelled histogram, by upper bound."""
+        return {float(lb["le"]): v for lb, v in self.samples.get(name + "_bucket", [])}
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """``name`` summed by one label."""
+        out: dict[str, float] = {}
+        for labels, value in self.samples.get(name, []):
+            key = labels.get(label, "")
+            out[key] = out.get(key, 0.0) + value
+        return out
+
+
+def scrape(url: str, timeout: float = 5.0) -> Scrape:
+    """GET ``url``/metrics and parse it."""
+    with urllib.request.urlopen(url + "/metrics", timeout=timeout) as resp:
+        return Scrape(resp.read().decode())
+
+
+def lag_p99_ms(before: Scrape | None, after: Scrape) -> float | None:
+    """p99 of the event-loop lag between two scrapes: the bucket bound that holds it."""
+    now = after.buckets(LAG)
+    then = before.buckets(LAG) if before is not None else {}
+    deltas = sorted((le, v - then.get(le, 0.0)) for le, v in now.items())
+    if not deltas or deltas[-1][1] <= 0:
+        return None
+    for le, count in deltas:
+        if count >= 0.99 * deltas[-1][1]:
+            return le * 1000.0
+    return None  # pragma: no cover - the +Inf bucket always qualifies
+
+
+@dataclass(frozen=True)
+class Sample:
+    """loadsvc's own health at one moment of the soak."""
+
+    t_s: float
+    rss_mb: float | None
+    fds: float | None
+    sockets: float | None
+    tasks: float | None
+    ws_connections: float | None
+    lag_p99_ms: float | None
+
+
+def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
+    """One row from a scrape (and the previous one, for the lag over the interval)."""
+    rss = now.total("process_resident_memory_bytes")
+    return Sample(
+        t_s=round(t_s, 1),
+        rss_mb=None if rss is None else rss / 2**20,
+        fds=now.total("process_open_fds"),
+        sockets=now.total("loadsvc_open_sockets"),
+        tasks=now.total("loadsvc_asyncio_tasks"),
+        ws_connections=now.total("loadsvc_ws_connections"),
+        lag_p99_ms=lag_p99_ms(before, now),
+    )
+
+
+def faults_seen(last: Scrape) -> dict[str, float]:
+    """What loadsvc counted as not ok, by counter and reason/outcome (the faults it saw)."""
+    out: dict[str, float] = {}
+    for name, label in FAULT_COUNTERS.items():
+        short = name.removeprefix("loadsvc_").removesuffix("_total")
+        for key, value in last.by_label(name, label).items():
+            if key not in _NOT_FAULTS and value > 0:
+                out[f"{short}{{{label}={key}}}"] = value
+    return out
+
+
+@dataclass
+class SoakResult:
+    """Everything a soak produced, as written to soak.json."""
+
+    duration_s: float
+    warmup_s: float
+    users_scale: float
+    samples: list[Sample] = field(default_factory=list)
+    restarts: list[dict[str, float]] = field(default_factory=list)  # at_s, recovery_s
+    admin_faults: list[dict[str, Any]] = field(default_factory=list)  # at_s, kind, hold_s
+    faults_seen: dict[str, float] = field(default_factory=dict)
+    log_problems: list[str] = field(default_factory=list)
+    netem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain data."""
+        return asdict(self)
+
+    def disturbed(self) -> list[Span]:
+        """Spans of the run in a fault or its aftermath: outages until recovered, fault windows."""
+        spans = [
+            (r["at_s"], r["at_s"] + (r["recovery_s"] or 60.0) + SETTLE_S) for r in self.restarts
+        ]
+        spans += [(f["at_s"], f["at_s"] + f["hold_s"] + SETTLE_S) for f in self.admin_faults]
+        return spans
+
+
+Span = tuple[float, float]
+
+
+def _inside(t: float, spans: Sequence[Span]) -> bool:
+    return any(start <= t <= end for start, end in spans)
+
+
+def floors(
+    samples: list[Sample], warmup_s: float, attr: str, disturbed: Sequence[Span] = ()
+) -> tuple[float, float, float] | None:
+    """(floor of the first third after warm-up, floor of the last third, max after warm-up).
+
+    Floors (minimums), as the alert uses: the burst and the storm come and go on their
+    schedules and a collector saw-tooths, so the first and last samples depend on where in
+    those cycles they fall; the floor over a third of the run does not, and a leak raises it.
+    Samples inside ``disturbed`` spans (a target outage, a fault window) are left out: an
+    outage empties the connections, which would make every floor an outage's.
+    """
+    after = [
+        v
+        for s in samples
+        if s.t_s >= warmup_s
+        and not _inside(s.t_s, disturbed)
+        and (v := getattr(s, attr)) is not None
+    ]
+    if not after:
+        return None
+    third = max(1, len(after) // 3)
+    return min(after[:third]), min(after[-third:]), max(after)
+
+
+def growth(
+    samples: list[Sample], warmup_s: float, attr: str, disturbed: Sequence[Span] = ()
+) -> float | None:
+    """How much the floor rose from the first to the last third after warm-up (0.05 = 5 %)."""
+    edges = floors(samples, warmup_s, attr, disturbed)
+    if edges is None or not edges[0]:
+        return None
+    return edges[1] / edges[0] - 1
+
+
+def summary(result: SoakResult) -> list[tuple[str, str]]:
+    """The headline figures: growth after warm-up, recoveries, faults, log problems."""
+    rows: list[tuple[str, str]] = []
+    for attr, what, unit in (
+        ("rss_mb", "RSS", " MB"),
+        ("fds", "open descriptors", ""),
+        ("tasks", "asyncio tasks", ""),
+    ):
+        edges = floors(result.samples, result.warmup_s, attr, result.disturbed())
+        if edges is None:
+            rows.append((what, "not measured"))
+            continue
+        start, end, peak = edges
+        rise = (end / start - 1) * 100 if start else 0.0
+        rows.append(
+            (
+                f"{what}: floor, first -> last third after warm-up",
+                f"{start:,.1f}{unit} -> {end:,.1f}{unit} ({rise:+.1f} %), max {peak:,.1f}{unit}",
+            )
+        )
+    lags = [s.lag_p99_ms for s in result.samples if s.lag_p99_ms is not None]
+    rows.append(("event-loop lag p99, worst interval", f"{max(lags):g} ms" if lags else "-"))
+    recoveries = [r["recovery_s"] for r in result.restarts]
+    shown = ", ".join("-" if r is None else f"{r:.1f}" for r in recoveries) or "none"
+    worst = max((r for r in recoveries if r is not None), default=None)
+    rows.append(
+        (
+            f"recovery after {len(recoveries)} target restarts (s)",
+            shown + (f" (worst {worst:.1f} s)" if worst is not None else ""),
+        )
+    )
+    faults = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(result.faults_seen.items()))
+    rows.append(("faults counted by loadsvc", faults or "none"))
+    rows.append(("unhandled exceptions in the log", str(len(result.log_problems))))
+    rows.append(("loss and delay on the path (tc netem)", result.netem))
+    return rows
+
+
+def sample_table(result: SoakResult, rows: int = 12) -> list[list[str]]:
+    """About ``rows`` evenly spaced samples as table cells (header first)."""
+    samples = result.samples
+    step = max(1, -(-len(samples) // rows))  # ceiling division
+    chosen = samples[::step]
+    if samples and chosen[-1] is not samples[-1]:
+        chosen.append(samples[-1])
+
+    def cell(value: float | None, digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    header = ["t (m:ss)", "RSS MB", "fds", "sockets", "tasks", "WS conns", "lag p99 ms"]
+    return [header] + [
+        [
+            f"{int(s.t_s) // 60}:{int(s.t_s) % 60:02d}",
+            cell(s.rss_mb, 1),
+            cell(s.fds),
+            cell(s.sockets),
+            cell(s.tasks),
+            cell(s.ws_connections),
+            cell(s.lag_p99_ms, 1),
+        ]
+        for s in chosen
+    ]
+
+
+def markdown(result: SoakResult, plot: Path | None) -> str:
+    """The summary, the sample table and the plot as Markdown, for README's reliability part."""
+    minutes = result.duration_s / 60
+    out = [
+        f"Soak: {minutes:g} min, seed configuration at {result.users_scale:g}x its sizes, "
+        f"warm-up {result.warmup_s / 60:g} min.",
+        "",
+        "| measure | value |",
+        "|:--|:--|",
+        *(f"| {k} | {v} |" for k, v in summary(result)),
+        "",
+    ]
+    table = sample_table(result)
+    out.append("| " + " | ".join(table[0]) + " |")
+    out.append("|" + "|".join("--:" for _ in table[0]) + "|")
+    out.extend("| " + " | ".join(row) + " |" for row in table[1:])
+    if plot is not None:
+        out += ["", f"![loadsvc's own health during the soak]({plot.name})"]
+    return "\n".join(out) + "\n"
+
+
+def plot(result: SoakResult, path: Path) -> Path:
+    """RSS, descriptors and sockets, tasks and connections, loop lag: four panels, one PNG.
+
+    Restarts are dashed red lines, admin fault windows shaded and named.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    t = [s.t_s / 60 for s in result.samples]
+    panels = (
+        ("RSS (MB)", [("rss_mb", "RSS")]),
+        ("descriptors", [("fds", "open fds"), ("sockets", "sockets")]),
+        ("count", [("tasks", "asyncio tasks"), ("ws_connections", "WS connections")]),
+        ("loop lag p99 (ms)", [("lag_p99_ms", "lag p99")]),
+    )
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 9))
+    for ax, (ylabel, series) in zip(axes, panels, strict=True):
+        for attr, label in series:
+            ys = [getattr(s, attr) for s in result.samples]
+            ax.plot(t, [float("nan") if y is None else y for y in ys], label=label, lw=1.2)
+        for restart in result.restarts:
+            ax.axvline(restart["at_s"] / 60, color="tab:red", ls="--", lw=0.8)
+        for fault in result.admin_faults:
+            start = fault["at_s"] / 60
+            ax.axvspan(start, start + max(fault["hold_s"], 1.0) / 60, color="0.85", lw=0)
+        ax.axvline(result.warmup_s / 60, color="0.4", ls=":", lw=0.8)
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    for fault in result.admin_faults:
+        axes[0].annotate(
+            fault["kind"], (fault["at_s"] / 60, 1.0), xycoords=("data", "axes fraction"), fontsize=7
+        )
+    axes[-1].set_xlabel("minutes (dotted: end of warm-up; dashed red: target restarts)")
+    fig.suptitle("loadsvc soak: its own health under target faults")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,70 @@
+"""loadsvc watching its own health on long runs: asyncio tasks and open sockets, per scrape.
+
+A prometheus-client custom collector: nothing is counted on the hot path; each scrape reads
+the event loop's task set and ``/proc/self/fd``. Resident memory and open descriptors come
+from prometheus-client's ``ProcessCollector`` (``process_resident_memory_bytes``,
+``process_open_fds``), which ``serve`` registers too; event-loop lag is
+``loadsvc_event_loop_lag_seconds``. The alert on a sustained rise of any of them is
+``LoadsvcSelfResourceGrowing`` (``loadsvc.render.selfhealth``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+TASKS = "loadsvc_asyncio_tasks"
+SOCKETS = "loadsvc_open_sockets"
+_FD_DIR = Path("/proc/self/fd")
+
+
+def count_sockets(fd_dir: Path = _FD_DIR) -> int | None:
+    """Open sockets of this process (TCP connections, listeners, pipes excluded); None if
+    ``/proc`` is not there."""
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return None
+    sockets = 0
+    for name in names:
+        try:
+            sockets += os.readlink(fd_dir / name).startswith("socket:")
+        except OSError:
+            continue  # closed between listdir and readlink
+    return sockets
+
+
+class SelfHealthCollector(Collector):
+    """Exports ``loadsvc_asyncio_tasks`` and ``loadsvc_open_sockets`` when scraped."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, registry: CollectorRegistry | None = None
+    ) -> None:
+        self._loop = loop
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample each; a scrape from another thread reads the loop's tasks all the same."""
+        # all_tasks(loop) is safe off the loop's thread: it copies the weak set and retries
+        # if the set changes meanwhile.
+        tasks = len(asyncio.all_tasks(self._loop)) if not self._loop.is_closed() else 0
+        yield GaugeMetricFamily(
+            TASKS, "asyncio tasks alive in loadsvc's event loop (users, runs, servers).", tasks
+        )
+        sockets = count_sockets()
+        if sockets is not None:
+            yield GaugeMetricFamily(
+                SOCKETS, "Open sockets of the loadsvc process (connections and listeners).", sockets
+            )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names, without reading anything (so registering costs nothing)."""
+        yield GaugeMetricFamily(TASKS, "asyncio tasks alive in loadsvc's event loop.")
+        yield GaugeMetricFamily(SOCKETS, "Open sockets of the loadsvc process.")

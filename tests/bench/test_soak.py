@@ -1,0 +1,115 @@
+"""bench/soak.py: its plan and configuration, and a toy-sized soak run end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.soak_config import soak_config, soak_config_text
+from bench.soak_faults import ADMIN_FAULTS, plan_faults
+from bench.soak_report import Sample, Scrape, growth, lag_p99_ms
+from loadsvc.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_thirty_minutes_get_ten_restarts_after_warm_up_and_every_admin_fault() -> None:
+    """The default plan kills the target 10 times after the warm-up, within the run, and
+    holds each kind of admin fault at least once between restarts."""
+    events = plan_faults(1800, 300, 10)
+    restarts = [e for e in events if e.kind == "restart"]
+    assert len(restarts) == 10
+    assert all(300 < e.at_s < 1800 for e in events)
+    assert {e.kind for e in events} - {"restart"} == set(ADMIN_FAULTS)
+    assert all(e.at_s + e.hold_s < 1800 for e in events)
+
+
+def test_the_soak_config_keeps_the_seed_sizes_and_shortens_its_windows() -> None:
+    """At scale 1 the users are the seed's; verdicts, burst and storm come round in minutes."""
+    full = soak_config()["scenarios"]
+    assert full["market_stream"]["shape"]["users"] == 500
+    assert full["foreign_flow"]["shape"]["users"] == 500
+    assert full["market_stream"]["schedule"]["verdict_every"] == "1m"
+    assert full["market_open_burst"]["schedule"] == {"kind": "interval", "every": "7m"}
+    assert full["reconnect_storm"]["schedule"]["every"] == "5m"
+    toy = yaml.safe_load(soak_config_text(scale=0.02))["scenarios"]
+    assert toy["market_stream"]["shape"]["users"] == 10
+    assert [s["target"] for s in toy["market_open_burst"]["shape"]["stages"]] == [16, 16, 0]
+    parse_config(soak_config_text(scale=0.02), "soak.yaml")
+
+
+def rss_samples(values: list[float]) -> list[Sample]:
+    """One sample a second with these RSS values, nothing else measured."""
+    return [Sample(float(t), v, None, None, None, None, None) for t, v in enumerate(values)]
+
+
+def test_growth_compares_floors_so_bursts_and_saw_teeth_are_not_growth() -> None:
+    """A burst at the end and a saw-tooth leave the floor flat; a steady rise moves it."""
+    saw = [100.0 + 10 * (i % 5) for i in range(60)]
+    saw[-5:] = [150.0] * 5  # a burst running at the end
+    assert growth(rss_samples(saw), 0.0, "rss_mb") == 0.0
+    leak = [100.0 + i for i in range(60)]
+    rise = growth(rss_samples(leak), 0.0, "rss_mb")
+    assert rise is not None and rise > 0.05
+    assert growth(rss_samples([100.0] * 10), 20.0, "rss_mb") is None  # all in the warm-up
+
+
+def test_an_outage_does_not_become_the_floor() -> None:
+    """Samples inside a restart's outage are left out: a dip to 0 connections is no floor."""
+    fds = [1000.0] * 60
+    fds[10] = 20.0  # the target is down, every connection gone
+    samples = [Sample(float(t), None, v, None, None, None, None) for t, v in enumerate(fds)]
+    assert growth(samples, 0.0, "fds") == 1000.0 / 20.0 - 1  # what a naive floor would say
+    assert growth(samples, 0.0, "fds", [(9.0, 12.0)]) == 0.0
+
+
+def test_loop_lag_p99_is_read_from_the_bucket_deltas_of_the_interval() -> None:
+    """Only observations between two scrapes count: 100 fast then 100 slow gives the slow bound."""
+    page = (
+        "# TYPE loadsvc_event_loop_lag_seconds histogram\n"
+        'loadsvc_event_loop_lag_seconds_bucket{{le="0.001"}} {a}\n'
+        'loadsvc_event_loop_lag_seconds_bucket{{le="0.1"}} {b}\n'
+        'loadsvc_event_loop_lag_seconds_bucket{{le="+Inf"}} {b}\n'
+        "loadsvc_event_loop_lag_seconds_count {b}\n"
+        "loadsvc_event_loop_lag_seconds_sum 1\n"
+    )
+    first = Scrape(page.format(a=100, b=100))
+    second = Scrape(page.format(a=100, b=200))
+    assert lag_p99_ms(None, first) == 1.0
+    assert lag_p99_ms(first, second) == 100.0
+    assert lag_p99_ms(second, second) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the plot needs it")
+def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path: Path) -> None:
+    """A 20 s soak with one restart prints the summary and table, writes a PNG, and measures
+    the restart's recovery and the faults by reason."""
+    out = tmp_path / "soak"
+    args = ["--duration", "20s", "--scale", "0.02", "--restarts", "1", "--sample-every", "1s"]
+    done = subprocess.run(
+        [sys.executable, "bench/soak.py", *args, "--out", str(out), "--recover-timeout", "10s"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert "| t (m:ss) | RSS MB | fds | sockets | tasks | WS conns | lag p99 ms |" in done.stdout
+    assert "recovery after 1 target restarts" in done.stdout
+    assert (out / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = json.loads((out / "soak.json").read_text())
+    (restart,) = result["restarts"]
+    assert isinstance(restart["recovery_s"], float)
+    assert 0 < restart["recovery_s"] < 10
+    assert len(result["samples"]) >= 10
+    assert all(s["rss_mb"] and s["tasks"] for s in result["samples"])
+    # The kill is seen by loadsvc and counted by reason, not as a crash.
+    assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])
+    assert result["log_problems"] == []
