@@ -252,6 +252,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("config_last_reload_successful", "loadsvc_config_last_reload_successful",
        "1 if the last configuration reload was accepted (or none was tried), else 0.", (),
        "livemin", group="service"),
+    # Read when scraped by loadsvc.selfmon.SelfHealthCollector (serve): loadsvc's own health.
+    MetricSpec("asyncio_tasks", "loadsvc_asyncio_tasks", "gauge",
+               "asyncio tasks alive in loadsvc's event loop (users, runs, servers).",
+               group="process"),
+    MetricSpec("open_sockets", "loadsvc_open_sockets", "gauge",
+               "Open sockets of the loadsvc process (connections and listeners).",
+               group="process"),
     MetricSpec("build_info", "loadsvc_build_info", "gauge",
                "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
                ("version", "shard"), group="process"),

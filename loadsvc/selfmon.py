@@ -19,8 +19,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-TASKS = "loadsvc_asyncio_tasks"
-SOCKETS = "loadsvc_open_sockets"
+from loadsvc.metrics import BY_FIELD
+
+TASKS = BY_FIELD["asyncio_tasks"].name
+SOCKETS = BY_FIELD["open_sockets"].name
 _FD_DIR = Path("/proc/self/fd")
 
 
@@ -55,16 +57,12 @@ class SelfHealthCollector(Collector):
         # all_tasks(loop) is safe off the loop's thread: it copies the weak set and retries
         # if the set changes meanwhile.
         tasks = len(asyncio.all_tasks(self._loop)) if not self._loop.is_closed() else 0
-        yield GaugeMetricFamily(
-            TASKS, "asyncio tasks alive in loadsvc's event loop (users, runs, servers).", tasks
-        )
+        yield GaugeMetricFamily(TASKS, BY_FIELD["asyncio_tasks"].help, tasks)
         sockets = count_sockets()
         if sockets is not None:
-            yield GaugeMetricFamily(
-                SOCKETS, "Open sockets of the loadsvc process (connections and listeners).", sockets
-            )
+            yield GaugeMetricFamily(SOCKETS, BY_FIELD["open_sockets"].help, sockets)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The metric names, without reading anything (so registering costs nothing)."""
-        yield GaugeMetricFamily(TASKS, "asyncio tasks alive in loadsvc's event loop.")
-        yield GaugeMetricFamily(SOCKETS, "Open sockets of the loadsvc process.")
+        yield GaugeMetricFamily(TASKS, BY_FIELD["asyncio_tasks"].help)
+        yield GaugeMetricFamily(SOCKETS, BY_FIELD["open_sockets"].help)

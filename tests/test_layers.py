@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("runner", frozenset({"runner", "sampler"})),
     ("users", frozenset({"users", "loopmon"})),
     ("recorder", frozenset({"recorder"})),
-    ("metrics", frozenset({"metrics"})),
+    ("metrics", frozenset({"metrics", "selfmon"})),
     (
         "pure",
         frozenset(

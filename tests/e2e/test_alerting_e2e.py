@@ -396,6 +396,11 @@ def no_data_reason(q: DashboardQuery, expr: str, config: Config) -> str | None:
         return f"{scenario} has no REST endpoint"
     if q.where in WS_PANELS and "ws" not in kinds:
         return f"{scenario} has no WS endpoint"
+    # A panel that shows both protocols (e.g. "now vs baseline") has one query per protocol.
+    if "loadsvc_http_" in expr and "http" not in kinds:
+        return f"{scenario} has no REST endpoint"
+    if "loadsvc_ws_" in expr and "ws" not in kinds:
+        return f"{scenario} has no WS endpoint"
     if THRESHOLD_LIMIT_RECORD in expr or expr.rstrip().endswith("or vector(0)"):
         return None  # recorded from the configuration, or a constant fallback
     if scenario not in SCENARIOS:
