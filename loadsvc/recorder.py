@@ -36,6 +36,8 @@ from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.verdict import Verdict
 
 Clock = Callable[[], float]
+# Frames that count as the backend's errors (skewed ones are judged apart: clock skew).
+_WS_ERRORS = frozenset(WS_ERROR_OUTCOMES)
 
 
 class FailureTally:
@@ -137,7 +139,7 @@ class RecorderWsSink:
         """One data frame received, as :meth:`loadsvc.users.base.WsSink.frame` describes."""
         self._messages[outcome].inc()
         stats = self._stats
-        is_error = outcome == "invalid" or outcome == "malformed"
+        is_error = outcome in _WS_ERRORS
         stats.add_outcome(outcome, is_error)
         if latency is not None:
             self._latency.observe(latency)

@@ -78,6 +78,18 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def serve_small(
+    tmp_path: Path, target_url: str, history: Path | None = None
+) -> tuple[Path, Proc, str]:
+    """``serve`` on the SMALL config against ``target_url``: (its config file, process, URL)."""
+    config = write(tmp_path / "c.yaml", SMALL)
+    proc, url = start_serve(
+        ["--config", str(config), "--target", target_url],
+        env={"LOADSVC_HISTORY_FILE": str(history or tmp_path / "h.jsonl")},
+    )
+    return config, proc, url
+
+
 def running(url: str) -> dict[str, bool]:
     """Scenario name -> running, from /api/status."""
     return {s["name"]: s["running"] for s in get_json(url + "/api/status")["scenarios"]}
@@ -95,11 +107,7 @@ def test_bad_config_exits_2_with_its_errors_before_starting(tmp_path: Path) -> N
 
 def test_unreachable_target_serves_and_control_api_without_token_is_403(tmp_path: Path) -> None:
     """A dead target only warns; with no token the control API answers 403, reads stay open."""
-    config = write(tmp_path / "c.yaml", SMALL)
-    proc, url = start_serve(
-        ["--config", str(config), "--target", "http://127.0.0.1:9"],
-        env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
-    )
+    _, proc, url = serve_small(tmp_path, "http://127.0.0.1:9")
     try:
         assert proc.events("target unreachable at start; serving anyway")
         assert http("GET", url + "/healthz")[0] == 200
@@ -119,11 +127,7 @@ def test_sighup_rejects_an_invalid_config_and_applies_a_valid_one(
     tmp_path: Path, target_url: str
 ) -> None:
     """SIGHUP: an invalid file is logged and ignored; a valid one reschedules and stops removed."""
-    config = write(tmp_path / "c.yaml", SMALL)
-    proc, url = start_serve(
-        ["--config", str(config), "--target", target_url],
-        env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
-    )
+    config, proc, url = serve_small(tmp_path, target_url)
     try:
         wait_for(lambda: running(url)["stream"], 10, "stream running")
         before = {s["name"]: s for s in get_json(url + "/api/status")["scenarios"]}
@@ -232,11 +236,7 @@ def test_sighup_reads_off_the_loop_and_refuses_an_oversized_file(
 ) -> None:
     """SIGHUP: a file over the size limit is refused unparsed (old config kept, failure counted);
     a large valid one is parsed off the event loop, so /healthz answers before it applies."""
-    config = write(tmp_path / "c.yaml", SMALL)
-    proc, url = start_serve(
-        ["--config", str(config), "--target", target_url],
-        env={"LOADSVC_HISTORY_FILE": str(tmp_path / "h.jsonl")},
-    )
+    config, proc, url = serve_small(tmp_path, target_url)
     try:
         wait_for(lambda: running(url)["stream"], 10, "stream running")
         config.write_bytes(SMALL.encode() + b"#" * (1024 * 1024) + b"\n")
@@ -272,11 +272,7 @@ def test_an_unwritable_history_is_reported_at_start_and_on_readyz(tmp_path: Path
     the service still measures; once the path is writable, ready again."""
     history = tmp_path / "runs.jsonl"
     history.mkdir()
-    config = write(tmp_path / "c.yaml", SMALL)
-    proc, url = start_serve(
-        ["--config", str(config), "--target", "http://127.0.0.1:9"],
-        env={"LOADSVC_HISTORY_FILE": str(history)},
-    )
+    _, proc, url = serve_small(tmp_path, "http://127.0.0.1:9", history)
     try:
         (line,) = proc.events(
             "the run history cannot be written; serving, but not ready until it can"
