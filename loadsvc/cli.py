@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("a", type=Path, help="the baseline summary (loadsvc run --summary-json)")
     c.add_argument("b", type=Path, help="the summary judged against it")
+    c.add_argument(
+        "--config",
+        help="judge with the baseline tolerances of B's scenario in this file (default: built-in)",
+    )
 
     g = sub.add_parser("render", help="write the alert rules and dashboards from the thresholds")
     g.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
@@ -275,7 +279,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from loadsvc.compare import compare_files
 
-    return compare_files(args.a, args.b)
+    config = None
+    if args.config is not None:
+        config = _valid_config(args.config)
+        if config is None:
+            return EXIT_USAGE
+    return compare_files(args.a, args.b, config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

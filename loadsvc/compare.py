@@ -3,7 +3,9 @@
 Both judge a summary written by ``loadsvc run --summary-json`` against other
 summaries with the same rules as ``loadsvc serve`` (tolerances and a test on
 the run's own samples), so CI can fail on a regression that stays under every
-threshold. A baseline given by hand needs one comparable run, not three.
+threshold. A baseline given by hand needs one comparable run, not three, and
+is compared even where the scenario's ``baseline.enabled`` is false; the
+tolerances are the scenario's (``run --baseline``, ``compare --config``).
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from loadsvc.baseline import (
     read_summaries,
     read_summary,
 )
+from loadsvc.config.spec import Config
 
 EXIT_SAME = 0
 EXIT_REGRESSED = 1
 EXIT_UNREADABLE = 2
 
-# A baseline someone pinned by hand is trusted from one run on.
-PINNED_POLICY = replace(BaselinePolicy(), min_runs=1)
+
+def pinned(policy: BaselinePolicy) -> BaselinePolicy:
+    """A baseline someone pinned by hand: trusted from one run on, the last runs given."""
+    return replace(policy, enabled=True, min_runs=1, same_time_of_day=False)
+
+
+PINNED_POLICY = pinned(BaselinePolicy())
 
 
 def _cell(f: Finding, value: float) -> str:
@@ -71,13 +79,27 @@ def regression_lines(report: RegressionReport) -> list[str]:
     return ["baseline: REGRESSION"] + [f"! {f.describe()}" for f in report.regressions()]
 
 
-def compare_files(a: Path, b: Path, policy: BaselinePolicy = PINNED_POLICY) -> int:
-    """Print B judged against A side by side; exit 1 on a regression, 2 for unreadable input."""
+def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
+    """Print B judged against A side by side; exit 1 on a regression, 2 for unreadable input.
+
+    The tolerances are those of B's scenario in ``config``, else the built-in ones.
+    """
     try:
         base, run = read_summary(a), read_summary(b)
     except UnreadableSummary as exc:
         print(f"loadsvc compare: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
+    policy = PINNED_POLICY
+    if config is not None:
+        names = [s.name for s in config.scenarios]
+        if run.get("scenario") in names:
+            policy = pinned(config.scenario(str(run["scenario"])).baseline)
+        else:
+            print(
+                f"note: scenario {run.get('scenario')!r} is not in {config.source}: "
+                "the built-in tolerances apply",
+                file=sys.stderr,
+            )
     if base.get("fingerprint") != run.get("fingerprint"):
         print(
             "note: the two runs measured different setups (users, shape, endpoints or "

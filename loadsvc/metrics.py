@@ -238,7 +238,7 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("baseline_value", "loadsvc_baseline_value",
        "The baseline of a metric: the median of comparable past runs' values (seconds for "
        "p50/p95/p99/reconnect_p95, a ratio, or messages per connection-second).",
-       (*_SE, "metric"), "livemax"),  # the same on every worker reading one history
+       (*_SE, "metric"), "livemax"),  # each worker: its share against its own history
     _g("baseline_runs", "loadsvc_baseline_runs",
        "Comparable past runs in the last run's baseline (below the minimum: no baseline yet).",
        ("scenario",), "livemin"),

@@ -13,7 +13,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from loadsvc.baseline import fingerprint
-from loadsvc.compare import judge_with_files, regression_lines
+from loadsvc.compare import judge_with_files, pinned, regression_lines
 from loadsvc.config.spec import Config
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
@@ -95,7 +95,7 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
     doc["fingerprint"] = fingerprint(spec, result.planned_s)
     regressed = False
     if job.baseline is not None:
-        report, notes = judge_with_files(doc, job.baseline)
+        report, notes = judge_with_files(doc, job.baseline, pinned(spec.baseline))
         doc["regression"] = report.doc()
         regressed = report.state == "regressed"
         print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)

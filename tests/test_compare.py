@@ -121,3 +121,21 @@ def test_run_baseline_that_does_not_exist_exits_2_before_running(
     r = run(target_url, tmp_path / "s.json", "--baseline", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "--baseline" in r.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_compare_takes_the_tolerance_of_the_scenario_in_config(
+    healthy: Path, slow: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    """With --config, B's scenario's baseline.tolerance decides: +30 ms is within +100 ms."""
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(
+        "version: 1\nscenarios:\n  foreign_flow:\n    shape: {kind: constant, users: 5}\n"
+        "    users: [{kind: rest, pacing: 2s, tasks: [{path: /api/market/foreign-detail}]}]\n"
+        "    baseline: {tolerance: {latency: {relative: 1000%, absolute: 100ms}}}\n"
+    )
+    r = loadsvc("compare", str(healthy / "a.json"), str(slow[1]), "--config", str(loose))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "REGRESSED" not in r.stdout and "baseline: no regression" in r.stdout
+    loose.write_text(loose.read_text().replace("1000%", "lots"))
+    r = loadsvc("compare", str(healthy / "a.json"), str(slow[1]), "--config", str(loose))
+    assert r.returncode == 2 and "baseline.tolerance.latency.relative" in r.stderr, r.stderr

@@ -9,10 +9,8 @@ from loadsvc.baseline.regression import (
     DEFAULT_POLICY,
     LATENCY_METRICS,
     METRICS,
-    BaselinePolicy,
     Finding,
     RegressionReport,
-    Tolerance,
     judge_against,
 )
 from loadsvc.baseline.select import (
@@ -22,6 +20,7 @@ from loadsvc.baseline.select import (
     read_summaries,
     read_summary,
 )
+from loadsvc.config.spec import BaselinePolicy, Tolerance
 
 __all__ = [
     "DEFAULT_POLICY",

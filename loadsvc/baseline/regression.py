@@ -28,33 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
+from loadsvc.config.spec import BaselinePolicy, Tolerance
 
-ReportState = Literal["no_baseline", "ok", "regressed"]
+ReportState = Literal["off", "no_baseline", "ok", "regressed"]
 Doc = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far past the baseline's median a value must be: both margins at once."""
-
-    relative: float  # e.g. 0.5: +50 % (a drop of 50 % for rates)
-    absolute: float  # in the metric's unit: ms, a ratio, msg/s
-
-
-@dataclass(frozen=True)
-class BaselinePolicy:
-    """How baselines are chosen and how far a run may stray from them."""
-
-    runs: int = 7  # the baseline is the median of the last this many comparable runs
-    min_runs: int = 3  # fewer: "no baseline yet"
-    same_time_of_day: bool = False  # continuous: the same window of previous days
-    time_of_day_slack_s: float = 900.0  # how far from the same time a previous day's window may be
-    alpha: float = 0.001  # significance of the test on the run's own samples
-    latency: Tolerance = Tolerance(0.5, 10.0)
-    error_ratio: Tolerance = Tolerance(1.0, 0.005)
-    message_rate: Tolerance = Tolerance(0.2, 0.2)
-    reconnect: Tolerance = Tolerance(0.5, 50.0)
-    missed: Tolerance = Tolerance(1.0, 0.005)
 
 
 DEFAULT_POLICY = BaselinePolicy()
@@ -261,6 +238,8 @@ class RegressionReport:
 
     def headline(self) -> str:
         """One line: no baseline yet, no regression, or the first regressions."""
+        if self.state == "off":
+            return "not compared with a baseline (baseline.enabled is false)"
         if self.state == "no_baseline":
             return f"no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
         if self.state == "ok":
@@ -309,6 +288,8 @@ def judge_against(
     current: Doc, baseline: Sequence[Doc], policy: BaselinePolicy = DEFAULT_POLICY
 ) -> RegressionReport:
     """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries)."""
+    if not policy.enabled:
+        return RegressionReport("off", len(baseline), policy.min_runs)
     if len(baseline) < policy.min_runs:
         return RegressionReport("no_baseline", len(baseline), policy.min_runs)
     span = span_of(baseline)

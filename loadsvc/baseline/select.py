@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from loadsvc.baseline.regression import DEFAULT_POLICY, BaselinePolicy, number
-from loadsvc.config.spec import ScenarioSpec
+from loadsvc.baseline.regression import DEFAULT_POLICY, number
+from loadsvc.config.spec import BaselinePolicy, ScenarioSpec
 
 _DAY_S = 86_400.0
 
@@ -32,26 +32,40 @@ def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
     return hashlib.sha256(measured.encode()).hexdigest()[:12]
 
 
-def comparable(doc: Any, scenario: str, print_: str | None) -> bool:
-    """A past record that may enter the baseline of ``scenario`` with fingerprint ``print_``."""
+def comparable(
+    doc: Any, scenario: str, print_: str | None, accepted_since: float | None = None
+) -> bool:
+    """A past record that may enter the baseline of ``scenario`` with fingerprint ``print_``.
+
+    With ``accepted_since`` (someone accepted a new baseline: the runs from then on are
+    the new normal) only runs started from then on count, regressed ones included.
+    """
     if not isinstance(doc, Mapping) or doc.get("scenario") != scenario:
         return False
     if print_ is not None and doc.get("fingerprint") != print_:
         return False
     if doc.get("result") != "passed" or doc.get("passed") is not True:
         return False  # failed, no_data, generator-bound, crashed: not what "normal" looks like
+    started = number(doc.get("started_at"))
+    if started is None or not isinstance(doc.get("endpoints"), list):
+        return False
+    if accepted_since is not None:
+        return started >= accepted_since
     regression = doc.get("regression")
-    if isinstance(regression, Mapping) and regression.get("state") == "regressed":
-        return False  # a regressed run must not drag the baseline towards itself
-    return isinstance(doc.get("endpoints"), list) and number(doc.get("started_at")) is not None
+    # A regressed run must not drag the baseline towards itself (until it is accepted).
+    return not (isinstance(regression, Mapping) and regression.get("state") == "regressed")
 
 
 def choose_baseline(
     current: Mapping[str, Any],
     past: Iterable[Any],
     policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
 ) -> list[Mapping[str, Any]]:
-    """The baseline runs of ``current`` among ``past`` (most recent first), at most ``policy.runs``."""
+    """The baseline runs of ``current`` among ``past`` (most recent first), at most ``policy.runs``.
+
+    ``accepted_since``: a new baseline was accepted from this time on (see :func:`comparable`).
+    """
     scenario = current.get("scenario")
     print_ = current.get("fingerprint")
     if not isinstance(scenario, str):
@@ -60,7 +74,7 @@ def choose_baseline(
     candidates = [
         d
         for d in past
-        if comparable(d, scenario, print_ if isinstance(print_, str) else None)
+        if comparable(d, scenario, print_ if isinstance(print_, str) else None, accepted_since)
         and not (d.get("run_id") == run_id and d.get("window") == current.get("window"))
     ]
     if policy.same_time_of_day:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
+from loadsvc.config._baseline import BaselineOverrides, read_baseline, resolve_baseline
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._thresholds import (
     EndpointOverrides,
@@ -27,11 +29,19 @@ from loadsvc.config.spec import (
     Thresholds,
 )
 
-__all__ = ["SCENARIO_NAME", "read_scenario"]
+__all__ = ["SCENARIO_NAME", "Defaults", "read_scenario"]
 
 SCENARIO_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
-_SCENARIO_KEYS = ("description", "schedule", "shape", "users", "thresholds", "graceful_stop")
+_SCENARIO_KEYS = (
+    "description",
+    "schedule",
+    "shape",
+    "users",
+    "thresholds",
+    "baseline",
+    "graceful_stop",
+)
 _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
     "continuous": ("kind", "verdict_every"),
     "interval": ("kind", "every"),
@@ -44,13 +54,21 @@ _SHAPE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """What ``defaults`` sets for every scenario."""
+
+    thresholds: ThresholdOverrides = field(default_factory=ThresholdOverrides)
+    baseline: BaselineOverrides = field(default_factory=BaselineOverrides)
+
+
 def read_scenario(
     reader: Reader,
     name: str,
     key_node: yaml.Node,
     node: yaml.Node,
     path: str,
-    defaults: ThresholdOverrides,
+    defaults: Defaults,
 ) -> ScenarioSpec | None:
     """Read the scenario ``name``; None when it is too broken to build (issues are reported)."""
     if not SCENARIO_NAME.fullmatch(name):
@@ -93,10 +111,23 @@ def read_scenario(
         )
     known = list(dict.fromkeys(use.endpoint for use in uses)) if users_clean else None
     thresholds = resolve_thresholds(
-        reader, defaults.apply(Thresholds()), overrides, endpoint_overrides, known
+        reader, defaults.thresholds.apply(Thresholds()), overrides, endpoint_overrides, known
+    )
+    baseline_node = fields.value_node("baseline")
+    own_baseline = (
+        BaselineOverrides()
+        if baseline_node is None
+        else read_baseline(reader, baseline_node, fields.at("baseline"))
     )
     if shape is None or schedule is None:
         return None
+    baseline = resolve_baseline(
+        reader,
+        defaults.baseline,
+        own_baseline,
+        continuous=schedule.kind == "continuous",
+        schedule=schedule.kind,
+    )
     return ScenarioSpec(
         name=name,
         shape=shape,
@@ -105,6 +136,7 @@ def read_scenario(
         thresholds=thresholds,
         description=description,
         graceful_stop_s=graceful_stop,
+        baseline=baseline,
     )
 
 

@@ -28,6 +28,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _MIN_SIZE = 1024
+_PERCENT = re.compile(r"\d+(\.\d+)?\s*%")
 _MAX_SIZE = 1024**3  # a cap past memory would protect nothing
 
 # Only its stateless scalar constructors are used, so one instance serves every parse.
@@ -146,6 +147,38 @@ def number(
             relation = "less than" if high_open else "at most"
             raise Invalid(f"must be {relation} {high:g}, got {value:g}")
         return float(value)
+
+    return convert
+
+
+def boolean() -> Converter[bool]:
+    """``true`` or ``false`` (YAML 1.1 spellings such as ``yes`` included)."""
+
+    def convert(node: yaml.Node) -> bool:
+        value = scalar(node)
+        if not isinstance(value, bool):
+            raise Invalid(f"expected true or false, got {describe(node)}")
+        return value
+
+    return convert
+
+
+def percent(high: float) -> Converter[float]:
+    """A share as ``50%`` or as a number (``0.5``), from 0 to ``high`` (as a fraction)."""
+
+    def convert(node: yaml.Node) -> float:
+        value = scalar(node)
+        if isinstance(value, str) and _PERCENT.fullmatch(value.strip()):
+            share = float(value.strip()[:-1].strip()) / 100.0
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+            share = float(value)
+        else:
+            raise Invalid(
+                f"expected a percentage such as 50% or a fraction such as 0.5, got {describe(node)}"
+            )
+        if not 0.0 <= share <= high:
+            raise Invalid(f"must be from 0% to {high * 100:g}%, got {describe(node)}")
+        return share
 
     return convert
 

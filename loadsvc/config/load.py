@@ -12,9 +12,10 @@ from importlib import resources
 
 import yaml
 
+from loadsvc.config._baseline import BaselineOverrides, check_defaults, read_baseline
 from loadsvc.config._errors import ConfigError, ConfigIssue
 from loadsvc.config._nodes import Fields, Reader
-from loadsvc.config._scenario import read_scenario
+from loadsvc.config._scenario import Defaults, read_scenario
 from loadsvc.config._thresholds import ThresholdOverrides, read_thresholds
 from loadsvc.config._values import duration, integer, is_null, join, text
 from loadsvc.config.durations import parse_duration
@@ -39,7 +40,7 @@ DEFAULT_SOURCE = "<default>"
 MAX_CONFIG_BYTES = 1024 * 1024
 
 _TOP_KEYS = ("version", "defaults", "scenarios", "service")
-_DEFAULTS_KEYS = ("thresholds",)
+_DEFAULTS_KEYS = ("thresholds", "baseline")
 _SERVICE_KEYS = (
     "history_file",
     "history_max_bytes",
@@ -141,18 +142,29 @@ def _read_config(reader: Reader, root: yaml.Node, source: str) -> Config | None:
     return Config(scenarios=scenarios, service=service, source=source)
 
 
-def _read_defaults(reader: Reader, top: Fields) -> ThresholdOverrides:
+def _read_defaults(reader: Reader, top: Fields) -> Defaults:
     node = top.value_node("defaults")
     if node is None:
-        return ThresholdOverrides()
+        return Defaults()
     fields = reader.mapping(node, "defaults", _DEFAULTS_KEYS, null_is_empty=True)
-    thresholds_node = None if fields is None else fields.value_node("thresholds")
-    if fields is None or thresholds_node is None:
-        return ThresholdOverrides()
-    overrides, _ = read_thresholds(
-        reader, thresholds_node, fields.at("thresholds"), per_scenario=False
+    if fields is None:
+        return Defaults()
+    thresholds_node = fields.value_node("thresholds")
+    baseline_node = fields.value_node("baseline")
+    thresholds = (
+        ThresholdOverrides()
+        if thresholds_node is None
+        else read_thresholds(reader, thresholds_node, fields.at("thresholds"), per_scenario=False)[
+            0
+        ]
     )
-    return overrides
+    baseline = (
+        BaselineOverrides()
+        if baseline_node is None
+        else read_baseline(reader, baseline_node, fields.at("baseline"))
+    )
+    check_defaults(reader, baseline)
+    return Defaults(thresholds, baseline)
 
 
 def _read_service(top: Fields) -> ServiceSpec:
@@ -171,7 +183,7 @@ def _read_service(top: Fields) -> ServiceSpec:
 
 
 def _read_scenarios(
-    reader: Reader, top: Fields, defaults: ThresholdOverrides
+    reader: Reader, top: Fields, defaults: Defaults
 ) -> tuple[ScenarioSpec, ...] | None:
     node = top.require("scenarios")
     if node is None:

@@ -208,6 +208,37 @@ class ScheduleSpec:
         return self.kind
 
 
+# --- baselines --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far past the baseline's median a value must be: both margins at once."""
+
+    relative: float  # e.g. 0.5: +50 % (a drop of 50 % for rates)
+    absolute: float  # in the metric's unit in the summary JSON: ms, a ratio, msg/s
+
+
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """How a scenario's baseline is chosen and how far a run may stray from it.
+
+    Not part of what makes runs comparable: changing a tolerance keeps the baseline.
+    """
+
+    enabled: bool = True  # False: runs are not judged against their past at all
+    runs: int = 7  # the baseline is the median of the last this many comparable runs
+    min_runs: int = 3  # fewer: "no baseline yet", never an alarm
+    same_time_of_day: bool = False  # continuous: the same window of previous days
+    time_of_day_slack_s: float = 900.0  # how far from the same time a previous day's window may be
+    alpha: float = 0.001  # significance of the test on the run's own samples
+    latency: Tolerance = Tolerance(0.5, 10.0)
+    error_ratio: Tolerance = Tolerance(1.0, 0.005)
+    message_rate: Tolerance = Tolerance(0.2, 0.2)
+    reconnect: Tolerance = Tolerance(0.5, 50.0)
+    missed: Tolerance = Tolerance(1.0, 0.005)
+
+
 # --- scenarios and the whole configuration ---------------------------------
 
 
@@ -222,6 +253,7 @@ class ScenarioSpec:
     thresholds: ScenarioThresholds = ScenarioThresholds()
     description: str = ""
     graceful_stop_s: float = 5.0
+    baseline: BaselinePolicy = BaselinePolicy()
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """Every endpoint this scenario measures, in configuration order, without repeats."""

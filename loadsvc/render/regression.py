@@ -5,17 +5,19 @@ Two forms:
 - ``LoadsvcLatencyRegression`` and ``LoadsvcRegression`` read the verdict loadsvc
   computed when the run ended (``loadsvc_regression_detected``: beyond the
   tolerance *and* the test on the run's own samples against the median of
-  comparable past runs). They fire at once (the verdict is already robust) and
+  comparable past runs; ``POST .../accept-baseline`` clears it). They fire at once (the verdict is already robust) and
   resolve with the next run that does not regress. Any scenario, any schedule.
 - ``LoadsvcLatencyRegressionDayOverDay`` (continuous scenarios only) is pure
   PromQL: the endpoint's threshold quantile over the sustained window now
   against the same window one day earlier (``offset 1d``), beyond the same
-  relative and absolute margins, held for ``for``. It needs a day of data.
+  relative and absolute margins (the scenario's ``baseline.tolerance.latency``),
+  held for ``for``. It needs a day of data; none for a scenario whose
+  ``baseline.enabled`` is false.
 """
 
 from __future__ import annotations
 
-from loadsvc.baseline import DEFAULT_POLICY, LATENCY_METRICS
+from loadsvc.baseline import LATENCY_METRICS
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
@@ -44,11 +46,11 @@ def _baseline(unit: str) -> str:
 
 def verdict_rules() -> list[Rule]:
     """Alerts on the regression verdicts loadsvc exports when a run or window ends."""
-    tol = DEFAULT_POLICY.latency
     explain = (
         "The run's value is beyond its tolerance and its own samples confirm it "
         "(not noise). /api/runs and the run-end log line say it in one line with the "
-        "baseline runs' dates; the alert resolves with the next run that does not regress."
+        "baseline runs' dates; the alert resolves with the next run that does not regress, "
+        "or at once when the new level is accepted (POST /api/scenarios/<name>/accept-baseline)."
     )
     return [
         alert(
@@ -60,8 +62,8 @@ def verdict_rules() -> list[Rule]:
             "{{ $labels.metric }} latency of {{ $labels.endpoint }} ({{ $labels.scenario }}) "
             "regressed against its baseline",
             "The last run of scenario {{ $labels.scenario }} is slower on "
-            "{{ $labels.endpoint }} than its baseline: {{ $labels.metric }} beyond "
-            f"+{tol.relative * 100:g} % and +{tol.absolute:g} ms of the baseline "
+            "{{ $labels.endpoint }} than its baseline: {{ $labels.metric }} beyond both "
+            "margins of the scenario's baseline.tolerance.latency over the baseline "
             f"{_baseline('duration')} (the median of comparable past runs). {explain}",
         ),
         alert(
@@ -91,7 +93,7 @@ def day_over_day(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfil
     labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
     sel = bucket_rate_record(histogram, profile.sustained_window_s) + matchers(labels)
     now, then = _quantile(sel, latency.quantile), _quantile(sel, latency.quantile, OFFSET)
-    tol = DEFAULT_POLICY.latency
+    tol = scenario.baseline.latency
     w = prom_duration(profile.sustained_window_s)
     q = latency.label
     return alert(
@@ -114,7 +116,7 @@ def regression_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile
     """The regression group: verdict alerts, and the day-over-day form of continuous scenarios."""
     rules = verdict_rules()
     for scenario in scenarios:
-        if scenario.schedule.kind != "continuous":
+        if scenario.schedule.kind != "continuous" or not scenario.baseline.enabled:
             continue
         for ref in scenario.endpoints():
             rule = day_over_day(scenario, ref, profile)

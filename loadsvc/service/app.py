@@ -327,7 +327,9 @@ class SoakService:
         return found.to_doc(since)
 
     async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
-        """Start or stop a run of ``name`` now (the control API): 202 and what was done."""
+        """Start or stop a run of ``name`` now (202), or accept its new baseline (200)."""
+        if action == "accept-baseline":
+            return 200, self.supervisor.accept_baseline(name)
         if action == "run":
             run_id = self.supervisor.start(name)
             log.info("run requested through the API", scenario=name, run_id=run_id)

@@ -7,7 +7,7 @@ in-process :class:`~loadsvc.service.app.SoakService`, or the
 Read-only endpoints are open: ``/metrics``, ``/healthz``, ``/readyz``,
 ``/api/status``, ``/api/runs``, ``/api/series``, and the status page ``/`` with its
 ``/assets/`` (:mod:`loadsvc.web`). The control endpoints
-(``POST /api/scenarios/{name}/run|stop``) need ``Authorization: Bearer <token>``;
+(``POST /api/scenarios/{name}/run|stop|accept-baseline``) need ``Authorization: Bearer <token>``;
 with no token configured they are disabled (403), and a wrong or missing token
 gets 401. Tokens are compared in constant time.
 """
@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from loadsvc.service.merge import NoWorkerAnswered
+from loadsvc.service.regressions import CannotAccept
 from loadsvc.service.supervisor import AlreadyRunning, NotRunning, UnknownScenario
 from loadsvc.web import ASSETS, asset, live_page
 
@@ -30,7 +31,7 @@ MAX_RUNS_LIMIT = 1000
 DEFAULT_RUNS_LIMIT = 50
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Action = Literal["run", "stop"]
+Action = Literal["run", "stop", "accept-baseline"]
 
 
 class ServiceApi(Protocol):
@@ -52,9 +53,10 @@ class ServiceApi(Protocol):
         """A scenario's time series from ``since`` (Unix s); None for an unknown scenario."""
 
     async def control(self, action: Action, name: str) -> tuple[int, dict[str, Any]]:
-        """Run or stop scenario ``name`` (the caller is authorised): (HTTP status, body).
+        """Run or stop scenario ``name``, or accept its new baseline (the caller is
+        authorised): (HTTP status, body).
 
-        Raises UnknownScenario, AlreadyRunning, NotRunning or NoWorkerAnswered.
+        Raises UnknownScenario, AlreadyRunning, NotRunning, CannotAccept or NoWorkerAnswered.
         """
 
 
@@ -167,7 +169,7 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
                 return _error(404, f"no scenario {name!r}")
             except (AlreadyRunning, NotRunning) as exc:
                 return _error(409, str(exc))
-            except NoWorkerAnswered as exc:
+            except (NoWorkerAnswered, CannotAccept) as exc:
                 return _error(503, str(exc))
             return _json(body, status=status)
 
@@ -183,4 +185,5 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
     app.router.add_get("/api/runs", runs)
     app.router.add_post("/api/scenarios/{name}/run", control("run"))
     app.router.add_post("/api/scenarios/{name}/stop", control("stop"))
+    app.router.add_post("/api/scenarios/{name}/accept-baseline", control("accept-baseline"))
     return app

@@ -73,7 +73,7 @@ class RunRecords:
         if cut_short:
             doc["stopped_early"] = True
         doc["fingerprint"] = fingerprint(run.spec, result.planned_s)
-        self.regressions.judge(doc)
+        self.regressions.judge(doc, run.spec.baseline)
         self.history.append(doc)
         run.log.info(
             "run ended" if final else "verdict window",

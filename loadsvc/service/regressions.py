@@ -6,12 +6,25 @@ line) and into ``loadsvc_baseline_value``, ``loadsvc_baseline_runs`` and
 ``loadsvc_regression_detected``, which the regression alert rules read.
 Judging never raises: whatever goes wrong, the run is recorded without a
 regression verdict (never a false alarm) and the problem is logged.
+
+**Accepting a new baseline** (``POST /api/scenarios/{name}/accept-baseline``):
+after an intended change (a deploy that is slower on purpose) the runs since
+the regression began become the new normal. The scenario's baseline from then
+on is made only of runs started at or after that moment, regressed ones
+included; its regression series go back to 0 at once. When the last run did
+not regress, the baseline starts again from the next run. Acceptances are kept
+in a small JSON file beside the history, so they survive restarts.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from loadsvc.baseline import (
@@ -22,6 +35,7 @@ from loadsvc.baseline import (
     choose_baseline,
     judge_against,
 )
+from loadsvc.baseline.regression import number
 from loadsvc.recorder import Recorder
 from loadsvc.service.history import RunHistory
 
@@ -36,29 +50,125 @@ def _in_base_unit(metric: str, value: float) -> float:
     return value / 1000.0 if metric in (*LATENCY_METRICS, "reconnect_p95") else value
 
 
+def accepted_file(history: Path) -> Path:
+    """Where the acceptances of a history live: ``runs.jsonl`` -> ``runs.jsonl.baselines.json``."""
+    return history.with_name(history.name + ".baselines.json")
+
+
+class CannotAccept(Exception):
+    """An acceptance that could not be kept (the file cannot be written): nothing changed."""
+
+
+class AcceptedBaselines:
+    """Per scenario, since when its baseline was accepted: a small JSON file, written whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._since: dict[str, dict[str, float]] = {}
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, orjson.JSONDecodeError) as exc:
+            # The older baseline comes back; nothing else is lost and nothing breaks.
+            log.warning(
+                "cannot read the accepted baselines; none apply", path=str(path), error=str(exc)
+            )
+            return
+        for scenario, entry in doc.items() if isinstance(doc, dict) else ():
+            since = number(entry.get("since")) if isinstance(entry, dict) else None
+            at = number(entry.get("accepted_at")) if isinstance(entry, dict) else None
+            if since is not None:
+                self._since[str(scenario)] = {"since": since, "accepted_at": at or since}
+
+    def since(self, scenario: str) -> float | None:
+        """The start of ``scenario``'s accepted baseline, if one was accepted."""
+        entry = self._since.get(scenario)
+        return None if entry is None else entry["since"]
+
+    def accept(self, scenario: str, since: float, at: float) -> None:
+        """Keep ``since`` for ``scenario`` (CannotAccept when the file cannot be written)."""
+        updated = {**self._since, scenario: {"since": since, "accepted_at": at}}
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            temporary.write_bytes(orjson.dumps(updated, option=orjson.OPT_INDENT_2))
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            raise CannotAccept(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self._since = updated
+
+
+def regression_streak(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The runs of the current regression, most recent first: the latest records that regressed."""
+    streak: list[Mapping[str, Any]] = []
+    for doc in records:
+        regression = doc.get("regression")
+        if not isinstance(regression, Mapping) or regression.get("state") != "regressed":
+            break
+        if number(doc.get("started_at")) is None:
+            break
+        streak.append(doc)
+    return streak
+
+
 class RegressionJudge:
     """Judges records against the history and exports the result; one per ``serve``."""
 
     def __init__(
-        self, history: RunHistory, recorder: Recorder, policy: BaselinePolicy = DEFAULT_POLICY
+        self,
+        history: RunHistory,
+        recorder: Recorder,
+        accepted: AcceptedBaselines | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.history = history
         self.recorder = recorder
-        self.policy = policy
+        self.accepted = accepted or AcceptedBaselines(accepted_file(history.path))
+        self._clock = clock
         # The series each scenario set last time, so a metric no longer judged goes back to 0.
         self._exported: dict[str, set[tuple[str, str]]] = {}
 
-    def judge(self, doc: dict[str, Any]) -> None:
+    def judge(self, doc: dict[str, Any], policy: BaselinePolicy = DEFAULT_POLICY) -> None:
         """Add ``regression`` to a record about to enter the history, and export it."""
         scenario = str(doc.get("scenario"))
         try:
-            past = self.history.recent(scenario, _LOOKBACK)
-            report = judge_against(doc, choose_baseline(doc, past, self.policy), self.policy)
+            past = self.history.recent(scenario, _LOOKBACK) if policy.enabled else []
+            since = self.accepted.since(scenario)
+            chosen = choose_baseline(doc, past, policy, since)
+            report = judge_against(doc, chosen, policy)
         except Exception as exc:  # a bug here must never cost the record or page anyone
             log.error("cannot judge the run against its baseline", scenario=scenario, exc_info=exc)
-            report = RegressionReport("no_baseline", 0, self.policy.min_runs)
+            report = RegressionReport("no_baseline", 0, policy.min_runs)
         doc["regression"] = report.doc()
         self._export(scenario, report)
+
+    def accept(self, scenario: str, policy: BaselinePolicy = DEFAULT_POLICY) -> dict[str, Any]:
+        """Accept the runs since the current regression began as ``scenario``'s new baseline.
+
+        Raises CannotAccept (nothing changed) when the acceptance cannot be kept.
+        """
+        now = self._clock()
+        streak = regression_streak(self.history.recent(scenario, _LOOKBACK))
+        since = min((number(d.get("started_at")) or now) for d in streak) if streak else now
+        self.accepted.accept(scenario, since, now)
+        runs = min(len(streak), policy.runs)
+        cleared = self._exported.get(scenario, set())
+        self.recorder.regression_judged(scenario, runs, {}, cleared)
+        if streak:
+            said = (
+                f"the {len(streak)} regressed run(s) since {_when(since)} are the new baseline"
+                + ("" if runs >= policy.min_runs else f"; {policy.min_runs} needed to judge")
+            )
+        else:
+            said = "the last run did not regress: the baseline starts again from the next run"
+        log.warning("baseline accepted", scenario=scenario, since=since, runs=len(streak))
+        return {
+            "scenario": scenario,
+            "action": "accept-baseline",
+            "since": since,
+            "accepted_runs": len(streak),
+            "baseline": said,
+        }
 
     def _export(self, scenario: str, report: RegressionReport) -> None:
         now = {
@@ -68,3 +178,7 @@ class RegressionJudge:
         cleared = self._exported.get(scenario, set()) - now.keys()
         self.recorder.regression_judged(scenario, report.runs, now, cleared)
         self._exported[scenario] = set(now)
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))

@@ -177,6 +177,13 @@ class Supervisor:
         self._act(name, slot, slot.life.stop())
         return run_id
 
+    def accept_baseline(self, name: str) -> dict[str, Any]:
+        """Accept the runs since ``name``'s regression began as its new baseline (the API).
+
+        Raises UnknownScenario, CannotAccept."""
+        slot = self._slot(name)
+        return self.records.regressions.accept(name, slot.spec.baseline)
+
     async def shutdown(self, timeout_s: float) -> None:
         """Stop every run and wait up to ``timeout_s`` for them to end; cancel what is left."""
         self._closing = True

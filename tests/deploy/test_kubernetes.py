@@ -126,7 +126,8 @@ def test_probes_and_scrape_annotations_use_the_service_port() -> None:
 
 
 def test_pod_is_non_root_with_a_read_only_root_filesystem() -> None:
-    """The pod runs as the image's user, read-only, and writes history only to an emptyDir."""
+    """The pod runs as the image's user, read-only, and writes history to its own volume
+    (a claim per pod, so its baselines survive rescheduling)."""
     pod = manifest("statefulset.yaml")["spec"]["template"]["spec"]
     c = container()
     user = re.search(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(), re.M)
@@ -138,10 +139,15 @@ def test_pod_is_non_root_with_a_read_only_root_filesystem() -> None:
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     resources = c["resources"]
     assert resources["requests"] and resources["limits"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes = {v["name"] for v in pod["volumes"]}
+    claims = {
+        t["metadata"]["name"]: t["spec"]
+        for t in manifest("statefulset.yaml")["spec"]["volumeClaimTemplates"]
+    }
     history = Path(env_of(c)["LOADSVC_HISTORY_FILE"]["value"])
     (mount,) = [m for m in c["volumeMounts"] if Path(m["mountPath"]) == history.parent]
-    assert "emptyDir" in volumes[mount["name"]]
+    assert mount["name"] in claims and mount["name"] not in volumes
+    assert claims[mount["name"]]["accessModes"] == ["ReadWriteOnce"]
     assert not mount.get("readOnly", False)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -132,6 +133,29 @@ async def test_control_with_a_token_checks_it_and_answers_404_409(
     )
     await wait_for_async(lambda: not service.supervisor.state("hold").running, 10, "the run ended")
     assert (await post(client, stop, TOKEN))[0] == 409
+
+
+async def test_accept_baseline_is_a_control_action(
+    make_service: Factory, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """401 without the token, 404 for an unknown scenario, 200 and what was accepted; 503
+    naming the file when the acceptance cannot be kept."""
+    service = await make_service(TOKEN)
+    url = service.url + "/api/scenarios/poll/accept-baseline"
+    assert (await post(client, url, None))[0] == 401
+    assert (await post(client, service.url + "/api/scenarios/nope/accept-baseline", TOKEN))[
+        0
+    ] == 404
+    status, body = await post(client, url, TOKEN)
+    assert status == 200
+    assert body["action"] == "accept-baseline" and body["accepted_runs"] == 0
+    assert "starts again" in body["baseline"]
+    kept = tmp_path / "h0.jsonl.baselines.json"
+    assert set(orjson.loads(kept.read_bytes())) == {"poll"}
+    kept.unlink()
+    kept.mkdir()
+    status, body = await post(client, url, TOKEN)
+    assert status == 503 and "h0.jsonl.baselines.json" in body["error"]
 
 
 async def test_runs_are_listed_most_recent_first_with_filters(

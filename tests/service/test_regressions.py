@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from loadsvc.config.spec import BaselinePolicy, Tolerance
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.service.history import RunHistory
-from loadsvc.service.regressions import RegressionJudge
+from loadsvc.service.regressions import CannotAccept, RegressionJudge, accepted_file
 from tests.test_baseline import T0, endpoint, healthy, summary
 
 
 def judge_in(path: Path) -> tuple[RegressionJudge, CollectorRegistry]:
     """A judge over the history file at ``path`` (read as serve reads it at start-up)."""
     registry = CollectorRegistry()
-    history = RunHistory(path, max_bytes=10_000_000, max_age_s=1e9, clock=lambda: T0 + 40 * 86_400)
-    return RegressionJudge(history, Recorder(create_metrics(registry))), registry
+
+    def clock() -> float:
+        return T0 + 40 * 86_400
+
+    history = RunHistory(path, max_bytes=10_000_000, max_age_s=1e9, clock=clock)
+    judge = RegressionJudge(history, Recorder(create_metrics(registry)), clock=clock)
+    return judge, registry
 
 
 def gauge(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -87,3 +95,93 @@ def test_a_changed_scenario_starts_a_new_baseline(tmp_path: Path) -> None:
     )
     assert changed["regression"]["state"] == "no_baseline"
     assert gauge(registry, "loadsvc_baseline_runs", scenario="s") == 0
+
+
+def slower(rng: random.Random, by_s: float) -> list[float]:
+    """A healthy run's latencies, each ``by_s`` slower."""
+    return [v + by_s for v in healthy(rng)]
+
+
+def test_the_scenarios_own_tolerance_decides(tmp_path: Path) -> None:
+    """+8 ms is within the built-in +10 ms margin, beyond a scenario's +5 ms; off: not judged."""
+    rng = random.Random(4)
+    judge, registry = judge_in(tmp_path / "runs.jsonl")
+    for d in range(4):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    run = summary([endpoint(slower(rng, 0.008))], 4)
+    judge.judge(dict(run))
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 0
+    tight = replace(BaselinePolicy(), latency=Tolerance(0.5, 5.0))
+    judged = dict(run)
+    judge.judge(judged, tight)
+    assert judged["regression"]["state"] == "regressed"
+    assert "beyond +50 % and +5 ms" in judged["regression"]["headline"]
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 1
+    off = dict(run)
+    judge.judge(off, replace(tight, enabled=False))
+    assert off["regression"]["state"] == "off"
+    assert off["regression"]["findings"] == []
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 0  # no finding: cleared
+
+
+P95 = {"scenario": "s", "endpoint": "/api/a", "metric": "p95"}
+
+
+def test_accepting_makes_the_regressed_runs_the_new_baseline(tmp_path: Path) -> None:
+    """Two slow runs regress; accepting clears the series at once, and from then on the slow
+    level is normal (with 3 runs needed: no baseline until a third) and a return to the old
+    level is no regression either (it is faster)."""
+    rng = random.Random(5)
+    path = tmp_path / "runs.jsonl"
+    judge, registry = judge_in(path)
+    for d in range(4):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    slow = [record(judge, summary([endpoint(slower(rng, 0.03))], d)) for d in (4, 5)]
+    assert [d["regression"]["state"] for d in slow] == ["regressed", "regressed"]
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 1
+
+    answer = judge.accept("s")
+    assert answer["accepted_runs"] == 2 and answer["since"] == slow[0]["started_at"]
+    assert "2 regressed run(s) since 2026-11-27" in answer["baseline"]
+    assert "3 needed" in answer["baseline"]
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 0
+    assert gauge(registry, "loadsvc_baseline_runs", scenario="s") == 2
+
+    restarted, registry = judge_in(path)  # the acceptance is kept beside the history
+    third = record(restarted, summary([endpoint(slower(rng, 0.03))], 6))
+    assert third["regression"]["state"] == "no_baseline"  # 2 accepted runs, 3 needed
+    fourth = record(restarted, summary([endpoint(slower(rng, 0.03))], 7))
+    assert fourth["regression"]["state"] == "ok" and fourth["regression"]["runs"] == 3
+    worse = record(restarted, summary([endpoint(slower(rng, 0.09))], 8))
+    assert worse["regression"]["state"] == "regressed"  # judged against the accepted level
+
+
+def test_accepting_without_a_regression_starts_the_baseline_again(tmp_path: Path) -> None:
+    """The last run did not regress: the baseline restarts from the next run."""
+    rng = random.Random(6)
+    judge, _ = judge_in(tmp_path / "runs.jsonl")
+    for d in range(4):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    answer = judge.accept("s")
+    assert answer["accepted_runs"] == 0 and "starts again" in answer["baseline"]
+    later = record(judge, summary([endpoint(slower(rng, 0.03))], 60))  # started after "now"
+    assert later["regression"]["state"] == "no_baseline"
+
+
+def test_an_acceptance_that_cannot_be_kept_changes_nothing(tmp_path: Path) -> None:
+    """An unwritable file: CannotAccept names it, the series stay; a corrupt file: none apply."""
+    rng = random.Random(7)
+    path = tmp_path / "runs.jsonl"
+    judge, registry = judge_in(path)
+    for d in range(4):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    record(judge, summary([endpoint(slower(rng, 0.03))], 4))
+    accepted_file(path).mkdir()  # a directory where the file should go
+    with pytest.raises(CannotAccept, match=r"runs\.jsonl\.baselines\.json"):
+        judge.accept("s")
+    assert gauge(registry, "loadsvc_regression_detected", **P95) == 1
+    accepted_file(path).rmdir()
+    accepted_file(path).write_bytes(b'{"s": {"since": ')
+    reread, _ = judge_in(path)
+    again = record(reread, summary([endpoint(slower(rng, 0.03))], 5))
+    assert again["regression"]["state"] == "regressed"  # the old baseline, nothing broken

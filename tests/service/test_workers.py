@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.http import get_json, http, metric_value
+from tests.support.http import get_json, http, metric_value, set_faults
 from tests.support.processes import Proc, start_target
 from tests.support.timing import wait_for
 
@@ -76,9 +76,9 @@ class Front:
 EXPECTED = (WS_USERS, REST_USERS, WS_USERS, WS_USERS)
 
 
-def start_front(work: Path, target_url: str, token: str = "") -> Front:
+def start_front(work: Path, target_url: str, token: str = "", config: str = CONFIG) -> Front:
     """``serve --workers 2`` on 127.0.0.1 port 0, returned once the front listens."""
-    (work / "config.yaml").write_text(CONFIG)
+    (work / "config.yaml").write_text(config)
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"]
     args += ["--config", str(work / "config.yaml"), "--target", target_url]
     args += ["--history-file", str(work / "runs.jsonl")]
@@ -222,3 +222,62 @@ def test_sigterm_exits_zero_and_leaves_no_worker(
         own.proc.stop()
     wait_for(lambda: all(gone(p) for p in pids), 10, "no worker process left")
     assert not own.metrics_dir.exists()
+
+
+POLL = "/api/market/foreign-detail"
+REGRESSION_CONFIG = f"""\
+version: 1
+scenarios:
+  poll:
+    schedule: {{kind: interval, every: 1h}}
+    shape: {{kind: constant, users: 4, duration: 2s, spawn_rate: 100}}
+    users:
+      - kind: rest
+        pacing: 100ms
+        tasks: [{{path: {POLL}}}]
+    baseline: {{runs: 2, min_runs: 1}}
+"""
+
+
+def test_each_worker_judges_its_share_and_accepting_reaches_both(
+    tmp_path: Path, target_url: str
+) -> None:
+    """+30 ms: both workers' runs regress against their own history, the merged series is 1;
+    accept-baseline through the front reaches both, the series is 0 at once, and the next
+    slow run is judged against the accepted level (ok)."""
+    own = start_front(tmp_path, target_url, token=TOKEN, config=REGRESSION_CONFIG)
+    labels = {"scenario": "poll", "endpoint": POLL, "metric": "p95"}
+
+    def run_once(expected: int) -> list[dict[str, object]]:
+        status, body = http("POST", own.url + "/api/scenarios/poll/run", token=TOKEN)
+        assert status == 202, body
+        wait_for(
+            lambda: get_json(own.url + "/api/runs?scenario=poll")["count"] == expected,
+            30,
+            f"{expected} worker runs recorded",
+        )
+        runs: list[dict[str, object]] = get_json(own.url + "/api/runs?scenario=poll")["runs"]
+        return runs[:2]
+
+    try:
+        wait_ready(own)
+        healthy = run_once(2)
+        assert {r["shard"] for r in healthy} == {"0/2", "1/2"}
+        set_faults(target_url, {"latency_ms": {POLL: 30}})
+        slow = run_once(4)
+        assert [r["regression"]["state"] for r in slow] == ["regressed", "regressed"]  # type: ignore[index]
+        assert metric_value(own.metrics(), "loadsvc_regression_detected", **labels) == 1
+
+        status, body = http("POST", own.url + "/api/scenarios/poll/accept-baseline", token=TOKEN)
+        doc = json.loads(body)
+        assert status == 200, doc
+        assert [(w["status"], w["answer"]["accepted_runs"]) for w in doc["workers"]] == [
+            (200, 1),
+            (200, 1),
+        ]
+        assert metric_value(own.metrics(), "loadsvc_regression_detected", **labels) == 0
+        again = run_once(6)
+        assert [r["regression"]["state"] for r in again] == ["ok", "ok"]  # type: ignore[index]
+    finally:
+        set_faults(target_url, None)
+        own.proc.stop()
