@@ -12,8 +12,9 @@ WS_FRAMES_PER_CPU_S = 25_000
 WS_KB_PER_CONNECTION = 40.0
 REST_TOLERANCE_MS = 5.0  # at REST_USERS users
 REST_USERS = 500
-WS_TOLERANCE_MS = 10.0  # at WS_CONNECTIONS connections
-WS_CONNECTIONS = 2000
+# WS accuracy is judged against the target's ground truth, not the probe: the probe's
+# connections sit elsewhere in the target's fan-out order, so at 2,000 connections its
+# p99 can be off by tens of milliseconds either way (the probe columns stay, for reading).
 LAG_TRUST_MS = 10.0  # 10 % of the tightest default latency threshold (100 ms)
 TRUTH_TOLERANCE_MS = 5.0  # loadsvc p50/p99 against the target's ground truth ...
 TRUTH_CONNECTIONS = (500, 2000)  # ... at these sizes; beyond, generator_bound when it is not
@@ -73,31 +74,36 @@ def _accuracy(goal: str, row: dict[str, Any] | None, tolerance: float) -> Goal:
     )
 
 
-def _loadsvc_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], float]]:
-    rest = [
-        (f"REST {r['users']} users", r["loadsvc"], REST_TOLERANCE_MS)
-        for r in results.get("rest_accuracy", [])
-        if "loadsvc" in r
-    ]
-    ws = [
-        (f"WS {r['connections']:,} connections", r, WS_TOLERANCE_MS)
-        for r in results.get("ws", [])
-        if r["tool"] == "loadsvc"
-    ]
-    return rest + ws
+def _rest_excess(row: dict[str, Any]) -> float | None:
+    """How much more than its probe a REST row reported, beyond the tolerance (None: within)."""
+    off = _off_by(row)
+    return off if off is not None and off > REST_TOLERANCE_MS else None
+
+
+def _ws_excess(row: dict[str, Any]) -> float | None:
+    """How much more than the ground truth a WS row reported at p99 beyond the tolerance."""
+    gap = _truth_gap(row)
+    return gap[1] if gap is not None and gap[1] > TRUTH_TOLERANCE_MS else None
 
 
 def _says_generator_bound(results: dict[str, Any]) -> Goal:
     goal = "Beyond what one process measures truthfully, loadsvc says it is generator-bound"
-    rows = _loadsvc_rows(results)
-    # A generator that cannot keep up adds its own queueing: it reports *more* than the probe.
-    untruthful = [
-        (name, row) for name, row, tol in rows if (off := _off_by(row)) is not None and off > tol
+    rows = [
+        (f"REST {r['users']} users", r["loadsvc"], _rest_excess(r["loadsvc"]))
+        for r in results.get("rest_accuracy", [])
+        if "loadsvc" in r
+    ] + [
+        (f"WS {r['connections']:,} connections", r, _ws_excess(r))
+        for r in results.get("ws", [])
+        if r["tool"] == "loadsvc"
     ]
+    # A generator that cannot keep up adds its own queueing: it reports *more* than the
+    # observer (the REST probe; for WS the target's ground truth).
+    untruthful = [(name, row) for name, row, excess in rows if excess is not None]
     if not rows:
         return Goal(goal, "not measured", None)
     if not untruthful:
-        return Goal(goal, "no loadsvc row reported more than its probe beyond tolerance", True)
+        return Goal(goal, "no loadsvc row reported more than its observer beyond tolerance", True)
     flagged = [
         f"{name}: {row['result']}, loop lag p99 {row['loop_lag_p99_ms']:.0f} ms"
         for name, row in untruthful
@@ -177,14 +183,6 @@ def check(results: dict[str, Any]) -> list[Goal]:
         ),
         None,
     )
-    ws_row = next(
-        (
-            r
-            for r in results.get("ws", [])
-            if r["tool"] == "loadsvc" and r["connections"] == WS_CONNECTIONS
-        ),
-        None,
-    )
     return [
         _rest_speedup(results),
         _ws_cost(results),
@@ -193,12 +191,6 @@ def check(results: dict[str, Any]) -> list[Goal]:
             f"{REST_TOLERANCE_MS:g} ms of the probe's",
             rest_row,
             REST_TOLERANCE_MS,
-        ),
-        _accuracy(
-            f"WS: at {WS_CONNECTIONS:,} connections, loadsvc delivery p99 within "
-            f"{WS_TOLERANCE_MS:g} ms of the probe's",
-            ws_row,
-            WS_TOLERANCE_MS,
         ),
         _says_generator_bound(results),
         _truth_accuracy(results),

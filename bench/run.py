@@ -124,10 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tools", help="comma-separated generator names to run (default: all)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.json/.md go")
     p.add_argument("--keep-workdir", action="store_true", help="keep the trial logs")
-    p.add_argument("--from-json", type=Path, help="only render the tables of a saved run")
+    p.add_argument(
+        "--from-json", type=Path, help="only render the tables of a saved run (goals checked again)"
+    )
     args = p.parse_args(argv)
     if args.from_json:
         results = json.loads(args.from_json.read_text())
+        results["goals"] = [g.__dict__ for g in check(results)]
         print(render(results, markdown=True))
         return 0
     plan = PLANS[args.plan] if args.plan else (QUICK if args.quick else FULL)

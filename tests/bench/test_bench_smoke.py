@@ -95,7 +95,7 @@ def test_tables_and_goals_render(results: dict[str, Any]) -> None:
         len(WS_TOOLS) * len(SMOKE.ws_connections),
         1,
     ]
-    assert len(check(results)) == 7
+    assert len(check(results)) == 6
     text = render(results, markdown=False)
     markdown = render(results, markdown=True)
     assert "Goals" in text and "| generator |" in markdown

@@ -68,6 +68,20 @@ def test_a_large_gap_at_5000_is_fine_when_the_run_says_generator_bound() -> None
     assert list(goals_by_start(rows).values()) == [True, False]
 
 
+def test_ws_rows_are_judged_by_the_truth_not_the_probe() -> None:
+    """A probe 20 ms below loadsvc is no untruthful generator when the truth agrees with it;
+    a row 20 ms above the truth is, whatever the probe says."""
+    goal = "Beyond what one process measures truthfully"
+
+    def generator_bound_goal(r: dict[str, Any]) -> bool | None:
+        return next(g.met for g in check({"ws": [r]}) if g.goal.startswith(goal))
+
+    close_to_truth = row(2000, 30.0, 128.0, 28.0, 126.0, "failed") | {"probe_p99_ms": 108.0}
+    assert generator_bound_goal(close_to_truth) is True
+    beyond_truth = row(2000, 30.0, 146.0, 28.0, 126.0, "failed") | {"probe_p99_ms": 146.0}
+    assert generator_bound_goal(beyond_truth) is False
+
+
 def test_the_accuracy_table_shows_the_gap_to_the_truth() -> None:
     """The table has truth columns and signed gaps; rows of older runs show '-'."""
     table = ws_accuracy_table([row(500, 8.0, 15.0, 6.0, 12.5, "passed") | {"other_load": 0.0}])
