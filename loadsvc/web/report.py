@@ -43,12 +43,20 @@ def scenario_config(spec: ScenarioSpec) -> Any:
 
 
 def report_data(
-    result: RunResult, sampler: SeriesSampler, spec: ScenarioSpec, target_url: str
+    result: RunResult,
+    sampler: SeriesSampler,
+    spec: ScenarioSpec,
+    target_url: str,
+    regression: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the report draws: summary (thresholds), series, configuration, environment."""
+    """What the report draws: summary (thresholds, and the verdict against a baseline when
+    there was one), series, configuration, environment."""
     series = sampler.series.get(spec.name)
+    summary = summary_doc(result, target_url)
+    if regression is not None:
+        summary["regression"] = regression
     return {
-        "summary": summary_doc(result, target_url),
+        "summary": summary,
         "series": series.to_doc() if series else {"scenario": spec.name, "endpoints": []},
         "config": scenario_config(spec),
         "environment": {"target": target_url, "shard": result.shard, "version": __version__},

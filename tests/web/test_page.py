@@ -70,12 +70,17 @@ async def test_live_page_shows_scenarios_and_charts_that_grow_while_running(
                 "Array.from(document.querySelectorAll('#scenarios tbody tr td:first-child'))"
                 ".map(td => td.textContent)"
             )
+            heads = await page.evaluate(
+                "Array.from(document.querySelectorAll('#scenarios thead th'))"
+                ".map(th => th.textContent)"
+            )
             charts = await page.evaluate("window.loadsvc.charts()")
             chosen = await page.evaluate("document.querySelector('#chosen').textContent")
             SHOTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(SHOTS / "status-page.png")
             assert page.errors == []
         assert names == ["web_live", "web_nightly"]
+        assert heads[-2:] == ["last verdict", "vs baseline"]
         latency = [c for c in charts if c["title"].startswith("Latency")]
         assert len(latency) == 3 and all(c["thresholdPoints"] > 0 for c in latency)
         assert chosen == "web_live"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.configs import EVERY_KIND_USERS
+from tests.support.http import set_faults
 from tests.support.processes import loadsvc, target_process
 from tests.web.chromium import CHROMIUM, chromium
 
@@ -85,3 +86,34 @@ async def test_report_of_foreign_flow_has_its_threshold_table(tmp_path: Path) ->
     assert all(r[3] != "\u2013" and r[4] == "passed" for r in rows), rows
     assert "/api/market/foreign-detail" in config
     assert all(c["points"] > 0 for c in charts)
+
+
+async def test_report_of_a_run_judged_against_a_baseline_shows_the_regression(
+    tmp_path: Path,
+) -> None:
+    """run --baseline --report-html with +30 ms: the report says REGRESSION in one line and
+    marks p95 REGRESSED in its findings table, next to a passed threshold verdict."""
+    base, report = tmp_path / "a.json", tmp_path / "r.html"
+    common = ("run", "foreign_flow", "--users", "10", "--duration", "3s")
+    with target_process() as url:
+        done = loadsvc(*common, "--target", url, "--summary-json", str(base))
+        assert done.returncode == 0, done.stderr
+        set_faults(url, {"latency_ms": {"/api/market/foreign-detail": 30}})
+        done = loadsvc(
+            *common, "--target", url, "--baseline", str(base), "--report-html", str(report)
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    async with chromium() as browser:
+        page = await browser.open(report.as_uri(), offline=True)
+        await page.wait_for("window.loadsvc.state.updates > 0", 10, "report drawn")
+        verdict = await page.evaluate("document.querySelector('p[class^=verdict]').textContent")
+        line = await page.evaluate("document.querySelector('#baseline').textContent")
+        rows = await page.evaluate(
+            "Array.from(document.querySelectorAll('#scenarios table:last-of-type tbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.textContent))"
+        )
+        assert page.errors == []
+    assert verdict == "verdict: passed"
+    assert line.startswith("against the baseline: REGRESSION: /api/market/foreign-detail ")
+    p95 = next(r for r in rows if r[1] == "p95")
+    assert p95[0] == "/api/market/foreign-detail" and p95[5] == "REGRESSED", rows

@@ -161,9 +161,17 @@
 
   // -- tables ----------------------------------------------------------------------------
 
+  // A cell is a string or node, or {text, cls, title}.
+  function cell(c) {
+    if (c != null && typeof c === "object" && !(c instanceof Node)) {
+      return el("td", { class: c.cls || "", title: c.title || "" }, c.text);
+    }
+    return el("td", {}, c);
+  }
+
   function table(head, rows) {
     return el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
-      el("tbody", {}, ...rows.map((r) => el("tr", { class: r.cls || "" }, ...r.cells.map((c) => el("td", {}, c))))));
+      el("tbody", {}, ...rows.map((r) => el("tr", { class: r.cls || "" }, ...r.cells.map(cell)))));
   }
 
   function verdictOf(last) {
@@ -171,12 +179,29 @@
     return last.result || (last.passed ? "passed" : "failed");
   }
 
+  // A run against its baseline: the state in a word, the one-line verdict as its tooltip.
+  const BASELINE_WORDS = { regressed: "REGRESSED", ok: "ok", no_baseline: "no baseline yet", off: "off" };
+  function baselineCell(run) {
+    const r = run && run.regression;
+    if (!r) return { text: "–" };
+    return { text: BASELINE_WORDS[r.state] || r.state, cls: "baseline baseline-" + r.state, title: r.headline || "" };
+  }
+
+  function findingRows(findings) {
+    const show = (f, v) => (f.unit === "ms" ? v.toFixed(1) + " ms" : f.unit === "ratio" ? fmt.pct(v) : v.toFixed(2) + " " + f.unit);
+    return findings.map((f) => ({
+      cls: "verdict-" + (f.regressed ? "failed" : "passed"),
+      cells: [f.endpoint, f.metric, show(f, f.baseline), show(f, f.value), show(f, f.limit),
+        { text: f.regressed ? "REGRESSED" : "ok", cls: "verdict", title: f.description }],
+    }));
+  }
+
   function scenarioRows(status) {
     return status.scenarios.map((s) => {
       const st = s.running ? (s.stopping ? "stopping" : `running (${s.users} users)`) : s.held ? "held" : "idle";
       const link = el("a", { href: "#" + encodeURIComponent(s.name) }, s.name);
       const v = verdictOf(s.last_run);
-      return { cls: "verdict-" + v, cells: [link, s.schedule, st, fmt.time(s.next_run), v] };
+      return { cls: "verdict-" + v, cells: [link, s.schedule, st, fmt.time(s.next_run), { text: v, cls: "verdict" }, baselineCell(s.last_run)] };
     });
   }
 
@@ -184,7 +209,7 @@
     return thresholds.map((t) => {
       const unit = t.unit === "ratio" ? fmt.pct : (v) => (v == null ? "–" : v + " " + t.unit);
       const q = t.quantile ? " p" + t.quantile * 100 : "";
-      return { cls: "verdict-" + (t.passed ? "passed" : "failed"), cells: [t.endpoint, t.name + q, unit(t.limit), unit(t.value), t.state] };
+      return { cls: "verdict-" + (t.passed ? "passed" : "failed"), cells: [t.endpoint, t.name + q, unit(t.limit), unit(t.value), { text: t.state, cls: "verdict" }] };
     });
   }
 
@@ -200,7 +225,7 @@
     const status = await getJson("api/status");
     const svc = status.service;
     $("#environment").textContent = `target ${svc.target} · shard ${svc.shard} · config ${svc.config} · ${svc.ready ? "ready" : "not ready"}`;
-    $("#scenarios").replaceChildren(table(["scenario", "schedule", "state", "next run", "last verdict"], scenarioRows(status)));
+    $("#scenarios").replaceChildren(table(["scenario", "schedule", "state", "next run", "last verdict", "vs baseline"], scenarioRows(status)));
     const names = status.scenarios.map((s) => s.name);
     const fromHash = decodeURIComponent(location.hash.slice(1));
     const running = status.scenarios.find((s) => s.running);
@@ -212,9 +237,9 @@
       drawCharts(doc, $("#charts"));
     }
     const runs = await getJson("api/runs?limit=10");
-    $("#runs").replaceChildren(table(["scenario", "run", "ended", "result"], runs.runs.map((r) => ({
+    $("#runs").replaceChildren(table(["scenario", "run", "ended", "result", "vs baseline"], runs.runs.map((r) => ({
       cls: "verdict-" + verdictOf(r),
-      cells: [r.scenario, r.run_id, r.ended_at ? new Date(r.ended_at * 1000).toLocaleString() : "–", verdictOf(r)],
+      cells: [r.scenario, r.run_id, r.ended_at ? new Date(r.ended_at * 1000).toLocaleString() : "–", { text: verdictOf(r), cls: "verdict" }, baselineCell(r)],
     }))));
     state.updates += 1;
     $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -235,8 +260,15 @@
     document.title = `loadsvc report: ${s.scenario} ${s.result}`;
     $("#chosen").textContent = s.scenario;
     $("#environment").textContent = `target ${env.target} · shard ${env.shard} · loadsvc ${env.version} · run ${s.run_id} · ${new Date(s.started_at * 1000).toLocaleString()} for ${s.duration_s} s`;
-    $("#scenarios").replaceChildren(el("p", { class: "verdict-" + s.result }, `verdict: ${s.result}`),
-      table(["endpoint", "threshold", "limit", "measured", "state"], thresholdRows(s.thresholds)));
+    const parts = [el("p", { class: "verdict-" + s.result }, `verdict: ${s.result}`),
+      table(["endpoint", "threshold", "limit", "measured", "state"], thresholdRows(s.thresholds))];
+    if (s.regression) {
+      parts.push(el("p", { id: "baseline", class: "baseline baseline-" + s.regression.state }, "against the baseline: " + s.regression.headline));
+      if (s.regression.findings.length) {
+        parts.push(table(["endpoint", "metric", "baseline", "this run", "limit", "verdict"], findingRows(s.regression.findings)));
+      }
+    }
+    $("#scenarios").replaceChildren(...parts);
     drawCharts(data.series, $("#charts"));
     $("#runs").replaceChildren(el("pre", {}, JSON.stringify(data.config, null, 2)));
     $("#runs-title").textContent = "Configuration of the scenario";
