@@ -94,6 +94,7 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "target": target_url,
         "shard": run.shard,
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
+        "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }

@@ -55,6 +55,7 @@ class RunResult:
     endpoints: tuple[EndpointSummary, ...]
     result: str  # passed | failed | generator_bound | error
     loop_lag_p99_s: float | None = None
+    loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
     stopped_early: bool = False
     shard: str = "0/1"
     reasons: tuple[str, ...] = ()  # why it did not pass (verdict.judge_window)
@@ -224,6 +225,7 @@ class ScenarioRun:
             endpoints=judged.endpoints,
             result=judged.result,
             loop_lag_p99_s=judged.loop_lag_p99_s,
+            loop_lag_limit_s=judged.loop_lag_limit_s,
             stopped_early=final and self.stopping,
             shard=str(self.options.shard),
             reasons=judged.reasons,

@@ -226,6 +226,7 @@ class WindowVerdict:
     reasons: tuple[str, ...]  # why it did not pass; empty when it passed
     endpoints: tuple[EndpointSummary, ...]
     loop_lag_p99_s: float | None = None
+    loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
 
     @property
     def passed(self) -> bool:
@@ -256,4 +257,4 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
             f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms: "
             "the generator, not the backend, may be at fault",
         )
-    return WindowVerdict(verdict, result, reasons, tuple(completed), lag)
+    return WindowVerdict(verdict, result, reasons, tuple(completed), lag, limit)

@@ -117,6 +117,33 @@ def test_30ms_more_on_a_4ms_endpoint_regresses_with_an_explaining_line() -> None
     assert report.doc()["state"] == "regressed"
 
 
+def test_latencies_of_a_run_whose_generator_lagged_are_not_compared() -> None:
+    """+30 ms measured while loadsvc's own loop lagged (or the run was generator_bound) pages
+    nobody about the backend: latencies are not compared and the line says why; its errors
+    still are. A passed run that lagged never enters a baseline."""
+    rng = random.Random(8)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(7)]
+    slow = [v + 0.030 for v in healthy(rng)]
+    lagging = {"loop_lag_p99_ms": 40.0, "loop_lag_limit_ms": 10.0}
+    now = summary([endpoint(slow)], 7, **lagging)
+    report = judge_against(now, choose_baseline(now, reversed(past)))
+    assert report.state == "ok" and not any(f.metric.startswith("p") for f in report.findings)
+    assert report.headline().endswith(
+        "; latencies not compared: event-loop lag p99 40 ms was over 10 ms, "
+        "the generator may be at fault"
+    )
+    assert report.doc()["latencies_not_compared"] == "event-loop lag p99 40 ms was over 10 ms"
+    bound = summary([endpoint(slow, errors=120)], 7, result="generator_bound", passed=False)
+    report = judge_against(bound, choose_baseline(bound, reversed(past)))
+    assert report.state == "regressed"
+    assert [f.metric for f in report.regressions()] == ["error_ratio"]
+    assert "the run was generator_bound" in report.headline()
+    within = summary([endpoint(slow)], 7, loop_lag_p99_ms=9.0, loop_lag_limit_ms=10.0)
+    assert judge_against(within, choose_baseline(within, reversed(past))).state == "regressed"
+    lagged_past = [summary([endpoint(healthy(rng))], d, **lagging) for d in range(7)]
+    assert choose_baseline(within, reversed(lagged_past)) == []
+
+
 def test_healthy_runs_with_ordinary_noise_never_regress() -> None:
     """300 healthy runs (level jittered 10 %, lognormal spread), each against its last 7: no alarm."""
     rng = random.Random(4)

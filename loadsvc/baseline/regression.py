@@ -109,6 +109,7 @@ class MetricRule:
     tolerance: Callable[[BaselinePolicy], Tolerance]
     test: Callable[[Doc, float], float | None]
     kinds: tuple[str, ...] = ("http", "ws")
+    timing: bool = False  # measured by the generator's clock: untrusted when its loop lagged
 
 
 METRICS: tuple[MetricRule, ...] = (
@@ -120,6 +121,7 @@ METRICS: tuple[MetricRule, ...] = (
             _field(f"p{round(q * 100)}_ms"),
             lambda p: p.latency,
             _quantile_test("latency_histogram", q),
+            timing=True,
         )
         for q in (0.5, 0.95, 0.99)
     ),
@@ -134,13 +136,24 @@ METRICS: tuple[MetricRule, ...] = (
     ),
     MetricRule(
         "reconnect_p95", "ms", "up", _field("reconnect_p95_ms"),
-        lambda p: p.reconnect, _quantile_test("reconnect_histogram", 0.95), ("ws",),
+        lambda p: p.reconnect, _quantile_test("reconnect_histogram", 0.95), ("ws",), True,
     ),
     MetricRule(
         "missed_ratio", "ratio", "up", _missed_ratio, lambda p: p.missed, _missed_test, ("ws",),
     ),
 )  # fmt: skip
 LATENCY_METRICS = ("p50", "p95", "p99")
+
+
+def timing_untrusted(doc: Doc) -> str:
+    """Why a run's latencies may be the generator's doing rather than the backend's (its
+    event loop lagged past the limit the thresholds trust), or ``""`` when they are sound."""
+    if doc.get("result") == "generator_bound":
+        return "the run was generator_bound"
+    lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))
+    if lag is not None and limit is not None and lag > limit:
+        return f"event-loop lag p99 {lag:g} ms was over {limit:g} ms"
+    return ""
 
 
 def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
@@ -231,6 +244,7 @@ class RegressionReport:
     min_runs: int
     span: str = ""
     findings: tuple[Finding, ...] = field(default=())
+    untrusted: str = ""  # why latencies were not compared (the generator was too busy)
 
     def regressions(self) -> tuple[Finding, ...]:
         """The findings that regressed."""
@@ -243,8 +257,12 @@ class RegressionReport:
         if self.state == "no_baseline":
             return f"no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
         if self.state == "ok":
-            return f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
-        return "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
+            line = f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
+        else:
+            line = "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
+        if self.untrusted:
+            line += f"; latencies not compared: {self.untrusted}, the generator may be at fault"
+        return line
 
     def doc(self) -> dict[str, Any]:
         """The ``regression`` part of the summary JSON, /api/status and /api/runs."""
@@ -255,6 +273,7 @@ class RegressionReport:
             "span": self.span,
             "headline": self.headline(),
             "findings": [f.doc() for f in self.findings],
+            "latencies_not_compared": self.untrusted or None,
         }
 
 
@@ -294,17 +313,20 @@ def judge_against(
         return RegressionReport("no_baseline", len(baseline), policy.min_runs)
     span = span_of(baseline)
     past = [_endpoints(d) for d in baseline]
+    # A run whose own event loop lagged measured its queueing, not only the backend's:
+    # its latencies must not page anyone about the backend (the counts still compare).
+    untrusted = timing_untrusted(current)
     findings: list[Finding] = []
     for key, ep in _endpoints(current).items():
         for rule in METRICS:
-            if key[1] not in rule.kinds:
+            if key[1] not in rule.kinds or (rule.timing and untrusted):
                 continue
             values = [p[key] for p in past if key in p]
             finding = _judge_metric(rule, key[0], ep, values, policy, span)
             if finding is not None:
                 findings.append(finding)
     state: ReportState = "regressed" if any(f.regressed for f in findings) else "ok"
-    return RegressionReport(state, len(baseline), policy.min_runs, span, tuple(findings))
+    return RegressionReport(state, len(baseline), policy.min_runs, span, tuple(findings), untrusted)
 
 
 def _judge_metric(

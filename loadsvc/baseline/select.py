@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from loadsvc.baseline.regression import DEFAULT_POLICY, number
+from loadsvc.baseline.regression import DEFAULT_POLICY, number, timing_untrusted
 from loadsvc.config.spec import BaselinePolicy, ScenarioSpec
 
 _DAY_S = 86_400.0
@@ -46,6 +46,8 @@ def comparable(
         return False
     if doc.get("result") != "passed" or doc.get("passed") is not True:
         return False  # failed, no_data, generator-bound, crashed: not what "normal" looks like
+    if timing_untrusted(doc):
+        return False  # passed, but its latencies carry the generator's own queueing
     started = number(doc.get("started_at"))
     if started is None or not isinstance(doc.get("endpoints"), list):
         return False
