@@ -297,9 +297,14 @@ def plot(result: SoakResult, path: Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3)
-    for fault in result.admin_faults:
+    for i, fault in enumerate(result.admin_faults):  # staggered, so neighbours do not overlap
+        middle = (fault["at_s"] + max(fault["hold_s"], 1.0) / 2) / 60
         axes[0].annotate(
-            fault["kind"], (fault["at_s"] / 60, 1.0), xycoords=("data", "axes fraction"), fontsize=7
+            fault["kind"],
+            (middle, 1.02 + 0.12 * (i % 2)),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            fontsize=7,
         )
     axes[-1].set_xlabel("minutes (dotted: end of warm-up; dashed red: target restarts)")
     fig.suptitle("loadsvc soak: its own health under target faults")
