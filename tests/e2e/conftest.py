@@ -28,6 +28,7 @@ from loadsvc.localstack import (
 )
 from loadsvc.render import FAST, render_all
 from tests.e2e.support import (
+    VERDICT_EVERY,
     PrometheusAPI,
     Stack,
     WebhookReceiver,
@@ -39,7 +40,13 @@ from tests.support.stack import require
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def verdict_every() -> str:
+    """How often the service judges a window of its continuous scenarios (a module may override)."""
+    return VERDICT_EVERY
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, verdict_every: str) -> Iterator[Stack]:
     """The whole product on loopback, shared by the module's tests (started once)."""
     for binary in (PROMETHEUS, ALERTMANAGER):
         require(binary)
@@ -73,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         alertmanager = started(start_alertmanager(am_cfg, work / "alertmanager", am_port))
 
         cfg_path = work / "loadsvc.yaml"
-        cfg_path.write_text(yaml.safe_dump(service_config(), sort_keys=False))
+        cfg_path.write_text(yaml.safe_dump(service_config(verdict_every), sort_keys=False))
         serve_port = free_port()
         serve_url = f"http://127.0.0.1:{serve_port}"
         serve_args = [

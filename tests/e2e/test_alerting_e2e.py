@@ -10,12 +10,15 @@ The module fixtures do the work once, in this order, and the tests assert on wha
 they recorded:
 
 1. ``healthy_window`` watches the fault-free run for 2 x (window + for).
-2. ``fault_runs`` injects three faults one after the other. Each is cleared as soon
-   as its alert fires in Prometheus (the alert then stays firing for one rate
-   window, long enough to be notified), and the next is injected right away, so
-   the waits for the resolved notifications overlap. Clearing early also keeps
-   the 30 % error fault shorter than the ~24 s after which LoadsvcErrorBudgetBurn
-   (critical) would fire and, by the committed inhibition rule, mute the
+2. ``fault_runs`` injects three faults in two lanes, one per scenario: the two
+   foreign_flow faults one after the other, and the market_stream fault alongside
+   the first (another scenario and endpoint: no alert, rule or inhibition of one
+   lane reads the other's). Each fault is removed as soon as its alert fires in
+   Prometheus (the alert then stays firing for one rate window, long enough to be
+   notified), and the next of its lane is injected right away, so the waits for
+   the resolved notifications overlap. Clearing early also keeps the 30 % error
+   fault shorter than the ~24 s after which LoadsvcErrorBudgetBurn (critical)
+   would fire and, by the committed inhibition rule, mute the
    LoadsvcErrorRatioHigh warning, including its resolved notification.
 3. The dashboard test then runs every panel query over the whole run.
 """
@@ -27,6 +30,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +100,11 @@ class FaultCase:
     def labels(self) -> dict[str, str]:
         """The labels that identify the alert."""
         return {"alertname": self.alertname, "scenario": self.scenario, "endpoint": self.endpoint}
+
+    @property
+    def removal(self) -> dict[str, dict[str, None]]:
+        """The ``POST /admin/faults`` body that removes this fault and no other."""
+        return {key: dict.fromkeys(paths) for key, paths in self.faults.items()}
 
 
 CASES = (
@@ -194,7 +203,7 @@ def _no_critical_on(stack: Stack, case: FaultCase) -> bool:
 
 
 def _inject_until_firing(stack: Stack, case: FaultCase) -> FaultRun:
-    """Turn the fault on, wait for its alert to fire in Prometheus, turn it off."""
+    """Turn the fault on, wait for its alert to fire in Prometheus, turn it (only it) off."""
     wait_for(lambda: _no_critical_on(stack, case), 60, f"{case.name}: no critical alert left")
     run = FaultRun(case, on=time.time())
     stack.set_faults(case.faults)
@@ -207,9 +216,14 @@ def _inject_until_firing(stack: Stack, case: FaultCase) -> FaultRun:
     except AssertionError as exc:
         run.error = str(exc)
     finally:
-        stack.clear_faults()
+        stack.set_faults(case.removal)
         run.off = time.time()
     return run
+
+
+def _inject_lane(stack: Stack, cases: list[FaultCase]) -> list[FaultRun]:
+    """The faults of one scenario, one after the other."""
+    return [_inject_until_firing(stack, case) for case in cases]
 
 
 def _collect_notifications(stack: Stack, run: FaultRun) -> None:
@@ -242,8 +256,17 @@ def _collect_notifications(stack: Stack, run: FaultRun) -> None:
 
 @pytest.fixture(scope="module")
 def fault_runs(stack: Stack, healthy_window: HealthyWindow) -> dict[str, FaultRun]:
-    """The three faults in sequence, then every firing and resolved notification collected."""
-    runs = {case.name: _inject_until_firing(stack, case) for case in CASES}
+    """The three faults, in sequence per scenario, then every firing and resolved notification collected."""
+    lanes: dict[str, list[FaultCase]] = {}
+    for case in CASES:
+        lanes.setdefault(case.scenario, []).append(case)
+    try:
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            done = list(pool.map(lambda lane: _inject_lane(stack, lane), lanes.values()))
+    finally:
+        stack.clear_faults()  # whatever happened in a lane, the later tests start fault-free
+    by_name = {run.case.name: run for lane in done for run in lane}
+    runs = {case.name: by_name[case.name] for case in CASES}
     for run in runs.values():
         if run.error is None:
             _collect_notifications(stack, run)
