@@ -54,9 +54,15 @@ class SequenceTracker:
             self._restart(seq)
             return 0
         d = seq - high
-        if d == 1 and self._mask == _FULL:  # the common case: the next number, no gap pending
-            self._high = seq
-            return 0
+        if d == 1:
+            # The common case: the next number, none missing in the window (all of it
+            # arrived, or, while a connection is younger than the window, every number
+            # since its first). Nothing leaves the window missing, so nothing is counted.
+            mask = self._mask
+            if mask == _FULL or mask == (1 << (high - self._floor + 1)) - 1:
+                self._high = seq
+                self._mask = ((mask << 1) | 1) & _FULL
+                return 0
         if d > 0:
             if d > MAX_SEQUENCE_GAP:
                 missed = self._pending()

@@ -207,3 +207,11 @@ def test_clock_tolerance_is_read_from_the_config() -> None:
     assert isinstance(spec, WsStreamUserSpec) and spec.message.clock_tolerance_s == 0.025
     with pytest.raises(ConfigError, match="clock_tolerance"):
         parse_config(base + user + "        message: {clock_tolerance: -5ms}\n", "t.yaml")
+
+
+def test_young_connection_gap_and_late_frame_are_judged_as_in_a_full_window() -> None:
+    """Before a connection fills its reorder window, a gap is still missed or filled late."""
+    st, _ = seqs(1, 2, 3, 5, 6, 4, 7, 8, 10, *range(11, 11 + REORDER_WINDOW))
+    assert st.anomalies == {"reordered": 1} and st.missed == 1
+    st, _ = seqs(5, 6, 3, 7, 8)  # a number below the first: the ones between are expected
+    assert st.anomalies == {"reordered": 1} and st.missed == 1
