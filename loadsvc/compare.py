@@ -106,7 +106,7 @@ def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
             "thresholds differ); compared anyway",
             file=sys.stderr,
         )
-    report = judge_against(run, [base], replace(policy, min_runs=1))
+    report = judge_against(run, [base], policy)
     print(side_by_side(report, "A " + _label(base, a), "B " + _label(run, b)))
     print()
     print("\n".join(regression_lines(report)))

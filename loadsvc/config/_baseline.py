@@ -160,15 +160,15 @@ def resolve_baseline(
     reader: Reader,
     defaults: BaselineOverrides,
     own: BaselineOverrides,
-    *,
-    continuous: bool,
     schedule: str,
 ) -> BaselinePolicy:
     """A scenario's policy: the built-in one, ``defaults`` over it, then ``own``.
 
     ``continuous: same_time_of_day`` from the defaults applies to continuous scenarios
-    only; set on a scenario that is not continuous, it is an error.
+    only (``schedule`` is the scenario's schedule kind); set on a scenario that is not
+    continuous, it is an error.
     """
+    continuous = schedule == "continuous"
     if own.continuous is not None and not continuous:
         reader.error(
             f"{own.path}.continuous",

@@ -125,8 +125,7 @@ def read_scenario(
         reader,
         defaults.baseline,
         own_baseline,
-        continuous=schedule.kind == "continuous",
-        schedule=schedule.kind,
+        schedule.kind,
     )
     return ScenarioSpec(
         name=name,

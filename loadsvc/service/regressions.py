@@ -149,7 +149,8 @@ class RegressionJudge:
         """
         now = self._clock()
         streak = regression_streak(self.history.recent(scenario, _LOOKBACK))
-        since = min((number(d.get("started_at")) or now) for d in streak) if streak else now
+        # The streak is most recent first, each with a numeric stamp: its last run began it.
+        since = float(streak[-1]["started_at"]) if streak else now
         self.accepted.accept(scenario, since, now)
         runs = min(len(streak), policy.runs)
         cleared = self._exported.get(scenario, set())

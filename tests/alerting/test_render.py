@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from loadsvc.config.spec import Config, LatencyThreshold, Thresholds
+from loadsvc.config.spec import BaselinePolicy, Config, LatencyThreshold, Thresholds, Tolerance
 from loadsvc.render import FAST, PRODUCTION, check_drift, render_all, rendered_files
 from loadsvc.render.files import ALERT_RULES, OVERVIEW_DASHBOARD, RECORDING_RULES
 
@@ -194,3 +194,30 @@ def test_an_unreachable_burn_factor_is_left_out(config: Config) -> None:
         if a["alert"] == "LoadsvcErrorBudgetBurn" and a["labels"]["scenario"] == "foreign_flow"
     )
     assert "> 0.6" in burn["expr"] and "1.44" not in burn["expr"]
+
+
+def test_day_over_day_regression_follows_each_scenarios_baseline_policy(config: Config) -> None:
+    """A scenario's own latency tolerance (+30 %, +5 ms) reaches its day-over-day rule, the
+    other keeps +50 % and +10 ms; with baseline.enabled false it gets no such rule."""
+
+    def with_baseline(cfg: Config, name: str, policy: BaselinePolicy) -> Config:
+        scenarios = tuple(
+            dataclasses.replace(s, baseline=policy) if s.name == name else s for s in cfg.scenarios
+        )
+        return dataclasses.replace(cfg, scenarios=scenarios)
+
+    def day_over_day(cfg: Config) -> dict[str, str]:
+        return {
+            a["labels"]["scenario"]: a["expr"]
+            for a in _alerts(rendered_files(cfg)[ALERT_RULES])
+            if a["alert"] == "LoadsvcLatencyRegressionDayOverDay"
+        }
+
+    tight = BaselinePolicy(latency=Tolerance(0.3, 5.0))
+    rules = day_over_day(with_baseline(config, "foreign_flow", tight))
+    assert "> 1.3 * histogram_quantile" in rules["foreign_flow"]
+    assert "> 0.005 + histogram_quantile" in rules["foreign_flow"]
+    assert "> 1.5 * histogram_quantile" in rules["market_stream"]
+    assert "> 0.01 + histogram_quantile" in rules["market_stream"]
+    off = with_baseline(config, "foreign_flow", BaselinePolicy(enabled=False))
+    assert set(day_over_day(off)) == {"market_stream"}

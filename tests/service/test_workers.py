@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configs import config_text, rest_user, scenario
 from tests.support.http import get_json, http, metric_value, set_faults
 from tests.support.processes import Proc, start_target
 from tests.support.timing import wait_for
@@ -225,18 +226,15 @@ def test_sigterm_exits_zero_and_leaves_no_worker(
 
 
 POLL = "/api/market/foreign-detail"
-REGRESSION_CONFIG = f"""\
-version: 1
-scenarios:
-  poll:
-    schedule: {{kind: interval, every: 1h}}
-    shape: {{kind: constant, users: 4, duration: 2s, spawn_rate: 100}}
-    users:
-      - kind: rest
-        pacing: 100ms
-        tasks: [{{path: {POLL}}}]
-    baseline: {{runs: 2, min_runs: 1}}
-"""
+REGRESSION_CONFIG = config_text(
+    scenario(
+        "poll",
+        schedule="{kind: interval, every: 1h}",
+        shape="{kind: constant, users: 4, duration: 2s, spawn_rate: 100}",
+        users=rest_user(POLL, pacing="100ms"),
+    )
+    + "    baseline: {runs: 2, min_runs: 1}\n"
+)
 
 
 def test_each_worker_judges_its_share_and_accepting_reaches_both(
