@@ -102,6 +102,5 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
     if job.summary_json is not None:
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     if job.report_html is not None and sampler is not None:
-        data = report_data(result, sampler, spec, job.target.base_url, doc.get("regression"))
-        write_report(job.report_html, data)
+        write_report(job.report_html, report_data(doc, sampler, spec))
     return EXIT_PASSED if result.passed and not regressed else EXIT_BREACHED

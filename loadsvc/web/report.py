@@ -17,7 +17,6 @@ import orjson
 
 from loadsvc import __version__
 from loadsvc.config.spec import ScenarioSpec
-from loadsvc.report import summary_doc
 from loadsvc.runner import RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.web.page import report_page
@@ -43,23 +42,20 @@ def scenario_config(spec: ScenarioSpec) -> Any:
 
 
 def report_data(
-    result: RunResult,
-    sampler: SeriesSampler,
-    spec: ScenarioSpec,
-    target_url: str,
-    regression: dict[str, Any] | None = None,
+    summary: dict[str, Any], sampler: SeriesSampler, spec: ScenarioSpec
 ) -> dict[str, Any]:
-    """What the report draws: summary (thresholds, and the verdict against a baseline when
-    there was one), series, configuration, environment."""
+    """What the report draws: the run's summary document (thresholds, and the verdict
+    against a baseline when there was one), series, configuration, environment."""
     series = sampler.series.get(spec.name)
-    summary = summary_doc(result, target_url)
-    if regression is not None:
-        summary["regression"] = regression
     return {
         "summary": summary,
         "series": series.to_doc() if series else {"scenario": spec.name, "endpoints": []},
         "config": scenario_config(spec),
-        "environment": {"target": target_url, "shard": result.shard, "version": __version__},
+        "environment": {
+            "target": summary["target"],
+            "shard": summary["shard"],
+            "version": __version__,
+        },
     }
 
 
