@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
 from loadsvc.environment import SettingsError, check_reachable
+from loadsvc.files import write_atomically
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import (
     Metrics,
@@ -120,10 +121,7 @@ class SoakService:
         self.scheduler.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
         if self.settings.worker is not None:  # tell the front which port 0 became
-            url_file = Path(self.settings.worker.url_file)
-            tmp = url_file.with_suffix(".tmp")
-            tmp.write_text(self.url)
-            tmp.replace(url_file)
+            write_atomically(Path(self.settings.worker.url_file), self.url.encode())
         if self.history.problem is not None:
             log.error(
                 "the run history cannot be written; serving, but not ready until it can",

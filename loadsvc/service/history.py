@@ -16,7 +16,6 @@ The lines are also kept in memory (they fit: the file is bounded) to answer
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from typing import Any
 
 import orjson
 import structlog
+
+from loadsvc.files import write_atomically
 
 log = structlog.get_logger("loadsvc.history")
 
@@ -212,18 +213,11 @@ class RunHistory:
         self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as handle:
-                handle.writelines(entry.line for entry in self._entries)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            write_atomically(self.path, b"".join(entry.line for entry in self._entries))
         except OSError as exc:
             self._fail("cannot compact the run history", exc)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         else:
             self._torn = False
             self._recovered()

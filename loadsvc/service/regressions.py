@@ -18,7 +18,6 @@ in a small JSON file beside the history, so they survive restarts.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from loadsvc.baseline import (
     judge_against,
 )
 from loadsvc.baseline.regression import number
+from loadsvc.files import write_atomically
 from loadsvc.recorder import Recorder
 from loadsvc.service.history import RunHistory
 
@@ -89,10 +89,8 @@ class AcceptedBaselines:
     def accept(self, scenario: str, since: float, at: float) -> None:
         """Keep ``since`` for ``scenario`` (CannotAccept when the file cannot be written)."""
         updated = {**self._since, scenario: {"since": since, "accepted_at": at}}
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            temporary.write_bytes(orjson.dumps(updated, option=orjson.OPT_INDENT_2))
-            os.replace(temporary, self.path)
+            write_atomically(self.path, orjson.dumps(updated, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             raise CannotAccept(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self._since = updated

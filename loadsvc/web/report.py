@@ -9,7 +9,6 @@ no network.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 
 from loadsvc import __version__
 from loadsvc.config.spec import ScenarioSpec
+from loadsvc.files import write_atomically
 from loadsvc.runner import RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.web.page import report_page
@@ -61,6 +61,4 @@ def report_data(
 
 def write_report(path: Path, data: dict[str, Any]) -> None:
     """Write the report atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report_page(data), encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, report_page(data).encode("utf-8"))
