@@ -103,8 +103,10 @@ class BaselineOverrides:
         return replace(base, **changed)  # type: ignore[arg-type]
 
 
-def read_baseline(reader: Reader, node: yaml.Node, path: str) -> BaselineOverrides:
-    """Read a ``baseline`` mapping (null is empty); problems are reported, not raised."""
+def read_baseline(reader: Reader, node: yaml.Node | None, path: str) -> BaselineOverrides:
+    """Read a ``baseline`` mapping (absent or null: empty); problems are reported, not raised."""
+    if node is None:
+        return BaselineOverrides()
     found = reader.mapping(node, path, _KEYS, null_is_empty=True)
     if found is None:
         return BaselineOverrides()

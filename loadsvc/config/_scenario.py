@@ -113,12 +113,7 @@ def read_scenario(
     thresholds = resolve_thresholds(
         reader, defaults.thresholds.apply(Thresholds()), overrides, endpoint_overrides, known
     )
-    baseline_node = fields.value_node("baseline")
-    own_baseline = (
-        BaselineOverrides()
-        if baseline_node is None
-        else read_baseline(reader, baseline_node, fields.at("baseline"))
-    )
+    own_baseline = read_baseline(reader, fields.value_node("baseline"), fields.at("baseline"))
     if shape is None or schedule is None:
         return None
     baseline = resolve_baseline(

@@ -12,7 +12,7 @@ from importlib import resources
 
 import yaml
 
-from loadsvc.config._baseline import BaselineOverrides, check_defaults, read_baseline
+from loadsvc.config._baseline import check_defaults, read_baseline
 from loadsvc.config._errors import ConfigError, ConfigIssue
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._scenario import Defaults, read_scenario
@@ -150,7 +150,6 @@ def _read_defaults(reader: Reader, top: Fields) -> Defaults:
     if fields is None:
         return Defaults()
     thresholds_node = fields.value_node("thresholds")
-    baseline_node = fields.value_node("baseline")
     thresholds = (
         ThresholdOverrides()
         if thresholds_node is None
@@ -158,11 +157,7 @@ def _read_defaults(reader: Reader, top: Fields) -> Defaults:
             0
         ]
     )
-    baseline = (
-        BaselineOverrides()
-        if baseline_node is None
-        else read_baseline(reader, baseline_node, fields.at("baseline"))
-    )
+    baseline = read_baseline(reader, fields.value_node("baseline"), fields.at("baseline"))
     check_defaults(reader, baseline)
     return Defaults(thresholds, baseline)
 
