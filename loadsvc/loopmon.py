@@ -14,7 +14,7 @@ from typing import Protocol
 
 from loadsvc.runstats import LatencySamples
 
-INTERVAL_S = 0.05  # how much lag makes a run generator-bound: verdict.TRUST_SHARE
+INTERVAL_S = 0.05  # what lag makes the generator busy: loadsvc.lag
 
 
 class LoopLagSink(Protocol):

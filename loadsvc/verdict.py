@@ -15,7 +15,9 @@ whose frames carried publish stamps later than their arrival (outcome
 :func:`judge_window` is the verdict step the runner calls once per window: from
 the rolled window (summaries, samples with their counts at each limit, idle
 endpoints, loop lag, thresholds) it makes the whole result, ``passed``,
-``failed`` or ``generator_bound``, with the reasons.
+``failed`` or ``generator_bound``, with the reasons. What the generator's lag
+may excuse is :mod:`loadsvc.lag`'s rule: only a busy generator, and only breaches
+no larger than its lag p99.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.lag import excess, is_busy, lag_explains, trust_limit_of
 from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
 
 ThresholdName = Literal["http_latency", "ws_delivery_latency", "error_ratio", "clock_skew"]
@@ -38,9 +41,6 @@ LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency")
 # in seconds read as ms (or µs as ms...) lies decades back (latency > a day).
 UNIT_OFFSET_S = -1e6
 UNIT_LATENCY_S = 86_400.0
-# Loop lag p99 above this share of the tightest latency threshold makes a failed run
-# generator-bound: every timestamp the generator took was late by about that much.
-TRUST_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,13 @@ class Verdict:
         failed = self.breached()
         return bool(failed) and all(
             j.name in LATENCY_THRESHOLDS and j.state == "breached" for j in failed
+        )
+
+    def explained_by_lag(self, lag_p99_s: float | None) -> bool:
+        """Failed only by latency breaches each within ``lag_p99_s`` of its limit (see loadsvc.lag)."""
+        return self.only_latency_breached and all(
+            j.value is not None and lag_explains(j.value, j.limit, lag_p99_s)
+            for j in self.breached()
         )
 
 
@@ -236,8 +243,11 @@ class WindowVerdict:
 
 def trust_limit(thresholds: ScenarioThresholds) -> float:
     """The loop lag p99 above which a latency breach may be the generator's doing."""
-    tightest = min(min(t.http_latency.max_s, t.ws_delivery_latency.max_s) for t in thresholds.all())
-    return tightest * TRUST_SHARE
+    return trust_limit_of(
+        limit
+        for t in thresholds.all()
+        for limit in (t.http_latency.max_s, t.ws_delivery_latency.max_s)
+    )
 
 
 def judge_window(window: RolledWindow) -> WindowVerdict:
@@ -249,12 +259,30 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
     result: WindowResult = "passed" if verdict.passed else "failed"
     lag = window.loop_lag_p99_s
     limit = trust_limit(window.thresholds)
-    # Only a latency breach can be the generator's doing; no data, errors, TLS
-    # or skewed clocks are the backend's (or the setup's), whatever the lag.
-    if lag is not None and lag > limit and verdict.only_latency_breached:
-        result = "generator_bound"
-        reasons += (
-            f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms: "
-            "the generator, not the backend, may be at fault",
-        )
+    if not verdict.passed and is_busy(lag, limit):
+        assert lag is not None
+        reasons += (_busy_reason(verdict, lag, limit),)
+        # Only a latency breach the lag could account for is the generator's doing; no
+        # data, errors, TLS, skewed clocks, or a breach beyond the lag are the backend's.
+        if verdict.explained_by_lag(lag):
+            result = "generator_bound"
     return WindowVerdict(verdict, result, reasons, tuple(completed), lag, limit)
+
+
+def _busy_reason(verdict: Verdict, lag: float, limit: float) -> str:
+    """What the busy generator means for this window's breaches, in one line."""
+    busy = f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms (the generator was busy)"
+    if verdict.explained_by_lag(lag):
+        return f"{busy}: every breach is within the lag, so the excess is not certain"
+    beyond = [
+        f"{j.endpoint} {j.name} {excess(j.value, j.limit, lag) * 1000:.1f} ms"
+        for j in verdict.breached()
+        if j.name in LATENCY_THRESHOLDS
+        and j.value is not None
+        and not lag_explains(j.value, j.limit, lag)
+    ]
+    if beyond:
+        return f"{busy}, but the lag cannot explain the breach: beyond the lag by " + ", ".join(
+            beyond
+        )
+    return f"{busy}; the failure is not a latency the lag could explain"

@@ -277,14 +277,29 @@ def test_window_that_holds_passes_with_no_reasons_and_its_percentiles() -> None:
     assert judged.loop_lag_p99_s == 0.5
 
 
-def test_latency_breach_with_the_loop_lagging_is_generator_bound_and_says_why() -> None:
-    """Only latency breached and lag over the trust limit: generator_bound, naming the lag."""
-    judged = judge_window(_window(_http([1.0] * 10), lag=0.0101))
+def test_breach_within_the_lag_of_a_busy_generator_is_generator_bound_and_says_why() -> None:
+    """Only latency breached, busy loop, breach no larger than the lag p99: generator_bound."""
+    assert judge_window(_window(_http([0.215] * 10), lag=0.0101)).result == "failed"  # 15 > 10.1
+    judged = judge_window(_window(_http([0.205] * 10), lag=0.0101))
     assert judged.result == "generator_bound" and not judged.passed
     assert judged.reasons == (
-        "/api/x http_latency p95 = 1000.0 ms (limit 200 ms) BREACHED",
-        "event-loop lag p99 10.1 ms is over 10 ms: the generator, not the backend, may be at fault",
+        "/api/x http_latency p95 = 205.0 ms (limit 200 ms) BREACHED",
+        "event-loop lag p99 10.1 ms is over 10 ms (the generator was busy): "
+        "every breach is within the lag, so the excess is not certain",
     )
+
+
+def test_breach_beyond_the_lag_fails_however_busy_the_generator_was() -> None:
+    """A breach larger than the lag p99 is the backend's: failed, naming the excess, at any lag."""
+    judged = judge_window(_window(_http([1.0] * 10), lag=0.04))
+    assert judged.result == "failed"
+    assert judged.reasons == (
+        "/api/x http_latency p95 = 1000.0 ms (limit 200 ms) BREACHED",
+        "event-loop lag p99 40.0 ms is over 10 ms (the generator was busy), but the lag cannot "
+        "explain the breach: beyond the lag by /api/x http_latency 760.0 ms",
+    )
+    # An hour-old stamp is never excused by 12 ms of lag.
+    assert judge_window(_window(_http([3600.0] * 10), lag=0.012)).result == "failed"
 
 
 def test_lag_at_the_trust_limit_or_unwatched_leaves_a_breach_failed() -> None:
@@ -300,7 +315,8 @@ def test_lagging_loop_never_excuses_no_data_or_errors() -> None:
     for stats in (_http([]), _http([1.0] * 10, errors=5)):
         judged = judge_window(_window(stats, lag=5.0))
         assert judged.result == "failed"
-        assert len(judged.reasons) == len(judged.verdict.breached()) >= 1
+        assert len(judged.reasons) == len(judged.verdict.breached()) + 1 >= 2
+        assert "the generator was busy" in judged.reasons[-1]
 
 
 def test_window_leaves_idle_endpoints_unjudged_but_reported() -> None:

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from loadsvc.config import parse_config
+from loadsvc.lag import TRUST_SHARE
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import Metrics
 from loadsvc.report import summary_table
 from loadsvc.users import Target
-from loadsvc.verdict import TRUST_SHARE
 from tests.adversarial.runs import run_bounded
 from tests.support.rawserver import serving
 from tests.support.wsservers import publishing
