@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "config",
                 "runstats",
                 "verdict",
+                "lag",
                 "shapes",
                 "tls",
                 "logs",
