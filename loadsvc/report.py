@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadsvc.headline import judgement_line, live_headline
+from loadsvc.live import LiveVerdict
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
 from loadsvc.verdict import Judgement
@@ -77,6 +79,28 @@ def judgement_doc(j: Judgement) -> dict[str, Any]:
         doc.update(unit="ms", limit=_ms(j.limit), value=_ms(j.value))
         doc.update(samples=j.samples, min_samples=j.min_samples)
     return doc
+
+
+def live_doc(verdict: LiveVerdict) -> dict[str, Any]:
+    """The ``live`` part of a scenario in ``/api/status``: the result, each threshold, its words."""
+    judgements = []
+    for lj in verdict.judgements:
+        doc = judgement_doc(lj.judgement)
+        doc.update(since=lj.since, headline=judgement_line(lj.judgement, lj.since))
+        judgements.append(doc)
+    return {
+        "window_s": verdict.window_s,
+        "covered_s": round(verdict.covered_s, 3),
+        "result": verdict.result,
+        "judged_at": verdict.judged_at,
+        "headline": live_headline(verdict),
+        "loop_lag_p99_ms": None if verdict.lag_p99_s is None else round(verdict.lag_p99_s * 1e3, 3),
+        "loop_lag_limit_ms": None
+        if verdict.lag_limit_s is None
+        else round(verdict.lag_limit_s * 1e3, 3),
+        "busy": verdict.busy,
+        "thresholds": judgements,
+    }
 
 
 def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class Interval:
     errors: int = 0
     missed: int = 0
     connections: int = 0
+    events: int = 0  # the error-ratio denominator (requests or frames, and ws connects)
     latency: Counts | None = None  # live-histogram bucket counts of this interval
     reconnect: Counts | None = None
 
