@@ -209,7 +209,8 @@ class LiveJudge:
         limit = trust_limit(thresholds)
         verdict = Verdict(tuple(j.judgement for j in judged))
         result: LiveResult
-        if covered < min(WARMUP_S, self.window_s) and not verdict.breached():
+        warming = covered < min(WARMUP_S, self.window_s)
+        if warming and all(j.state != "breached" for j in verdict.judgements):
             result = "starting"
         elif verdict.passed:
             result = "passed"

@@ -3,9 +3,9 @@
 The sampler reads what a run already keeps (its :class:`~loadsvc.recorder.ScenarioStats`:
 counts, the live latency histograms, open connections) and takes differences;
 nothing is added to the per-request or per-frame path. A verdict window that
-rolls between two looks resets the counts: the old window's latency histogram
-is still read to its end, but up to one second of its counts is not (a gap of
-at most a second per window, in the counts only).
+rolls between two looks resets the counts, so they are read as totals over the
+run (the closed windows' plus the open one's) and the old window's latency
+histogram is read to its end: a roll neither loses nor doubles anything.
 
 The same looks feed each scenario's live judgement (:mod:`loadsvc.live`): its
 thresholds over the last minute, and the generator's own loop lag over it.
@@ -14,7 +14,7 @@ thresholds over the last minute, and the generator's own loop lag over it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ import numpy as np
 from loadsvc.config.spec import ScenarioSpec, ScenarioThresholds
 from loadsvc.live import LiveJudge, LiveVerdict, SlidingCounts, live_window_from_env
 from loadsvc.recorder import ScenarioStats
-from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
+from loadsvc.runstats import EndpointStats, LatencySamples
 from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
 
 # A first look at a run counts from its start, but never over more than this.
@@ -44,10 +44,7 @@ class _Seen:
     reconnect: LatencySamples
     latency_counts: Counts
     reconnect_counts: Counts
-    requests: int
-    errors: int
-    missed: int
-    events: int = 0
+    totals: tuple[int, int, int, int, int]  # _totals() at the last look
 
 
 class LagWatch(Protocol):
@@ -60,9 +57,17 @@ class LagWatch(Protocol):
         """Stop collecting into ``window``."""
 
 
-def _events(ep: EndpointStats) -> int:
-    """The error-ratio denominator so far, as a verdict counts it (ws: with connection attempts)."""
-    return ep.count + (ep.connects + ep.connection_errors if ep.kind == "ws" else 0)
+def _totals(ep: EndpointStats) -> tuple[int, int, int, int, int]:
+    """(requests or frames, errors, missed, error-ratio events, connects) over the whole run."""
+    events = ep.count + (ep.connects + ep.connection_errors if ep.kind == "ws" else 0)
+    c = ep.closed_totals
+    return (
+        c[0] + ep.count,
+        c[1] + ep.errors,
+        c[2] + ep.missed,
+        c[3] + events,
+        c[4] + ep.connects,
+    )
 
 
 def _counts(samples: LatencySamples) -> Counts:
@@ -164,18 +169,8 @@ class SeriesSampler:
         lag = self.lag if self._lag_watch is not None else None
         return series.live.judge(series.thresholds, now, lag)
 
-    def sample(
-        self,
-        stats: ScenarioStats,
-        users: int,
-        now: float | None = None,
-        closed: Sequence[EndpointSummary] = (),
-    ) -> None:
-        """Take one look at a scenario's current run (``users`` running now).
-
-        ``closed``: the summaries of a window that rolled since the last look, when
-        known (the end of a run), so that its last counts are not lost.
-        """
+    def sample(self, stats: ScenarioStats, users: int, now: float | None = None) -> None:
+        """Take one look at a scenario's current run (``users`` running now)."""
         now = self.clock() if now is None else now
         spec = stats.spec
         series = self.series.get(spec.name)
@@ -203,8 +198,7 @@ class SeriesSampler:
                 seen = self._fresh(ep)
             else:
                 span = now - (last if last is not None else now)
-            ended = next((c for c in closed if c.endpoint == endpoint and c.kind == kind), None)
-            interval = self._interval(ep, seen, now, max(span, 1e-3), users, ended)
+            interval = self._interval(ep, seen, now, max(span, 1e-3), users)
             self._seen[(spec.name, key)] = seen
             target = series.endpoints.get(key)
             if target is None:
@@ -232,47 +226,30 @@ class SeriesSampler:
     @staticmethod
     def _fresh(ep: EndpointStats) -> _Seen:
         zeros = np.zeros(len(ep.latency.live_counts), np.int64)
-        return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), 0, 0, 0)
+        return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), (0, 0, 0, 0, 0))
 
     @staticmethod
-    def _interval(
-        ep: EndpointStats,
-        seen: _Seen,
-        now: float,
-        span: float,
-        users: int,
-        ended: EndpointSummary | None,
-    ) -> Interval:
+    def _interval(ep: EndpointStats, seen: _Seen, now: float, span: float, users: int) -> Interval:
         latency, seen.latency_counts = _since(ep.latency, seen.latency, seen.latency_counts)
         reconnect, seen.reconnect_counts = _since(
             ep.reconnect, seen.reconnect, seen.reconnect_counts
         )
-        rolled = ep.latency is not seen.latency
         seen.latency, seen.reconnect = ep.latency, ep.reconnect
-        # After a roll the counts started again from zero; the closed window's end, if
-        # known, adds what it counted since the last look.
-        base = (seen.requests, seen.errors, seen.missed, seen.events)
-        if rolled:
-            base = (0, 0, 0, 0)
-            if ended is not None:
-                base = (
-                    seen.requests - ended.count,
-                    seen.errors - ended.errors,
-                    seen.missed - ended.missed,
-                    seen.events - ended.events,
-                )
-        interval = Interval(
+        # Totals over the run (closed windows plus the open one): a window roll
+        # between two looks neither loses nor doubles a count.
+        totals = _totals(ep)
+        delta = [max(0, now_ - then) for now_, then in zip(totals, seen.totals, strict=True)]
+        seen.totals = totals
+        return Interval(
             ended_at=now,
             span_s=span,
             users=users,
-            requests=max(0, ep.count - base[0]),
-            errors=max(0, ep.errors - base[1]),
-            missed=max(0, ep.missed - base[2]),
+            requests=delta[0],
+            errors=delta[1],
+            missed=delta[2],
             connections=ep.open_connections,
-            events=max(0, _events(ep) - base[3]),
+            events=delta[3],
+            connects=delta[4],
             latency=latency,
             reconnect=reconnect if ep.kind == "ws" else None,
         )
-        seen.requests, seen.errors, seen.missed = ep.count, ep.errors, ep.missed
-        seen.events = _events(ep)
-        return interval

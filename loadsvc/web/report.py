@@ -33,7 +33,7 @@ async def sample_run(run: ScenarioRun, sampler: SeriesSampler, every_s: float = 
 def sample_end(run: ScenarioRun, sampler: SeriesSampler, result: RunResult) -> None:
     """The last look at a finished run: what it did since the previous look, to its end."""
     if run.stats is not None:
-        sampler.sample(run.stats, 0, closed=result.endpoints)
+        sampler.sample(run.stats, 0)
 
 
 def scenario_config(spec: ScenarioSpec) -> Any:
