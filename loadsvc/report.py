@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadsvc.headline import judgement_line, live_headline
+from loadsvc.headline import final_line, generator_line, judgement_line, live_headline
 from loadsvc.live import LiveVerdict
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
@@ -149,8 +149,8 @@ def _fmt_ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
-def summary_table(run: RunResult) -> str:
-    """A plain-text table of the run, then each threshold, then the verdict."""
+def summary_body(run: RunResult) -> str:
+    """A plain-text table of the run, what went wrong, each threshold, the generator's health."""
     head = (
         "endpoint",
         "kind",
@@ -188,10 +188,12 @@ def summary_table(run: RunResult) -> str:
         lines.extend(details)
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
-    extra = ""
+    lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s))
     if run.result == "generator_bound":
-        lag = _fmt_ms(run.loop_lag_p99_s)
-        extra = f" (generator-bound: event-loop lag p99 {lag} ms; the generator, not the backend, may be at fault)"
-    lines.append("")
-    lines.append(f"{run.scenario}: {'PASSED' if run.passed else 'FAILED'}{extra}")
+        lines.append("  (generator-bound: the generator, not the backend, may be at fault)")
     return "\n".join(lines)
+
+
+def summary_table(run: RunResult) -> str:
+    """:func:`summary_body`, then the final line (:func:`loadsvc.headline.final_line`)."""
+    return summary_body(run) + "\n\n" + final_line(run.scenario, run.result, regressed=False)
