@@ -92,6 +92,18 @@ def clock_time(ts: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(ts))
 
 
+def excess_text(j: Judgement) -> str | None:
+    """How far past its limit a breach is, in words: ``+112.4 ms (+56 %)`` (None: within)."""
+    over = excess_of(j)
+    if over is None:
+        return None
+    unit = unit_of(j)
+    if unit == "ratio":
+        return f"+{over * 100:.2f} pp"
+    share = f" (+{over / j.limit * 100:.0f} %)" if j.limit > 0 else ""
+    return f"+{show(over, unit)}{share}"
+
+
 def judgement_line(j: Judgement, since: float | None = None) -> str:
     """One threshold in words: measured vs limit, the excess, and since when it has not held."""
     if j.name == "clock_skew" or j.state == "no_data":
@@ -100,13 +112,11 @@ def judgement_line(j: Judgement, since: float | None = None) -> str:
         unit = unit_of(j)
         q = f" p{j.quantile * 100:g}" if j.quantile is not None else ""
         text = f"{j.endpoint} {j.name}{q} {show(j.value, unit)}"
-        over = excess_of(j)
+        over = excess_text(j)
         if over is None:
             text += f" within {_limit(j.limit, unit)}"
         else:
-            share = f" (+{over / j.limit * 100:.0f} %)" if j.limit > 0 and unit != "ratio" else ""
-            shown = f"{over * 100:.2f} pp" if unit == "ratio" else show(over, unit)
-            text += f" vs limit {_limit(j.limit, unit)}: +{shown}{share} over"
+            text += f" vs limit {_limit(j.limit, unit)}: {over} over"
     if since is not None and not j.passed:
         text += f" since {clock_time(since)}"
     return text

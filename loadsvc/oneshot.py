@@ -101,6 +101,7 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         regressed = report.state == "regressed"
         print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)
     doc["final"] = final_state(result.result, regressed)
+    doc["final_line"] = final_line(result.scenario, result.result, regressed)
     written: list[str] = []
     if job.summary_json is not None:
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -110,5 +111,5 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         written.append(f"HTML report    {job.report_html}")
     if written:
         print("\n" + "\n".join(["wrote:", *(f"  {w}" for w in written)]))
-    print(final_line(result.scenario, result.result, regressed), flush=True)
+    print(doc["final_line"], flush=True)
     return EXIT_PASSED if result.passed and not regressed else EXIT_BREACHED

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadsvc.headline import final_line, generator_line, judgement_line, live_headline
+from loadsvc.headline import (
+    excess_of,
+    excess_text,
+    final_line,
+    generator_line,
+    judgement_line,
+    live_headline,
+)
 from loadsvc.live import LiveVerdict
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
@@ -68,16 +75,24 @@ def judgement_doc(j: Judgement) -> dict[str, Any]:
         "passed": j.passed,
         "state": j.state,
         "description": j.describe(),
+        "headline": judgement_line(j),
     }
+    over = excess_of(j)
+    if over is not None:  # in the threshold's own unit below, and in words
+        doc["excess_text"] = excess_text(j)
     if j.name == "error_ratio":
         value = None if j.value is None else round(j.value, 6)
         doc.update(unit="ratio", limit=j.limit, value=value)
+        if over is not None:
+            doc["excess"] = round(over, 6)
     elif j.name == "clock_skew":
         # value: the clock offset; limit: skewed frames allowed (none)
         doc.update(unit="ms", limit=0, value=_ms(j.value), skewed=j.skewed, hint=j.hint)
     else:
         doc.update(unit="ms", limit=_ms(j.limit), value=_ms(j.value))
         doc.update(samples=j.samples, min_samples=j.min_samples)
+        if over is not None:
+            doc["excess"] = _ms(over)
     return doc
 
 
@@ -99,6 +114,7 @@ def live_doc(verdict: LiveVerdict) -> dict[str, Any]:
         if verdict.lag_limit_s is None
         else round(verdict.lag_limit_s * 1e3, 3),
         "busy": verdict.busy,
+        "generator": generator_line(verdict.lag_p99_s, verdict.lag_limit_s),
         "thresholds": judgements,
     }
 
@@ -119,6 +135,7 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "shard": run.shard,
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
         "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
+        "generator": generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s),
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
