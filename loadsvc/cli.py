@@ -180,6 +180,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     d.add_argument("--repo", type=Path, default=Path("."), help="where prometheus/ etc. are")
     d.add_argument("--target-port", type=_port, default=8000, help="the reference target's port")
     d.add_argument("--port", type=_port, default=9100, help="loadsvc serve's port (the page)")
+    d.add_argument("--prometheus-port", type=_port, default=9090, help="Prometheus's port")
+    d.add_argument("--alertmanager-port", type=_port, default=9093, help="Alertmanager's port")
 
     env = os.environ.get
     s = sub.add_parser("serve", help="the always-on soak service: schedules, /metrics, control API")
@@ -371,6 +373,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         target_port=args.target_port,
         serve_port=args.port,
+        prometheus_port=args.prometheus_port,
+        alertmanager_port=args.alertmanager_port,
     )
 
 

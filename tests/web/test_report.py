@@ -54,7 +54,12 @@ async def test_report_of_a_ws_and_rest_run_renders_offline_with_every_chart(
         await page.screenshot(SHOTS / "report-web_mix.png")
         assert page.errors == []
     titles = {c["title"] for c in charts}
-    assert {"Users", "Error ratio (rolling 30 s)", "Open connections", "Reconnect time p95"} <= titles
+    assert {
+        "Users",
+        "Error ratio (rolling 30 s)",
+        "Open connections",
+        "Reconnect time p95",
+    } <= titles
     assert {"Latency GET /api/market/snapshot", "Latency /ws/market (delivery)"} <= titles
     for chart in charts:
         assert chart["points"] > 0, chart
