@@ -124,4 +124,4 @@ async def test_the_report_of_a_failing_run_lists_the_error_reasons_per_endpoint(
     assert title.count("foreign_flow") == 1
     (row,) = rows
     assert row[0] == PATH and int(row[4]) > 0
-    assert re.search(r"http_error ×\d+", row[5]) and "HTTP 500" in row[5], row
+    assert re.search(r"http_error \u00d7\d+", row[5]) and "HTTP 500" in row[5], row
