@@ -14,7 +14,6 @@ Pure functions, no clock: times are given.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from loadsvc.lag import is_busy
@@ -130,11 +129,6 @@ def generator_line(lag_p99_s: float | None, limit_s: float | None) -> str:
     if is_busy(lag_p99_s, limit_s):
         return f"generator BUSY: {lag} over its trust limit {limit_s * 1000:g} ms"
     return f"generator healthy: {lag} (trust limit {limit_s * 1000:g} ms)"
-
-
-def breaches_text(judgements: Iterable[Judgement]) -> str:
-    """Every judgement that did not hold, each as :func:`judgement_line`, joined by ``; ``."""
-    return "; ".join(judgement_line(j) for j in judgements if not j.passed)
 
 
 def live_headline(verdict: LiveVerdict) -> str:

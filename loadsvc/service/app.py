@@ -232,7 +232,8 @@ class SoakService:
         loop = asyncio.get_running_loop()
         next_log = loop.time() + self.config.service.log_interval_s
         while True:
-            await asyncio.sleep(HOUSEKEEPING_TICK_S)
+            # On the wall clock's seconds: the series' points are whole seconds, not drifting.
+            await asyncio.sleep(HOUSEKEEPING_TICK_S - time.time() % HOUSEKEEPING_TICK_S)
             self._refresh_next_runs()
             self._sample_series()
             if loop.time() >= next_log:
