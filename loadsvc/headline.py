@@ -136,10 +136,11 @@ def live_headline(verdict: LiveVerdict) -> str:
     head = f"{state_word(verdict.result)} over the last {verdict.window_s:g} s"
     if verdict.result == "starting":
         return head + f" ({verdict.covered_s:.0f} s seen so far)"
-    parts = [judgement_line(lj.judgement, lj.since) for lj in verdict.breached()]
-    if verdict.busy:
-        parts.append(generator_line(verdict.lag_p99_s, verdict.lag_limit_s))
-    return head + (": " + "; ".join(parts) if parts else "")
+    breaches = [judgement_line(lj.judgement, lj.since) for lj in verdict.breached()]
+    text = head + (": " + "; ".join(breaches) if breaches else "")
+    if verdict.busy:  # said, whatever the result: a busy generator's numbers are less certain
+        text += "; " + generator_line(verdict.lag_p99_s, verdict.lag_limit_s)
+    return text
 
 
 def final_state(result: str, regressed: bool) -> str:
