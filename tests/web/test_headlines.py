@@ -125,3 +125,30 @@ async def test_the_report_of_a_failing_run_lists_the_error_reasons_per_endpoint(
     (row,) = rows
     assert row[0] == PATH and int(row[4]) > 0
     assert re.search(r"http_error \u00d7\d+", row[5]) and "HTTP 500" in row[5], row
+
+
+async def test_the_latency_axis_clips_an_old_spike_and_fits_a_healthy_series(
+    tmp_path: Path,
+) -> None:
+    """In the browser: one 4 s spike among 300 ms values is clipped with a count (the 200 ms
+    threshold and today's values stay readable); 2 ms data under a 200 ms threshold is scaled
+    to itself with the threshold said to be above the axis; nothing to clip: all of it shown."""
+    report = tmp_path / "r.html"
+    with target_process() as url:
+        done = loadsvc(
+            "run", "foreign_flow", "--target", url, "--users", "2", "--duration", "2s",
+            "--report-html", str(report),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    async with chromium() as browser:
+        page = await browser.open(report.as_uri(), offline=True)
+        await page.wait_for("window.loadsvc.state.updates > 0", 10, "report drawn")
+        spike = await page.evaluate(
+            "window.loadsvc.latencyCap([[4000, ...Array(99).fill(300)]], 200)"
+        )
+        healthy = await page.evaluate("window.loadsvc.latencyCap([Array(100).fill(2)], 200)")
+        plain = await page.evaluate("window.loadsvc.latencyCap([[100, 150, 250]], 200)")
+        assert page.errors == []
+    assert spike == {"value": 900, "above": 1, "max": 4000, "thresholdOff": False}
+    assert healthy == {"value": pytest.approx(2.2), "above": 0, "max": 2, "thresholdOff": True}
+    assert plain == {"value": pytest.approx(275), "above": 0, "max": 250, "thresholdOff": False}

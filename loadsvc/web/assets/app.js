@@ -6,7 +6,8 @@
   const charts = new Map(); // title -> uPlot
   const state = { scenario: null, updates: 0, errors: [] };
   // What the browser tests read: every chart's title, data points and threshold line.
-  window.loadsvc = { charts: () => describeCharts(), state };
+  // latencyCap: the latency axis's rule, for the browser tests to probe with their own data.
+  window.loadsvc = { charts: () => describeCharts(), state, latencyCap: (cols, th) => latencyCap(cols, th) };
 
   // The state words and colours come from the server (loadsvc/headline.py): one source.
   const WORDS = JSON.parse(document.getElementById("state-words").textContent);
@@ -137,9 +138,10 @@
     return withGaps(times, cols);
   }
 
-  // A latency axis that keeps the threshold and today's values readable: an old spike
-  // beyond 3x the 98th percentile of the shown values is clipped (and said so), and a
-  // healthy series far under its threshold is scaled to its data (the threshold is noted).
+  // A latency axis that keeps the threshold and today's values readable: the axis tops at
+  // 3x the 98th percentile of the shown values (and at least 1.25x the threshold once the
+  // values come within half of it), so an old spike is clipped (and said so) and a healthy
+  // series far under its threshold is scaled to its data (the threshold is said to be above).
   function latencyCap(cols, threshold) {
     const values = [];
     for (const c of cols) for (const v of c) if (v != null) values.push(v);
@@ -147,17 +149,18 @@
     values.sort((a, b) => a - b);
     const max = values[values.length - 1];
     const p98 = values[Math.min(values.length - 1, Math.floor(values.length * 0.98))];
-    let cap = Math.max(p98 * 3, threshold && max >= threshold * 0.5 ? threshold * 1.25 : 0);
-    if (cap >= max) cap = null; // nothing to clip: the axis fits everything
-    const above = cap == null ? 0 : values.filter((v) => v > cap).length;
-    return { value: cap, above, max, thresholdOff: threshold != null && (cap != null ? cap : max) < threshold };
+    const near = threshold != null && max >= threshold * 0.5;
+    let top = Math.max(p98 * 3, near ? threshold * 1.25 : 0);
+    const above = top < max ? values.filter((v) => v > top).length : 0;
+    if (!above) top = Math.max(max, near ? threshold * 1.25 : 0) * 1.1; // room above the data
+    return { value: top, above, max, thresholdOff: threshold != null && top < threshold };
   }
 
   function capNote(spec) {
     const c = spec.cap;
     if (!c) return "";
     const parts = [];
-    if (c.value != null && c.above) parts.push(`${c.above} point(s) above the axis, up to ${c.max.toFixed(1)} ms`);
+    if (c.above) parts.push(`${c.above} point(s) above the axis, up to ${c.max.toFixed(1)} ms`);
     if (c.thresholdOff) parts.push(`threshold ${spec.threshold.value} ms is above the axis`);
     return parts.length ? " — " + parts.join("; ") : "";
   }
@@ -166,7 +169,8 @@
   function showLatest(u) {
     const xs = u.data[0];
     for (let i = xs.length - 1; i >= 0; i--) {
-      if (u.data.slice(1).some((c) => c[i] != null)) { u.setLegend({ idx: i }); return; }
+      // The last point with a measured value (the threshold line is always there).
+      if (u.data.slice(1, 1 + u._spec.lines.length).some((c) => c[i] != null)) { u.setLegend({ idx: i }); return; }
     }
   }
 
@@ -177,7 +181,7 @@
     const y = spec.latency
       ? { range: (u, min, max) => {
           const c = (u._spec || spec).cap;
-          return [0, c && c.value != null ? c.value : Math.max(max, 1e-3)];
+          return [0, c ? c.value : Math.max(max, 1e-3)];
         } }
       : {};
     return {
@@ -186,7 +190,7 @@
       scales: { x: { time: true }, y },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
-      hooks: { setCursor: [(u) => { if (u.cursor.idx == null) showLatest(u); }] },
+      hooks: { setCursor: [(u) => { if (u.cursor.idx == null && u._spec) showLatest(u); }] },
     };
   }
 
@@ -213,7 +217,7 @@
       container.append(box);
       const u = new uPlot(optionsOf(spec, width), data, box);
       u._box = box;
-      u._spec = spec;
+      u._spec = spec;  // (the setCursor hook may run before this: showLatest is called below)
       charts.set(spec.title, u);
       showLatest(u);
     }
