@@ -261,6 +261,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from loadsvc.environment import SettingsError, check_reachable, resolve_target
     from loadsvc.oneshot import OneShot, finish, run_once
     from loadsvc.runner import RunOptions
+    from loadsvc.live import LIVE_WINDOW_S
     from loadsvc.sampler import SeriesSampler
 
     try:
@@ -295,7 +296,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report_html=args.report_html,
         baseline=args.baseline,
     )
-    sampler = SeriesSampler() if args.report_html is not None else None
+    # The live judgement is serve's; a one-shot run only keeps the series for its report.
+    sampler = SeriesSampler(live_window_s=LIVE_WINDOW_S) if args.report_html is not None else None
     result = _run_async(lambda: run_once(job, sampler))
     return finish(job, result, sampler)
 
