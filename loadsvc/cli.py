@@ -259,9 +259,9 @@ def _cmd_target(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from loadsvc.config import ConfigError, load_config
     from loadsvc.environment import SettingsError, check_reachable, resolve_target
+    from loadsvc.live import LIVE_WINDOW_S
     from loadsvc.oneshot import OneShot, finish, run_once
     from loadsvc.runner import RunOptions
-    from loadsvc.live import LIVE_WINDOW_S
     from loadsvc.sampler import SeriesSampler
 
     try:
