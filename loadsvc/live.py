@@ -36,7 +36,7 @@ LIVE_WINDOW_S = 60.0
 LIVE_WINDOW_ENV = "LOADSVC_LIVE_WINDOW"
 # Before this much of a run has been seen, a live window says "starting", not "no data".
 WARMUP_S = 5.0
-LiveResult = Literal["starting", "passed", "failed", "generator_bound"]
+LiveResult = Literal["starting", "idle", "passed", "failed", "generator_bound"]
 
 
 def live_window_from_env(env: Mapping[str, str] = os.environ) -> float:
@@ -66,6 +66,7 @@ class _Second:
     errors: int
     buckets: Counts  # indices of the non-empty latency buckets
     counts: Counts  # their counts
+    manned: bool  # the endpoint had a user
 
 
 class SlidingCounts:
@@ -80,10 +81,17 @@ class SlidingCounts:
         self.latency = np.zeros(LIVE_BUCKETS, np.int64)
         self.events = 0
         self.errors = 0
+        self.manned = 0  # intervals in the window in which the endpoint had a user
         self._seconds: deque[_Second] = deque()
 
     def add(
-        self, ended_at: float, span_s: float, events: int, errors: int, latency: Counts | None
+        self,
+        ended_at: float,
+        span_s: float,
+        events: int,
+        errors: int,
+        latency: Counts | None,
+        manned: bool = True,
     ) -> None:
         """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old."""
         if latency is not None and latency.any():
@@ -91,10 +99,11 @@ class SlidingCounts:
             counts = latency[buckets].astype(np.int64)
         else:
             buckets = counts = np.zeros(0, np.int64)
-        self._seconds.append(_Second(ended_at, span_s, events, errors, buckets, counts))
+        self._seconds.append(_Second(ended_at, span_s, events, errors, buckets, counts, manned))
         self.latency[buckets] += counts
         self.events += events
         self.errors += errors
+        self.manned += manned
         self.expire(ended_at)
 
     def expire(self, now: float) -> None:
@@ -104,6 +113,7 @@ class SlidingCounts:
             self.latency[old.buckets] -= old.counts
             self.events -= old.events
             self.errors -= old.errors
+            self.manned -= old.manned
 
     @property
     def covered_s(self) -> float:
@@ -170,12 +180,14 @@ class LiveJudge:
         events: int,
         errors: int,
         latency: Counts | None,
+        manned: bool = True,
     ) -> None:
-        """One second of one endpoint (several methods of one endpoint add up)."""
+        """One second of one endpoint (several methods of one endpoint add up); ``manned``:
+        it had a user (an endpoint without one all window, and without events, is idle)."""
         window = self.endpoints.get((kind, endpoint))
         if window is None:
             window = self.endpoints[(kind, endpoint)] = SlidingCounts(self.window_s)
-        window.add(ended_at, span_s, events, errors, latency)
+        window.add(ended_at, span_s, events, errors, latency, manned)
 
     def restart(self) -> None:
         """A new run: what the previous one measured is not this one's."""
@@ -194,6 +206,8 @@ class LiveJudge:
         for (kind, endpoint), window in sorted(self.endpoints.items()):
             window.expire(now)
             covered = max(covered, window.covered_s)
+            if window.manned == 0 and window.events == 0:
+                continue  # no user all window (a shard without this group, a ramp at 0): idle
             for j in _judgements(thresholds, kind, endpoint, window):
                 key = (j.endpoint, j.name)
                 since = None
@@ -212,6 +226,8 @@ class LiveJudge:
         warming = covered < min(WARMUP_S, self.window_s)
         if warming and all(j.state != "breached" for j in verdict.judgements):
             result = "starting"
+        elif not judged:
+            result = "idle"  # nothing was judged: not a pass
         elif verdict.passed:
             result = "passed"
         elif is_busy(lag_p99, limit) and verdict.explained_by_lag(lag_p99):

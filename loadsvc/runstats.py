@@ -236,6 +236,7 @@ class EndpointStats:
         # What the windows closed so far counted (count, errors, missed, events, connects):
         # with the open window's, a total that never goes back (the per-second series).
         self.closed_totals = (0, 0, 0, 0, 0)
+        self.users = 0  # running users on this endpoint, set by the runner once a second
         self._reset(now)
 
     def judge_latency_at(self, limit: float) -> None:

@@ -212,6 +212,7 @@ class SeriesSampler:
                 interval.events,
                 interval.errors,
                 interval.latency,
+                manned=ep.users > 0,
             )
 
     def keep_only(self, names: Iterable[str]) -> None:

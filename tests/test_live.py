@@ -129,3 +129,15 @@ def test_sampler_counts_across_a_window_roll_without_a_gap_or_a_double_count() -
     assert registry.get_sample_value("loadsvc_live_threshold_breached", labels) == 1
     recorder.live_judged("s", None)  # the scenario stopped: nothing breaches now
     assert registry.get_sample_value("loadsvc_live_threshold_breached", labels) == 0
+
+
+def test_an_endpoint_without_a_user_all_window_is_idle_but_one_with_users_is_no_data() -> None:
+    """A shard without the group's users is not judged (idle, never PASSED); with users and
+    no answer it is no_data and fails."""
+    judge = LiveJudge("s", window_s=10)
+    for t in range(100, 112):
+        judge.add("http", EP, t, 1.0, 0, 0, None, manned=False)
+    live = judge.judge(DEFAULT, 111)
+    assert live.result == "idle" and live.judgements == ()
+    judge.add("http", EP, 112, 1.0, 0, 0, None, manned=True)
+    assert judge.judge(DEFAULT, 112).result == "failed"

@@ -39,7 +39,7 @@ def merge_readiness(indices: Sequence[int], answers: Sequence[Answer]) -> tuple[
 
 
 # Worse live results rank higher (loadsvc.live.LiveResult).
-_LIVE_RANK = {"starting": 0, "passed": 1, "generator_bound": 2, "failed": 3}
+_LIVE_RANK = {"idle": 0, "starting": 0, "passed": 1, "generator_bound": 2, "failed": 3}
 
 
 def merge_status(
