@@ -14,8 +14,15 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## the package and its test tools, in .venv
 
-demo: install  ## the reference target + loadsvc serve with the built-in seed scenarios
-	$(BIN)/loadsvc demo
+# The demo needs the package alone (no test or benchmark tools): a few seconds, not minutes.
+$(BIN)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+DEMO_ARGS ?=
+demo: $(BIN)/.demo-installed  ## the reference target + loadsvc serve, small profile (DEMO_ARGS=--seed: full size)
+	$(BIN)/loadsvc demo $(DEMO_ARGS)
 
 lint: install  ## ruff and mypy --strict
 	$(BIN)/ruff check loadsvc tests bench

@@ -67,8 +67,34 @@ def _add_tls_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def _scenarios_epilog(config: str | None) -> str:
+    """The scenarios ``run`` can run, from ``config`` (None: the built-in configuration)."""
+    from loadsvc.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        return f"scenarios: cannot read {config}: {str(exc).splitlines()[0]}"
+    width = max((len(s.name) for s in loaded.scenarios), default=0)
+    where = "the built-in configuration" if config is None else loaded.source
+    lines = [f"scenarios in {where} (another: --config FILE):"]
+    for s in loaded.scenarios:
+        lines.append(f"  {s.name.ljust(width)}  {s.description or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def _config_in(argv: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``argv`` (for ``run --help``), else LOADSVC_CONFIG."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("LOADSVC_CONFIG")
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (``argv``: to list ``run``'s scenarios in its help)."""
     p = _Parser(prog="loadsvc", description="A Prometheus-instrumented soak and load service.")
     p.add_argument("--version", action="version", version=f"loadsvc {__version__}")
     p.add_argument("--log-level", default=os.environ.get("LOADSVC_LOG_LEVEL", "info"))
@@ -79,17 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", nargs="?", help="the file (default: the built-in configuration)")
 
     t = sub.add_parser("target", help="run the reference target (the stock-tracker simulator)")
-    t.add_argument("--host", default="127.0.0.1")
-    t.add_argument("--port", type=_port, default=8000)
+    t.add_argument("--host", default="127.0.0.1", help="listen address")
+    t.add_argument("--port", type=_port, default=8000, help="listen port (0: any free one)")
 
-    r = sub.add_parser("run", help="run one scenario once, judge it, exit 0 passed / 1 breached")
-    r.add_argument("scenario")
-    r.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
-    r.add_argument("--target", help="backend base URL (or LOADSVC_TARGET)")
-    r.add_argument("--header", action="append", default=[], help="extra header 'Name: value'")
+    wants_help = "run" in argv and ("-h" in argv or "--help" in argv)
+    r = sub.add_parser(
+        "run",
+        help="run one scenario once, judge it, exit 0 passed / 1 breached",
+        description="Run one scenario of the configuration once against --target, judge it "
+        "against its thresholds (and --baseline), and print a summary whose last line is the "
+        "final result. Exit 0 passed, 1 a threshold breached, no data or a regression, "
+        "2 bad configuration, flags or an unreachable target.",
+        epilog=_scenarios_epilog(_config_in(argv)) if wants_help else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("scenario", help="the scenario to run: one of those listed below")
+    r.add_argument(
+        "--config",
+        default=os.environ.get("LOADSVC_CONFIG"),
+        help="the configuration file (LOADSVC_CONFIG; default: the built-in seed scenarios)",
+    )
+    r.add_argument("--target", help="backend base URL, e.g. http://127.0.0.1:8000 (LOADSVC_TARGET)")
+    r.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="extra header 'Name: value' sent to the target, repeatable (LOADSVC_TARGET_HEADERS)",
+    )
     _add_tls_flags(r)
     r.add_argument("--users", type=_positive_int, help="override the scenario's total users")
-    r.add_argument("--duration", type=_duration, help="cut the run short, e.g. 30s")
+    r.add_argument(
+        "--duration", type=_duration, help="cut the run short, e.g. 30s (default: the shape's)"
+    )
     r.add_argument("--summary-json", type=Path, help="write the summary JSON here")
     r.add_argument(
         "--report-html", type=Path, help="write a self-contained HTML report (charts) here"
@@ -120,8 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action="store_true", help="only report files that drifted (exit 1)")
 
     d = sub.add_parser("demo", help="target + serve (+ Prometheus, Alertmanager) on loopback")
-    d.add_argument("--config", default=os.environ.get("LOADSVC_CONFIG"))
+    d.add_argument(
+        "--config",
+        default=os.environ.get("LOADSVC_CONFIG"),
+        help="serve this configuration (default: examples/demo.yaml, a small profile)",
+    )
+    d.add_argument(
+        "--seed",
+        action="store_true",
+        help="serve the seed's scenarios at their full size (1,000 continuous users)",
+    )
     d.add_argument("--repo", type=Path, default=Path("."), help="where prometheus/ etc. are")
+    d.add_argument("--target-port", type=_port, default=8000, help="the reference target's port")
+    d.add_argument("--port", type=_port, default=9100, help="loadsvc serve's port (the page)")
+    d.add_argument("--prometheus-port", type=_port, default=9090, help="Prometheus's port")
+    d.add_argument("--alertmanager-port", type=_port, default=9093, help="Alertmanager's port")
 
     env = os.environ.get
     s = sub.add_parser("serve", help="the always-on soak service: schedules, /metrics, control API")
@@ -185,8 +245,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_target(args: argparse.Namespace) -> int:
+    from loadsvc.localstack import port_in_use
     from loadsvc.target.server import run_target
 
+    problem = port_in_use(args.host, args.port)
+    if problem is not None:
+        print(f"loadsvc target: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     run_target(args.host, args.port)
     return 0
 
@@ -194,6 +259,7 @@ def _cmd_target(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from loadsvc.config import ConfigError, load_config
     from loadsvc.environment import SettingsError, check_reachable, resolve_target
+    from loadsvc.live import LIVE_WINDOW_S
     from loadsvc.oneshot import OneShot, finish, run_once
     from loadsvc.runner import RunOptions
     from loadsvc.sampler import SeriesSampler
@@ -230,14 +296,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report_html=args.report_html,
         baseline=args.baseline,
     )
-    sampler = SeriesSampler() if args.report_html is not None else None
+    # The live judgement is serve's; a one-shot run only keeps the series for its report.
+    sampler = SeriesSampler(live_window_s=LIVE_WINDOW_S) if args.report_html is not None else None
     result = _run_async(lambda: run_once(job, sampler))
     return finish(job, result, sampler)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from loadsvc.live import live_window_from_env
+    from loadsvc.localstack import port_in_use
     from loadsvc.service.app import run_serve
     from loadsvc.service.settings import ServeRequest
+
+    try:
+        live_window_from_env()
+    except ValueError as exc:
+        print(f"loadsvc serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = port_in_use(args.host, args.port)
+    if problem is not None and not os.environ.get("LOADSVC_WORKER"):
+        print(f"loadsvc serve: --port: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
     request = ServeRequest(
         config=args.config,
@@ -290,7 +369,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from loadsvc.demo import run_demo
 
-    return run_demo(args.repo.resolve(), config=args.config)
+    return run_demo(
+        args.repo.resolve(),
+        config=args.config,
+        seed=args.seed,
+        target_port=args.target_port,
+        serve_port=args.port,
+        prometheus_port=args.prometheus_port,
+        alertmanager_port=args.alertmanager_port,
+    )
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -308,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loadsvc`` console script."""
     from loadsvc.logs import configure_logging
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     configure_logging(json=True if args.log_json else None, level=args.log_level)
     return COMMANDS[args.command](args)
 

@@ -80,7 +80,8 @@ def regression_lines(report: RegressionReport) -> list[str]:
 
 
 def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
-    """Print B judged against A side by side; exit 1 on a regression, 2 for unreadable input.
+    """Print B judged against A side by side; exit 1 on a regression, 2 for unreadable input
+    or two different scenarios.
 
     The tolerances are those of B's scenario in ``config``, else the built-in ones.
     """
@@ -88,6 +89,13 @@ def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
         base, run = read_summary(a), read_summary(b)
     except UnreadableSummary as exc:
         print(f"loadsvc compare: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if base.get("scenario") != run.get("scenario"):
+        print(
+            f"loadsvc compare: {a} is scenario {base.get('scenario')!r} and {b} is "
+            f"{run.get('scenario')!r}: only runs of one scenario compare",
+            file=sys.stderr,
+        )
         return EXIT_UNREADABLE
     policy = PINNED_POLICY
     if config is not None:

@@ -1,9 +1,12 @@
 """``loadsvc demo``: the whole product on loopback in one command.
 
-Starts the reference target, ``loadsvc serve`` with the built-in seed
-scenarios against it, and — when they are installed — Prometheus (with the
-project's rules) and Alertmanager (with the project's routing), then says where
-to look. Ctrl-C or SIGTERM stops everything, by PID.
+Starts the reference target, ``loadsvc serve`` with the demo profile
+(``examples/demo.yaml``: the seed's scenarios at tens of users, 1-minute verdict
+windows, sized for a 2-core machine; ``--seed`` for the seed's own sizes) against
+it, and — when they are installed — Prometheus (with the project's rules) and
+Alertmanager (with the project's routing), then says where to look and how to
+inject a fault. A port already taken stops it before anything starts (exit 2).
+Ctrl-C or SIGTERM stops everything, by PID.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from loadsvc.localstack import (
     _spawn,
     have,
     local_prometheus_config,
+    port_in_use,
     start_alertmanager,
     start_prometheus,
 )
@@ -38,6 +42,25 @@ def _demo_env(work: Path) -> None:
     os.environ.setdefault("LOADSVC_HISTORY_FILE", str(work / "runs.jsonl"))
 
 
+EXIT_USAGE = 2
+DEMO_CONFIG = Path("examples") / "demo.yaml"
+
+
+def fault_command(target: str) -> str:
+    """The one copy-paste command that makes the demo's REST poller slow and failing."""
+    body = '{"latency_ms": {"/api/market/foreign-detail": 300}, "error_ratio": {"/api/market/foreign-detail": 0.05}}'
+    return f"curl -X POST {target}/admin/faults -H 'Content-Type: application/json' -d '{body}'"
+
+
+def demo_config(repo: Path, config: str | None, seed: bool) -> str | None:
+    """The configuration the demo serves: ``config``, else the seed's (``seed``), else the
+    demo profile in ``repo`` (None: the built-in seed configuration)."""
+    if config is not None or seed:
+        return config
+    profile = repo / DEMO_CONFIG
+    return str(profile) if profile.exists() else None
+
+
 def run_demo(
     repo: Path,
     *,
@@ -46,8 +69,20 @@ def run_demo(
     prometheus_port: int = 9090,
     alertmanager_port: int = 9093,
     config: str | None = None,
+    seed: bool = False,
 ) -> int:
-    """Run the demo until interrupted; returns the exit code."""
+    """Run the demo until interrupted; returns the exit code (2: a port is taken)."""
+    ports = {"target": target_port, "serve": serve_port}
+    if have(PROMETHEUS):
+        ports["prometheus"] = prometheus_port
+    if have(ALERTMANAGER):
+        ports["alertmanager"] = alertmanager_port
+    for name, port in ports.items():
+        problem = port_in_use("127.0.0.1", port)
+        if problem is not None:
+            print(f"loadsvc demo: {name}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    config = demo_config(repo, config, seed)
     work = Path(tempfile.mkdtemp(prefix="loadsvc-demo-"))
     procs: list[Process] = []
     stop_now = False
@@ -77,7 +112,8 @@ def run_demo(
             _loadsvc("serve", serve_args, work, f"http://127.0.0.1:{serve_port}", "/readyz")
         )
         lines = [
-            f"reference target   {target}  (faults: POST {target}/admin/faults)",
+            f"configuration      {config or 'built-in (the seed scenarios at full size)'}",
+            f"reference target   {target}",
             f"status page        http://127.0.0.1:{serve_port}/   (live charts, no Grafana needed)",
             f"loadsvc serve      http://127.0.0.1:{serve_port}/api/status   /metrics   /api/runs",
         ]
@@ -113,6 +149,11 @@ def run_demo(
             lines.append(
                 "trigger API        read-only: set LOADSVC_API_TOKEN to enable POST /api/scenarios/NAME/run"
             )
+        lines += [
+            "inject a fault     " + fault_command(target),
+            "                   (the page names the breach within a minute; "
+            f"clear it: curl -X DELETE {target}/admin/faults)",
+        ]
         print("loadsvc demo is running (Ctrl-C stops it):\n  " + "\n  ".join(lines), flush=True)
         while not stop_now:
             for p in procs:

@@ -6,6 +6,7 @@ on through ``/-/ready`` and is stopped by its PID.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import signal
 import socket
@@ -73,6 +74,24 @@ class Process:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (one line naming the port), or None when it can.
+
+    Checked before anything starts, so a taken port is a clear exit 2, not a traceback.
+    """
+    if port == 0:
+        return None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (another process listens there)"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def wait_ready(

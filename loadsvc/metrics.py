@@ -227,6 +227,14 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("threshold_limit", "loadsvc_threshold_limit",
        "The configured limit of the threshold (seconds or ratio).", _SET,
        "livemax", declared=True),  # the same on every worker
+    # The live judgement (loadsvc.live): the same thresholds over the last minute of a running
+    # scenario, every second; not declared, and 0 once the scenario is not running.
+    _g("live_threshold_breached", "loadsvc_live_threshold_breached",
+       "1 if the threshold does not hold over the running scenario's last minute (the live "
+       "window), else 0.", _SET, "livemax"),
+    _g("live_threshold_value", "loadsvc_live_threshold_value",
+       "The value of the threshold over the live window (seconds or ratio; live-histogram "
+       "resolution, 1 %).", _SET, "livemax"),
     _h("event_loop_lag", "loadsvc_event_loop_lag_seconds",
        "How late the generator's event loop ran a timer: its own queueing delay.", (),
        "loop_lag"),
@@ -382,6 +390,8 @@ class Metrics:
     threshold_breached: Gauge
     threshold_value: Gauge
     threshold_limit: Gauge
+    live_threshold_breached: Gauge
+    live_threshold_value: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
     baseline_value: Gauge

@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from loadsvc.baseline import fingerprint
 from loadsvc.compare import judge_with_files, pinned, regression_lines
 from loadsvc.config.spec import Config
+from loadsvc.headline import final_line, final_state
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
 from loadsvc.progress import Progress
 from loadsvc.recorder import Recorder
-from loadsvc.report import summary_doc, summary_table
+from loadsvc.report import summary_body, summary_doc
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.users.base import Target
@@ -86,8 +87,8 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
 
 def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None) -> int:
     """Print the table, write the JSON and the HTML report, and return the exit code
-    (1 on a breach or a regression)."""
-    print(summary_table(result), file=sys.stdout, flush=True)
+    (1 on a breach or a regression); the last line printed is the final result."""
+    print(summary_body(result), file=sys.stdout, flush=True)
     doc = summary_doc(result, job.target.base_url)
     spec = job.config.scenario(job.scenario)
     if job.options.users is not None:  # the same scaled spec the run used
@@ -99,8 +100,16 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         doc["regression"] = report.doc()
         regressed = report.state == "regressed"
         print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)
+    doc["final"] = final_state(result.result, regressed)
+    doc["final_line"] = final_line(result.scenario, result.result, regressed)
+    written: list[str] = []
     if job.summary_json is not None:
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        written.append(f"summary JSON   {job.summary_json}")
     if job.report_html is not None and sampler is not None:
         write_report(job.report_html, report_data(doc, sampler, spec))
+        written.append(f"HTML report    {job.report_html}")
+    if written:
+        print("\n" + "\n".join(["wrote:", *(f"  {w}" for w in written)]))
+    print(doc["final_line"], flush=True)
     return EXIT_PASSED if result.passed and not regressed else EXIT_BREACHED

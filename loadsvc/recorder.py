@@ -19,6 +19,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
 from loadsvc.metrics import (
@@ -34,6 +35,9 @@ from loadsvc.metrics import (
 )
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.verdict import Verdict
+
+if TYPE_CHECKING:
+    from loadsvc.live import LiveVerdict
 
 Clock = Callable[[], float]
 # Frames that count as the backend's errors (skewed ones are judged apart: clock skew).
@@ -243,6 +247,7 @@ class Recorder:
         self.clock = clock
         self.failures = FailureTally()
         self.current: dict[str, ScenarioStats] = {}
+        self._live: dict[str, set[tuple[str, str]]] = {}  # live judgements exported per scenario
         self._declare_process()
 
     def _declare_process(self) -> None:
@@ -341,6 +346,23 @@ class Recorder:
         for endpoint in ws_endpoints:
             if endpoint not in judged_skew:
                 m.threshold_breached.labels(scenario, endpoint, "clock_skew").set(0)
+
+    def live_judged(self, scenario: str, verdict: LiveVerdict | None) -> None:
+        """Export a scenario's live judgement; None (not running) sets every breach it had to 0."""
+        m = self.metrics
+        seen = self._live.setdefault(scenario, set())
+        now: set[tuple[str, str]] = set()
+        if verdict is not None:
+            for lj in verdict.judgements:
+                j = lj.judgement
+                key: tuple[str, str] = (j.endpoint, j.name)
+                now.add(key)
+                m.live_threshold_breached.labels(scenario, *key).set(0 if j.passed else 1)
+                if j.value is not None:
+                    m.live_threshold_value.labels(scenario, *key).set(j.value)
+        for key in seen - now:  # no longer judged: nothing is breaching there now
+            m.live_threshold_breached.labels(scenario, *key).set(0)
+        self._live[scenario] = seen | now
 
     def run_crashed(self, scenario: str) -> None:
         """A run raised instead of returning a result: it counts as a failed run (``error``)."""

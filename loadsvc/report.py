@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadsvc.headline import (
+    excess_of,
+    excess_text,
+    final_line,
+    generator_line,
+    judgement_line,
+    live_headline,
+)
+from loadsvc.live import LiveVerdict
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
 from loadsvc.verdict import Judgement
@@ -66,17 +75,48 @@ def judgement_doc(j: Judgement) -> dict[str, Any]:
         "passed": j.passed,
         "state": j.state,
         "description": j.describe(),
+        "headline": judgement_line(j),
     }
+    over = excess_of(j)
+    if over is not None:  # in the threshold's own unit below, and in words
+        doc["excess_text"] = excess_text(j)
     if j.name == "error_ratio":
         value = None if j.value is None else round(j.value, 6)
         doc.update(unit="ratio", limit=j.limit, value=value)
+        if over is not None:
+            doc["excess"] = round(over, 6)
     elif j.name == "clock_skew":
         # value: the clock offset; limit: skewed frames allowed (none)
         doc.update(unit="ms", limit=0, value=_ms(j.value), skewed=j.skewed, hint=j.hint)
     else:
         doc.update(unit="ms", limit=_ms(j.limit), value=_ms(j.value))
         doc.update(samples=j.samples, min_samples=j.min_samples)
+        if over is not None:
+            doc["excess"] = _ms(over)
     return doc
+
+
+def live_doc(verdict: LiveVerdict) -> dict[str, Any]:
+    """The ``live`` part of a scenario in ``/api/status``: the result, each threshold, its words."""
+    judgements = []
+    for lj in verdict.judgements:
+        doc = judgement_doc(lj.judgement)
+        doc.update(since=lj.since, headline=judgement_line(lj.judgement, lj.since))
+        judgements.append(doc)
+    return {
+        "window_s": verdict.window_s,
+        "covered_s": round(verdict.covered_s, 3),
+        "result": verdict.result,
+        "judged_at": verdict.judged_at,
+        "headline": live_headline(verdict),
+        "loop_lag_p99_ms": None if verdict.lag_p99_s is None else round(verdict.lag_p99_s * 1e3, 3),
+        "loop_lag_limit_ms": None
+        if verdict.lag_limit_s is None
+        else round(verdict.lag_limit_s * 1e3, 3),
+        "busy": verdict.busy,
+        "generator": generator_line(verdict.lag_p99_s, verdict.lag_limit_s),
+        "thresholds": judgements,
+    }
 
 
 def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
@@ -95,6 +135,7 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "shard": run.shard,
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
         "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
+        "generator": generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s),
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
@@ -125,8 +166,8 @@ def _fmt_ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
-def summary_table(run: RunResult) -> str:
-    """A plain-text table of the run, then each threshold, then the verdict."""
+def summary_body(run: RunResult) -> str:
+    """A plain-text table of the run, what went wrong, each threshold, the generator's health."""
     head = (
         "endpoint",
         "kind",
@@ -164,10 +205,12 @@ def summary_table(run: RunResult) -> str:
         lines.extend(details)
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
-    extra = ""
+    lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s))
     if run.result == "generator_bound":
-        lag = _fmt_ms(run.loop_lag_p99_s)
-        extra = f" (generator-bound: event-loop lag p99 {lag} ms; the generator, not the backend, may be at fault)"
-    lines.append("")
-    lines.append(f"{run.scenario}: {'PASSED' if run.passed else 'FAILED'}{extra}")
+        lines.append("  (generator-bound: the generator, not the backend, may be at fault)")
     return "\n".join(lines)
+
+
+def summary_table(run: RunResult) -> str:
+    """:func:`summary_body`, then the final line (:func:`loadsvc.headline.final_line`)."""
+    return summary_body(run) + "\n\n" + final_line(run.scenario, run.result, regressed=False)

@@ -250,10 +250,24 @@ class ScenarioRun:
             wanted = plan.users_at(elapsed)
             for group, n in zip(self._groups, wanted, strict=True):
                 self._reconcile(group, n, ctx)
+            self._count_users_per_endpoint()
             self.recorder.users(spec.name, self.user_count(), sum(wanted))
             wait = tick if end is None else min(tick, end - elapsed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(wait, 0.0))
+
+    def _count_users_per_endpoint(self) -> None:
+        """Each endpoint's running users, for the live judgement: one with none (a shard
+        without its group's users, a ramp at 0) is idle, not "no data"."""
+        if self.stats is None:
+            return
+        counts: dict[tuple[str, str, str], int] = {}
+        for g in self._groups:
+            for ref in g.wiring.spec.endpoints():
+                key = (ref.kind, ref.endpoint, ref.method)
+                counts[key] = counts.get(key, 0) + len(g.users)
+        for endpoint_key, ep in self.stats.endpoints.items():
+            ep.users = counts.get(endpoint_key, 0)
 
     def _reconcile(self, group: _Group, wanted: int, ctx: UserContext) -> None:
         # Users whose task ended (a bug in a user, or it returned) are replaced.

@@ -233,6 +233,10 @@ class EndpointStats:
         self.kind: Literal["http", "ws"] = kind
         self.method = method
         self.latency_limit = math.inf
+        # What the windows closed so far counted (count, errors, missed, events, connects):
+        # with the open window's, a total that never goes back (the per-second series).
+        self.closed_totals = (0, 0, 0, 0, 0)
+        self.users = 0  # running users on this endpoint, set by the runner once a second
         self._reset(now)
 
     def judge_latency_at(self, limit: float) -> None:
@@ -345,6 +349,14 @@ class EndpointStats:
         the summary with :func:`with_percentiles`, off the loop for big windows.
         """
         summary = self.summary(now, percentiles=False)
+        c = self.closed_totals
+        self.closed_totals = (
+            c[0] + summary.count,
+            c[1] + summary.errors,
+            c[2] + summary.missed,
+            c[3] + summary.events,
+            c[4] + summary.connects,
+        )
         samples = self.latency
         still_open = self.open_connections
         self._reset(now)

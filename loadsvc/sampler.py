@@ -3,23 +3,27 @@
 The sampler reads what a run already keeps (its :class:`~loadsvc.recorder.ScenarioStats`:
 counts, the live latency histograms, open connections) and takes differences;
 nothing is added to the per-request or per-frame path. A verdict window that
-rolls between two looks resets the counts: the old window's latency histogram
-is still read to its end, but up to one second of its counts is not (a gap of
-at most a second per window, in the counts only).
+rolls between two looks resets the counts, so they are read as totals over the
+run (the closed windows' plus the open one's) and the old window's latency
+histogram is read to its end: a roll neither loses nor doubles anything.
+
+The same looks feed each scenario's live judgement (:mod:`loadsvc.live`): its
+thresholds over the last minute, and the generator's own loop lag over it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from loadsvc.config.spec import ScenarioSpec
+from loadsvc.config.spec import ScenarioSpec, ScenarioThresholds
+from loadsvc.live import LiveJudge, LiveVerdict, SlidingCounts, live_window_from_env
 from loadsvc.recorder import ScenarioStats
-from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
+from loadsvc.runstats import EndpointStats, LatencySamples
 from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
 
 # A first look at a run counts from its start, but never over more than this.
@@ -40,9 +44,30 @@ class _Seen:
     reconnect: LatencySamples
     latency_counts: Counts
     reconnect_counts: Counts
-    requests: int
-    errors: int
-    missed: int
+    totals: tuple[int, int, int, int, int]  # _totals() at the last look
+
+
+class LagWatch(Protocol):
+    """Where the generator's loop lag is read (:class:`loadsvc.loopmon.LoopLagMonitor`)."""
+
+    def open_window(self) -> LatencySamples:
+        """Start collecting lag samples."""
+
+    def close_window(self, window: LatencySamples) -> None:
+        """Stop collecting into ``window``."""
+
+
+def _totals(ep: EndpointStats) -> tuple[int, int, int, int, int]:
+    """(requests or frames, errors, missed, error-ratio events, connects) over the whole run."""
+    events = ep.count + (ep.connects + ep.connection_errors if ep.kind == "ws" else 0)
+    c = ep.closed_totals
+    return (
+        c[0] + ep.count,
+        c[1] + ep.errors,
+        c[2] + ep.missed,
+        c[3] + events,
+        c[4] + ep.connects,
+    )
 
 
 def _counts(samples: LatencySamples) -> Counts:
@@ -67,9 +92,12 @@ class ScenarioSeries:
     endpoints: dict[str, EndpointSeries] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     latency_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    thresholds: ScenarioThresholds = field(default_factory=ScenarioThresholds)
+    live: LiveJudge | None = None
 
     def describe(self, spec: ScenarioSpec) -> None:
         """Take the endpoints' kinds and thresholds (quantile, max) from the scenario's config."""
+        self.thresholds = spec.thresholds
         for ref in spec.endpoints():
             key = endpoint_key(ref.kind, ref.endpoint, ref.method)
             thresholds = spec.thresholds.for_endpoint(ref.endpoint)
@@ -101,34 +129,65 @@ class SeriesSampler:
     """Looks at running scenarios once a second and keeps their series (bounded)."""
 
     def __init__(
-        self, tiers: tuple[Tier, ...] = TIERS, clock: Callable[[], float] = time.time
+        self,
+        tiers: tuple[Tier, ...] = TIERS,
+        clock: Callable[[], float] = time.time,
+        live_window_s: float | None = None,
     ) -> None:
         self.tiers = tiers
         self.clock = clock
+        self.live_window_s = live_window_from_env() if live_window_s is None else live_window_s
         self.series: dict[str, ScenarioSeries] = {}
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._last_look: dict[str, float] = {}
+        self.lag = SlidingCounts(self.live_window_s)
+        self._lag_watch: LagWatch | None = None
+        self._lag_window: LatencySamples | None = None
 
-    def sample(
-        self,
-        stats: ScenarioStats,
-        users: int,
-        now: float | None = None,
-        closed: Sequence[EndpointSummary] = (),
-    ) -> None:
-        """Take one look at a scenario's current run (``users`` running now).
+    def watch_lag(self, watch: LagWatch) -> None:
+        """Read the generator's loop lag from ``watch`` at every :meth:`sample_lag`."""
+        self._lag_watch = watch
+        self._lag_window = watch.open_window()
 
-        ``closed``: the summaries of a window that rolled since the last look, when
-        known (the end of a run), so that its last counts are not lost.
-        """
+    def sample_lag(self, now: float | None = None) -> None:
+        """Take the loop lag since the last look into the live window (one call per second)."""
+        watch, window = self._lag_watch, self._lag_window
+        if watch is None or window is None:
+            return
+        now = self.clock() if now is None else now
+        # A fresh window each look: a long-lived one would keep every sample for days.
+        self._lag_window = watch.open_window()
+        watch.close_window(window)
+        self.lag.add(now, 1.0, 0, 0, _counts(window))
+
+    def live(self, name: str, now: float | None = None) -> LiveVerdict | None:
+        """The live judgement of scenario ``name`` over the last window (None: never sampled)."""
+        series = self.series.get(name)
+        if series is None or series.live is None:
+            return None
+        now = self.clock() if now is None else now
+        lag = self.lag if self._lag_watch is not None else None
+        return series.live.judge(series.thresholds, now, lag)
+
+    def sample(self, stats: ScenarioStats, users: int, now: float | None = None) -> None:
+        """Take one look at a scenario's current run (``users`` running now)."""
         now = self.clock() if now is None else now
         spec = stats.spec
         series = self.series.get(spec.name)
         if series is None:
             series = self.series[spec.name] = ScenarioSeries(spec.name, self.tiers)
         series.describe(spec)
+        live = series.live
+        if live is None or live.window_s != self.live_window_s:
+            live = series.live = LiveJudge(spec.name, self.live_window_s)
         last = self._last_look.get(spec.name)
         self._last_look[spec.name] = now
+        if any(
+            (seen := self._seen.get((spec.name, endpoint_key(*k)))) is not None
+            and seen.stats is not ep
+            for k, ep in stats.endpoints.items()
+        ):
+            live.restart()  # a new run: the last one's minute is not this one's
         for (kind, endpoint, method), ep in stats.endpoints.items():
             key = endpoint_key(kind, endpoint, method)
             seen = self._seen.get((spec.name, key))
@@ -139,13 +198,22 @@ class SeriesSampler:
                 seen = self._fresh(ep)
             else:
                 span = now - (last if last is not None else now)
-            ended = next((c for c in closed if c.endpoint == endpoint and c.kind == kind), None)
-            interval = self._interval(ep, seen, now, max(span, 1e-3), users, ended)
+            interval = self._interval(ep, seen, now, max(span, 1e-3), users)
             self._seen[(spec.name, key)] = seen
             target = series.endpoints.get(key)
             if target is None:
                 target = series.endpoints[key] = EndpointSeries(self.tiers)
             target.add(interval)
+            live.add(
+                kind,
+                endpoint,
+                now,
+                interval.span_s,
+                interval.events,
+                interval.errors,
+                interval.latency,
+                manned=ep.users > 0,
+            )
 
     def keep_only(self, names: Iterable[str]) -> None:
         """Forget the series of scenarios no longer configured."""
@@ -159,44 +227,30 @@ class SeriesSampler:
     @staticmethod
     def _fresh(ep: EndpointStats) -> _Seen:
         zeros = np.zeros(len(ep.latency.live_counts), np.int64)
-        return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), 0, 0, 0)
+        return _Seen(ep, ep.latency, ep.reconnect, zeros, zeros.copy(), (0, 0, 0, 0, 0))
 
     @staticmethod
-    def _interval(
-        ep: EndpointStats,
-        seen: _Seen,
-        now: float,
-        span: float,
-        users: int,
-        ended: EndpointSummary | None,
-    ) -> Interval:
+    def _interval(ep: EndpointStats, seen: _Seen, now: float, span: float, users: int) -> Interval:
         latency, seen.latency_counts = _since(ep.latency, seen.latency, seen.latency_counts)
         reconnect, seen.reconnect_counts = _since(
             ep.reconnect, seen.reconnect, seen.reconnect_counts
         )
-        rolled = ep.latency is not seen.latency
         seen.latency, seen.reconnect = ep.latency, ep.reconnect
-        # After a roll the counts started again from zero; the closed window's end, if
-        # known, adds what it counted since the last look.
-        base = (seen.requests, seen.errors, seen.missed)
-        if rolled:
-            base = (0, 0, 0)
-            if ended is not None:
-                base = (
-                    seen.requests - ended.count,
-                    seen.errors - ended.errors,
-                    seen.missed - ended.missed,
-                )
-        interval = Interval(
+        # Totals over the run (closed windows plus the open one): a window roll
+        # between two looks neither loses nor doubles a count.
+        totals = _totals(ep)
+        delta = [max(0, now_ - then) for now_, then in zip(totals, seen.totals, strict=True)]
+        seen.totals = totals
+        return Interval(
             ended_at=now,
             span_s=span,
             users=users,
-            requests=max(0, ep.count - base[0]),
-            errors=max(0, ep.errors - base[1]),
-            missed=max(0, ep.missed - base[2]),
+            requests=delta[0],
+            errors=delta[1],
+            missed=delta[2],
             connections=ep.open_connections,
+            events=delta[3],
+            connects=delta[4],
             latency=latency,
             reconnect=reconnect if ep.kind == "ws" else None,
         )
-        seen.requests, seen.errors, seen.missed = ep.count, ep.errors, ep.missed
-        return interval

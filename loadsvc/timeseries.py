@@ -23,7 +23,8 @@ from loadsvc.runstats import LIVE_BUCKETS, live_bucket_value
 
 Counts = npt.NDArray[np.int64]
 
-# The columns of a point. Counts are per point (divide by span_s for a rate);
+# The columns of a point. Counts (requests, errors, missed, connects) are per point (divide
+# by span_s for a rate);
 # users and connections are time-weighted means; latencies in seconds (NaN: none).
 FIELDS = (
     "span_s",
@@ -32,6 +33,7 @@ FIELDS = (
     "errors",
     "missed",
     "connections",
+    "connects",
     "p50_s",
     "p95_s",
     "p99_s",
@@ -64,6 +66,8 @@ class Interval:
     errors: int = 0
     missed: int = 0
     connections: int = 0
+    events: int = 0  # the error-ratio denominator (requests or frames, and ws connects)
+    connects: int = 0  # ws connections opened (reconnects show here)
     latency: Counts | None = None  # live-histogram bucket counts of this interval
     reconnect: Counts | None = None
 
@@ -98,7 +102,7 @@ class _Bucket:
 
     index: int
     ended_at: float = 0.0
-    sums: list[float] = field(default_factory=lambda: [0.0] * 6)
+    sums: list[float] = field(default_factory=lambda: [0.0] * 7)
     latency: Counts | None = None  # made at the first interval that has any
     reconnect: Counts | None = None
 
@@ -110,6 +114,7 @@ class _Bucket:
         s[3] += iv.errors
         s[4] += iv.missed
         s[5] += iv.connections * iv.span_s
+        s[6] += iv.connects
         if iv.latency is not None:
             self.latency = iv.latency.copy() if self.latency is None else self.latency + iv.latency
         if iv.reconnect is not None:
@@ -118,7 +123,7 @@ class _Bucket:
         self.ended_at = iv.ended_at
 
     def row(self) -> list[float]:
-        span, users_s, requests, errors, missed, conns_s = self.sums
+        span, users_s, requests, errors, missed, conns_s, connects = self.sums
         weight = span if span > 0 else 1.0
         return [
             span,
@@ -127,6 +132,7 @@ class _Bucket:
             errors,
             missed,
             conns_s / weight,
+            connects,
             *quantiles_of(self.latency, (0.5, 0.95, 0.99)),
             quantile_of(self.reconnect, 0.95),
         ]
@@ -141,6 +147,7 @@ def _row_of(iv: Interval) -> list[float]:
         iv.errors,
         iv.missed,
         iv.connections,
+        iv.connects,
         *quantiles_of(iv.latency, (0.5, 0.95, 0.99)),
         quantile_of(iv.reconnect, 0.95),
     ]

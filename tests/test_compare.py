@@ -70,7 +70,11 @@ def test_run_baseline_fails_a_30ms_slowdown_under_every_threshold(
     """+30 ms passes the 200 ms threshold, yet run --baseline exits 1 and says why in one line."""
     r, out = slow
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "foreign_flow: PASSED" in r.stdout
+    # The last line is the final result, as the exit code says: a regression is a failure.
+    assert r.stdout.rstrip().splitlines()[-1] == (
+        "foreign_flow: FAILED (regressed against the baseline, under every threshold)"
+    )
+    assert "foreign_flow: PASSED" not in r.stdout
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith(f"! {ENDPOINT} p95 ")]
     assert lines and "(median of 2 runs, " in lines[0]
     assert lines[0].endswith("beyond +50 % and +10 ms")

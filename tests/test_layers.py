@@ -31,6 +31,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "runstats",
                 "verdict",
                 "lag",
+                "live",
+                "headline",
                 "shapes",
                 "tls",
                 "logs",

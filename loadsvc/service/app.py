@@ -28,6 +28,7 @@ from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
 from loadsvc.environment import SettingsError, check_reachable
 from loadsvc.files import write_atomically
+from loadsvc.live import LiveVerdict
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import (
     Metrics,
@@ -86,6 +87,7 @@ class SoakService:
         self.recorder = Recorder(self.metrics)
         self.sampler = SeriesSampler()
         self.monitor = LoopLagMonitor(self.recorder)
+        self.sampler.watch_lag(self.monitor)
         self.supervisor = Supervisor(
             settings.target, self.recorder, self.history, monitor=self.monitor, shard=settings.shard
         )
@@ -230,7 +232,8 @@ class SoakService:
         loop = asyncio.get_running_loop()
         next_log = loop.time() + self.config.service.log_interval_s
         while True:
-            await asyncio.sleep(HOUSEKEEPING_TICK_S)
+            # On the wall clock's seconds: the series' points are whole seconds, not drifting.
+            await asyncio.sleep(HOUSEKEEPING_TICK_S - time.time() % HOUSEKEEPING_TICK_S)
             self._refresh_next_runs()
             self._sample_series()
             if loop.time() >= next_log:
@@ -253,11 +256,14 @@ class SoakService:
         """One look at every running scenario for the status page's charts."""
         names = self.supervisor.names()
         self.sampler.keep_only(names)
+        self.sampler.sample_lag()
         for name in names:
             state = self.supervisor.state(name)
             stats = self.recorder.current.get(name)
-            if state.running and stats is not None:
+            running = state.running and stats is not None
+            if running and stats is not None:
                 self.sampler.sample(stats, state.users)
+            self.recorder.live_judged(name, self.sampler.live(name) if running else None)
 
     def _log_failures(self) -> None:
         """One line per scenario with its failures since the last one, by endpoint and reason."""
@@ -306,10 +312,16 @@ class SoakService:
                 control_api=self.auth.enabled,
             ),
             "scenarios": [
-                scenario_status(name, self.supervisor.state(name), self._next_run(name))
+                scenario_status(
+                    name, self.supervisor.state(name), self._next_run(name), self._live(name)
+                )
                 for name in self.supervisor.names()
             ],
         }
+
+    def _live(self, name: str) -> LiveVerdict | None:
+        """The live judgement of a running scenario (None when it is not running)."""
+        return self.sampler.live(name) if self.supervisor.state(name).running else None
 
     async def runs(self, scenario: str | None, limit: int) -> list[dict[str, Any]]:
         """Recent finished runs and windows from the history, most recent first."""

@@ -38,6 +38,10 @@ def merge_readiness(indices: Sequence[int], answers: Sequence[Answer]) -> tuple[
     return True, ""
 
 
+# Worse live results rank higher (loadsvc.live.LiveResult).
+_LIVE_RANK = {"idle": 0, "starting": 0, "passed": 1, "generator_bound": 2, "failed": 3}
+
+
 def merge_status(
     answers: Sequence[Answer],
     *,
@@ -59,6 +63,10 @@ def merge_status(
         sc["users"] = sum(int(s.get("users") or 0) for s in mine)
         for flag in _SCENARIO_FLAGS:
             sc[flag] = any(bool(s.get(flag)) for s in mine)
+        # The live judgement of the worker whose share is worst: a breach on any share shows.
+        lives = [s["live"] for s in mine if isinstance(s.get("live"), dict)]
+        if lives:
+            sc["live"] = max(lives, key=lambda live: _LIVE_RANK.get(live.get("result"), 0))
     doc["service"].update(
         shard=shard,
         started_at=datetime.fromtimestamp(started_at, UTC).isoformat(),

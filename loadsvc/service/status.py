@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from loadsvc.live import LiveVerdict
+from loadsvc.report import live_doc
 from loadsvc.service.supervisor import ScenarioState
 
 
@@ -13,13 +15,17 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def scenario_status(name: str, state: ScenarioState, next_run: float | None) -> dict[str, Any]:
-    """One scenario's entry: its schedule, its run in progress, its next and last runs."""
+def scenario_status(
+    name: str, state: ScenarioState, next_run: float | None, live: LiveVerdict | None = None
+) -> dict[str, Any]:
+    """One scenario's entry: its schedule, its run in progress (judged live over the last
+    minute), its next and last runs."""
     return {
         "name": name,
         "description": state.spec.description,
         "schedule": state.spec.schedule.describe(),
         "schedule_kind": state.spec.schedule.kind,
+        "timezone": state.spec.schedule.timezone,
         "running": state.running,
         "stopping": state.stopping,
         "held": state.held,
@@ -31,6 +37,7 @@ def scenario_status(name: str, state: ScenarioState, next_run: float | None) -> 
         "restarts": state.restarts,
         "triggers_skipped": state.skipped,
         "last_run": state.last,
+        "live": None if live is None else live_doc(live),
     }
 
 

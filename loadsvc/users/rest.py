@@ -157,6 +157,8 @@ class RestUser:
             latency = response.arrived - started
             if response.status not in task.expect:
                 outcome = "http_error"
+                # The status code, for a person (bounded: a few distinct details per window).
+                task.sink.note("http_error", f"HTTP {response.status}")
             elif task.check is not None:
                 outcome = _validate(response, task.check, self._max_decompressed)
             else:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from loadsvc.headline import STATES
+
 # The files the page may be asked for under /assets/ (nothing else is served from there).
 ASSETS = {
     "uPlot.iife.min.js": "text/javascript",
@@ -33,15 +35,18 @@ _SHELL = """<!doctype html>
 </head>
 <body>
 <h1>{title} <span id="chosen"></span></h1>
+<div id="overall" class="overall state-grey">loading…</div>
 <div id="environment"></div>
 <div id="problem"></div>
+<div id="headlines"></div>
 <h2 id="scenarios-title">{scenarios_title}</h2>
 <div id="scenarios"></div>
-<h2>Over time</h2>
+<h2>Over time <span id="zone"></span></h2>
 <div id="charts"></div>
 <h2 id="runs-title">Recent runs</h2>
 <div id="runs"></div>
 <p id="updated"></p>
+<script id="state-words" type="application/json">{words}</script>
 {body}
 </body>
 </html>
@@ -68,6 +73,7 @@ def live_page() -> bytes:
         head=head,
         scenarios_title="Scenarios",
         body='<script src="assets/app.js"></script>',
+        words=_inline_json(STATES),
     ).encode()
 
 
@@ -85,4 +91,6 @@ def report_page(data: dict[str, Any]) -> str:
         f"<script>\n{asset('app.js').decode()}\n</script>"
     )
     title = html.escape(f"loadsvc report: {data['summary']['scenario']}")
-    return _SHELL.format(title=title, head=head, scenarios_title="Verdict", body=body)
+    return _SHELL.format(
+        title=title, head=head, scenarios_title="Verdict", body=body, words=_inline_json(STATES)
+    )

@@ -118,3 +118,13 @@ def test_a_worker_stopped_while_starting_python_counts_as_stopped() -> None:
     """Exit 0 or death by the SIGTERM the front sent are clean stops; anything else is not."""
     assert stopped_cleanly([0, -15]) and stopped_cleanly([])
     assert not stopped_cleanly([0, 1]) and not stopped_cleanly([-9]) and not stopped_cleanly([None])
+
+
+def test_status_shows_the_worst_live_judgement_of_any_worker() -> None:
+    """Worker 0's share passes live, worker 1's fails: the merged scenario says failed."""
+    w0 = status_doc({**scenario("a", 8, running=True), "live": {"result": "passed"}})
+    w1 = status_doc({**scenario("a", 7, running=True), "live": {"result": "failed"}})
+    doc = merge.merge_status(
+        [(200, w0), (200, w1)], shard="0/1", started_at=0.0, ready=True, workers=[]
+    )
+    assert doc["scenarios"][0]["live"] == {"result": "failed"}

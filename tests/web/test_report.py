@@ -54,7 +54,12 @@ async def test_report_of_a_ws_and_rest_run_renders_offline_with_every_chart(
         await page.screenshot(SHOTS / "report-web_mix.png")
         assert page.errors == []
     titles = {c["title"] for c in charts}
-    assert {"Users", "Error ratio", "Open connections", "Reconnect time p95"} <= titles
+    assert {
+        "Users",
+        "Error ratio (rolling 30 s)",
+        "Open connections",
+        "Reconnect time p95",
+    } <= titles
     assert {"Latency GET /api/market/snapshot", "Latency /ws/market (delivery)"} <= titles
     for chart in charts:
         assert chart["points"] > 0, chart
@@ -76,7 +81,7 @@ async def test_report_of_foreign_flow_has_its_threshold_table(tmp_path: Path) ->
         page = await browser.open(report.as_uri(), offline=True)
         await page.wait_for("window.loadsvc.state.updates > 0", 10, "report drawn")
         rows = await page.evaluate(
-            "Array.from(document.querySelectorAll('#scenarios tbody tr'))"
+            "Array.from(document.querySelectorAll('#scenarios > table:first-of-type tbody tr'))"
             ".map(r => Array.from(r.cells).map(c => c.textContent))"
         )
         config = await page.evaluate("document.querySelector('#runs pre').textContent")
@@ -109,7 +114,7 @@ async def test_report_of_a_run_judged_against_a_baseline_shows_the_regression(
         verdict = await page.evaluate("document.querySelector('p[class^=verdict]').textContent")
         line = await page.evaluate("document.querySelector('#baseline').textContent")
         rows = await page.evaluate(
-            "Array.from(document.querySelectorAll('#scenarios table:last-of-type tbody tr'))"
+            "Array.from(document.querySelectorAll('#scenarios > table:last-of-type tbody tr'))"
             ".map(r => Array.from(r.cells).map(c => c.textContent))"
         )
         assert page.errors == []

@@ -1,0 +1,282 @@
+"""Live judgement: each running scenario judged over the last minute, besides its verdict windows.
+
+A verdict window of a continuous scenario is minutes long, so a fault shows in
+its verdict only when the window ends. The live judgement is the same
+judgement (a :class:`~loadsvc.verdict.Judgement` per threshold, so it reads the
+same everywhere) made every second over a short sliding window (default
+60 s, ``LOADSVC_LIVE_WINDOW``) from the per-second intervals the sampler already
+takes: nothing is added to the per-request path, and a breach shows (and
+clears) within about one window.
+
+Latency quantiles come from the live histogram (1 % wide buckets), so a live
+value is within 1 % of the exact one; a live breach is the value shown being
+over the limit, so the number and the word always agree. The lag rule is
+:mod:`loadsvc.lag`'s: ``generator_bound`` only when the generator was busy
+over the window and its lag explains every breach.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.lag import is_busy
+from loadsvc.runstats import LIVE_BUCKETS
+from loadsvc.timeseries import Counts, quantile_of
+from loadsvc.verdict import Judgement, JudgementState, Verdict, trust_limit
+
+LIVE_WINDOW_S = 60.0
+LIVE_WINDOW_ENV = "LOADSVC_LIVE_WINDOW"
+# Before this much of a run has been seen, a live window says "starting", not "no data".
+WARMUP_S = 5.0
+LiveResult = Literal["starting", "idle", "passed", "failed", "generator_bound"]
+
+
+def live_window_from_env(env: Mapping[str, str] = os.environ) -> float:
+    """The live window in seconds from ``LOADSVC_LIVE_WINDOW`` (e.g. ``60s``, ``2m``), else 60 s.
+
+    ValueError names the variable when the value is not a positive duration.
+    """
+    text = env.get(LIVE_WINDOW_ENV, "").strip()
+    if not text:
+        return LIVE_WINDOW_S
+    from loadsvc.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{LIVE_WINDOW_ENV}: {exc}") from None
+    if seconds <= 0:
+        raise ValueError(f"{LIVE_WINDOW_ENV}: must be more than 0 s, got {text!r}")
+    return seconds
+
+
+@dataclass
+class _Second:
+    ended_at: float
+    span_s: float
+    events: int
+    errors: int
+    buckets: Counts  # indices of the non-empty latency buckets
+    counts: Counts  # their counts
+    manned: bool  # the endpoint had a user
+
+
+class SlidingCounts:
+    """Counts and a latency histogram over the last ``window_s`` seconds, one interval at a time.
+
+    Each interval is kept sparse (its non-empty buckets only) and added to a running
+    total; an interval that falls out of the window is taken back off.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.latency = np.zeros(LIVE_BUCKETS, np.int64)
+        self.events = 0
+        self.errors = 0
+        self.manned = 0  # intervals in the window in which the endpoint had a user
+        self._seconds: deque[_Second] = deque()
+
+    def add(
+        self,
+        ended_at: float,
+        span_s: float,
+        events: int,
+        errors: int,
+        latency: Counts | None,
+        manned: bool = True,
+    ) -> None:
+        """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old."""
+        if latency is not None and latency.any():
+            buckets = np.flatnonzero(latency)
+            counts = latency[buckets].astype(np.int64)
+        else:
+            buckets = counts = np.zeros(0, np.int64)
+        self._seconds.append(_Second(ended_at, span_s, events, errors, buckets, counts, manned))
+        self.latency[buckets] += counts
+        self.events += events
+        self.errors += errors
+        self.manned += manned
+        self.expire(ended_at)
+
+    def expire(self, now: float) -> None:
+        """Forget the intervals that ended ``window_s`` or more before ``now``."""
+        while self._seconds and self._seconds[0].ended_at <= now - self.window_s:
+            old = self._seconds.popleft()
+            self.latency[old.buckets] -= old.counts
+            self.events -= old.events
+            self.errors -= old.errors
+            self.manned -= old.manned
+
+    @property
+    def covered_s(self) -> float:
+        """How many seconds the kept intervals span (up to the window)."""
+        return min(self.window_s, sum(s.span_s for s in self._seconds))
+
+    @property
+    def samples(self) -> int:
+        """Latency samples in the window."""
+        return int(self.latency.sum())
+
+    def quantile(self, q: float) -> float | None:
+        """The window's nearest-rank ``q`` latency quantile (live-histogram resolution)."""
+        value = quantile_of(self.latency, q)
+        return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class LiveJudgement:
+    """One threshold judged over the live window, and since when it has not held."""
+
+    judgement: Judgement
+    since: float | None = None  # wall clock of the first live judgement of this breach
+
+
+@dataclass(frozen=True)
+class LiveVerdict:
+    """A scenario judged over its last ``window_s`` seconds."""
+
+    scenario: str
+    window_s: float
+    covered_s: float
+    result: LiveResult
+    judgements: tuple[LiveJudgement, ...]
+    judged_at: float
+    lag_p99_s: float | None = None
+    lag_limit_s: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        """The generator's loop lagged over the trust limit in the window (:func:`is_busy`)."""
+        return self.lag_limit_s is not None and is_busy(self.lag_p99_s, self.lag_limit_s)
+
+    def breached(self) -> tuple[LiveJudgement, ...]:
+        """The judgements that do not hold now."""
+        return tuple(j for j in self.judgements if not j.judgement.passed)
+
+
+@dataclass
+class LiveJudge:
+    """The live judgement of one scenario: its endpoints' sliding windows and breach starts."""
+
+    scenario: str
+    window_s: float = LIVE_WINDOW_S
+    endpoints: dict[tuple[str, str], SlidingCounts] = field(default_factory=dict)
+    _since: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(
+        self,
+        kind: str,
+        endpoint: str,
+        ended_at: float,
+        span_s: float,
+        events: int,
+        errors: int,
+        latency: Counts | None,
+        manned: bool = True,
+    ) -> None:
+        """One second of one endpoint (several methods of one endpoint add up); ``manned``:
+        it had a user (an endpoint without one all window, and without events, is idle)."""
+        window = self.endpoints.get((kind, endpoint))
+        if window is None:
+            window = self.endpoints[(kind, endpoint)] = SlidingCounts(self.window_s)
+        window.add(ended_at, span_s, events, errors, latency, manned)
+
+    def restart(self) -> None:
+        """A new run: what the previous one measured is not this one's."""
+        self.endpoints.clear()
+        self._since.clear()
+
+    def judge(
+        self,
+        thresholds: ScenarioThresholds,
+        now: float,
+        lag: SlidingCounts | None = None,
+    ) -> LiveVerdict:
+        """Every threshold over the window ending ``now``, with the lag rule's result."""
+        judged: list[LiveJudgement] = []
+        covered = 0.0
+        for (kind, endpoint), window in sorted(self.endpoints.items()):
+            window.expire(now)
+            covered = max(covered, window.covered_s)
+            if window.manned == 0 and window.events == 0:
+                continue  # no user all window (a shard without this group, a ramp at 0): idle
+            for j in _judgements(thresholds, kind, endpoint, window):
+                key = (j.endpoint, j.name)
+                since = None
+                if j.passed:
+                    self._since.pop(key, None)
+                else:
+                    since = self._since.setdefault(key, now)
+                judged.append(LiveJudgement(j, since))
+        lag_p99 = None
+        if lag is not None:
+            lag.expire(now)
+            lag_p99 = lag.quantile(0.99)
+        limit = trust_limit(thresholds)
+        verdict = Verdict(tuple(j.judgement for j in judged))
+        result: LiveResult
+        warming = covered < min(WARMUP_S, self.window_s)
+        if warming and all(j.state != "breached" for j in verdict.judgements):
+            result = "starting"
+        elif not judged:
+            result = "idle"  # nothing was judged: not a pass
+        elif verdict.passed:
+            result = "passed"
+        elif is_busy(lag_p99, limit) and verdict.explained_by_lag(lag_p99):
+            result = "generator_bound"
+        else:
+            result = "failed"
+        if result == "starting":  # too little seen to say "no data" yet
+            judged = [lj for lj in judged if lj.judgement.state != "no_data"]
+        return LiveVerdict(
+            self.scenario, self.window_s, covered, result, tuple(judged), now, lag_p99, limit
+        )
+
+
+def _judgements(
+    thresholds: ScenarioThresholds, kind: str, endpoint: str, window: SlidingCounts
+) -> Iterable[Judgement]:
+    """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them."""
+    ep_kind: Literal["http", "ws"] = "ws" if kind == "ws" else "http"
+    t = thresholds.for_endpoint(endpoint)
+    name, latency = t.latency_for(ep_kind)
+    n = window.samples
+    value = window.quantile(latency.quantile)
+    state: JudgementState
+    if n < latency.min_samples:
+        state = "no_data"
+    elif value is None or value <= latency.max_s:
+        state = "passed"
+    else:
+        state = "breached"
+    yield Judgement(
+        endpoint=endpoint,
+        kind=ep_kind,
+        name=name,
+        limit=latency.max_s,
+        value=value,
+        state=state,
+        quantile=latency.quantile,
+        samples=n,
+        min_samples=latency.min_samples,
+    )
+    ratio = window.errors / window.events if window.events else None
+    ratio_state: JudgementState = (
+        "passed" if ratio is None or ratio <= t.error_ratio else "breached"
+    )
+    yield Judgement(
+        endpoint=endpoint,
+        kind=ep_kind,
+        name="error_ratio",
+        limit=t.error_ratio,
+        value=ratio,
+        state=ratio_state,
+    )
