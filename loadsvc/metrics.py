@@ -231,8 +231,15 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "How late the generator's event loop ran a timer: its own queueing delay.", (),
        "loop_lag"),
     _g("generator_busy", "loadsvc_generator_busy",
-       "1 while the generator is too busy to measure truthfully (event-loop lag).", (),
+       "1 while the generator is too busy to measure truthfully: its event-loop lag p99 over "
+       "the last 10 s is above loadsvc_generator_lag_limit_seconds (loadsvc.lag.is_busy).", (),
        "livemax"),
+    _g("generator_lag_p99", "loadsvc_generator_lag_p99_seconds",
+       "The event-loop lag p99 over the last 10 s that loadsvc_generator_busy judges.", (),
+       "livemax"),
+    _g("generator_lag_limit", "loadsvc_generator_lag_limit_seconds",
+       "The trust limit: lag p99 above it makes the generator busy (10 % of the tightest "
+       "latency threshold configured).", (), "livemin"),
     # Regressions against a baseline of comparable past runs (loadsvc.baseline); not declared:
     # a scenario has no baseline until it has had enough runs.
     _g("baseline_value", "loadsvc_baseline_value",
@@ -384,6 +391,8 @@ class Metrics:
     threshold_limit: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
+    generator_lag_p99: Gauge
+    generator_lag_limit: Gauge
     baseline_value: Gauge
     baseline_runs: Gauge
     regression_detected: Gauge

@@ -23,6 +23,7 @@ from loadsvc.report import summary_doc, summary_table
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.users.base import Target
+from loadsvc.verdict import trust_limit
 from loadsvc.web.report import report_data, sample_end, sample_run, write_report
 
 EXIT_PASSED = 0
@@ -57,7 +58,7 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
     if job.metrics_port is not None:
         start_http_server(job.metrics_port, addr=job.metrics_host, registry=registry)
     recorder = Recorder(metrics)
-    monitor = LoopLagMonitor(recorder)
+    monitor = LoopLagMonitor(recorder, limit_s=trust_limit(spec.thresholds))
     monitor.start()
     run = ScenarioRun(spec, job.target, recorder, job.options, monitor=monitor)
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
+from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     CONTRACT,
     HTTP_ERROR_OUTCOMES,
@@ -360,10 +361,17 @@ class Recorder:
     # -- the service and the generator -------------------------------------------
 
     def loop_lag(self, lag: float) -> None:
-        """One event-loop lag sample (``loadsvc.loopmon``); busy above 25 ms."""
+        """One event-loop lag sample (``loadsvc.loopmon``)."""
+        self.metrics.event_loop_lag.observe(lag)
+
+    def generator_state(self, state: GeneratorState) -> None:
+        """The generator's recent lag p99 judged against the trust limit (``loadsvc.lag``)."""
         m = self.metrics
-        m.event_loop_lag.observe(lag)
-        m.generator_busy.set(1 if lag > 0.025 else 0)
+        m.generator_busy.set(1 if state.busy else 0)
+        if state.lag_p99_s is not None:
+            m.generator_lag_p99.set(state.lag_p99_s)
+        if state.limit_s is not None:
+            m.generator_lag_limit.set(state.limit_s)
 
     def next_run(self, scenario: str, when: float | None) -> None:
         """When the scheduler next starts ``scenario`` (a Unix time), or None: not planned."""

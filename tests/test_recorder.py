@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.config.load import load_default
 from loadsvc.config.spec import ScenarioSpec
+from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     HTTP_OUTCOMES,
     RUN_RESULTS,
@@ -128,12 +129,16 @@ def test_publish_verdict(registry: CollectorRegistry, recorder: Recorder) -> Non
 
 
 def test_loop_lag_and_generator_busy(registry: CollectorRegistry, recorder: Recorder) -> None:
-    """Each lag sample is observed; the generator is busy while lag is above 25 ms."""
-    recorder.loop_lag(0.03)
+    """A lag sample is only observed; busy, lag p99 and limit follow the judged state."""
+    recorder.loop_lag(0.5)  # one late timer alone never makes the generator busy
+    assert registry.get_sample_value("loadsvc_event_loop_lag_seconds_count") == 1
+    assert registry.get_sample_value("loadsvc_generator_busy") in (None, 0)
+    recorder.generator_state(GeneratorState(0.012, 0.010))
     assert registry.get_sample_value("loadsvc_generator_busy") == 1
-    recorder.loop_lag(0.001)
+    assert registry.get_sample_value("loadsvc_generator_lag_p99_seconds") == 0.012
+    assert registry.get_sample_value("loadsvc_generator_lag_limit_seconds") == 0.010
+    recorder.generator_state(GeneratorState(0.010, 0.010))  # at the limit is not over it
     assert registry.get_sample_value("loadsvc_generator_busy") == 0
-    assert registry.get_sample_value("loadsvc_event_loop_lag_seconds_count") == 2
 
 
 def test_next_run_and_config_reloads(registry: CollectorRegistry, recorder: Recorder) -> None:

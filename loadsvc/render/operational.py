@@ -41,15 +41,31 @@ def service_rules(profile: TimingProfile) -> list[Rule]:
         ),
         alert(
             "LoadsvcGeneratorBusy",
+            # The gauge is loadsvc.lag.is_busy over the last 10 s, the verdict's definition;
+            # its limit is exported beside it, so the description shows both numbers.
             f"max by (instance) ({NAMES.generator_busy}) == 1",
             profile.busy_for_s,
             "warning",
             "loadsvc replica {{ $labels.instance }} is too busy to measure truthfully",
-            "The event loop of {{ $labels.instance }} has been lagging for "
-            f"{prom_duration(profile.busy_for_s)}: the latencies it records include its own "
-            "queueing delay, and its runs end as generator_bound rather than passed/failed.",
+            "The event-loop lag p99 of {{ $labels.instance }} (over 10 s: "
+            + _per_instance(NAMES.generator_lag_p99)
+            + ") has been above its trust limit ("
+            + _per_instance(NAMES.generator_lag_limit)
+            + f") for {prom_duration(profile.busy_for_s)}: its latencies may include that "
+            "much of its own queueing. A breach within the lag ends its run as "
+            "generator_bound (breached; the generator was also busy, so the excess is not "
+            "certain); a breach beyond the lag still fails, and no threshold alert is muted "
+            "by this one.",
         ),
     ]
+
+
+def _per_instance(metric: str) -> str:
+    """An alert template printing ``metric`` of the alert's instance as a duration."""
+    return (
+        f"{{{{ with printf `max({metric}{{instance=%q}})` $labels.instance | query }}}}"
+        "{{ . | first | value | humanizeDuration }}{{ else }}unknown{{ end }}"
+    )
 
 
 def measurement_rules(profile: TimingProfile) -> list[Rule]:

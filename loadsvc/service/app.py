@@ -48,6 +48,7 @@ from loadsvc.service.signals import serve_until_signalled
 from loadsvc.service.status import scenario_status, service_status
 from loadsvc.service.supervisor import Supervisor
 from loadsvc.service.workers import watch_parent
+from loadsvc.verdict import tightest_trust_limit
 
 log = structlog.get_logger("loadsvc.serve")
 
@@ -218,6 +219,7 @@ class SoakService:
 
     def _apply(self, config: Config) -> dict[str, list[str]]:
         changes = self.supervisor.apply(config.scenarios)
+        self.monitor.limit_s = tightest_trust_limit(s.thresholds for s in config.scenarios)
         self.scheduler.apply(config.scenarios)
         for name in changes["removed"]:
             self.recorder.next_run(name, None)
@@ -305,6 +307,7 @@ class SoakService:
                 ready=self.ready()[0],
                 control_api=self.auth.enabled,
             ),
+            "generator": self.monitor.state.doc(),
             "scenarios": [
                 scenario_status(name, self.supervisor.state(name), self._next_run(name))
                 for name in self.supervisor.names()
