@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from array import array
 from collections import deque
 from typing import Protocol
@@ -59,15 +60,20 @@ class LoopLagMonitor:
         # A sample per interval: the ring holds the last span (a blocked loop gives fewer).
         self._recent: deque[float] = deque(maxlen=max(1, round(span_s / interval)))
         self._state_every = max(1, round(STATE_EVERY_S / interval))
-        self.state = GeneratorState(None, limit_s, span_s)
+        self._lag_p99_s: float | None = None  # the last judged span's
+
+    @property
+    def state(self) -> GeneratorState:
+        """The last judged lag p99 against the trust limit configured now."""
+        return GeneratorState(self._lag_p99_s, self.limit_s, self._span_s)
 
     def judge_recent(self) -> GeneratorState:
         """Judge the recent span now (the monitor does it once a second by itself)."""
-        p99 = exact_quantiles(array("d", self._recent), (0.99,))[0.99]
-        self.state = GeneratorState(p99, self.limit_s, self._span_s)
+        self._lag_p99_s = exact_quantiles(array("d", self._recent), (0.99,))[0.99]
+        state = self.state
         if self._sink is not None:
-            self._sink.generator_state(self.state)
-        return self.state
+            self._sink.generator_state(state)
+        return state
 
     def start(self) -> None:
         """Start sampling on the running loop."""
@@ -94,14 +100,16 @@ class LoopLagMonitor:
             self._windows.remove(window)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        # A real clock, not loop.time(): uvloop's is the millisecond cached at the start of
+        # the loop's iteration, which would round a lag down by up to 1 ms.
+        clock = time.perf_counter
         sink = self._sink
         recent = self._recent
         count = 0
         while True:
-            due = loop.time() + self._interval
+            due = clock() + self._interval
             await asyncio.sleep(self._interval)
-            lag = max(0.0, loop.time() - due)
+            lag = max(0.0, clock() - due)
             for window in self._windows:
                 window.add(lag)
             recent.append(lag)

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
@@ -42,6 +42,7 @@ from loadsvc.selfmon import SelfHealthCollector
 from loadsvc.service.front import serve_workers
 from loadsvc.service.history import RunHistory
 from loadsvc.service.http import Action, ApiAuth, build_app
+from loadsvc.service.readcache import exposition_in_slices
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
 from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
 from loadsvc.service.signals import serve_until_signalled
@@ -289,8 +290,8 @@ class SoakService:
         return True, ""
 
     async def exposition(self) -> bytes:
-        """This process's metrics in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """This process's metrics in the Prometheus text format (in slices: see readcache)."""
+        return await exposition_in_slices(self.registry)
 
     async def readiness(self) -> tuple[bool, str]:
         """(ready, why not): see :meth:`ready`."""
