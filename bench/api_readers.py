@@ -104,6 +104,7 @@ def run_phase(url: str, readers: int, span_s: float = BUSY_SPAN_S) -> Phase:
     service's last ``BUSY_SPAN_S``: a shorter span, for a smoke run, mixes in the phase before)."""
     phase = Phase(readers)
     span = SETTLE_S + span_s
+    buckets_before = _lag_buckets(url)
     started = time.monotonic()
     if readers:
         asyncio.run(read_for(url, readers, span, phase))
@@ -112,17 +113,30 @@ def run_phase(url: str, readers: int, span_s: float = BUSY_SPAN_S) -> Phase:
     phase.seconds = time.monotonic() - started
     generator = get_json(url + "/api/status").get("generator") or {}
     phase.lag_p99_ms = generator.get("loop_lag_p99_ms")
-    if phase.lag_p99_ms is None:  # a service before the generator's state was in the status
-        phase.lag_p99_ms = _lag_p99_from_metrics(url)
+    if phase.lag_p99_ms is None:  # a loadsvc before the generator's state was in the status
+        phase.lag_p99_ms = _bucket_p99_ms(buckets_before, _lag_buckets(url))
     return phase
 
 
-def _lag_p99_from_metrics(url: str) -> float | None:
+def _lag_buckets(url: str) -> dict[float, float]:
+    """The event-loop lag histogram's cumulative buckets (le -> count) from /metrics."""
+    out: dict[float, float] = {}
     with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
         for line in resp.read().decode().splitlines():
-            if line.startswith("loadsvc_generator_lag_p99_seconds "):
-                return float(line.split()[1]) * 1000
-    return None
+            if line.startswith("loadsvc_event_loop_lag_seconds_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _bucket_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound of the bucket holding the phase's p99: coarse (buckets 1, 2.5, 5, 10,
+    25, 50, 100 ms...), for an older loadsvc whose status has no exact lag p99."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    if not delta or delta[-1][1] <= 0:
+        return None
+    need = 0.99 * delta[-1][1]
+    return next(le * 1000 for le, n in delta if n >= need)
 
 
 def _fmt(value: float | None) -> str:
@@ -183,7 +197,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[tuple[Phase, Phase]
         serve = ["serve", "--config", str(config), "--target", target.url, "--host", "127.0.0.1"]
         history = ["--history-file", str(workdir / "history.jsonl"), "--port", str(port)]
         service = procs.spawn(
-            [sys.executable, "-m", "loadsvc", *serve, *history],
+            # -P: loadsvc from PYTHONPATH (--root), not from the working directory.
+            [sys.executable, "-P", "-m", "loadsvc", *serve, *history],
             service_core,
             workdir / "serve.log",
             env,

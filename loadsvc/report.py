@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadsvc.lag import is_busy
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
 from loadsvc.verdict import Judgement
@@ -95,6 +96,8 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "shard": run.shard,
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
         "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
+        "generator_busy": generator_busy(run),
+        "reasons": list(run.reasons),
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
@@ -164,10 +167,37 @@ def summary_table(run: RunResult) -> str:
         lines.extend(details)
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
-    extra = ""
-    if run.result == "generator_bound":
-        lag = _fmt_ms(run.loop_lag_p99_s)
-        extra = f" (generator-bound: event-loop lag p99 {lag} ms; the generator, not the backend, may be at fault)"
     lines.append("")
-    lines.append(f"{run.scenario}: {'PASSED' if run.passed else 'FAILED'}{extra}")
+    lines.append(verdict_line(run))
     return "\n".join(lines)
+
+
+def generator_busy(run: RunResult) -> bool:
+    """The run's generator was busy (:func:`loadsvc.lag.is_busy` of its window's lag p99)."""
+    return run.loop_lag_limit_s is not None and is_busy(run.loop_lag_p99_s, run.loop_lag_limit_s)
+
+
+def verdict_line(run: RunResult) -> str:
+    """The last line of the summary: the result, and when the generator was busy, that too.
+
+    A ``generator_bound`` run breached and its generator was busy: both are said, since
+    the breach was measured but is within what the lag could add. A breach beyond the
+    lag is FAILED, and the line says the generator was busy and by how much the breach
+    goes beyond its lag.
+    """
+    if run.passed:
+        return f"{run.scenario}: PASSED"
+    if not generator_busy(run):
+        return f"{run.scenario}: FAILED"
+    lag = (
+        f"event-loop lag p99 {_fmt_ms(run.loop_lag_p99_s)} ms over its "
+        f"{_fmt_ms(run.loop_lag_limit_s)} ms trust limit"
+    )
+    if run.result == "generator_bound":
+        return (
+            f"{run.scenario}: BREACHED, generator_bound: breached; the generator was also busy "
+            f"({lag}), so the excess is not certain"
+        )
+    # judge_window's last reason when busy: how far each breach goes beyond the lag.
+    why = run.reasons[-1] if run.reasons else lag
+    return f"{run.scenario}: FAILED; {why}"
