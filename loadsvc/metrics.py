@@ -210,6 +210,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("scenario_last_run_passed", "loadsvc_scenario_last_run_passed",
        "1 if the last run's verdict passed, 0 if it failed.", ("scenario",),
        "livemin"),  # failed if any worker's share failed
+    _g("scenario_last_run_generator_bound", "loadsvc_scenario_last_run_generator_bound",
+       "1 if the last run breached only within its generator's lag (generator_bound: breached, "
+       "and the generator was also busy, so the excess is not certain), else 0.",
+       ("scenario",), "livemax"),  # said when any worker's share was
     _g("scenario_next_run_timestamp", "loadsvc_scenario_next_run_timestamp_seconds",
        "When the scheduler will next start the scenario.", ("scenario",),
        "livemax"),  # the same on every worker
@@ -383,6 +387,7 @@ class Metrics:
     scenario_runs: Counter
     scenario_last_run_timestamp: Gauge
     scenario_last_run_passed: Gauge
+    scenario_last_run_generator_bound: Gauge
     scenario_next_run_timestamp: Gauge
     scenario_triggers_skipped: Counter
     run_records_failed: Counter

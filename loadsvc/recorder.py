@@ -333,6 +333,8 @@ class Recorder:
         m.scenario_runs.labels(scenario, result).inc()
         m.scenario_last_run_timestamp.labels(scenario).set(time.time())
         m.scenario_last_run_passed.labels(scenario).set(1 if verdict.passed else 0)
+        bound = m.scenario_last_run_generator_bound.labels(scenario)
+        bound.set(1 if result == "generator_bound" else 0)
         judged_skew = {j.endpoint for j in verdict.judgements if j.name == "clock_skew"}
         for j in verdict.judgements:
             if j.state == "no_data":
@@ -349,6 +351,7 @@ class Recorder:
         m.scenario_runs.labels(scenario, "error").inc()
         m.scenario_last_run_timestamp.labels(scenario).set(time.time())
         m.scenario_last_run_passed.labels(scenario).set(0)
+        m.scenario_last_run_generator_bound.labels(scenario).set(0)
 
     def record_failed(self, scenario: str) -> None:
         """A finished run or window could not be judged or recorded."""

@@ -128,6 +128,19 @@ def test_publish_verdict(registry: CollectorRegistry, recorder: Recorder) -> Non
     assert get("loadsvc_threshold_breached", lat) == 1
 
 
+def test_the_last_run_says_whether_it_was_generator_bound(
+    registry: CollectorRegistry, recorder: Recorder
+) -> None:
+    """generator_bound sets the last-run gauge the failed-run alert reads; failed clears it."""
+    breach = Verdict((Judgement("/api/a", "http", "http_latency", 0.2, 0.21, "breached"),))
+    bound = {"scenario": "s"}
+    recorder.publish_verdict("s", breach, "generator_bound")
+    assert registry.get_sample_value("loadsvc_scenario_last_run_generator_bound", bound) == 1
+    assert registry.get_sample_value("loadsvc_scenario_last_run_passed", bound) == 0
+    recorder.publish_verdict("s", breach, "failed")
+    assert registry.get_sample_value("loadsvc_scenario_last_run_generator_bound", bound) == 0
+
+
 def test_loop_lag_and_generator_busy(registry: CollectorRegistry, recorder: Recorder) -> None:
     """A lag sample is only observed; busy, lag p99 and limit follow the judged state."""
     recorder.loop_lag(0.5)  # one late timer alone never makes the generator busy

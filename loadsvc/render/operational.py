@@ -93,12 +93,17 @@ def measurement_rules(profile: TimingProfile) -> list[Rule]:
             f"max by (scenario) ({NAMES.scenario_last_run_timestamp}) > 0",
             0,
             "warning",
-            "The last run of {{ $labels.scenario }} failed its thresholds",
-            "The verdict of the last run of scenario {{ $labels.scenario }} was failed. "
+            "The last run of {{ $labels.scenario }} did not pass its thresholds",
+            "The last run of scenario {{ $labels.scenario }} did not pass. "
             "Breached: {{ range printf "
             f"`max by (endpoint, threshold) ({NAMES.threshold_breached}{{scenario=%q}}) == 1` "
             "$labels.scenario | query }}{{ .Labels.endpoint }} {{ .Labels.threshold }}; "
-            "{{ else }}none recorded; {{ end }}the alert resolves when a run passes.",
+            "{{ else }}none recorded; {{ end }}"
+            "{{ range printf "
+            f"`max by (scenario) ({NAMES.scenario_last_run_generator_bound}{{scenario=%q}}) == 1` "
+            "$labels.scenario | query }}the breaches were within the generator's lag "
+            "(generator_bound): breached, and the generator was also busy, so the excess is not "
+            "certain; {{ end }}the alert resolves when a run passes.",
         ),
     ]
 
