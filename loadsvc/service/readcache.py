@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -91,37 +92,37 @@ class Snapshots:
         self._max_age_s = max_age_s
         self._max_keys = max_keys
         self._clock = clock
-        self._built: OrderedDict[str, tuple[float, asyncio.Future[Body]]] = OrderedDict()
+        self._built: OrderedDict[str, tuple[float, asyncio.Task[Body]]] = OrderedDict()
         self.builds = 0  # how many times a body was built (the rest were served from a snapshot)
 
     def clear(self) -> None:
         """Forget every snapshot: after a control action, the next read sees its effect."""
         self._built.clear()
 
-    async def get(self, key: str, build: Callable[[], Awaitable[Body]]) -> Body:
-        """The body of ``key``: the snapshot if fresh, else one build shared by every caller."""
+    async def get(self, key: str, build: Callable[[], Coroutine[Any, Any, Body]]) -> Body:
+        """The body of ``key``: the snapshot if fresh, else one build shared by every caller.
+
+        The build is a task of its own: a reader that goes away does not cancel it for
+        the others. A failed build is forgotten, so the next read tries again.
+        """
         now = self._clock()
         found = self._built.get(key)
         if found is not None and now - found[0] <= self._max_age_s:
             self._built.move_to_end(key)
             return await asyncio.shield(found[1])
-        future: asyncio.Future[Body] = asyncio.get_running_loop().create_future()
-        self._built[key] = (now, future)
+        task: asyncio.Task[Body] = asyncio.get_running_loop().create_task(build())
+        task.add_done_callback(lambda done: self._forget_failed(key, done))
+        self._built[key] = (now, task)
         self._built.move_to_end(key)
         while len(self._built) > self._max_keys:
             self._built.popitem(last=False)
         self.builds += 1
-        try:
-            body = await build()
-        except BaseException as exc:
-            # Not cached: the next reader tries again. Those waiting get the same error.
-            if self._built.get(key, (None, None))[1] is future:
-                del self._built[key]
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
-            raise
-        future.set_result(body)
-        return body
+        return await asyncio.shield(task)
+
+    def _forget_failed(self, key: str, task: asyncio.Task[Body]) -> None:
+        failed = task.cancelled() or task.exception() is not None  # retrieved: no warning
+        if failed and self._built.get(key, (0.0, None))[1] is task:
+            del self._built[key]
 
 
 class Overloaded(Exception):

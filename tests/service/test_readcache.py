@@ -73,6 +73,25 @@ async def test_a_failed_build_is_not_kept_and_clear_forgets_every_snapshot() -> 
     assert (await snapshots.get("k", build)).body == b"3"
 
 
+async def test_a_reader_that_goes_away_does_not_cancel_the_build_for_the_others() -> None:
+    """Of two readers waiting on one build, the first is cancelled; the second gets the body."""
+    snapshots = Snapshots(clock=Clock())
+    release = asyncio.Event()
+
+    async def build() -> Body:
+        await release.wait()
+        return Body(200, b"built", "text/plain")
+
+    first = asyncio.create_task(snapshots.get("k", build))
+    second = asyncio.create_task(snapshots.get("k", build))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert (await second).body == b"built" and snapshots.builds == 1
+    assert first.cancelled()
+
+
 async def test_the_pacer_admits_a_burst_then_spaces_reads_and_refuses_a_long_queue() -> None:
     """10 reads/s, a burst of 2, 0.25 s of queue, time standing still: two reads pass at once,
     the next two wait their turn (0.1 and 0.2 s), the fifth (0.3 s away) is refused."""
