@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from array import array
 from collections import deque
 from typing import Protocol
@@ -100,9 +99,9 @@ class LoopLagMonitor:
             self._windows.remove(window)
 
     async def _run(self) -> None:
-        # A real clock, not loop.time(): uvloop's is the millisecond cached at the start of
-        # the loop's iteration, which would round a lag down by up to 1 ms.
-        clock = time.perf_counter
+        # loop.time(), the clock the timer itself is scheduled by: on uvloop it is the
+        # millisecond cached at the start of an iteration, so a lag is whole milliseconds.
+        clock = asyncio.get_running_loop().time
         sink = self._sink
         recent = self._recent
         count = 0
