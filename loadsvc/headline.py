@@ -150,9 +150,12 @@ def final_state(result: str, regressed: bool) -> str:
     return result
 
 
-def final_line(scenario: str, result: str, regressed: bool) -> str:
+def final_line(scenario: str, result: str, regressed: bool, busy: str = "") -> str:
     """The last line of ``loadsvc run``: the final result, which the exit code matches
-    (0 only for PASSED); a regression against the baseline reads as a failure."""
+    (0 only for PASSED); a regression against the baseline reads as a failure. ``busy`` is
+    what a busy generator means for the breaches (:func:`loadsvc.report.busy_reason`): a
+    generator-bound run says it breached and that the excess is not certain; a failed one
+    says how far its breach goes beyond the lag."""
     state = final_state(result, regressed)
     why = ""
     if regressed:
@@ -160,5 +163,12 @@ def final_line(scenario: str, result: str, regressed: bool) -> str:
             ", under every threshold)" if result == "passed" else ")"
         )
     elif state == "generator_bound":
-        why = " (the generator's own lag may explain every breach: not the backend's proof)"
+        why = (
+            f" (breached; {busy})"
+            if busy
+            else " (breached; the generator's own lag may explain every breach, "
+            "so the excess is not certain)"
+        )
+    elif busy and state == "failed":
+        why = f"; {busy}"
     return f"{scenario}: {state_word(state)}{why}"

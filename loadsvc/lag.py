@@ -23,6 +23,8 @@ Pure functions, no clock: the verdict, the baseline and the recorder call them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 # Loop lag p99 above this share of the tightest latency threshold makes the generator busy.
 TRUST_SHARE = 0.1
@@ -59,3 +61,30 @@ def lag_explains(value_s: float, limit_s: float, lag_p99_s: float | None) -> boo
 def excess(value_s: float, limit_s: float, lag_p99_s: float | None) -> float:
     """How far past its limit a latency is once the lag is taken off (0 when within)."""
     return max(0.0, lag_adjusted(value_s, lag_p99_s) - limit_s)
+
+
+@dataclass(frozen=True)
+class GeneratorState:
+    """The generator now: lag p99 over the last ``span_s`` seconds against the trust limit."""
+
+    lag_p99_s: float | None  # None: no sample yet
+    limit_s: float | None  # None: no latency threshold configured (never busy)
+    span_s: float = BUSY_SPAN_S
+
+    @property
+    def busy(self) -> bool:
+        """The one definition (:func:`is_busy`), over the recent span."""
+        return self.limit_s is not None and is_busy(self.lag_p99_s, self.limit_s)
+
+    def doc(self) -> dict[str, Any]:
+        """The ``generator`` part of ``/api/status`` (milliseconds, like the summary)."""
+        return {
+            "busy": self.busy,
+            "loop_lag_p99_ms": _ms(self.lag_p99_s),
+            "loop_lag_limit_ms": _ms(self.limit_s),
+            "span_s": self.span_s,
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -210,6 +210,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("scenario_last_run_passed", "loadsvc_scenario_last_run_passed",
        "1 if the last run's verdict passed, 0 if it failed.", ("scenario",),
        "livemin"),  # failed if any worker's share failed
+    _g("scenario_last_run_generator_bound", "loadsvc_scenario_last_run_generator_bound",
+       "1 if the last run breached only within its generator's lag (generator_bound: breached, "
+       "and the generator was also busy, so the excess is not certain), else 0.",
+       ("scenario",), "livemax"),  # said when any worker's share was
     _g("scenario_next_run_timestamp", "loadsvc_scenario_next_run_timestamp_seconds",
        "When the scheduler will next start the scenario.", ("scenario",),
        "livemax"),  # the same on every worker
@@ -239,8 +243,15 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "How late the generator's event loop ran a timer: its own queueing delay.", (),
        "loop_lag"),
     _g("generator_busy", "loadsvc_generator_busy",
-       "1 while the generator is too busy to measure truthfully (event-loop lag).", (),
+       "1 while the generator is too busy to measure truthfully: its event-loop lag p99 over "
+       "the last 10 s is above loadsvc_generator_lag_limit_seconds (loadsvc.lag.is_busy).", (),
        "livemax"),
+    _g("generator_lag_p99", "loadsvc_generator_lag_p99_seconds",
+       "The event-loop lag p99 over the last 10 s that loadsvc_generator_busy judges.", (),
+       "livemax"),
+    _g("generator_lag_limit", "loadsvc_generator_lag_limit_seconds",
+       "The trust limit: lag p99 above it makes the generator busy (10 % of the tightest "
+       "latency threshold configured).", (), "livemin"),
     # Regressions against a baseline of comparable past runs (loadsvc.baseline); not declared:
     # a scenario has no baseline until it has had enough runs.
     _g("baseline_value", "loadsvc_baseline_value",
@@ -384,6 +395,7 @@ class Metrics:
     scenario_runs: Counter
     scenario_last_run_timestamp: Gauge
     scenario_last_run_passed: Gauge
+    scenario_last_run_generator_bound: Gauge
     scenario_next_run_timestamp: Gauge
     scenario_triggers_skipped: Counter
     run_records_failed: Counter
@@ -394,6 +406,8 @@ class Metrics:
     live_threshold_value: Gauge
     event_loop_lag: Histogram
     generator_busy: Gauge
+    generator_lag_p99: Gauge
+    generator_lag_limit: Gauge
     baseline_value: Gauge
     baseline_runs: Gauge
     regression_detected: Gauge

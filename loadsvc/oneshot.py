@@ -20,10 +20,11 @@ from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
 from loadsvc.progress import Progress
 from loadsvc.recorder import Recorder
-from loadsvc.report import summary_body, summary_doc
+from loadsvc.report import busy_reason, summary_body, summary_doc
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.users.base import Target
+from loadsvc.verdict import trust_limit
 from loadsvc.web.report import report_data, sample_end, sample_run, write_report
 
 EXIT_PASSED = 0
@@ -58,7 +59,7 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
     if job.metrics_port is not None:
         start_http_server(job.metrics_port, addr=job.metrics_host, registry=registry)
     recorder = Recorder(metrics)
-    monitor = LoopLagMonitor(recorder)
+    monitor = LoopLagMonitor(recorder, limit_s=trust_limit(spec.thresholds))
     monitor.start()
     run = ScenarioRun(spec, job.target, recorder, job.options, monitor=monitor)
     loop = asyncio.get_running_loop()
@@ -101,7 +102,9 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         regressed = report.state == "regressed"
         print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)
     doc["final"] = final_state(result.result, regressed)
-    doc["final_line"] = final_line(result.scenario, result.result, regressed)
+    doc["final_line"] = final_line(
+        result.scenario, result.result, regressed, busy=busy_reason(result)
+    )
     written: list[str] = []
     if job.summary_json is not None:
         job.summary_json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
+from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     CONTRACT,
     HTTP_ERROR_OUTCOMES,
@@ -337,6 +338,8 @@ class Recorder:
         m.scenario_runs.labels(scenario, result).inc()
         m.scenario_last_run_timestamp.labels(scenario).set(time.time())
         m.scenario_last_run_passed.labels(scenario).set(1 if verdict.passed else 0)
+        bound = m.scenario_last_run_generator_bound.labels(scenario)
+        bound.set(1 if result == "generator_bound" else 0)
         judged_skew = {j.endpoint for j in verdict.judgements if j.name == "clock_skew"}
         for j in verdict.judgements:
             if j.state == "no_data":
@@ -370,6 +373,7 @@ class Recorder:
         m.scenario_runs.labels(scenario, "error").inc()
         m.scenario_last_run_timestamp.labels(scenario).set(time.time())
         m.scenario_last_run_passed.labels(scenario).set(0)
+        m.scenario_last_run_generator_bound.labels(scenario).set(0)
 
     def record_failed(self, scenario: str) -> None:
         """A finished run or window could not be judged or recorded."""
@@ -382,10 +386,17 @@ class Recorder:
     # -- the service and the generator -------------------------------------------
 
     def loop_lag(self, lag: float) -> None:
-        """One event-loop lag sample (``loadsvc.loopmon``); busy above 25 ms."""
+        """One event-loop lag sample (``loadsvc.loopmon``)."""
+        self.metrics.event_loop_lag.observe(lag)
+
+    def generator_state(self, state: GeneratorState) -> None:
+        """The generator's recent lag p99 judged against the trust limit (``loadsvc.lag``)."""
         m = self.metrics
-        m.event_loop_lag.observe(lag)
-        m.generator_busy.set(1 if lag > 0.025 else 0)
+        m.generator_busy.set(1 if state.busy else 0)
+        if state.lag_p99_s is not None:
+            m.generator_lag_p99.set(state.lag_p99_s)
+        if state.limit_s is not None:
+            m.generator_lag_limit.set(state.limit_s)
 
     def next_run(self, scenario: str, when: float | None) -> None:
         """When the scheduler next starts ``scenario`` (a Unix time), or None: not planned."""

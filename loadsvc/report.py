@@ -12,6 +12,7 @@ from loadsvc.headline import (
     judgement_line,
     live_headline,
 )
+from loadsvc.lag import is_busy
 from loadsvc.live import LiveVerdict
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
@@ -136,6 +137,8 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
         "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
         "generator": generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s),
+        "generator_busy": generator_busy(run),
+        "reasons": list(run.reasons),
         "endpoints": [endpoint_doc(s) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
@@ -206,11 +209,23 @@ def summary_body(run: RunResult) -> str:
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
     lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s))
-    if run.result == "generator_bound":
-        lines.append("  (generator-bound: the generator, not the backend, may be at fault)")
     return "\n".join(lines)
 
 
 def summary_table(run: RunResult) -> str:
     """:func:`summary_body`, then the final line (:func:`loadsvc.headline.final_line`)."""
-    return summary_body(run) + "\n\n" + final_line(run.scenario, run.result, regressed=False)
+    final = final_line(run.scenario, run.result, regressed=False, busy=busy_reason(run))
+    return summary_body(run) + "\n\n" + final
+
+
+def generator_busy(run: RunResult) -> bool:
+    """The run's generator was busy (:func:`loadsvc.lag.is_busy` of its window's lag p99)."""
+    return run.loop_lag_limit_s is not None and is_busy(run.loop_lag_p99_s, run.loop_lag_limit_s)
+
+
+def busy_reason(run: RunResult) -> str:
+    """What the busy generator means for the run's breaches (judge_window's last reason when
+    busy: within the lag, or how far beyond it), or ``""`` when it was not busy."""
+    if run.passed or not generator_busy(run) or not run.reasons:
+        return ""
+    return run.reasons[-1]

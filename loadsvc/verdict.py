@@ -250,6 +250,16 @@ def trust_limit(thresholds: ScenarioThresholds) -> float:
     )
 
 
+def tightest_trust_limit(thresholds: Iterable[ScenarioThresholds]) -> float | None:
+    """The trust limit of a whole configuration: the tightest of its scenarios' (None: none).
+
+    The live ``loadsvc_generator_busy`` gauge watches one loop for every scenario, so it
+    uses the strictest of their limits.
+    """
+    limits = [trust_limit(t) for t in thresholds]
+    return min(limits) if limits else None
+
+
 def judge_window(window: RolledWindow) -> WindowVerdict:
     """Judge a rolled window: O(n) in its samples, so the runner calls it off the loop."""
     completed = [with_percentiles(s, samples) for s, samples in window.measured]

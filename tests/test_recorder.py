@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.config.load import load_default
 from loadsvc.config.spec import ScenarioSpec
+from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     HTTP_OUTCOMES,
     RUN_RESULTS,
@@ -127,13 +128,30 @@ def test_publish_verdict(registry: CollectorRegistry, recorder: Recorder) -> Non
     assert get("loadsvc_threshold_breached", lat) == 1
 
 
+def test_the_last_run_says_whether_it_was_generator_bound(
+    registry: CollectorRegistry, recorder: Recorder
+) -> None:
+    """generator_bound sets the last-run gauge the failed-run alert reads; failed clears it."""
+    breach = Verdict((Judgement("/api/a", "http", "http_latency", 0.2, 0.21, "breached"),))
+    bound = {"scenario": "s"}
+    recorder.publish_verdict("s", breach, "generator_bound")
+    assert registry.get_sample_value("loadsvc_scenario_last_run_generator_bound", bound) == 1
+    assert registry.get_sample_value("loadsvc_scenario_last_run_passed", bound) == 0
+    recorder.publish_verdict("s", breach, "failed")
+    assert registry.get_sample_value("loadsvc_scenario_last_run_generator_bound", bound) == 0
+
+
 def test_loop_lag_and_generator_busy(registry: CollectorRegistry, recorder: Recorder) -> None:
-    """Each lag sample is observed; the generator is busy while lag is above 25 ms."""
-    recorder.loop_lag(0.03)
+    """A lag sample is only observed; busy, lag p99 and limit follow the judged state."""
+    recorder.loop_lag(0.5)  # one late timer alone never makes the generator busy
+    assert registry.get_sample_value("loadsvc_event_loop_lag_seconds_count") == 1
+    assert registry.get_sample_value("loadsvc_generator_busy") in (None, 0)
+    recorder.generator_state(GeneratorState(0.012, 0.010))
     assert registry.get_sample_value("loadsvc_generator_busy") == 1
-    recorder.loop_lag(0.001)
+    assert registry.get_sample_value("loadsvc_generator_lag_p99_seconds") == 0.012
+    assert registry.get_sample_value("loadsvc_generator_lag_limit_seconds") == 0.010
+    recorder.generator_state(GeneratorState(0.010, 0.010))  # at the limit is not over it
     assert registry.get_sample_value("loadsvc_generator_busy") == 0
-    assert registry.get_sample_value("loadsvc_event_loop_lag_seconds_count") == 2
 
 
 def test_next_run_and_config_reloads(registry: CollectorRegistry, recorder: Recorder) -> None:

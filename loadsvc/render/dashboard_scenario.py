@@ -279,20 +279,28 @@ def _generator(board: Board) -> None:
     board.add(
         timeseries(
             "Event-loop lag p99 per replica",
-            "The generator's own queueing delay; high values make every latency it records suspect.",
+            "The generator's own queueing delay (over the rate window, and over the last 10 s "
+            "as busy judges it); "
+            "above the trust limit the replica is busy, and a breach within the lag is "
+            "generator_bound.",
             "s",
             [
                 Query(
                     "histogram_quantile(0.99, sum by (instance, le) "
                     f"(rate({NAMES.event_loop_lag}_bucket{RATE})))",
                     "{{instance}}",
-                )
+                ),
+                Query(f"max by (instance) ({NAMES.generator_lag_p99})", "10 s {{instance}}"),
+                Query(
+                    f"max by (instance) ({NAMES.generator_lag_limit})",
+                    "trust limit {{instance}}",
+                ),
             ],
             width=12,
         ),
         timeseries(
             "Generator busy per replica",
-            "1 while a replica is too busy to measure truthfully.",
+            "1 while a replica's lag p99 is over its trust limit (loadsvc.lag.is_busy).",
             "none",
             [Query(f"max by (instance) ({NAMES.generator_busy})", "{{instance}}")],
             width=12,

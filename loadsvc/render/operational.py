@@ -41,15 +41,31 @@ def service_rules(profile: TimingProfile) -> list[Rule]:
         ),
         alert(
             "LoadsvcGeneratorBusy",
+            # The gauge is loadsvc.lag.is_busy over the last 10 s, the verdict's definition;
+            # its limit is exported beside it, so the description shows both numbers.
             f"max by (instance) ({NAMES.generator_busy}) == 1",
             profile.busy_for_s,
             "warning",
             "loadsvc replica {{ $labels.instance }} is too busy to measure truthfully",
-            "The event loop of {{ $labels.instance }} has been lagging for "
-            f"{prom_duration(profile.busy_for_s)}: the latencies it records include its own "
-            "queueing delay, and its runs end as generator_bound rather than passed/failed.",
+            "The event-loop lag p99 of {{ $labels.instance }} (over 10 s: "
+            + _per_instance(NAMES.generator_lag_p99)
+            + ") has been above its trust limit ("
+            + _per_instance(NAMES.generator_lag_limit)
+            + f") for {prom_duration(profile.busy_for_s)}: its latencies may include that "
+            "much of its own queueing. A breach within the lag ends its run as "
+            "generator_bound (breached; the generator was also busy, so the excess is not "
+            "certain); a breach beyond the lag still fails, and no threshold alert is muted "
+            "by this one.",
         ),
     ]
+
+
+def _per_instance(metric: str) -> str:
+    """An alert template printing ``metric`` of the alert's instance as a duration."""
+    return (
+        f"{{{{ with printf `max({metric}{{instance=%q}})` $labels.instance | query }}}}"
+        "{{ . | first | value | humanizeDuration }}{{ else }}unknown{{ end }}"
+    )
 
 
 def measurement_rules(profile: TimingProfile) -> list[Rule]:
@@ -77,12 +93,17 @@ def measurement_rules(profile: TimingProfile) -> list[Rule]:
             f"max by (scenario) ({NAMES.scenario_last_run_timestamp}) > 0",
             0,
             "warning",
-            "The last run of {{ $labels.scenario }} failed its thresholds",
-            "The verdict of the last run of scenario {{ $labels.scenario }} was failed. "
+            "The last run of {{ $labels.scenario }} did not pass its thresholds",
+            "The last run of scenario {{ $labels.scenario }} did not pass. "
             "Breached: {{ range printf "
             f"`max by (endpoint, threshold) ({NAMES.threshold_breached}{{scenario=%q}}) == 1` "
             "$labels.scenario | query }}{{ .Labels.endpoint }} {{ .Labels.threshold }}; "
-            "{{ else }}none recorded; {{ end }}the alert resolves when a run passes.",
+            "{{ else }}none recorded; {{ end }}"
+            "{{ range printf "
+            f"`max by (scenario) ({NAMES.scenario_last_run_generator_bound}{{scenario=%q}}) == 1` "
+            "$labels.scenario | query }}the breaches were within the generator's lag "
+            "(generator_bound): breached, and the generator was also busy, so the excess is not "
+            "certain; {{ end }}the alert resolves when a run passes.",
         ),
     ]
 

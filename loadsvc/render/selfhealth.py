@@ -58,7 +58,7 @@ RESOURCES = (
         1.20,
         100,
         "asyncio tasks",
-        "a slower event loop, then generator_bound runs, and more memory",
+        "a slower event loop, then a busy generator whose latencies are uncertain, and more memory",
     ),
 )
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from loadsvc.config import ConfigError, load_config
 from loadsvc.config.spec import Config
@@ -43,12 +43,14 @@ from loadsvc.selfmon import SelfHealthCollector
 from loadsvc.service.front import serve_workers
 from loadsvc.service.history import RunHistory
 from loadsvc.service.http import Action, ApiAuth, build_app
+from loadsvc.service.readcache import exposition_in_slices
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
 from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
 from loadsvc.service.signals import serve_until_signalled
 from loadsvc.service.status import scenario_status, service_status
 from loadsvc.service.supervisor import Supervisor
 from loadsvc.service.workers import watch_parent
+from loadsvc.verdict import tightest_trust_limit
 
 log = structlog.get_logger("loadsvc.serve")
 
@@ -220,6 +222,7 @@ class SoakService:
 
     def _apply(self, config: Config) -> dict[str, list[str]]:
         changes = self.supervisor.apply(config.scenarios)
+        self.monitor.limit_s = tightest_trust_limit(s.thresholds for s in config.scenarios)
         self.scheduler.apply(config.scenarios)
         for name in changes["removed"]:
             self.recorder.next_run(name, None)
@@ -293,8 +296,8 @@ class SoakService:
         return True, ""
 
     async def exposition(self) -> bytes:
-        """This process's metrics in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """This process's metrics in the Prometheus text format (in slices: see readcache)."""
+        return await exposition_in_slices(self.registry)
 
     async def readiness(self) -> tuple[bool, str]:
         """(ready, why not): see :meth:`ready`."""
@@ -311,6 +314,7 @@ class SoakService:
                 ready=self.ready()[0],
                 control_api=self.auth.enabled,
             ),
+            "generator": self.monitor.state.doc(),
             "scenarios": [
                 scenario_status(
                     name, self.supervisor.state(name), self._next_run(name), self._live(name)

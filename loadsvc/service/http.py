@@ -10,11 +10,19 @@ Read-only endpoints are open: ``/metrics``, ``/healthz``, ``/readyz``,
 (``POST /api/scenarios/{name}/run|stop|accept-baseline``) need ``Authorization: Bearer <token>``;
 with no token configured they are disabled (403), and a wrong or missing token
 gets 401. Tokens are compared in constant time.
+
+Reads (everything but the health checks and the control endpoints) share the
+generator's event loop, so they are paced and served from snapshots at most a
+second old (:mod:`.readcache`): readers cannot raise the loop lag that times
+frames. ``since`` of ``/api/series`` is honoured to the whole second (a point up
+to a second older may be included), so that readers polling the last minutes
+share one snapshot.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
@@ -23,12 +31,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from loadsvc.service.merge import NoWorkerAnswered
+from loadsvc.service.readcache import Body, Overloaded, ReadPacer, Snapshots
 from loadsvc.service.regressions import CannotAccept
 from loadsvc.service.supervisor import AlreadyRunning, NotRunning, UnknownScenario
 from loadsvc.web import ASSETS, asset, live_page
 
 MAX_RUNS_LIMIT = 1000
 DEFAULT_RUNS_LIMIT = 50
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Action = Literal["run", "stop", "accept-baseline"]
@@ -70,6 +81,16 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _json({"error": message}, status=status, headers=headers)
 
 
+def _body(payload: Any, status: int = 200) -> Body:
+    return Body(status, orjson.dumps(payload), JSON)
+
+
+def _answer(body: Body) -> web.Response:
+    return web.Response(
+        body=body.body, status=body.status, headers={"Content-Type": body.content_type}
+    )
+
+
 class ApiAuth:
     """Bearer-token check of the control endpoints."""
 
@@ -97,13 +118,34 @@ class ApiAuth:
         return None
 
 
-def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
+def build_app(
+    service: ServiceApi,
+    auth: ApiAuth,
+    snapshots: Snapshots | None = None,
+    pacer: ReadPacer | None = None,
+) -> web.Application:
     """The aiohttp application of the service's one HTTP port."""
     app = web.Application()
+    snapshots = snapshots or Snapshots()
+    pacer = pacer or ReadPacer()
+
+    def read(handler: Handler) -> Handler:
+        """A read of the API: admitted by the pacer (or refused at once when it is full)."""
+
+        async def paced(request: web.Request) -> web.StreamResponse:
+            try:
+                await pacer.admit()
+            except Overloaded:
+                return _error(503, "too many reads of the API at once", {"Retry-After": "1"})
+            return await handler(request)
+
+        return paced
 
     async def metrics(_: web.Request) -> web.Response:
-        body = await service.exposition()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        async def build() -> Body:
+            return Body(200, await service.exposition(), CONTENT_TYPE_LATEST)
+
+        return _answer(await snapshots.get("/metrics", build))
 
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all is the proof: the event loop is running handlers.
@@ -116,7 +158,10 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
         return _json({"status": "not ready", "reason": why}, status=503)
 
     async def status(_: web.Request) -> web.Response:
-        return _json(await service.status())
+        async def build() -> Body:
+            return _body(await service.status())
+
+        return _answer(await snapshots.get("/api/status", build))
 
     async def runs(request: web.Request) -> web.Response:
         scenario = request.query.get("scenario") or None
@@ -127,14 +172,21 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
             limit = 0
         if not 1 <= limit <= MAX_RUNS_LIMIT:
             return _error(400, f"limit must be a whole number from 1 to {MAX_RUNS_LIMIT}")
-        try:
-            found = await service.runs(scenario, limit)
-        except NoWorkerAnswered as exc:
-            return _error(503, str(exc))
-        return _json({"runs": found, "count": len(found)})
+
+        async def build() -> Body:
+            try:
+                found = await service.runs(scenario, limit)
+            except NoWorkerAnswered as exc:
+                return _body({"error": str(exc)}, 503)
+            return _body({"runs": found, "count": len(found)})
+
+        return _answer(await snapshots.get(f"/api/runs?{scenario}&{limit}", build))
 
     async def page(_: web.Request) -> web.Response:
-        return web.Response(body=live_page(), content_type="text/html", charset="utf-8")
+        async def build() -> Body:
+            return Body(200, live_page(), HTML)
+
+        return _answer(await snapshots.get("/", build))
 
     async def assets(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -146,16 +198,24 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
     async def series(request: web.Request) -> web.Response:
         scenario = request.query.get("scenario", "")
         try:
-            since = float(request.query["since"]) if "since" in request.query else None
+            raw = float(request.query["since"]) if "since" in request.query else None
         except ValueError:
             return _error(400, "since must be a Unix time in seconds")
-        try:
-            found = await service.series(scenario, since)
-        except NoWorkerAnswered as exc:
-            return _error(503, str(exc))
-        if found is None:
-            return _error(404, f"no scenario {scenario!r}")
-        return _json(found)
+        if raw is not None and not math.isfinite(raw):
+            return _error(400, "since must be a Unix time in seconds")
+        # To the whole second: readers of "the last 15 minutes" share one snapshot.
+        since = None if raw is None else float(math.floor(raw))
+
+        async def build() -> Body:
+            try:
+                found = await service.series(scenario, since)
+            except NoWorkerAnswered as exc:
+                return _body({"error": str(exc)}, 503)
+            if found is None:
+                return _body({"error": f"no scenario {scenario!r}"}, 404)
+            return _body(found)
+
+        return _answer(await snapshots.get(f"/api/series?{scenario}&{since}", build))
 
     def control(action: Action) -> Handler:
         async def handler(request: web.Request) -> web.Response:
@@ -171,18 +231,19 @@ def build_app(service: ServiceApi, auth: ApiAuth) -> web.Application:
                 return _error(409, str(exc))
             except (NoWorkerAnswered, CannotAccept) as exc:
                 return _error(503, str(exc))
+            snapshots.clear()  # a run started or stopped: no read may show the state before it
             return _json(body, status=status)
 
         return handler
 
-    app.router.add_get("/", page)
-    app.router.add_get("/assets/{name}", assets)
-    app.router.add_get("/api/series", series)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", read(page))
+    app.router.add_get("/assets/{name}", read(assets))
+    app.router.add_get("/api/series", read(series))
+    app.router.add_get("/metrics", read(metrics))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/api/status", status)
-    app.router.add_get("/api/runs", runs)
+    app.router.add_get("/api/status", read(status))
+    app.router.add_get("/api/runs", read(runs))
     app.router.add_post("/api/scenarios/{name}/run", control("run"))
     app.router.add_post("/api/scenarios/{name}/stop", control("stop"))
     app.router.add_post("/api/scenarios/{name}/accept-baseline", control("accept-baseline"))

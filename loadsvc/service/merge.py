@@ -51,7 +51,8 @@ def merge_status(
     workers: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The first answering worker's status document, with each scenario's users summed and its
-    flags (running, stopping, held) true if any worker's is, and the front's own service facts."""
+    flags (running, stopping, held) true if any worker's is, the worst worker's generator state,
+    and the front's own service facts."""
     docs = [a[1] for a in answers if a is not None and a[0] == 200]
     doc: dict[str, Any] = copy.deepcopy(docs[0]) if docs else {"service": {}, "scenarios": []}
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -67,6 +68,11 @@ def merge_status(
         lives = [s["live"] for s in mine if isinstance(s.get("live"), dict)]
         if lives:
             sc["live"] = max(lives, key=lambda live: _LIVE_RANK.get(live.get("result"), 0))
+    generators = [d["generator"] for d in docs if isinstance(d.get("generator"), dict)]
+    if generators:  # the worst worker's: one busy worker makes the replica's numbers doubtful
+        doc["generator"] = max(
+            generators, key=lambda g: (bool(g.get("busy")), g.get("loop_lag_p99_ms") or 0.0)
+        )
     doc["service"].update(
         shard=shard,
         started_at=datetime.fromtimestamp(started_at, UTC).isoformat(),

@@ -78,3 +78,25 @@ def test_loadsvc_down_mutes_every_other_loadsvc_alert(alertmanager: str) -> None
         ("LoadsvcContinuousScenarioNotRunning", "critical", ""): "suppressed",
         ("LoadsvcWsMessagesStopped", "critical", "/ws/market"): "suppressed",
     }
+
+
+def test_a_busy_generator_mutes_no_threshold_alert(alertmanager: str) -> None:
+    """While LoadsvcGeneratorBusy fires on the replica, every latency and failed-run alert
+    is still sent: a breach beyond the lag is the backend's, and even one within it is said."""
+    ws = {"scenario": "market_stream", "endpoint": "/ws/market"}
+    rest = {"scenario": "foreign_flow", "endpoint": "/api/market/foreign-detail"}
+    states = _states(
+        alertmanager,
+        [
+            _alert("LoadsvcGeneratorBusy", "warning", instance="a:9100"),
+            _alert("LoadsvcWsDeliveryLatencyHigh", "critical", **ws),
+            _alert("LoadsvcRestLatencyHigh", "warning", **rest),
+            _alert("LoadsvcScenarioRunFailed", "warning", scenario="foreign_flow"),
+        ],
+    )
+    assert states == {
+        ("LoadsvcGeneratorBusy", "warning", ""): "active",
+        ("LoadsvcWsDeliveryLatencyHigh", "critical", ws["endpoint"]): "active",
+        ("LoadsvcRestLatencyHigh", "warning", rest["endpoint"]): "active",
+        ("LoadsvcScenarioRunFailed", "warning", ""): "active",
+    }

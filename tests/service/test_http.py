@@ -98,6 +98,9 @@ async def test_reads_are_open_and_describe_the_service(
     assert poll["schedule"] == "every 3600s" and poll["next_run"] is not None
     assert hold["schedule"] == "manual" and hold["next_run"] is None
     assert doc["service"]["ready"] and not doc["service"]["control_api"]
+    # The generator's state: the trust limit is 10 % of the tightest threshold (ws 100 ms).
+    assert doc["generator"]["loop_lag_limit_ms"] == pytest.approx(10.0)
+    assert set(doc["generator"]) == {"busy", "loop_lag_p99_ms", "loop_lag_limit_ms", "span_s"}
 
 
 async def test_control_without_a_configured_token_is_403(

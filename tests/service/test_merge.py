@@ -76,6 +76,18 @@ def test_status_skips_workers_that_did_not_answer_200() -> None:
     assert empty["scenarios"] == [] and empty["service"]["shard"] == "1/3"
 
 
+def test_status_shows_the_worst_workers_generator() -> None:
+    """One busy worker makes the replica's generator busy, whatever the first worker says."""
+    quiet = {"busy": False, "loop_lag_p99_ms": 3.0, "loop_lag_limit_ms": 10.0, "span_s": 10.0}
+    busy = {"busy": True, "loop_lag_p99_ms": 12.0, "loop_lag_limit_ms": 10.0, "span_s": 10.0}
+    w0 = {**status_doc(scenario("a", 1)), "generator": quiet}
+    w1 = {**status_doc(scenario("a", 1)), "generator": busy}
+    doc = merge.merge_status(
+        [(200, w0), (200, w1)], shard="0/1", started_at=0.0, ready=True, workers=[]
+    )
+    assert doc["generator"] == busy
+
+
 def test_runs_are_merged_newest_first_and_cut_at_the_limit() -> None:
     """Every worker's runs sorted by ended_at descending, at most ``limit`` of them."""
     w0 = {"runs": [{"run_id": "a", "ended_at": 30.0}, {"run_id": "c", "ended_at": 10.0}]}
