@@ -13,6 +13,7 @@ import functools
 import math
 import random
 import ssl
+import time
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import (
@@ -172,12 +173,40 @@ class WsStreamUser(_WsClient):
                 ws = await self._open(lost_at, self._reader.feed)
                 if ws is None or self._ctx.stopping.is_set():
                     return
-                await ws.wait_closed()
+                await self._watch_stalls(ws)
                 self._lost(ws, ws.protocol.close_exc)
                 lost_at = self._ctx.clock()
                 await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
         finally:
             await asyncio.shield(self._close())
+
+
+    async def _watch_stalls(self, ws: TimedConnection) -> None:
+        """Wait for ``ws`` to close; meanwhile count each silence the sink's ``stall`` calls
+        a stall, once, and keep the connection (a stalled stream may resume)."""
+        stall = self._sink.stall
+        if stall.after_s is None:
+            await ws.wait_closed()
+            return
+        closed = asyncio.ensure_future(ws.wait_closed())
+        opened = time.time()
+        counted_since: float | None = None  # the silence already counted, by its start
+        try:
+            while True:
+                since = self._reader.last_delivery or opened
+                if since < opened:  # the last frame was on an earlier connection
+                    since = opened
+                silent = time.time() - since
+                if stall.is_stall(silent) and counted_since != since:
+                    counted_since = since
+                    self._sink.stalled()
+                # Wake when the current silence would become a stall (or soon after a count).
+                wake = max(stall.after_s - silent, 0.0) if counted_since != since else stall.after_s
+                done, _ = await asyncio.wait({closed}, timeout=wake + 0.001)
+                if done:
+                    return
+        finally:
+            closed.cancel()
 
 
 class WsReconnectUser(_WsClient):
