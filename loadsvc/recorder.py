@@ -294,8 +294,10 @@ class Recorder:
         for ref in spec.endpoints():
             ep = EndpointStats(ref.endpoint, ref.kind, ref.method, now)
             t = spec.thresholds.for_endpoint(ref.endpoint)
-            ep.connect_quantile = t.ws_connect_time.quantile
-            ep.reconnect_quantile = t.ws_reconnect_time.quantile
+            if t.ws_connect_time is not None:
+                ep.connect_quantile = t.ws_connect_time.quantile
+            if t.ws_reconnect_time is not None:
+                ep.reconnect_quantile = t.ws_reconnect_time.quantile
             stats.endpoints[(ref.kind, ref.endpoint, ref.method)] = ep
         for user in spec.users:
             if isinstance(user, WsUserSpec) and user.message.sequence_field is not None:

@@ -56,6 +56,15 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
     return doc
 
 
+# Thresholds whose value and limit are not times: their unit in the summary JSON.
+_UNITLESS = {
+    "error_ratio": "ratio",
+    "ws_missed_ratio": "ratio",
+    "ws_delivery_rate": "msg/s per connection",
+    "ws_stalled": "stalls",
+}
+
+
 def judgement_doc(j: Judgement) -> dict[str, Any]:
     """One threshold of the summary JSON: latencies in ms, error ratio as a fraction."""
     doc: dict[str, Any] = {
@@ -67,9 +76,9 @@ def judgement_doc(j: Judgement) -> dict[str, Any]:
         "state": j.state,
         "description": j.describe(),
     }
-    if j.name == "error_ratio":
+    if j.name in _UNITLESS:
         value = None if j.value is None else round(j.value, 6)
-        doc.update(unit="ratio", limit=j.limit, value=value)
+        doc.update(unit=_UNITLESS[j.name], limit=j.limit, value=value)
     elif j.name == "clock_skew":
         # value: the clock offset; limit: skewed frames allowed (none)
         doc.update(unit="ms", limit=0, value=_ms(j.value), skewed=j.skewed, hint=j.hint)

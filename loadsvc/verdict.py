@@ -100,6 +100,9 @@ class Judgement:
         if self.name == "error_ratio":
             shown = "no data" if self.value is None else f"{self.value * 100:.2f}%"
             limit = f"{self.limit * 100:g}%"
+        elif self.value is None and self.state == "passed":
+            # min_samples 0 and none happened (a stream that never had to reconnect)
+            return f"{self.endpoint} {self.name}{q}: none in this run (0 required) ok"
         else:
             shown = "no data" if self.value is None else f"{self.value * 1000:.1f} ms"
             limit = f"{self.limit * 1000:g} ms"
@@ -107,14 +110,14 @@ class Judgement:
         return f"{self.endpoint} {self.name}{q} = {shown} (limit {limit}) {state}"
 
     def _describe_stream(self) -> str:
-        """A stream judgement: value and limit in its unit, e.g. ``/ws/market ws_delivery_rate
-        = 0.10 msg/s per connection (floor 1 msg/s per connection) BREACHED``."""
+        """A stream judgement in its unit, e.g. ``/ws/market ws_delivery_rate = 0.10 msg/s
+        per connection (floor 1 msg/s) BREACHED``."""
         unit, bound, why_none = _STREAM_UNITS[self.name]
         if self.state == "no_data" or self.value is None:
             return f"{self.endpoint} {self.name}: no data ({why_none}) FAILED"
         value, limit = _stream_number(self.name, self.value), _stream_number(self.name, self.limit)
         state = "BREACHED" if self.state == "breached" else "ok"
-        return f"{self.endpoint} {self.name} = {value}{unit} ({bound} {limit}{unit}) {state}"
+        return f"{self.endpoint} {self.name} = {value}{unit} ({bound} {limit}) {state}"
 
     def _describe_skew(self) -> str:
         offset = "unknown" if self.value is None else f"{self.value:.3f} s"
@@ -197,9 +200,9 @@ def judge(
 
 # A stream judgement's unit, how its limit reads ("floor" for a minimum), and why it has no data.
 _STREAM_UNITS: dict[str, tuple[str, str, str]] = {
-    "ws_delivery_rate": (" msg/s per connection", "floor", "no connection was open"),
-    "ws_missed_ratio": (" of expected frames", "limit", "no frame was expected"),
-    "ws_stalled": (" connections silent past the stall limit", "limit", "not watched"),
+    "ws_delivery_rate": (" per connection", "floor", "no connection was open"),
+    "ws_missed_ratio": (" of the expected frames", "limit", "no frame was expected"),
+    "ws_stalled": (" stalls", "limit", "not watched"),
 }
 
 
@@ -208,7 +211,7 @@ def _stream_number(name: str, value: float) -> str:
         return f"{value * 100:.2f}%"
     if name == "ws_stalled":
         return f"{value:g}"
-    return f"{value:.2f}"
+    return f"{value:.2f} msg/s"
 
 
 def stream_judgements(t: Thresholds, s: EndpointSummary) -> list[Judgement]:
@@ -237,8 +240,12 @@ def stream_judgements(t: Thresholds, s: EndpointSummary) -> list[Judgement]:
         )
     if t.ws_stall.after_s is not None:
         add("ws_stalled", float(t.ws_stall.max), float(s.stalls), s.stalls <= t.ws_stall.max)
-    out.append(_time("ws_connect_time", t.ws_connect_time, s, s.connect_time_s, s.connects))
-    out.append(_time("ws_reconnect_time", t.ws_reconnect_time, s, s.reconnect_time_s, s.reconnects))
+    if t.ws_connect_time is not None:
+        out.append(_time("ws_connect_time", t.ws_connect_time, s, s.connect_time_s, s.connects))
+    if t.ws_reconnect_time is not None:
+        out.append(
+            _time("ws_reconnect_time", t.ws_reconnect_time, s, s.reconnect_time_s, s.reconnects)
+        )
     return out
 
 

@@ -22,6 +22,7 @@ from loadsvc.config._values import (
 from loadsvc.config.durations import format_duration
 from loadsvc.config.spec import (
     CONNECT_BUCKETS,
+    CONNECT_TIME_DEFAULT,
     LatencyThreshold,
     ScenarioThresholds,
     StallThreshold,
@@ -62,6 +63,12 @@ class LatencyOverrides:
             min_samples=base.min_samples if self.min_samples is None else self.min_samples,
         )
 
+    def apply_optional(self, base: LatencyThreshold | None) -> LatencyThreshold | None:
+        """As :meth:`apply`, for a threshold that is off (None) until some level sets it."""
+        if base is None and self == LatencyOverrides():
+            return None
+        return self.apply(base or CONNECT_TIME_DEFAULT)
+
 
 @dataclass(frozen=True)
 class ThresholdOverrides:
@@ -91,8 +98,8 @@ class ThresholdOverrides:
             ws_delivery_rate=_pick(self.ws_delivery_rate, base.ws_delivery_rate),
             ws_missed_ratio=_pick(self.ws_missed_ratio, base.ws_missed_ratio),
             ws_stall=stall,
-            ws_connect_time=self.ws_connect_time.apply(base.ws_connect_time),
-            ws_reconnect_time=self.ws_reconnect_time.apply(base.ws_reconnect_time),
+            ws_connect_time=self.ws_connect_time.apply_optional(base.ws_connect_time),
+            ws_reconnect_time=self.ws_reconnect_time.apply_optional(base.ws_reconnect_time),
         )
 
 

@@ -53,6 +53,10 @@ CONNECT_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+# What a connect or reconnect time threshold set only in part starts from.
+CONNECT_TIME_DEFAULT = LatencyThreshold(0.95, 10.0, min_samples=0)
+
+
 @dataclass(frozen=True)
 class StallThreshold:
     """A WS connection silent (no data frame) for longer than ``after_s`` is *stalled*.
@@ -88,9 +92,10 @@ class Thresholds:
     # Missed frames per expected frame (missed + delivered) at most (1: not judged).
     ws_missed_ratio: float = 1.0
     ws_stall: StallThreshold = StallThreshold()
-    # Every WS connect (TCP + handshake), and from losing a connection to the next one open.
-    ws_connect_time: LatencyThreshold = LatencyThreshold(0.95, 10.0, min_samples=0)
-    ws_reconnect_time: LatencyThreshold = LatencyThreshold(0.95, 10.0, min_samples=0)
+    # Every WS connect (TCP + handshake), and from losing a connection to the next one open
+    # (None: not judged).
+    ws_connect_time: LatencyThreshold | None = None
+    ws_reconnect_time: LatencyThreshold | None = None
 
     def latency_for(
         self, kind: Literal["http", "ws"]
@@ -118,8 +123,10 @@ class Thresholds:
             out["ws_missed_ratio"] = self.ws_missed_ratio
         if self.ws_stall.after_s is not None:
             out["ws_stalled"] = float(self.ws_stall.max)
-        out["ws_connect_time"] = self.ws_connect_time.max_s
-        out["ws_reconnect_time"] = self.ws_reconnect_time.max_s
+        if self.ws_connect_time is not None:
+            out["ws_connect_time"] = self.ws_connect_time.max_s
+        if self.ws_reconnect_time is not None:
+            out["ws_reconnect_time"] = self.ws_reconnect_time.max_s
         return out
 
 

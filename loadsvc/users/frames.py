@@ -185,7 +185,7 @@ class FrameReader:
         self._sink = sink
         self._last_at: float | None = None
         self._seq = SequenceTracker(sink)
-        self._open = False
+        self._open = True  # a new reader reads its first connection
         # Wall time the last data frame (not a duplicate) arrived: what a stall is timed from.
         self.last_delivery: float | None = None
 

@@ -180,7 +180,6 @@ class WsStreamUser(_WsClient):
         finally:
             await asyncio.shield(self._close())
 
-
     async def _watch_stalls(self, ws: TimedConnection) -> None:
         """Wait for ``ws`` to close; meanwhile count each silence the sink's ``stall`` calls
         a stall, once, and keep the connection (a stalled stream may resume)."""
