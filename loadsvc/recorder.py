@@ -183,7 +183,9 @@ class RecorderWsSink:
     def stalled(self) -> None:
         """An open connection has been silent for longer than ``stall.after_s``."""
         self._stalls.inc()
-        self._stats.stalls += 1
+        stats = self._stats
+        stats.stalls += 1
+        stats.outcomes["stalled"] = stats.outcomes.get("stalled", 0) + 1
 
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""
