@@ -14,11 +14,8 @@ from __future__ import annotations
 from loadsvc.config.spec import EndpointRef, LatencyThreshold, ScenarioSpec, Thresholds, WsUserSpec
 from loadsvc.metrics import NAMES
 from loadsvc.render.profile import TimingProfile, prom_duration
-from loadsvc.render.promql import SCENARIO_ENDPOINT, le_label, matchers, number
+from loadsvc.render.promql import NOT_DATA, SCENARIO_ENDPOINT, le_label, matchers, number
 from loadsvc.render.thresholds import Rule, alert
-
-# Frames that are not delivered data: heartbeats and repeats.
-NOT_DATA = 'outcome!~"status|duplicate"'
 
 
 def _sum(expr: str) -> str:
