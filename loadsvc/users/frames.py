@@ -186,7 +186,8 @@ class FrameReader:
         self._last_at: float | None = None
         self._seq = SequenceTracker(sink)
         self._open = True  # a new reader reads its first connection
-        # Wall time the last data frame (not a duplicate) arrived: what a stall is timed from.
+        # Wall time the last data frame arrived (one counted in ``count``: not a status frame,
+        # not a duplicate): what a stall is timed from.
         self.last_delivery: float | None = None
 
     def new_connection(self) -> None:
@@ -211,9 +212,11 @@ class FrameReader:
         try:
             frame = self._decode(raw)
         except msgspec.ValidationError:
+            self.last_delivery = arrived  # a data message, if a broken one: not a silence
             self._sink.frame("invalid", None, None, 0, None)
             return
         except msgspec.DecodeError:
+            self.last_delivery = arrived
             self._sink.frame("malformed", None, None, 0, None)
             return
         if self._skip and bytes(frame.kind) in self._skip:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -22,7 +23,9 @@ from loadsvc.verdict import Judgement
 from tests.adversarial.runs import run_cli
 from tests.support.timing import scaled
 from tests.support.wsservers import (
+    Behaviour,
     RawWsConnection,
+    encode_frame,
     frames_then_hold,
     market_frame,
     now,
@@ -78,7 +81,9 @@ def judged(result: RunResult, name: str) -> Judgement:
     return next(j for j in result.verdict.judgements if j.name == name)
 
 
-def publishing(frame: Callable[[int], list[bytes]], every: float, count: int | None = None):  # type: ignore[no-untyped-def]
+def publishing(
+    frame: Callable[[int], list[bytes]], every: float, count: int | None = None
+) -> Behaviour:
     """A behaviour that sends ``frame(n)`` for n = 1, 2, ... every ``every`` s (``count`` times,
     or until the client leaves), while answering the client's close at once."""
 
@@ -243,3 +248,20 @@ async def test_a_null_required_key_is_invalid_unless_nullable(metrics: Metrics) 
         )
         allowed = await run(server.url, scenario(nullable), create_metrics(CollectorRegistry()))
     assert only(allowed).outcome("ok") == 5 and only(allowed).outcome("invalid") == 0
+
+
+async def test_heartbeats_without_data_are_a_stall(metrics: Metrics) -> None:
+    """Status frames every 50 ms but no data after 3 frames: each of 2 connections stalls once
+    (heartbeats are not delivery), 6 frames delivered, and the run fails on ws_stalled."""
+    text = config(users=2, thresholds="      ws_stall: {after: 400ms, max: 0}\n")
+
+    def frames(n: int) -> list[bytes]:
+        if n <= 3:
+            return [market_frame(n, now())]
+        return [encode_frame(orjson.dumps({"type": "status", "published_at": now()}))]
+
+    async with raw_ws_server(publishing(frames, every=0.05)) as server:
+        result = await run(server.url, scenario(text), metrics)
+    ws = only(result)
+    assert ws.count == 6 and ws.stalls == 2 and ws.status_messages > 0
+    assert judged(result, "ws_stalled").state == "breached" and not result.passed
