@@ -151,7 +151,9 @@ async def test_a_stream_that_stops_fails_the_serve_window(metrics: Metrics) -> N
     assert "ws_stalled = 1 stalls" in reasons and "ws_delivery_rate" in reasons
 
 
-async def test_every_other_frame_dropped_is_half_missed_counted_exactly(metrics: Metrics) -> None:
+async def test_every_other_frame_dropped_is_half_missed_counted_exactly(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
     """Odd sequence numbers only, sent on past the deadline: every even number below the last
     delivered one is missed (missed = delivered - 1), frames still in flight at the end are
     neither, and ws_missed_ratio fails at ~50 %."""
@@ -167,6 +169,11 @@ async def test_every_other_frame_dropped_is_half_missed_counted_exactly(metrics:
     assert missed.value == pytest.approx((ws.count - 1) / (2 * ws.count - 1))
     assert not result.passed and result.result == "failed"
     assert any("ws_missed_ratio" in r for r in result.reasons)
+    labels = {"scenario": "s", "endpoint": "/ws/market", "threshold": "ws_missed_ratio"}
+    assert registry.get_sample_value("loadsvc_threshold_breached", labels) == 1
+    assert registry.get_sample_value("loadsvc_threshold_value", labels) == missed.value
+    missed_total = {"scenario": "s", "endpoint": "/ws/market"}
+    assert registry.get_sample_value("loadsvc_ws_messages_missed_total", missed_total) == ws.missed
 
 
 async def test_slow_handshakes_breach_the_connect_time(metrics: Metrics) -> None:
