@@ -185,7 +185,13 @@ class RecorderWsSink:
         self._stalls.inc()
         stats = self._stats
         stats.stalls += 1
+        stats.stalled_now += 1
         stats.outcomes["stalled"] = stats.outcomes.get("stalled", 0) + 1
+
+    def stall_ended(self) -> None:
+        """A stalled connection delivered again, or ended."""
+        stats = self._stats
+        stats.stalled_now = max(0, stats.stalled_now - 1)
 
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""

@@ -268,7 +268,8 @@ class EndpointStats:
         self.latency = LatencySamples(limit=self.latency_limit)
         self.reconnect = LatencySamples()
         self.connect = LatencySamples()
-        self.stalls = 0
+        self.stalls = 0  # stalls of this window: begun in it, or still going from the last
+        self.stalled_now = 0  # connections in a stall at the moment
         self.count = 0
         self.errors = 0
         self.outcomes: dict[str, int] = {}
@@ -378,9 +379,12 @@ class EndpointStats:
         """
         summary = self.summary(now, percentiles=False)
         samples = self.latency
-        still_open = self.open_connections
+        still_open, still_stalled = self.open_connections, self.stalled_now
         self._reset(now)
         self.open_connections = still_open
+        # A connection still silent is stalled in the next window too: a stream that stays
+        # stopped fails every window it is stopped in, not only the one where it stopped.
+        self.stalls = self.stalled_now = still_stalled
         return summary, samples
 
 

@@ -109,6 +109,9 @@ class WsSink(Protocol):
     def stalled(self) -> None:
         """An open connection has been silent for longer than ``stall`` allows (once per silence)."""
 
+    def stall_ended(self) -> None:
+        """The connection last reported ``stalled`` delivered again, or ended."""
+
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""
 

@@ -195,17 +195,22 @@ class WsStreamUser(_WsClient):
                 since = self._reader.last_delivery or opened
                 if since < opened:  # the last frame was on an earlier connection
                     since = opened
+                if counted_since is not None and counted_since != since:
+                    counted_since = None  # data again: that stall is over
+                    self._sink.stall_ended()
                 silent = time.time() - since
-                if stall.is_stall(silent) and counted_since != since:
+                if counted_since is None and stall.is_stall(silent):
                     counted_since = since
                     self._sink.stalled()
                 # Wake when the current silence would become a stall (or soon after a count).
-                wake = max(stall.after_s - silent, 0.0) if counted_since != since else stall.after_s
-                done, _ = await asyncio.wait({closed}, timeout=wake + 0.001)
+                wake = stall.after_s if counted_since is not None else stall.after_s - silent
+                done, _ = await asyncio.wait({closed}, timeout=max(wake, 0.0) + 0.001)
                 if done:
                     return
         finally:
             closed.cancel()
+            if counted_since is not None:
+                self._sink.stall_ended()
 
 
 class WsReconnectUser(_WsClient):

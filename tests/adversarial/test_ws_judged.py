@@ -126,8 +126,8 @@ async def test_a_stream_that_stops_partway_fails_the_run_with_exit_1() -> None:
 
 
 async def test_a_stream_that_stops_fails_the_serve_window(metrics: Metrics) -> None:
-    """A verdict window rolled while the stream is silent (as `serve` does) fails on the stall
-    and the rate, and the run goes on."""
+    """Verdict windows rolled while the stream is silent (as `serve` does) fail on the stall
+    and the rate, the next one too (the connection is still stalled), and the run goes on."""
     text = config(
         duration="10s",
         thresholds="      ws_delivery_rate: 10\n      ws_stall: {after: 300ms, max: 0}\n",
@@ -141,14 +141,17 @@ async def test_a_stream_that_stops_fails_the_serve_window(metrics: Metrics) -> N
             assert time.monotonic() < deadline, "no stall counted"
             await asyncio.sleep(0.02)
         window = await run.roll_window()
+        still = await run.roll_window()  # the stream is still stopped
         assert not task.done()  # the run goes on after a stall
         run.stop()
         await asyncio.wait_for(task, scaled(10))
-    assert window.result == "failed"
+    assert window.result == still.result == "failed"
     ws = only(window)
     assert ws.count == 5 and ws.stalls == 1
     reasons = " | ".join(window.reasons)
     assert "ws_stalled = 1 stalls" in reasons and "ws_delivery_rate" in reasons
+    assert only(still).count == 0 and only(still).stalls == 1
+    assert any("ws_stalled = 1 stalls" in r for r in still.reasons)
 
 
 async def test_every_other_frame_dropped_is_half_missed_counted_exactly(
