@@ -55,6 +55,8 @@ def unit_of(j: Judgement) -> str:
         return unit
     if j.name.endswith("ratio") or j.name.endswith("rate_drop"):
         return "ratio"
+    if j.name.endswith("delivery_rate"):
+        return "msg/s"
     if "latency" in j.name or "reconnect" in j.name or j.name.endswith(("_time", "stall")):
         return "s"
     return ""
@@ -68,6 +70,8 @@ def show(value: float | None, unit: str) -> str:
         return f"{value * 1000:.1f} ms"
     if unit == "ratio":
         return f"{value * 100:.2f} %"
+    if unit == "msg/s":
+        return f"{value:.2f} msg/s"
     return f"{value:g}"
 
 
@@ -79,11 +83,16 @@ def _limit(value: float, unit: str) -> str:
     return f"{value:g}"
 
 
+# Judgements whose limit is a floor: the value breaches by falling below it.
+FLOORS = frozenset({"ws_delivery_rate"})
+
+
 def excess_of(j: Judgement) -> float | None:
-    """How far past its limit a breached judgement's value is (its unit), else None."""
+    """How far past its limit a breached judgement's value is (its unit; for a floor, how far
+    below it), else None."""
     if j.state != "breached" or j.value is None or j.name == "clock_skew":
         return None
-    return j.value - j.limit
+    return j.limit - j.value if j.name in FLOORS else j.value - j.limit
 
 
 def clock_time(ts: float) -> str:
@@ -97,10 +106,11 @@ def excess_text(j: Judgement) -> str | None:
     if over is None:
         return None
     unit = unit_of(j)
+    sign = "-" if j.name in FLOORS else "+"
     if unit == "ratio":
-        return f"+{over * 100:.2f} pp"
-    share = f" (+{over / j.limit * 100:.0f} %)" if j.limit > 0 else ""
-    return f"+{show(over, unit)}{share}"
+        return f"{sign}{over * 100:.2f} pp"
+    share = f" ({sign}{over / j.limit * 100:.0f} %)" if j.limit > 0 else ""
+    return f"{sign}{show(over, unit)}{share}"
 
 
 def judgement_line(j: Judgement, since: float | None = None) -> str:

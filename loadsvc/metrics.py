@@ -23,6 +23,7 @@ from typing import Any, Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from loadsvc import __version__
+from loadsvc.config.spec import CONNECT_BUCKETS as _CONNECT_BUCKETS
 from loadsvc.config.spec import ScenarioSpec
 
 # Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
@@ -35,9 +36,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 INTERVAL_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.4, 0.45, 0.5, 0.55, 0.6, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
-CONNECT_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+# Declared with the thresholds: connect and reconnect time limits must be among them.
+CONNECT_BUCKETS: tuple[float, ...] = _CONNECT_BUCKETS
 LOOP_LAG_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
@@ -60,6 +60,7 @@ WS_OUTCOMES: tuple[str, ...] = (
     "invalid",  # JSON, but not what the stream promises
     "malformed",  # not JSON
     "skewed",  # a publish stamp later than the arrival: clock skew or a wrong timestamp_unit
+    "duplicate",  # a sequence number already delivered: counted apart, never as delivered
 )
 # Skewed frames are a measurement problem, not the backend's error: they fail a run through
 # their own judgement (clock skew), not through the error ratio.
@@ -82,7 +83,10 @@ WS_ERROR_REASONS: tuple[str, ...] = (
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
-THRESHOLD_NAMES: tuple[str, ...] = ("http_latency", "ws_delivery_latency", "error_ratio")
+THRESHOLD_NAMES: tuple[str, ...] = (
+    "http_latency", "ws_delivery_latency", "error_ratio", "clock_skew", "ws_delivery_rate",
+    "ws_missed_ratio", "ws_stalled", "ws_connect_time", "ws_reconnect_time",
+)  # fmt: skip
 
 
 MergeMode = Literal[
@@ -172,10 +176,14 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "Time between consecutive data messages on one connection.", _SE, "interval",
        declared=True),
     _c("ws_messages", "loadsvc_ws_messages",
-       "WS frames received by outcome (ok, status, invalid, malformed, skewed).",
+       "WS frames received by outcome (ok, status, invalid, malformed, skewed, duplicate).",
        (*_SE, "outcome"), fixed=(("outcome", WS_OUTCOMES),), declared=True),
     _c("ws_messages_missed", "loadsvc_ws_messages_missed",
        "WS messages the server never delivered, from gaps in the sequence field.", _SE,
+       declared=True),
+    _c("ws_stalls", "loadsvc_ws_stalls",
+       "WS connections that went silent (no data frame) for longer than the ws_stall "
+       "threshold's `after`: each silence counted once, the connection kept.", _SE,
        declared=True),
     _h("ws_connect_duration", "loadsvc_ws_connect_duration_seconds",
        "Time to open a WS connection (TCP connect plus handshake).", _SE, "connect",
@@ -383,6 +391,7 @@ class Metrics:
     ws_message_interval: Histogram
     ws_messages: Counter
     ws_messages_missed: Counter
+    ws_stalls: Counter
     ws_connect_duration: Histogram
     ws_reconnect_duration: Histogram
     ws_connections: Gauge

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loadsvc.config.spec import EndpointRef, ScenarioSpec
+from loadsvc.config.spec import EndpointRef, ScenarioSpec, StallThreshold, WsUserSpec
 from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     CONTRACT,
@@ -106,14 +106,16 @@ class RecorderWsSink:
     __slots__ = (
         "_anomalies", "_clock", "_clock_offset", "_conn_errors", "_connect", "_connections",
         "_failures", "_interval", "_key", "_latency", "_messages", "_missed", "_reconnect",
-        "_stats",
+        "_stalls", "_stats", "stall",
     )  # fmt: skip
 
     def __init__(
         self, metrics: Metrics, scenario: str, ref: EndpointRef, stats: EndpointStats,
-        failures: FailureTally, clock: Clock,
+        failures: FailureTally, clock: Clock, stall: StallThreshold,
     ) -> None:  # fmt: skip
         labels = (scenario, ref.endpoint)
+        self.stall = stall  # when a silent connection is stalled (the users watch for it)
+        self._stalls = metrics.ws_stalls.labels(*labels)
         self._latency = metrics.ws_message_latency.labels(*labels)
         self._interval = metrics.ws_message_interval.labels(*labels)
         self._messages = {o: metrics.ws_messages.labels(*labels, o) for o in WS_OUTCOMES}
@@ -175,9 +177,31 @@ class RecorderWsSink:
         stats.status_messages += 1
         stats.outcomes["status"] = stats.outcomes.get("status", 0) + 1
 
+    def duplicate(self) -> None:
+        """A frame whose sequence number was already delivered: counted apart (not in
+        ``count`` nor the delivery rate), neither validated nor timed."""
+        self._messages["duplicate"].inc()
+        stats = self._stats
+        stats.outcomes["duplicate"] = stats.outcomes.get("duplicate", 0) + 1
+        self.sequence_anomaly("duplicate")
+
+    def stalled(self) -> None:
+        """An open connection has been silent for longer than ``stall.after_s``."""
+        self._stalls.inc()
+        stats = self._stats
+        stats.stalls += 1
+        stats.stalled_now += 1
+        stats.outcomes["stalled"] = stats.outcomes.get("stalled", 0) + 1
+
+    def stall_ended(self) -> None:
+        """A stalled connection delivered again, or ended."""
+        stats = self._stats
+        stats.stalled_now = max(0, stats.stalled_now - 1)
+
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""
         self._connect.observe(connect_s)
+        self._stats.connect.add(connect_s)
         self._connections.inc()
         self._stats.connection_opened(self._clock())
 
@@ -282,9 +306,16 @@ class Recorder:
         now = self.clock()
         stats = ScenarioStats(spec, started_wall=time.time())
         for ref in spec.endpoints():
-            stats.endpoints[(ref.kind, ref.endpoint, ref.method)] = EndpointStats(
-                ref.endpoint, ref.kind, ref.method, now
-            )
+            ep = EndpointStats(ref.endpoint, ref.kind, ref.method, now)
+            t = spec.thresholds.for_endpoint(ref.endpoint)
+            if t.ws_connect_time is not None:
+                ep.connect_quantile = t.ws_connect_time.quantile
+            if t.ws_reconnect_time is not None:
+                ep.reconnect_quantile = t.ws_reconnect_time.quantile
+            stats.endpoints[(ref.kind, ref.endpoint, ref.method)] = ep
+        for user in spec.users:
+            if isinstance(user, WsUserSpec) and user.message.sequence_field is not None:
+                stats.endpoints[("ws", user.endpoint, "")].sequenced = True
         self.current[spec.name] = stats
         return stats
 
@@ -300,7 +331,10 @@ class Recorder:
     def ws_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderWsSink:
         """The sink for one WS endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
-        return RecorderWsSink(self.metrics, stats.spec.name, ref, ep, self.failures, self.clock)
+        stall = stats.spec.thresholds.for_endpoint(ref.endpoint).ws_stall
+        return RecorderWsSink(
+            self.metrics, stats.spec.name, ref, ep, self.failures, self.clock, stall
+        )
 
     # -- run lifecycle events ----------------------------------------------------
 

@@ -66,6 +66,15 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
     return doc
 
 
+# Thresholds whose value and limit are not times: their unit in the summary JSON.
+_UNITLESS = {
+    "error_ratio": "ratio",
+    "ws_missed_ratio": "ratio",
+    "ws_delivery_rate": "msg/s per connection",
+    "ws_stalled": "stalls",
+}
+
+
 def judgement_doc(j: Judgement) -> dict[str, Any]:
     """One threshold of the summary JSON: latencies in ms, error ratio as a fraction."""
     doc: dict[str, Any] = {
@@ -81,9 +90,9 @@ def judgement_doc(j: Judgement) -> dict[str, Any]:
     over = excess_of(j)
     if over is not None:  # in the threshold's own unit below, and in words
         doc["excess_text"] = excess_text(j)
-    if j.name == "error_ratio":
+    if j.name in _UNITLESS:
         value = None if j.value is None else round(j.value, 6)
-        doc.update(unit="ratio", limit=j.limit, value=value)
+        doc.update(unit=_UNITLESS[j.name], limit=j.limit, value=value)
         if over is not None:
             doc["excess"] = round(over, 6)
     elif j.name == "clock_skew":

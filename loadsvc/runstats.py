@@ -192,6 +192,15 @@ class EndpointSummary:
     # What went wrong, in words a person can act on: (reason, detail, count), e.g.
     # ("tls", "certificate verify failed: self-signed certificate", 20). Bounded.
     diagnostics: tuple[tuple[str, str, int], ...] = ()
+    # ws: silences longer than the stall limit (each counted once; see StallThreshold)
+    stalls: int = 0
+    # ws: whether frames carry a sequence number (else missed frames cannot be known)
+    sequenced: bool = False
+    # ws: connect (TCP + handshake) and reconnect times at their thresholds' quantiles, and
+    # how many of each the window had
+    connect_time_s: float | None = None
+    reconnect_time_s: float | None = None
+    reconnects: int = 0
     # Compact histograms of the window's latencies and reconnect times (see LatencySamples.histogram):
     # what a regression is tested on against a baseline of past runs.
     latency_histogram: CompactHistogram = (0, ())
@@ -213,10 +222,20 @@ class EndpointSummary:
 
     @property
     def messages_per_second_per_connection(self) -> float | None:
-        """Data frames (not status) per connection-second (ws): about 2 under a 500 ms throttle."""
+        """Data frames (not status, not duplicates) per connection-second (ws): about 2 under
+        a 500 ms throttle."""
         if self.kind != "ws" or self.connection_seconds <= 0:
             return None
         return self.count / self.connection_seconds
+
+    @property
+    def missed_ratio(self) -> float | None:
+        """Missed frames per expected frame (missed + delivered); None: nothing expected, or
+        no sequence numbers to tell."""
+        expected = self.missed + self.count
+        if self.kind != "ws" or not self.sequenced or expected == 0:
+            return None
+        return self.missed / expected
 
 
 class EndpointStats:
@@ -237,6 +256,9 @@ class EndpointStats:
         # with the open window's, a total that never goes back (the per-second series).
         self.closed_totals = (0, 0, 0, 0, 0)
         self.users = 0  # running users on this endpoint, set by the runner once a second
+        self.sequenced = False  # ws: frames carry sequence numbers
+        self.connect_quantile = 0.95  # the quantiles the connect thresholds judge
+        self.reconnect_quantile = 0.95
         self._reset(now)
 
     def judge_latency_at(self, limit: float) -> None:
@@ -249,6 +271,9 @@ class EndpointStats:
         self.started = now
         self.latency = LatencySamples(limit=self.latency_limit)
         self.reconnect = LatencySamples()
+        self.connect = LatencySamples()
+        self.stalls = 0  # stalls of this window: begun in it, or still going from the last
+        self.stalled_now = 0  # connections in a stall at the moment
         self.count = 0
         self.errors = 0
         self.outcomes: dict[str, int] = {}
@@ -315,6 +340,9 @@ class EndpointStats:
         self._integrate(now)
         qs = self.latency.quantiles(SUMMARY_QUANTILES) if percentiles else {}
         reconnect = self.reconnect.quantiles((0.95,))[0.95]
+        connect_q, reconnect_q = self.connect_quantile, self.reconnect_quantile
+        connect_time = self.connect.quantiles((connect_q,))[connect_q]
+        reconnect_time = self.reconnect.quantiles((reconnect_q,))[reconnect_q]
         events = self.count + (self.connects + self.connection_errors if self.kind == "ws" else 0)
         return EndpointSummary(
             endpoint=self.endpoint,
@@ -334,6 +362,11 @@ class EndpointStats:
             status_messages=self.status_messages,
             connection_seconds=self._conn_seconds,
             reconnect_p95_s=reconnect,
+            stalls=self.stalls,
+            sequenced=self.sequenced,
+            connect_time_s=connect_time,
+            reconnect_time_s=reconnect_time,
+            reconnects=self.reconnect.count,
             outcomes=tuple(sorted(self.outcomes.items())),
             clock_offset_min_s=self.clock_offset_min,
             sequence_anomalies=tuple(sorted(self.anomalies.items())),
@@ -358,9 +391,12 @@ class EndpointStats:
             c[4] + summary.connects,
         )
         samples = self.latency
-        still_open = self.open_connections
+        still_open, still_stalled = self.open_connections, self.stalled_now
         self._reset(now)
         self.open_connections = still_open
+        # A connection still silent is stalled in the next window too: a stream that stays
+        # stopped fails every window it is stopped in, not only the one where it stopped.
+        self.stalls = self.stalled_now = still_stalled
         return summary, samples
 
 

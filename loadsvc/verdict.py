@@ -12,6 +12,13 @@ a backend that answered nothing is never reported healthy. A WS endpoint
 whose frames carried publish stamps later than their arrival (outcome
 ``skewed``) fails a ``clock_skew`` judgement that names the offset.
 
+What a soak exists to catch on a WS stream is judged too (each when its
+threshold is on): the delivery rate (data frames per connection-second, at
+least a floor), missed frames per expected frame, stalls (connections silent
+past the stall limit, see :class:`loadsvc.config.spec.StallThreshold`), and
+the connect and reconnect times at a quantile. Duplicates are never delivered
+frames, so they count in none of these.
+
 :func:`judge_window` is the verdict step the runner calls once per window: from
 the rolled window (summaries, samples with their counts at each limit, idle
 endpoints, loop lag, thresholds) it makes the whole result, ``passed``,
@@ -27,14 +34,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds
 from loadsvc.lag import excess, is_busy, lag_explains, trust_limit_of
 from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
 
-ThresholdName = Literal["http_latency", "ws_delivery_latency", "error_ratio", "clock_skew"]
+ThresholdName = Literal[
+    "http_latency",
+    "ws_delivery_latency",
+    "error_ratio",
+    "clock_skew",
+    "ws_delivery_rate",
+    "ws_missed_ratio",
+    "ws_stalled",
+    "ws_connect_time",
+    "ws_reconnect_time",
+]
 JudgementState = Literal["passed", "breached", "no_data"]
 WindowResult = Literal["passed", "failed", "generator_bound"]
-LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency")
+# Times the generator's own lag can add to (loadsvc.lag decides how much it may excuse).
+LATENCY_THRESHOLDS = ("http_latency", "ws_delivery_latency", "ws_connect_time", "ws_reconnect_time")
 
 # A clock offset or latency this far off is a unit mix-up, not a drifting clock:
 # a stamp in ms read as seconds lies ~1e12 s in the future (offset < -1e6 s); one
@@ -50,7 +68,10 @@ class Judgement:
     endpoint: str
     kind: Literal["http", "ws"]
     name: ThresholdName
-    limit: float  # seconds for latencies, a ratio for error_ratio, 0 skewed frames for clock_skew
+    # seconds for latencies and connect times, a ratio for error_ratio and ws_missed_ratio,
+    # frames per connection-second for ws_delivery_rate (a floor), stalls for ws_stalled,
+    # 0 skewed frames for clock_skew
+    limit: float
     value: float | None  # None: no data to judge; clock_skew: the clock offset (s)
     state: JudgementState
     quantile: float | None = None
@@ -68,6 +89,8 @@ class Judgement:
         """e.g. ``/api/x http_latency p95 = 251.0 ms (limit 200 ms) BREACHED``."""
         if self.name == "clock_skew":
             return self._describe_skew()
+        if self.name in _STREAM_UNITS:
+            return self._describe_stream()
         q = f" p{self.quantile * 100:g}" if self.quantile is not None else ""
         if self.state == "no_data" and self.name != "error_ratio":
             return (
@@ -77,11 +100,24 @@ class Judgement:
         if self.name == "error_ratio":
             shown = "no data" if self.value is None else f"{self.value * 100:.2f}%"
             limit = f"{self.limit * 100:g}%"
+        elif self.value is None and self.state == "passed":
+            # min_samples 0 and none happened (a stream that never had to reconnect)
+            return f"{self.endpoint} {self.name}{q}: none in this run (0 required) ok"
         else:
             shown = "no data" if self.value is None else f"{self.value * 1000:.1f} ms"
             limit = f"{self.limit * 1000:g} ms"
         state = "BREACHED" if self.state == "breached" else "ok"
         return f"{self.endpoint} {self.name}{q} = {shown} (limit {limit}) {state}"
+
+    def _describe_stream(self) -> str:
+        """A stream judgement in its unit, e.g. ``/ws/market ws_delivery_rate = 0.10 msg/s
+        per connection (floor 1 msg/s) BREACHED``."""
+        unit, bound, why_none = _STREAM_UNITS[self.name]
+        if self.state == "no_data" or self.value is None:
+            return f"{self.endpoint} {self.name}: no data ({why_none}) FAILED"
+        value, limit = _stream_number(self.name, self.value), _stream_number(self.name, self.limit)
+        state = "BREACHED" if self.state == "breached" else "ok"
+        return f"{self.endpoint} {self.name} = {value}{unit} ({bound} {limit}) {state}"
 
     def _describe_skew(self) -> str:
         offset = "unknown" if self.value is None else f"{self.value:.3f} s"
@@ -157,7 +193,84 @@ def judge(
         skew = clock_skew(summary)
         if skew is not None:
             out.append(skew)
+        if summary.kind == "ws":
+            out.extend(stream_judgements(t, summary))
     return Verdict(tuple(out))
+
+
+# A stream judgement's unit, how its limit reads ("floor" for a minimum), and why it has no data.
+_STREAM_UNITS: dict[str, tuple[str, str, str]] = {
+    "ws_delivery_rate": (" per connection", "floor", "no connection was open"),
+    "ws_missed_ratio": (" of the expected frames", "limit", "no frame was expected"),
+    "ws_stalled": (" stalls", "limit", "not watched"),
+}
+
+
+def _stream_number(name: str, value: float) -> str:
+    if name == "ws_missed_ratio":
+        return f"{value * 100:.2f}%"
+    if name == "ws_stalled":
+        return f"{value:g}"
+    return f"{value:.2f} msg/s"
+
+
+def stream_judgements(t: Thresholds, s: EndpointSummary) -> list[Judgement]:
+    """What a soak exists to catch on a WS endpoint, each threshold that is on."""
+    out: list[Judgement] = []
+
+    def add(name: ThresholdName, limit: float, value: float | None, ok: bool) -> None:
+        state: JudgementState = "no_data" if value is None else "passed" if ok else "breached"
+        out.append(Judgement(s.endpoint, s.kind, name, limit, value, state))
+
+    if t.ws_delivery_rate > 0:
+        rate = s.messages_per_second_per_connection
+        add(
+            "ws_delivery_rate",
+            t.ws_delivery_rate,
+            rate,
+            rate is not None and rate >= t.ws_delivery_rate,
+        )
+    if t.ws_missed_ratio < 1 and s.sequenced:
+        missed = s.missed_ratio
+        add(
+            "ws_missed_ratio",
+            t.ws_missed_ratio,
+            missed,
+            missed is not None and missed <= t.ws_missed_ratio,
+        )
+    if t.ws_stall.after_s is not None:
+        add("ws_stalled", float(t.ws_stall.max), float(s.stalls), s.stalls <= t.ws_stall.max)
+    if t.ws_connect_time is not None:
+        out.append(_time("ws_connect_time", t.ws_connect_time, s, s.connect_time_s, s.connects))
+    if t.ws_reconnect_time is not None:
+        out.append(
+            _time("ws_reconnect_time", t.ws_reconnect_time, s, s.reconnect_time_s, s.reconnects)
+        )
+    return out
+
+
+def _time(
+    name: ThresholdName, limit: LatencyThreshold, s: EndpointSummary, value: float | None, n: int
+) -> Judgement:
+    """A connect or reconnect time quantile against its limit (0 samples pass at min_samples 0)."""
+    state: JudgementState
+    if n < limit.min_samples:
+        state = "no_data"
+    elif value is None:
+        state = "passed"  # none happened, and none were required
+    else:
+        state = "passed" if value <= limit.max_s else "breached"
+    return Judgement(
+        endpoint=s.endpoint,
+        kind=s.kind,
+        name=name,
+        limit=limit.max_s,
+        value=value,
+        state=state,
+        quantile=limit.quantile,
+        samples=n,
+        min_samples=limit.min_samples,
+    )
 
 
 def _latency(

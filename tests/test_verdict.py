@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from loadsvc.config import ConfigError, parse_config
-from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds
+from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, StallThreshold, Thresholds
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples, nearest_rank
 from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
 
@@ -324,3 +324,78 @@ def test_window_leaves_idle_endpoints_unjudged_but_reported() -> None:
     judged = judge_window(_window(_http([]), idle=frozenset({"/api/x"})))
     assert judged.result == "passed" and judged.verdict.judgements == ()
     assert [e.endpoint for e in judged.endpoints] == ["/api/x"]
+
+
+STREAM = Thresholds(
+    ws_delivery_rate=1.0,
+    ws_missed_ratio=0.2,
+    ws_stall=StallThreshold(5.0, 0),
+    ws_connect_time=LatencyThreshold(0.95, 1.0, min_samples=0),
+    ws_reconnect_time=LatencyThreshold(0.95, 1.0, min_samples=1),
+)
+
+
+def _stream(
+    frames: int, open_s: float, *, missed: int = 0, sequenced: bool = True
+) -> EndpointStats:
+    """One WS connection open for ``open_s`` that delivered ``frames`` (each 1 ms late)."""
+    st = EndpointStats("/ws/market", "ws", "", now=0.0)
+    st.sequenced = sequenced
+    st.connection_opened(0.0)
+    st.connect.add(0.01)
+    for _ in range(frames):
+        st.add_outcome("ok", False)
+        st.latency.add(0.001)
+    st.missed = missed
+    st.connection_closed(open_s)
+    return st
+
+
+def _by_name(thresholds: Thresholds, st: EndpointStats) -> dict[str, str]:
+    verdict = judge(ScenarioThresholds(default=thresholds), [st.roll(20.0)])
+    return {j.name: j.describe() for j in verdict.judgements}
+
+
+def test_stream_judgements_are_off_unless_configured() -> None:
+    """The built-in thresholds judge a stream on latency and errors only."""
+    assert set(_by_name(Thresholds(), _stream(2, 20.0))) == {"ws_delivery_latency", "error_ratio"}
+
+
+def test_a_stream_that_stopped_fails_on_its_rate_stalls_and_missed_share() -> None:
+    """2 frames in 20 connection-seconds, one stall, 2 missed of 4 expected: each breached in
+    its unit; the reconnect time required by min_samples 1 has no data."""
+    st = _stream(2, 20.0, missed=2)
+    st.stalls = 1
+    d = _by_name(STREAM, st)
+    assert d["ws_delivery_rate"] == (
+        "/ws/market ws_delivery_rate = 0.10 msg/s per connection (floor 1.00 msg/s) BREACHED"
+    )
+    assert d["ws_missed_ratio"] == (
+        "/ws/market ws_missed_ratio = 50.00% of the expected frames (limit 20.00%) BREACHED"
+    )
+    assert d["ws_stalled"] == "/ws/market ws_stalled = 1 stalls (limit 0) BREACHED"
+    assert d["ws_connect_time"] == "/ws/market ws_connect_time p95 = 10.0 ms (limit 1000 ms) ok"
+    assert d["ws_reconnect_time"].endswith("no data (0 of min 1 samples) FAILED")
+
+
+def test_a_healthy_stream_passes_every_stream_judgement() -> None:
+    """40 frames in 20 connection-seconds, none missed, a reconnect of 50 ms: all ok."""
+    st = _stream(40, 20.0)
+    st.reconnect.add(0.05)
+    verdict = judge(ScenarioThresholds(default=STREAM), [st.roll(20.0)])
+    assert verdict.passed, [j.describe() for j in verdict.breached()]
+
+
+def test_no_sequence_numbers_no_missed_judgement_and_no_connection_no_rate() -> None:
+    """Without sequence numbers nothing can be missed, so missed is not judged (never a 0 %
+    pass); a stream that never had a connection open has no rate: no_data, which fails."""
+    assert "ws_missed_ratio" not in _by_name(STREAM, _stream(40, 20.0, sequenced=False))
+    never = EndpointStats("/ws/market", "ws", "", now=0.0)
+    never.sequenced = True
+    d = _by_name(STREAM, never)
+    assert d["ws_delivery_rate"] == (
+        "/ws/market ws_delivery_rate: no data (no connection was open) FAILED"
+    )
+    assert (
+        d["ws_missed_ratio"] == "/ws/market ws_missed_ratio: no data (no frame was expected) FAILED"
+    )

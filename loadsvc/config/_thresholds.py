@@ -8,8 +8,27 @@ from dataclasses import dataclass, field
 import yaml
 
 from loadsvc.config._nodes import Entries, Fields, Reader
-from loadsvc.config._values import describe, duration, integer, is_null, join, number, suggest
-from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds, endpoint_label
+from loadsvc.config._values import (
+    Converter,
+    Invalid,
+    describe,
+    duration,
+    integer,
+    is_null,
+    join,
+    number,
+    suggest,
+)
+from loadsvc.config.durations import format_duration
+from loadsvc.config.spec import (
+    CONNECT_BUCKETS,
+    CONNECT_TIME_DEFAULT,
+    LatencyThreshold,
+    ScenarioThresholds,
+    StallThreshold,
+    Thresholds,
+    endpoint_label,
+)
 
 __all__ = [
     "EndpointOverrides",
@@ -19,7 +38,11 @@ __all__ = [
     "resolve_thresholds",
 ]
 
-_THRESHOLD_KEYS = ("http_latency", "ws_delivery_latency", "error_ratio")
+_THRESHOLD_KEYS = (
+    "http_latency", "ws_delivery_latency", "error_ratio", "ws_delivery_rate", "ws_missed_ratio",
+    "ws_stall", "ws_connect_time", "ws_reconnect_time",
+)  # fmt: skip
+_STALL_KEYS = ("after", "max")
 _SCENARIO_THRESHOLD_KEYS = (*_THRESHOLD_KEYS, "endpoints")
 _LATENCY_KEYS = ("quantile", "max", "min_samples")
 
@@ -40,6 +63,12 @@ class LatencyOverrides:
             min_samples=base.min_samples if self.min_samples is None else self.min_samples,
         )
 
+    def apply_optional(self, base: LatencyThreshold | None) -> LatencyThreshold | None:
+        """As :meth:`apply`, for a threshold that is off (None) until some level sets it."""
+        if base is None and self == LatencyOverrides():
+            return None
+        return self.apply(base or CONNECT_TIME_DEFAULT)
+
 
 @dataclass(frozen=True)
 class ThresholdOverrides:
@@ -48,14 +77,34 @@ class ThresholdOverrides:
     http_latency: LatencyOverrides = LatencyOverrides()
     ws_delivery_latency: LatencyOverrides = LatencyOverrides()
     error_ratio: float | None = None
+    ws_delivery_rate: float | None = None
+    ws_missed_ratio: float | None = None
+    ws_stall_after_s: float | None = None  # 0: the stall watch off
+    ws_stall_max: int | None = None
+    ws_connect_time: LatencyOverrides = LatencyOverrides()
+    ws_reconnect_time: LatencyOverrides = LatencyOverrides()
 
     def apply(self, base: Thresholds) -> Thresholds:
         """``base`` with the fields set here replaced."""
+        stall = base.ws_stall
+        if self.ws_stall_after_s is not None:
+            stall = StallThreshold(self.ws_stall_after_s or None, stall.max)
+        if self.ws_stall_max is not None:
+            stall = StallThreshold(stall.after_s, self.ws_stall_max)
         return Thresholds(
             http_latency=self.http_latency.apply(base.http_latency),
             ws_delivery_latency=self.ws_delivery_latency.apply(base.ws_delivery_latency),
-            error_ratio=base.error_ratio if self.error_ratio is None else self.error_ratio,
+            error_ratio=_pick(self.error_ratio, base.error_ratio),
+            ws_delivery_rate=_pick(self.ws_delivery_rate, base.ws_delivery_rate),
+            ws_missed_ratio=_pick(self.ws_missed_ratio, base.ws_missed_ratio),
+            ws_stall=stall,
+            ws_connect_time=self.ws_connect_time.apply_optional(base.ws_connect_time),
+            ws_reconnect_time=self.ws_reconnect_time.apply_optional(base.ws_reconnect_time),
         )
+
+
+def _pick(value: float | None, base: float) -> float:
+    return base if value is None else value
 
 
 @dataclass(frozen=True)
@@ -134,17 +183,54 @@ def _unknown_endpoint(name: str, known: Sequence[str]) -> str:
 
 
 def _read_levels(fields: Fields) -> ThresholdOverrides:
-    """The ``http_latency``, ``ws_delivery_latency`` and ``error_ratio`` of a thresholds mapping."""
+    """Every threshold a thresholds mapping sets (see ``_THRESHOLD_KEYS``)."""
     http = _read_latency(fields, "http_latency")
     ws = _read_latency(fields, "ws_delivery_latency")
-    return ThresholdOverrides(http, ws, fields.get("error_ratio", number(0.0, 1.0)))
+    stall = fields.section("ws_stall", _STALL_KEYS)
+    after = stall_max = None
+    if stall is not None:
+        # after: 0 turns the stall watch off.
+        after = stall.get("after", duration(allow_zero=True))
+        stall_max = stall.get("max", integer(minimum=0))
+    return ThresholdOverrides(
+        http,
+        ws,
+        fields.get("error_ratio", number(0.0, 1.0)),
+        # Frames per connection-second; 0 turns the floor off.
+        ws_delivery_rate=fields.get("ws_delivery_rate", number(0.0)),
+        # Missed per expected frame; 1 turns the judgement off.
+        ws_missed_ratio=fields.get("ws_missed_ratio", number(0.0, 1.0)),
+        ws_stall_after_s=after,
+        ws_stall_max=stall_max,
+        ws_connect_time=_read_latency(fields, "ws_connect_time", _connect_bucket()),
+        ws_reconnect_time=_read_latency(fields, "ws_reconnect_time", _connect_bucket()),
+    )
 
 
-def _read_latency(parent: Fields, key: str) -> LatencyOverrides:
+def _connect_bucket() -> Converter[float]:
+    """A duration that is a bucket boundary of the WS connect histograms (exact alerts)."""
+    read = duration()
+
+    def convert(node: yaml.Node) -> float:
+        value = read(node)
+        if not any(abs(value - b) < 1e-12 for b in CONNECT_BUCKETS):
+            allowed = ", ".join(format_duration(b) for b in CONNECT_BUCKETS)
+            raise Invalid(
+                f"must be a bucket boundary of the WS connect histograms ({allowed}), "
+                f"got {format_duration(value)}"
+            )
+        return value
+
+    return convert
+
+
+def _read_latency(
+    parent: Fields, key: str, limit: Converter[float] | None = None
+) -> LatencyOverrides:
     fields = parent.section(key, _LATENCY_KEYS)
     if fields is None:
         return LatencyOverrides()
     quantile = fields.get("quantile", number(0.0, 1.0, low_open=True, high_open=True))
     # min_samples: 0 turns the no-data check off for that threshold.
     min_samples = fields.get("min_samples", integer(minimum=0))
-    return LatencyOverrides(quantile, fields.get("max", duration()), min_samples)
+    return LatencyOverrides(quantile, fields.get("max", limit or duration()), min_samples)

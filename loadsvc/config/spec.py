@@ -46,13 +46,56 @@ class LatencyThreshold:
         return f"p{q:g}".replace(".", "_")
 
 
+# The buckets of the WS connect and reconnect histograms. A connect or reconnect time limit
+# must be one of them, so that the verdict and the alert rule judge the same thing exactly.
+CONNECT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+# What a connect or reconnect time threshold set only in part starts from.
+CONNECT_TIME_DEFAULT = LatencyThreshold(0.95, 10.0, min_samples=0)
+
+
+@dataclass(frozen=True)
+class StallThreshold:
+    """A WS connection silent (no data frame) for longer than ``after_s`` is *stalled*.
+
+    The one definition of "stalled" (:meth:`is_stall`): the WS user counts each
+    silence once when it passes ``after_s``, the run goes on, and a run or window
+    with more than ``max`` stalls fails. ``after_s`` None: connections are not watched.
+    """
+
+    after_s: float | None = None
+    max: int = 0
+
+    def is_stall(self, silent_s: float) -> bool:
+        """Whether a connection silent for ``silent_s`` seconds is stalled."""
+        return self.after_s is not None and silent_s > self.after_s
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """The thresholds one endpoint is judged by."""
+    """The thresholds one endpoint is judged by.
+
+    The WS stream judgements are off at their defaults (no rate floor, any missed
+    share, no stall watch, connect and reconnect times not required): what a
+    stream should deliver depends on the backend, so the shipped configuration
+    sets them from the seed's throttle.
+    """
 
     http_latency: LatencyThreshold = LatencyThreshold(0.95, 0.2)
     ws_delivery_latency: LatencyThreshold = LatencyThreshold(0.99, 0.1)
     error_ratio: float = 0.01
+    # Data frames per connection-second at least (0: not judged).
+    ws_delivery_rate: float = 0.0
+    # Missed frames per expected frame (missed + delivered) at most (1: not judged).
+    ws_missed_ratio: float = 1.0
+    ws_stall: StallThreshold = StallThreshold()
+    # Every WS connect (TCP + handshake), and from losing a connection to the next one open
+    # (None: not judged).
+    ws_connect_time: LatencyThreshold | None = None
+    ws_reconnect_time: LatencyThreshold | None = None
 
     def latency_for(
         self, kind: Literal["http", "ws"]
@@ -63,9 +106,28 @@ class Thresholds:
         return "ws_delivery_latency", self.ws_delivery_latency
 
     def limits_for(self, kind: Literal["http", "ws"]) -> dict[str, float]:
-        """Every threshold of an endpoint of ``kind`` by name: seconds, or a ratio."""
+        """Every threshold judged at an endpoint of ``kind`` by name: seconds, a ratio,
+        frames per connection-second, or a count of stalls."""
         name, latency = self.latency_for(kind)
-        return {name: latency.max_s, "error_ratio": self.error_ratio}
+        limits = {name: latency.max_s, "error_ratio": self.error_ratio}
+        if kind == "ws":
+            limits |= self.stream_limits()
+        return limits
+
+    def stream_limits(self) -> dict[str, float]:
+        """The WS stream judgements that are on, by name, with their limits."""
+        out: dict[str, float] = {}
+        if self.ws_delivery_rate > 0:
+            out["ws_delivery_rate"] = self.ws_delivery_rate
+        if self.ws_missed_ratio < 1:
+            out["ws_missed_ratio"] = self.ws_missed_ratio
+        if self.ws_stall.after_s is not None:
+            out["ws_stalled"] = float(self.ws_stall.max)
+        if self.ws_connect_time is not None:
+            out["ws_connect_time"] = self.ws_connect_time.max_s
+        if self.ws_reconnect_time is not None:
+            out["ws_reconnect_time"] = self.ws_reconnect_time.max_s
+        return out
 
 
 @dataclass(frozen=True)

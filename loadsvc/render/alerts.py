@@ -7,6 +7,7 @@ from loadsvc.render.operational import measurement_rules, schedule_rules, servic
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.regression import regression_rules
 from loadsvc.render.selfhealth import self_health_rules
+from loadsvc.render.stream import stream_rules
 from loadsvc.render.thresholds import threshold_rules
 
 Group = dict[str, object]
@@ -18,7 +19,11 @@ def alert_rules(config: Config, profile: TimingProfile) -> dict[str, list[Group]
         {"name": "loadsvc-service", "rules": service_rules(profile)},
         {"name": "loadsvc-measurement", "rules": measurement_rules(profile)},
         {"name": "loadsvc-schedule", "rules": schedule_rules(config.scenarios, profile)},
-        {"name": "loadsvc-thresholds", "rules": threshold_rules(config.scenarios, profile)},
+        {
+            "name": "loadsvc-thresholds",
+            "rules": threshold_rules(config.scenarios, profile)
+            + stream_rules(config.scenarios, profile),
+        },
         {"name": "loadsvc-regressions", "rules": regression_rules(config.scenarios, profile)},
         {"name": "loadsvc-self-health", "rules": self_health_rules()},
     ]

@@ -20,6 +20,7 @@ from loadsvc.render.panels import Board, Query, RunAnnotation, encode, stat, tim
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
     HTTP_LATENCY,
+    NOT_DATA,
     WS_LATENCY,
     error_ratio_record,
     matchers,
@@ -158,7 +159,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
             )
         )
     if has_ws:
-        data = matchers({"scenario": scenario.name}, 'outcome!="status"')
+        data = matchers({"scenario": scenario.name}, NOT_DATA)
         board.add(
             timeseries(
                 "WS messages/s per connection",

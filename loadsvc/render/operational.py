@@ -6,7 +6,7 @@ from loadsvc.config.spec import ConstantShapeSpec, ScenarioSpec
 from loadsvc.metrics import NAMES
 from loadsvc.render.header import describe_schedule
 from loadsvc.render.profile import TimingProfile, prom_duration
-from loadsvc.render.promql import SCENARIO_ENDPOINT, matchers, number
+from loadsvc.render.promql import NOT_DATA, SCENARIO_ENDPOINT, matchers, number
 from loadsvc.render.thresholds import Rule, alert
 
 JOB = "loadsvc"
@@ -77,7 +77,7 @@ def measurement_rules(profile: TimingProfile) -> list[Rule]:
             f"sum by ({SCENARIO_ENDPOINT}) ({NAMES.ws_connections}) > 0\n"
             f"unless on ({SCENARIO_ENDPOINT})\n"
             f"sum by ({SCENARIO_ENDPOINT}) "
-            f'(rate({NAMES.ws_messages}{{outcome!="status"}}[{w}])) > 0',
+            f"(rate({NAMES.ws_messages}{{{NOT_DATA}}}[{w}])) > 0",
             profile.stall_for_s,
             "critical",
             "No WS messages on {{ $labels.endpoint }} ({{ $labels.scenario }}) "

@@ -21,6 +21,8 @@ SCENARIO_ENDPOINT = "scenario, endpoint"
 SCENARIO_ENDPOINT_LE = "scenario, endpoint, le"
 
 HTTP_LATENCY = NAMES.http_request_duration
+# WS frames that are not delivered data: heartbeats and repeated sequence numbers.
+NOT_DATA = 'outcome!~"status|duplicate"'
 WS_LATENCY = NAMES.ws_message_latency
 
 

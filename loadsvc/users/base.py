@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from loadsvc.config.spec import EndpointRef
+from loadsvc.config.spec import EndpointRef, StallThreshold
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ class HttpSink(Protocol):
 class WsSink(Protocol):
     """Where a WS user reports frames, connects and failures of one endpoint."""
 
+    # When a silent open connection is stalled: the users watch for it and report ``stalled``.
+    stall: StallThreshold
+
     def frame(
         self,
         outcome: str,
@@ -98,6 +101,16 @@ class WsSink(Protocol):
 
     def status(self) -> None:
         """A status frame (heartbeat): counted on its own, neither validated nor timed."""
+
+    def duplicate(self) -> None:
+        """A frame whose sequence number was already delivered on the connection: counted
+        apart, never as delivered, neither validated nor timed."""
+
+    def stalled(self) -> None:
+        """An open connection has been silent for longer than ``stall`` allows (once per silence)."""
+
+    def stall_ended(self) -> None:
+        """The connection last reported ``stalled`` delivered again, or ended."""
 
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""

@@ -19,6 +19,9 @@ from loadsvc.config.spec import WsMessageSpec
 from loadsvc.users.base import WsSink
 
 _ABSENT = msgspec.Raw()
+_NULL = msgspec.Raw(b"null")
+# What SequenceTracker.see returns for a number already delivered on the connection.
+DUPLICATE = -1
 
 # Sequence numbers are judged against the last REORDER_WINDOW numbers of a connection: a
 # number missing from it is "missed" only once it falls out of the window (or the
@@ -48,7 +51,7 @@ class SequenceTracker:
         self._mask = 0
 
     def see(self, seq: int) -> int:
-        """Note one sequence number; the numbers now known to be missed."""
+        """Note one sequence number; the numbers now known to be missed, or ``DUPLICATE``."""
         high = self._high
         if high is None:
             self._restart(seq)
@@ -78,8 +81,7 @@ class SequenceTracker:
             return missed
         bit = 1 << back
         if self._mask & bit:
-            self._sink.sequence_anomaly("duplicate")
-            return 0
+            return DUPLICATE
         self._mask |= bit
         self._sink.sequence_anomaly("reordered")
         if seq < self._floor:
@@ -118,8 +120,11 @@ class SequenceTracker:
 
 
 @functools.cache
-def frame_decoder(spec: WsMessageSpec) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
-    """A decoder for frames of ``spec`` and the attributes that must be present.
+def frame_decoder(
+    spec: WsMessageSpec,
+) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...], tuple[str, ...]]:
+    """A decoder for frames of ``spec``, the attributes that must be present and not null,
+    and those that must be present but may be null (``nullable_keys``).
 
     Cached: the users of a group share one (a struct type and a decoder are a few KB,
     which at thousands of connections is a noticeable part of the memory per connection).
@@ -140,29 +145,37 @@ def frame_decoder(spec: WsMessageSpec) -> tuple[msgspec.json.Decoder[Any], tuple
     # gc=False: a decoded frame holds no containers, so it need not be tracked by the cyclic
     # GC; untracked, a frame's allocation does not bring the next collection nearer.
     frame_type = msgspec.defstruct("Frame", fields, kw_only=True, gc=False)
-    required = tuple(by_key[k][0] for k in spec.required_keys)
-    return msgspec.json.Decoder(frame_type), required
+    nullable = frozenset(spec.nullable_keys)
+    required = tuple(by_key[k][0] for k in spec.required_keys if k not in nullable)
+    present = tuple(by_key[k][0] for k in spec.required_keys if k in nullable)
+    return msgspec.json.Decoder(frame_type), required, present
 
 
 class FrameReader:
     """Judges and times the frames of one connection (its state resets per connection).
 
     Outcomes: ``malformed`` (not JSON), ``invalid`` (JSON, but not an object, a
-    required key missing, or a stamp or sequence of the wrong type), ``status``
-    (a skipped type: counted only), ``skewed`` (stamped later than it arrived,
-    beyond ``clock_tolerance``: not timed), ``ok``. Delivery latency is the
-    arrival time minus the publish stamp (a stamp ahead by less than the
-    tolerance times as 0); the interval is between data frames. Sequence
-    numbers go through a :class:`SequenceTracker`.
+    required key missing or ``null`` unless it is one of ``nullable_keys``, or a
+    stamp or sequence of the wrong type), ``status`` (a skipped type: counted
+    only), ``duplicate`` (a sequence number already delivered: counted apart,
+    not timed), ``skewed`` (stamped later than it arrived, beyond
+    ``clock_tolerance``: not timed), ``ok``. Delivery latency is the arrival
+    time minus the publish stamp (a stamp ahead by less than the tolerance
+    times as 0); the interval is between data frames. Sequence numbers go
+    through a :class:`SequenceTracker`.
+
+    Between ``end_connection`` and the next ``new_connection`` frames are not
+    judged: those still arriving from a connection being closed at the end of a
+    run were in flight at its deadline, neither delivered nor missed.
     """
 
     __slots__ = (
-        "_decode", "_has_seq", "_has_stamp", "_last_at", "_required", "_scale", "_seq",
-        "_sink", "_skip", "_tolerance",
+        "_decode", "_has_seq", "_has_stamp", "_last_at", "_open", "_present", "_required",
+        "_scale", "_seq", "_sink", "_skip", "_tolerance", "last_delivery",
     )  # fmt: skip
 
     def __init__(self, spec: WsMessageSpec, sink: WsSink) -> None:
-        decoder, self._required = frame_decoder(spec)
+        decoder, self._required, self._present = frame_decoder(spec)
         self._decode = decoder.decode
         self._skip = frozenset(orjson.dumps(t) for t in spec.skip_types)
         self._has_stamp = spec.timestamp_field is not None
@@ -172,36 +185,59 @@ class FrameReader:
         self._sink = sink
         self._last_at: float | None = None
         self._seq = SequenceTracker(sink)
+        self._open = True  # a new reader reads its first connection
+        # Wall time the last data frame arrived (one counted in ``count``: not a status frame,
+        # not a duplicate): what a stall is timed from.
+        self.last_delivery: float | None = None
 
     def new_connection(self) -> None:
         """Forget the previous connection (gaps across a reconnect are not server drops),
         counting the numbers it still missed."""
         self.end_connection()
         self._last_at = None
+        self._open = True
 
     def end_connection(self) -> None:
-        """The connection ended: numbers still missing from its reorder window are missed."""
+        """The connection ended: numbers still missing from its reorder window are missed,
+        and frames still arriving from it are not judged."""
+        self._open = False
         missed = self._seq.finish()
         if missed:
             self._sink.missed(missed)
 
     def feed(self, raw: bytes | bytearray | memoryview | str, arrived: float) -> None:
         """Judge one frame that arrived at wall time ``arrived`` and report it."""
+        if not self._open:
+            return
         try:
             frame = self._decode(raw)
         except msgspec.ValidationError:
+            self.last_delivery = arrived  # a data message, if a broken one: not a silence
             self._sink.frame("invalid", None, None, 0, None)
             return
         except msgspec.DecodeError:
+            self.last_delivery = arrived
             self._sink.frame("malformed", None, None, 0, None)
             return
         if self._skip and bytes(frame.kind) in self._skip:
             self._sink.status()
             return
+        seq = frame.seq if self._has_seq else None
+        missed = 0
+        if seq is not None:
+            missed = self._seq.see(seq)
+            if missed == DUPLICATE:
+                self._sink.duplicate()
+                return
         outcome = "ok"
         for attr in self._required:
             value = getattr(frame, attr)
-            if value is None or (type(value) is msgspec.Raw and not value):
+            if value is None or (type(value) is msgspec.Raw and (not value or value == _NULL)):
+                outcome = "invalid"
+                break
+        for attr in self._present:
+            value = getattr(frame, attr)
+            if type(value) is msgspec.Raw and not value:
                 outcome = "invalid"
                 break
         latency = offset = None
@@ -218,10 +254,5 @@ class FrameReader:
                 elif outcome == "ok":
                     outcome = "skewed"  # ahead beyond it: a measurement problem, not timed
         interval = None if self._last_at is None else arrived - self._last_at
-        self._last_at = arrived
-        missed = 0
-        if self._has_seq:
-            seq = frame.seq
-            if seq is not None:
-                missed = self._seq.see(seq)
+        self._last_at = self.last_delivery = arrived
         self._sink.frame(outcome, latency, interval, missed, offset)

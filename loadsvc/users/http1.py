@@ -120,8 +120,11 @@ class _Connection(asyncio.Protocol):
     Also the llhttp parser's callback object: httptools calls the ``on_*`` methods.
     """
 
-    def __init__(self, clock: Callable[[], float], max_body: int) -> None:
+    def __init__(
+        self, clock: Callable[[], float], max_body: int, on_stray: Callable[[], None] | None = None
+    ) -> None:
         self.transport: asyncio.Transport | None = None
+        self._on_stray = on_stray  # told once when bytes come while no request is out
         self.reusable = False
         self.got_bytes = False  # any byte of the current response arrived
         self._clock = clock
@@ -164,6 +167,8 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
             if self.transport is not None:
                 self.transport.abort()
+                if self._on_stray is not None:
+                    self._on_stray()
             return
         self.got_bytes = True
         self._wire += len(data)
@@ -332,7 +337,10 @@ class Http1Client:
     """One user's connection to an origin: opened on first use, kept alive, reopened as needed.
 
     ``clock`` times the arrival of each response's last byte; ``max_body`` caps the
-    body of a response as sent (BodyTooLarge past it).
+    body of a response as sent (BodyTooLarge past it). ``on_stray`` is told when
+    bytes arrive after a response was complete, while no request is out (the
+    connection is then dropped): a ``protocol_error`` the response itself could
+    not show, since it was already delivered.
     """
 
     def __init__(
@@ -340,10 +348,11 @@ class Http1Client:
         origin: Origin,
         clock: Callable[[], float] = time.monotonic,
         max_body: int = DEFAULT_MAX_BODY,
+        on_stray: Callable[[], None] | None = None,
     ) -> None:
         self.origin = origin
         self._conn: _Connection | None = None
-        self._new_connection = functools.partial(_Connection, clock, max_body)
+        self._new_connection = functools.partial(_Connection, clock, max_body, on_stray)
 
     async def request(
         self, data: bytes, method: str, keep_body: bool, timeout_s: float

@@ -21,13 +21,18 @@ from loadsvc.users.http_body import BodyTooLarge, decode_body
 _ABSENT = msgspec.Raw()
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 @functools.cache
-def body_checker(required: tuple[str, ...]) -> Callable[[bytes | bytearray], bool]:
+def body_checker(
+    required: tuple[str, ...], nullable: frozenset[str] = frozenset()
+) -> Callable[[bytes | bytearray], bool]:
     """A check that a body is a JSON object holding every ``required`` key.
 
     One partial decode (as for WS frames): the body is scanned and validated as
     JSON, but the values are left as raw slices, never built into Python objects.
-    A key whose value is ``null`` is present.
+    A key whose value is ``null`` is missing, unless it is in ``nullable``.
     """
     fields = [
         (f"k{i}", msgspec.Raw, msgspec.field(default=_ABSENT, name=key))
@@ -35,14 +40,19 @@ def body_checker(required: tuple[str, ...]) -> Callable[[bytes | bytearray], boo
     ]
     body_type = msgspec.defstruct("Body", fields, kw_only=True, gc=False)  # as frames.py
     decode = msgspec.json.Decoder(body_type).decode
-    attrs = tuple(name for name, _, _ in fields)
+    strict = tuple(f"k{i}" for i, key in enumerate(required) if key not in nullable)
+    present = tuple(f"k{i}" for i, key in enumerate(required) if key in nullable)
 
     def check(body: bytes | bytearray) -> bool:
         try:
             doc = decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return False
-        return all(getattr(doc, a) for a in attrs)
+        for a in strict:
+            value = getattr(doc, a)
+            if not value or value == _NULL:
+                return False
+        return all(getattr(doc, a) for a in present)
 
     return check
 
@@ -59,7 +69,9 @@ class _Task:
         self.expect = frozenset(spec.expect_status)
         # Only a body that is validated is kept in memory.
         self.check = (
-            body_checker(tuple(sorted(set(spec.required_keys)))) if spec.required_keys else None
+            body_checker(tuple(sorted(set(spec.required_keys))), frozenset(spec.nullable_keys))
+            if spec.required_keys
+            else None
         )
         self.sink = sink
 
@@ -97,11 +109,12 @@ class RestUser:
         self._ctx = ctx
         self._rng = rng
         origin = Origin.from_url(ctx.target.base_url, ctx.target.tls)
-        self._client = Http1Client(origin, ctx.clock, spec.max_body)
+        self._client = Http1Client(origin, ctx.clock, spec.max_body, self._stray_bytes)
         self._tasks = [
             _Task(t, ctx.target.http_url(t.path), origin, ctx, s)
             for t, s in zip(spec.tasks, sinks, strict=True)
         ]
+        self._last = self._tasks[0]  # the task whose response came last
         self._cum_weights = list(itertools.accumulate(t.weight for t in spec.tasks))
         self._timeout_s = spec.timeout_s
         self._max_decompressed = spec.max_decompressed
@@ -146,8 +159,14 @@ class RestUser:
             # sleep(0) still yields to the loop, so a no-think crowd takes turns.
             await asyncio.sleep(pause)
 
+    def _stray_bytes(self) -> None:
+        """Bytes after the last response was complete: that endpoint broke HTTP/1.1 framing."""
+        self._last.sink.request(None, "protocol_error")
+        self._last.sink.note("protocol_error", "bytes after the end of the response")
+
     async def _request(self, task: _Task, started: float) -> None:
         self.busy = True
+        self._last = task
         clock = self._ctx.clock
         latency: float | None = None  # None: no response to time
         try:

@@ -13,6 +13,7 @@ import functools
 import math
 import random
 import ssl
+import time
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import (
@@ -172,12 +173,44 @@ class WsStreamUser(_WsClient):
                 ws = await self._open(lost_at, self._reader.feed)
                 if ws is None or self._ctx.stopping.is_set():
                     return
-                await ws.wait_closed()
+                await self._watch_stalls(ws)
                 self._lost(ws, ws.protocol.close_exc)
                 lost_at = self._ctx.clock()
                 await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
         finally:
             await asyncio.shield(self._close())
+
+    async def _watch_stalls(self, ws: TimedConnection) -> None:
+        """Wait for ``ws`` to close; meanwhile count each silence the sink's ``stall`` calls
+        a stall, once, and keep the connection (a stalled stream may resume)."""
+        stall = self._sink.stall
+        if stall.after_s is None:
+            await ws.wait_closed()
+            return
+        closed = asyncio.ensure_future(ws.wait_closed())
+        opened = time.time()
+        counted_since: float | None = None  # the silence already counted, by its start
+        try:
+            while True:
+                since = self._reader.last_delivery or opened
+                if since < opened:  # the last frame was on an earlier connection
+                    since = opened
+                if counted_since is not None and counted_since != since:
+                    counted_since = None  # data again: that stall is over
+                    self._sink.stall_ended()
+                silent = time.time() - since
+                if counted_since is None and stall.is_stall(silent):
+                    counted_since = since
+                    self._sink.stalled()
+                # Wake when the current silence would become a stall (or soon after a count).
+                wake = stall.after_s if counted_since is not None else stall.after_s - silent
+                done, _ = await asyncio.wait({closed}, timeout=max(wake, 0.0) + 0.001)
+                if done:
+                    return
+        finally:
+            closed.cancel()
+            if counted_since is not None:
+                self._sink.stall_ended()
 
 
 class WsReconnectUser(_WsClient):

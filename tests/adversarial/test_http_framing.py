@@ -161,3 +161,46 @@ async def test_a_body_that_inflates_past_max_decompressed_is_too_large() -> None
     async with serving(answer(gzipped(small))) as server:
         result = await run_rest(server.url, config)
     assert outcomes(result) == {"ok": 2}
+
+
+async def test_stray_bytes_after_a_complete_response_are_a_protocol_error() -> None:
+    """Bytes sent 100 ms after a complete response (in a read of their own): the response is
+    ok, the stray bytes one protocol_error per user, and the run fails on its error ratio."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n" + BODY)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # a second response nobody asked for
+        await writer.drain()
+        await hold(reader)
+
+    async with serving(script) as server:
+        result = await run_rest(server.url, rest_config())
+    assert outcomes(result) == {"ok": 2, "protocol_error": 2}
+    (endpoint,) = result.endpoints
+    assert any("bytes after the end" in d for _, d, _ in endpoint.diagnostics)
+    assert not result.passed and "error_ratio" in {j.name for j in result.verdict.breached()}
+
+
+async def test_a_null_required_key_is_invalid_unless_nullable() -> None:
+    """``{"a": null}``: invalid for each user (null is not a value); with
+    ``nullable_keys: [a]`` ok, while ``{}`` stays invalid."""
+    null_body = b'{"a": null}'
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(null_body), null_body)
+    async with serving(answer(response)) as server:
+        strict = await run_rest(server.url, rest_config())
+        lenient = await run_rest(
+            server.url,
+            rest_config().replace("required_keys: [a]}", "required_keys: [a], nullable_keys: [a]}"),
+        )
+    assert outcomes(strict) == {"invalid": 2} and not strict.passed
+    assert outcomes(lenient) == {"ok": 2} and lenient.passed
+    empty = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with serving(answer(empty)) as server:
+        absent = await run_rest(
+            server.url,
+            rest_config().replace("required_keys: [a]}", "required_keys: [a], nullable_keys: [a]}"),
+        )
+    assert outcomes(absent) == {"invalid": 2}

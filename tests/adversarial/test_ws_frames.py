@@ -110,7 +110,8 @@ async def test_pairwise_swapped_sequence_is_reordered_not_missed(metrics: Metric
 
 
 async def test_duplicates_and_backwards_reset_are_counted(metrics: Metrics) -> None:
-    """1..10, 10 again, 5 again, then 1..5 after 1000: 2 duplicates, 1 reset, 0 missed."""
+    """1..10, 10 again, 5 again, then 1..5 after 1000: 2 duplicates (counted apart, not
+    delivered), 1 reset, 0 missed."""
     order = [*range(1, 11), 10, 5, *range(1000, 1100), *range(1, 6)]
     behaviour = frames_then_hold(lambda c: [market_frame(n, now()) for n in order])
     async with raw_ws_server(behaviour) as server:
@@ -118,7 +119,7 @@ async def test_duplicates_and_backwards_reset_are_counted(metrics: Metrics) -> N
     assert dict(ws.sequence_anomalies) == {"duplicate": 2, "reset": 1}
     # 11..999 is a jump below MAX_SEQUENCE_GAP: genuinely missed numbers.
     assert ws.missed == 989
-    assert ws.outcome("ok") == len(order)
+    assert ws.outcome("ok") == ws.count == len(order) - 2 and ws.outcome("duplicate") == 2
 
 
 async def test_sequence_past_2_to_the_64_is_a_reset_with_sane_counts(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from loadsvc.config import (
     load_config,
     load_default,
 )
+from loadsvc.config.spec import StallThreshold
 
 REPO = Path(__file__).resolve().parents[2]
 MARKET_KEYS = ("quotes", "indices", "foreign", "derivatives", "prices")
@@ -108,10 +110,24 @@ def test_default_schedules(config: Config) -> None:
 
 
 def test_default_thresholds(config: Config) -> None:
-    """Every scenario is judged by p95 < 200 ms (HTTP), p99 < 100 ms (WS) and 1% errors."""
-    expected = Thresholds(LatencyThreshold(0.95, 0.2), LatencyThreshold(0.99, 0.1), 0.01)
+    """Every scenario is judged by p95 < 200 ms (HTTP), p99 < 100 ms (WS), 1% errors, and its
+    streams by the seed's pace: >= 1 msg/s per connection (the throttle gives ~2), <= 20 %
+    missed, no stall over 5 s, connects and reconnects p95 <= 1 s (the storm must reconnect)."""
+    connect = LatencyThreshold(0.95, 1.0, min_samples=0)
+    expected = Thresholds(
+        LatencyThreshold(0.95, 0.2),
+        LatencyThreshold(0.99, 0.1),
+        0.01,
+        ws_delivery_rate=1.0,
+        ws_missed_ratio=0.2,
+        ws_stall=StallThreshold(5.0, 0),
+        ws_connect_time=connect,
+        ws_reconnect_time=connect,
+    )
     for scenario in config.scenarios:
-        assert scenario.thresholds.default == expected
+        storm = scenario.name == "reconnect_storm"
+        reconnect = replace(connect, min_samples=1) if storm else connect
+        assert scenario.thresholds.default == replace(expected, ws_reconnect_time=reconnect)
         assert scenario.thresholds.endpoints == ()
     assert config.latency_boundaries() == (0.1, 0.2)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loadsvc.config import LatencyThreshold, Thresholds, parse_config
+from loadsvc.config.spec import StallThreshold
 from tests.support.configs import document, issues_of, only_issue
 
 USERS = """\
@@ -142,3 +143,65 @@ def test_latency_max_becomes_a_histogram_boundary() -> None:
         "    {}\n", "      endpoints:\n        /ws/market: {ws_delivery_latency: {max: 1s}}\n"
     )
     assert parse_config(text).latency_boundaries() == (0.1, 0.2, 1.0)
+
+
+def test_stream_thresholds_merge_and_stay_off_unless_set() -> None:
+    """The stream judgements are off by default; set in defaults they reach every scenario and
+    an endpoint override changes only what it sets (``ws_stall.after: 0`` turns the watch off)."""
+    assert Thresholds().stream_limits() == {}
+    text = with_thresholds(
+        "    ws_delivery_rate: 1\n    ws_missed_ratio: 0.2\n    ws_stall: {after: 5s}\n"
+        "    ws_reconnect_time: {max: 1s}\n",
+        "      endpoints:\n        /ws/market: {ws_stall: {after: 0s}, ws_connect_time: {max: 2.5s}}\n",
+    )
+    thresholds = parse_config(text).scenario("s").thresholds
+    assert thresholds.default.stream_limits() == {
+        "ws_delivery_rate": 1.0,
+        "ws_missed_ratio": 0.2,
+        "ws_stalled": 0.0,
+        "ws_reconnect_time": 1.0,
+    }
+    ws = thresholds.for_endpoint("/ws/market")
+    assert ws.ws_stall == StallThreshold(None, 0)
+    assert ws.ws_connect_time == LatencyThreshold(0.95, 2.5, min_samples=0)
+    assert ws.stream_limits() == {
+        "ws_delivery_rate": 1.0,
+        "ws_missed_ratio": 0.2,
+        "ws_connect_time": 2.5,
+        "ws_reconnect_time": 1.0,
+    }
+
+
+def test_stream_threshold_values_are_checked() -> None:
+    """A negative rate floor, a missed share over 1, a negative stall count, and a connect limit
+    that is not a bucket bound of the connect histograms are each an error naming the field."""
+    text = with_thresholds(
+        "    ws_delivery_rate: -1\n    ws_missed_ratio: 1.5\n    ws_stall: {after: 5s, max: -1}\n",
+        "      ws_connect_time: {max: 3s}\n      ws_reconnect_time: {max: 750ms}\n",
+    )
+    issues = {i.path: i.message for i in issues_of(text)}
+    assert issues["defaults.thresholds.ws_delivery_rate"] == "must be at least 0, got -1"
+    assert issues["defaults.thresholds.ws_missed_ratio"] == "must be in [0, 1], got 1.5"
+    assert issues["defaults.thresholds.ws_stall.max"] == "must not be negative, got -1"
+    for key, got in (("ws_connect_time", "3s"), ("ws_reconnect_time", "750ms")):
+        message = issues[f"scenarios.s.thresholds.{key}.max"]
+        assert "bucket boundary of the WS connect histograms" in message and got in message
+    assert len(issues) == 5
+
+
+def test_nullable_keys_must_be_required_keys() -> None:
+    """``nullable_keys`` naming a key outside ``required_keys`` is an error at its path."""
+    text = document(
+        """\
+        scenarios:
+          s:
+            shape: {kind: constant, users: 1}
+            users:
+              - kind: ws_stream
+                path: /ws/market
+                message: {required_keys: [quotes], nullable_keys: [prices]}
+        """
+    )
+    issue = only_issue(text)
+    assert issue.path == "scenarios.s.users[0].message.nullable_keys"
+    assert "'prices' not in required_keys" in issue.message

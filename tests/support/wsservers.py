@@ -96,6 +96,7 @@ class RawWsServer:
 
     behaviour: Behaviour
     handshake: bool = True  # False: accept TCP and never answer the upgrade
+    handshake_delay: float = 0.0  # seconds before answering the upgrade (a slow handshake)
     tls: bool = False
     handshakes: int = 0
     close_codes: list[int | None] = field(default_factory=list)
@@ -122,6 +123,8 @@ class RawWsServer:
                 if line.lower().startswith(b"sec-websocket-key:")
             )
             accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            if self.handshake_delay:
+                await asyncio.sleep(self.handshake_delay)
             writer.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
@@ -137,10 +140,15 @@ class RawWsServer:
 
 @contextlib.asynccontextmanager
 async def raw_ws_server(
-    behaviour: Behaviour, *, handshake: bool = True, tls: ssl.SSLContext | None = None
+    behaviour: Behaviour,
+    *,
+    handshake: bool = True,
+    tls: ssl.SSLContext | None = None,
+    handshake_delay: float = 0.0,
 ) -> AsyncIterator[RawWsServer]:
-    """Serve ``behaviour`` on 127.0.0.1 port 0 (over TLS with ``tls``) for the block's duration."""
-    state = RawWsServer(behaviour, handshake, tls is not None)
+    """Serve ``behaviour`` on 127.0.0.1 port 0 (over TLS with ``tls``) for the block's duration;
+    each upgrade is answered ``handshake_delay`` seconds late."""
+    state = RawWsServer(behaviour, handshake, handshake_delay, tls is not None)
     server = await asyncio.start_server(state._serve, "127.0.0.1", 0, ssl=tls)
     state.port = server.sockets[0].getsockname()[1]
     try:

@@ -135,9 +135,37 @@ def test_pairwise_swapped_sequence_is_reordered_not_missed() -> None:
 
 
 def test_duplicates_are_counted_as_such() -> None:
-    """A number already received on the connection is a duplicate, not a gap."""
+    """A number already received on the connection is a duplicate, not a gap, and never a
+    delivered frame: not in ``count``, not timed."""
     st, _ = seqs(1, 2, 2, 3, 1, 4)
     assert st.anomalies == {"duplicate": 2} and st.missed == 0
+    assert st.count == 4 and st.outcomes == {"ok": 4, "duplicate": 2}
+    assert st.latency.count == 4
+
+
+def test_frames_after_the_connection_ended_are_neither_delivered_nor_missed() -> None:
+    """Frames still arriving from a connection being closed (in flight at the deadline) are
+    not judged: seq 1, 3 then end; 5, 7 after it change nothing (1 missed: 2)."""
+    r, st, _ = reader()
+    for n in (1, 3):
+        r.feed(frame(seq=n, published_at=1.0), arrived=1.0)
+    r.end_connection()
+    for n in (5, 7):
+        r.feed(frame(seq=n, published_at=1.0), arrived=1.0)
+    r.end_connection()
+    assert st.count == 2 and st.missed == 1
+
+
+def test_null_required_key_is_missing_unless_nullable() -> None:
+    """``"prices": null`` is invalid; with ``nullable_keys: [prices]`` it is ok, and an absent
+    key is still invalid."""
+    r, st, _ = reader()
+    r.feed(frame(seq=1, published_at=1.0).replace(b'"prices": {}', b'"prices": null'), 1.0)
+    assert st.outcomes == {"invalid": 1}
+    r, st, _ = reader(WsMessageSpec(required_keys=KEYS, nullable_keys=("prices",)))
+    r.feed(frame(seq=1, published_at=1.0).replace(b'"prices": {}', b'"prices": null'), 1.0)
+    r.feed(frame(seq=2, published_at=1.0).replace(b', "prices": {}', b""), 1.0)
+    assert st.outcomes == {"ok": 1, "invalid": 1}
 
 
 def test_gap_is_missed_once_it_leaves_the_reorder_window() -> None:

@@ -11,16 +11,39 @@ from urllib.parse import urlsplit
 import yaml
 
 from loadsvc.config._nodes import Fields
+from loadsvc.config._values import list_of, text
 
 if TYPE_CHECKING:  # only for types: the config layer never imports the runtime
     from loadsvc.users.base import EndpointSinks, UserContext, VirtualUser
 
-__all__ = ["EndpointRef", "EndpointUse", "UserFactory", "UserKind", "UserSpec", "endpoint_label"]
+__all__ = [
+    "EndpointRef",
+    "EndpointUse",
+    "UserFactory",
+    "UserKind",
+    "UserSpec",
+    "endpoint_label",
+    "nullable_subset",
+]
 
 
 def endpoint_label(path: str) -> str:
     """The metric label of a request path: the route without a query string."""
     return urlsplit(path).path or "/"
+
+
+def nullable_subset(fields: Fields, required: tuple[str, ...]) -> tuple[str, ...]:
+    """``nullable_keys`` of a mapping that has ``required_keys``: each must be one of them."""
+    nullable: tuple[str, ...] = fields.get("nullable_keys", list_of(text()), ())
+    stray = [k for k in nullable if k not in required]
+    if stray:
+        fields.reader.error(
+            fields.at("nullable_keys"),
+            fields.value_node("nullable_keys"),
+            f"{', '.join(map(repr, stray))} not in required_keys: only a required key "
+            "can be allowed to be null",
+        )
+    return tuple(k for k in nullable if k in required)
 
 
 @dataclass(frozen=True)

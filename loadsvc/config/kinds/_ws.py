@@ -24,7 +24,7 @@ from loadsvc.config._values import (
     url_path,
 )
 from loadsvc.config.durations import format_duration
-from loadsvc.config.kinds._base import EndpointRef, EndpointUse, endpoint_label
+from loadsvc.config.kinds._base import EndpointRef, EndpointUse, endpoint_label, nullable_subset
 
 if TYPE_CHECKING:
     from loadsvc.users.base import EndpointSinks, WsSink
@@ -45,6 +45,8 @@ class WsMessageSpec:
     """How a WS user reads and validates the frames of a stream."""
 
     required_keys: tuple[str, ...] = ()
+    # Required keys a backend may send as null on purpose (others: null is missing).
+    nullable_keys: tuple[str, ...] = ()
     type_field: str = "type"
     # Frames of these types are counted (outcome "status") but neither validated nor timed.
     skip_types: tuple[str, ...] = ("status",)
@@ -87,6 +89,7 @@ class WsUserSpec:
 WS_KEYS = ("kind", "weight", "path", "name", "message", "connect_timeout", "backoff", "max_message")
 _MESSAGE_KEYS = (
     "required_keys",
+    "nullable_keys",
     "type_field",
     "skip_types",
     "timestamp_field",
@@ -135,8 +138,10 @@ def _message(parent: Fields) -> WsMessageSpec:
     if fields is None:
         return WsMessageSpec()
     unit: str = fields.get("timestamp_unit", choice(("s", "ms")), "s")
+    required = fields.get("required_keys", _names, WsMessageSpec.required_keys)
     return WsMessageSpec(
-        required_keys=fields.get("required_keys", _names, WsMessageSpec.required_keys),
+        required_keys=required,
+        nullable_keys=nullable_subset(fields, required),
         type_field=fields.get("type_field", text(), WsMessageSpec.type_field),
         skip_types=fields.get("skip_types", _names, WsMessageSpec.skip_types),
         timestamp_field=fields.get(

@@ -30,6 +30,7 @@ from loadsvc.config.kinds._base import (
     UserFactory,
     UserKind,
     endpoint_label,
+    nullable_subset,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class HttpTaskSpec:
     weight: int = 1
     expect_status: tuple[int, ...] = (200,)
     required_keys: tuple[str, ...] = ()
+    # Required keys the backend may send as null on purpose (others: null is missing).
+    nullable_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,9 @@ class RestUserSpec:
 _KEYS = (
     "kind", "weight", "pacing", "think_time", "timeout", "max_body", "max_decompressed", "tasks",
 )  # fmt: skip
-_TASK_KEYS = ("path", "name", "method", "weight", "expect_status", "required_keys")
+_TASK_KEYS = (
+    "path", "name", "method", "weight", "expect_status", "required_keys", "nullable_keys",
+)  # fmt: skip
 
 _names = list_of(text())
 _status = integer(100, 599)
@@ -164,6 +169,7 @@ def _task(
     weight = fields.get("weight", integer(1), HttpTaskSpec.weight)
     expect_status = fields.get("expect_status", one_or_list(_status), HttpTaskSpec.expect_status)
     required_keys = fields.get("required_keys", _names, HttpTaskSpec.required_keys)
+    nullable_keys = nullable_subset(fields, required_keys)
     if request_path is None:
         return None
     endpoint = name if name is not None else endpoint_label(request_path)
@@ -175,6 +181,7 @@ def _task(
         weight=weight,
         expect_status=expect_status,
         required_keys=required_keys,
+        nullable_keys=nullable_keys,
     )
 
 

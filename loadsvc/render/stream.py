@@ -1,0 +1,140 @@
+"""Alerts on what a soak exists to catch on a WS stream, from the same thresholds as the verdict.
+
+One rule per stream judgement that is on (see :mod:`loadsvc.verdict`): the
+delivery rate under its floor, missed frames over their share, stalls over
+their count, connect and reconnect times over their quantile. Each sums over
+replicas. The rate divides the data frames (not status, not duplicates) by the
+connections open on average over the window: messages per connection-second,
+as the verdict counts them. Connect and reconnect limits are bucket bounds of
+their histograms (the configuration checks it), so those rules are exact.
+"""
+
+from __future__ import annotations
+
+from loadsvc.config.spec import EndpointRef, LatencyThreshold, ScenarioSpec, Thresholds, WsUserSpec
+from loadsvc.metrics import NAMES
+from loadsvc.render.profile import TimingProfile, prom_duration
+from loadsvc.render.promql import NOT_DATA, SCENARIO_ENDPOINT, le_label, matchers, number
+from loadsvc.render.thresholds import Rule, alert
+
+
+def _sum(expr: str) -> str:
+    return f"sum by ({SCENARIO_ENDPOINT}) ({expr})"
+
+
+def _sequenced(scenario: ScenarioSpec, endpoint: str) -> bool:
+    """Whether the frames of ``endpoint`` carry sequence numbers (else nothing is missed)."""
+    return any(
+        isinstance(u, WsUserSpec) and u.endpoint == endpoint and u.message.sequence_field
+        for u in scenario.users
+    )
+
+
+def stream_alerts(
+    scenario: ScenarioSpec, ref: EndpointRef, t: Thresholds, profile: TimingProfile
+) -> list[Rule]:
+    """Every stream alert of one WS endpoint whose threshold is on."""
+    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+    sel = matchers(labels)
+    data = matchers(labels, NOT_DATA)
+    w = prom_duration(profile.rate_window_s)
+    where = "{{ $labels.endpoint }} ({{ $labels.scenario }})"
+    rules: list[Rule] = []
+    delivered = _sum(f"rate({NAMES.ws_messages}{data}[{w}])")
+    if t.ws_delivery_rate > 0:
+        floor = number(t.ws_delivery_rate)
+        rules.append(
+            alert(
+                "LoadsvcWsDeliveryRateLow",
+                f"{delivered}\n/\n{_sum(f'avg_over_time({NAMES.ws_connections}{sel}[{w}])')}\n"
+                f"< {floor}",
+                profile.for_s,
+                "warning",
+                f"WS delivery rate of {where} below {floor} msg/s per connection",
+                f"Over the last {w} each connection to {{{{ $labels.endpoint }}}} in scenario "
+                '{{ $labels.scenario }} received {{ $value | printf "%.2f" }} data messages '
+                f"per second; the floor is {floor}.",
+                labels,
+            )
+        )
+    if t.ws_missed_ratio < 1 and _sequenced(scenario, ref.endpoint):
+        missed = _sum(f"rate({NAMES.ws_messages_missed}{sel}[{w}])")
+        limit = number(t.ws_missed_ratio)
+        rules.append(
+            alert(
+                "LoadsvcWsMissedRatioHigh",
+                f"{missed}\n/\n({missed} + {delivered})\n> {limit}",
+                profile.for_s,
+                "warning",
+                f"WS frames of {where} missed above {t.ws_missed_ratio * 100:g}%",
+                "{{ $value | humanizePercentage }} of the frames expected on "
+                "{{ $labels.endpoint }} in scenario {{ $labels.scenario }} (sequence gaps) "
+                f"never arrived over the last {w}; the threshold is {t.ws_missed_ratio * 100:g}%.",
+                labels,
+            )
+        )
+    if t.ws_stall.after_s is not None:
+        after = prom_duration(t.ws_stall.after_s)
+        rules.append(
+            alert(
+                "LoadsvcWsStalled",
+                f"{_sum(f'increase({NAMES.ws_stalls}{sel}[{w}])')} > {t.ws_stall.max}",
+                0,
+                "critical",
+                f"WS connections to {where} stalled",
+                '{{ $value | printf "%.0f" }} connections to {{ $labels.endpoint }} in '
+                f"scenario {{{{ $labels.scenario }}}} went without a data message for over "
+                f"{after} in the last {w}; {t.ws_stall.max} allowed.",
+                labels,
+            )
+        )
+    for name, histogram, what, threshold in (
+        ("LoadsvcWsConnectSlow", NAMES.ws_connect_duration, "connect", t.ws_connect_time),
+        ("LoadsvcWsReconnectSlow", NAMES.ws_reconnect_duration, "reconnect", t.ws_reconnect_time),
+    ):
+        if threshold is not None:
+            rules.append(_time_alert(name, histogram, what, threshold, labels, profile))
+    return rules
+
+
+def _time_alert(
+    name: str,
+    histogram: str,
+    what: str,
+    threshold: LatencyThreshold,
+    labels: dict[str, str],
+    profile: TimingProfile,
+) -> Rule:
+    """Fewer than ``quantile`` of the connects (or reconnects) within the limit: exact."""
+    w = prom_duration(profile.rate_window_s)
+    limit = prom_duration(threshold.max_s)
+    within = _sum(
+        f"rate({histogram}_bucket{matchers({**labels, 'le': le_label(threshold.max_s)})}[{w}])"
+    )
+    every = _sum(f"rate({histogram}_bucket{matchers({**labels, 'le': '+Inf'})}[{w}])")
+    q = threshold.label
+    return alert(
+        name,
+        f"{within}\n/\n{every}\n< {number(threshold.quantile)}",
+        profile.for_s,
+        "warning",
+        f"WS {what} {q} of {{{{ $labels.endpoint }}}} ({{{{ $labels.scenario }}}}) above {limit}",
+        f"Over the last {w} only {{{{ $value | humanizePercentage }}}} of the {what}s to "
+        f"{{{{ $labels.endpoint }}}} in scenario {{{{ $labels.scenario }}}} took at most "
+        f"{limit}; the threshold needs {threshold.quantile * 100:g}% ({q} <= {limit}).",
+        labels,
+    )
+
+
+def stream_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> list[Rule]:
+    """Stream alerts of every WS endpoint of every scenario, in configuration order, once each."""
+    rules: list[Rule] = []
+    for scenario in scenarios:
+        for ref in scenario.endpoints():
+            if ref.kind != "ws":
+                continue
+            t = scenario.thresholds.for_endpoint(ref.endpoint)
+            for rule in stream_alerts(scenario, ref, t, profile):
+                if rule not in rules:
+                    rules.append(rule)
+    return rules
