@@ -2,7 +2,7 @@
 
 ``select`` chooses the baseline (history records or summary files), ``regression``
 judges a run against it (tolerances and a test on the run's own samples),
-``stats`` holds the exact tests.
+``stats`` holds the exact tests, ``validate`` the checks every past record passes.
 """
 
 from loadsvc.baseline.regression import (
@@ -15,11 +15,13 @@ from loadsvc.baseline.regression import (
 )
 from loadsvc.baseline.select import (
     UnreadableSummary,
+    choose_anchor,
     choose_baseline,
     fingerprint,
     read_summaries,
     read_summary,
 )
+from loadsvc.baseline.validate import record_problem
 from loadsvc.config.spec import BaselinePolicy, Tolerance
 
 __all__ = [
@@ -31,9 +33,11 @@ __all__ = [
     "RegressionReport",
     "Tolerance",
     "UnreadableSummary",
+    "choose_anchor",
     "choose_baseline",
     "fingerprint",
     "judge_against",
     "read_summaries",
     "read_summary",
+    "record_problem",
 ]

@@ -14,7 +14,22 @@ A metric regressed when both hold:
    the limit ratio; messages per connection-second a Poisson test.
 
 Without enough comparable runs, or without the samples to test, nothing
-regresses: a run says ``no baseline yet`` and never alarms.
+regresses: a run says ``no baseline yet`` and never alarms. A metric that
+could not be compared (missing on one side, no samples to test) is listed in
+the headline as not compared: the report is then *incomplete*, never a plain
+"no regression".
+
+**Drift.** Each metric is judged against two references: the *recent* baseline
+(the median of the last comparable runs) and, when it is another set of runs,
+the *anchored* one (the median of the oldest comparable runs within
+``select.ANCHOR_SPAN_S``, or since the last acceptance). The recent median
+trails a slow drift and never sees it beyond the tolerance; the anchor stays
+put, so a drift alarms when it totals what a step of the same size would.
+
+**Lag.** Latencies are compared with the generator's event-loop lag p99 taken
+off (``loadsvc.lag.lag_adjusted``), and the sample test counts samples past
+``limit + lag``: only what the lag cannot account for can regress. A raw value
+beyond the limit that the lag explains is *uncertain*: said, never "ok" silently.
 Values are in the summary JSON's units (latencies in ms).
 """
 
@@ -29,8 +44,10 @@ from typing import Any, Literal
 
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
 from loadsvc.config.spec import BaselinePolicy, Tolerance
+from loadsvc.lag import lag_adjusted
 
 ReportState = Literal["off", "no_baseline", "ok", "regressed"]
+Reference = Literal["recent", "anchored"]
 Doc = Mapping[str, Any]
 
 
@@ -109,7 +126,7 @@ class MetricRule:
     tolerance: Callable[[BaselinePolicy], Tolerance]
     test: Callable[[Doc, float], float | None]
     kinds: tuple[str, ...] = ("http", "ws")
-    timing: bool = False  # measured by the generator's clock: untrusted when its loop lagged
+    timing: bool = False  # measured by the generator's clock: compared with its lag taken off
 
 
 METRICS: tuple[MetricRule, ...] = (
@@ -145,15 +162,9 @@ METRICS: tuple[MetricRule, ...] = (
 LATENCY_METRICS = ("p50", "p95", "p99")
 
 
-def timing_untrusted(doc: Doc) -> str:
-    """Why a run's latencies may be the generator's doing rather than the backend's (its
-    event loop lagged past the limit the thresholds trust), or ``""`` when they are sound."""
-    if doc.get("result") == "generator_bound":
-        return "the run was generator_bound"
-    lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))
-    if lag is not None and limit is not None and lag > limit:
-        return f"event-loop lag p99 {lag:g} ms was over {limit:g} ms"
-    return ""
+def lag_ms_of(doc: Doc) -> float | None:
+    """The run's event-loop lag p99 in ms (what the generator may have added), if measured."""
+    return number(doc.get("loop_lag_p99_ms"))
 
 
 def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
@@ -195,9 +206,12 @@ class Finding:
     runs: int  # baseline runs with a value for this metric
     span: str  # the baseline runs' dates, e.g. 2026-11-23..29
     margin: str  # e.g. "+50 % and +10 ms"
-    beyond: bool  # past the limit
+    beyond: bool  # past the limit (a latency: once the generator's lag is taken off)
     p_value: float | None  # the test on the run's own samples; None: nothing to test
     regressed: bool
+    reference: Reference = "recent"  # the last comparable runs, or the anchored oldest ones
+    lag: float | None = None  # the generator's lag p99 taken off a latency (ms)
+    uncertain: bool = False  # beyond the limit raw, but by no more than the generator's lag
 
     def describe(self) -> str:
         """e.g. ``/api/x p95 38.0 ms vs baseline 4.1 ms (median of 7 runs, 2026-11-23..29):
@@ -207,17 +221,32 @@ class Finding:
             if self.baseline
             else f"{'+' if self.value >= 0 else ''}{_show(self.value, self.unit)} from 0"
         )
+        which = "anchored baseline" if self.reference == "anchored" else "baseline"
+        whose = "oldest " if self.reference == "anchored" else ""
         head = (
-            f"{self.endpoint} {self.metric} {_show(self.value, self.unit)} vs baseline "
-            f"{_show(self.baseline, self.unit)} (median of {_runs(self.runs)}, {self.span}): {change}"
+            f"{self.endpoint} {self.metric} {_show(self.value, self.unit)} vs {which} "
+            f"{_show(self.baseline, self.unit)} (median of {whose}{_runs(self.runs)}, "
+            f"{self.span}): {change}"
         )
+        lag = f" (lag p99 {self.lag:g} ms taken off)" if self.lag else ""
         if self.regressed:
-            return f"{head}, beyond {self.margin}"
+            drift = ": a drift" if self.reference == "anchored" else ""
+            return f"{head}, beyond {self.margin}{lag}{drift}"
+        if self.uncertain:
+            return (
+                f"{head}, beyond {self.margin} by no more than the generator's lag p99 "
+                f"{self.lag:g} ms: uncertain, not judged a regression"
+            )
         if self.beyond and self.p_value is None:
             return f"{head}, beyond {self.margin} but no samples to test: not judged"
         if self.beyond:
-            return f"{head}, beyond {self.margin} but within noise (p = {self.p_value:.2g})"
+            return f"{head}, beyond {self.margin}{lag} but within noise (p = {self.p_value:.2g})"
         return f"{head}, within {self.margin}"
+
+    @property
+    def untested(self) -> bool:
+        """Past the limit with no samples to test it: not compared, not "no regression"."""
+        return self.beyond and self.p_value is None
 
     def doc(self) -> dict[str, Any]:
         """The finding in the summary JSON and /api/runs."""
@@ -229,8 +258,10 @@ class Finding:
             "baseline": round(self.baseline, 6),
             "limit": round(self.limit, 6),
             "runs": self.runs,
+            "reference": self.reference,
             "p_value": None if self.p_value is None else float(f"{self.p_value:.3g}"),
             "regressed": self.regressed,
+            "uncertain": self.uncertain,
             "description": self.describe(),
         }
 
@@ -244,24 +275,55 @@ class RegressionReport:
     min_runs: int
     span: str = ""
     findings: tuple[Finding, ...] = field(default=())
-    untrusted: str = ""  # why latencies were not compared (the generator was too busy)
+    not_compared: tuple[str, ...] = ()  # "endpoint metric: why" of what could not be compared
+    lost: bool = False  # comparable runs existed before and are gone (set by the caller)
 
     def regressions(self) -> tuple[Finding, ...]:
         """The findings that regressed."""
         return tuple(f for f in self.findings if f.regressed)
 
+    def uncertain(self) -> tuple[Finding, ...]:
+        """The findings beyond the limit by no more than the generator's lag."""
+        return tuple(f for f in self.findings if f.uncertain)
+
+    def gaps(self) -> tuple[str, ...]:
+        """What was not compared: missing on one side, or no samples to test."""
+        untested = tuple(
+            f"{f.endpoint} {f.metric}: beyond {f.margin} but no samples to test"
+            for f in self.findings
+            if f.untested
+        )
+        return self.not_compared + untested
+
+    @property
+    def complete(self) -> bool:
+        """Every metric compared, none only "uncertain": "no regression" may be said plainly."""
+        return self.state != "ok" or not (self.gaps() or self.uncertain())
+
     def headline(self) -> str:
-        """One line: no baseline yet, no regression, or the first regressions."""
+        """One line: no baseline yet, no regression, or the first regressions, and what was
+        not compared."""
         if self.state == "off":
             return "not compared with a baseline (baseline.enabled is false)"
         if self.state == "no_baseline":
-            return f"no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
-        if self.state == "ok":
+            lost = "BASELINE LOST: " if self.lost else ""
+            return f"{lost}no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
+        compared = len(self.findings) - sum(f.untested for f in self.findings)
+        if self.state == "regressed":
+            line = "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
+        elif compared == 0:
+            line = "NOT COMPARED: no metric could be compared with the baseline"
+        elif self.complete:
             line = f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
         else:
-            line = "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
-        if self.untrusted:
-            line += f"; latencies not compared: {self.untrusted}, the generator may be at fault"
+            line = (
+                f"no regression in the {compared} metric(s) compared "
+                f"(median of {_runs(self.runs)}, {self.span})"
+            )
+        if self.uncertain():
+            line += "; UNCERTAIN: " + "; ".join(f.describe() for f in self.uncertain())
+        if self.gaps():
+            line += "; NOT COMPARED: " + "; ".join(self.gaps())
         return line
 
     def doc(self) -> dict[str, Any]:
@@ -273,17 +335,20 @@ class RegressionReport:
             "span": self.span,
             "headline": self.headline(),
             "findings": [f.doc() for f in self.findings],
-            "latencies_not_compared": self.untrusted or None,
+            "complete": self.complete,
+            "not_compared": list(self.gaps()),
+            "lost": self.lost,
         }
 
 
 def span_of(docs: Sequence[Doc]) -> str:
     """The dates of the baseline runs: ``2026-11-23..29``, ``2026-11-23``, ``2026-11-30..12-02``."""
     stamps = [t for d in docs if (t := number(d.get("started_at"))) is not None]
-    if not stamps:
+    try:
+        first = datetime.fromtimestamp(min(stamps), UTC).date()
+        last = datetime.fromtimestamp(max(stamps), UTC).date()
+    except (ValueError, OverflowError, OSError):  # none, or not a date: never stop comparing
         return "dates unknown"
-    first = datetime.fromtimestamp(min(stamps), UTC).date()
-    last = datetime.fromtimestamp(max(stamps), UTC).date()
     if first == last:
         return first.isoformat()
     if first.year != last.year:
@@ -304,33 +369,69 @@ def _endpoints(doc: Doc) -> dict[tuple[str, str], Doc]:
 
 
 def judge_against(
-    current: Doc, baseline: Sequence[Doc], policy: BaselinePolicy = DEFAULT_POLICY
+    current: Doc,
+    baseline: Sequence[Doc],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    anchor: Sequence[Doc] = (),
 ) -> RegressionReport:
-    """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries)."""
+    """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries,
+    most recent first) and, when it is other runs, ``anchor`` (the oldest comparable ones)."""
     if not policy.enabled:
         return RegressionReport("off", len(baseline), policy.min_runs)
     if len(baseline) < policy.min_runs:
         return RegressionReport("no_baseline", len(baseline), policy.min_runs)
-    span = span_of(baseline)
-    past = [_endpoints(d) for d in baseline]
-    # A run whose own event loop lagged measured its queueing, not only the backend's:
-    # its latencies must not page anyone about the backend (the counts still compare).
-    untrusted = timing_untrusted(current)
+    same = {id(d) for d in anchor} == {id(d) for d in baseline}
+    references: list[tuple[Reference, Sequence[Doc]]] = [("recent", baseline)]
+    if len(anchor) >= policy.min_runs and not same:
+        references.append(("anchored", anchor))
+    spans = {name: span_of(docs) for name, docs in references}
+    pasts = {name: [_endpoints(d) for d in docs] for name, docs in references}
+    lag = lag_ms_of(current)
+    now = _endpoints(current)
     findings: list[Finding] = []
-    for key, ep in _endpoints(current).items():
+    gaps: list[str] = []
+    for key, ep in now.items():
         for rule in METRICS:
-            if key[1] not in rule.kinds or (rule.timing and untrusted):
+            if key[1] not in rule.kinds:
                 continue
-            values = [p[key] for p in past if key in p]
-            finding = _judge_metric(rule, key[0], ep, values, policy, span)
-            if finding is not None:
-                findings.append(finding)
+            judged = [
+                _judge_metric(rule, key[0], ep, [p[key] for p in pasts[name] if key in p],
+                              policy, spans[name], name, lag if rule.timing else None)
+                for name, _ in references
+            ]  # fmt: skip
+            found = [f for f in judged if f is not None]
+            if found:
+                findings.append(next((f for f in found if f.regressed), found[0]))
+            elif why := _why_not(rule, ep, [p[key] for p in pasts["recent"] if key in p]):
+                gaps.append(f"{key[0]} {rule.name}: {why}")
+    gone = {k for p in pasts["recent"] for k in p} - now.keys()
+    gaps.extend(f"{endpoint}: in the baseline, not in this run" for endpoint, _ in sorted(gone))
     state: ReportState = "regressed" if any(f.regressed for f in findings) else "ok"
-    return RegressionReport(state, len(baseline), policy.min_runs, span, tuple(findings), untrusted)
+    return RegressionReport(
+        state, len(baseline), policy.min_runs, spans["recent"], tuple(findings), tuple(gaps)
+    )
+
+
+def _why_not(rule: MetricRule, ep: Doc, past: list[Doc]) -> str:
+    """Why a metric measured on one side only was not compared ("" when on neither side)."""
+    now = rule.value(ep) is not None
+    before = sum(rule.value(p) is not None for p in past)
+    if now and not past:
+        return "endpoint not in the baseline"
+    if now:
+        return f"in {before} baseline run(s) only"
+    return "not measured in this run" if before else ""
 
 
 def _judge_metric(
-    rule: MetricRule, endpoint: str, ep: Doc, past: list[Doc], policy: BaselinePolicy, span: str
+    rule: MetricRule,
+    endpoint: str,
+    ep: Doc,
+    past: list[Doc],
+    policy: BaselinePolicy,
+    span: str,
+    reference: Reference,
+    lag: float | None,
 ) -> Finding | None:
     value = rule.value(ep)
     values = [v for p in past if (v := rule.value(p)) is not None]
@@ -339,10 +440,18 @@ def _judge_metric(
     base = statistics.median(values)
     tol = rule.tolerance(policy)
     limit = _limit(rule, base, tol)
-    beyond = value > limit if rule.worse == "up" else value < limit
-    p_value = rule.test(ep, limit) if beyond and limit > 0 else None
+    lag = lag or None
+    if rule.worse == "up":
+        raw_beyond = value > limit
+        # Only what the generator's lag cannot account for may regress (loadsvc.lag).
+        lag_ms = None if lag is None else lag / 1000.0
+        beyond = lag_adjusted(value / 1000.0, lag_ms) * 1000.0 > limit if lag else raw_beyond
+    else:
+        raw_beyond = beyond = value < limit
+    p_value = rule.test(ep, limit + (lag or 0.0)) if beyond and limit > 0 else None
     regressed = beyond and p_value is not None and p_value < policy.alpha
     return Finding(
         endpoint, rule.name, rule.unit, value, base, limit, len(values), span,
-        _margin(rule, tol), beyond, p_value, regressed,
+        _margin(rule, tol), beyond, p_value, regressed, reference, lag,
+        raw_beyond and not beyond,
     )  # fmt: skip
