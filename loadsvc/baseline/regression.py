@@ -228,10 +228,9 @@ class Finding:
             f"{_show(self.baseline, self.unit)} (median of {whose}{_runs(self.runs)}, "
             f"{self.span}): {change}"
         )
-        lag = f" (lag p99 {self.lag:g} ms taken off)" if self.lag else ""
         if self.regressed:
             drift = ": a drift" if self.reference == "anchored" else ""
-            return f"{head}, beyond {self.margin}{lag}{drift}"
+            return f"{head}, beyond {self.margin}{drift}"
         if self.uncertain:
             return (
                 f"{head}, beyond {self.margin} by no more than the generator's lag p99 "
@@ -240,7 +239,7 @@ class Finding:
         if self.beyond and self.p_value is None:
             return f"{head}, beyond {self.margin} but no samples to test: not judged"
         if self.beyond:
-            return f"{head}, beyond {self.margin}{lag} but within noise (p = {self.p_value:.2g})"
+            return f"{head}, beyond {self.margin} but within noise (p = {self.p_value:.2g})"
         return f"{head}, within {self.margin}"
 
     @property
@@ -308,11 +307,11 @@ class RegressionReport:
         if self.state == "no_baseline":
             lost = "BASELINE LOST: " if self.lost else ""
             return f"{lost}no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
-        compared = len(self.findings) - sum(f.untested for f in self.findings)
+        compared = sum(not (f.untested or f.uncertain) for f in self.findings)
         if self.state == "regressed":
             line = "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
         elif compared == 0:
-            line = "NOT COMPARED: no metric could be compared with the baseline"
+            line = "NOTHING COMPARED: no metric could be judged against the baseline"
         elif self.complete:
             line = f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
         else:

@@ -27,8 +27,8 @@ in a small JSON file beside the history, so they survive restarts.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
