@@ -19,12 +19,17 @@ could not be compared (missing on one side, no samples to test) is listed in
 the headline as not compared: the report is then *incomplete*, never a plain
 "no regression".
 
-**Drift.** Each metric is judged against two references: the *recent* baseline
-(the median of the last comparable runs) and, when it is another set of runs,
-the *anchored* one (the median of the oldest comparable runs within
-``select.ANCHOR_SPAN_S``, or since the last acceptance). The recent median
-trails a slow drift and never sees it beyond the tolerance; the anchor stays
-put, so a drift alarms when it totals what a step of the same size would.
+**Drift.** Each metric is also judged against the *anchored* baseline (the
+median of the oldest comparable runs within ``select.ANCHOR_SPAN_S``, or since
+the last acceptance), which moves over days or on accept, never window by
+window. The recent median trails a slow drift and never sees it beyond the
+tolerance; against the anchor a drift regresses at least when it totals what a
+step of the same size would (the same rule), and sooner by a CUSUM: the
+excesses of the recent runs (``trend``) past the anchor plus half the margin,
+summed while positive, reaching the whole margin (``limit - anchor``), with the
+run's own samples confirming it is past that half-way line (p < ``alpha``). So a
+sustained shift of more than half the tolerance alarms after a few runs; noise
+around the anchor sums to nothing.
 
 **Lag.** Latencies are compared with the generator's event-loop lag p99 taken
 off (``loadsvc.lag.lag_adjusted``), and the sample test counts samples past
@@ -212,6 +217,7 @@ class Finding:
     reference: Reference = "recent"  # the last comparable runs, or the anchored oldest ones
     lag: float | None = None  # the generator's lag p99 taken off a latency (ms)
     uncertain: bool = False  # beyond the limit raw, but by no more than the generator's lag
+    drift_runs: int = 0  # runs (this one included) whose excess summed past the margin: a drift
 
     def describe(self) -> str:
         """e.g. ``/api/x p95 38.0 ms vs baseline 4.1 ms (median of 7 runs, 2026-11-23..29):
@@ -228,6 +234,11 @@ class Finding:
             f"{_show(self.baseline, self.unit)} (median of {whose}{_runs(self.runs)}, "
             f"{self.span}): {change}"
         )
+        if self.regressed and self.drift_runs:
+            return (
+                f"{head}, a drift: past half of {self.margin} over the last {self.drift_runs} "
+                "runs, beyond the whole margin in sum"
+            )
         if self.regressed:
             drift = ": a drift" if self.reference == "anchored" else ""
             return f"{head}, beyond {self.margin}{drift}"
@@ -372,19 +383,21 @@ def judge_against(
     baseline: Sequence[Doc],
     policy: BaselinePolicy = DEFAULT_POLICY,
     anchor: Sequence[Doc] = (),
+    trend: Sequence[Doc] = (),
 ) -> RegressionReport:
     """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries,
-    most recent first) and, when it is other runs, ``anchor`` (the oldest comparable ones)."""
+    most recent first) and ``anchor`` (the oldest comparable ones); ``trend`` (the recent
+    comparable runs, most recent first; default ``baseline``) feeds the drift sum."""
     if not policy.enabled:
         return RegressionReport("off", len(baseline), policy.min_runs)
     if len(baseline) < policy.min_runs:
         return RegressionReport("no_baseline", len(baseline), policy.min_runs)
-    same = {id(d) for d in anchor} == {id(d) for d in baseline}
     references: list[tuple[Reference, Sequence[Doc]]] = [("recent", baseline)]
-    if len(anchor) >= policy.min_runs and not same:
+    if len(anchor) >= policy.min_runs:
         references.append(("anchored", anchor))
     spans = {name: span_of(docs) for name, docs in references}
     pasts = {name: [_endpoints(d) for d in docs] for name, docs in references}
+    recent = [_endpoints(d) for d in reversed(trend or baseline)]  # oldest first
     lag = lag_ms_of(current)
     now = _endpoints(current)
     findings: list[Finding] = []
@@ -393,9 +406,11 @@ def judge_against(
         for rule in METRICS:
             if key[1] not in rule.kinds:
                 continue
+            runs = [v for p in recent if key in p and (v := rule.value(p[key])) is not None]
             judged = [
                 _judge_metric(rule, key[0], ep, [p[key] for p in pasts[name] if key in p],
-                              policy, spans[name], name, lag if rule.timing else None)
+                              policy, spans[name], name, lag if rule.timing else None,
+                              runs if name == "anchored" else ())
                 for name, _ in references
             ]  # fmt: skip
             found = [f for f in judged if f is not None]
@@ -431,6 +446,7 @@ def _judge_metric(
     span: str,
     reference: Reference,
     lag: float | None,
+    trend: Sequence[float] = (),
 ) -> Finding | None:
     value = rule.value(ep)
     values = [v for p in past if (v := rule.value(p)) is not None]
@@ -449,8 +465,35 @@ def _judge_metric(
         raw_beyond = beyond = value < limit
     p_value = rule.test(ep, limit + (lag or 0.0)) if beyond and limit > 0 else None
     regressed = beyond and p_value is not None and p_value < policy.alpha
+    drift_runs = 0
+    if not regressed and trend:
+        now = value - (lag or 0.0) if rule.worse == "up" else value
+        drift_runs = _drift(rule, base, limit, [*trend, now])
+        if drift_runs:
+            halfway = (base + limit) / 2 + (lag or 0.0)
+            p_drift = rule.test(ep, halfway) if halfway > 0 else None
+            if p_drift is not None and p_drift < policy.alpha:
+                regressed, p_value = True, p_drift
+            else:
+                drift_runs = 0
     return Finding(
         endpoint, rule.name, rule.unit, value, base, limit, len(values), span,
         _margin(rule, tol), beyond, p_value, regressed, reference, lag,
-        raw_beyond and not beyond,
+        raw_beyond and not beyond and not regressed, drift_runs,
     )  # fmt: skip
+
+
+def _drift(rule: MetricRule, base: float, limit: float, runs: Sequence[float]) -> int:
+    """A one-sided CUSUM over ``runs`` (oldest first, the current one last): the excesses
+    past ``base`` plus half the margin, summed while the sum stays positive. When the sum at
+    the last run reaches the whole margin, how many runs it took; else 0."""
+    margin = abs(limit - base)
+    if margin <= 0:
+        return 0
+    sign = 1.0 if rule.worse == "up" else -1.0
+    total, length = 0.0, 0
+    for value in runs:
+        total += sign * (value - base) - margin / 2
+        length = length + 1 if total > 0 else 0
+        total = max(0.0, total)
+    return length if total >= margin else 0

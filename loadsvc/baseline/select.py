@@ -34,6 +34,8 @@ from loadsvc.lag import is_busy
 _DAY_S = 86_400.0
 # How far back the anchored reference reaches: it moves over days, not windows.
 ANCHOR_SPAN_S = 7 * _DAY_S
+# Recent comparable runs whose excesses over the anchor are summed (the drift CUSUM).
+TREND_RUNS = 20
 
 
 def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
@@ -112,6 +114,19 @@ def choose_anchor(
         if float(d["ended_at"]) >= now - ANCHOR_SPAN_S
     ]  # fmt: skip
     return within[-policy.runs :]
+
+
+def choose_trend(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
+) -> list[Mapping[str, Any]]:
+    """The last ``TREND_RUNS`` comparable runs of ``current`` (most recent first): the drift sum
+    against the anchor runs over them. None for ``same_time_of_day``."""
+    if policy.same_time_of_day:
+        return []
+    return _candidates(current, past, accepted_since)[:TREND_RUNS]
 
 
 def choose_baseline(

@@ -42,6 +42,7 @@ from loadsvc.baseline import (
     RegressionReport,
     choose_anchor,
     choose_baseline,
+    choose_trend,
     judge_against,
     record_problem,
 )
@@ -159,7 +160,8 @@ class RegressionJudge:
             since = self.accepted.since(scenario)
             chosen = choose_baseline(doc, past, policy, since)
             anchor = choose_anchor(doc, past, policy, since)
-            report = judge_against(doc, chosen, policy, anchor)
+            trend = choose_trend(doc, past, policy, since)
+            report = judge_against(doc, chosen, policy, anchor, trend)
             if report.state == "no_baseline" and _was_compared(doc, past, since):
                 lost = True
                 report = replace(report, lost=True)
