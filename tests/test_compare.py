@@ -168,7 +168,9 @@ BAD_BASELINES = [
 ]
 
 
-@pytest.mark.parametrize(("edit", "said"), BAD_BASELINES, ids=[e.__name__ for e, _ in BAD_BASELINES])
+@pytest.mark.parametrize(
+    ("edit", "said"), BAD_BASELINES, ids=[e.__name__ for e, _ in BAD_BASELINES]
+)
 def test_run_baseline_file_that_cannot_judge_the_run_exits_2_before_any_load(
     target_url: str, healthy: Path, tmp_path: Path, edit: Any, said: str
 ) -> None:
