@@ -53,10 +53,10 @@ def history_path_problem(path: str | os.PathLike[str]) -> str | None:
     where = Path(path)
     try:
         info = where.stat()
-    except FileNotFoundError:
+    except OSError:
+        # Missing, or not reachable yet (a volume still mounting): serve starts and /readyz
+        # says so until the history can be written (RunHistory.check_writable).
         return None
-    except OSError as exc:
-        return f"{where}: {exc.strerror or exc}"
     if not stat.S_ISREG(info.st_mode):
         return f"{where}: not a regular file"
     if info.st_size == 0:
