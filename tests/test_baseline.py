@@ -19,7 +19,7 @@ from loadsvc.baseline import (
     judge_against,
     record_problem,
 )
-from loadsvc.baseline.regression import span_of
+from loadsvc.baseline.findings import span_of
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
 from loadsvc.config import load_config
 from loadsvc.report import histogram_doc

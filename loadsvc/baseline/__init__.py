@@ -2,15 +2,15 @@
 
 ``select`` chooses the baseline (history records or summary files), ``regression``
 judges a run against it (tolerances and a test on the run's own samples),
-``stats`` holds the exact tests, ``validate`` the checks every past record passes.
+``findings`` says what the judgement found, ``stats`` holds the exact tests,
+``validate`` the checks every past record passes.
 """
 
+from loadsvc.baseline.findings import Finding, RegressionReport
 from loadsvc.baseline.regression import (
     DEFAULT_POLICY,
     LATENCY_METRICS,
     METRICS,
-    Finding,
-    RegressionReport,
     judge_against,
 )
 from loadsvc.baseline.select import (

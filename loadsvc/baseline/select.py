@@ -26,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from loadsvc.baseline.regression import DEFAULT_POLICY, number
+from loadsvc.baseline.findings import number
+from loadsvc.baseline.regression import DEFAULT_POLICY
 from loadsvc.baseline.validate import record_problem
 from loadsvc.config.spec import BaselinePolicy, ScenarioSpec
 from loadsvc.lag import is_busy

@@ -46,7 +46,7 @@ from loadsvc.baseline import (
     judge_against,
     record_problem,
 )
-from loadsvc.baseline.regression import number
+from loadsvc.baseline.findings import number
 from loadsvc.baseline.validate import EARLIEST_S, LATEST_S
 from loadsvc.files import write_atomically
 from loadsvc.recorder import Recorder
