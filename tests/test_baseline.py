@@ -12,9 +12,8 @@ import pytest
 from loadsvc.baseline import (
     BaselinePolicy,
     RegressionReport,
-    choose_anchor,
     choose_baseline,
-    choose_trend,
+    choose_references,
     fingerprint,
     judge_against,
     record_problem,
@@ -77,10 +76,8 @@ def judged(now: dict[str, Any], history: list[dict[str, Any]]) -> RegressionRepo
     """``now`` judged as serve judges it: the recent baseline and the anchor, from ``history``
     (oldest first), the run's verdict kept in it."""
     past = list(reversed(history))
-    report = judge_against(
-        now, choose_baseline(now, past), anchor=choose_anchor(now, past),
-        trend=choose_trend(now, past),
-    )  # fmt: skip
+    chosen, anchor, trend = choose_references(now, past)
+    report = judge_against(now, chosen, anchor=anchor, trend=trend)
     now["regression"] = report.doc()
     return report
 

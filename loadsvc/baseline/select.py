@@ -105,16 +105,7 @@ def choose_anchor(
 
     None for ``same_time_of_day``: that baseline already reaches back over days.
     """
-    if policy.same_time_of_day:
-        return []
-    now = number(current.get("ended_at"))
-    if now is None:
-        return []
-    within = [
-        d for d in _candidates(current, past, accepted_since)
-        if float(d["ended_at"]) >= now - ANCHOR_SPAN_S
-    ]  # fmt: skip
-    return within[-policy.runs :]
+    return choose_references(current, past, policy, accepted_since)[1]
 
 
 def choose_trend(
@@ -125,9 +116,7 @@ def choose_trend(
 ) -> list[Mapping[str, Any]]:
     """The last ``TREND_RUNS`` comparable runs of ``current`` (most recent first): the drift sum
     against the anchor runs over them. None for ``same_time_of_day``."""
-    if policy.same_time_of_day:
-        return []
-    return _candidates(current, past, accepted_since)[:TREND_RUNS]
+    return choose_references(current, past, policy, accepted_since)[2]
 
 
 def choose_baseline(
@@ -140,10 +129,26 @@ def choose_baseline(
 
     ``accepted_since``: a new baseline was accepted from this time on (see :func:`comparable`).
     """
+    return choose_references(current, past, policy, accepted_since)[0]
+
+
+def choose_references(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The baseline, the anchor and the trend runs of ``current``, each record checked once."""
     candidates = _candidates(current, past, accepted_since)
     if policy.same_time_of_day:
-        return _same_time_of_day(current, candidates, policy)
-    return candidates[: policy.runs]
+        return _same_time_of_day(current, candidates, policy), [], []
+    now = number(current.get("ended_at"))
+    within = (
+        []
+        if now is None
+        else [d for d in candidates if float(d["ended_at"]) >= now - ANCHOR_SPAN_S]
+    )
+    return candidates[: policy.runs], within[-policy.runs :], candidates[:TREND_RUNS]
 
 
 def _same_time_of_day(

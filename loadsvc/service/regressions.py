@@ -40,9 +40,7 @@ from loadsvc.baseline import (
     LATENCY_METRICS,
     BaselinePolicy,
     RegressionReport,
-    choose_anchor,
-    choose_baseline,
-    choose_trend,
+    choose_references,
     judge_against,
     record_problem,
 )
@@ -158,9 +156,7 @@ class RegressionJudge:
             past = self.history.recent(scenario, _LOOKBACK) if policy.enabled else []
             past = [p for p in past if self._sound(scenario, p)]
             since = self.accepted.since(scenario)
-            chosen = choose_baseline(doc, past, policy, since)
-            anchor = choose_anchor(doc, past, policy, since)
-            trend = choose_trend(doc, past, policy, since)
+            chosen, anchor, trend = choose_references(doc, past, policy, since)
             report = judge_against(doc, chosen, policy, anchor, trend)
             if report.state == "no_baseline" and _was_compared(doc, past, since):
                 lost = True
