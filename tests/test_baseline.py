@@ -174,6 +174,18 @@ def test_a_lagging_generator_has_its_lag_taken_off_never_the_comparison_skipped(
     assert choose_baseline(within, reversed(lagged_past)) == []
 
 
+def test_a_stalled_generator_tail_is_not_a_regression_of_the_backend() -> None:
+    """Seen in serve on a loaded machine: lag p99 61 ms, 3 % of the frames 80-90 ms late (the
+    stalls beyond the lag's own p99), p99 88 ms against a 3 ms baseline. The lag bounds all but
+    1 % of the samples, so 3.6 % past limit + lag is not evidence: within noise, not regressed."""
+    rng = random.Random(30)
+    past = [summary([endpoint(healthy(rng, n=360, median_s=0.002))], d) for d in range(4)]
+    stalled = [*healthy(rng, n=347, median_s=0.002), *(rng.uniform(0.08, 0.09) for _ in range(13))]
+    now = summary([endpoint(stalled)], 4, loop_lag_p99_ms=61.0, loop_lag_limit_ms=10.0)
+    p99 = next(f for f in judge_against(now, past).findings if f.metric == "p99")
+    assert p99.beyond and not p99.regressed and "within noise" in p99.describe()
+
+
 @pytest.mark.parametrize("spacing", ["daily runs", "5-minute windows"])
 def test_healthy_runs_with_ordinary_noise_never_regress(spacing: str) -> None:
     """300 healthy runs (level jittered 10 %, lognormal spread), each against its last 7 and

@@ -33,8 +33,10 @@ around the anchor sums to nothing.
 
 **Lag.** Latencies are compared with the generator's event-loop lag p99 taken
 off (``loadsvc.lag.lag_adjusted``), and the sample test counts samples past
-``limit + lag``: only what the lag cannot account for can regress. A raw value
-beyond the limit that the lag explains is *uncertain*: said, never "ok" silently.
+``limit + lag`` (expecting ``LAG_TAIL`` more of them by chance: the lag p99 bounds
+the lag of all but 1 % of the samples): only what the lag cannot account for can
+regress. A raw value beyond the limit that the lag explains is *uncertain*: said,
+never "ok" silently.
 Values are in the summary JSON's units (latencies in ms).
 """
 
@@ -84,31 +86,38 @@ def _connection_seconds(ep: Doc) -> float | None:
     return count / rate if count is not None and rate else None
 
 
-def _quantile_test(histogram_key: str, q: float) -> Callable[[Doc, float], float | None]:
-    def test(ep: Doc, limit_ms: float) -> float | None:
+# The lag p99 bounds what the generator added to all but this share of the samples: when
+# the lag is taken off, that many more samples past the limit are expected by chance.
+LAG_TAIL = 0.01
+
+SampleTest = Callable[[Doc, float, float], float | None]  # (endpoint, limit, lag tail share)
+
+
+def _quantile_test(histogram_key: str, q: float) -> SampleTest:
+    def test(ep: Doc, limit_ms: float, lag_tail: float) -> float | None:
         counted = count_above(ep.get(histogram_key), limit_ms / 1000.0)
         if counted is None or counted[1] == 0:
             return None
-        return binomial_sf(counted[0], counted[1], 1.0 - q)
+        return binomial_sf(counted[0], counted[1], min(1.0, 1.0 - q + lag_tail))
 
     return test
 
 
-def _error_test(ep: Doc, limit: float) -> float | None:
+def _error_test(ep: Doc, limit: float, _: float) -> float | None:
     errors, events = _int(ep.get("errors")), _int(ep.get("events"))
     if errors is None or not events:
         return None
     return binomial_sf(errors, events, limit)
 
 
-def _missed_test(ep: Doc, limit: float) -> float | None:
+def _missed_test(ep: Doc, limit: float, _: float) -> float | None:
     missed, count = _int(ep.get("missed")), _int(ep.get("count"))
     if missed is None or count is None or missed + count == 0:
         return None
     return binomial_sf(missed, missed + count, limit)
 
 
-def _rate_test(ep: Doc, limit: float) -> float | None:
+def _rate_test(ep: Doc, limit: float, _: float) -> float | None:
     count, seconds = _int(ep.get("count")), _connection_seconds(ep)
     if count is None or not seconds:
         return None
@@ -124,7 +133,7 @@ class MetricRule:
     worse: Literal["up", "down"]
     value: Callable[[Doc], float | None]
     tolerance: Callable[[BaselinePolicy], Tolerance]
-    test: Callable[[Doc, float], float | None]
+    test: SampleTest
     kinds: tuple[str, ...] = ("http", "ws")
     timing: bool = False  # measured by the generator's clock: compared with its lag taken off
 
@@ -277,7 +286,8 @@ def _judge_metric(
         beyond = lag_adjusted(value / 1000.0, lag_ms) * 1000.0 > limit if lag else raw_beyond
     else:
         raw_beyond = beyond = value < limit
-    p_value = rule.test(ep, limit + (lag or 0.0)) if beyond and limit > 0 else None
+    tail = LAG_TAIL if lag else 0.0
+    p_value = rule.test(ep, limit + (lag or 0.0), tail) if beyond and limit > 0 else None
     regressed = beyond and p_value is not None and p_value < policy.alpha
     drift_runs = 0
     if not regressed and trend:
@@ -285,7 +295,7 @@ def _judge_metric(
         drift_runs = _drift(rule, base, limit, [*trend, now])
         if drift_runs:
             halfway = (base + limit) / 2 + (lag or 0.0)
-            p_drift = rule.test(ep, halfway) if halfway > 0 else None
+            p_drift = rule.test(ep, halfway, tail) if halfway > 0 else None
             if p_drift is not None and p_drift < policy.alpha:
                 regressed, p_value = True, p_drift
             else:
