@@ -47,12 +47,17 @@ def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
 
 
 def comparable(
-    doc: Any, scenario: str, print_: str | None, accepted_since: float | None = None
+    doc: Any,
+    scenario: str,
+    print_: str | None,
+    accepted_since: float | None = None,
+    checked: bool = False,
 ) -> bool:
     """A past record that may enter the baseline of ``scenario`` with fingerprint ``print_``.
 
     With ``accepted_since`` (someone accepted a new baseline: the runs from then on are
     the new normal) only runs started from then on count, regressed ones included.
+    ``checked``: the caller already left out every record with a ``record_problem``.
     """
     if not isinstance(doc, Mapping) or doc.get("scenario") != scenario:
         return False
@@ -62,7 +67,7 @@ def comparable(
         return False  # failed, no_data, generator-bound, crashed: not what "normal" looks like
     if busy(doc):
         return False  # passed, but its latencies carry the generator's own queueing
-    if record_problem(doc) is not None:
+    if not checked and record_problem(doc) is not None:
         return False  # a bad record never enters a baseline, nor stops the others
     started = float(doc["started_at"])
     if accepted_since is not None:
@@ -79,7 +84,10 @@ def busy(doc: Mapping[str, Any]) -> bool:
 
 
 def _candidates(
-    current: Mapping[str, Any], past: Iterable[Any], accepted_since: float | None
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    accepted_since: float | None,
+    checked: bool = False,
 ) -> list[Mapping[str, Any]]:
     scenario = current.get("scenario")
     print_ = current.get("fingerprint")
@@ -89,7 +97,9 @@ def _candidates(
     return [
         d
         for d in past
-        if comparable(d, scenario, print_ if isinstance(print_, str) else None, accepted_since)
+        if comparable(
+            d, scenario, print_ if isinstance(print_, str) else None, accepted_since, checked
+        )
         and not (d.get("run_id") == run_id and d.get("window") == current.get("window"))
     ]
 
@@ -137,9 +147,11 @@ def choose_references(
     past: Iterable[Any],
     policy: BaselinePolicy = DEFAULT_POLICY,
     accepted_since: float | None = None,
+    checked: bool = False,
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The baseline, the anchor and the trend runs of ``current``, each record checked once."""
-    candidates = _candidates(current, past, accepted_since)
+    """The baseline, the anchor and the trend runs of ``current``, each record checked once
+    (``checked``: already, by the caller)."""
+    candidates = _candidates(current, past, accepted_since, checked)
     if policy.same_time_of_day:
         return _same_time_of_day(current, candidates, policy), [], []
     now = number(current.get("ended_at"))

@@ -156,7 +156,7 @@ class RegressionJudge:
             past = self.history.recent(scenario, _LOOKBACK) if policy.enabled else []
             past = [p for p in past if self._sound(scenario, p)]
             since = self.accepted.since(scenario)
-            chosen, anchor, trend = choose_references(doc, past, policy, since)
+            chosen, anchor, trend = choose_references(doc, past, policy, since, checked=True)
             report = judge_against(doc, chosen, policy, anchor, trend)
             if report.state == "no_baseline" and _was_compared(doc, past, since):
                 lost = True
