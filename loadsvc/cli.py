@@ -145,19 +145,25 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     r.add_argument(
         "--baseline",
         type=Path,
-        help="a summary JSON or a folder of them: exit 1 when the run regressed against it",
+        help="a summary JSON or a folder of them, checked before any load: exit 1 when the run "
+        "regressed against it, 3 when a metric could not be compared",
     )
     r.add_argument("--progress-interval", type=_duration, help=argparse.SUPPRESS)
     r.add_argument("--tick", type=_duration, default=1.0, help=argparse.SUPPRESS)
 
     c = sub.add_parser(
-        "compare", help="B.json against A.json side by side: exit 0 same, 1 regressed, 2 unreadable"
+        "compare",
+        help="B.json against A.json side by side: exit 0 same, 1 regressed, 2 unreadable or "
+        "not comparable, 3 incomplete (a metric not compared)",
     )
     c.add_argument("a", type=Path, help="the baseline summary (loadsvc run --summary-json)")
     c.add_argument("b", type=Path, help="the summary judged against it")
     c.add_argument(
         "--config",
         help="judge with the baseline tolerances of B's scenario in this file (default: built-in)",
+    )
+    c.add_argument(
+        "--force", action="store_true", help="compare runs of different scenarios or setups too"
     )
 
     g = sub.add_parser("render", help="write the alert rules and dashboards from the thresholds")
@@ -257,10 +263,11 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from loadsvc.compare import BadBaseline
     from loadsvc.config import ConfigError, load_config
     from loadsvc.environment import SettingsError, check_reachable, resolve_target
     from loadsvc.live import LIVE_WINDOW_S
-    from loadsvc.oneshot import OneShot, finish, run_once
+    from loadsvc.oneshot import OneShot, finish, run_once, with_baseline
     from loadsvc.runner import RunOptions
     from loadsvc.sampler import SeriesSampler
 
@@ -296,6 +303,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report_html=args.report_html,
         baseline=args.baseline,
     )
+    try:
+        job = with_baseline(job)  # read and checked before the first connection
+    except BadBaseline as exc:
+        print(f"loadsvc run: --baseline {exc}", file=sys.stderr)
+        return EXIT_USAGE
     # The live judgement is serve's; a one-shot run only keeps the series for its report.
     sampler = SeriesSampler(live_window_s=LIVE_WINDOW_S) if args.report_html is not None else None
     result = _run_async(lambda: run_once(job, sampler))
@@ -363,7 +375,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         config = _valid_config(args.config)
         if config is None:
             return EXIT_USAGE
-    return compare_files(args.a, args.b, config)
+    return compare_files(args.a, args.b, config, force=args.force)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -6,6 +6,13 @@ the run's own samples), so CI can fail on a regression that stays under every
 threshold. A baseline given by hand needs one comparable run, not three, and
 is compared even where the scenario's ``baseline.enabled`` is false; the
 tolerances are the scenario's (``run --baseline``, ``compare --config``).
+
+Nothing is summed up as "no regression" that was not compared: summaries are
+checked field by field when read (exit 2 naming the file and the field), two
+runs of different scenarios or setups are not compared unless ``--force``
+(exit 2), and a comparison that left a metric out (an endpoint renamed, a
+value missing on one side, no samples to test) exits 3, its headline saying
+what was not compared.
 """
 
 from __future__ import annotations
@@ -27,10 +34,23 @@ from loadsvc.baseline import (
     read_summary,
 )
 from loadsvc.config.spec import Config
+from loadsvc.text import inert
 
 EXIT_SAME = 0
 EXIT_REGRESSED = 1
 EXIT_UNREADABLE = 2
+EXIT_INCOMPLETE = 3  # no regression in what was compared, but something was not compared
+
+
+class BadBaseline(ValueError):
+    """A baseline file or folder that cannot judge this run (named with the field at fault)."""
+
+
+def exit_code(report: RegressionReport) -> int:
+    """1 regressed, 3 incomplete (something not compared), else 0."""
+    if report.state == "regressed":
+        return EXIT_REGRESSED
+    return EXIT_SAME if report.complete and report.state == "ok" else EXIT_INCOMPLETE
 
 
 def pinned(policy: BaselinePolicy) -> BaselinePolicy:
@@ -79,24 +99,27 @@ def regression_lines(report: RegressionReport) -> list[str]:
     return ["baseline: REGRESSION"] + [f"! {f.describe()}" for f in report.regressions()]
 
 
-def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
+def compare_files(a: Path, b: Path, config: Config | None = None, force: bool = False) -> int:
     """Print B judged against A side by side; exit 1 on a regression, 2 for unreadable input
-    or two different scenarios.
+    or runs of different scenarios or setups (unless ``force``), 3 when incomplete.
 
     The tolerances are those of B's scenario in ``config``, else the built-in ones.
     """
     try:
         base, run = read_summary(a), read_summary(b)
     except UnreadableSummary as exc:
-        print(f"loadsvc compare: {exc}", file=sys.stderr)
+        print(f"loadsvc compare: {inert(str(exc))}", file=sys.stderr)
         return EXIT_UNREADABLE
-    if base.get("scenario") != run.get("scenario"):
-        print(
-            f"loadsvc compare: {a} is scenario {base.get('scenario')!r} and {b} is "
-            f"{run.get('scenario')!r}: only runs of one scenario compare",
-            file=sys.stderr,
-        )
-        return EXIT_UNREADABLE
+    for key, what in (("scenario", "scenarios"), ("fingerprint", "setups")):
+        if base.get(key) != run.get(key):
+            said = (
+                f"{a} and {b} are runs of different {what} ({key} "
+                f"{inert(repr(base.get(key)))} vs {inert(repr(run.get(key)))})"
+            )
+            if not force:
+                print(f"loadsvc compare: {said}; --force compares them anyway", file=sys.stderr)
+                return EXIT_UNREADABLE
+            print(f"note: {said}; compared anyway (--force)", file=sys.stderr)
     policy = PINNED_POLICY
     if config is not None:
         names = [s.name for s in config.scenarios]
@@ -108,17 +131,11 @@ def compare_files(a: Path, b: Path, config: Config | None = None) -> int:
                 "the built-in tolerances apply",
                 file=sys.stderr,
             )
-    if base.get("fingerprint") != run.get("fingerprint"):
-        print(
-            "note: the two runs measured different setups (users, shape, endpoints or "
-            "thresholds differ); compared anyway",
-            file=sys.stderr,
-        )
     report = judge_against(run, [base], policy)
-    print(side_by_side(report, "A " + _label(base, a), "B " + _label(run, b)))
+    print(inert(side_by_side(report, "A " + _label(base, a), "B " + _label(run, b)), keep="\n"))
     print()
-    print("\n".join(regression_lines(report)))
-    return EXIT_REGRESSED if report.state == "regressed" else EXIT_SAME
+    print(inert("\n".join(regression_lines(report)), keep="\n"))
+    return exit_code(report)
 
 
 def _label(doc: Mapping[str, Any], path: Path) -> str:
@@ -126,19 +143,46 @@ def _label(doc: Mapping[str, Any], path: Path) -> str:
     return str(run_id) if isinstance(run_id, str) else path.name
 
 
-def judge_with_files(
-    doc: Mapping[str, Any], path: Path, policy: BaselinePolicy = PINNED_POLICY
-) -> tuple[RegressionReport, list[str]]:
-    """``run --baseline``: ``doc`` against the comparable summaries in ``path``, and notes.
-
-    Unreadable files in a folder are skipped with a note (fewer runs, never an alarm).
-    """
+def baseline_for(
+    scenario: str, print_: str, path: Path, policy: BaselinePolicy = PINNED_POLICY
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """``run --baseline``, before any load: the comparable summaries in ``path`` for a run of
+    ``scenario`` with fingerprint ``print_``, and notes. BadBaseline (exit 2) names the file
+    and field when a file given alone is unreadable, invalid, of another scenario or setup,
+    or not a healthy run; or when a folder holds nothing comparable. Unreadable files in a
+    folder are skipped with a note."""
+    probe = {"scenario": scenario, "fingerprint": print_}
+    if not path.is_dir():
+        try:
+            doc = read_summary(path)
+        except UnreadableSummary as exc:
+            raise BadBaseline(str(exc)) from None
+        if doc.get("scenario") != scenario:
+            raise BadBaseline(
+                f"{path}: scenario: {inert(repr(doc.get('scenario')))}, this run is {scenario!r}"
+            )
+        if doc.get("fingerprint") != print_:
+            raise BadBaseline(
+                f"{path}: fingerprint: {inert(repr(doc.get('fingerprint')))}, this run is "
+                f"{print_!r} (users, shape, endpoints, thresholds or duration differ)"
+            )
+        if not choose_baseline(probe, [doc], policy):
+            raise BadBaseline(
+                f"{path}: result: {inert(repr(doc.get('result')))}: not a healthy run to compare "
+                "with (it failed, regressed or its generator was busy)"
+            )
+        return [doc], []
     docs, notes = read_summaries(path)
-    chosen = choose_baseline(doc, docs, policy)
+    chosen = choose_baseline(probe, docs, policy)
+    if not chosen:
+        raise BadBaseline(
+            f"{path}: no healthy summary of scenario {scenario!r} with fingerprint {print_!r} "
+            f"among {len(docs)} readable file(s)" + (f"; {'; '.join(notes)}" if notes else "")
+        )
     others = len(docs) - len(chosen)
     if others:
         notes.append(
             f"{others} of {len(docs)} baseline summaries not compared: another scenario or "
             "setup, or a run that failed or regressed"
         )
-    return judge_against(doc, chosen, policy), notes
+    return chosen, notes

@@ -32,6 +32,7 @@ STATES: dict[str, tuple[str, str]] = {
     "regressed": ("REGRESSED", "red"),
     "error": ("ERROR", "red"),
     "generator_bound": ("GENERATOR-BOUND", "amber"),
+    "incomplete": ("INCOMPLETE", "amber"),
     "stopped_early": ("CUT SHORT", "grey"),
     "starting": ("STARTING", "grey"),
     "idle": ("IDLE", "grey"),
@@ -153,22 +154,29 @@ def live_headline(verdict: LiveVerdict) -> str:
     return text
 
 
-def final_state(result: str, regressed: bool) -> str:
-    """The result a run ends with: a regression against its baseline fails it."""
+def final_state(result: str, regressed: bool, incomplete: bool = False) -> str:
+    """The result a run ends with: a regression against its baseline fails it; a passed run
+    whose comparison with its baseline left something out is incomplete (exit 3)."""
     if regressed and result == "passed":
         return "failed"
+    if incomplete and result == "passed":
+        return "incomplete"
     return result
 
 
-def final_line(scenario: str, result: str, regressed: bool, busy: str = "") -> str:
+def final_line(
+    scenario: str, result: str, regressed: bool, busy: str = "", incomplete: bool = False
+) -> str:
     """The last line of ``loadsvc run``: the final result, which the exit code matches
     (0 only for PASSED); a regression against the baseline reads as a failure. ``busy`` is
     what a busy generator means for the breaches (:func:`loadsvc.report.busy_reason`): a
     generator-bound run says it breached and that the excess is not certain; a failed one
     says how far its breach goes beyond the lag."""
-    state = final_state(result, regressed)
+    state = final_state(result, regressed, incomplete)
     why = ""
-    if regressed:
+    if state == "incomplete":
+        why = " (every threshold held, but not every metric could be compared with the baseline)"
+    elif regressed:
         why = " (regressed against the baseline" + (
             ", under every threshold)" if result == "passed" else ")"
         )

@@ -1,4 +1,6 @@
-"""structlog, configured once: readable on a terminal, JSON lines off one; secrets redacted."""
+"""structlog, configured once: readable on a terminal, JSON lines off one; secrets redacted;
+text a backend controls made inert (:func:`loadsvc.text.inert`) so it cannot forge a line or
+drive the terminal."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from loadsvc.text import inert
 
 _SECRETS: set[str] = set()
 REDACTED = "[redacted]"
@@ -31,6 +35,24 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _inert_value(value: Any, keep: str = "") -> Any:
+    if isinstance(value, str):
+        return inert(value, keep)
+    if isinstance(value, dict):
+        return {_inert_value(k): _inert_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_inert_value(v) for v in value]
+    return value
+
+
+def _make_inert(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Error strings, reason phrases, close reasons and names reach log values: no control
+    # character of theirs reaches the terminal; a traceback keeps its own line breaks.
+    for key, value in event.items():
+        event[key] = _inert_value(value, "\n" if key == "exception" else "")
+    return event
+
+
 def configure_logging(
     *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -49,6 +71,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redact,
+            _make_inert,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -273,6 +273,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "1 if the last run regressed on the metric against its baseline (beyond the "
        "tolerance and the test on its own samples), else 0.", (*_SE, "metric"),
        "livemax"),  # regressed if any worker's share did
+    _g("baseline_compared", "loadsvc_baseline_compared",
+       "1 if the last run or window was compared with a baseline, 0 if it could not be "
+       "though it was before (baseline lost, nothing comparable); absent while no baseline "
+       "has formed yet.", ("scenario",), "livemin"),
+    _c("baseline_records_skipped", "loadsvc_baseline_records_skipped",
+       "Run history records left out of every baseline because a field is invalid (times "
+       "not in seconds, negative or non-finite values); logged once each.", ("scenario",)),
     _c("config_reloads", "loadsvc_config_reloads",
        "Configuration reloads (SIGHUP) by result (success, failure).", ("result",),
        fixed=(("result", RELOAD_RESULTS),), declared=True, group="service"),
@@ -420,6 +427,8 @@ class Metrics:
     baseline_value: Gauge
     baseline_runs: Gauge
     regression_detected: Gauge
+    baseline_compared: Gauge
+    baseline_records_skipped: Counter
     # The `serve` process's own (create_metrics(service=True)); None elsewhere.
     config_reloads: Counter | None = None
     config_last_reload_successful: Gauge | None = None

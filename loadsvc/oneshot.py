@@ -1,4 +1,8 @@
-"""``loadsvc run``: one run of one scenario, judged, with a summary; the exit code is the verdict."""
+"""``loadsvc run``: one run of one scenario, judged, with a summary; the exit code is the verdict.
+
+``--baseline`` is read and checked before the first connection
+(:func:`with_baseline`): a file that cannot judge this run exits 2 with no load sent.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
-from loadsvc.baseline import fingerprint
-from loadsvc.compare import judge_with_files, pinned, regression_lines
-from loadsvc.config.spec import Config
+from loadsvc.baseline import fingerprint, judge_against
+from loadsvc.compare import EXIT_INCOMPLETE, baseline_for, exit_code, pinned, regression_lines
+from loadsvc.config.spec import Config, ScenarioSpec
 from loadsvc.headline import final_line, final_state
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
@@ -23,6 +29,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.report import busy_reason, summary_body, summary_doc
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
+from loadsvc.text import inert
 from loadsvc.users.base import Target
 from loadsvc.verdict import trust_limit
 from loadsvc.web.report import report_data, sample_end, sample_run, write_report
@@ -46,6 +53,34 @@ class OneShot:
     progress_interval: float | None = None
     report_html: Path | None = None
     baseline: Path | None = None  # a summary or a folder of them to judge the run against
+    # The comparable summaries read from ``baseline`` before the run, and notes on the others.
+    baseline_docs: tuple[Mapping[str, Any], ...] = ()
+    baseline_notes: tuple[str, ...] = ()
+
+
+def run_spec(job: OneShot) -> tuple[ScenarioSpec, float | None]:
+    """The scenario as the run will measure it (scaled by ``--users``) and its planned length,
+    as ScenarioRun works them out: what the run's fingerprint is made of."""
+    spec = job.config.scenario(job.scenario)
+    if job.options.users is not None:
+        spec = replace(spec, shape=spec.shape.scaled(job.options.users))
+    planned = spec.shape.duration()
+    if job.options.duration_s is not None:
+        planned = (
+            job.options.duration_s if planned is None else min(planned, job.options.duration_s)
+        )
+    return spec, planned
+
+
+def with_baseline(job: OneShot) -> OneShot:
+    """``job`` with its ``--baseline`` read and checked (BadBaseline names file and field)."""
+    if job.baseline is None:
+        return job
+    spec, planned = run_spec(job)
+    docs, notes = baseline_for(
+        job.scenario, fingerprint(spec, planned), job.baseline, pinned(spec.baseline)
+    )
+    return replace(job, baseline_docs=tuple(docs), baseline_notes=tuple(notes))
 
 
 async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunResult:
@@ -88,22 +123,23 @@ async def run_once(job: OneShot, sampler: SeriesSampler | None = None) -> RunRes
 
 def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None) -> int:
     """Print the table, write the JSON and the HTML report, and return the exit code
-    (1 on a breach or a regression); the last line printed is the final result."""
-    print(summary_body(result), file=sys.stdout, flush=True)
+    (1 on a breach or a regression, 3 when the comparison with the baseline was incomplete);
+    the last line printed is the final result, which the exit code matches."""
+    print(inert(summary_body(result), keep="\n"), file=sys.stdout, flush=True)
     doc = summary_doc(result, job.target.base_url)
-    spec = job.config.scenario(job.scenario)
-    if job.options.users is not None:  # the same scaled spec the run used
-        spec = replace(spec, shape=spec.shape.scaled(job.options.users))
+    spec, _ = run_spec(job)  # the same scaled spec the run used
     doc["fingerprint"] = fingerprint(spec, result.planned_s)
-    regressed = False
+    compared = EXIT_PASSED
     if job.baseline is not None:
-        report, notes = judge_with_files(doc, job.baseline, pinned(spec.baseline))
+        report = judge_against(doc, job.baseline_docs, pinned(spec.baseline))
         doc["regression"] = report.doc()
-        regressed = report.state == "regressed"
-        print("\n".join([*(f"note: {n}" for n in notes), *regression_lines(report)]), flush=True)
-    doc["final"] = final_state(result.result, regressed)
+        compared = exit_code(report)
+        lines = [*(f"note: {n}" for n in job.baseline_notes), *regression_lines(report)]
+        print(inert("\n".join(lines), keep="\n"), flush=True)
+    regressed, incomplete = compared == EXIT_BREACHED, compared == EXIT_INCOMPLETE
+    doc["final"] = final_state(result.result, regressed, incomplete)
     doc["final_line"] = final_line(
-        result.scenario, result.result, regressed, busy=busy_reason(result)
+        result.scenario, result.result, regressed, busy=busy_reason(result), incomplete=incomplete
     )
     written: list[str] = []
     if job.summary_json is not None:
@@ -113,6 +149,8 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         write_report(job.report_html, report_data(doc, sampler, spec))
         written.append(f"HTML report    {job.report_html}")
     if written:
-        print("\n" + "\n".join(["wrote:", *(f"  {w}" for w in written)]))
-    print(doc["final_line"], flush=True)
-    return EXIT_PASSED if result.passed and not regressed else EXIT_BREACHED
+        print("\n" + "\n".join(["wrote:", *(f"  {inert(w)}" for w in written)]))
+    print(inert(doc["final_line"]), flush=True)
+    if not result.passed or compared == EXIT_BREACHED:
+        return EXIT_BREACHED
+    return compared  # 0, or 3: passed, but a metric could not be compared with the baseline

@@ -458,6 +458,14 @@ class Recorder:
         for endpoint, metric in cleared:
             m.regression_detected.labels(scenario, endpoint, metric).set(0)
 
+    def baseline_compared(self, scenario: str, compared: bool) -> None:
+        """The last run of ``scenario`` was compared with a baseline, or could not be."""
+        self.metrics.baseline_compared.labels(scenario).set(1 if compared else 0)
+
+    def baseline_record_skipped(self, scenario: str) -> None:
+        """A history record of ``scenario`` was left out of its baseline: a field is invalid."""
+        self.metrics.baseline_records_skipped.labels(scenario).inc()
+
     def config_reloaded(self, ok: bool) -> None:
         """A configuration reload was accepted (``ok``) or rejected (needs ``service=True``)."""
         m = self.metrics

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from loadsvc.baseline import BaselinePolicy, choose_baseline, fingerprint, judge_against
+from loadsvc.baseline import (
+    BaselinePolicy,
+    RegressionReport,
+    choose_baseline,
+    choose_references,
+    fingerprint,
+    judge_against,
+    record_problem,
+)
+from loadsvc.baseline.findings import span_of
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
 from loadsvc.config import load_config
 from loadsvc.report import histogram_doc
@@ -55,6 +64,22 @@ def summary(eps: list[dict[str, Any]], day: int, **extra: Any) -> dict[str, Any]
     }
     doc.update(extra)
     return doc
+
+
+def window(eps: list[dict[str, Any]], i: int, **extra: Any) -> dict[str, Any]:
+    """Verdict window ``i`` of a continuous scenario judged every 5 minutes."""
+    at = T0 + i * 300.0
+    return summary(eps, 0, run_id="w", window=i, started_at=at, ended_at=at + 300.0, **extra)
+
+
+def judged(now: dict[str, Any], history: list[dict[str, Any]]) -> RegressionReport:
+    """``now`` judged as serve judges it: the recent baseline and the anchor, from ``history``
+    (oldest first), the run's verdict kept in it."""
+    past = list(reversed(history))
+    chosen, anchor, trend = choose_references(now, past)
+    report = judge_against(now, chosen, anchor=anchor, trend=trend)
+    now["regression"] = report.doc()
+    return report
 
 
 def healthy(rng: random.Random, n: int = 600, median_s: float = 0.004) -> list[float]:
@@ -117,42 +142,61 @@ def test_30ms_more_on_a_4ms_endpoint_regresses_with_an_explaining_line() -> None
     assert report.doc()["state"] == "regressed"
 
 
-def test_latencies_of_a_run_whose_generator_lagged_are_not_compared() -> None:
-    """+30 ms measured while loadsvc's own loop lagged (or the run was generator_bound) pages
-    nobody about the backend: latencies are not compared and the line says why; its errors
-    still are. A passed run that lagged never enters a baseline."""
+def test_a_lagging_generator_has_its_lag_taken_off_never_the_comparison_skipped() -> None:
+    """+30 ms measured while loadsvc's own loop lagged 40 ms is uncertain (said, not "ok"
+    silently, not a regression); +80 ms with the same lag regresses; a generator_bound run's
+    errors still regress; a passed run that was busy never enters a baseline."""
     rng = random.Random(8)
     past = [summary([endpoint(healthy(rng))], d) for d in range(7)]
-    slow = [v + 0.030 for v in healthy(rng)]
     lagging = {"loop_lag_p99_ms": 40.0, "loop_lag_limit_ms": 10.0}
-    now = summary([endpoint(slow)], 7, **lagging)
-    report = judge_against(now, choose_baseline(now, reversed(past)))
-    assert report.state == "ok" and not any(f.metric.startswith("p") for f in report.findings)
-    assert report.headline().endswith(
-        "; latencies not compared: event-loop lag p99 40 ms was over 10 ms, "
-        "the generator may be at fault"
-    )
-    assert report.doc()["latencies_not_compared"] == "event-loop lag p99 40 ms was over 10 ms"
-    bound = summary([endpoint(slow, errors=120)], 7, result="generator_bound", passed=False)
+    slow = summary([endpoint([v + 0.030 for v in healthy(rng)])], 7, **lagging)
+    report = judge_against(slow, choose_baseline(slow, reversed(past)))
+    assert report.state == "ok" and not report.complete
+    p95 = next(f for f in report.findings if f.metric == "p95")
+    assert p95.uncertain and not p95.regressed and not p95.beyond
+    assert "; UNCERTAIN: /api/a p50 " in report.headline() and "; /api/a p95 " in report.headline()
+    assert "by no more than the generator's lag p99 40 ms: uncertain" in p95.describe()
+    assert not report.headline().startswith("no regression against the baseline")
+    slower = summary([endpoint([v + 0.080 for v in healthy(rng)])], 7, **lagging)
+    report = judge_against(slower, choose_baseline(slower, reversed(past)))
+    assert "p95" in [f.metric for f in report.regressions()]
+    assert all(f.lag == 40.0 for f in report.regressions() if f.metric.startswith("p"))
+    bound = summary(
+        [endpoint([v + 0.030 for v in healthy(rng)], errors=120)], 7,
+        result="generator_bound", passed=False, **lagging,
+    )  # fmt: skip
     report = judge_against(bound, choose_baseline(bound, reversed(past)))
-    assert report.state == "regressed"
     assert [f.metric for f in report.regressions()] == ["error_ratio"]
-    assert "the run was generator_bound" in report.headline()
-    within = summary([endpoint(slow)], 7, loop_lag_p99_ms=9.0, loop_lag_limit_ms=10.0)
+    within = summary([endpoint([v + 0.030 for v in healthy(rng)])], 7, loop_lag_p99_ms=1.0,
+                     loop_lag_limit_ms=10.0)  # fmt: skip
     assert judge_against(within, choose_baseline(within, reversed(past))).state == "regressed"
     lagged_past = [summary([endpoint(healthy(rng))], d, **lagging) for d in range(7)]
     assert choose_baseline(within, reversed(lagged_past)) == []
 
 
-def test_healthy_runs_with_ordinary_noise_never_regress() -> None:
-    """300 healthy runs (level jittered 10 %, lognormal spread), each against its last 7: no alarm."""
+def test_a_stalled_generator_tail_is_not_a_regression_of_the_backend() -> None:
+    """Seen in serve on a loaded machine: lag p99 61 ms, 3 % of the frames 80-90 ms late (the
+    stalls beyond the lag's own p99), p99 88 ms against a 3 ms baseline. The lag bounds all but
+    1 % of the samples, so 3.6 % past limit + lag is not evidence: within noise, not regressed."""
+    rng = random.Random(30)
+    past = [summary([endpoint(healthy(rng, n=360, median_s=0.002))], d) for d in range(4)]
+    stalled = [*healthy(rng, n=347, median_s=0.002), *(rng.uniform(0.08, 0.09) for _ in range(13))]
+    now = summary([endpoint(stalled)], 4, loop_lag_p99_ms=61.0, loop_lag_limit_ms=10.0)
+    p99 = next(f for f in judge_against(now, past).findings if f.metric == "p99")
+    assert p99.beyond and not p99.regressed and "within noise" in p99.describe()
+
+
+@pytest.mark.parametrize("spacing", ["daily runs", "5-minute windows"])
+def test_healthy_runs_with_ordinary_noise_never_regress(spacing: str) -> None:
+    """300 healthy runs (level jittered 10 %, lognormal spread), each against its last 7 and
+    the anchor (the oldest 7 within a week): no alarm."""
     rng = random.Random(4)
     history: list[dict[str, Any]] = []
     alarms = 0
-    for day in range(300):
-        now = summary([endpoint(healthy(rng, n=rng.choice((30, 200, 2000))))], day)
-        report = judge_against(now, choose_baseline(now, reversed(history)))
-        alarms += report.state == "regressed"
+    for i in range(300):
+        eps = [endpoint(healthy(rng, n=rng.choice((30, 200, 2000))))]
+        now = summary(eps, i) if spacing == "daily runs" else window(eps, i)
+        alarms += judged(now, history).state == "regressed"
         history.append(now)
     assert alarms == 0
 
@@ -256,17 +300,114 @@ def test_a_changed_scenario_gets_a_new_fingerprint() -> None:
     assert fingerprint(replace(spec, users=spec.users[:-1] or spec.users * 2), 60.0) != base
 
 
-def test_rare_pauses_pass_the_tolerance_yet_the_sample_test_keeps_them_quiet() -> None:
-    """Healthy runs with 1 % pauses of 20-60 ms often exceed the tolerance, yet never regress."""
+@pytest.mark.parametrize("spacing", ["daily runs", "5-minute windows"])
+def test_rare_pauses_pass_the_tolerance_yet_the_sample_test_keeps_them_quiet(spacing: str) -> None:
+    """Healthy runs with 1 % pauses of 20-60 ms often exceed the tolerance, yet never regress
+    (against the recent baseline or the anchor)."""
     rng = random.Random(9)
     history: list[dict[str, Any]] = []
     alarms = beyond = 0
-    for day in range(200):
+    for i in range(200):
         n = rng.choice((30, 100, 200, 2000))
         pause = [rng.uniform(0.02, 0.06) if rng.random() < 0.01 else 0.0 for _ in range(n)]
-        now = summary([endpoint([a + b for a, b in zip(healthy(rng, n), pause, strict=True)])], day)
-        report = judge_against(now, choose_baseline(now, reversed(history)))
+        eps = [endpoint([a + b for a, b in zip(healthy(rng, n), pause, strict=True)])]
+        now = summary(eps, i) if spacing == "daily runs" else window(eps, i)
+        report = judged(now, history)
         alarms += report.state == "regressed"
         beyond += any(f.beyond for f in report.findings)
         history.append(now)
     assert alarms == 0 and beyond > 20
+
+
+def drift_until_alarm(
+    rng: random.Random, step_ms: float, *, anchored: bool = True, n: int = 200
+) -> float | None:
+    """Windows at 40 ms (7 healthy ones), then ``step_ms`` slower each window; the total drift
+    at the first regressed window (None: no alarm within +60 ms)."""
+    history: list[dict[str, Any]] = []
+    for i in range(7 + int(60 / step_ms)):
+        drift = max(0, i - 6) * step_ms / 1000
+        now = window([endpoint([v + drift for v in healthy(rng, n=n, median_s=0.040)])], i)
+        if anchored:
+            report = judged(now, history)
+        else:
+            report = judge_against(now, choose_baseline(now, list(reversed(history))))
+            now["regression"] = report.doc()
+        if report.state == "regressed":
+            return drift * 1000
+        history.append(now)
+    return None
+
+
+@pytest.mark.parametrize("step_ms", [3.0, 1.0])
+def test_a_slow_drift_alarms_before_it_totals_30ms(step_ms: float) -> None:
+    """40 ms growing +3 (or +1) ms per window alarms before +30 ms, against the anchor, in
+    each of 10 simulated histories; the recent median alone trails it past +30 ms."""
+    for seed in range(10):
+        at = drift_until_alarm(random.Random(seed), step_ms)
+        assert at is not None and at < 30, (seed, at)
+    trailing = drift_until_alarm(random.Random(0), step_ms, anchored=False)
+    assert trailing is None or trailing > 30
+
+
+def test_a_drift_alarm_names_the_anchored_baseline() -> None:
+    """The line of a drift says it is against the anchored baseline (the oldest runs)."""
+    rng = random.Random(11)
+    history = [window([endpoint(healthy(rng, median_s=0.040))], i) for i in range(7)]
+    history += [window([endpoint(healthy(rng, median_s=0.040 + 0.003 * k))], 6 + k)
+                for k in range(1, 7)]  # fmt: skip
+    for doc in history:
+        doc["regression"] = {"state": "ok"}
+    now = window([endpoint([v + 0.024 for v in healthy(rng, median_s=0.040)])], 13)
+    report = judged(now, history)
+    drift = report.regressions()[0]
+    assert drift.reference == "anchored" and "vs anchored baseline " in drift.describe()
+    assert "(median of oldest 7 runs, " in drift.describe() and ", a drift: " in drift.describe()
+
+
+BAD_RECORDS: list[tuple[str, dict[str, Any], str]] = [
+    ("started_at in milliseconds", {"started_at": T0 * 1000}, "started_at: "),
+    ("ended_at not a number", {"ended_at": "yesterday"}, "ended_at: not a number"),
+    ("a negative latency", {"p95_ms": -4.0}, "endpoints[0].p95_ms: must be a finite number >= 0"),
+    ("a latency as text", {"p50_ms": "4"}, "endpoints[0].p50_ms: must be a finite number >= 0"),
+    ("an error ratio over 1", {"error_rate": 3.0}, "endpoints[0].error_rate: a ratio must be"),
+    ("an unknown histogram", {"latency_histogram": {"scheme": "v9"}}, "latency_histogram: not a"),
+    ("a count that is not whole", {"count": 1.5}, "endpoints[0].count: must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "said"), BAD_RECORDS, ids=[c[0] for c in BAD_RECORDS])
+def test_a_bad_record_is_named_and_never_switches_comparisons_off(
+    case: str, change: dict[str, Any], said: str
+) -> None:
+    """One bad record among 7 good ones is named by field, left out, and +30 ms still regresses
+    (the ms timestamp used to crash span_of and leave every window without a baseline)."""
+    rng = random.Random(12)
+    good = [summary([endpoint(healthy(rng))], d) for d in range(7)]
+    bad = summary([endpoint(healthy(rng))], 7)
+    run_keys = {"started_at", "ended_at"}
+    bad.update({k: v for k, v in change.items() if k in run_keys})
+    bad["endpoints"][0].update({k: v for k, v in change.items() if k not in run_keys})
+    problem = record_problem(bad)
+    assert (problem is not None and problem.startswith(said)) or said in (problem or ""), problem
+    now = summary([endpoint([v + 0.030 for v in healthy(rng)])], 8)
+    past = [bad, *reversed(good)]
+    assert bad not in choose_baseline(now, past) and len(choose_baseline(now, past)) == 7
+    assert judge_against(now, choose_baseline(now, past)).state == "regressed"
+    assert span_of([bad, *good]) in ("dates unknown", "2026-11-23..30")
+
+
+def test_what_could_not_be_compared_is_said_and_the_report_is_incomplete() -> None:
+    """A renamed endpoint is never "no regression": the headline says what was not compared."""
+    rng = random.Random(13)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(3)]
+    renamed = summary([endpoint([v + 0.5 for v in healthy(rng)], endpoint="/api/b")], 3)
+    report = judge_against(renamed, past)
+    assert report.state == "ok" and not report.complete
+    line = report.headline()
+    assert (
+        line.startswith("NOTHING COMPARED") and "/api/b p95: endpoint not in the baseline" in line
+    )
+    assert "/api/a: in the baseline, not in this run" in line
+    same = judge_against(summary([endpoint(healthy(rng))], 3), past)
+    assert same.complete and same.headline().startswith("no regression against the baseline")

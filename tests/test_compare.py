@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import loadsvc, set_faults, target_process
+from loadsvc.target.paths import ADMIN_STATS_PATH
+from tests.support import get_json, loadsvc, set_faults, target_process
 
 ENDPOINT = "/api/market/foreign-detail"
 
@@ -19,6 +22,12 @@ def target_url() -> Iterator[str]:
     """One reference target process for the module."""
     with target_process() as url:
         yield url
+
+
+def requests_served(target_url: str) -> float:
+    """REST requests the reference target answered so far (its /admin/stats)."""
+    stats = get_json(f"{target_url}{ADMIN_STATS_PATH}")
+    return float(sum(stats["rest_requests"].values()))
 
 
 def run(
@@ -104,18 +113,131 @@ def test_compare_exits_2_for_unreadable_input(healthy: Path, tmp_path: Path) -> 
         assert r.returncode == 2 and str(bad) in r.stderr, r.stderr
 
 
-def test_a_baseline_of_another_setup_is_no_baseline_and_passes(
+def test_a_folder_without_a_comparable_summary_exits_2_before_running(
     target_url: str, healthy: Path, tmp_path: Path
 ) -> None:
-    """run --users 3 against 5-user summaries: not comparable, 'no baseline yet', exit 0."""
+    """run --users 3 against 5-user summaries: nothing comparable, so exit 2 naming the folder
+    and no load sent (it used to say 'no baseline yet' and pass)."""
     (healthy / "junk.json").write_text("not json")
     try:
         r = run(target_url, tmp_path / "s.json", "--baseline", str(healthy), users="3")
     finally:
         (healthy / "junk.json").unlink()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{healthy}: no healthy summary of scenario 'foreign_flow'" in r.stderr
+    assert "junk.json: not JSON" in r.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def hand_edited(healthy: Path, tmp_path: Path, edit: Any) -> Path:
+    """A copy of a healthy summary changed by ``edit(doc)``."""
+    doc = json.loads((healthy / "a.json").read_text())
+    edit(doc)
+    out = tmp_path / "edited.json"
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def _negative(doc: dict[str, Any]) -> None:
+    doc["endpoints"][0]["p95_ms"] = -5.0
+
+
+def _text(doc: dict[str, Any]) -> None:
+    doc["endpoints"][0]["p50_ms"] = "fast"
+
+
+def _millis(doc: dict[str, Any]) -> None:
+    doc["started_at"] *= 1000
+
+
+def _other_scenario(doc: dict[str, Any]) -> None:
+    doc["scenario"] = "market_stream"
+
+
+def _other_setup(doc: dict[str, Any]) -> None:
+    doc["fingerprint"] = "0123456789ab"
+
+
+def _failed(doc: dict[str, Any]) -> None:
+    doc.update(result="failed", passed=False)
+
+
+BAD_BASELINES = [
+    (_negative, "endpoints[0].p95_ms: must be a finite number >= 0, got -5.0"),
+    (_text, "endpoints[0].p50_ms: must be a finite number >= 0, got 'fast'"),
+    (_millis, "started_at: "),
+    (_other_scenario, "scenario: 'market_stream', this run is 'foreign_flow'"),
+    (_other_setup, "fingerprint: '0123456789ab', this run is "),
+    (_failed, "result: 'failed': not a healthy run to compare with"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"), BAD_BASELINES, ids=[e.__name__ for e, _ in BAD_BASELINES]
+)
+def test_run_baseline_file_that_cannot_judge_the_run_exits_2_before_any_load(
+    target_url: str, healthy: Path, tmp_path: Path, edit: Any, said: str
+) -> None:
+    """A hand-edited, foreign or failed baseline file: exit 2 naming file and field; the
+    target saw no request (its counter did not move) and no summary was written."""
+    bad = hand_edited(healthy, tmp_path, edit)
+    before = requests_served(target_url)
+    r = loadsvc(
+        "run", "foreign_flow", "--target", target_url, "--users", "5", "--duration", "3s",
+        "--summary-json", str(tmp_path / "s.json"), "--baseline", str(bad),
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"--baseline {bad}: {said}" in r.stderr, r.stderr
+    assert requests_served(target_url) == before
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_run_baseline_truncated_or_not_a_file_exits_2_before_any_load(
+    target_url: str, healthy: Path, tmp_path: Path
+) -> None:
+    """A truncated summary, a FIFO and a link to /dev/zero exit 2 at once, naming the file."""
+    truncated = tmp_path / "cut.json"
+    truncated.write_bytes((healthy / "a.json").read_bytes()[:200])
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    for bad, said in ((truncated, "not JSON"), (fifo, "not a regular file"),
+                      (zero, "not a regular file")):  # fmt: skip
+        r = run(target_url, tmp_path / "s.json", "--baseline", str(bad))
+        assert r.returncode == 2 and f"--baseline {bad}: {said}" in r.stderr, r.stderr
+        assert not (tmp_path / "s.json").exists()
+
+
+def test_compare_of_different_scenarios_or_setups_exits_2_unless_forced(
+    healthy: Path, tmp_path: Path
+) -> None:
+    """compare of another scenario's or setup's run exits 2 naming both; --force compares."""
+    other = hand_edited(healthy, tmp_path, _other_setup)
+    r = loadsvc("compare", str(healthy / "a.json"), str(other))
+    assert r.returncode == 2 and "are runs of different setups (fingerprint" in r.stderr
+    r = loadsvc("compare", str(healthy / "a.json"), str(other), "--force")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "baseline: no baseline yet (0 of 1 comparable runs)" in r.stdout
-    assert "note: " in r.stdout and "junk.json" in r.stdout
+    assert "compared anyway (--force)" in r.stderr
+    stream = hand_edited(healthy, tmp_path, _other_scenario)
+    r = loadsvc("compare", str(healthy / "a.json"), str(stream))
+    assert r.returncode == 2 and "are runs of different scenarios" in r.stderr
+
+
+def test_compare_with_a_renamed_endpoint_is_incomplete_never_no_regression(
+    healthy: Path, slow: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    """A baseline whose endpoint was renamed compares nothing: exit 3, the headline says what
+    was not compared (it used to print "no regression", exit 0, over a real +1000 %)."""
+
+    def rename(doc: dict[str, Any]) -> None:
+        doc["endpoints"][0]["endpoint"] = "/api/market/foreign-detail-v2"
+
+    renamed = hand_edited(healthy, tmp_path, rename)
+    r = loadsvc("compare", str(renamed), str(slow[1]))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "baseline: NOTHING COMPARED" in r.stdout and "no regression" not in r.stdout
+    assert f"{ENDPOINT} p95: endpoint not in the baseline" in r.stdout
 
 
 def test_run_baseline_that_does_not_exist_exits_2_before_running(

@@ -91,8 +91,10 @@ def test_run_help_describes_every_argument_and_lists_the_scenarios() -> None:
 def test_compare_refuses_two_different_scenarios(tmp_path: Path) -> None:
     """compare of a foreign_flow and a market_stream summary exits 2 naming both scenarios."""
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps({"scenario": "foreign_flow", "endpoints": [], "thresholds": []}))
-    b.write_text(json.dumps({"scenario": "market_stream", "endpoints": [], "thresholds": []}))
+    for path, name in ((a, "foreign_flow"), (b, "market_stream")):
+        doc = {"scenario": name, "started_at": 1.7647e9, "ended_at": 1.7647e9 + 30}
+        doc.update(endpoints=[], thresholds=[])
+        path.write_text(json.dumps(doc))
     r = loadsvc("compare", str(a), str(b), timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "'foreign_flow'" in r.stderr and "'market_stream'" in r.stderr

@@ -2,24 +2,28 @@
 
 ``select`` chooses the baseline (history records or summary files), ``regression``
 judges a run against it (tolerances and a test on the run's own samples),
-``stats`` holds the exact tests.
+``findings`` says what the judgement found, ``stats`` holds the exact tests,
+``validate`` the checks every past record passes.
 """
 
+from loadsvc.baseline.findings import Finding, RegressionReport
 from loadsvc.baseline.regression import (
     DEFAULT_POLICY,
     LATENCY_METRICS,
     METRICS,
-    Finding,
-    RegressionReport,
     judge_against,
 )
 from loadsvc.baseline.select import (
     UnreadableSummary,
+    choose_anchor,
     choose_baseline,
+    choose_references,
+    choose_trend,
     fingerprint,
     read_summaries,
     read_summary,
 )
+from loadsvc.baseline.validate import record_problem
 from loadsvc.config.spec import BaselinePolicy, Tolerance
 
 __all__ = [
@@ -31,9 +35,13 @@ __all__ = [
     "RegressionReport",
     "Tolerance",
     "UnreadableSummary",
+    "choose_anchor",
     "choose_baseline",
+    "choose_references",
+    "choose_trend",
     "fingerprint",
     "judge_against",
     "read_summaries",
     "read_summary",
+    "record_problem",
 ]

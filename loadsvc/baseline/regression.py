@@ -14,34 +14,53 @@ A metric regressed when both hold:
    the limit ratio; messages per connection-second a Poisson test.
 
 Without enough comparable runs, or without the samples to test, nothing
-regresses: a run says ``no baseline yet`` and never alarms.
+regresses: a run says ``no baseline yet`` and never alarms. A metric that
+could not be compared (missing on one side, no samples to test) is listed in
+the headline as not compared: the report is then *incomplete*, never a plain
+"no regression".
+
+**Drift.** Each metric is also judged against the *anchored* baseline (the
+median of the oldest comparable runs within ``select.ANCHOR_SPAN_S``, or since
+the last acceptance), which moves over days or on accept, never window by
+window. The recent median trails a slow drift and never sees it beyond the
+tolerance; against the anchor a drift regresses at least when it totals what a
+step of the same size would (the same rule), and sooner by a CUSUM: the
+excesses of the recent runs (``trend``) past the anchor plus half the margin,
+summed while positive, reaching the whole margin (``limit - anchor``), with the
+run's own samples confirming it is past that half-way line (p < ``alpha``). So a
+sustained shift of more than half the tolerance alarms after a few runs; noise
+around the anchor sums to nothing.
+
+**Lag.** Latencies are compared with the generator's event-loop lag p99 taken
+off (``loadsvc.lag.lag_adjusted``), and the sample test counts samples past
+``limit + lag`` (expecting ``LAG_TAIL`` more of them by chance: the lag p99 bounds
+the lag of all but 1 % of the samples): only what the lag cannot account for can
+regress. A raw value beyond the limit that the lag explains is *uncertain*: said,
+never "ok" silently.
 Values are in the summary JSON's units (latencies in ms).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from loadsvc.baseline.findings import (
+    Doc,
+    Finding,
+    Reference,
+    RegressionReport,
+    ReportState,
+    number,
+    span_of,
+)
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
 from loadsvc.config.spec import BaselinePolicy, Tolerance
-
-ReportState = Literal["off", "no_baseline", "ok", "regressed"]
-Doc = Mapping[str, Any]
-
+from loadsvc.lag import lag_adjusted
 
 DEFAULT_POLICY = BaselinePolicy()
-
-
-def number(value: Any) -> float | None:
-    """A finite number from a parsed document, else None (corrupt values never compare)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _int(value: Any) -> int | None:
@@ -67,31 +86,38 @@ def _connection_seconds(ep: Doc) -> float | None:
     return count / rate if count is not None and rate else None
 
 
-def _quantile_test(histogram_key: str, q: float) -> Callable[[Doc, float], float | None]:
-    def test(ep: Doc, limit_ms: float) -> float | None:
+# The lag p99 bounds what the generator added to all but this share of the samples: when
+# the lag is taken off, that many more samples past the limit are expected by chance.
+LAG_TAIL = 0.01
+
+SampleTest = Callable[[Doc, float, float], float | None]  # (endpoint, limit, lag tail share)
+
+
+def _quantile_test(histogram_key: str, q: float) -> SampleTest:
+    def test(ep: Doc, limit_ms: float, lag_tail: float) -> float | None:
         counted = count_above(ep.get(histogram_key), limit_ms / 1000.0)
         if counted is None or counted[1] == 0:
             return None
-        return binomial_sf(counted[0], counted[1], 1.0 - q)
+        return binomial_sf(counted[0], counted[1], min(1.0, 1.0 - q + lag_tail))
 
     return test
 
 
-def _error_test(ep: Doc, limit: float) -> float | None:
+def _error_test(ep: Doc, limit: float, _: float) -> float | None:
     errors, events = _int(ep.get("errors")), _int(ep.get("events"))
     if errors is None or not events:
         return None
     return binomial_sf(errors, events, limit)
 
 
-def _missed_test(ep: Doc, limit: float) -> float | None:
+def _missed_test(ep: Doc, limit: float, _: float) -> float | None:
     missed, count = _int(ep.get("missed")), _int(ep.get("count"))
     if missed is None or count is None or missed + count == 0:
         return None
     return binomial_sf(missed, missed + count, limit)
 
 
-def _rate_test(ep: Doc, limit: float) -> float | None:
+def _rate_test(ep: Doc, limit: float, _: float) -> float | None:
     count, seconds = _int(ep.get("count")), _connection_seconds(ep)
     if count is None or not seconds:
         return None
@@ -107,9 +133,9 @@ class MetricRule:
     worse: Literal["up", "down"]
     value: Callable[[Doc], float | None]
     tolerance: Callable[[BaselinePolicy], Tolerance]
-    test: Callable[[Doc, float], float | None]
+    test: SampleTest
     kinds: tuple[str, ...] = ("http", "ws")
-    timing: bool = False  # measured by the generator's clock: untrusted when its loop lagged
+    timing: bool = False  # measured by the generator's clock: compared with its lag taken off
 
 
 METRICS: tuple[MetricRule, ...] = (
@@ -145,15 +171,9 @@ METRICS: tuple[MetricRule, ...] = (
 LATENCY_METRICS = ("p50", "p95", "p99")
 
 
-def timing_untrusted(doc: Doc) -> str:
-    """Why a run's latencies may be the generator's doing rather than the backend's (its
-    event loop lagged past the limit the thresholds trust), or ``""`` when they are sound."""
-    if doc.get("result") == "generator_bound":
-        return "the run was generator_bound"
-    lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))
-    if lag is not None and limit is not None and lag > limit:
-        return f"event-loop lag p99 {lag:g} ms was over {limit:g} ms"
-    return ""
+def lag_ms_of(doc: Doc) -> float | None:
+    """The run's event-loop lag p99 in ms (what the generator may have added), if measured."""
+    return number(doc.get("loop_lag_p99_ms"))
 
 
 def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
@@ -162,134 +182,12 @@ def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
     return min(base * (1 - tol.relative), base - tol.absolute)
 
 
-def _show(value: float, unit: str) -> str:
-    if unit == "ms":
-        return f"{value:.1f} ms"
-    if unit == "ratio":
-        return f"{value * 100:.2f} %"
-    return f"{value:.2f} msg/s"
-
-
-def _runs(n: int) -> str:
-    return "1 run" if n == 1 else f"{n} runs"
-
-
 def _margin(rule: MetricRule, tol: Tolerance) -> str:
     sign = "+" if rule.worse == "up" else "-"
     absolute = {"ms": f"{tol.absolute:g} ms", "ratio": f"{tol.absolute * 100:g} pp"}.get(
         rule.unit, f"{tol.absolute:g} msg/s"
     )
     return f"{sign}{tol.relative * 100:g} % and {sign}{absolute}"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One metric of one endpoint against its baseline, and whether it regressed."""
-
-    endpoint: str
-    metric: str
-    unit: str
-    value: float
-    baseline: float  # the median of the baseline runs' values
-    limit: float  # past this (both margins) the value is beyond the tolerance
-    runs: int  # baseline runs with a value for this metric
-    span: str  # the baseline runs' dates, e.g. 2026-11-23..29
-    margin: str  # e.g. "+50 % and +10 ms"
-    beyond: bool  # past the limit
-    p_value: float | None  # the test on the run's own samples; None: nothing to test
-    regressed: bool
-
-    def describe(self) -> str:
-        """e.g. ``/api/x p95 38.0 ms vs baseline 4.1 ms (median of 7 runs, 2026-11-23..29):
-        +827 %, beyond +50 % and +10 ms``."""
-        change = (
-            f"{(self.value - self.baseline) / self.baseline * 100:+.0f} %"
-            if self.baseline
-            else f"{'+' if self.value >= 0 else ''}{_show(self.value, self.unit)} from 0"
-        )
-        head = (
-            f"{self.endpoint} {self.metric} {_show(self.value, self.unit)} vs baseline "
-            f"{_show(self.baseline, self.unit)} (median of {_runs(self.runs)}, {self.span}): {change}"
-        )
-        if self.regressed:
-            return f"{head}, beyond {self.margin}"
-        if self.beyond and self.p_value is None:
-            return f"{head}, beyond {self.margin} but no samples to test: not judged"
-        if self.beyond:
-            return f"{head}, beyond {self.margin} but within noise (p = {self.p_value:.2g})"
-        return f"{head}, within {self.margin}"
-
-    def doc(self) -> dict[str, Any]:
-        """The finding in the summary JSON and /api/runs."""
-        return {
-            "endpoint": self.endpoint,
-            "metric": self.metric,
-            "unit": self.unit,
-            "value": round(self.value, 6),
-            "baseline": round(self.baseline, 6),
-            "limit": round(self.limit, 6),
-            "runs": self.runs,
-            "p_value": None if self.p_value is None else float(f"{self.p_value:.3g}"),
-            "regressed": self.regressed,
-            "description": self.describe(),
-        }
-
-
-@dataclass(frozen=True)
-class RegressionReport:
-    """A run judged against its baseline: the findings, and one line that says it."""
-
-    state: ReportState
-    runs: int  # comparable runs in the baseline
-    min_runs: int
-    span: str = ""
-    findings: tuple[Finding, ...] = field(default=())
-    untrusted: str = ""  # why latencies were not compared (the generator was too busy)
-
-    def regressions(self) -> tuple[Finding, ...]:
-        """The findings that regressed."""
-        return tuple(f for f in self.findings if f.regressed)
-
-    def headline(self) -> str:
-        """One line: no baseline yet, no regression, or the first regressions."""
-        if self.state == "off":
-            return "not compared with a baseline (baseline.enabled is false)"
-        if self.state == "no_baseline":
-            return f"no baseline yet ({self.runs} of {self.min_runs} comparable runs)"
-        if self.state == "ok":
-            line = f"no regression against the baseline (median of {_runs(self.runs)}, {self.span})"
-        else:
-            line = "REGRESSION: " + "; ".join(f.describe() for f in self.regressions())
-        if self.untrusted:
-            line += f"; latencies not compared: {self.untrusted}, the generator may be at fault"
-        return line
-
-    def doc(self) -> dict[str, Any]:
-        """The ``regression`` part of the summary JSON, /api/status and /api/runs."""
-        return {
-            "state": self.state,
-            "runs": self.runs,
-            "min_runs": self.min_runs,
-            "span": self.span,
-            "headline": self.headline(),
-            "findings": [f.doc() for f in self.findings],
-            "latencies_not_compared": self.untrusted or None,
-        }
-
-
-def span_of(docs: Sequence[Doc]) -> str:
-    """The dates of the baseline runs: ``2026-11-23..29``, ``2026-11-23``, ``2026-11-30..12-02``."""
-    stamps = [t for d in docs if (t := number(d.get("started_at"))) is not None]
-    if not stamps:
-        return "dates unknown"
-    first = datetime.fromtimestamp(min(stamps), UTC).date()
-    last = datetime.fromtimestamp(max(stamps), UTC).date()
-    if first == last:
-        return first.isoformat()
-    if first.year != last.year:
-        return f"{first.isoformat()}..{last.isoformat()}"
-    tail = f"{last.day:02d}" if first.month == last.month else f"{last.month:02d}-{last.day:02d}"
-    return f"{first.isoformat()}..{tail}"
 
 
 def _endpoints(doc: Doc) -> dict[tuple[str, str], Doc]:
@@ -304,33 +202,74 @@ def _endpoints(doc: Doc) -> dict[tuple[str, str], Doc]:
 
 
 def judge_against(
-    current: Doc, baseline: Sequence[Doc], policy: BaselinePolicy = DEFAULT_POLICY
+    current: Doc,
+    baseline: Sequence[Doc],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    anchor: Sequence[Doc] = (),
+    trend: Sequence[Doc] = (),
 ) -> RegressionReport:
-    """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries)."""
+    """Judge ``current`` (a summary document) against ``baseline`` (comparable past summaries,
+    most recent first) and ``anchor`` (the oldest comparable ones); ``trend`` (the recent
+    comparable runs, most recent first; default ``baseline``) feeds the drift sum."""
     if not policy.enabled:
         return RegressionReport("off", len(baseline), policy.min_runs)
     if len(baseline) < policy.min_runs:
         return RegressionReport("no_baseline", len(baseline), policy.min_runs)
-    span = span_of(baseline)
-    past = [_endpoints(d) for d in baseline]
-    # A run whose own event loop lagged measured its queueing, not only the backend's:
-    # its latencies must not page anyone about the backend (the counts still compare).
-    untrusted = timing_untrusted(current)
+    references: list[tuple[Reference, Sequence[Doc]]] = [("recent", baseline)]
+    if len(anchor) >= policy.min_runs:
+        references.append(("anchored", anchor))
+    spans = {name: span_of(docs) for name, docs in references}
+    pasts = {name: [_endpoints(d) for d in docs] for name, docs in references}
+    recent = [_endpoints(d) for d in reversed(trend or baseline)]  # oldest first
+    lag = lag_ms_of(current)
+    now = _endpoints(current)
     findings: list[Finding] = []
-    for key, ep in _endpoints(current).items():
+    gaps: list[str] = []
+    for key, ep in now.items():
         for rule in METRICS:
-            if key[1] not in rule.kinds or (rule.timing and untrusted):
+            if key[1] not in rule.kinds:
                 continue
-            values = [p[key] for p in past if key in p]
-            finding = _judge_metric(rule, key[0], ep, values, policy, span)
-            if finding is not None:
-                findings.append(finding)
+            runs = [v for p in recent if key in p and (v := rule.value(p[key])) is not None]
+            judged = [
+                _judge_metric(rule, key[0], ep, [p[key] for p in pasts[name] if key in p],
+                              policy, spans[name], name, lag if rule.timing else None,
+                              runs if name == "anchored" else ())
+                for name, _ in references
+            ]  # fmt: skip
+            found = [f for f in judged if f is not None]
+            if found:
+                findings.append(next((f for f in found if f.regressed), found[0]))
+            elif why := _why_not(rule, ep, [p[key] for p in pasts["recent"] if key in p]):
+                gaps.append(f"{key[0]} {rule.name}: {why}")
+    gone = {k for p in pasts["recent"] for k in p} - now.keys()
+    gaps.extend(f"{endpoint}: in the baseline, not in this run" for endpoint, _ in sorted(gone))
     state: ReportState = "regressed" if any(f.regressed for f in findings) else "ok"
-    return RegressionReport(state, len(baseline), policy.min_runs, span, tuple(findings), untrusted)
+    return RegressionReport(
+        state, len(baseline), policy.min_runs, spans["recent"], tuple(findings), tuple(gaps)
+    )
+
+
+def _why_not(rule: MetricRule, ep: Doc, past: list[Doc]) -> str:
+    """Why a metric measured on one side only was not compared ("" when on neither side)."""
+    now = rule.value(ep) is not None
+    before = sum(rule.value(p) is not None for p in past)
+    if now and not past:
+        return "endpoint not in the baseline"
+    if now:
+        return f"in {before} baseline run(s) only"
+    return "not measured in this run" if before else ""
 
 
 def _judge_metric(
-    rule: MetricRule, endpoint: str, ep: Doc, past: list[Doc], policy: BaselinePolicy, span: str
+    rule: MetricRule,
+    endpoint: str,
+    ep: Doc,
+    past: list[Doc],
+    policy: BaselinePolicy,
+    span: str,
+    reference: Reference,
+    lag: float | None,
+    trend: Sequence[float] = (),
 ) -> Finding | None:
     value = rule.value(ep)
     values = [v for p in past if (v := rule.value(p)) is not None]
@@ -339,10 +278,46 @@ def _judge_metric(
     base = statistics.median(values)
     tol = rule.tolerance(policy)
     limit = _limit(rule, base, tol)
-    beyond = value > limit if rule.worse == "up" else value < limit
-    p_value = rule.test(ep, limit) if beyond and limit > 0 else None
+    lag = lag or None
+    if rule.worse == "up":
+        raw_beyond = value > limit
+        # Only what the generator's lag cannot account for may regress (loadsvc.lag).
+        lag_ms = None if lag is None else lag / 1000.0
+        beyond = lag_adjusted(value / 1000.0, lag_ms) * 1000.0 > limit if lag else raw_beyond
+    else:
+        raw_beyond = beyond = value < limit
+    tail = LAG_TAIL if lag else 0.0
+    p_value = rule.test(ep, limit + (lag or 0.0), tail) if beyond and limit > 0 else None
     regressed = beyond and p_value is not None and p_value < policy.alpha
+    drift_runs = 0
+    if not regressed and trend:
+        now = value - (lag or 0.0) if rule.worse == "up" else value
+        drift_runs = _drift(rule, base, limit, [*trend, now])
+        if drift_runs:
+            halfway = (base + limit) / 2 + (lag or 0.0)
+            p_drift = rule.test(ep, halfway, tail) if halfway > 0 else None
+            if p_drift is not None and p_drift < policy.alpha:
+                regressed, p_value = True, p_drift
+            else:
+                drift_runs = 0
     return Finding(
         endpoint, rule.name, rule.unit, value, base, limit, len(values), span,
-        _margin(rule, tol), beyond, p_value, regressed,
+        _margin(rule, tol), beyond, p_value, regressed, reference, lag,
+        raw_beyond and not beyond and not regressed, drift_runs,
     )  # fmt: skip
+
+
+def _drift(rule: MetricRule, base: float, limit: float, runs: Sequence[float]) -> int:
+    """A one-sided CUSUM over ``runs`` (oldest first, the current one last): the excesses
+    past ``base`` plus half the margin, summed while the sum stays positive. When the sum at
+    the last run reaches the whole margin, how many runs it took; else 0."""
+    margin = abs(limit - base)
+    if margin <= 0:
+        return 0
+    sign = 1.0 if rule.worse == "up" else -1.0
+    total, length = 0.0, 0
+    for value in runs:
+        total += sign * (value - base) - margin / 2
+        length = length + 1 if total > 0 else 0
+        total = max(0.0, total)
+    return length if total >= margin else 0

@@ -4,10 +4,17 @@ Comparable means: the same scenario with the same *fingerprint* (a hash of what
 is measured and how: user groups, shape, thresholds, planned duration, verdict
 window), a run that passed, was judged on data and did not itself regress.
 A changed scenario gets a new fingerprint and so starts a new baseline.
-Unreadable records are skipped: a corrupt history means fewer runs, never a
-false alarm. Scheduled runs are compared with the last N comparable runs;
+Every record is checked (``validate.record_problem``) before it counts:
+a bad one is skipped, so a corrupt history means fewer runs, never a false
+alarm and never a comparison switched off. A run whose generator was busy
+(``loadsvc.lag.is_busy``) never enters a baseline: its latencies carry the
+generator's own queueing. Scheduled runs are compared with the last N comparable runs;
 continuous scenarios with their last N verdict windows, or with the same
 window of previous days (``BaselinePolicy.same_time_of_day``).
+
+The *anchor* (:func:`choose_anchor`) is the oldest comparable runs within
+``ANCHOR_SPAN_S`` (or since the last acceptance): a reference that moves over
+days or on accept, never window by window, so a slow drift cannot drag it.
 """
 
 from __future__ import annotations
@@ -19,10 +26,17 @@ from typing import Any
 
 import orjson
 
-from loadsvc.baseline.regression import DEFAULT_POLICY, number, timing_untrusted
+from loadsvc.baseline.findings import number
+from loadsvc.baseline.regression import DEFAULT_POLICY
+from loadsvc.baseline.validate import record_problem
 from loadsvc.config.spec import BaselinePolicy, ScenarioSpec
+from loadsvc.lag import is_busy
 
 _DAY_S = 86_400.0
+# How far back the anchored reference reaches: it moves over days, not windows.
+ANCHOR_SPAN_S = 7 * _DAY_S
+# Recent comparable runs whose excesses over the anchor are summed (the drift CUSUM).
+TREND_RUNS = 20
 
 
 def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
@@ -33,12 +47,17 @@ def fingerprint(spec: ScenarioSpec, planned_s: float | None) -> str:
 
 
 def comparable(
-    doc: Any, scenario: str, print_: str | None, accepted_since: float | None = None
+    doc: Any,
+    scenario: str,
+    print_: str | None,
+    accepted_since: float | None = None,
+    checked: bool = False,
 ) -> bool:
     """A past record that may enter the baseline of ``scenario`` with fingerprint ``print_``.
 
     With ``accepted_since`` (someone accepted a new baseline: the runs from then on are
     the new normal) only runs started from then on count, regressed ones included.
+    ``checked``: the caller already left out every record with a ``record_problem``.
     """
     if not isinstance(doc, Mapping) or doc.get("scenario") != scenario:
         return False
@@ -46,16 +65,68 @@ def comparable(
         return False
     if doc.get("result") != "passed" or doc.get("passed") is not True:
         return False  # failed, no_data, generator-bound, crashed: not what "normal" looks like
-    if timing_untrusted(doc):
+    if busy(doc):
         return False  # passed, but its latencies carry the generator's own queueing
-    started = number(doc.get("started_at"))
-    if started is None or not isinstance(doc.get("endpoints"), list):
-        return False
+    if not checked and record_problem(doc) is not None:
+        return False  # a bad record never enters a baseline, nor stops the others
+    started = float(doc["started_at"])
     if accepted_since is not None:
         return started >= accepted_since
     regression = doc.get("regression")
     # A regressed run must not drag the baseline towards itself (until it is accepted).
     return not (isinstance(regression, Mapping) and regression.get("state") == "regressed")
+
+
+def busy(doc: Mapping[str, Any]) -> bool:
+    """The run's generator was busy (its loop lag p99 over its trust limit), per loadsvc.lag."""
+    lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))
+    return limit is not None and is_busy(None if lag is None else lag / 1000, limit / 1000)
+
+
+def _candidates(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    accepted_since: float | None,
+    checked: bool = False,
+) -> list[Mapping[str, Any]]:
+    scenario = current.get("scenario")
+    print_ = current.get("fingerprint")
+    if not isinstance(scenario, str):
+        return []
+    run_id = current.get("run_id")
+    return [
+        d
+        for d in past
+        if comparable(
+            d, scenario, print_ if isinstance(print_, str) else None, accepted_since, checked
+        )
+        and not (d.get("run_id") == run_id and d.get("window") == current.get("window"))
+    ]
+
+
+def choose_anchor(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
+) -> list[Mapping[str, Any]]:
+    """The anchored reference of ``current``: the oldest ``policy.runs`` comparable runs that
+    ended within ``ANCHOR_SPAN_S`` of it (or since ``accepted_since``); most recent first.
+
+    None for ``same_time_of_day``: that baseline already reaches back over days.
+    """
+    return choose_references(current, past, policy, accepted_since)[1]
+
+
+def choose_trend(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
+) -> list[Mapping[str, Any]]:
+    """The last ``TREND_RUNS`` comparable runs of ``current`` (most recent first): the drift sum
+    against the anchor runs over them. None for ``same_time_of_day``."""
+    return choose_references(current, past, policy, accepted_since)[2]
 
 
 def choose_baseline(
@@ -68,20 +139,28 @@ def choose_baseline(
 
     ``accepted_since``: a new baseline was accepted from this time on (see :func:`comparable`).
     """
-    scenario = current.get("scenario")
-    print_ = current.get("fingerprint")
-    if not isinstance(scenario, str):
-        return []
-    run_id = current.get("run_id")
-    candidates = [
-        d
-        for d in past
-        if comparable(d, scenario, print_ if isinstance(print_, str) else None, accepted_since)
-        and not (d.get("run_id") == run_id and d.get("window") == current.get("window"))
-    ]
+    return choose_references(current, past, policy, accepted_since)[0]
+
+
+def choose_references(
+    current: Mapping[str, Any],
+    past: Iterable[Any],
+    policy: BaselinePolicy = DEFAULT_POLICY,
+    accepted_since: float | None = None,
+    checked: bool = False,
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The baseline, the anchor and the trend runs of ``current``, each record checked once
+    (``checked``: already, by the caller)."""
+    candidates = _candidates(current, past, accepted_since, checked)
     if policy.same_time_of_day:
-        return _same_time_of_day(current, candidates, policy)
-    return candidates[: policy.runs]
+        return _same_time_of_day(current, candidates, policy), [], []
+    now = number(current.get("ended_at"))
+    within = (
+        []
+        if now is None
+        else [d for d in candidates if float(d["ended_at"]) >= now - ANCHOR_SPAN_S]
+    )
+    return candidates[: policy.runs], within[-policy.runs :], candidates[:TREND_RUNS]
 
 
 def _same_time_of_day(
@@ -107,14 +186,30 @@ class UnreadableSummary(ValueError):
     """A summary file that is not a readable summary JSON document."""
 
 
+# A summary is a few hundred kB at most; past this a file is not one (e.g. a link to /dev/zero).
+MAX_SUMMARY_BYTES = 64 * 1024 * 1024
+
+
 def read_summary(path: Path) -> dict[str, Any]:
-    """One summary JSON document written by ``loadsvc run --summary-json``."""
+    """One summary JSON document written by ``loadsvc run --summary-json``, checked field by
+    field (:func:`loadsvc.baseline.validate.record_problem`); UnreadableSummary names the
+    file and the first bad field."""
     try:
-        doc = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise UnreadableSummary(f"{path}: {exc}") from None
+        if not path.is_file():
+            raise UnreadableSummary(f"{path}: not a regular file")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SUMMARY_BYTES + 1)
+        if len(raw) > MAX_SUMMARY_BYTES:
+            raise UnreadableSummary(f"{path}: larger than {MAX_SUMMARY_BYTES} bytes")
+        doc = orjson.loads(raw)
+    except OSError as exc:
+        raise UnreadableSummary(f"{path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableSummary(f"{path}: not JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("endpoints"), list):
         raise UnreadableSummary(f"{path}: not a loadsvc run summary")
+    if (problem := record_problem(doc)) is not None:
+        raise UnreadableSummary(f"{path}: {problem}")
     return doc
 
 

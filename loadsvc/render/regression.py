@@ -5,8 +5,13 @@ Two forms:
 - ``LoadsvcLatencyRegression`` and ``LoadsvcRegression`` read the verdict loadsvc
   computed when the run ended (``loadsvc_regression_detected``: beyond the
   tolerance *and* the test on the run's own samples against the median of
-  comparable past runs; ``POST .../accept-baseline`` clears it). They fire at once (the verdict is already robust) and
-  resolve with the next run that does not regress. Any scenario, any schedule.
+  comparable past runs; ``POST .../accept-baseline`` clears it). They hold
+  for ``for`` and ``keep_firing_for`` (:func:`hold_s`: longer than the longest
+  verdict window), so one noisy window neither fires nor resolves them. Any
+  scenario, any schedule.
+- ``LoadsvcRegressionNotCompared``: a scenario that was compared with its
+  baseline is not any more (``loadsvc_baseline_compared`` 0: the baseline was
+  lost, or nothing could be compared) for longer than :func:`uncompared_for_s`.
 - ``LoadsvcLatencyRegressionDayOverDay`` (continuous scenarios only) is pure
   PromQL: the endpoint's threshold quantile over the sustained window now
   against the same window one day earlier (``offset 1d``), beyond the same
@@ -44,15 +49,48 @@ def _baseline(unit: str) -> str:
     )
 
 
-def verdict_rules() -> list[Rule]:
+def hold_s(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> float:
+    """How long a regression verdict must hold before it fires (and after it clears before
+    it resolves): the profile's ``for``, or 1.5 verdict windows of the slowest continuous
+    scenario if longer, so that one window alone never decides."""
+    windows = [
+        s.schedule.verdict_every_s
+        for s in scenarios
+        if s.schedule.kind == "continuous" and s.baseline.enabled and s.schedule.verdict_every_s
+    ]
+    return max([profile.for_s, *(1.5 * w for w in windows)])
+
+
+def uncompared_for_s(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> float:
+    """How long a scenario may go uncompared with its baseline before it is an alert."""
+    return 2 * hold_s(scenarios, profile)
+
+
+def not_compared_rule(for_s: float) -> Rule:
+    """A scenario compared before is not compared with a baseline any more."""
+    return alert(
+        "LoadsvcRegressionNotCompared",
+        "min by (scenario) (loadsvc_baseline_compared) == 0",
+        for_s,
+        "warning",
+        "runs of {{ $labels.scenario }} are no longer compared with a baseline",
+        "Scenario {{ $labels.scenario }} was compared with its baseline before, and its "
+        f"runs have not been for {prom_duration(for_s)}: the baseline was lost (its comparable "
+        "runs are gone from the history) or no metric could be compared. A regression now "
+        "would go unseen. The run-end log line and /api/runs say BASELINE LOST or NOT "
+        "COMPARED and why.",
+    )
+
+
+def verdict_rules(hold: float = 0) -> list[Rule]:
     """Alerts on the regression verdicts loadsvc exports when a run or window ends."""
     explain = (
         "The run's value is beyond its tolerance and its own samples confirm it "
         "(not noise). /api/runs and the run-end log line say it in one line with the "
-        "baseline runs' dates; the alert resolves with the next run that does not regress, "
-        "or at once when the new level is accepted (POST /api/scenarios/<name>/accept-baseline)."
+        "baseline runs' dates; the alert resolves once runs stop regressing, or soon after "
+        "the new level is accepted (POST /api/scenarios/<name>/accept-baseline)."
     )
-    return [
+    rules = [
         alert(
             "LoadsvcLatencyRegression",
             "max by (scenario, endpoint, metric) "
@@ -79,6 +117,10 @@ def verdict_rules() -> list[Rule]:
             f"{_baseline('number')}, the median of comparable past runs). {explain}",
         ),
     ]
+    if hold <= 0:
+        return rules
+    held = {"for": prom_duration(hold), "keep_firing_for": prom_duration(hold)}
+    return [{"alert": r["alert"], "expr": r["expr"], **held, **r} for r in rules]
 
 
 def _quantile(selector: str, q: float, offset: str = "") -> str:
@@ -114,7 +156,10 @@ def day_over_day(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfil
 
 def regression_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> list[Rule]:
     """The regression group: verdict alerts, and the day-over-day form of continuous scenarios."""
-    rules = verdict_rules()
+    rules = [
+        *verdict_rules(hold_s(scenarios, profile)),
+        not_compared_rule(uncompared_for_s(scenarios, profile)),
+    ]
     for scenario in scenarios:
         if scenario.schedule.kind != "continuous" or not scenario.baseline.enabled:
             continue

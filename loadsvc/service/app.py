@@ -41,7 +41,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.sampler import SeriesSampler
 from loadsvc.selfmon import SelfHealthCollector
 from loadsvc.service.front import serve_workers
-from loadsvc.service.history import RunHistory
+from loadsvc.service.history import RunHistory, history_path_problem
 from loadsvc.service.http import Action, ApiAuth, build_app
 from loadsvc.service.readcache import exposition_in_slices
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
@@ -388,6 +388,10 @@ def run_serve(
         check_reachable(settings.target, timeout=2.0)
     except SettingsError as exc:
         log.warning("target unreachable at start; serving anyway", error=str(exc))
+    history = settings.history_file or config.service.history_file
+    if settings.worker is None and (problem := history_path_problem(history)):
+        print(f"loadsvc serve: --history-file {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if settings.workers > 1 and settings.worker is None:
         return run_async(lambda: serve_workers(settings, config, request))
     return run_async(lambda: serve(settings, config))

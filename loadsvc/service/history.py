@@ -12,11 +12,19 @@ no record is ever glued onto a torn one. While the file cannot be written,
 ``problem`` says why (``/readyz`` reports it).
 The lines are also kept in memory (they fit: the file is bounded) to answer
 ``/api/runs`` without reading the disk; a record is parsed only when asked for.
+
+The path is checked before ``serve`` starts (:func:`history_path_problem`):
+something that is not a regular file (a FIFO would hang the start, a link to
+``/dev/zero`` read until memory runs out) or a regular file that is not a
+history (it would be overwritten) is refused. A symlinked history stays a
+link: compaction writes the file it points to. Shortening the file logs how
+many records were dropped and why.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +40,40 @@ log = structlog.get_logger("loadsvc.history")
 
 # Compact down to this share of max_bytes, so a full file is not rewritten on every append.
 COMPACT_TO = 0.5
+# How much of an existing file is read to tell whether it is a run history at all.
+_SNIFF_BYTES = 64 * 1024
+
+
+def history_path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be the run history (None: it can, or it does not exist yet).
+
+    Refused: anything that is not a regular file once links are followed (a folder, a FIFO,
+    a device), and a non-empty regular file none of whose first lines is a run record.
+    """
+    where = Path(path)
+    try:
+        info = where.stat()
+    except OSError:
+        # Missing, or not reachable yet (a volume still mounting): serve starts and /readyz
+        # says so until the history can be written (RunHistory.check_writable).
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{where}: not a regular file"
+    if info.st_size == 0:
+        return None
+    try:
+        with where.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as exc:
+        return f"{where}: {exc.strerror or exc}"
+    for line in head.splitlines():
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("scenario"), str):
+            return None
+    return f"{where}: not a run history (no JSON line with a scenario): refusing to overwrite it"
 
 
 @dataclass(frozen=True)
@@ -164,6 +206,8 @@ class RunHistory:
     def _load(self) -> None:
         self._skipped = 0
         try:
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                raise OSError(f"{self.path} is not a regular file")  # never read a FIFO/device
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return
@@ -195,6 +239,7 @@ class RunHistory:
         size = sum(len(e.line) for e in keep)
         if not force and len(keep) == len(self._entries) and size <= self.max_bytes:
             return
+        by_age = len(self._entries) - len(keep)
         if size > self.max_bytes:
             # Oldest first, but each scenario keeps its latest record: the frequent windows of
             # continuous scenarios must not push a daily run's last verdict out.
@@ -207,7 +252,21 @@ class RunHistory:
                     size -= len(entry.line)
                     continue
                 kept.append(entry)
+            by_size = len(keep) - len(kept)
             keep = kept
+        else:
+            by_size = 0
+        if by_age or by_size:
+            log.info(
+                "run history shortened",
+                path=str(self.path),
+                dropped=by_age + by_size,
+                older_than_max_age=by_age,
+                over_max_bytes=by_size,
+                kept=len(keep),
+                max_age_s=self.max_age_s,
+                max_bytes=self.max_bytes,
+            )
         self._entries = keep
         self._size = size
         self._rewrite()
@@ -215,7 +274,9 @@ class RunHistory:
     def _rewrite(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.path, b"".join(entry.line for entry in self._entries))
+            # Through a symlink to the file it names: the link (e.g. onto a volume) stays.
+            target = Path(os.path.realpath(self.path))
+            write_atomically(target, b"".join(entry.line for entry in self._entries))
         except OSError as exc:
             self._fail("cannot compact the run history", exc)
         else:

@@ -113,7 +113,11 @@ class ApiAuth:
         challenge = {"WWW-Authenticate": 'Bearer realm="loadsvc"'}
         if scheme.lower() != "bearer" or not given:
             return _error(401, "missing bearer token", challenge)
-        if not hmac.compare_digest(given.strip().encode(), self._token):
+        try:
+            presented = given.strip().encode()
+        except UnicodeEncodeError:  # bytes that are not UTF-8: no token of ours, not a crash
+            return _error(401, "invalid bearer token", challenge)
+        if not hmac.compare_digest(presented, self._token):
             return _error(401, "invalid bearer token", challenge)
         return None
 

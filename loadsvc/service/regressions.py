@@ -7,6 +7,14 @@ line) and into ``loadsvc_baseline_value``, ``loadsvc_baseline_runs`` and
 Judging never raises: whatever goes wrong, the run is recorded without a
 regression verdict (never a false alarm) and the problem is logged.
 
+**A poisoned past cannot switch detection off.** Every history record is
+checked before it may enter a baseline (``loadsvc.baseline.validate``); a bad
+one is skipped, logged once and counted in
+``loadsvc_baseline_records_skipped_total``. A scenario that was compared
+before and now is not (its comparable runs gone, e.g. a history lost or
+rewritten) says ``BASELINE LOST`` and sets ``loadsvc_baseline_compared`` to 0,
+which ``LoadsvcRegressionNotCompared`` alerts on once it lasts.
+
 **Accepting a new baseline** (``POST /api/scenarios/{name}/accept-baseline``):
 after an intended change (a deploy that is slower on purpose) the runs since
 the regression began become the new normal. The scenario's baseline from then
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +40,12 @@ from loadsvc.baseline import (
     LATENCY_METRICS,
     BaselinePolicy,
     RegressionReport,
-    choose_baseline,
+    choose_references,
     judge_against,
+    record_problem,
 )
-from loadsvc.baseline.regression import number
+from loadsvc.baseline.findings import number
+from loadsvc.baseline.validate import EARLIEST_S, LATEST_S
 from loadsvc.files import write_atomically
 from loadsvc.recorder import Recorder
 from loadsvc.service.history import RunHistory
@@ -75,11 +86,21 @@ class AcceptedBaselines:
                 "cannot read the accepted baselines; none apply", path=str(path), error=str(exc)
             )
             return
+        bad: list[str] = []
         for scenario, entry in doc.items() if isinstance(doc, dict) else ():
             since = number(entry.get("since")) if isinstance(entry, dict) else None
             at = number(entry.get("accepted_at")) if isinstance(entry, dict) else None
-            if since is not None:
-                self._since[str(scenario)] = {"since": since, "accepted_at": at or since}
+            if since is None or not EARLIEST_S <= since <= LATEST_S:
+                # e.g. since: 1e308 would leave the scenario without a baseline for good.
+                bad.append(str(scenario))
+                continue
+            self._since[str(scenario)] = {"since": since, "accepted_at": at or since}
+        if bad or not isinstance(doc, dict):
+            log.warning(
+                "ignored accepted baselines that are not a Unix time in seconds (2000..2100)",
+                path=str(path),
+                scenarios=bad or None,
+            )
 
     def since(self, scenario: str) -> float | None:
         """The start of ``scenario``'s accepted baseline, if one was accepted."""
@@ -125,20 +146,53 @@ class RegressionJudge:
         self._clock = clock
         # The series each scenario set last time, so a metric no longer judged goes back to 0.
         self._exported: dict[str, set[tuple[str, str]]] = {}
+        self._rejected: set[bytes] = set()  # bad records already logged and counted
 
     def judge(self, doc: dict[str, Any], policy: BaselinePolicy = DEFAULT_POLICY) -> None:
         """Add ``regression`` to a record about to enter the history, and export it."""
         scenario = str(doc.get("scenario"))
+        lost = False
         try:
             past = self.history.recent(scenario, _LOOKBACK) if policy.enabled else []
+            past = [p for p in past if self._sound(scenario, p)]
             since = self.accepted.since(scenario)
-            chosen = choose_baseline(doc, past, policy, since)
-            report = judge_against(doc, chosen, policy)
+            chosen, anchor, trend = choose_references(doc, past, policy, since, checked=True)
+            report = judge_against(doc, chosen, policy, anchor, trend)
+            if report.state == "no_baseline" and _was_compared(doc, past, since):
+                lost = True
+                report = replace(report, lost=True)
         except Exception as exc:  # a bug here must never cost the record or page anyone
             log.error("cannot judge the run against its baseline", scenario=scenario, exc_info=exc)
             report = RegressionReport("no_baseline", 0, policy.min_runs)
         doc["regression"] = report.doc()
         self._export(scenario, report)
+        compared = report.state == "regressed" or (
+            report.state == "ok" and any(not f.untested for f in report.findings)
+        )
+        if lost:
+            log.warning("baseline lost", scenario=scenario, headline=report.headline())
+        if compared or lost or report.state == "ok":
+            # Absent while a scenario is young (no baseline yet): nothing was expected.
+            self.recorder.baseline_compared(scenario, compared)
+
+    def _sound(self, scenario: str, record: Mapping[str, Any]) -> bool:
+        """A history record fit to be compared; a bad one is logged and counted once."""
+        problem = record_problem(record)
+        if problem is None:
+            return True
+        key = orjson.dumps(
+            [record.get("run_id"), record.get("window"), record.get("ended_at")], default=repr
+        )
+        if key not in self._rejected:
+            self._rejected.add(key)
+            self.recorder.baseline_record_skipped(scenario)
+            log.warning(
+                "skipped a bad run history record",
+                scenario=scenario,
+                run_id=str(record.get("run_id")),
+                problem=problem,
+            )
+        return False
 
     def accept(self, scenario: str, policy: BaselinePolicy = DEFAULT_POLICY) -> dict[str, Any]:
         """Accept the runs since the current regression began as ``scenario``'s new baseline.
@@ -177,6 +231,22 @@ class RegressionJudge:
         cleared = self._exported.get(scenario, set()) - now.keys()
         self.recorder.regression_judged(scenario, report.runs, now, cleared)
         self._exported[scenario] = set(now)
+
+
+def _was_compared(
+    doc: Mapping[str, Any], past: Sequence[Mapping[str, Any]], since: float | None
+) -> bool:
+    """Whether an earlier run of this setup (since the last acceptance) was compared with a
+    baseline: then having none now means the baseline was lost, not that it is young."""
+    for record in past:
+        regression = record.get("regression")
+        if record.get("fingerprint") != doc.get("fingerprint"):
+            continue
+        if since is not None and float(record["started_at"]) < since:
+            continue
+        if isinstance(regression, Mapping) and regression.get("state") in ("ok", "regressed"):
+            return True
+    return False
 
 
 def _when(stamp: float) -> str:

@@ -77,9 +77,16 @@ def live_page() -> bytes:
     ).encode()
 
 
+# Inside <script>, "</script", "<!--" and "<script" change how the HTML parser reads the
+# rest of the page (a backend's text could blank the report); the JSON escapes are the same
+# strings to JSON.parse. U+2028/2029 end a line in older JavaScript.
+_INLINE_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def _inline_json(data: Any) -> str:
-    # "</" would end the script element early; "<\/" is the same string to JSON.
-    return orjson.dumps(data).decode().replace("</", "<\\/")
+    return orjson.dumps(data).decode().translate(_INLINE_ESCAPES)
 
 
 def report_page(data: dict[str, Any]) -> str:

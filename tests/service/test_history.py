@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 
-from loadsvc.service.history import RunHistory
+from loadsvc.logs import configure_logging
+from loadsvc.service.history import RunHistory, history_path_problem
+from tests.support import loadsvc
 
 
 def record(scenario: str, n: int, ended_at: float, pad: int = 0) -> dict[str, Any]:
@@ -149,3 +154,76 @@ def test_an_unwritable_path_is_a_problem_until_it_is_fixed(tmp_path: Path, kind:
         (tmp_path / "file").unlink()
     assert history.retry() is None
     assert [orjson.loads(line)["run_id"] for line in path.read_bytes().splitlines()] == ["a-0"]
+
+
+def test_a_symlinked_history_stays_a_link_and_its_target_gets_the_records(tmp_path: Path) -> None:
+    """Compaction writes through the link (e.g. onto a persistent volume), never replaces it."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    real = volume / "runs.jsonl"
+    link = tmp_path / "runs.jsonl"
+    link.symlink_to(real)
+    history = RunHistory(link, 4000, 3600, clock=lambda: 1000.0)
+    for i in range(60):
+        history.append(record("stream", i, 901.0 + i, pad=100))  # compacts several times
+    assert link.is_symlink() and link.resolve() == real
+    assert real.stat().st_size == history.size_bytes
+    assert orjson.loads(real.read_bytes().splitlines()[-1])["run_id"] == "stream-59"
+
+
+def test_shortening_the_history_logs_how_many_records_were_dropped_and_why(
+    tmp_path: Path,
+) -> None:
+    """A history cut to its size and age bounds says how many records went, and for which bound."""
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(
+        b"".join(orjson.dumps(record("a", i, 500.0 + i, pad=100)) + b"\n" for i in range(100))
+    )
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    try:
+        history = RunHistory(path, 3000, 450, clock=lambda: 1000.0)
+    finally:
+        structlog.reset_defaults()
+    logged = [orjson.loads(ln) for ln in out.getvalue().splitlines()]
+    shortened = next(e for e in logged if e["event"] == "run history shortened")
+    assert shortened["older_than_max_age"] == 50  # ended before 1000 - 450
+    assert shortened["over_max_bytes"] == 50 - len(history) > 0
+    assert shortened["dropped"] == 100 - len(history) and shortened["kept"] == len(history)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "link to /dev/zero", "unrelated text"])
+def test_a_history_path_that_is_no_history_is_refused_at_start_with_exit_2(
+    tmp_path: Path, kind: str
+) -> None:
+    """serve exits 2 naming the path before it listens: a FIFO would hang it, /dev/zero read until
+    memory runs out, an unrelated file be overwritten (it stays untouched)."""
+    path = tmp_path / "runs.jsonl"
+    notes = b"my notes\nnot json at all\n"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(notes)
+    assert history_path_problem(path) is not None
+    r = loadsvc(
+        "serve", "--target", "http://127.0.0.1:9", "--host", "127.0.0.1", "--port", "0",
+        "--history-file", str(path), timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"--history-file {path}: " in r.stderr
+    if kind == "unrelated text":
+        assert path.read_bytes() == notes
+
+
+def test_a_history_or_a_missing_file_is_accepted(tmp_path: Path) -> None:
+    """A real history (even with a torn first line), an empty file or none at all may be used."""
+    path = tmp_path / "h.jsonl"
+    assert history_path_problem(path) is None
+    path.write_bytes(b"")
+    assert history_path_problem(path) is None
+    path.write_bytes(b'{"scenario": "a", "run_\n' + orjson.dumps(record("a", 1, 5.0)) + b"\n")
+    assert history_path_problem(path) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadsvc.config import parse_config
+from loadsvc.logs import configure_logging
 from loadsvc.service.app import SoakService
 from loadsvc.service.settings import ServeSettings
 from loadsvc.target.testing import RunningTarget
@@ -206,3 +210,30 @@ async def test_not_ready_before_start_and_while_stopping(
     assert await service.readiness() == (True, "")
     await service.stop()
     assert await service.readiness() == (False, "shutting down")
+
+
+async def test_a_non_utf8_authorization_is_401_and_logs_no_traceback(
+    make_service: Factory,
+) -> None:
+    """Authorization bytes that are not UTF-8 get 401, never a 500 with a multi-line traceback
+    in the JSON log; a good token still works on the same server."""
+    log = io.StringIO()
+    configure_logging(json=True, stream=log)
+    try:
+        service = await make_service(TOKEN)
+        host, port = service.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /api/scenarios/hold/stop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+            b"Authorization: Bearer \xff\xfe\xc3(\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        head = (await reader.read()).split(b"\r\n", 1)[0]
+        writer.close()
+    finally:
+        structlog.reset_defaults()
+    assert head == b"HTTP/1.1 401 Unauthorized", head
+    events = [orjson.loads(line) for line in log.getvalue().splitlines()]
+    assert not [e for e in events if "exception" in e or e.get("level") == "error"], events
+    async with aiohttp.ClientSession() as client:
+        assert (await post(client, service.url + "/api/scenarios/hold/stop", TOKEN))[0] == 409

@@ -185,3 +185,85 @@ def test_an_acceptance_that_cannot_be_kept_changes_nothing(tmp_path: Path) -> No
     reread, _ = judge_in(path)
     again = record(reread, summary([endpoint(slower(rng, 0.03))], 5))
     assert again["regression"]["state"] == "regressed"  # the old baseline, nothing broken
+
+
+def test_a_history_line_in_milliseconds_is_skipped_counted_and_detection_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's poisoned line (started_at in ms) used to crash span_of and leave every window
+    without a baseline; now it is skipped, logged and counted once, and +27 ms still regresses."""
+    rng = random.Random(20)
+    path = tmp_path / "runs.jsonl"
+    judge, _ = judge_in(path)
+    for d in range(5):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    poisoned = summary([endpoint(healthy(rng))], 5, regression={"state": "ok"})
+    poisoned["started_at"] *= 1000
+    judge.history.append(poisoned)
+    restarted, registry = judge_in(path)
+    for day in (6, 7):
+        slow = record(restarted, summary([endpoint(slower(rng, 0.027))], day))
+        assert slow["regression"]["state"] == "regressed", slow["regression"]["headline"]
+    assert gauge(registry, "loadsvc_baseline_records_skipped_total", scenario="s") == 1
+    assert capsys.readouterr().out.count("skipped a bad run history record") == 1
+
+
+def test_losing_a_baseline_that_existed_is_said_and_exported(tmp_path: Path) -> None:
+    """A history cut down to 2 compared runs: BASELINE LOST and loadsvc_baseline_compared 0; a
+    young scenario (never compared) exports nothing; comparing again sets 1."""
+    rng = random.Random(21)
+    path = tmp_path / "runs.jsonl"
+    judge, registry = judge_in(path)
+    for d in range(3):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    assert gauge(registry, "loadsvc_baseline_compared", scenario="s") is None  # young
+    for d in range(3, 6):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    assert gauge(registry, "loadsvc_baseline_compared", scenario="s") == 1
+    path.write_bytes(b"".join(path.read_bytes().splitlines(True)[-2:]))  # a volume restored badly
+    cut, registry = judge_in(path)
+    lost = record(cut, summary([endpoint(healthy(rng))], 6))
+    assert lost["regression"]["state"] == "no_baseline" and lost["regression"]["lost"] is True
+    assert (
+        lost["regression"]["headline"] == "BASELINE LOST: no baseline yet (2 of 3 comparable runs)"
+    )
+    assert gauge(registry, "loadsvc_baseline_compared", scenario="s") == 0
+    record(cut, summary([endpoint(healthy(rng))], 7))
+    assert gauge(registry, "loadsvc_baseline_compared", scenario="s") == 1
+
+
+def test_an_absurd_acceptance_time_is_ignored_not_obeyed(tmp_path: Path) -> None:
+    """since: 1e308 in HISTORY.baselines.json used to leave the scenario without a baseline for
+    good; it is ignored (logged) and +30 ms still regresses."""
+    rng = random.Random(22)
+    path = tmp_path / "runs.jsonl"
+    judge, _ = judge_in(path)
+    for d in range(4):
+        record(judge, summary([endpoint(healthy(rng))], d))
+    accepted_file(path).write_text('{"s": {"since": 1e308, "accepted_at": 1e308}}')
+    restarted, _ = judge_in(path)
+    assert restarted.accepted.since("s") is None
+    slow = record(restarted, summary([endpoint(slower(rng, 0.03))], 4))
+    assert slow["regression"]["state"] == "regressed"
+
+
+def test_a_steady_drift_pages_before_it_totals_30ms_in_serve(tmp_path: Path) -> None:
+    """serve's judge over its own history: 40 ms windows growing +3 ms each set
+    regression_detected before +30 ms, against the anchored baseline."""
+    rng = random.Random(23)
+    judge, registry = judge_in(tmp_path / "runs.jsonl")
+    alarm = None
+    for i in range(20):
+        drift = max(0, i - 6) * 0.003
+        doc = summary([endpoint([v + drift for v in healthy(rng, median_s=0.040)])], 0)
+        doc.update(run_id="w", window=i, started_at=T0 + 300 * i, ended_at=T0 + 300 * (i + 1))
+        record(judge, doc)
+        if doc["regression"]["state"] == "regressed":
+            alarm = drift
+            break
+    assert alarm is not None and alarm < 0.030
+    assert "vs anchored baseline" in doc["regression"]["headline"]
+    assert any(
+        gauge(registry, "loadsvc_regression_detected", **{**P95, "metric": m}) == 1
+        for m in ("p50", "p95", "p99")
+    )

@@ -268,10 +268,12 @@ def test_sighup_reads_off_the_loop_and_refuses_an_oversized_file(
 
 
 def test_an_unwritable_history_is_reported_at_start_and_on_readyz(tmp_path: Path) -> None:
-    """A directory where the history file should be: logged at start-up, /readyz 503 naming it,
-    the service still measures; once the path is writable, ready again."""
-    history = tmp_path / "runs.jsonl"
-    history.mkdir()
+    """A file where the history's folder should be: logged at start-up, /readyz 503 naming it,
+    the service still measures; once the path is writable, ready again. (A directory at the
+    history's own path is refused at start: see test_history.)"""
+    blocker = tmp_path / "volume"
+    blocker.write_text("not a folder yet")
+    history = blocker / "runs.jsonl"
     _, proc, url = serve_small(tmp_path, "http://127.0.0.1:9", history)
     try:
         (line,) = proc.events(
@@ -281,7 +283,7 @@ def test_an_unwritable_history_is_reported_at_start_and_on_readyz(tmp_path: Path
         assert http("GET", url + "/healthz")[0] == 200
         status, body = http("GET", url + "/readyz")
         assert status == 503 and str(history) in json.loads(body)["reason"]
-        history.rmdir()
+        blocker.unlink()
         wait_for(lambda: http("GET", url + "/readyz")[0] == 200, 10, "ready once writable")
     finally:
         assert proc.stop() == 0
