@@ -24,7 +24,8 @@ from websockets.exceptions import (
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.tls import client_context, describe_tls_error
-from loadsvc.users.base import UserContext, WsSink, jittered
+from loadsvc.users.backoff import ReconnectBackoff
+from loadsvc.users.base import UserContext, WsSink
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
 
@@ -76,13 +77,13 @@ class _WsClient:
     async def _open(
         self, lost_at: float | None, on_frame: FrameHook | None = None
     ) -> TimedConnection | None:
-        """Connect, retrying with jittered backoff; report connect (and reconnect) time.
+        """Connect, retrying with calm backoff; report connect (and reconnect) time.
 
         With ``on_frame``, data frames go to it as they are parsed, not to ``recv()``.
         None when the run is stopping. A handshake counts as busy work, so a graceful stop
         lets it finish; one still outstanding when the run cancels it is a ``timeout``.
         """
-        delay = self._spec.backoff.initial_s
+        backoff = ReconnectBackoff(self._spec.backoff, self._rng)  # retries: loadsvc.users.backoff
         clock = self._ctx.clock
         stopping = self._ctx.stopping
         # Before connecting: frames may be judged before connect() returns.
@@ -125,8 +126,7 @@ class _WsClient:
                 self.busy = was_busy
             if lost_at is None:
                 lost_at = t0
-            await asyncio.sleep(jittered(delay, self._rng))
-            delay = min(delay * self._spec.backoff.multiplier, self._spec.backoff.max_s)
+            await backoff.wait()
         return None
 
     def _lost(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
@@ -155,7 +155,7 @@ class _WsClient:
 
 
 class WsStreamUser(_WsClient):
-    """Connects and receives continuously; reconnects with jittered backoff when dropped."""
+    """Connects and receives continuously; reconnects with calm backoff when dropped."""
 
     def __init__(
         self, spec: WsStreamUserSpec, ctx: UserContext, sink: WsSink, rng: random.Random
@@ -175,7 +175,7 @@ class WsStreamUser(_WsClient):
                 await ws.wait_closed()
                 self._lost(ws, ws.protocol.close_exc)
                 lost_at = self._ctx.clock()
-                await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
+                await ReconnectBackoff(self._spec.backoff, self._rng).wait()
         finally:
             await asyncio.shield(self._close())
 
