@@ -68,7 +68,8 @@ PROBLEM = re.compile(
 
 
 # The accelerated soak: 40 restarts 8 s apart after a 30 s warm-up (about 6 minutes), at
-# 0.3 of the seed's users, so that N = 20 against 2N = 40 fits in a coffee break.
+# 0.3 of the seed's users, so that N = 20 against 2N = 40 fits in a coffee break. Verdict
+# windows of two cycles, so every cycle ends at the same point of a window or the next.
 ACCELERATED_CYCLE_S = 8.0
 ACCELERATED = {
     "restarts": "40",
@@ -76,7 +77,7 @@ ACCELERATED = {
     "down": "500ms",
     "scale": "0.3",
     "sample_every": "1s",
-    "verdict_every": "10s",
+    "verdict_every": "16s",
 }
 PRESET_TYPES: dict[str, Callable[[str], Any]] = {
     "restarts": int,

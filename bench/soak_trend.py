@@ -6,7 +6,8 @@ at the same phase when the cycle gap divides their periods):
 
 - **N against 2N** (:func:`n_to_2n`): a process that has plateaued holds the same memory
   after restart 2N as after restart N; a leak of any rate per restart shows as the same
-  rise again. Within ``WITHIN`` for N >= 20 is the proof the issue asks for.
+  rise again. Within ``WITHIN`` for N >= 20 is the proof the issue asks for. Each side is
+  the median of the ``SPAN`` readings ending there.
 - **The fitted trend** (:func:`fit_trend`): least squares over time, with its 95 %
   confidence interval, in units per day. A short run gives a wide interval; that width is
   the honest statement of what the run can tell, and it narrows as the run lengthens.
@@ -15,10 +16,12 @@ at the same phase when the cycle gap divides their periods):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 WITHIN = 0.02  # after restart 2N within 2 % of after restart N
+SPAN = 5  # readings (restarts) whose median stands for "after restart k"
 DAY_S = 86_400.0
 # Student's t, two-sided 95 %, by degrees of freedom (1..30); beyond, the normal's 1.96.
 _T95 = (
@@ -70,19 +73,30 @@ def fit_trend(points: Sequence[tuple[float, float]]) -> Trend | None:
     return Trend(slope * DAY_S, t95(n - 2) * se * DAY_S, v_mean, n)
 
 
-def n_to_2n(after_restart: Sequence[float | None]) -> tuple[int, float, float] | None:
+def n_to_2n(
+    after_restart: Sequence[float | None], span: int = SPAN
+) -> tuple[int, float, float] | None:
     """(N, value after restart N, after restart 2N) for the largest N the run has.
 
-    ``after_restart[k - 1]`` is the value after restart ``k``. None without two restarts
-    or when either reading is missing (a verdict over no data is no verdict).
+    ``after_restart[k - 1]`` is the value after restart ``k``. Each value is the median of
+    the ``span`` readings ending at that restart: one reading alone may catch frames in
+    flight or a verdict window's samples not yet rolled over. None without two restarts or
+    without a reading in either span (a verdict over no data is no verdict).
     """
     n = len(after_restart) // 2
     if n < 1:
         return None
-    first, second = after_restart[n - 1], after_restart[2 * n - 1]
+    width = min(span, n)
+    first = _median(after_restart[n - width : n])
+    second = _median(after_restart[2 * n - width : 2 * n])
     if first is None or second is None or first <= 0:
         return None
     return n, first, second
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def within(first: float, second: float, share: float = WITHIN) -> bool:

@@ -39,9 +39,10 @@ __all__ = [
     "pacer",
 ]
 
-# Handshakes a second a loop may start after losses. Measured (bench/reconnect_calm.py):
-# a client handshake costs loadsvc ~0.6 ms of loop time on this project's machines, so this
-# pace spends about a sixth of the loop on reconnecting, and 500 clients are back in ~2.5 s.
+# Attempts a second a loop may start after losses. Measured (bench/reconnect_calm.py, 500
+# clients): a client's whole way back (the loss, refused attempts, the handshake) costs the
+# loop ~2.4 ms of CPU, so this pace keeps reconnecting under half a core, one attempt every
+# 5 ms, and 500 clients are back ~2.5 s after the backend is (900, the seed's peak, ~4.5 s).
 HANDSHAKES_PER_S = 200.0
 # Turns that may be taken back to back before the pace applies (a few clients lost at
 # once, the everyday case, reconnect without waiting).
