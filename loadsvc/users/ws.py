@@ -58,7 +58,7 @@ def classify_connect_error(exc: BaseException) -> tuple[str, str | None]:
 
 
 def _release(ws: TimedConnection) -> None:
-    """Break the cycle a broken connection leaves behind, so it is freed at once.
+    """Free what a connection that ended leaves behind, at once.
 
     websockets keeps the parser's exception (``EOFError`` when the server vanished), whose
     traceback holds the parser's frame, which holds the protocol: ~15 objects per lost
@@ -69,6 +69,13 @@ def _release(ws: TimedConnection) -> None:
     for exc in (ws.protocol.parser_exc, ws.connection_exc):
         if exc is not None:
             exc.__traceback__ = None
+    # websockets starts its keepalive task when connect() resumes after the handshake, even
+    # if the connection was lost in between (a backend dying mid-recovery), and then nothing
+    # cancels it: it holds the dead connection for a ping interval and logs a traceback.
+    keepalive = ws.keepalive_task
+    if keepalive is not None and ws.connection_lost_waiter.done():
+        keepalive.cancel()
+        ws.keepalive_task = None
 
 
 class _WsClient:

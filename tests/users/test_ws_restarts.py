@@ -22,6 +22,7 @@ from loadsvc.users import Target, UserContext, wire_group
 from loadsvc.users.backoff import pace_handshakes
 from tests.support.processes import Proc, start_target
 from tests.support.timing import wait_for_async
+from tests.support.wsservers import RawWsConnection, raw_ws_server
 
 WS_MARKET = "/ws/market"
 CONFIG = (
@@ -152,3 +153,34 @@ async def test_the_heap_after_2n_drops_of_every_connection_is_the_heap_after_n(
         at_n, at_2n = min(after[n - 4 : n]), min(after[2 * n - 4 : 2 * n])
         assert abs(at_2n / at_n - 1) <= 0.02, (at_n, at_2n, after)
         assert at_2n - at_n < clients * n, (at_n, at_2n, after)
+
+
+async def test_a_connection_lost_right_after_its_handshake_leaves_no_keepalive_task(
+    metrics: Metrics,
+) -> None:
+    """A server that closes each connection as soon as it accepted the upgrade: 100 such
+    connections later, no keepalive task of a dead connection is left (websockets would keep
+    each for its 20 s ping interval, then log a traceback)."""
+
+    async def close_at_once(conn: RawWsConnection) -> None:
+        conn.writer.close()
+
+    spec = parse_config(CONFIG.replace(WS_MARKET, "/ws"), "test.yaml").scenario("s")
+    recorder = Recorder(metrics)
+    wiring = wire_group(spec.users[0], recorder.sinks(recorder.begin(spec)))
+    users = 5
+    async with raw_ws_server(close_at_once) as server:
+        ctx = UserContext("s", Target(server.url), asyncio.Event(), started_at=0.0)
+        tasks = [
+            asyncio.create_task(wiring.make(ctx, random.Random(i)).run()) for i in range(users)
+        ]
+        try:
+            await wait_for_async(lambda: server.handshakes >= 100, 30, "100 handshakes")
+            keepalives = [
+                t for t in asyncio.all_tasks() if "keepalive" in t.get_coro().__qualname__
+            ]
+            assert len(keepalives) <= users, len(keepalives)  # at most one per live connection
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
