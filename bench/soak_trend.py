@@ -50,7 +50,7 @@ class Trend:
         return self.per_day / self.mean, self.ci_per_day / self.mean
 
     def verdict(self) -> str:
-        """``plateau`` if the interval holds 0, ``growing``/``shrinking`` if it excludes it."""
+        """``no trend`` if the interval holds 0, ``growing``/``shrinking`` if it excludes it."""
         if abs(self.per_day) <= self.ci_per_day:
             return "no trend"
         return "growing" if self.per_day > 0 else "shrinking"
