@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint unit bench soak render clean
+.PHONY: install demo test lint unit bench soak soak-accelerated render clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ test: install  ## install the real components (Prometheus, Alertmanager, linters
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 SOAK_DURATION ?= 30m
-soak: install  ## the seed under `loadsvc serve` for SOAK_DURATION with faults; table + plot (bench/soak.py)
-	$(BIN)/python bench/soak.py --duration $(SOAK_DURATION) $(SOAK_ARGS)
+SOAK_RESTARTS ?= 10
+soak: install  ## the seed under `loadsvc serve` for SOAK_DURATION with SOAK_RESTARTS target restarts and faults; table + plot (bench/soak.py)
+	$(BIN)/python bench/soak.py --duration $(SOAK_DURATION) --restarts $(SOAK_RESTARTS) $(SOAK_ARGS)
+
+soak-accelerated: install  ## 40 target restarts in ~6 minutes: memory after restart 2N against N, growth per day fitted
+	$(BIN)/python bench/soak.py --accelerated $(SOAK_ARGS)
 
 render: install  ## regenerate the alert rules and dashboards from the thresholds
 	$(BIN)/loadsvc render

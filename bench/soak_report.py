@@ -16,7 +16,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.soak_trend import WITHIN, fit_trend, n_to_2n, over
+
 LAG = "loadsvc_event_loop_lag_seconds"
+HEAP_BLOCKS = "loadsvc_python_heap_blocks"
 # After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
 # of the slowest users, a verdict window closing); samples in it are not used for floors.
 SETTLE_S = 10.0
@@ -86,6 +89,7 @@ class Sample:
     tasks: float | None
     ws_connections: float | None
     lag_p99_ms: float | None
+    heap_blocks: float | None = None  # the live Python heap, in the interpreter's blocks
 
 
 def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
@@ -99,6 +103,7 @@ def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
         tasks=now.total("loadsvc_asyncio_tasks"),
         ws_connections=now.total("loadsvc_ws_connections"),
         lag_p99_ms=lag_p99_ms(before, now),
+        heap_blocks=now.total(HEAP_BLOCKS),
     )
 
 
@@ -121,7 +126,13 @@ class SoakResult:
     warmup_s: float
     users_scale: float
     samples: list[Sample] = field(default_factory=list)
-    restarts: list[dict[str, float]] = field(default_factory=list)  # at_s, recovery_s
+    # at_s, recovery_s, lag_p99_ms (kill to recovered + 1 s)
+    restarts: list[dict[str, float | None]] = field(default_factory=list)
+    # t_s, rss_mb, heap_blocks just before each restart and at the end: the k-th is the
+    # state after restart k (the 0-th, before the first, after the warm-up)
+    cycle_ends: list[dict[str, float | None]] = field(default_factory=list)
+    trust_limit_ms: float = 10.0  # loadsvc.lag's, for the seed's thresholds
+    history: dict[str, float] = field(default_factory=dict)  # records written, kept, bytes
     admin_faults: list[dict[str, Any]] = field(default_factory=list)  # at_s, kind, hold_s
     faults_seen: dict[str, float] = field(default_factory=dict)
     log_problems: list[str] = field(default_factory=list)
@@ -134,7 +145,9 @@ class SoakResult:
     def disturbed(self) -> list[Span]:
         """Spans of the run in a fault or its aftermath: outages until recovered, fault windows."""
         spans = [
-            (r["at_s"], r["at_s"] + (r["recovery_s"] or 60.0) + SETTLE_S) for r in self.restarts
+            (at, at + (r["recovery_s"] or 60.0) + SETTLE_S)
+            for r in self.restarts
+            if (at := r["at_s"]) is not None
         ]
         spans += [(f["at_s"], f["at_s"] + f["hold_s"] + SETTLE_S) for f in self.admin_faults]
         return spans
@@ -201,8 +214,8 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
                 f"{start:,.1f}{unit} -> {end:,.1f}{unit} ({rise:+.1f} %), max {peak:,.1f}{unit}",
             )
         )
-    lags = [s.lag_p99_ms for s in result.samples if s.lag_p99_ms is not None]
-    rows.append(("event-loop lag p99, worst interval", f"{max(lags):g} ms" if lags else "-"))
+    rows += memory_rows(result)
+    rows += lag_rows(result)
     recoveries = [r["recovery_s"] for r in result.restarts]
     shown = ", ".join("-" if r is None else f"{r:.1f}" for r in recoveries) or "none"
     worst = max((r for r in recoveries if r is not None), default=None)
@@ -214,8 +227,90 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
     )
     faults = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(result.faults_seen.items()))
     rows.append(("faults counted by loadsvc", faults or "none"))
+    if result.history:
+        h = result.history
+        rows.append(
+            (
+                "run history (compacted past its limit)",
+                f"{h['written']:,.0f} records written, {h['kept']:,.0f} kept, "
+                f"file {h['bytes'] / 1024:,.1f} KiB of {h['limit'] / 1024:,.0f} KiB",
+            )
+        )
     rows.append(("unhandled exceptions in the log", str(len(result.log_problems))))
     rows.append(("loss and delay on the path (tc netem)", result.netem))
+    return rows
+
+
+def after_restarts(result: SoakResult, attr: str) -> list[float | None]:
+    """``attr`` after each restart: the k-th value is the reading before restart k+1 (or end)."""
+    return [end.get(attr) for end in result.cycle_ends[1:]]
+
+
+def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """RSS and live heap: after restart N against 2N, and the trend fitted over the cycles."""
+    rows: list[tuple[str, str]] = []
+    for attr, what, unit, scale in (
+        ("rss_mb", "RSS", "MB", 1.0),
+        ("heap_blocks", "live heap", "k blocks", 1e-3),
+    ):
+        pair = n_to_2n(after_restarts(result, attr))
+        if pair is None:
+            rows.append((f"{what} after restart N -> 2N", "not measured (fewer than 2 restarts)"))
+        else:
+            n, first, second = pair
+            rows.append(
+                (
+                    f"{what} after restart {n} -> {2 * n}",
+                    f"{first * scale:,.1f} -> {second * scale:,.1f} {unit} "
+                    f"({(second / first - 1) * 100:+.2f} %, limit +-{WITHIN * 100:g} %)",
+                )
+            )
+        points = [
+            (t, v)
+            for end in result.cycle_ends[1:]
+            if (t := end.get("t_s")) is not None and (v := end.get(attr)) is not None
+        ]
+        trend = fit_trend(points)
+        if trend is None:
+            rows.append((f"{what}: fitted growth per day", "not measured (fewer than 3 cycles)"))
+            continue
+        share, ci = trend.relative()
+        rows.append(
+            (
+                f"{what}: fitted growth per day over {trend.points} cycle ends (95 % CI)",
+                f"{trend.per_day * scale:+,.1f} +- {trend.ci_per_day * scale:,.1f} {unit}/day "
+                f"({share * 100:+.1f} +- {ci * 100:.1f} %/day): {trend.verdict()}",
+            )
+        )
+    return rows
+
+
+def lag_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """Loop lag spikes: at each restart (kill to recovered), and over every sample interval."""
+    limit = result.trust_limit_ms
+    at_restarts = [r.get("lag_p99_ms") for r in result.restarts]
+    spiked, known = over(at_restarts, limit)
+    worst = max((v for v in at_restarts if v is not None), default=None)
+    shown = ", ".join("-" if v is None else f"{v:g}" for v in at_restarts) or "none"
+    rows = [
+        (
+            f"lag p99 over each restart's recovery, ms (trust limit {limit:g} ms)",
+            f"{shown}; over the limit at {spiked} of {known} restarts"
+            + (f" (worst {worst:g} ms)" if worst is not None else ""),
+        )
+    ]
+    lags = [s.lag_p99_ms for s in result.samples]
+    spiked, known = over(lags, limit)
+    calm = [s.lag_p99_ms for s in result.samples if not _inside(s.t_s, result.disturbed())]
+    calm_spiked, calm_known = over(calm, limit)
+    worst = max((v for v in lags if v is not None), default=None)
+    rows.append(
+        (
+            f"sample intervals with lag p99 over {limit:g} ms",
+            f"{spiked} of {known} (outside faults and recoveries: {calm_spiked} of {calm_known})"
+            + (f"; worst {worst:g} ms" if worst is not None else ""),
+        )
+    )
     return rows
 
 
@@ -230,11 +325,13 @@ def sample_table(result: SoakResult, rows: int = 12) -> list[list[str]]:
     def cell(value: float | None, digits: int = 0) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    header = ["t (m:ss)", "RSS MB", "fds", "sockets", "tasks", "WS conns", "lag p99 ms"]
+    header = ["t (m:ss)", "RSS MB", "heap kblocks", "fds", "sockets", "tasks", "WS conns"]
+    header.append("lag p99 ms")
     return [header] + [
         [
             f"{int(s.t_s) // 60}:{int(s.t_s) % 60:02d}",
             cell(s.rss_mb, 1),
+            cell(None if s.heap_blocks is None else s.heap_blocks / 1e3, 1),
             cell(s.fds),
             cell(s.sockets),
             cell(s.tasks),
@@ -279,17 +376,18 @@ def plot(result: SoakResult, path: Path) -> Path:
     t = [s.t_s / 60 for s in result.samples]
     panels = (
         ("RSS (MB)", [("rss_mb", "RSS")]),
+        ("heap (blocks)", [("heap_blocks", "live Python heap")]),
         ("descriptors", [("fds", "open fds"), ("sockets", "sockets")]),
         ("count", [("tasks", "asyncio tasks"), ("ws_connections", "WS connections")]),
         ("loop lag p99 (ms)", [("lag_p99_ms", "lag p99")]),
     )
-    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 9))
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 11))
     for ax, (ylabel, series) in zip(axes, panels, strict=True):
         for attr, label in series:
             ys = [getattr(s, attr) for s in result.samples]
             ax.plot(t, [float("nan") if y is None else y for y in ys], label=label, lw=1.2)
         for restart in result.restarts:
-            ax.axvline(restart["at_s"] / 60, color="tab:red", ls="--", lw=0.8)
+            ax.axvline((restart["at_s"] or 0.0) / 60, color="tab:red", ls="--", lw=0.8)
         for fault in result.admin_faults:
             start = fault["at_s"] / 60
             ax.axvspan(start, start + max(fault["hold_s"], 1.0) / 60, color="0.85", lw=0)

@@ -293,6 +293,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("open_sockets", "loadsvc_open_sockets", "gauge",
                "Open sockets of the loadsvc process (connections and listeners).",
                group="process"),
+    MetricSpec("python_heap_blocks", "loadsvc_python_heap_blocks", "gauge",
+               "Memory blocks the interpreter has allocated and not freed: the live Python "
+               "heap, which an allocator's high-water mark (RSS) does not raise.",
+               group="process"),
     MetricSpec("build_info", "loadsvc_build_info", "gauge",
                "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
                ("version", "shard"), group="process"),

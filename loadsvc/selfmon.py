@@ -1,4 +1,5 @@
-"""loadsvc watching its own health on long runs: asyncio tasks and open sockets, per scrape.
+"""loadsvc watching its own health on long runs: asyncio tasks, open sockets and the live
+Python heap (``loadsvc_python_heap_blocks``), per scrape.
 
 A prometheus-client custom collector: nothing is counted on the hot path; each scrape reads
 the event loop's task set and ``/proc/self/fd``. Resident memory and open descriptors come
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from loadsvc.metrics import BY_FIELD
 
 TASKS = BY_FIELD["asyncio_tasks"].name
 SOCKETS = BY_FIELD["open_sockets"].name
+HEAP_BLOCKS = BY_FIELD["python_heap_blocks"].name
 _FD_DIR = Path("/proc/self/fd")
 
 
@@ -43,7 +46,8 @@ def count_sockets(fd_dir: Path = _FD_DIR) -> int | None:
 
 
 class SelfHealthCollector(Collector):
-    """Exports ``loadsvc_asyncio_tasks`` and ``loadsvc_open_sockets`` when scraped."""
+    """Exports ``loadsvc_asyncio_tasks``, ``loadsvc_open_sockets`` and
+    ``loadsvc_python_heap_blocks`` when scraped."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, registry: CollectorRegistry | None = None
@@ -61,8 +65,12 @@ class SelfHealthCollector(Collector):
         sockets = count_sockets()
         if sockets is not None:
             yield GaugeMetricFamily(SOCKETS, BY_FIELD["open_sockets"].help, sockets)
+        # A leak raises it; fragmentation and freed-but-kept arenas, which raise RSS, do not.
+        blocks = sys.getallocatedblocks()
+        yield GaugeMetricFamily(HEAP_BLOCKS, BY_FIELD["python_heap_blocks"].help, blocks)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The metric names, without reading anything (so registering costs nothing)."""
         yield GaugeMetricFamily(TASKS, BY_FIELD["asyncio_tasks"].help)
         yield GaugeMetricFamily(SOCKETS, BY_FIELD["open_sockets"].help)
+        yield GaugeMetricFamily(HEAP_BLOCKS, BY_FIELD["python_heap_blocks"].help)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadsvc.config import parse_config
-from loadsvc.selfmon import SOCKETS, TASKS, SelfHealthCollector
+from loadsvc.selfmon import HEAP_BLOCKS, SOCKETS, TASKS, SelfHealthCollector
 from loadsvc.service.app import SoakService
 from loadsvc.service.settings import ServeSettings
 from loadsvc.target.testing import RunningTarget
@@ -46,6 +46,20 @@ async def test_open_sockets_follow_connections() -> None:
             assert registry.get_sample_value(SOCKETS) == before + 3
             assert client.fileno() > 0
     assert registry.get_sample_value(SOCKETS) == before
+
+
+async def test_the_heap_gauge_follows_live_objects() -> None:
+    """20,000 live objects raise loadsvc_python_heap_blocks by at least as many; freed, it falls."""
+    registry = CollectorRegistry()
+    SelfHealthCollector(asyncio.get_running_loop(), registry)
+    before = registry.get_sample_value(HEAP_BLOCKS)
+    assert before is not None
+    held = [object() for _ in range(20_000)]
+    during = registry.get_sample_value(HEAP_BLOCKS)
+    assert during is not None and during >= before + 20_000
+    del held
+    after = registry.get_sample_value(HEAP_BLOCKS)
+    assert after is not None and after < during - 15_000
 
 
 async def test_a_scrape_from_another_thread_reads_the_loop() -> None:

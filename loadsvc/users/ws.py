@@ -25,7 +25,8 @@ from websockets.exceptions import (
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.tls import client_context, describe_tls_error
-from loadsvc.users.base import UserContext, WsSink, jittered
+from loadsvc.users.backoff import ReconnectBackoff
+from loadsvc.users.base import UserContext, WsSink
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
 
@@ -57,6 +58,27 @@ def classify_connect_error(exc: BaseException) -> tuple[str, str | None]:
     return "error", type(exc).__name__
 
 
+def _release(ws: TimedConnection) -> None:
+    """Free what a connection that ended leaves behind, at once.
+
+    websockets keeps the parser's exception (``EOFError`` when the server vanished), whose
+    traceback holds the parser's frame, which holds the protocol: ~15 objects per lost
+    connection that only the cyclic collector frees. After a backend restart that is every
+    connection at once, and the collection that frees them stalled the loop ~50 ms (issue
+    20). The exception's type and message are all anyone reads afterwards.
+    """
+    for exc in (ws.protocol.parser_exc, ws.connection_exc):
+        if exc is not None:
+            exc.__traceback__ = None
+    # websockets starts its keepalive task when connect() resumes after the handshake, even
+    # if the connection was lost in between (a backend dying mid-recovery), and then nothing
+    # cancels it: it holds the dead connection for a ping interval and logs a traceback.
+    keepalive = ws.keepalive_task
+    if keepalive is not None and ws.connection_lost_waiter.done():
+        keepalive.cancel()
+        ws.keepalive_task = None
+
+
 class _WsClient:
     """Connection handling shared by the WS users: open with backoff, read, classify losses."""
 
@@ -77,13 +99,13 @@ class _WsClient:
     async def _open(
         self, lost_at: float | None, on_frame: FrameHook | None = None
     ) -> TimedConnection | None:
-        """Connect, retrying with jittered backoff; report connect (and reconnect) time.
+        """Connect, retrying with calm backoff; report connect (and reconnect) time.
 
         With ``on_frame``, data frames go to it as they are parsed, not to ``recv()``.
         None when the run is stopping. A handshake counts as busy work, so a graceful stop
         lets it finish; one still outstanding when the run cancels it is a ``timeout``.
         """
-        delay = self._spec.backoff.initial_s
+        backoff = ReconnectBackoff(self._spec.backoff, self._rng)  # retries: loadsvc.users.backoff
         clock = self._ctx.clock
         stopping = self._ctx.stopping
         # Before connecting: frames may be judged before connect() returns.
@@ -126,8 +148,7 @@ class _WsClient:
                 self.busy = was_busy
             if lost_at is None:
                 lost_at = t0
-            await asyncio.sleep(jittered(delay, self._rng))
-            delay = min(delay * self._spec.backoff.multiplier, self._spec.backoff.max_s)
+            await backoff.wait()
         return None
 
     def _lost(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
@@ -141,6 +162,7 @@ class _WsClient:
             self._sink.note("protocol", violation[:_DETAIL_CHARS])
         else:
             self._sink.failed("closed" if isinstance(exc, ConnectionClosedOK) else "abnormal_close")
+        _release(ws)
 
     async def _close(self) -> None:
         """Close the open connection, if any (also on cancellation, so it is shielded)."""
@@ -153,10 +175,11 @@ class _WsClient:
             await ws.close()
         except Exception:  # closing a broken connection may fail; it is gone anyway
             ws.transport.abort()
+        _release(ws)
 
 
 class WsStreamUser(_WsClient):
-    """Connects and receives continuously; reconnects with jittered backoff when dropped."""
+    """Connects and receives continuously; reconnects with calm backoff when dropped."""
 
     def __init__(
         self, spec: WsStreamUserSpec, ctx: UserContext, sink: WsSink, rng: random.Random
@@ -176,7 +199,7 @@ class WsStreamUser(_WsClient):
                 await self._watch_stalls(ws)
                 self._lost(ws, ws.protocol.close_exc)
                 lost_at = self._ctx.clock()
-                await asyncio.sleep(jittered(self._spec.backoff.initial_s, self._rng))
+                await ReconnectBackoff(self._spec.backoff, self._rng).wait()
         finally:
             await asyncio.shield(self._close())
 

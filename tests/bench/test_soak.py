@@ -44,6 +44,20 @@ def test_the_soak_config_keeps_the_seed_sizes_and_shortens_its_windows() -> None
     parse_config(soak_config_text(scale=0.02), "soak.yaml")
 
 
+def test_the_accelerated_config_puts_burst_and_storm_in_step_with_the_restarts() -> None:
+    """Restarts every 8 s: the burst every 32 s and inside it, the storm every 16 s for 8 s,
+    a history small enough to be compacted; it is a valid configuration."""
+    fast = soak_config(scale=0.3, verdict_every="10s", cycle_s=8.0)
+    burst, storm = fast["scenarios"]["market_open_burst"], fast["scenarios"]["reconnect_storm"]
+    assert burst["schedule"] == {"kind": "interval", "every": "32s"}
+    assert [s["duration"] for s in burst["shape"]["stages"]] == ["4s", "12s", "4s"]
+    assert storm["schedule"] == {"kind": "interval", "every": "16s"}
+    assert storm["shape"]["duration"] == "8s" and storm["users"][0]["cycle"] == "4s"
+    assert fast["service"] == {"history_max_bytes": 32 * 1024}
+    config = parse_config(soak_config_text(0.3, "10s", 8.0), "soak.yaml")
+    assert config.service.history_max_bytes == 32 * 1024
+
+
 def rss_samples(values: list[float]) -> list[Sample]:
     """One sample a second with these RSS values, nothing else measured."""
     return [Sample(float(t), v, None, None, None, None, None) for t, v in enumerate(values)]
@@ -101,7 +115,9 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
         check=False,
     )
     assert done.returncode in (0, 1), done.stderr[-2000:]
-    assert "| t (m:ss) | RSS MB | fds | sockets | tasks | WS conns | lag p99 ms |" in done.stdout
+    header = "| t (m:ss) | RSS MB | heap kblocks | fds | sockets | tasks | WS conns | lag p99 ms |"
+    assert header in done.stdout
+    assert "| lag p99 over each restart's recovery, ms (trust limit 10 ms) |" in done.stdout
     assert "recovery after 1 target restarts" in done.stdout
     assert (out / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads((out / "soak.json").read_text())
@@ -109,7 +125,10 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     assert isinstance(restart["recovery_s"], float)
     assert 0 < restart["recovery_s"] < 10
     assert len(result["samples"]) >= 10
-    assert all(s["rss_mb"] and s["tasks"] for s in result["samples"])
+    assert all(s["rss_mb"] and s["tasks"] and s["heap_blocks"] for s in result["samples"])
+    # The state before the restart and after it, each read from loadsvc's own gauges.
+    assert [bool(c["rss_mb"] and c["heap_blocks"]) for c in result["cycle_ends"]] == [True] * 2
+    assert isinstance(restart["lag_p99_ms"], float)
     # The kill is seen by loadsvc and counted by reason, not as a crash.
     assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])
     assert result["log_problems"] == []

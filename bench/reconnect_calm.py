@@ -1,0 +1,236 @@
+"""Calm reconnects, measured: ``python bench/reconnect_calm.py [--clients 500] [--rounds 3]``.
+
+Holds ``--clients`` loadsvc streaming clients (uvloop, in this process, one core) on the
+reference target (another core) and kills and restarts the target ``--rounds`` times per
+reconnect policy, the policies taking turns (a paired run: the machine's load falls on
+each alike). For every restart: the time until every client is back, the event loop's
+lag from the kill until one second after the last client returned (sampled as
+``loadsvc serve`` samples it), and this process's CPU time per reconnect.
+
+Policies: ``before`` (what loadsvc did until issue 20: jitter over the upper half of the
+window, nothing paced, lost connections left to the cyclic collector; rebuilt here for the
+comparison), ``full jitter + pace`` (the new backoff, the old teardown) and ``calm``
+(full jitter, the loop's handshake pace and the cycle broken at teardown: loadsvc now).
+The collector's pauses are timed too (``gc.callbacks``). The trust limit is :mod:`loadsvc.lag`'s, for the seed's
+thresholds (10 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import uvloop
+
+import loadsvc.users.ws as ws_module
+from bench.restart_crowd import Crowd
+from bench.table import Table
+from loadsvc.lag import trust_limit_of
+from loadsvc.loopmon import INTERVAL_S
+from loadsvc.users.backoff import BURST, HANDSHAKES_PER_S, ReconnectBackoff, pace_handshakes
+from loadsvc.users.base import jittered
+
+OUT = Path(__file__).resolve().parent / "results" / "reconnect_calm"
+TRUST_LIMIT_S = trust_limit_of([0.1, 0.2])  # the seed's WS p99 and REST p95 limits
+
+
+class _HalfJitterBackoff(ReconnectBackoff):
+    """The backoff before issue 20: uniform over [window/2, window]."""
+
+    def next_wait(self) -> float:
+        wait = jittered(self._window, self._rng)
+        self._window = min(self._window * self._spec.multiplier, self._spec.max_s)
+        return wait
+
+
+def _keep_cycles(ws: object) -> None:
+    """What ``loadsvc.users.ws._release`` replaced: lost connections left to the collector."""
+
+
+# name -> (backoff, handshakes a second, what a lost connection's teardown does)
+POLICIES: dict[str, tuple[type[ReconnectBackoff], float, Callable[..., None]]] = {
+    "before": (_HalfJitterBackoff, 1e9, _keep_cycles),
+    "full jitter + pace": (ReconnectBackoff, HANDSHAKES_PER_S, _keep_cycles),
+    "calm": (ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release),
+}
+
+
+class _GcLog:
+    """Pauses of the cyclic garbage collector, each with when it ended."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.thread_time()  # CPU time: a descheduled process is no longer pause
+        if phase == "start":
+            self._started = now
+        else:
+            self.pauses.append((time.monotonic(), now - self._started))
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [pause for at, pause in self.pauses if start <= at <= end]
+
+
+class _LagLog:
+    """The loop's lag every 50 ms, as ``loadsvc serve`` samples it, and the part of it that
+    the loop's own work accounts for (so a machine shared with others does not blur it).
+
+    ``wall``: how late a 50 ms timer fired. ``cpu``: the CPU time this thread spent over
+    that interval beyond the interval itself; time the process was not scheduled is not in
+    it, so it is a lower bound of what the loop's own work made the timer late by.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, float]] = []  # (when, wall lag, cpu lag)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due, cpu0 = loop.time() + INTERVAL_S, time.thread_time()
+            await asyncio.sleep(INTERVAL_S)
+            wall = max(0.0, loop.time() - due)
+            cpu = max(0.0, time.thread_time() - cpu0 - INTERVAL_S)
+            self.samples.append((time.monotonic(), wall, cpu))
+
+    def between(self, start: float, end: float) -> tuple[list[float], list[float]]:
+        inside = [(w, c) for at, w, c in self.samples if start <= at <= end]
+        return [w for w, _ in inside], [c for _, c in inside]
+
+
+def p99(values: Sequence[float]) -> float:
+    """The 99th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    """Every policy's restarts, interleaved."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in POLICIES}
+    log = _LagLog()
+    monitor = asyncio.create_task(log.run())
+    collections = _GcLog()
+    gc.callbacks.append(collections)
+    try:
+        async with Crowd(args.clients, args.out) as crowd:
+            await asyncio.sleep(2.0)  # settle after the first connects
+            quiet_start = time.monotonic()
+            await asyncio.sleep(3.0)
+            quiet, quiet_cpu = log.between(quiet_start, time.monotonic())
+            results["(steady, no restart)"] = [
+                {
+                    "lag_p99_ms": p99(quiet) * 1e3,
+                    "lag_max_ms": max(quiet) * 1e3,
+                    "cpu_lag_p99_ms": p99(quiet_cpu) * 1e3,
+                    "cpu_lag_max_ms": max(quiet_cpu) * 1e3,
+                }
+            ]
+            for _ in range(args.rounds):
+                for name, (backoff, rate, release) in POLICIES.items():
+                    setattr(ws_module, "ReconnectBackoff", backoff)  # noqa: B010
+                    ws_module._release = release
+                    pace_handshakes(rate, BURST)
+                    kill_at, cpu0 = time.monotonic(), time.process_time()
+                    recovery = await crowd.restart(args.down)
+                    cpu = time.process_time() - cpu0
+                    await asyncio.sleep(1.0)
+                    lags, cpu_lags = log.between(kill_at, time.monotonic())
+                    pauses = collections.between(kill_at, time.monotonic())
+                    results[name].append(
+                        {
+                            "recovery_s": float("nan") if recovery is None else recovery,
+                            "lag_p99_ms": p99(lags) * 1e3,
+                            "lag_max_ms": max(lags) * 1e3,
+                            "over_limit": sum(lag > TRUST_LIMIT_S for lag in lags),
+                            "cpu_lag_p99_ms": p99(cpu_lags) * 1e3,
+                            "cpu_lag_max_ms": max(cpu_lags) * 1e3,
+                            "samples": len(lags),
+                            "cpu_ms_per_client": cpu * 1e3 / args.clients,
+                            "gc_ms": sum(pauses) * 1e3,
+                            "gc_max_ms": max(pauses, default=0.0) * 1e3,
+                        }
+                    )
+                    await asyncio.sleep(2.0)  # settle before the next policy's turn
+    finally:
+        setattr(ws_module, "ReconnectBackoff", ReconnectBackoff)  # noqa: B010
+        ws_module._release = POLICIES["calm"][2]
+        gc.callbacks.remove(collections)
+        monitor.cancel()
+    return results
+
+
+def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> Table:
+    """One row per policy: medians over its restarts, worst in brackets."""
+
+    def cell(rows: list[dict[str, float]], key: str, fmt: Callable[[float], str]) -> str:
+        values = [r[key] for r in rows if key in r]
+        if not values:
+            return "-"
+        return f"{fmt(statistics.median(values))} ({fmt(max(values))})"
+
+    rows = []
+    for name, runs in results.items():
+        rows.append(
+            [
+                name,
+                cell(runs, "recovery_s", lambda v: f"{v:.2f}"),
+                cell(runs, "lag_p99_ms", lambda v: f"{v:.1f}"),
+                cell(runs, "lag_max_ms", lambda v: f"{v:.0f}"),
+                cell(runs, "over_limit", lambda v: f"{v:.0f}"),
+                cell(runs, "cpu_lag_p99_ms", lambda v: f"{v:.1f}"),
+                cell(runs, "cpu_lag_max_ms", lambda v: f"{v:.0f}"),
+                cell(runs, "cpu_ms_per_client", lambda v: f"{v:.2f}"),
+                cell(runs, "gc_ms", lambda v: f"{v:.0f}"),
+                cell(runs, "gc_max_ms", lambda v: f"{v:.0f}"),
+            ]
+        )
+    return Table(
+        f"Reconnects after a target restart: {args.clients} clients, target down {args.down:g} s, "
+        f"{args.rounds} restarts per policy, median (worst)",
+        [
+            "policy",
+            "all back (s)",
+            "lag p99 (ms)",
+            "lag max (ms)",
+            f"samples > {TRUST_LIMIT_S * 1e3:g} ms",
+            "own lag p99 (ms)",
+            "own lag max (ms)",
+            "CPU ms / client",
+            "GC CPU ms",
+            "GC max (ms)",
+        ],
+        rows,
+        note=f"calm = full jitter + {HANDSHAKES_PER_S:g} handshakes/s per loop (burst {BURST}); "
+        "lag sampled every 50 ms from the kill to 1 s after the last client returned; "
+        "own lag: the part the loop's own CPU time accounts for (the machine's other load "
+        "taken out); GC in CPU time.",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the paired comparison and print the table (also to ``--out``/reconnect_calm.md)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=500)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--down", type=float, default=1.0, help="seconds the target stays down")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args(argv)
+    results = uvloop.run(measure(args))
+    shown = table(results, args)
+    print(shown.text())
+    (args.out / "reconnect_calm.md").write_text(shown.markdown() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
