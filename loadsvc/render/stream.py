@@ -47,7 +47,11 @@ def stream_alerts(
             alert(
                 "LoadsvcWsDeliveryRateLow",
                 f"{delivered}\n/\n{_sum(f'avg_over_time({NAMES.ws_connections}{sel}[{w}])')}\n"
-                f"< {floor}",
+                f"< {floor}\n"
+                # Only over a window with connections open throughout: rate() of a series
+                # younger than the window under-reads it (a start or restart is no stall).
+                f"and on (scenario, endpoint)\n"
+                f"{_sum(f'min_over_time({NAMES.ws_connections}{sel}[{w}])')} > 0",
                 profile.for_s,
                 "warning",
                 f"WS delivery rate of {where} below {floor} msg/s per connection",

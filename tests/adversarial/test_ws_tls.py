@@ -58,9 +58,11 @@ async def test_untrusted_certificate_is_reason_tls_and_named(
 ) -> None:
     """The default (verifying) context refuses a self-signed server: 'tls', with the problem."""
     ws = await run_against(certificate, metrics, None)
-    assert ws.connects == 0 and errors(registry, "tls") == 2 and errors(registry, "error") == 0
+    # Each user's attempts all fail (how many depends on the jittered backoff): every one tls.
+    refused = errors(registry, "tls")
+    assert ws.connects == 0 and refused >= 2 and errors(registry, "error") == 0
     ((reason, detail, count),) = ws.diagnostics
-    assert reason == "tls" and count == 2
+    assert reason == "tls" and count == refused == ws.connection_errors
     assert detail.startswith("certificate verify failed: self") and "signed" in detail
 
 
