@@ -11,6 +11,7 @@ window only, not the ramp), ``stop`` ends it and the summary is the result.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.users import arrival
 from loadsvc.users.base import Target
 
 
@@ -54,6 +56,8 @@ def main(argv: list[str]) -> None:
     """Entry point."""
     control_dir, name, url, config_file, scenario = argv
     configure_logging(json=True, level="warning")
+    # bench/ws_arrival.py compares the clocks: "loop" times arrivals as before the kernel's.
+    arrival.use_kernel_clock(os.environ.get("BENCH_ARRIVAL_CLOCK", "kernel") != "loop")
     uvloop.run(drive(Control(control_dir, name), url, Path(config_file), scenario))
 
 

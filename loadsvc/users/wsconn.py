@@ -17,11 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
+from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
+
+from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_stamped
 
 # Judging is done in slices of this long, between which the loop reads the network again.
 SLICE_S = 0.002
@@ -154,6 +157,7 @@ class TimedConnection(ClientConnection):
     def __init__(self, *args: Any, on_frame: FrameHook | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_frame = on_frame
+        self._arrival: Callable[[], float] = time.time  # the kernel's stamp once connected
         self.queued = 0  # events of this connection waiting in the backlog
         self.queued_bytes = 0  # bytes of this connection waiting in the backlog
         self._reading_paused = False
@@ -175,13 +179,18 @@ class TimedConnection(ClientConnection):
         """
         return cast(type[ClientConnection], functools.partial(cls, on_frame=on_frame))
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Connected: arrivals are read from the transport (the kernel's stamp) where it has them."""
+        super().connection_made(transport)
+        self._arrival = arrival_of(transport)
+
     def data_received(self, data: bytes) -> None:
         """Note the arrival time; parse later, in arrival order."""
         self.queued_bytes += len(data)
         if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
-        self._backlog.push(self, _DATA, data, time.time())
+        self._backlog.push(self, _DATA, data, self._arrival())
 
     def eof_received(self) -> None:
         """Handled in order, after the bytes that came before it."""
@@ -391,3 +400,27 @@ class TimedConnection(ClientConnection):
             self._fail_invalid_text(exc)
             return
         hook(text, self.arrived_at)
+
+
+class stamped_connect(connect):  # lower case, as the websockets class it stands for
+    """websockets' ``connect`` over a kernel-stamped transport for plain ws:// without a proxy.
+
+    Anything else (wss://, a proxy, a socket or Unix path given, the kernel clock off or
+    unsupported) connects as websockets does, timed by the loop's clock.
+    """
+
+    async def open_tcp_connection(self) -> ClientConnection:
+        """Open the TCP connection: stamped when the URI and options allow it."""
+        kwargs = self.create_connection_kwargs
+        proxy = get_proxy(self.ws_uri) if self.proxy is True else self.proxy
+        if (
+            self.ws_uri.secure
+            or proxy is not None
+            or not kernel_clock_enabled()
+            or any(kwargs.get(k) for k in ("sock", "unix", "ssl", "local_addr"))
+        ):
+            return await super().open_tcp_connection()
+        uri = self.ws_uri
+        loop = asyncio.get_running_loop()
+        _, connection = await open_stamped(loop, lambda: self.factory(uri), uri.host, uri.port)
+        return connection
