@@ -44,6 +44,7 @@ ArrivalClock = Literal["kernel", "loop"]  # metrics.ARRIVAL_CLOCKS, the label's 
 _SO_TIMESTAMPNS = 35
 _GENERIC_ABI = ("x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "ppc64", "s390x")
 _TIMESPEC = struct.Struct("@qq")
+_unpack_timespec = _TIMESPEC.unpack_from
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 # Bytes per recvmsg: a buffer this size is allocated per read and shrunk to what came,
 # which stays in the allocator's cheap range (256 KiB, asyncio's size, costs ~20 us a read).
@@ -110,6 +111,7 @@ class StampedTransport(asyncio.Transport):
         )
         self._loop = loop
         self._sock = sock
+        self._recvmsg = sock.recvmsg  # looked up once: this is the per-read path
         self._fd = sock.fileno()
         self._protocol = protocol
         self._buffer: collections.deque[memoryview] = collections.deque()
@@ -135,7 +137,7 @@ class StampedTransport(asyncio.Transport):
 
     def _read_ready(self) -> None:
         try:
-            data, ancillary, _, _ = self._sock.recvmsg(READ_SIZE, _ANCILLARY_SIZE)
+            data, ancillary, _, _ = self._recvmsg(READ_SIZE, _ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -146,9 +148,11 @@ class StampedTransport(asyncio.Transport):
             return
         now = time.time()
         stamp = 0.0
-        for level, kind, raw in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
-                sec, nsec = _TIMESPEC.unpack_from(raw)
+        # The only option set on the socket, so the only message there can be.
+        if ancillary:
+            _, kind, raw = ancillary[0]
+            if kind == _SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
+                sec, nsec = _unpack_timespec(raw)
                 stamp = sec + nsec * 1e-9
         if now - _MAX_AGE_S < stamp <= now + _FUTURE_S:
             self.arrived = stamp
