@@ -66,6 +66,7 @@ def trial(env: Environment, n: int, clock: str, warmup: float, window: float) ->
         "truth_count": truth.get("count"),
         "result": result.get("result"),
         "loop_lag_p99_ms": result.get("loop_lag_p99_ms"),
+        "shared": result.get("frames_sharing_a_read"),
         "generator_cpu": m.cpu_s / m.wall_s if m.wall_s else None,
         "other_load": m.other_load,
     }
@@ -101,6 +102,7 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "p50 - truth",
             "p99 - truth",
             "within 5 ms",
+            "shared reads",
             "verdict, loop lag p99 ms",
             "gen CPU",
         ],
@@ -116,13 +118,16 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
                 _ms(r["p50_gap_ms"], True),
                 _ms(r["p99_gap_ms"], True),
                 _within(r),
+                "-" if r["shared"] is None else f"{r['shared']:,}",
                 f"{r['result']}, lag {_ms(r['loop_lag_p99_ms'])}",
                 "-" if r["generator_cpu"] is None else f"{r['generator_cpu']:.0%}",
             ]
             for r in rows
         ],
         note=(
-            "clock: what the generator was asked to use (summary: what its run reported). Trials "
+            "clock: what the generator was asked to use (summary: what its run reported). shared "
+            "reads: frames of the window that came in one read with a later frame, so were timed "
+            "by its arrival (the loop reached the socket later than the next frame). Trials "
             "alternate the clocks. * processes outside the trial used more than 10 % of a core "
             "in this window. The target is single-core: at 5,000 its own fan-out takes hundreds "
             "of ms, which the truth includes."

@@ -28,6 +28,7 @@ from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import arrival
 from loadsvc.users.base import Target
+from loadsvc.users.wsconn import ArrivalBacklog
 
 
 async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> None:
@@ -45,11 +46,15 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     execution = asyncio.get_running_loop().create_task(run.execute())
     await ctl.wait("mark")
     await run.roll_window()
+    backlog = ArrivalBacklog.of(asyncio.get_running_loop())
+    shared_before = backlog.frames_sharing_a_read
     await ctl.wait("stop")
+    shared = backlog.frames_sharing_a_read - shared_before
     run.stop()
     result = await execution
     await monitor.stop()
-    ctl.write_result(summary_doc(result, url))
+    # Frames of the window timed by a later frame's arrival (bench/ws_arrival.py shows them).
+    ctl.write_result({**summary_doc(result, url), "frames_sharing_a_read": shared})
 
 
 def main(argv: list[str]) -> None:

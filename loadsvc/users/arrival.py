@@ -57,23 +57,30 @@ _FUTURE_S = 0.001
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
-def _probe() -> bool:
-    """Whether this platform stamps TCP reads: Linux with the generic ABI, option accepted."""
+def _probe() -> socket.socket | None:
+    """A socket with stamping on if this platform stamps TCP reads (Linux with the generic
+    ABI, the option accepted), else None."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import platform
 
     if platform.machine() not in _GENERIC_ABI:
-        return False
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     except OSError:
-        return False
-    return True
+        sock.close()
+        return None
+    return sock
 
 
-SUPPORTED = _probe()
+# Kept open for the life of the process: Linux stamps packets only while some socket wants
+# stamps, and turns stamping on in a deferred work item when the first one asks, so packets
+# that arrive just after (a connection's first reads) would be unstamped. With this socket
+# it is on from import, and stays on between connections.
+_STAMPING_ON = _probe()
+SUPPORTED = _STAMPING_ON is not None
 _enabled = SUPPORTED
 
 

@@ -79,6 +79,10 @@ class ArrivalBacklog:
         self._arrivals: deque[float] = deque()
         self._bytes = 0
         self._scheduled = False
+        # Data frames that shared their read with a later one, so were timed by the later
+        # one's arrival (the kernel stamps a read, not a frame): a connection read less
+        # often than its frames came, i.e. a generator that did not keep up.
+        self.frames_sharing_a_read = 0
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> ArrivalBacklog:
@@ -257,6 +261,7 @@ class TimedConnection(ClientConnection):
         view = memoryview(data)
         n = len(data)
         pos = 0
+        judged = 0
         while n - pos >= 2:
             b0, b1 = data[pos], data[pos + 1]
             length = b1 & 0x7F
@@ -288,8 +293,10 @@ class TimedConnection(ClientConnection):
                     self._fail_invalid_text(exc)
                     return
                 hook(text, self.arrived_at)
+                judged += 1
             elif opcode == _BINARY:
                 hook(view[pos + head : end], self.arrived_at)
+                judged += 1
             elif opcode == _PING and self._unread_pongs():
                 if self._violation is not None:
                     return  # dropped for flooding: the rest of the bytes do not matter
@@ -299,6 +306,8 @@ class TimedConnection(ClientConnection):
                 if self._violation is not None:
                     return
             pos = end
+        if judged > 1:
+            self._backlog.frames_sharing_a_read += judged - 1
         if pos < n:
             self._partial = data[pos:]
 

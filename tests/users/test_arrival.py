@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target, arrival
 from loadsvc.users.arrival import clock_of, use_kernel_clock
 from loadsvc.users.http1 import Http1Client, Origin, request_bytes
-from loadsvc.users.wsconn import TimedConnection, stamped_connect
+from loadsvc.users.wsconn import ArrivalBacklog, TimedConnection, stamped_connect
 from tests.support.loops import Run
 from tests.support.rawserver import Script, hold, read_request, serving_in_thread
 from tests.support.timing import scaled, wait_for_async
@@ -107,9 +108,18 @@ def http_answers_when_released(exchange: HttpExchange) -> Script:
     return script
 
 
-async def ws_delivery_with_blocked_loop(url: str, release: threading.Event) -> tuple[float, str]:
-    """One frame's delivery latency (arrival - published_at) as the client timed it, and its
-    clock, when the client's loop is busy for BLOCKED_S while the frame arrives."""
+@dataclass(frozen=True)
+class Timed:
+    """How the client timed data that arrived while its loop was blocked."""
+
+    latency: float  # arrival as timed - when the server sent it
+    clock: str  # what timed it
+    after_unblocked: float  # arrival as timed - when the loop was free again
+
+
+async def ws_delivery_with_blocked_loop(url: str, release: threading.Event) -> Timed:
+    """How the client timed one frame (latency = arrival - published_at) that the server sent
+    while the client's loop was busy for BLOCKED_S."""
     got: list[tuple[str, float]] = []
 
     def on_frame(data: BytesLike | str, arrived: float) -> None:
@@ -125,9 +135,12 @@ async def ws_delivery_with_blocked_loop(url: str, release: threading.Event) -> t
     try:
         release.set()
         time.sleep(BLOCKED_S)  # the loop is busy on purpose: the frame arrives meanwhile
+        unblocked = time.time()
         await wait_for_async(lambda: got, 5, "the frame")
         text, arrived = got[0]
-        return arrived - json.loads(text)["published_at"], clock_of(ws.transport)
+        published = json.loads(text)["published_at"]
+        assert published < unblocked, "the server sent only after the block: no test"
+        return Timed(arrived - published, clock_of(ws.transport), arrived - unblocked)
     finally:
         ws.transport.abort()  # the raw server does not answer a closing handshake
         await ws.wait_closed()
@@ -140,9 +153,9 @@ def test_a_ws_frame_is_timed_by_the_kernel_while_the_loop_is_blocked(run: Run) -
     with serving_in_thread(ws_sends_when_released(release)) as server:
 
         async def body() -> None:
-            latency, clock = await ws_delivery_with_blocked_loop(server.url, release)
-            assert clock == "kernel"
-            assert 0 <= latency < KERNEL_SLACK_S, latency
+            timed = await ws_delivery_with_blocked_loop(server.url, release)
+            assert timed.clock == "kernel"
+            assert 0 <= timed.latency < KERNEL_SLACK_S, timed
 
         run(body())
 
@@ -154,16 +167,65 @@ def test_the_loop_clock_reads_a_blocked_loop_s_delay(run: Run) -> None:
     with serving_in_thread(ws_sends_when_released(release)) as server:
 
         async def body() -> None:
-            latency, clock = await ws_delivery_with_blocked_loop(server.url, release)
-            assert clock == "loop"
-            assert latency >= BLOCKED_S * 0.9, latency  # less the server thread's own delay
+            timed = await ws_delivery_with_blocked_loop(server.url, release)
+            assert timed.clock == "loop"
+            assert timed.after_unblocked >= 0, timed  # timed when the loop got to it, late
+
+        run(body())
+
+
+def ws_sends_two_when_released(release: threading.Event, gap_s: float) -> Script:
+    """A WS server that sends two stamped frames ``gap_s`` apart once released."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_accept(await reader.readuntil(b"\r\n\r\n")))
+        await writer.drain()
+        await asyncio.to_thread(release.wait, scaled(10))
+        for seq in (1, 2):
+            writer.write(market_frame(seq, time.time()))
+            await writer.drain()
+            await asyncio.sleep(gap_s)
+        await hold(reader)
+
+    return script
+
+
+@needs_stamps
+def test_frames_that_share_a_read_are_timed_by_the_last_and_counted(run: Run) -> None:
+    """The kernel stamps a read: a frame read together with a later one gets the later arrival, counted."""
+    release = threading.Event()
+    gap_s = 0.1
+    with serving_in_thread(ws_sends_two_when_released(release, gap_s)) as server:
+
+        async def body() -> None:
+            got: list[tuple[str, float]] = []
+            ws = await stamped_connect(
+                server.url.replace("http://", "ws://"),
+                compression=None,
+                proxy=None,
+                create_connection=TimedConnection.factory(lambda d, a: got.append((str(d), a))),
+            )
+            backlog = ArrivalBacklog.of(asyncio.get_running_loop())
+            before = backlog.frames_sharing_a_read
+            try:
+                release.set()
+                time.sleep(gap_s + BLOCKED_S)  # both frames arrive before the loop reads
+                await wait_for_async(lambda: len(got) == 2, 5, "both frames")
+            finally:
+                ws.transport.abort()
+                await ws.wait_closed()
+            (first, t1), (second, t2) = got
+            assert t1 == t2  # one read, one stamp: the second frame's arrival
+            assert t1 - json.loads(first)["published_at"] >= gap_s * 0.9
+            assert 0 <= t2 - json.loads(second)["published_at"] < KERNEL_SLACK_S
+            assert backlog.frames_sharing_a_read - before == 1
 
         run(body())
 
 
 async def http_latency_with_blocked_loop(
     url: str, exchange: HttpExchange, tls: ssl.SSLContext | None = None
-) -> tuple[float, str]:
+) -> Timed:
     """Latency from the server's send to the response's arrival as the client timed it (monotonic
     clock), and the clock, when the client's loop is busy for BLOCKED_S as the response arrives."""
     origin = Origin.from_url(url, tls)
@@ -173,10 +235,13 @@ async def http_latency_with_blocked_loop(
     await wait_for_async(lambda: exchange.requests, 5, "the request at the server")
     exchange.release.set()
     time.sleep(BLOCKED_S)  # the loop is busy on purpose: the response arrives meanwhile
+    unblocked = time.monotonic()
     response = await request
     client.close()
     assert response.status == 200 and len(exchange.sent) == 1
-    return response.arrived - exchange.sent[0], response.arrival_clock
+    assert exchange.sent[0] < unblocked, "the server sent only after the block: no test"
+    arrived = response.arrived
+    return Timed(arrived - exchange.sent[0], response.arrival_clock, arrived - unblocked)
 
 
 @needs_stamps
@@ -186,9 +251,9 @@ def test_an_http_response_is_timed_by_the_kernel_while_the_loop_is_blocked(run: 
     with serving_in_thread(http_answers_when_released(exchange)) as server:
 
         async def body() -> None:
-            latency, clock = await http_latency_with_blocked_loop(server.url, exchange)
-            assert clock == "kernel"
-            assert -KERNEL_SLACK_S < latency < KERNEL_SLACK_S, latency
+            timed = await http_latency_with_blocked_loop(server.url, exchange)
+            assert timed.clock == "kernel"
+            assert -KERNEL_SLACK_S < timed.latency < KERNEL_SLACK_S, timed
 
         run(body())
 
@@ -200,9 +265,9 @@ def test_an_http_response_on_the_loop_clock_reads_the_blocked_time(run: Run) -> 
     with serving_in_thread(http_answers_when_released(exchange)) as server:
 
         async def body() -> None:
-            latency, clock = await http_latency_with_blocked_loop(server.url, exchange)
-            assert clock == "loop"
-            assert latency >= BLOCKED_S * 0.9, latency  # less the server thread's own delay
+            timed = await http_latency_with_blocked_loop(server.url, exchange)
+            assert timed.clock == "loop"
+            assert timed.after_unblocked >= 0, timed  # timed when the loop got to it, late
 
         run(body())
 
@@ -217,9 +282,9 @@ def test_tls_falls_back_to_the_loop_clock(
     with serving_in_thread(http_answers_when_released(exchange), tls=server_tls) as server:
 
         async def body() -> None:
-            latency, clock = await http_latency_with_blocked_loop(server.url, exchange, client_tls)
-            assert clock == "loop"
-            assert latency >= BLOCKED_S * 0.9, latency
+            timed = await http_latency_with_blocked_loop(server.url, exchange, client_tls)
+            assert timed.clock == "loop"
+            assert timed.after_unblocked >= 0, timed
 
         run(body())
 
