@@ -67,6 +67,8 @@ def trial(env: Environment, n: int, clock: str, warmup: float, window: float) ->
         "result": result.get("result"),
         "loop_lag_p99_ms": result.get("loop_lag_p99_ms"),
         "shared": result.get("frames_sharing_a_read"),
+        "unstamped": result.get("unstamped_reads"),
+        "truth_buffered": truth.get("buffered"),
         "generator_cpu": m.cpu_s / m.wall_s if m.wall_s else None,
         "other_load": m.other_load,
     }
@@ -103,6 +105,8 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "p99 - truth",
             "within 5 ms",
             "shared reads",
+            "unstamped reads",
+            "truth buffered",
             "verdict, loop lag p99 ms",
             "gen CPU",
         ],
@@ -119,6 +123,8 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
                 _ms(r["p99_gap_ms"], True),
                 _within(r),
                 "-" if r["shared"] is None else f"{r['shared']:,}",
+                "-" if r["unstamped"] is None else f"{r['unstamped']:,}",
+                "-" if r["truth_buffered"] is None else f"{r['truth_buffered']:,}",
                 f"{r['result']}, lag {_ms(r['loop_lag_p99_ms'])}",
                 "-" if r["generator_cpu"] is None else f"{r['generator_cpu']:.0%}",
             ]
@@ -127,7 +133,10 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
         note=(
             "clock: what the generator was asked to use (summary: what its run reported). shared "
             "reads: frames of the window that came in one read with a later frame, so were timed "
-            "by its arrival (the loop reached the socket later than the next frame). Trials "
+            "by its arrival (the loop reached the socket later than the next frame). unstamped "
+            "reads: reads of kernel-clock connections timed by the loop (no stamp). truth "
+            "buffered: frames the target's transport still held after writing (its truth is then "
+            "a lower bound). Trials "
             "alternate the clocks. * processes outside the trial used more than 10 % of a core "
             "in this window. The target is single-core: at 5,000 its own fan-out takes hundreds "
             "of ms, which the truth includes."

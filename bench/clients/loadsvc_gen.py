@@ -27,6 +27,7 @@ from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import arrival
+from loadsvc.users.arrival import StampedTransport
 from loadsvc.users.base import Target
 from loadsvc.users.wsconn import ArrivalBacklog
 
@@ -48,13 +49,17 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     await run.roll_window()
     backlog = ArrivalBacklog.of(asyncio.get_running_loop())
     shared_before = backlog.frames_sharing_a_read
+    unstamped_before = StampedTransport.unstamped_in_process
     await ctl.wait("stop")
     shared = backlog.frames_sharing_a_read - shared_before
+    unstamped = StampedTransport.unstamped_in_process - unstamped_before
     run.stop()
     result = await execution
     await monitor.stop()
     # Frames of the window timed by a later frame's arrival (bench/ws_arrival.py shows them).
-    ctl.write_result({**summary_doc(result, url), "frames_sharing_a_read": shared})
+    # And reads of kernel-clock connections that came without a stamp (timed by the loop).
+    doc = summary_doc(result, url)
+    ctl.write_result({**doc, "frames_sharing_a_read": shared, "unstamped_reads": unstamped})
 
 
 def main(argv: list[str]) -> None:

@@ -110,6 +110,9 @@ class StampedTransport(asyncio.Transport):
     socket transport.
     """
 
+    # Reads of every stamped transport of the process that came without a usable stamp.
+    unstamped_in_process = 0
+
     def __init__(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol
     ) -> None:
@@ -167,6 +170,7 @@ class StampedTransport(asyncio.Transport):
         else:
             self.arrived = now
             self.unstamped_reads += 1
+            StampedTransport.unstamped_in_process += 1
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
