@@ -39,18 +39,35 @@ def _with_clock(child: Child, clock: str) -> Child:
     return Child(child.name, child.command, {**child.env, "BENCH_ARRIVAL_CLOCK": clock})
 
 
+def tcp_counters() -> dict[str, int]:
+    """The machine's TCP counters (/proc/net/snmp and netstat): retransmissions, zero windows."""
+    out: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        lines = Path(path).read_text().splitlines()
+        for head, values in zip(lines[::2], lines[1::2], strict=False):
+            prefix = head.split(":", 1)[0]
+            for name, value in zip(head.split()[1:], values.split()[1:], strict=False):
+                if value.lstrip("-").isdigit():
+                    out[f"{prefix}.{name}"] = int(value)
+    return out
+
+
 def trial(env: Environment, n: int, clock: str, warmup: float, window: float) -> dict[str, Any]:
     """One trial: loadsvc at ``n`` connections on ``clock``; its figures beside the truth."""
     generator = _with_clock(tools.loadsvc_ws(env.workdir, n, SPAWN_RATE), clock)
+    probe_n = max(10, n // 20)
     spec = TrialSpec(
         f"arrival-{clock}-{n}",
         generator,
-        lambda target: target.connections() >= n,
+        lambda target: target.connections() >= n + probe_n,
         warmup,
         window,
+        probe=tools.ws_probe(probe_n),
         ramp_timeout_s=30 + n / SPAWN_RATE * 3,
     )
+    before = tcp_counters()
     m = env.run(spec)
+    after = tcp_counters()
     result = m.result or {}
     (endpoint,) = result.get("endpoints") or [{}]
     truth = (m.truth or {}).get(WS_MARKET, {})
@@ -64,11 +81,16 @@ def trial(env: Environment, n: int, clock: str, warmup: float, window: float) ->
         "truth_p50_ms": truth.get("p50_ms"),
         "truth_p99_ms": truth.get("p99_ms"),
         "truth_count": truth.get("count"),
+        # The independent probe (bench/README.md): an idle client on the target's core.
+        "probe_p99_ms": (m.probe or {}).get("p99_ms"),
         "result": result.get("result"),
         "loop_lag_p99_ms": result.get("loop_lag_p99_ms"),
         "shared": result.get("frames_sharing_a_read"),
         "unstamped": result.get("unstamped_reads"),
         "truth_buffered": truth.get("buffered"),
+        # The whole machine's, over the trial (other work included): data resent on loopback
+        # arrives an RTO (>= 200 ms) after the target wrote it, which its truth cannot see.
+        "retransmits": after.get("Tcp.RetransSegs", 0) - before.get("Tcp.RetransSegs", 0),
         "generator_cpu": m.cpu_s / m.wall_s if m.wall_s else None,
         "other_load": m.other_load,
     }
@@ -103,10 +125,12 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "truth p99",
             "p50 - truth",
             "p99 - truth",
+            "probe p99",
             "within 5 ms",
             "shared reads",
             "unstamped reads",
             "truth buffered",
+            "TCP resent",
             "verdict, loop lag p99 ms",
             "gen CPU",
         ],
@@ -121,10 +145,12 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
                 _ms(r["truth_p99_ms"]),
                 _ms(r["p50_gap_ms"], True),
                 _ms(r["p99_gap_ms"], True),
+                _ms(r["probe_p99_ms"]),
                 _within(r),
                 "-" if r["shared"] is None else f"{r['shared']:,}",
                 "-" if r["unstamped"] is None else f"{r['unstamped']:,}",
                 "-" if r["truth_buffered"] is None else f"{r['truth_buffered']:,}",
+                f"{r['retransmits']:,}",
                 f"{r['result']}, lag {_ms(r['loop_lag_p99_ms'])}",
                 "-" if r["generator_cpu"] is None else f"{r['generator_cpu']:.0%}",
             ]
@@ -136,7 +162,8 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "by its arrival (the loop reached the socket later than the next frame). unstamped "
             "reads: reads of kernel-clock connections timed by the loop (no stamp). truth "
             "buffered: frames the target's transport still held after writing (its truth is then "
-            "a lower bound). Trials "
+            "a lower bound). TCP resent: segments the whole machine retransmitted during the trial "
+            "(a resent frame arrives an RTO, >= 200 ms, after the target's truth says). Trials "
             "alternate the clocks. * processes outside the trial used more than 10 % of a core "
             "in this window. The target is single-core: at 5,000 its own fan-out takes hundreds "
             "of ms, which the truth includes."
@@ -150,6 +177,7 @@ def main() -> None:
     p.add_argument("--connections", default="2000,5000")
     p.add_argument("--passes", type=int, default=1)
     p.add_argument("--window", default="3,10", help="warm-up,window seconds")
+    p.add_argument("--clocks", default="loop,kernel", help="the clocks to alternate")
     args = p.parse_args()
     sizes = [int(x) for x in args.connections.split(",")]
     warmup, window = (float(x) for x in args.window.split(","))
@@ -158,7 +186,8 @@ def main() -> None:
         env = Environment(Path(tmp))
         for k in range(args.passes):
             for n in sizes:
-                order = ("loop", "kernel") if k % 2 == 0 else ("kernel", "loop")
+                clocks = args.clocks.split(",")
+                order = clocks if k % 2 == 0 else clocks[::-1]
                 for clock in order:
                     rows.append(trial(env, n, clock, warmup, window))
                     print(" | ".join(table(rows[-1:], "").rows[0]), flush=True)
