@@ -127,9 +127,9 @@ class RecorderWsSink:
     """Where a WS user reports frames, connects and failures of one endpoint (a ``users.base.WsSink``)."""
 
     __slots__ = (
-        "_anomalies", "_clock", "_clock_offset", "_clocks", "_conn_errors", "_connect", "_connections",
-        "_failures", "_interval", "_key", "_latency", "_messages", "_missed", "_reconnect",
-        "_stats",
+        "_anomalies", "_clock", "_clock_offset", "_clocks", "_conn_errors", "_connect",
+        "_connections", "_failures", "_interval", "_key", "_latency", "_messages", "_missed",
+        "_reconnect", "_stats",
     )  # fmt: skip
 
     def __init__(

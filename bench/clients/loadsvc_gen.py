@@ -5,7 +5,8 @@
 It is what ``loadsvc run`` does (uvloop, the metric contract on a registry, the
 loop-lag monitor, one ``ScenarioRun``), plus the harness's steps: the run starts
 on ``go``, ``mark`` closes a verdict window (so the summary covers the measured
-window only, not the ramp), ``stop`` ends it and the summary is the result.
+window only, not the ramp), ``stop`` closes the measured one, whose summary is the
+result (the graceful stop after it is not in it).
 """
 
 from __future__ import annotations
@@ -51,15 +52,26 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     shared_before = backlog.frames_sharing_a_read
     unstamped_before = StampedTransport.unstamped_in_process
     await ctl.wait("stop")
+    # The window ends at stop, as the target's truth does: not after the graceful stop,
+    # while thousands of connections close and frames published meanwhile wait.
+    window = await run.roll_window()
     shared = backlog.frames_sharing_a_read - shared_before
     unstamped = StampedTransport.unstamped_in_process - unstamped_before
     run.stop()
-    result = await execution
+    after_stop = await execution
     await monitor.stop()
-    # Frames of the window timed by a later frame's arrival (bench/ws_arrival.py shows them).
-    # And reads of kernel-clock connections that came without a stamp (timed by the loop).
-    doc = summary_doc(result, url)
-    ctl.write_result({**doc, "frames_sharing_a_read": shared, "unstamped_reads": unstamped})
+    doc = summary_doc(window, url)
+    (tail,) = summary_doc(after_stop, url)["endpoints"] or [{}]
+    ctl.write_result(
+        {
+            **doc,
+            # Frames of the window timed by a later frame's arrival (bench/ws_arrival.py),
+            # and reads of kernel-clock connections that came without a stamp.
+            "frames_sharing_a_read": shared,
+            "unstamped_reads": unstamped,
+            "after_stop_p99_ms": tail.get("p99_ms"),
+        }
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -1,8 +1,10 @@
 """WS client connections that time each frame when its bytes arrive from the network.
 
 :class:`TimedConnection` is websockets' client connection with two changes for
-a load generator holding thousands of them: bytes are timed as they are read and
-judged later, in slices, from the loop's :class:`ArrivalBacklog`; and data
+a load generator holding thousands of them: bytes are timed as they are read (by
+the kernel's receive stamp over :func:`stamped_connect`, see
+:mod:`loadsvc.users.arrival`) and judged later, in slices, from the loop's
+:class:`ArrivalBacklog`; and data
 frames can go straight to a callback (``on_frame``) instead of through
 ``recv()``, with the common frame split off without websockets' parser.
 """
