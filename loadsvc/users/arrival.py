@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import socket
 import struct
 import sys
@@ -368,7 +369,9 @@ async def open_stamped(
     loop: asyncio.AbstractEventLoop, factory: Callable[[], _P], host: str, port: int
 ) -> tuple[StampedTransport, _P]:
     """Connect to ``host:port`` (each address in turn) with kernel-stamped reads."""
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = _literal_address(host, port) or await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
     error: OSError = OSError(f"no address for {host!r}")
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -390,6 +393,18 @@ async def open_stamped(
         transport.start()
         return transport, protocol
     raise error
+
+
+def _literal_address(host: str, port: int) -> list[tuple[Any, ...]] | None:
+    """``host`` as getaddrinfo would give it when it is an IP literal: no resolver round trip
+    (a thread hop per connection, thousands while spawning)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 0, "", (host, port))]
+    return [(socket.AF_INET6, socket.SOCK_STREAM, 0, "", (host, port, 0, 0))]
 
 
 async def open_connection(

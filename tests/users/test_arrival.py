@@ -365,3 +365,22 @@ def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     return server_tls, ssl.create_default_context(cafile=str(cert))
+
+
+@needs_stamps
+def test_a_host_name_is_resolved_and_each_address_tried(run: Run) -> None:
+    """http://localhost (perhaps ::1 first, where nothing listens) still connects, stamped."""
+    exchange = HttpExchange()
+    exchange.release.set()  # answer at once
+    with serving_in_thread(http_answers_when_released(exchange)) as server:
+        url = server.url.replace("127.0.0.1", "localhost")
+
+        async def body() -> None:
+            origin = Origin.from_url(url)
+            client = Http1Client(origin, time.monotonic)
+            data = request_bytes("GET", url + "/x", origin, ())
+            response = await client.request(data, "GET", False, scaled(5))
+            client.close()
+            assert (response.status, response.arrival_clock) == (200, "kernel")
+
+        run(body())
