@@ -26,7 +26,7 @@ from websockets.typing import BytesLike
 from loadsvc.config import parse_config
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.report import summary_doc
+from loadsvc.report import arrival_clock, summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target, arrival
 from loadsvc.users.arrival import clock_of, use_kernel_clock
@@ -384,3 +384,55 @@ def test_a_host_name_is_resolved_and_each_address_tried(run: Run) -> None:
             assert (response.status, response.arrival_clock) == (200, "kernel")
 
         run(body())
+
+
+def test_the_summary_names_one_clock_mixed_or_none() -> None:
+    """One clock is named; two are 'mixed'; none yet is None, never a clock over no data."""
+    assert arrival_clock((("kernel", 3),)) == "kernel"
+    assert arrival_clock((("kernel", 3), ("loop", 1))) == "mixed"
+    assert arrival_clock((("kernel", 0), ("loop", 2))) == "loop"
+    assert arrival_clock(()) is None
+
+
+async def http_answers_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An HTTP server answering every request with 200 and a small body at once."""
+    while True:
+        try:
+            await read_request(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+
+REST_SCENARIO = """
+version: 1
+scenarios:
+  s:
+    graceful_stop: 500ms
+    shape: {kind: constant, users: 2, duration: 1s}
+    users:
+      - kind: rest
+        pacing: 200ms
+        timeout: 3s
+        tasks:
+          - {path: /x}
+"""
+
+
+@needs_stamps
+async def test_a_rest_endpoint_reports_its_responses_by_clock(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    """Every REST response of a run counts under the clock that timed it: kernel, all of them."""
+    spec = parse_config(REST_SCENARIO, "test.yaml").scenario("s")
+    with serving_in_thread(http_answers_at_once) as server:
+        result = await ScenarioRun(
+            spec, Target(server.url), Recorder(metrics), RunOptions(tick_s=0.1, seed=1)
+        ).execute()
+    (doc,) = summary_doc(result, server.url)["endpoints"]
+    assert doc["count"] > 0 and doc["outcomes"].get("ok") == doc["count"]
+    assert doc["arrival_clock"] == "kernel"
+    assert doc["arrival_clocks"] == {"kernel": doc["count"]}
+    labels = {"scenario": "s", "endpoint": "/x", "clock": "kernel"}
+    assert registry.get_sample_value("loadsvc_arrival_clock_info", labels) == 1
