@@ -338,6 +338,11 @@ class StampedTransport(asyncio.Transport):
     def _force_close(self, exc: BaseException | None) -> None:
         if self._lost:
             return
+        if exc is not None:
+            # Its traceback holds this transport's frame, which holds the protocol: a cycle
+            # per lost connection that only the cyclic collector frees, all at once after a
+            # backend restart (issue 20). The type and message are all anyone reads.
+            exc.__traceback__ = None
         if self._buffer:
             self._buffer.clear()
             self._buffered = 0
@@ -362,6 +367,9 @@ class StampedTransport(asyncio.Transport):
         finally:
             self._loop.remove_writer(self._fd)
             self._sock.close()
+            # As asyncio's transports do: the protocol holds this transport, so keeping it
+            # here would leave a cycle per closed connection for the cyclic collector.
+            self._protocol = _GONE
 
     # -- protocol --------------------------------------------------------------
 
@@ -373,6 +381,9 @@ class StampedTransport(asyncio.Transport):
     def get_protocol(self) -> asyncio.BaseProtocol:
         """The current protocol."""
         return self._protocol
+
+
+_GONE = asyncio.Protocol()  # what a closed transport points at instead of its protocol
 
 
 async def open_stamped(
@@ -402,7 +413,13 @@ async def open_stamped(
         transport = StampedTransport(loop, sock, protocol)
         transport.start()
         return transport, protocol
-    raise error
+    try:
+        raise error
+    finally:
+        # The traceback holds this frame, whose local would hold the exception: a cycle per
+        # refused connect (every client, every retry while a backend is down) that only the
+        # cyclic collector frees.
+        del error
 
 
 def _literal_address(host: str, port: int) -> list[tuple[Any, ...]] | None:
