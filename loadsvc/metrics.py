@@ -82,6 +82,8 @@ WS_ERROR_REASONS: tuple[str, ...] = (
     "error",  # anything else (counted, logged in aggregate)
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")
+# What timed an arrival (loadsvc.users.arrival): the socket's kernel stamp, or the event loop.
+ARRIVAL_CLOCKS: tuple[str, ...] = ("kernel", "loop")
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 THRESHOLD_NAMES: tuple[str, ...] = (
     "http_latency", "ws_delivery_latency", "error_ratio", "clock_skew", "ws_delivery_rate",
@@ -199,6 +201,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _c("ws_sequence_anomalies", "loadsvc_ws_sequence_anomalies",
        "WS frames whose sequence number is not the next one (duplicate, reordered, reset).",
        (*_SE, "kind"), fixed=(("kind", WS_SEQUENCE_ANOMALIES),), declared=True),
+    _g("arrival_clock_info", "loadsvc_arrival_clock_info",
+       "1 for each clock that has timed the endpoint's arrivals in the run: kernel (the "
+       "socket's receive stamps) or loop (when the event loop read the bytes).",
+       (*_SE, "clock"), "livemax", fixed=(("clock", ARRIVAL_CLOCKS),)),
     _g("ws_clock_offset", "loadsvc_ws_clock_offset_seconds",
        "Smallest arrival time minus publish stamp over the last window: the clock offset "
        "between the server and loadsvc plus the fastest delivery (negative: server ahead).",
@@ -409,6 +415,7 @@ class Metrics:
     ws_connection_errors: Counter
     ws_sequence_anomalies: Counter
     ws_clock_offset: Gauge
+    arrival_clock_info: Gauge
     scenario_users: Gauge
     scenario_target_users: Gauge
     scenario_running: Gauge

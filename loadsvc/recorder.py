@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from loadsvc.config.spec import EndpointRef, ScenarioSpec, StallThreshold, WsUserSpec
 from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
+    ARRIVAL_CLOCKS,
     CONTRACT,
     HTTP_ERROR_OUTCOMES,
     HTTP_OUTCOMES,
@@ -68,7 +69,7 @@ class FailureTally:
 class RecorderHttpSink:
     """Where a REST user reports each request of one endpoint (a ``users.base.HttpSink``)."""
 
-    __slots__ = ("_counters", "_failures", "_hist", "_key", "_stats")
+    __slots__ = ("_clocks", "_counters", "_failures", "_hist", "_key", "_stats")
 
     def __init__(
         self, metrics: Metrics, scenario: str, ref: EndpointRef, stats: EndpointStats,
@@ -82,6 +83,7 @@ class RecorderHttpSink:
         self._stats = stats
         self._failures = failures
         self._key = (scenario, ref.endpoint)
+        self._clocks = ArrivalClockInfo(metrics, scenario, ref.endpoint, stats)
 
     def request(self, latency: float | None, outcome: str) -> None:
         """One request ended with ``outcome``; ``latency`` is None when no response came."""
@@ -95,18 +97,44 @@ class RecorderHttpSink:
         if is_error:
             self._failures.add(self._key[0], self._key[1], outcome)
 
+    def arrival_clock(self, clock: str) -> None:
+        """A response's arrival was timed by ``clock``."""
+        self._clocks.seen(clock)
+
     def note(self, reason: str, detail: str) -> None:
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
         self._stats.note(reason, detail)
+
+
+class ArrivalClockInfo:
+    """Counts an endpoint's arrivals by clock; ``loadsvc_arrival_clock_info`` is 1 for each seen."""
+
+    __slots__ = ("_info", "_seen", "_stats")
+
+    def __init__(
+        self, metrics: Metrics, scenario: str, endpoint: str, stats: EndpointStats
+    ) -> None:
+        self._info = {
+            c: metrics.arrival_clock_info.labels(scenario, endpoint, c) for c in ARRIVAL_CLOCKS
+        }
+        self._seen: set[str] = set()
+        self._stats = stats
+
+    def seen(self, clock: str) -> None:
+        """One connection (ws) or response (http) timed by ``clock``."""
+        self._stats.arrival_clock(clock)
+        if clock not in self._seen:
+            self._seen.add(clock)
+            self._info[clock].set(1)
 
 
 class RecorderWsSink:
     """Where a WS user reports frames, connects and failures of one endpoint (a ``users.base.WsSink``)."""
 
     __slots__ = (
-        "_anomalies", "_clock", "_clock_offset", "_conn_errors", "_connect", "_connections",
-        "_failures", "_interval", "_key", "_latency", "_messages", "_missed", "_reconnect",
-        "_stalls", "_stats", "stall",
+        "_anomalies", "_clock", "_clock_offset", "_clocks", "_conn_errors", "_connect",
+        "_connections", "_failures", "_interval", "_key", "_latency", "_messages", "_missed",
+        "_reconnect", "_stalls", "_stats", "stall",
     )  # fmt: skip
 
     def __init__(
@@ -134,6 +162,7 @@ class RecorderWsSink:
         self._failures = failures
         self._clock = clock
         self._key = labels
+        self._clocks = ArrivalClockInfo(metrics, scenario, ref.endpoint, stats)
 
     def frame(
         self,
@@ -204,6 +233,10 @@ class RecorderWsSink:
         self._stats.connect.add(connect_s)
         self._connections.inc()
         self._stats.connection_opened(self._clock())
+
+    def arrival_clock(self, clock: str) -> None:
+        """The connection just opened times its frames by ``clock``."""
+        self._clocks.seen(clock)
 
     def reconnected(self, reconnect_s: float) -> None:
         """The time from losing or closing a connection to the next one open."""

@@ -47,6 +47,10 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "diagnostics": [{"reason": r, "detail": d, "count": n} for r, d, n in s.diagnostics],
         "events": s.events,
         "latency_histogram": histogram_doc(s.latency_histogram),
+        # What timed arrivals: "kernel" (the socket's receive stamps), "loop", "mixed", or
+        # None before any; the counts are WS connections or REST responses since the start.
+        "arrival_clock": arrival_clock(s.arrival_clocks),
+        "arrival_clocks": dict(s.arrival_clocks),
     }
     if s.kind == "ws":
         mpc = s.messages_per_second_per_connection
@@ -73,6 +77,14 @@ _UNITLESS = {
     "ws_delivery_rate": "msg/s per connection",
     "ws_stalled": "stalls",
 }
+
+
+def arrival_clock(counts: tuple[tuple[str, int], ...]) -> str | None:
+    """The one clock that timed every arrival, "mixed" if several did, None if none yet."""
+    used = [clock for clock, n in counts if n > 0]
+    if not used:
+        return None
+    return used[0] if len(used) == 1 else "mixed"
 
 
 def judgement_doc(j: Judgement) -> dict[str, Any]:

@@ -189,6 +189,9 @@ class EndpointSummary:
     clock_offset_min_s: float | None = None
     # ws: sequence numbers that were not the next one, by kind (duplicate, reordered, reset)
     sequence_anomalies: tuple[tuple[str, int], ...] = ()
+    # Which clock timed arrivals since the run began: WS connections or REST responses by
+    # clock ("kernel": the socket's receive stamps; "loop": read by the event loop).
+    arrival_clocks: tuple[tuple[str, int], ...] = ()
     # What went wrong, in words a person can act on: (reason, detail, count), e.g.
     # ("tls", "certificate verify failed: self-signed certificate", 20). Bounded.
     diagnostics: tuple[tuple[str, str, int], ...] = ()
@@ -259,6 +262,8 @@ class EndpointStats:
         self.sequenced = False  # ws: frames carry sequence numbers
         self.connect_quantile = 0.95  # the quantiles the connect thresholds judge
         self.reconnect_quantile = 0.95
+        # Not reset by a window: WS connections keep the clock they opened with.
+        self.arrival_clocks: dict[str, int] = {}
         self._reset(now)
 
     def judge_latency_at(self, limit: float) -> None:
@@ -325,6 +330,10 @@ class EndpointStats:
         else:
             self.diagnostics_dropped += 1
 
+    def arrival_clock(self, clock: str) -> None:
+        """Count one connection (ws) or response (http) timed by ``clock``."""
+        self.arrival_clocks[clock] = self.arrival_clocks.get(clock, 0) + 1
+
     def anomaly(self, kind: str, n: int = 1) -> None:
         """Count sequence numbers that were not the next one (ws)."""
         self.anomalies[kind] = self.anomalies.get(kind, 0) + n
@@ -370,6 +379,7 @@ class EndpointStats:
             outcomes=tuple(sorted(self.outcomes.items())),
             clock_offset_min_s=self.clock_offset_min,
             sequence_anomalies=tuple(sorted(self.anomalies.items())),
+            arrival_clocks=tuple(sorted(self.arrival_clocks.items())),
             diagnostics=tuple((r, d, n) for (r, d), n in self.diagnostics.items()),
             latency_histogram=self.latency.histogram() if percentiles else (0, ()),
             reconnect_histogram=self.reconnect.histogram(),

@@ -5,12 +5,14 @@
 It is what ``loadsvc run`` does (uvloop, the metric contract on a registry, the
 loop-lag monitor, one ``ScenarioRun``), plus the harness's steps: the run starts
 on ``go``, ``mark`` closes a verdict window (so the summary covers the measured
-window only, not the ramp), ``stop`` ends it and the summary is the result.
+window only, not the ramp), ``stop`` closes the measured one, whose summary is the
+result (the graceful stop after it is not in it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +27,10 @@ from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.users import arrival
+from loadsvc.users.arrival import StampedTransport
 from loadsvc.users.base import Target
+from loadsvc.users.wsconn import ArrivalBacklog
 
 
 async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> None:
@@ -43,17 +48,38 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     execution = asyncio.get_running_loop().create_task(run.execute())
     await ctl.wait("mark")
     await run.roll_window()
+    backlog = ArrivalBacklog.of(asyncio.get_running_loop())
+    shared_before = backlog.frames_sharing_a_read
+    unstamped_before = StampedTransport.unstamped_in_process
     await ctl.wait("stop")
+    # The window ends at stop, as the target's truth does: not after the graceful stop,
+    # while thousands of connections close and frames published meanwhile wait.
+    window = await run.roll_window()
+    shared = backlog.frames_sharing_a_read - shared_before
+    unstamped = StampedTransport.unstamped_in_process - unstamped_before
     run.stop()
-    result = await execution
+    after_stop = await execution
     await monitor.stop()
-    ctl.write_result(summary_doc(result, url))
+    doc = summary_doc(window, url)
+    (tail,) = summary_doc(after_stop, url)["endpoints"] or [{}]
+    ctl.write_result(
+        {
+            **doc,
+            # Frames of the window timed by a later frame's arrival (bench/ws_arrival.py),
+            # and reads of kernel-clock connections that came without a stamp.
+            "frames_sharing_a_read": shared,
+            "unstamped_reads": unstamped,
+            "after_stop_p99_ms": tail.get("p99_ms"),
+        }
+    )
 
 
 def main(argv: list[str]) -> None:
     """Entry point."""
     control_dir, name, url, config_file, scenario = argv
     configure_logging(json=True, level="warning")
+    # bench/ws_arrival.py compares the clocks: "loop" times arrivals as before the kernel's.
+    arrival.use_kernel_clock(os.environ.get("BENCH_ARRIVAL_CLOCK", "kernel") != "loop")
     uvloop.run(drive(Control(control_dir, name), url, Path(config_file), scenario))
 
 

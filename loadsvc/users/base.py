@@ -75,6 +75,9 @@ class HttpSink(Protocol):
     def request(self, latency: float | None, outcome: str) -> None:
         """One request ended with ``outcome``; ``latency`` is None when no response came."""
 
+    def arrival_clock(self, clock: str) -> None:
+        """A response's arrival was timed by ``clock`` (``kernel`` or ``loop``)."""
+
     def note(self, reason: str, detail: str) -> None:
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
 
@@ -114,6 +117,9 @@ class WsSink(Protocol):
 
     def connected(self, connect_s: float) -> None:
         """A connection opened after ``connect_s``."""
+
+    def arrival_clock(self, clock: str) -> None:
+        """The connection just opened times its frames by ``clock`` (``kernel`` or ``loop``)."""
 
     def reconnected(self, reconnect_s: float) -> None:
         """The time from losing or closing a connection to the next one open."""

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from loadsvc.config.spec import RestUserSpec
+from loadsvc.users.arrival import ArrivalClock, age_of, clock_of, open_connection
 from loadsvc.users.http_body import BodyTooLarge
 
 _MAX_HEAD = 64 * 1024  # bytes of status lines and headers before the body
@@ -105,13 +106,14 @@ def request_bytes(
 
 
 class Response(NamedTuple):
-    """A response: status, body (empty unless kept), its content encoding, and when
-    its last byte arrived (on the client's clock)."""
+    """A response: status, body (empty unless kept), its content encoding, when its
+    last byte arrived (on the client's clock), and which clock timed that arrival."""
 
     status: int
     body: bytes
     encoding: bytes
     arrived: float
+    arrival_clock: ArrivalClock = "loop"
 
 
 class _Connection(asyncio.Protocol):
@@ -125,6 +127,8 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         self.transport: asyncio.Transport | None = None
         self._on_stray = on_stray  # told once when bytes come while no request is out
+        self._stamps: asyncio.BaseTransport | None = None  # what timed the reads
+        self._age = age_of(None)  # seconds since the bytes just read arrived
         self.reusable = False
         self.got_bytes = False  # any byte of the current response arrived
         self._clock = clock
@@ -157,6 +161,8 @@ class _Connection(asyncio.Protocol):
         """Connected: ready for a request."""
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self._stamps = transport
+        self._age = age_of(transport)
         self.reusable = True
 
     def data_received(self, data: bytes) -> None:
@@ -309,12 +315,16 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _finish(self) -> None:
-        arrived = self._clock()  # the last byte: decoding and validation come after
+        # The last byte (the kernel's stamp of it, where there is one): decoding and
+        # validation come after.
+        arrived = self._clock() - self._age()
         self.reusable = self._keep_alive and not self._until_close
         chunks = self._chunks
         body = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if self._keep else b""
         self._chunks = []
-        self._response = Response(self._status, body, self._encoding, arrived)
+        self._response = Response(
+            self._status, body, self._encoding, arrived, clock_of(self._stamps)
+        )
 
     def _deliver(self) -> None:
         response, self._response = self._response, None
@@ -385,9 +395,8 @@ class Http1Client:
     async def _connect(self, deadline: float) -> _Connection:
         self.close()
         o = self.origin
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout_at(deadline):
-            _, conn = await loop.create_connection(
+            _, conn = await open_connection(
                 self._new_connection,
                 o.host,
                 o.port,

@@ -174,6 +174,7 @@ class RestUser:
                 task.data, task.method, task.check is not None, self._timeout_s
             )
             latency = response.arrived - started
+            task.sink.arrival_clock(response.arrival_clock)
             if response.status not in task.expect:
                 outcome = "http_error"
                 # The status code, for a person (bounded: a few distinct details per window).

@@ -15,7 +15,6 @@ import random
 import ssl
 import time
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedOK,
@@ -25,10 +24,11 @@ from websockets.exceptions import (
 
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.tls import client_context, describe_tls_error
+from loadsvc.users.arrival import clock_of
 from loadsvc.users.backoff import ReconnectBackoff
 from loadsvc.users.base import UserContext, WsSink
 from loadsvc.users.frames import FrameReader
-from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection
+from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection, stamped_connect
 
 __all__ = ["ArrivalBacklog", "TimedConnection", "WsReconnectUser", "WsStreamUser"]
 
@@ -114,7 +114,7 @@ class _WsClient:
             t0 = clock()
             was_busy, self.busy = self.busy, True
             try:
-                ws = await connect(
+                ws = await stamped_connect(
                     self._url,
                     additional_headers=self._headers or None,
                     open_timeout=self._spec.connect_timeout_s,
@@ -140,6 +140,7 @@ class _WsClient:
                 assert isinstance(ws, TimedConnection)
                 now = clock()
                 self._sink.connected(now - t0)
+                self._sink.arrival_clock(clock_of(ws.transport))
                 if lost_at is not None:
                     self._sink.reconnected(now - lost_at)
                 self._ws = ws

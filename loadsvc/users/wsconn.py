@@ -1,8 +1,10 @@
 """WS client connections that time each frame when its bytes arrive from the network.
 
 :class:`TimedConnection` is websockets' client connection with two changes for
-a load generator holding thousands of them: bytes are timed as they are read and
-judged later, in slices, from the loop's :class:`ArrivalBacklog`; and data
+a load generator holding thousands of them: bytes are timed as they are read (by
+the kernel's receive stamp over :func:`stamped_connect`, see
+:mod:`loadsvc.users.arrival`) and judged later, in slices, from the loop's
+:class:`ArrivalBacklog`; and data
 frames can go straight to a callback (``on_frame``) instead of through
 ``recv()``, with the common frame split off without websockets' parser.
 """
@@ -17,11 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
+from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
+
+from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_stamped
 
 # Judging is done in slices of this long, between which the loop reads the network again.
 SLICE_S = 0.002
@@ -76,6 +81,10 @@ class ArrivalBacklog:
         self._arrivals: deque[float] = deque()
         self._bytes = 0
         self._scheduled = False
+        # Data frames that shared their read with a later one, so were timed by the later
+        # one's arrival (the kernel stamps a read, not a frame): a connection read less
+        # often than its frames came, i.e. a generator that did not keep up.
+        self.frames_sharing_a_read = 0
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> ArrivalBacklog:
@@ -154,6 +163,7 @@ class TimedConnection(ClientConnection):
     def __init__(self, *args: Any, on_frame: FrameHook | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_frame = on_frame
+        self._arrival: Callable[[], float] = time.time  # the kernel's stamp once connected
         self.queued = 0  # events of this connection waiting in the backlog
         self.queued_bytes = 0  # bytes of this connection waiting in the backlog
         self._reading_paused = False
@@ -175,13 +185,18 @@ class TimedConnection(ClientConnection):
         """
         return cast(type[ClientConnection], functools.partial(cls, on_frame=on_frame))
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Connected: arrivals are read from the transport (the kernel's stamp) where it has them."""
+        super().connection_made(transport)
+        self._arrival = arrival_of(transport)
+
     def data_received(self, data: bytes) -> None:
         """Note the arrival time; parse later, in arrival order."""
         self.queued_bytes += len(data)
         if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
-        self._backlog.push(self, _DATA, data, time.time())
+        self._backlog.push(self, _DATA, data, self._arrival())
 
     def eof_received(self) -> None:
         """Handled in order, after the bytes that came before it."""
@@ -248,6 +263,7 @@ class TimedConnection(ClientConnection):
         view = memoryview(data)
         n = len(data)
         pos = 0
+        judged = 0
         while n - pos >= 2:
             b0, b1 = data[pos], data[pos + 1]
             length = b1 & 0x7F
@@ -279,8 +295,10 @@ class TimedConnection(ClientConnection):
                     self._fail_invalid_text(exc)
                     return
                 hook(text, self.arrived_at)
+                judged += 1
             elif opcode == _BINARY:
                 hook(view[pos + head : end], self.arrived_at)
+                judged += 1
             elif opcode == _PING and self._unread_pongs():
                 if self._violation is not None:
                     return  # dropped for flooding: the rest of the bytes do not matter
@@ -290,6 +308,8 @@ class TimedConnection(ClientConnection):
                 if self._violation is not None:
                     return
             pos = end
+        if judged > 1:
+            self._backlog.frames_sharing_a_read += judged - 1
         if pos < n:
             self._partial = data[pos:]
 
@@ -391,3 +411,27 @@ class TimedConnection(ClientConnection):
             self._fail_invalid_text(exc)
             return
         hook(text, self.arrived_at)
+
+
+class stamped_connect(connect):  # lower case, as the websockets class it stands for
+    """websockets' ``connect`` over a kernel-stamped transport for plain ws:// without a proxy.
+
+    Anything else (wss://, a proxy, a socket or Unix path given, the kernel clock off or
+    unsupported) connects as websockets does, timed by the loop's clock.
+    """
+
+    async def open_tcp_connection(self) -> ClientConnection:
+        """Open the TCP connection: stamped when the URI and options allow it."""
+        kwargs = self.create_connection_kwargs
+        proxy = get_proxy(self.ws_uri) if self.proxy is True else self.proxy
+        if (
+            self.ws_uri.secure
+            or proxy is not None
+            or not kernel_clock_enabled()
+            or any(kwargs.get(k) for k in ("sock", "unix", "ssl", "local_addr"))
+        ):
+            return await super().open_tcp_connection()
+        uri = self.ws_uri
+        loop = asyncio.get_running_loop()
+        _, connection = await open_stamped(loop, lambda: self.factory(uri), uri.host, uri.port)
+        return connection

@@ -83,6 +83,7 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_threshold_limit",  # the rules record the configured limits from the config
         "loadsvc_ws_sequence_anomalies",
         "loadsvc_ws_clock_offset_seconds",
+        "loadsvc_arrival_clock_info",  # which clock timed an endpoint (also in the summary)
         "loadsvc_run_records_failed",
         "loadsvc_baseline_runs",  # on /api/status; "no baseline yet" below the minimum
         "loadsvc_live_threshold_breached",  # the status page's live judgement, for own queries

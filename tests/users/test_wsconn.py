@@ -1,4 +1,4 @@
-"""TimedConnection against a real websockets server: every frame reaches on_frame intact."""
+"""TimedConnection on the kernel-stamped transport (as the users connect) against a real websockets server."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import BytesLike
 
-from loadsvc.users.wsconn import TimedConnection
+from loadsvc.users import arrival
+from loadsvc.users.arrival import StampedTransport
+from loadsvc.users.wsconn import TimedConnection, stamped_connect
 from tests.support.loops import Run
 
 
@@ -39,12 +40,13 @@ async def received_by_client(server_side: Callable[[ServerConnection], Any]) -> 
 
     async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
-        ws = await connect(
+        ws = await stamped_connect(
             f"ws://127.0.0.1:{port}",
             compression=None,
             create_connection=TimedConnection.factory(on_frame),
         )
         await asyncio.wait_for(ws.wait_closed(), 10)
+    assert isinstance(ws.transport, StampedTransport) == arrival.SUPPORTED
     assert all(t > 0 for t in times)
     return got
 
@@ -104,7 +106,7 @@ def test_closing_handshake_after_frames(run: Run) -> None:
         got: list[bytes] = []
         async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
             port = server.sockets[0].getsockname()[1]
-            ws = await connect(
+            ws = await stamped_connect(
                 f"ws://127.0.0.1:{port}",
                 compression=None,
                 create_connection=TimedConnection.factory(lambda d, _: got.append(as_bytes(d))),
@@ -128,7 +130,7 @@ def test_without_on_frame_recv_still_works(run: Run) -> None:
     async def body() -> None:
         async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
             port = server.sockets[0].getsockname()[1]
-            ws = await connect(
+            ws = await stamped_connect(
                 f"ws://127.0.0.1:{port}",
                 compression=None,
                 create_connection=TimedConnection.factory(None),
