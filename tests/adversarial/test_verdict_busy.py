@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import pytest
+
 from loadsvc.config import parse_config
 from loadsvc.lag import lag_adjusted
 from loadsvc.loopmon import LoopLagMonitor
@@ -19,6 +21,7 @@ from loadsvc.metrics import Metrics
 from loadsvc.report import summary_doc, summary_table
 from loadsvc.runner import RunResult
 from loadsvc.users import Target
+from loadsvc.users.arrival import use_kernel_clock
 from tests.adversarial.runs import run_bounded
 from tests.support.processes import ROOT
 from tests.support.rawserver import RawServer, read_request, serving_in_thread
@@ -110,8 +113,19 @@ async def test_a_backend_delay_far_beyond_the_lag_fails_although_the_generator_w
     assert last.startswith("s: FAILED; event-loop lag p99") and "beyond the lag by" in last
 
 
+@pytest.fixture
+def loop_clock() -> Iterator[None]:
+    """Responses timed by the event loop's clock, as before kernel arrival times (and as over TLS):
+    the clock a busy loop makes late, which the lag rule is about."""
+    use_kernel_clock(False)
+    try:
+        yield None
+    finally:
+        use_kernel_clock(True)
+
+
 async def test_a_breach_within_the_lag_is_generator_bound_and_says_both(
-    metrics: Metrics,
+    metrics: Metrics, loop_clock: None
 ) -> None:
     """50 ms of backend delay (within 200 ms) measured over the limit only because the loop
     was up to 200 ms late: generator_bound, and the summary says breached and busy."""
@@ -130,15 +144,17 @@ async def test_a_breach_within_the_lag_is_generator_bound_and_says_both(
 
 
 # The CLI in a child process whose generator is busy for real: a thread spinning in Python
-# holds the GIL for up to 100 ms each time, so every wake-up of the event loop waits.
+# holds the GIL for up to 30 ms each time, so every wake-up of the event loop waits. It starts
+# once loadsvc is imported: every file an import reads would wait for the GIL too.
 _CLI_WITH_A_GIL_HOG = """
 import runpy, sys, threading
+import loadsvc.cli, loadsvc.oneshot, loadsvc.users.rest, loadsvc.sampler, loadsvc.environment
 
 def spin():
     while True:
         pass
 
-sys.setswitchinterval(0.1)
+sys.setswitchinterval(0.03)
 threading.Thread(target=spin, daemon=True).start()
 runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
 """
