@@ -186,7 +186,7 @@ class RecorderWsSink:
         self.sequence_anomaly("duplicate")
 
     def stalled(self) -> None:
-        """An open connection has been silent for longer than ``stall.after_s``."""
+        """An open connection has been silent, or a user without one, for longer than ``stall.after_s``."""
         self._stalls.inc()
         stats = self._stats
         stats.stalls += 1

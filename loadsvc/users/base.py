@@ -107,7 +107,7 @@ class WsSink(Protocol):
         apart, never as delivered, neither validated nor timed."""
 
     def stalled(self) -> None:
-        """An open connection has been silent for longer than ``stall`` allows (once per silence)."""
+        """A connection (or a user without one) silent past ``stall`` (once per silence)."""
 
     def stall_ended(self) -> None:
         """The connection last reported ``stalled`` delivered again, or ended."""

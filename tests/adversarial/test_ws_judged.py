@@ -275,3 +275,28 @@ async def test_heartbeats_without_data_are_a_stall(metrics: Metrics) -> None:
     ws = only(result)
     assert ws.count == 6 and ws.stalls == 2 and ws.status_messages > 0
     assert judged(result, "ws_stalled").state == "breached" and not result.passed
+
+
+async def test_a_stream_whose_reconnects_hang_is_a_stall(metrics: Metrics) -> None:
+    """300 frames, a clean close, then every upgrade left unanswered: the user is without a
+    stream past the stall limit, so it stalls once and the run fails on ws_stalled (the rate
+    over open connection-seconds and 2 errors in 302 events would both have passed it)."""
+    text = config(
+        duration="2s",
+        thresholds="      error_ratio: 0.05\n      ws_stall: {after: 500ms, max: 0}\n",
+    ).replace("backoff: {initial: 5s, max: 5s}", "backoff: {initial: 100ms, max: 100ms}")
+    close = encode_frame(b"\x03\xe8", 0x8)  # 1000, normal closure
+
+    async def then_close(conn: RawWsConnection) -> None:
+        conn.server.handshake = False  # every later upgrade is never answered
+        await conn.send(*(market_frame(n, now()) for n in range(1, 301)), close)
+        await conn.read_client()
+
+    async with raw_ws_server(then_close) as server:
+        result = await run(server.url, scenario(text), metrics)
+        assert server.handshakes == 1
+    ws = only(result)
+    assert ws.count == 300 and ws.connects == 1
+    assert ws.outcome("stalled") == 1 and ws.stalls == 1
+    assert judged(result, "error_ratio").state == "passed"
+    assert judged(result, "ws_stalled").state == "breached" and result.result == "failed"
