@@ -226,7 +226,8 @@ class RecorderWsSink:
         self._stats.note(reason, detail)
 
     def sequence_anomaly(self, kind: str, n: int = 1) -> None:
-        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+        """Frames whose sequence number was not the next one (duplicate, reordered, reset) or
+        was missing (unsequenced)."""
         self._anomalies[kind].inc(n)
         self._stats.anomaly(kind, n)
 

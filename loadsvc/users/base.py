@@ -128,7 +128,8 @@ class WsSink(Protocol):
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
 
     def sequence_anomaly(self, kind: str, n: int = 1) -> None:
-        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+        """Frames whose sequence number was not the next one (duplicate, reordered, reset) or
+        was missing (unsequenced)."""
 
 
 class EndpointSinks(Protocol):

@@ -300,3 +300,21 @@ async def test_a_stream_whose_reconnects_hang_is_a_stall(metrics: Metrics) -> No
     assert ws.outcome("stalled") == 1 and ws.stalls == 1
     assert judged(result, "error_ratio").state == "passed"
     assert judged(result, "ws_stalled").state == "breached" and result.result == "failed"
+
+
+async def test_frames_without_their_sequence_number_leave_missed_unjudged_not_ok(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    """50 frames without ``seq`` (the configured sequence field): each counted ``unsequenced``
+    and ws_missed_ratio is no data, failing the run (it read 0.00 % ok: nothing could be missed)."""
+    text = config(thresholds="      ws_missed_ratio: 0.2\n")
+    frames = frames_then_hold(lambda c: [market_frame(None, now()) for _ in range(50)])
+    async with raw_ws_server(frames) as server:
+        result = await run(server.url, scenario(text), metrics)
+    ws = only(result)
+    assert ws.count == 50 and dict(ws.sequence_anomalies) == {"unsequenced": 50}
+    missed = judged(result, "ws_missed_ratio")
+    assert missed.state == "no_data" and missed.value is None and not result.passed
+    assert any("ws_missed_ratio: no data" in r for r in result.reasons)
+    labels = {"scenario": "s", "endpoint": "/ws/market", "kind": "unsequenced"}
+    assert registry.get_sample_value("loadsvc_ws_sequence_anomalies_total", labels) == 50
