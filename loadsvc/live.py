@@ -82,6 +82,7 @@ class SlidingCounts:
         self.events = 0
         self.errors = 0
         self.manned = 0  # intervals in the window in which the endpoint had a user
+        self.stalled = 0  # ws: connections in a stall at the latest interval
         self._seconds: deque[_Second] = deque()
 
     def add(
@@ -92,8 +93,11 @@ class SlidingCounts:
         errors: int,
         latency: Counts | None,
         manned: bool = True,
+        stalled: int = 0,
     ) -> None:
-        """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old."""
+        """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old;
+        ``stalled``: connections in a stall at its end."""
+        self.stalled = stalled
         if latency is not None and latency.any():
             buckets = np.flatnonzero(latency)
             counts = latency[buckets].astype(np.int64)
@@ -181,13 +185,15 @@ class LiveJudge:
         errors: int,
         latency: Counts | None,
         manned: bool = True,
+        stalled: int = 0,
     ) -> None:
         """One second of one endpoint (several methods of one endpoint add up); ``manned``:
-        it had a user (an endpoint without one all window, and without events, is idle)."""
+        it had a user (an endpoint without one all window, and without events, is idle);
+        ``stalled``: its connections in a stall now."""
         window = self.endpoints.get((kind, endpoint))
         if window is None:
             window = self.endpoints[(kind, endpoint)] = SlidingCounts(self.window_s)
-        window.add(ended_at, span_s, events, errors, latency, manned)
+        window.add(ended_at, span_s, events, errors, latency, manned, stalled)
 
     def restart(self) -> None:
         """A new run: what the previous one measured is not this one's."""
@@ -244,7 +250,8 @@ class LiveJudge:
 def _judgements(
     thresholds: ScenarioThresholds, kind: str, endpoint: str, window: SlidingCounts
 ) -> Iterable[Judgement]:
-    """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them."""
+    """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them,
+    and on a watched WS stream the connections stalled now."""
     ep_kind: Literal["http", "ws"] = "ws" if kind == "ws" else "http"
     t = thresholds.for_endpoint(endpoint)
     name, latency = t.latency_for(ep_kind)
@@ -280,3 +287,14 @@ def _judgements(
         value=ratio,
         state=ratio_state,
     )
+    if ep_kind == "ws" and t.ws_stall.after_s is not None:
+        # Connections stalled now: a silent stream is not hidden by the others' good latencies.
+        ok = window.stalled <= t.ws_stall.max
+        yield Judgement(
+            endpoint=endpoint,
+            kind=ep_kind,
+            name="ws_stalled",
+            limit=float(t.ws_stall.max),
+            value=float(window.stalled),
+            state="passed" if ok else "breached",
+        )

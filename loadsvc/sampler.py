@@ -213,6 +213,7 @@ class SeriesSampler:
                 interval.errors,
                 interval.latency,
                 manned=ep.users > 0,
+                stalled=ep.stalled_now,
             )
 
     def keep_only(self, names: Iterable[str]) -> None:

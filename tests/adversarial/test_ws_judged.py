@@ -18,6 +18,7 @@ from loadsvc.metrics import Metrics, create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.runstats import EndpointSummary
+from loadsvc.sampler import SeriesSampler
 from loadsvc.users import Target
 from loadsvc.verdict import Judgement
 from tests.adversarial.runs import run_cli
@@ -318,3 +319,39 @@ async def test_frames_without_their_sequence_number_leave_missed_unjudged_not_ok
     assert any("ws_missed_ratio: no data" in r for r in result.reasons)
     labels = {"scenario": "s", "endpoint": "/ws/market", "kind": "unsequenced"}
     assert registry.get_sample_value("loadsvc_ws_sequence_anomalies_total", labels) == 50
+
+
+async def test_a_stalled_connection_fails_the_live_judgement(metrics: Metrics) -> None:
+    """Two connections, one streaming and one silent after its first frame: while it is
+    stalled the live judgement fails on ws_stalled (it read PASSED: latencies and errors
+    of the streaming one were fine)."""
+    text = config(users=2, duration="3s", thresholds="      ws_stall: {after: 300ms, max: 0}\n")
+
+    async def one_silent(conn: RawWsConnection) -> None:
+        if conn.index == 2:
+            await conn.send(market_frame(1, now()))
+            await conn.read_client()
+        else:
+            await publishing(lambda n: [market_frame(n, now())], every=0.05)(conn)
+
+    sampler = SeriesSampler(live_window_s=1.0)
+    results: list[str] = []
+    async with raw_ws_server(one_silent) as server:
+        run = ScenarioRun(scenario(text), Target(server.url), Recorder(metrics), FAST)
+        task = asyncio.ensure_future(run.execute())
+        deadline = time.monotonic() + scaled(20)
+        while not task.done() and time.monotonic() < deadline:
+            if run.stats is not None:
+                sampler.sample(run.stats, run.user_count())
+                if run.elapsed() > 1.5 and run.stats.endpoints[("ws", "/ws/market", "")].stalls:
+                    live = sampler.live("s")
+                    assert live is not None
+                    results.append(live.result)
+                    if live.result == "failed":
+                        stalled = [lj.judgement for lj in live.breached()]
+                        break
+            await asyncio.sleep(0.1)  # the sampler's tick
+        run.stop()
+        await asyncio.wait_for(task, scaled(10))
+    assert results and results[-1] == "failed", results
+    assert [(j.name, j.value, j.state) for j in stalled] == [("ws_stalled", 1.0, "breached")]
