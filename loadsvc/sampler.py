@@ -214,6 +214,8 @@ class SeriesSampler:
                 interval.latency,
                 manned=ep.users > 0,
                 stalled=ep.stalled_now,
+                delivered=interval.requests if kind == "ws" else 0,
+                connections=interval.connections,
             )
 
     def keep_only(self, names: Iterable[str]) -> None:

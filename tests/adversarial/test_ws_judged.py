@@ -355,3 +355,32 @@ async def test_a_stalled_connection_fails_the_live_judgement(metrics: Metrics) -
         await asyncio.wait_for(task, scaled(10))
     assert results and results[-1] == "failed", results
     assert [(j.name, j.value, j.state) for j in stalled] == [("ws_stalled", 1.0, "breached")]
+
+
+async def test_a_stream_under_its_rate_floor_fails_the_live_judgement(metrics: Metrics) -> None:
+    """Frames every 250 ms against a floor of 10 per connection-second: the live judgement
+    fails on ws_delivery_rate at ~4/s (it read PASSED: the latencies were fine), as the
+    run's verdict does."""
+    text = config(users=2, duration="2500ms", thresholds="      ws_delivery_rate: 10\n")
+    sampler = SeriesSampler(live_window_s=1.0)
+    seen: list[tuple[str, float | None]] = []
+    behaviour = publishing(lambda n: [market_frame(n, now())], every=0.25)
+    async with raw_ws_server(behaviour) as server:
+        run = ScenarioRun(scenario(text), Target(server.url), Recorder(metrics), FAST)
+        task = asyncio.ensure_future(run.execute())
+        deadline = time.monotonic() + scaled(20)
+        while not task.done() and time.monotonic() < deadline:
+            if run.stats is not None:
+                sampler.sample(run.stats, run.user_count())
+                live = sampler.live("s")
+                if live is not None and run.elapsed() > 1.5:
+                    rate = next(
+                        (lj.judgement for lj in live.judgements if lj.judgement.name
+                         == "ws_delivery_rate"), None,
+                    )  # fmt: skip
+                    seen.append((live.result, rate.value if rate else None))
+            await asyncio.sleep(0.1)  # the sampler's tick
+        result = await asyncio.wait_for(task, scaled(10))
+    assert seen and all(r == "failed" for r, _ in seen), seen
+    assert all(v is not None and 1.5 <= v <= 8 for _, v in seen), seen
+    assert judged(result, "ws_delivery_rate").state == "breached"
