@@ -384,3 +384,29 @@ async def test_a_stream_under_its_rate_floor_fails_the_live_judgement(metrics: M
     assert seen and all(r == "failed" for r, _ in seen), seen
     assert all(v is not None and 1.5 <= v <= 8 for _, v in seen), seen
     assert judged(result, "ws_delivery_rate").state == "breached"
+
+
+async def test_a_storm_whose_reconnects_hang_is_a_stall(metrics: Metrics) -> None:
+    """A storm against a server that stops answering upgrades after the second: the hung
+    reconnect leaves the user without a stream past the stall limit, so the run fails on
+    ws_stalled (it PASSED: one timeout among many frames, the reconnects that completed fast)."""
+    text = config(
+        kind="ws_reconnect",
+        duration="3s",
+        own="        cycle: 600ms\n        messages_per_cycle: 1\n",
+        thresholds="      error_ratio: 0.05\n      ws_stall: {after: 500ms, max: 0}\n",
+    ).replace("backoff: {initial: 5s, max: 5s}", "backoff: {initial: 100ms, max: 100ms}")
+    streaming = publishing(lambda n: [market_frame(n, now())], every=0.01)
+
+    async def then_hang(conn: RawWsConnection) -> None:
+        if conn.index == 2:
+            conn.server.handshake = False  # every later upgrade is never answered
+        await streaming(conn)
+
+    async with raw_ws_server(then_hang) as server:
+        result = await run(server.url, scenario(text), metrics)
+        assert server.handshakes == 2
+    ws = only(result)
+    assert ws.connects == 2 and ws.reconnects == 1 and ws.stalls == 1
+    assert judged(result, "error_ratio").state == "passed"
+    assert judged(result, "ws_stalled").state == "breached" and result.result == "failed"
