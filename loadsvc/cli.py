@@ -220,13 +220,13 @@ def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return uvloop.run(coro_fn())
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before the run, not after it, when its summary could not be written."""
+def _check_writable(path: Path, flag: str) -> None:
+    """Fail before the run, not after it, when its ``flag`` output could not be written."""
     from loadsvc.environment import SettingsError
 
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise SettingsError(f"--summary-json: cannot write {path}")
+        raise SettingsError(f"{flag}: cannot write {path}")
 
 
 def _valid_config(path: str | None) -> Config | None:
@@ -274,9 +274,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         config.scenario(args.scenario)
-        for out in (args.summary_json, args.report_html):
+        for flag, out in (
+            ("--summary-json", args.summary_json),
+            ("--report-html", args.report_html),
+        ):
             if out is not None:
-                _check_writable(out)
+                _check_writable(out, flag)
         if args.baseline is not None and not args.baseline.exists():
             raise SettingsError(f"--baseline: no such file or folder {args.baseline}")
         target = resolve_target(

@@ -67,6 +67,8 @@ class _Second:
     buckets: Counts  # indices of the non-empty latency buckets
     counts: Counts  # their counts
     manned: bool  # the endpoint had a user
+    delivered: int = 0  # ws: data frames
+    connection_s: float = 0.0  # ws: connections open at its end times its span
 
 
 class SlidingCounts:
@@ -82,6 +84,10 @@ class SlidingCounts:
         self.events = 0
         self.errors = 0
         self.manned = 0  # intervals in the window in which the endpoint had a user
+        self.stalled = 0  # ws: connections in a stall at the latest interval
+        self.delivered = 0  # ws: data frames in the window
+        self.connection_s = 0.0  # ws: connection-seconds in the window (from each look's count)
+        self._open_before = 0  # ws: connections open at the previous look
         self._seconds: deque[_Second] = deque()
 
     def add(
@@ -92,18 +98,33 @@ class SlidingCounts:
         errors: int,
         latency: Counts | None,
         manned: bool = True,
+        stalled: int = 0,
+        delivered: int = 0,
+        connections: int = 0,
     ) -> None:
-        """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old."""
+        """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old;
+        ws: ``stalled`` and ``connections`` at its end, ``delivered`` data frames in it."""
+        self.stalled = stalled
+        # The mean of the open connections at both ends: connections opened during a ramp were
+        # not open all interval, and counting them so would make a healthy ramp look slow.
+        connection_s = (self._open_before + connections) / 2 * span_s
+        self._open_before = connections
         if latency is not None and latency.any():
             buckets = np.flatnonzero(latency)
             counts = latency[buckets].astype(np.int64)
         else:
             buckets = counts = np.zeros(0, np.int64)
-        self._seconds.append(_Second(ended_at, span_s, events, errors, buckets, counts, manned))
+        self._seconds.append(
+            _Second(
+                ended_at, span_s, events, errors, buckets, counts, manned, delivered, connection_s
+            )
+        )
         self.latency[buckets] += counts
         self.events += events
         self.errors += errors
         self.manned += manned
+        self.delivered += delivered
+        self.connection_s += connection_s
         self.expire(ended_at)
 
     def expire(self, now: float) -> None:
@@ -114,6 +135,8 @@ class SlidingCounts:
             self.events -= old.events
             self.errors -= old.errors
             self.manned -= old.manned
+            self.delivered -= old.delivered
+            self.connection_s -= old.connection_s
 
     @property
     def covered_s(self) -> float:
@@ -181,13 +204,19 @@ class LiveJudge:
         errors: int,
         latency: Counts | None,
         manned: bool = True,
+        stalled: int = 0,
+        delivered: int = 0,
+        connections: int = 0,
     ) -> None:
         """One second of one endpoint (several methods of one endpoint add up); ``manned``:
-        it had a user (an endpoint without one all window, and without events, is idle)."""
+        it had a user (an endpoint without one all window, and without events, is idle);
+        ws: ``stalled`` and open ``connections`` now, ``delivered`` data frames in it."""
         window = self.endpoints.get((kind, endpoint))
         if window is None:
             window = self.endpoints[(kind, endpoint)] = SlidingCounts(self.window_s)
-        window.add(ended_at, span_s, events, errors, latency, manned)
+        window.add(
+            ended_at, span_s, events, errors, latency, manned, stalled, delivered, connections
+        )
 
     def restart(self) -> None:
         """A new run: what the previous one measured is not this one's."""
@@ -244,7 +273,8 @@ class LiveJudge:
 def _judgements(
     thresholds: ScenarioThresholds, kind: str, endpoint: str, window: SlidingCounts
 ) -> Iterable[Judgement]:
-    """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them."""
+    """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them,
+    and on a WS stream its delivery rate and the connections stalled now."""
     ep_kind: Literal["http", "ws"] = "ws" if kind == "ws" else "http"
     t = thresholds.for_endpoint(endpoint)
     name, latency = t.latency_for(ep_kind)
@@ -280,3 +310,21 @@ def _judgements(
         value=ratio,
         state=ratio_state,
     )
+    if ep_kind == "ws" and t.ws_delivery_rate > 0:
+        # Data frames per connection-second: a stream at half its rate has fine latencies.
+        rate = window.delivered / window.connection_s if window.connection_s > 0 else None
+        rate_state: JudgementState = (
+            "no_data" if rate is None else "passed" if rate >= t.ws_delivery_rate else "breached"
+        )
+        yield Judgement(endpoint, ep_kind, "ws_delivery_rate", t.ws_delivery_rate, rate, rate_state)
+    if ep_kind == "ws" and t.ws_stall.after_s is not None:
+        # Connections stalled now: a silent stream is not hidden by the others' good latencies.
+        ok = window.stalled <= t.ws_stall.max
+        yield Judgement(
+            endpoint=endpoint,
+            kind=ep_kind,
+            name="ws_stalled",
+            limit=float(t.ws_stall.max),
+            value=float(window.stalled),
+            state="passed" if ok else "breached",
+        )

@@ -70,6 +70,7 @@ WS_SEQUENCE_ANOMALIES: tuple[str, ...] = (
     "duplicate",  # a sequence number already received on the connection
     "reordered",  # a late frame that fills a gap (its number was first thought missed)
     "reset",  # the sequence went backwards beyond the reorder window (the server restarted it)
+    "unsequenced",  # a data frame without the configured sequence field: its gaps are unknown
 )
 WS_ERROR_REASONS: tuple[str, ...] = (
     "refused",  # TCP connect refused or reset before the handshake
@@ -199,7 +200,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "WS connection failures and unexpected closes by reason.", (*_SE, "reason"),
        fixed=(("reason", WS_ERROR_REASONS),), declared=True),
     _c("ws_sequence_anomalies", "loadsvc_ws_sequence_anomalies",
-       "WS frames whose sequence number is not the next one (duplicate, reordered, reset).",
+       "WS frames whose sequence number is not the next one (duplicate, reordered, reset) "
+       "or is missing (unsequenced).",
        (*_SE, "kind"), fixed=(("kind", WS_SEQUENCE_ANOMALIES),), declared=True),
     _g("arrival_clock_info", "loadsvc_arrival_clock_info",
        "1 for each clock that has timed the endpoint's arrivals in the run: kernel (the "

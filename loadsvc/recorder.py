@@ -215,7 +215,7 @@ class RecorderWsSink:
         self.sequence_anomaly("duplicate")
 
     def stalled(self) -> None:
-        """An open connection has been silent for longer than ``stall.after_s``."""
+        """An open connection has been silent, or a user without one, for longer than ``stall.after_s``."""
         self._stalls.inc()
         stats = self._stats
         stats.stalls += 1
@@ -259,7 +259,8 @@ class RecorderWsSink:
         self._stats.note(reason, detail)
 
     def sequence_anomaly(self, kind: str, n: int = 1) -> None:
-        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+        """Frames whose sequence number was not the next one (duplicate, reordered, reset) or
+        was missing (unsequenced)."""
         self._anomalies[kind].inc(n)
         self._stats.anomaly(kind, n)
 

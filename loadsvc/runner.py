@@ -108,6 +108,7 @@ class ScenarioRun:
         self._stop = asyncio.Event()
         self._rng = random.Random(options.seed)
         self._groups: list[_Group] = []
+        self._ever_manned: set[str] = set()  # endpoints that had a user at any time of the run
         self._retired: set[asyncio.Task[None]] = set()
         self._lag: LatencySamples | None = None
         self._window_wall = 0.0
@@ -202,7 +203,12 @@ class ScenarioRun:
         now_wall = time.time()
         measured = self.stats.roll(self.clock())
         manned = {e for g in self._groups if g.manned or g.users for e in g.endpoints}
+        self._ever_manned |= manned
         idle = frozenset(s.endpoint for s, _ in measured if s.endpoint not in manned)
+        if final and self.options.shard.count == 1:
+            # Unsharded, an endpoint no user ran all run (its weight got none of the users) was
+            # never tested: judged, so its no data fails instead of a pass that leaves it out.
+            idle = frozenset(e for e in idle if e in self._ever_manned)
         for g in self._groups:
             g.manned = bool(g.users)
         lag_p99 = None

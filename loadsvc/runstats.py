@@ -187,7 +187,8 @@ class EndpointSummary:
     outcomes: tuple[tuple[str, int], ...] = ()
     # ws: the smallest arrival minus publish stamp (negative: the server's clock is ahead)
     clock_offset_min_s: float | None = None
-    # ws: sequence numbers that were not the next one, by kind (duplicate, reordered, reset)
+    # ws: sequence numbers that were not the next one, by kind (duplicate, reordered, reset,
+    # unsequenced: none at all)
     sequence_anomalies: tuple[tuple[str, int], ...] = ()
     # Which clock timed arrivals since the run began: WS connections or REST responses by
     # clock ("kernel": the socket's receive stamps; "loop": read by the event loop).
@@ -234,9 +235,11 @@ class EndpointSummary:
     @property
     def missed_ratio(self) -> float | None:
         """Missed frames per expected frame (missed + delivered); None: nothing expected, or
-        no sequence numbers to tell."""
+        no sequence numbers to tell (none configured, or no delivered frame carried one)."""
         expected = self.missed + self.count
         if self.kind != "ws" or not self.sequenced or expected == 0:
+            return None
+        if self.missed == 0 and dict(self.sequence_anomalies).get("unsequenced", 0) >= self.count:
             return None
         return self.missed / expected
 

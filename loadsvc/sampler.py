@@ -213,6 +213,9 @@ class SeriesSampler:
                 interval.errors,
                 interval.latency,
                 manned=ep.users > 0,
+                stalled=ep.stalled_now,
+                delivered=interval.requests if kind == "ws" else 0,
+                connections=interval.connections,
             )
 
     def keep_only(self, names: Iterable[str]) -> None:

@@ -201,7 +201,11 @@ def judge(
 # A stream judgement's unit, how its limit reads ("floor" for a minimum), and why it has no data.
 _STREAM_UNITS: dict[str, tuple[str, str, str]] = {
     "ws_delivery_rate": (" per connection", "floor", "no connection was open"),
-    "ws_missed_ratio": (" of the expected frames", "limit", "no frame was expected"),
+    "ws_missed_ratio": (
+        " of the expected frames",
+        "limit",
+        "no frame was expected or carried its sequence number",
+    ),
     "ws_stalled": (" stalls", "limit", "not watched"),
 }
 

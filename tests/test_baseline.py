@@ -411,3 +411,10 @@ def test_what_could_not_be_compared_is_said_and_the_report_is_incomplete() -> No
     assert "/api/a: in the baseline, not in this run" in line
     same = judge_against(summary([endpoint(healthy(rng))], 3), past)
     assert same.complete and same.headline().startswith("no regression against the baseline")
+
+
+def test_a_comparison_of_nothing_is_never_complete() -> None:
+    """A run and a baseline without endpoints compare no metric: not complete, NOTHING COMPARED."""
+    report = judge_against(summary([], 3), [summary([], d) for d in range(3)])
+    assert report.state == "ok" and not report.findings
+    assert not report.complete and report.headline().startswith("NOTHING COMPARED")

@@ -95,6 +95,10 @@ def test_run_with_a_bad_config_exits_2_before_anything_starts(
         ),
         (["run"], "scenario"),
         (["run", "foreign_flow", "--summary-json", "/nonexistent/dir/s.json"], "--summary-json"),
+        (
+            ["run", "foreign_flow", "--report-html", "/nonexistent/dir/r.html"],
+            "--report-html: cannot write",
+        ),
     ],
 )
 def test_run_rejects_bad_input_with_exit_2(args: list[str], needle: str) -> None:

@@ -265,3 +265,18 @@ def test_compare_takes_the_tolerance_of_the_scenario_in_config(
     loose.write_text(loose.read_text().replace("1000%", "lots"))
     r = loadsvc("compare", str(healthy / "a.json"), str(slow[1]), "--config", str(loose))
     assert r.returncode == 2 and "baseline.tolerance.latency.relative" in r.stderr, r.stderr
+
+
+def test_compare_of_two_runs_without_endpoints_is_incomplete_never_exit_0(
+    healthy: Path, tmp_path: Path
+) -> None:
+    """Two summaries with no endpoint compare nothing: exit 3 (it said NOTHING COMPARED and
+    exited 0, the code CI reads for "no regression")."""
+
+    def emptied(doc: dict[str, Any]) -> None:
+        doc["endpoints"] = []
+
+    bare = hand_edited(healthy, tmp_path, emptied)
+    r = loadsvc("compare", str(bare), str(bare))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "baseline: NOTHING COMPARED" in r.stdout and "no regression" not in r.stdout

@@ -146,8 +146,10 @@ class RegressionReport:
 
     @property
     def complete(self) -> bool:
-        """Every metric compared, none only "uncertain": "no regression" may be said plainly."""
-        return self.state != "ok" or not (self.gaps() or self.uncertain())
+        """Every metric compared, none only "uncertain", and at least one compared: "no
+        regression" may be said plainly (a comparison of nothing is never complete)."""
+        compared = any(not (f.untested or f.uncertain) for f in self.findings)
+        return self.state != "ok" or (compared and not (self.gaps() or self.uncertain()))
 
     def headline(self) -> str:
         """One line: no baseline yet, no regression, or the first regressions, and what was

@@ -110,7 +110,7 @@ class WsSink(Protocol):
         apart, never as delivered, neither validated nor timed."""
 
     def stalled(self) -> None:
-        """An open connection has been silent for longer than ``stall`` allows (once per silence)."""
+        """A connection (or a user without one) silent past ``stall`` (once per silence)."""
 
     def stall_ended(self) -> None:
         """The connection last reported ``stalled`` delivered again, or ended."""
@@ -134,7 +134,8 @@ class WsSink(Protocol):
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
 
     def sequence_anomaly(self, kind: str, n: int = 1) -> None:
-        """Frames whose sequence number was not the next one: duplicate, reordered or reset."""
+        """Frames whose sequence number was not the next one (duplicate, reordered, reset) or
+        was missing (unsequenced)."""
 
 
 class EndpointSinks(Protocol):

@@ -224,7 +224,9 @@ class FrameReader:
             return
         seq = frame.seq if self._has_seq else None
         missed = 0
-        if seq is not None:
+        if self._has_seq and seq is None:
+            self._sink.sequence_anomaly("unsequenced")  # nothing it could miss is known
+        elif seq is not None:
             missed = self._seq.see(seq)
             if missed == DUPLICATE:
                 self._sink.duplicate()

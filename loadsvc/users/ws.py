@@ -9,6 +9,7 @@ Frames are timed when their bytes arrive (:class:`TimedConnection`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import random
@@ -152,6 +153,33 @@ class _WsClient:
             await backoff.wait()
         return None
 
+    async def _open_watched(
+        self, lost_at: float | None, on_frame: FrameHook | None = None
+    ) -> TimedConnection | None:
+        """Open the stream; a user left without one past the stall limit is stalled too.
+
+        A backend whose upgrades hang after a clean close has stopped delivering as surely
+        as a silent open connection, yet no open connection is silent and the rate counts
+        open connection-seconds only: counted once, ended when a connection opens.
+        """
+        opening = asyncio.ensure_future(self._open(lost_at, on_frame))
+        stall = self._sink.stall
+        counted = False
+        try:
+            if stall.after_s is not None:
+                done, _ = await asyncio.wait({opening}, timeout=stall.after_s + 0.001)
+                if not done:
+                    counted = True
+                    self._sink.stalled()
+            return await opening
+        finally:
+            if not opening.done():  # this user was cancelled while connecting
+                opening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opening
+            if counted:
+                self._sink.stall_ended()
+
     def _lost(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
         """The server ended (or broke) the open connection ``ws``."""
         self._ws = None
@@ -194,7 +222,7 @@ class WsStreamUser(_WsClient):
             while True:
                 # Frames are judged as they are parsed (text already checked for UTF-8);
                 # this task only waits for the connection to end.
-                ws = await self._open(lost_at, self._reader.feed)
+                ws = await self._open_watched(lost_at, self._reader.feed)
                 if ws is None or self._ctx.stopping.is_set():
                     return
                 await self._watch_stalls(ws)
@@ -269,7 +297,7 @@ class WsReconnectUser(_WsClient):
                 self.busy = True
                 t0 = self._ctx.clock()
                 await self._close()
-                ws = await self._open(t0)
+                ws = await self._open_watched(t0)
                 self.busy = False
                 if ws is not None:
                     ws = await self._receive(ws, until=boundary)
@@ -304,7 +332,7 @@ class WsReconnectUser(_WsClient):
                 continue  # the loop above decides, by the run's clock, whether it is time
             except ConnectionClosed as exc:
                 self._lost(ws, exc)
-                reopened = await self._open(clock())
+                reopened = await self._open_watched(clock())
                 if reopened is None:
                     return None
                 ws = reopened

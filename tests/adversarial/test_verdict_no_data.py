@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -147,3 +148,20 @@ def registry_value(metrics: Metrics, name: str, labels: dict[str, str]) -> float
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return None
+
+
+async def test_an_endpoint_no_user_ran_in_an_unsharded_run_fails_as_no_data(
+    metrics: Metrics,
+) -> None:
+    """Weights 100:1 over 2 users leave /ws/alerts without a user for the whole run: on one
+    shard it was never tested, so it is no_data and fails (it was left out and the run PASSED)."""
+    async with publishing(lambda n: {"type": "market", "published_at": time.time()}) as url:
+        spec = scenario(
+            "      - {kind: ws_stream, path: /ws/market, weight: 100}\n"
+            "      - {kind: ws_stream, path: /ws/alerts, weight: 1}\n"
+        )
+        result = await run_bounded(spec, Target(url), metrics)
+    counts = {e.endpoint: e.count for e in result.endpoints}
+    assert counts["/ws/market"] > 0 and counts["/ws/alerts"] == 0
+    assert not result.passed and result.result == "failed"
+    assert [(j.endpoint, j.state) for j in result.verdict.breached()] == [("/ws/alerts", "no_data")]

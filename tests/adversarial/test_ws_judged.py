@@ -18,6 +18,7 @@ from loadsvc.metrics import Metrics, create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.runstats import EndpointSummary
+from loadsvc.sampler import SeriesSampler
 from loadsvc.users import Target
 from loadsvc.verdict import Judgement
 from tests.adversarial.runs import run_cli
@@ -275,3 +276,137 @@ async def test_heartbeats_without_data_are_a_stall(metrics: Metrics) -> None:
     ws = only(result)
     assert ws.count == 6 and ws.stalls == 2 and ws.status_messages > 0
     assert judged(result, "ws_stalled").state == "breached" and not result.passed
+
+
+async def test_a_stream_whose_reconnects_hang_is_a_stall(metrics: Metrics) -> None:
+    """300 frames, a clean close, then every upgrade left unanswered: the user is without a
+    stream past the stall limit, so it stalls once and the run fails on ws_stalled (the rate
+    over open connection-seconds and 2 errors in 302 events would both have passed it)."""
+    text = config(
+        duration="2s",
+        thresholds="      error_ratio: 0.05\n      ws_stall: {after: 500ms, max: 0}\n",
+    ).replace("backoff: {initial: 5s, max: 5s}", "backoff: {initial: 100ms, max: 100ms}")
+    close = encode_frame(b"\x03\xe8", 0x8)  # 1000, normal closure
+
+    async def then_close(conn: RawWsConnection) -> None:
+        conn.server.handshake = False  # every later upgrade is never answered
+        await conn.send(*(market_frame(n, now()) for n in range(1, 301)), close)
+        await conn.read_client()
+
+    async with raw_ws_server(then_close) as server:
+        result = await run(server.url, scenario(text), metrics)
+        assert server.handshakes == 1
+    ws = only(result)
+    assert ws.count == 300 and ws.connects == 1
+    assert ws.outcome("stalled") == 1 and ws.stalls == 1
+    assert judged(result, "error_ratio").state == "passed"
+    assert judged(result, "ws_stalled").state == "breached" and result.result == "failed"
+
+
+async def test_frames_without_their_sequence_number_leave_missed_unjudged_not_ok(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    """50 frames without ``seq`` (the configured sequence field): each counted ``unsequenced``
+    and ws_missed_ratio is no data, failing the run (it read 0.00 % ok: nothing could be missed)."""
+    text = config(thresholds="      ws_missed_ratio: 0.2\n")
+    frames = frames_then_hold(lambda c: [market_frame(None, now()) for _ in range(50)])
+    async with raw_ws_server(frames) as server:
+        result = await run(server.url, scenario(text), metrics)
+    ws = only(result)
+    assert ws.count == 50 and dict(ws.sequence_anomalies) == {"unsequenced": 50}
+    missed = judged(result, "ws_missed_ratio")
+    assert missed.state == "no_data" and missed.value is None and not result.passed
+    assert any("ws_missed_ratio: no data" in r for r in result.reasons)
+    labels = {"scenario": "s", "endpoint": "/ws/market", "kind": "unsequenced"}
+    assert registry.get_sample_value("loadsvc_ws_sequence_anomalies_total", labels) == 50
+
+
+async def test_a_stalled_connection_fails_the_live_judgement(metrics: Metrics) -> None:
+    """Two connections, one streaming and one silent after its first frame: while it is
+    stalled the live judgement fails on ws_stalled (it read PASSED: latencies and errors
+    of the streaming one were fine)."""
+    text = config(users=2, duration="3s", thresholds="      ws_stall: {after: 300ms, max: 0}\n")
+
+    async def one_silent(conn: RawWsConnection) -> None:
+        if conn.index == 2:
+            await conn.send(market_frame(1, now()))
+            await conn.read_client()
+        else:
+            await publishing(lambda n: [market_frame(n, now())], every=0.05)(conn)
+
+    sampler = SeriesSampler(live_window_s=1.0)
+    results: list[str] = []
+    async with raw_ws_server(one_silent) as server:
+        run = ScenarioRun(scenario(text), Target(server.url), Recorder(metrics), FAST)
+        task = asyncio.ensure_future(run.execute())
+        deadline = time.monotonic() + scaled(20)
+        while not task.done() and time.monotonic() < deadline:
+            if run.stats is not None:
+                sampler.sample(run.stats, run.user_count())
+                if run.elapsed() > 1.5 and run.stats.endpoints[("ws", "/ws/market", "")].stalls:
+                    live = sampler.live("s")
+                    assert live is not None
+                    results.append(live.result)
+                    if live.result == "failed":
+                        stalled = [lj.judgement for lj in live.breached()]
+                        break
+            await asyncio.sleep(0.1)  # the sampler's tick
+        run.stop()
+        await asyncio.wait_for(task, scaled(10))
+    assert results and results[-1] == "failed", results
+    assert [(j.name, j.value, j.state) for j in stalled] == [("ws_stalled", 1.0, "breached")]
+
+
+async def test_a_stream_under_its_rate_floor_fails_the_live_judgement(metrics: Metrics) -> None:
+    """Frames every 250 ms against a floor of 10 per connection-second: the live judgement
+    fails on ws_delivery_rate at ~4/s (it read PASSED: the latencies were fine), as the
+    run's verdict does."""
+    text = config(users=2, duration="2500ms", thresholds="      ws_delivery_rate: 10\n")
+    sampler = SeriesSampler(live_window_s=1.0)
+    seen: list[tuple[str, float | None]] = []
+    behaviour = publishing(lambda n: [market_frame(n, now())], every=0.25)
+    async with raw_ws_server(behaviour) as server:
+        run = ScenarioRun(scenario(text), Target(server.url), Recorder(metrics), FAST)
+        task = asyncio.ensure_future(run.execute())
+        deadline = time.monotonic() + scaled(20)
+        while not task.done() and time.monotonic() < deadline:
+            if run.stats is not None:
+                sampler.sample(run.stats, run.user_count())
+                live = sampler.live("s")
+                if live is not None and run.elapsed() > 1.5:
+                    rate = next(
+                        (lj.judgement for lj in live.judgements if lj.judgement.name
+                         == "ws_delivery_rate"), None,
+                    )  # fmt: skip
+                    seen.append((live.result, rate.value if rate else None))
+            await asyncio.sleep(0.1)  # the sampler's tick
+        result = await asyncio.wait_for(task, scaled(10))
+    assert seen and all(r == "failed" for r, _ in seen), seen
+    assert all(v is not None and 1.5 <= v <= 8 for _, v in seen), seen
+    assert judged(result, "ws_delivery_rate").state == "breached"
+
+
+async def test_a_storm_whose_reconnects_hang_is_a_stall(metrics: Metrics) -> None:
+    """A storm against a server that stops answering upgrades after the second: the hung
+    reconnect leaves the user without a stream past the stall limit, so the run fails on
+    ws_stalled (it PASSED: one timeout among many frames, the reconnects that completed fast)."""
+    text = config(
+        kind="ws_reconnect",
+        duration="3s",
+        own="        cycle: 600ms\n        messages_per_cycle: 1\n",
+        thresholds="      error_ratio: 0.05\n      ws_stall: {after: 500ms, max: 0}\n",
+    ).replace("backoff: {initial: 5s, max: 5s}", "backoff: {initial: 100ms, max: 100ms}")
+    streaming = publishing(lambda n: [market_frame(n, now())], every=0.01)
+
+    async def then_hang(conn: RawWsConnection) -> None:
+        if conn.index == 2:
+            conn.server.handshake = False  # every later upgrade is never answered
+        await streaming(conn)
+
+    async with raw_ws_server(then_hang) as server:
+        result = await run(server.url, scenario(text), metrics)
+        assert server.handshakes == 2
+    ws = only(result)
+    assert ws.connects == 2 and ws.reconnects == 1 and ws.stalls == 1
+    assert judged(result, "error_ratio").state == "passed"
+    assert judged(result, "ws_stalled").state == "breached" and result.result == "failed"

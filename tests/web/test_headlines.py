@@ -3,13 +3,17 @@ threshold breached, the measured value, the limit, the excess and the error reas
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
-from tests.support.http import get_text, set_faults
-from tests.support.processes import loadsvc, start_serve, start_target, target_process
+from loadsvc.target.paths import ADMIN_STATS_PATH
+from tests.support.http import get_json, get_text, set_faults
+from tests.support.processes import loadsvc, start, start_serve, start_target, target_process
+from tests.support.timing import scaled, wait_for
 from tests.web.chromium import CHROMIUM, chromium
 from tests.web.test_report import SHOTS
 
@@ -125,6 +129,42 @@ async def test_the_report_of_a_failing_run_lists_the_error_reasons_per_endpoint(
     (row,) = rows
     assert row[0] == PATH and int(row[4]) > 0
     assert re.search(r"http_error \u00d7\d+", row[5]) and "HTTP 500" in row[5], row
+
+
+async def test_a_breach_in_a_run_stopped_early_still_reads_failed_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """50 % injected 500s, then Ctrl-C: the terminal says FAILED (exit 1) and so does the
+    report (it said CUT SHORT, "not judged a failure", in grey over a real breach)."""
+    report, summary = tmp_path / "r.html", tmp_path / "s.json"
+    with target_process() as url:
+        set_faults(url, {"error_ratio": {PATH: 0.5}})
+        proc = start(
+            ["run", "foreign_flow", "--target", url, "--users", "5", "--duration", "60s",
+             "--report-html", str(report), "--summary-json", str(summary)]
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: sum(get_json(f"{url}{ADMIN_STATS_PATH}")["rest_requests"].values()) > 20
+                or None,
+                scaled(15), "requests served",
+            )  # fmt: skip
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=scaled(30))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, out + err
+    doc = json.loads(summary.read_text())
+    assert doc["stopped_early"] and out.rstrip().endswith("foreign_flow: FAILED")
+    assert any(t["state"] == "breached" for t in doc["thresholds"])
+    async with chromium() as browser:
+        page = await browser.open(report.as_uri(), offline=True)
+        await page.wait_for("window.loadsvc.state.updates > 0", 10, "report drawn")
+        overall = await page.evaluate(f"{OVERALL}.textContent")
+        assert page.errors == []
+    assert overall.startswith("FAILED — foreign_flow: FAILED"), overall
 
 
 async def test_the_latency_axis_clips_an_old_spike_and_fits_a_healthy_series(

@@ -254,10 +254,12 @@
   }
 
   // A finished run or window in one state: a regression fails it, a window cut short by a
-  // stop is not a verdict on the backend.
+  // stop is not a verdict on the backend (too little seen) unless a threshold it measured
+  // breached: a breach seen before the stop is one.
   function finalOf(run) {
     if (!run) return "idle";
-    if (run.stopped_early && verdictOf(run) !== "passed") return "stopped_early";
+    const breached = (run.thresholds || []).some((t) => t.state === "breached");
+    if (run.stopped_early && verdictOf(run) !== "passed" && !breached) return "stopped_early";
     if (run.regression && run.regression.state === "regressed") return "regressed";
     return run.final || verdictOf(run);
   }
