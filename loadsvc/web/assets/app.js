@@ -346,7 +346,7 @@
     // The generator now: /api/status's one `generator` section (loadsvc.lag.is_busy over the
     // last 10 s), not a scenario's live window, so the page, the gauge and the alert agree.
     const g = status.generator || {};
-    const generator = el("span", { id: "generator", class: "state-" + (g.busy ? "amber" : g.loop_lag_p99_ms == null ? "grey" : "green") },
+    const generator = el("span", { id: "generator", class: "state-" + (g.busy ? "amber" : g.loop_lag_p99_ms == null || g.loop_lag_limit_ms == null ? "grey" : "green") },
       g.headline || "generator: not watched");
     const summary = failing.length
       ? `${failing.length} of ${status.scenarios.length} scenario(s) not healthy: ${failing.join(", ")}`
