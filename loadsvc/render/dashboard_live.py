@@ -41,7 +41,7 @@ def live_row(board: Board) -> None:
     board.row("Now: live judgement over the last minute")
     board.add(
         stat(
-            "Thresholds breached now",
+            "Now: thresholds breached",
             "Thresholds that do not hold over the running scenario's live window (the last "
             "minute by default; the status page says the same). No data: not running.",
             "none",
@@ -60,7 +60,7 @@ def live_row(board: Board) -> None:
             height=8,
         ),
         timeseries(
-            "Breached now, by threshold",
+            "Now: breached, by threshold",
             "1 while the threshold does not hold over the live window.",
             "none",
             [
@@ -74,7 +74,7 @@ def live_row(board: Board) -> None:
             width=6,
         ),
         timeseries(
-            "Latency now vs limit",
+            "Now: latency vs limit",
             "The latency quantile each threshold judges, over the live window (1 % "
             "resolution), and the configured limit.",
             "s",
@@ -82,7 +82,7 @@ def live_row(board: Board) -> None:
             width=7,
         ),
         timeseries(
-            "Error ratio now vs limit",
+            "Now: error ratio vs limit",
             "The error ratio over the live window and the configured limit.",
             "percentunit",
             _live_and_limit('threshold="error_ratio"'),

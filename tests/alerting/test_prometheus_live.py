@@ -139,7 +139,7 @@ def test_live_row_counts_breaches_of_a_running_scenario_only(
     """The drill-down's "breached now" reads 1 for the running scenario with one live breach,
     and no data (not "0 breached") for a stopped one whose live gauges read 0."""
     board = json.loads(rendered_files(config, FAST)[SCENARIO_DASHBOARD])
-    [expr] = _panel_queries(board, "Thresholds breached now")
+    [expr] = _panel_queries(board, "Now: thresholds breached")
     first, last = config.scenarios[0].name, config.scenarios[-1].name
     running = wait_for(
         lambda: _query(prometheus, instantiate(expr, {"scenario": first})),
