@@ -132,14 +132,20 @@ def judgement_line(j: Judgement, since: float | None = None) -> str:
     return text
 
 
-def generator_line(lag_p99_s: float | None, limit_s: float | None) -> str:
-    """The generator's health in words: is its own event-loop lag small enough to trust it?"""
+def generator_line(
+    lag_p99_s: float | None, limit_s: float | None, span_s: float | None = None
+) -> str:
+    """The generator's health in words: is its own event-loop lag small enough to trust it?
+
+    ``span_s`` names the span the lag p99 was taken over when it is not the context's own
+    (the status page's generator: the last 10 s, not a run or a live window)."""
     if lag_p99_s is None or limit_s is None:
         return "generator: not watched"
     lag = f"event-loop lag p99 {lag_p99_s * 1000:.1f} ms"
+    over = "" if span_s is None else f" in the last {span_s:g} s"
     if is_busy(lag_p99_s, limit_s):
-        return f"generator BUSY: {lag} over its trust limit {limit_s * 1000:g} ms"
-    return f"generator healthy: {lag} (trust limit {limit_s * 1000:g} ms)"
+        return f"generator BUSY: {lag}{over} over its trust limit {limit_s * 1000:g} ms"
+    return f"generator healthy: {lag}{over} (trust limit {limit_s * 1000:g} ms)"
 
 
 def live_headline(verdict: LiveVerdict) -> str:

@@ -125,6 +125,17 @@ def _error_panel(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfil
     )
 
 
+def _stream_limit(scenario: ScenarioSpec, name: str) -> float | None:
+    """The limit of stream judgement ``name`` shared by every WS endpoint of ``scenario``
+    (None when it is off on any, or differs between them: the drill-down draws each one)."""
+    limits = {
+        scenario.thresholds.for_endpoint(r.endpoint).stream_limits().get(name)
+        for r in scenario.endpoints()
+        if r.kind == "ws"
+    }
+    return limits.pop() if len(limits) == 1 else None
+
+
 def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) -> None:
     s = matchers({"scenario": scenario.name})
     refs = scenario.endpoints()
@@ -160,10 +171,12 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
         )
     if has_ws:
         data = matchers({"scenario": scenario.name}, NOT_DATA)
+        floor = _stream_limit(scenario, "ws_delivery_rate")
         board.add(
             timeseries(
                 "WS messages/s per connection",
-                "Data messages per second on one connection; the 500 ms throttle caps it near 2.",
+                "Data messages per second on one connection; the 500 ms throttle caps it near 2."
+                + ("" if floor is None else " The dashed line is the floor (ws_delivery_rate)."),
                 "short",
                 [
                     Query(
@@ -172,6 +185,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                         "{{endpoint}}",
                     )
                 ],
+                limit=floor,
                 width=8,
             ),
             timeseries(
@@ -189,10 +203,16 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
             continue  # a second method of the same endpoint shares its panels
         board.add(_latency_panel(scenario, ref, profile), _error_panel(scenario, ref, profile))
     if has_ws:
+        reconnect = _stream_limit(scenario, "ws_reconnect_time")
         board.add(
             timeseries(
                 "WS reconnect time",
-                "From losing or closing a connection to the next one being open.",
+                "From losing or closing a connection to the next one being open."
+                + (
+                    ""
+                    if reconnect is None
+                    else " The dashed line is the limit (ws_reconnect_time)."
+                ),
                 "s",
                 [
                     Query(
@@ -202,6 +222,7 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
                     )
                     for q in DASHBOARD_QUANTILES
                 ],
+                limit=reconnect,
                 width=12,
             ),
             timeseries(

@@ -15,18 +15,21 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 from loadsvc.config.spec import Config
 from loadsvc.metrics import NAMES
 from loadsvc.render.dashboard_baseline import baseline_row
+from loadsvc.render.dashboard_live import live_row
 from loadsvc.render.dashboard_overview import RATE, VERDICT_MAPPINGS, run_annotations
 from loadsvc.render.header import provenance
 from loadsvc.render.panels import Board, Query, datasource, encode, stat, timeseries
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
     HTTP_LATENCY,
+    NOT_DATA,
     THRESHOLD_LIMIT_RECORD,
     WS_LATENCY,
     error_ratio_record,
     quantile_record,
 )
 from loadsvc.render.recording import DASHBOARD_QUANTILES
+from loadsvc.render.stream import delivery_rate_expr, missed_ratio_expr, stalls_expr
 
 UID = "loadsvc-scenario"
 S = '{scenario="$scenario"}'
@@ -142,7 +145,39 @@ def _thresholds(board: Board, profile: TimingProfile) -> None:
     )
 
 
-def _connections(board: Board) -> None:
+def _streams(board: Board, profile: TimingProfile) -> None:
+    """The WS stream judgements over the alerts' window, each with its configured limit."""
+    w = prom_duration(profile.rate_window_s)
+    data = _sel(NOT_DATA)
+    board.add(
+        timeseries(
+            "Delivery rate per connection",
+            f"Data messages per connection-second over {w} (ws_delivery_rate, what the alert "
+            "judges); the dashed line is the configured floor: below it the stream fails.",
+            "short",
+            [Query(delivery_rate_expr(S, data, w), "{{endpoint}}"), _limits("ws_delivery_rate")],
+            width=8,
+        ),
+        timeseries(
+            "Missed share of expected frames",
+            f"Missed / (missed + delivered) over {w} (ws_missed_ratio, from sequence gaps) "
+            "and the configured limit.",
+            "percentunit",
+            [Query(missed_ratio_expr(S, data, w), "{{endpoint}}"), _limits("ws_missed_ratio")],
+            width=8,
+        ),
+        timeseries(
+            "Stalls",
+            f"Connections silent past the stall limit in the last {w} (ws_stalled) and the "
+            "stalls allowed.",
+            "none",
+            [Query(stalls_expr(S, w), "{{endpoint}}"), _limits("ws_stalled")],
+            width=8,
+        ),
+    )
+
+
+def _connections(board: Board, profile: TimingProfile) -> None:
     board.row("WebSocket connections")
     board.add(
         timeseries(
@@ -154,16 +189,17 @@ def _connections(board: Board) -> None:
         ),
         timeseries(
             "Connect time",
-            "TCP connect plus WS handshake.",
+            "TCP connect plus WS handshake, and the configured limit (ws_connect_time).",
             "s",
-            _quantiles(NAMES.ws_connect_duration),
+            [*_quantiles(NAMES.ws_connect_duration), _limits("ws_connect_time")],
             width=8,
         ),
         timeseries(
             "Reconnect time",
-            "From losing or closing a connection to the next one being open.",
+            "From losing or closing a connection to the next one being open, and the "
+            "configured limit (ws_reconnect_time).",
             "s",
-            _quantiles(NAMES.ws_reconnect_duration),
+            [*_quantiles(NAMES.ws_reconnect_duration), _limits("ws_reconnect_time")],
             width=8,
         ),
         timeseries(
@@ -199,6 +235,7 @@ def _connections(board: Board) -> None:
             width=8,
         ),
     )
+    _streams(board, profile)
 
 
 def _runs(board: Board) -> None:
@@ -332,8 +369,9 @@ def scenario_dashboard(config: Config, profile: TimingProfile) -> dict[str, Any]
         .with_variable(variable)
     )
     _load(board)
+    live_row(board)
     _thresholds(board, profile)
-    _connections(board)
+    _connections(board, profile)
     _runs(board)
     baseline_row(board)
     _generator(board)

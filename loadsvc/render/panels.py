@@ -119,10 +119,12 @@ def stat(
     queries: Sequence[Query],
     *,
     mappings: Sequence[tuple[str, str, str]] = (),
+    limit: float | None = None,
     width: int = 6,
     height: int = 4,
 ) -> stat_b.Panel:
-    """A single-value panel; ``mappings`` are (value, text, colour) for enumerations."""
+    """A single-value panel; ``mappings`` are (value, text, colour) for enumerations;
+    ``limit`` colours the value red from it on (green below)."""
     panel = (
         stat_b.Panel()
         .title(title)
@@ -136,6 +138,8 @@ def stat(
         .span(width)
         .height(height)
     )
+    if limit is not None:
+        panel = panel.thresholds(limit_steps(limit))
     if mappings:
         panel = panel.mappings(
             [

@@ -21,6 +21,7 @@ from loadsvc.render.promql import (
     number,
     quantile_record,
 )
+from loadsvc.render.stream import is_sequenced
 
 Rule = dict[str, object]
 Group = dict[str, object]
@@ -124,12 +125,17 @@ def _error_group(profile: TimingProfile) -> Group:
     return {"name": "loadsvc-errors", "rules": rules}
 
 
-def limit_rules(scenario: str, ref: EndpointRef, thresholds: Thresholds) -> list[Rule]:
-    """Constant series of one endpoint's configured limits (latency in seconds, error ratio)."""
+def limit_rules(
+    scenario: str, ref: EndpointRef, thresholds: Thresholds, *, sequenced: bool = False
+) -> list[Rule]:
+    """Constant series of one endpoint's configured limits (latency in seconds, error ratio,
+    and on a WS endpoint each stream judgement that is on: the delivery-rate floor, the missed
+    share (only where frames carry a sequence, as the verdict judges it), the stalls allowed,
+    the connect and reconnect times)."""
     latency = thresholds.http_latency if ref.kind == "http" else thresholds.ws_delivery_latency
     latency_name = "http_latency" if ref.kind == "http" else "ws_delivery_latency"
     base = {"scenario": scenario, "endpoint": ref.endpoint}
-    return [
+    rules: list[Rule] = [
         {
             "record": THRESHOLD_LIMIT_RECORD,
             "expr": f"vector({number(latency.max_s)})",
@@ -141,15 +147,30 @@ def limit_rules(scenario: str, ref: EndpointRef, thresholds: Thresholds) -> list
             "labels": {**base, "threshold": "error_ratio"},
         },
     ]
+    if ref.kind != "ws":
+        return rules
+    times = {"ws_connect_time": thresholds.ws_connect_time}
+    times["ws_reconnect_time"] = thresholds.ws_reconnect_time
+    for name, limit in thresholds.stream_limits().items():
+        if name == "ws_missed_ratio" and not sequenced:
+            continue  # no sequence field: nothing is counted missed, and nothing is judged
+        labels = {**base, "threshold": name}
+        time = times.get(name)
+        if time is not None:
+            labels["quantile"] = number(time.quantile)
+        rules.append(
+            {"record": THRESHOLD_LIMIT_RECORD, "expr": f"vector({number(limit)})", "labels": labels}
+        )
+    return rules
 
 
 def _limit_group(config: Config) -> Group:
     rules: list[Rule] = []
     for scenario in config.scenarios:
         for ref in scenario.endpoints():
-            rules.extend(
-                limit_rules(scenario.name, ref, scenario.thresholds.for_endpoint(ref.endpoint))
-            )
+            t = scenario.thresholds.for_endpoint(ref.endpoint)
+            sequenced = ref.kind == "ws" and is_sequenced(scenario, ref.endpoint)
+            rules.extend(limit_rules(scenario.name, ref, t, sequenced=sequenced))
     return {"name": "loadsvc-threshold-limits", "rules": _unique(rules)}
 
 
@@ -185,6 +206,7 @@ HEADER_NOTES: tuple[str, ...] = (
     "  and alert descriptions.",
     "- scenario_endpoint:loadsvc_errors:ratio_rate<W>{protocol}: error ratio per endpoint,",
     "  at every window the burn-rate alerts need.",
-    "- scenario_endpoint:loadsvc_threshold_limit:config: the configured limits as series,",
-    "  so the drill-down dashboard can draw the limit of whichever scenario is selected.",
+    "- scenario_endpoint:loadsvc_threshold_limit:config: the configured limits as series",
+    "  (latency, error ratio, and the WS stream judgements that are on), so the dashboards",
+    "  can draw the limit of whichever scenario and endpoint is shown.",
 )

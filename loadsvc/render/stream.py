@@ -22,12 +22,33 @@ def _sum(expr: str) -> str:
     return f"sum by ({SCENARIO_ENDPOINT}) ({expr})"
 
 
-def _sequenced(scenario: ScenarioSpec, endpoint: str) -> bool:
+def is_sequenced(scenario: ScenarioSpec, endpoint: str) -> bool:
     """Whether the frames of ``endpoint`` carry sequence numbers (else nothing is missed)."""
     return any(
         isinstance(u, WsUserSpec) and u.endpoint == endpoint and u.message.sequence_field
         for u in scenario.users
     )
+
+
+def delivery_rate_expr(selector: str, data_selector: str, window: str) -> str:
+    """Data messages per connection-second over ``window`` per scenario and endpoint: the data
+    frames (``data_selector``) over the connections (``selector``) open on average, as the
+    verdict counts them. The alert and the dashboards spell it the same."""
+    delivered = _sum(f"rate({NAMES.ws_messages}{data_selector}[{window}])")
+    connections = _sum(f"avg_over_time({NAMES.ws_connections}{selector}[{window}])")
+    return f"{delivered}\n/\n{connections}"
+
+
+def missed_ratio_expr(selector: str, data_selector: str, window: str) -> str:
+    """Missed frames per expected frame (missed + delivered) over ``window``."""
+    missed = _sum(f"rate({NAMES.ws_messages_missed}{selector}[{window}])")
+    delivered = _sum(f"rate({NAMES.ws_messages}{data_selector}[{window}])")
+    return f"{missed}\n/\n({missed} + {delivered})"
+
+
+def stalls_expr(selector: str, window: str) -> str:
+    """Connections that went silent past the stall limit over ``window``."""
+    return _sum(f"increase({NAMES.ws_stalls}{selector}[{window}])")
 
 
 def stream_alerts(
@@ -40,14 +61,12 @@ def stream_alerts(
     w = prom_duration(profile.rate_window_s)
     where = "{{ $labels.endpoint }} ({{ $labels.scenario }})"
     rules: list[Rule] = []
-    delivered = _sum(f"rate({NAMES.ws_messages}{data}[{w}])")
     if t.ws_delivery_rate > 0:
         floor = number(t.ws_delivery_rate)
         rules.append(
             alert(
                 "LoadsvcWsDeliveryRateLow",
-                f"{delivered}\n/\n{_sum(f'avg_over_time({NAMES.ws_connections}{sel}[{w}])')}\n"
-                f"< {floor}\n"
+                f"{delivery_rate_expr(sel, data, w)}\n< {floor}\n"
                 # Only over a window with connections open throughout: rate() of a series
                 # younger than the window under-reads it (a start or restart is no stall).
                 f"and on (scenario, endpoint)\n"
@@ -61,13 +80,12 @@ def stream_alerts(
                 labels,
             )
         )
-    if t.ws_missed_ratio < 1 and _sequenced(scenario, ref.endpoint):
-        missed = _sum(f"rate({NAMES.ws_messages_missed}{sel}[{w}])")
+    if t.ws_missed_ratio < 1 and is_sequenced(scenario, ref.endpoint):
         limit = number(t.ws_missed_ratio)
         rules.append(
             alert(
                 "LoadsvcWsMissedRatioHigh",
-                f"{missed}\n/\n({missed} + {delivered})\n> {limit}",
+                f"{missed_ratio_expr(sel, data, w)}\n> {limit}",
                 profile.for_s,
                 "warning",
                 f"WS frames of {where} missed above {t.ws_missed_ratio * 100:g}%",
@@ -82,7 +100,7 @@ def stream_alerts(
         rules.append(
             alert(
                 "LoadsvcWsStalled",
-                f"{_sum(f'increase({NAMES.ws_stalls}{sel}[{w}])')} > {t.ws_stall.max}",
+                f"{stalls_expr(sel, w)} > {t.ws_stall.max}",
                 0,
                 "critical",
                 f"WS connections to {where} stalled",

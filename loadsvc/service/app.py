@@ -47,7 +47,7 @@ from loadsvc.service.readcache import exposition_in_slices
 from loadsvc.service.scheduler import Now, ScenarioScheduler, utc_now
 from loadsvc.service.settings import ServeRequest, ServeSettings, resolve_settings
 from loadsvc.service.signals import serve_until_signalled
-from loadsvc.service.status import scenario_status, service_status
+from loadsvc.service.status import generator_status, scenario_status, service_status
 from loadsvc.service.supervisor import Supervisor
 from loadsvc.service.workers import watch_parent
 from loadsvc.verdict import tightest_trust_limit
@@ -314,7 +314,7 @@ class SoakService:
                 ready=self.ready()[0],
                 control_api=self.auth.enabled,
             ),
-            "generator": self.monitor.state.doc(),
+            "generator": generator_status(self.monitor.state),
             "scenarios": [
                 scenario_status(
                     name, self.supervisor.state(name), self._next_run(name), self._live(name)

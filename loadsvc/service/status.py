@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from loadsvc.headline import generator_line
+from loadsvc.lag import GeneratorState
 from loadsvc.live import LiveVerdict
 from loadsvc.report import live_doc
 from loadsvc.service.supervisor import ScenarioState
@@ -59,3 +61,9 @@ def service_status(
         "ready": ready,
         "control_api": control_api,
     }
+
+
+def generator_status(state: GeneratorState) -> dict[str, Any]:
+    """The ``generator`` part: busy or not over the last span, by the one definition
+    (:mod:`loadsvc.lag`), and the words the status page shows for it (:mod:`loadsvc.headline`)."""
+    return {**state.doc(), "headline": generator_line(state.lag_p99_s, state.limit_s, state.span_s)}

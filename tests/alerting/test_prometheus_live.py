@@ -53,6 +53,16 @@ def exporter(config: Config) -> Iterator[str]:
                 m.ws_message_latency.labels(s.name, ref.endpoint).observe(0.02)
                 m.ws_connections.labels(s.name, ref.endpoint).set(5)
                 m.ws_connect_duration.labels(s.name, ref.endpoint).observe(0.01)
+    # The live judgement: the first scenario runs with its first latency threshold breached;
+    # the last one has stopped, its live gauges back at 0 (as the recorder leaves them).
+    first, last = config.scenarios[0], config.scenarios[-1]
+    ref = first.endpoints()[0]
+    latency = "http_latency" if ref.kind == "http" else "ws_delivery_latency"
+    m.live_threshold_breached.labels(first.name, ref.endpoint, latency).set(1)
+    m.live_threshold_value.labels(first.name, ref.endpoint, latency).set(0.5)
+    m.live_threshold_breached.labels(first.name, ref.endpoint, "error_ratio").set(0)
+    m.scenario_running.labels(last.name).set(0)
+    m.live_threshold_breached.labels(last.name, last.endpoints()[0].endpoint, "error_ratio").set(0)
     m.event_loop_lag.observe(0.001)
     server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(registry))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -116,3 +126,59 @@ def test_rules_load_and_dashboard_queries_evaluate(prometheus: str, config: Conf
     # A query that reads only scraped data returns series at once.
     users = f'sum(loadsvc_scenario_target_users{{scenario="{scenario}"}})'
     assert float(_query(prometheus, users)[0]["value"][1]) == 10
+
+
+def _panel_queries(board: dict[str, Any], title: str) -> list[str]:
+    [panel] = [p for p in board["panels"] if p.get("title") == title]
+    return [t["expr"] for t in panel["targets"]]
+
+
+def test_live_row_counts_breaches_of_a_running_scenario_only(
+    prometheus: str, config: Config
+) -> None:
+    """The drill-down's "breached now" reads 1 for the running scenario with one live breach,
+    and no data (not "0 breached") for a stopped one whose live gauges read 0."""
+    board = json.loads(rendered_files(config, FAST)[SCENARIO_DASHBOARD])
+    [expr] = _panel_queries(board, "Now: thresholds breached")
+    first, last = config.scenarios[0].name, config.scenarios[-1].name
+    running = wait_for(
+        lambda: _query(prometheus, instantiate(expr, {"scenario": first})),
+        DEADLINE_S,
+        "the live breach scraped",
+    )
+    assert [float(r["value"][1]) for r in running] == [1.0]
+    assert _query(prometheus, instantiate(expr, {"scenario": last})) == []
+
+
+STREAM_PANELS = {
+    "Delivery rate per connection": "ws_delivery_rate",
+    "Missed share of expected frames": "ws_missed_ratio",
+    "Stalls": "ws_stalled",
+    "Connect time": "ws_connect_time",
+    "Reconnect time": "ws_reconnect_time",
+}
+
+
+def test_stream_panels_draw_the_configured_limit_of_each_endpoint(
+    prometheus: str, config: Config
+) -> None:
+    """Each WS stream panel's limit query returns, per endpoint, the limit the verdict judges by."""
+    board = json.loads(rendered_files(config, FAST)[SCENARIO_DASHBOARD])
+    wait_for(
+        lambda: _query(prometheus, "scenario_endpoint:loadsvc_threshold_limit:config"),
+        DEADLINE_S,
+        "the limits recorded",
+    )
+    checked = 0
+    for title, threshold in STREAM_PANELS.items():
+        [expr] = [e for e in _panel_queries(board, title) if "loadsvc_threshold_limit" in e]
+        for s in config.scenarios:
+            expected = {
+                r.endpoint: s.thresholds.for_endpoint(r.endpoint).stream_limits()[threshold]
+                for r in s.endpoints()
+                if r.kind == "ws"
+            }
+            found = _query(prometheus, instantiate(expr, {"scenario": s.name}))
+            assert {r["metric"]["endpoint"]: float(r["value"][1]) for r in found} == expected
+            checked += len(expected)
+    assert checked >= 5 * 3  # three WS scenarios in the default configuration

@@ -395,6 +395,9 @@ WS_PANELS = frozenset(
         "Connection errors/s by reason",
         "Missed messages/s",
         "Message interval",
+        "Delivery rate per connection",
+        "Missed share of expected frames",
+        "Stalls",
     }
 )
 # Queries of running scenarios that legitimately have no data here, and why.

@@ -104,7 +104,12 @@ async def test_reads_are_open_and_describe_the_service(
     assert doc["service"]["ready"] and not doc["service"]["control_api"]
     # The generator's state: the trust limit is 10 % of the tightest threshold (ws 100 ms).
     assert doc["generator"]["loop_lag_limit_ms"] == pytest.approx(10.0)
-    assert set(doc["generator"]) == {"busy", "loop_lag_p99_ms", "loop_lag_limit_ms", "span_s"}
+    assert set(doc["generator"]) == {
+        "busy", "loop_lag_p99_ms", "loop_lag_limit_ms", "span_s", "headline",
+    }  # fmt: skip
+    # The page shows these words for it: healthy or busy by the same judgement, in one wording.
+    word = "generator BUSY: " if doc["generator"]["busy"] else "generator healthy: "
+    assert doc["generator"]["headline"].startswith((word, "generator: not watched"))
 
 
 async def test_control_without_a_configured_token_is_403(

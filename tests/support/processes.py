@@ -43,10 +43,17 @@ def loadsvc(
     )
 
 
-def start(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+# How the interpreter is told to run loadsvc; a test may run it through a wrapper instead
+# (``-c`` code that sets something up, then runs the module).
+AS_MODULE = ("-m", "loadsvc")
+
+
+def start(
+    args: Sequence[str], env: dict[str, str] | None = None, python: Sequence[str] = AS_MODULE
+) -> subprocess.Popen[str]:
     """Start a loadsvc process in the background, its output on pipes."""
     return subprocess.Popen(
-        [sys.executable, "-m", "loadsvc", *args],
+        [sys.executable, *python, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,9 +70,11 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 15) -> int:
 class Proc:
     """A loadsvc process; its stdout and stderr are read continuously into ``out`` and ``err``."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, python: Sequence[str] = AS_MODULE
+    ) -> None:
         self.args = args
-        self.popen = start(args, env)
+        self.popen = start(args, env, python)
         self.out: list[str] = []
         self.err: list[str] = []
         self._readers = [
@@ -149,12 +158,16 @@ def target_process() -> Iterator[str]:
 
 
 def start_serve(
-    args: list[str], env: dict[str, str] | None = None, within: float = 15
+    args: list[str],
+    env: dict[str, str] | None = None,
+    within: float = 15,
+    python: Sequence[str] = AS_MODULE,
 ) -> tuple[Proc, str]:
     """``loadsvc serve`` on 127.0.0.1 port 0 with JSON logs; (process, base URL)."""
     proc = Proc(
         ["--log-json", "serve", "--host", "127.0.0.1", "--port", "0", *args],
         env={"LOADSVC_API_TOKEN": "", "LOADSVC_API_TOKEN_FILE": "", **(env or {})},
+        python=python,
     )
 
     def url() -> str | None:

@@ -345,14 +345,17 @@
         }
       }
     }
-    const running = status.scenarios.find((s) => s.running && s.live);
-    const generator = running ? running.live.generator : "generator: no scenario running";
+    // The generator now: /api/status's one `generator` section (loadsvc.lag.is_busy over the
+    // last 10 s), not a scenario's live window, so the page, the gauge and the alert agree.
+    const g = status.generator || {};
+    const generator = el("span", { id: "generator", class: "state-" + (g.busy ? "amber" : g.loop_lag_p99_ms == null || g.loop_lag_limit_ms == null ? "grey" : "green") },
+      g.headline || "generator: not watched");
     const summary = failing.length
       ? `${failing.length} of ${status.scenarios.length} scenario(s) not healthy: ${failing.join(", ")}`
       : status.scenarios.some((s) => s.running) ? "every running scenario within its thresholds" : "nothing running";
     const overall = $("#overall");
     overall.className = "overall state-" + colour(worst);
-    overall.replaceChildren(el("b", {}, word(worst)), " — " + summary + " · " + generator);
+    overall.replaceChildren(el("b", {}, word(worst)), " — " + summary + " · ", generator);
     $("#headlines").replaceChildren(...out);
   }
 
