@@ -67,10 +67,12 @@ def stream_alerts(
             alert(
                 "LoadsvcWsDeliveryRateLow",
                 f"{delivery_rate_expr(sel, data, w)}\n< {floor}\n"
-                # Only over a window with connections open throughout: rate() of a series
-                # younger than the window under-reads it (a start or restart is no stall).
+                # Only over a whole window of data with connections open throughout: rate()
+                # of a series younger than the window under-reads it (a start is no stall).
                 f"and on (scenario, endpoint)\n"
-                f"{_sum(f'min_over_time({NAMES.ws_connections}{sel}[{w}])')} > 0",
+                f"{_sum(f'min_over_time({NAMES.ws_connections}{sel}[{w}])')} > 0\n"
+                f"and on (scenario, endpoint)\n"
+                f"count by (scenario, endpoint) ({NAMES.ws_messages}{data} offset {w})",
                 profile.for_s,
                 "warning",
                 f"WS delivery rate of {where} below {floor} msg/s per connection",

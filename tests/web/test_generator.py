@@ -33,10 +33,13 @@ scenarios:
         tasks: [{path: /api/market/snapshot}]
 """
 # ``loadsvc serve`` with a thread that, while the flag file exists, spins in Python holding
-# the GIL for up to 250 ms at a time (the switch interval): every wake-up of the event loop
-# waits, so the generator is busy for real, and healthy again once the file is gone.
+# the GIL for 150 ms at a time (the switch interval), then lets go for 150 ms: every wake-up
+# of the event loop in a spin waits, so the generator is busy for real (lag p99 ~150 ms over
+# the 100 ms trust limit) yet still answers, and healthy again once the file is gone. It
+# starts once loadsvc is imported: every file an import reads would wait for the GIL too.
 GIL_HOG = """
 import os, runpy, sys, threading, time
+import loadsvc.cli, loadsvc.service.app
 
 FLAG = os.environ.pop("LOADSVC_TEST_GIL_HOG")
 
@@ -45,11 +48,12 @@ def hog():
         if not os.path.exists(FLAG):
             time.sleep(0.05)
             continue
-        until = time.monotonic() + 1.0
+        until = time.monotonic() + 0.15
         while time.monotonic() < until:
             pass
+        time.sleep(0.15)
 
-sys.setswitchinterval(0.25)
+sys.setswitchinterval(0.15)
 threading.Thread(target=hog, daemon=True).start()
 runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
 """
