@@ -102,5 +102,7 @@ def test_a_loadsvc_trial_carries_the_targets_ground_truth(tmp_path: Path) -> Non
     assert r["truth_count"] >= r["frames"] > 0
     assert all(math.isfinite(r[k]) for k in ("truth_p50_ms", "truth_p99_ms"))
     assert 0 <= r["truth_p50_ms"] <= r["truth_p99_ms"]
-    # A client cannot receive a frame before the target wrote it (0.1 ms bins, one clock).
-    assert r["p50_ms"] + 0.1 >= r["truth_p50_ms"]
+    # A client cannot receive a frame before the target wrote it (one clock). The target reads
+    # its clock once write() has returned, while over loopback the kernel stamps the arrival
+    # inside that write: kernel arrival times may precede the truth by the rest of the call.
+    assert r["p50_ms"] + 1.0 >= r["truth_p50_ms"]
