@@ -30,7 +30,7 @@ from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.lag import is_busy
 from loadsvc.runstats import LIVE_BUCKETS
 from loadsvc.timeseries import Counts, quantile_of
-from loadsvc.verdict import Judgement, JudgementState, Verdict, trust_limit
+from loadsvc.verdict import Judgement, JudgementState, Verdict, quantile_judgement, trust_limit
 
 LIVE_WINDOW_S = 60.0
 LIVE_WINDOW_ENV = "LOADSVC_LIVE_WINDOW"
@@ -280,24 +280,8 @@ def _judgements(
     name, latency = t.latency_for(ep_kind)
     n = window.samples
     value = window.quantile(latency.quantile)
-    state: JudgementState
-    if n < latency.min_samples:
-        state = "no_data"
-    elif value is None or value <= latency.max_s:
-        state = "passed"
-    else:
-        state = "breached"
-    yield Judgement(
-        endpoint=endpoint,
-        kind=ep_kind,
-        name=name,
-        limit=latency.max_s,
-        value=value,
-        state=state,
-        quantile=latency.quantile,
-        samples=n,
-        min_samples=latency.min_samples,
-    )
+    within = value is None or value <= latency.max_s
+    yield quantile_judgement(endpoint, ep_kind, name, latency, value, n, within)
     ratio = window.errors / window.events if window.events else None
     ratio_state: JudgementState = (
         "passed" if ratio is None or ratio <= t.error_ratio else "breached"

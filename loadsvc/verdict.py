@@ -257,16 +257,32 @@ def _time(
     name: ThresholdName, limit: LatencyThreshold, s: EndpointSummary, value: float | None, n: int
 ) -> Judgement:
     """A connect or reconnect time quantile against its limit (0 samples pass at min_samples 0)."""
+    within = value is None or value <= limit.max_s  # None: none happened, and none were required
+    return quantile_judgement(s.endpoint, s.kind, name, limit, value, n, within)
+
+
+def quantile_judgement(
+    endpoint: str,
+    kind: Literal["http", "ws"],
+    name: ThresholdName,
+    limit: LatencyThreshold,
+    value: float | None,
+    n: int,
+    within: bool,
+) -> Judgement:
+    """A quantile threshold over ``n`` samples: ``no_data`` under its ``min_samples``, passed
+    with none at all (``min_samples: 0``), else as ``within`` (the quantile is <= the limit)
+    says. The one place the verdict, the live judgement and the time thresholds make it."""
     state: JudgementState
     if n < limit.min_samples:
         state = "no_data"
-    elif value is None:
-        state = "passed"  # none happened, and none were required
+    elif n == 0 or within:
+        state = "passed"
     else:
-        state = "passed" if value <= limit.max_s else "breached"
+        state = "breached"
     return Judgement(
-        endpoint=s.endpoint,
-        kind=s.kind,
+        endpoint=endpoint,
+        kind=kind,
         name=name,
         limit=limit.max_s,
         value=value,
@@ -283,26 +299,10 @@ def _latency(
     name, latency = thresholds.for_endpoint(summary.endpoint).latency_for(summary.kind)
     n = samples.count
     value = exact_quantiles(samples.samples, (latency.quantile,))[latency.quantile]
-    state: JudgementState
-    if n < latency.min_samples:
-        state = "no_data"
-    elif n == 0:
-        state = "passed"  # min_samples: 0 turned the no-data check off
-    else:
-        # Nearest rank: the q quantile is <= max iff at least ceil(q n) samples are.
-        need = max(1, math.ceil(latency.quantile * n - 1e-9))
-        state = "passed" if samples.count_at_or_below(latency.max_s) >= need else "breached"
-    return Judgement(
-        endpoint=summary.endpoint,
-        kind=summary.kind,
-        name=name,
-        limit=latency.max_s,
-        value=value,
-        state=state,
-        quantile=latency.quantile,
-        samples=n,
-        min_samples=latency.min_samples,
-    )
+    # Nearest rank: the q quantile is <= max iff at least ceil(q n) samples are.
+    need = max(1, math.ceil(latency.quantile * n - 1e-9))
+    within = samples.count_at_or_below(latency.max_s) >= need
+    return quantile_judgement(summary.endpoint, summary.kind, name, latency, value, n, within)
 
 
 def clock_skew(summary: EndpointSummary) -> Judgement | None:
