@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
 from loadsvc.config.spec import ScenarioSpec
+from loadsvc.feeders import Feeder
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary, LatencySamples
@@ -107,6 +110,11 @@ class ScenarioRun:
         self.stats: ScenarioStats | None = None
         self._stop = asyncio.Event()
         self._rng = random.Random(options.seed)
+        # Its own random source: per-user data must not shift the users' own draws.
+        seed = None if options.seed is None else f"data-{options.seed}"
+        self._feeder = Feeder(
+            spec.data, spec.name, random.Random(seed), options.shard.index, options.shard.count
+        )
         self._groups: list[_Group] = []
         self._ever_manned: set[str] = set()  # endpoints that had a user at any time of the run
         self._retired: set[asyncio.Task[None]] = set()
@@ -285,13 +293,23 @@ class ScenarioRun:
                 alive.append((user, task))
         group.users = alive
         while len(group.users) < wanted:
-            user = group.wiring.make(ctx, random.Random(self._rng.random()))
+            values = self._feeder.take()
+            if values is None:  # every unique row is held: the next tick tries again
+                if self._feeder.short == 1:
+                    self.log.warning("users wait for a free row of unique data")
+                break
+            mine = replace(ctx, values=values)
+            user = group.wiring.make(mine, random.Random(self._rng.random()))
             task = asyncio.get_running_loop().create_task(user.run())
+            task.add_done_callback(functools.partial(self._give_back, values))
             group.users.append((user, task))
             group.manned = True
         while len(group.users) > wanted:
             _, task = group.users.pop()  # newest first
             self._retire(task)
+
+    def _give_back(self, values: dict[str, Any], _: asyncio.Task[None]) -> None:
+        self._feeder.give_back(values)
 
     def _report_crash(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "baseline",
                 "files",
                 "text",
+                "templating",
+                "feeders",
             }
         ),
     ),

@@ -9,11 +9,14 @@ from :mod:`loadsvc.config._values`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import yaml
 
 from loadsvc.config._errors import ConfigIssue
+
+if TYPE_CHECKING:
+    from loadsvc.templating import Template
 from loadsvc.config._values import (
     Converter,
     Invalid,
@@ -37,10 +40,14 @@ Entries = dict[str, tuple[yaml.Node, yaml.Node]]
 class Reader:
     """Collects issues while the loaders walk one document."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_dir: str | None = None) -> None:
         self.issues: list[ConfigIssue] = []
         # Aliased nodes are walked once per use; their keys are checked only once.
         self._entries: dict[int, Entries] = {}
+        # Where files a configuration names (a CSV of user data) are found: its own directory.
+        self.base_dir = base_dir
+        # Every template read so far, checked against the names its scenario's data provides.
+        self.templates: list[tuple[str, yaml.Node, Template]] = []
 
     def error(self, path: str, node: yaml.Node | None, message: str) -> None:
         """Record an issue at ``path``, on the line where ``node`` starts."""

@@ -10,6 +10,7 @@ import yaml
 from apscheduler.triggers.cron import CronTrigger
 
 from loadsvc.config._baseline import BaselineOverrides, read_baseline, resolve_baseline
+from loadsvc.config._data import check_templates, read_data
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._thresholds import (
     EndpointOverrides,
@@ -41,6 +42,7 @@ _SCENARIO_KEYS = (
     "thresholds",
     "baseline",
     "graceful_stop",
+    "data",
 )
 _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
     "continuous": ("kind", "verdict_every"),
@@ -94,11 +96,18 @@ def read_scenario(
         "graceful_stop", duration(allow_zero=True), ScenarioSpec.graceful_stop_s
     )
 
+    data_node = fields.value_node("data")
+    peak = shape.peak() if shape is not None else None
+    data = None if data_node is None else read_data(reader, data_node, fields.at("data"), peak)
+
     issues_before_users = len(reader.issues)
+    templates_before_users = len(reader.templates)
     users_node = fields.require("users")
     users, uses = (
         ((), ()) if users_node is None else read_users(reader, users_node, fields.at("users"))
     )
+    if data_node is None or data is not None:  # a broken data section is reported already
+        check_templates(reader, templates_before_users, data, f"{fields.at('data')}")
     users_clean = users_node is not None and len(reader.issues) == issues_before_users
     _check_protocol_clashes(reader, uses)
 
@@ -131,6 +140,7 @@ def read_scenario(
         description=description,
         graceful_stop_s=graceful_stop,
         baseline=baseline,
+        data=data,
     )
 
 

@@ -306,3 +306,27 @@ def one_or_list(item: Converter[T]) -> Converter[tuple[T, ...]]:
         return (item(node),)
 
     return convert
+
+
+def plain(*, depth: int = 16) -> Converter[object]:
+    """Any YAML value as plain Python (mappings with string keys, lists, scalars typed as YAML
+    types them): a message or a row of data, taken as written. Anchors and tags beyond the
+    core schema are refused, and so is nesting deeper than ``depth``."""
+
+    def convert(node: yaml.Node, level: int = 0) -> object:
+        if level > depth:
+            raise Invalid(f"nested deeper than {depth} levels")
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, object] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
+                    raise Invalid(f"expected a string key, got {describe(key_node)}")
+                if key_node.value == "<<":
+                    raise Invalid("'<<' merges are not supported inside a value")
+                out[str(key_node.value)] = convert(value_node, level + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [convert(child, level + 1) for child in node.value]
+        return scalar(node)
+
+    return convert

@@ -68,7 +68,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     if root is None or is_null(root):
         raise ConfigError([ConfigIssue("", None, "the configuration is empty")], source)
 
-    reader = Reader()
+    reader = Reader(_base_dir(source))
     config = _read_config(reader, root, source)
     if reader.issues or config is None:
         raise ConfigError(reader.issues, source)
@@ -198,3 +198,8 @@ def _read_scenarios(
         if scenario is not None:
             scenarios.append(scenario)
     return tuple(scenarios)
+
+
+def _base_dir(source: str) -> str | None:
+    """The directory of a configuration read from a file (files it names are relative to it)."""
+    return os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else None

@@ -304,6 +304,29 @@ class BaselinePolicy:
 # --- scenarios and the whole configuration ---------------------------------
 
 
+DataOrder = Literal["round_robin", "unique", "random"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Per-user values of a scenario (its ``data``): rows of named values, handed out to
+    users in ``order``, that fill the ``${name}`` placeholders of what they send.
+
+    ``round_robin`` hands the rows out in turn, ``random`` draws one per user, ``unique``
+    gives each live user a row no other live user holds (a row comes back when its user
+    ends), so two users never log in as one account or watch one list.
+    """
+
+    rows: tuple[dict[str, object], ...]
+    order: DataOrder = "round_robin"
+    source: str = "rows"  # "rows" (inline) or the CSV file's path, for messages
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The value names every row has."""
+        return frozenset(self.rows[0]) if self.rows else frozenset()
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """A named load scenario: who (user groups with weights), how many over time, how judged."""
@@ -316,6 +339,7 @@ class ScenarioSpec:
     description: str = ""
     graceful_stop_s: float = 5.0
     baseline: BaselinePolicy = BaselinePolicy()
+    data: DataSpec | None = None
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """Every endpoint this scenario measures, in configuration order, without repeats."""

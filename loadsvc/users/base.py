@@ -11,9 +11,9 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadsvc.config.spec import EndpointRef, StallThreshold
@@ -50,13 +50,17 @@ class Target:
 
 @dataclass
 class UserContext:
-    """Shared by the users of one run."""
+    """Shared by the users of one run (each holds a copy with its own ``values``)."""
 
     scenario: str
     target: Target
     stopping: asyncio.Event
     started_at: float  # the run's start on ``clock``; cycles are aligned to it
     clock: Callable[[], float] = time.monotonic
+    # This user's own values (a row of the scenario's ``data`` plus ``user`` and
+    # ``scenario``) for the ``${name}`` templates of what it sends: each user gets a copy of
+    # the run's context with its values (see :mod:`loadsvc.feeders`).
+    values: Mapping[str, Any] = field(default_factory=dict)
 
 
 class VirtualUser(Protocol):

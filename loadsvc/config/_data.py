@@ -1,0 +1,175 @@
+"""Reading a scenario's ``data`` (per-user values) and the templates that use them.
+
+``data`` gives rows of named values, inline or from a CSV file beside the configuration::
+
+    data:
+      order: unique            # round_robin (default), unique or random
+      csv: accounts.csv        # a header row names the values; or:
+      rows:
+        - {username: alice, symbols: [VCB, FPT]}
+
+Anything a user sends may use them as ``${name}`` (see :mod:`loadsvc.templating`). Every
+template is compiled where it is read (:func:`read_template`) and checked once the scenario's
+data is known (:func:`check_templates`): a name no row provides is an error on the line that
+uses it, never a KeyError in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import Any, cast
+
+import yaml
+
+from loadsvc.config._nodes import Fields, Reader
+from loadsvc.config._values import Invalid, choice, plain, text
+from loadsvc.config.spec import DataOrder, DataSpec
+from loadsvc.templating import BUILTIN_NAMES, Template, TemplateError, compile_template
+
+__all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template"]
+
+DATA_KEYS = ("order", "rows", "csv")
+ORDERS: tuple[DataOrder, ...] = ("round_robin", "unique", "random")
+MAX_CSV_BYTES = 16 * 1024 * 1024  # rows of per-user values, not a dataset
+MAX_ROWS = 1_000_000
+
+
+def read_template(fields: Fields, key: str) -> Template | None:
+    """The template under ``key`` (any YAML value), compiled; recorded for the scenario's
+    check of its names. None when absent or (reported) malformed."""
+    node = fields.value_node(key)
+    if node is None:
+        return None
+    try:
+        template = compile_template(plain()(node))
+    except (Invalid, TemplateError) as exc:
+        fields.reader.error(fields.at(key), node, str(exc))
+        return None
+    fields.reader.templates.append((fields.at(key), node, template))
+    return template
+
+
+def check_templates(reader: Reader, since: int, data: DataSpec | None, where: str) -> None:
+    """Every template read since index ``since`` uses only names ``data`` provides (or the
+    built-in ones); ``where`` names the data section in the message."""
+    known = BUILTIN_NAMES | (data.names if data is not None else frozenset())
+    for path, node, template in reader.templates[since:]:
+        missing = template.missing(known)
+        if missing:
+            have = ", ".join(sorted(known))
+            source = f"no {where}" if data is None else f"{where} has {have}"
+            reader.error(
+                path,
+                node,
+                f"unknown value {', '.join(map(repr, missing))} in a template ({source}; "
+                f"built-in: {', '.join(sorted(BUILTIN_NAMES))})",
+            )
+
+
+def read_data(
+    reader: Reader, node: yaml.Node, path: str, peak_users: int | None
+) -> DataSpec | None:
+    """The ``data`` section at ``path``; None when absent-equivalent or (reported) broken."""
+    fields = reader.mapping(node, path, DATA_KEYS, context="in data")
+    if fields is None:
+        return None
+    order = cast(DataOrder, fields.get("order", choice(ORDERS), "round_robin"))
+    has_rows, has_csv = "rows" in fields, "csv" in fields
+    if has_rows == has_csv:
+        reader.error(path, node, "give exactly one of 'rows' (inline) or 'csv' (a file)")
+        return None
+    if has_rows:
+        rows, source = _inline_rows(fields), "rows"
+    else:
+        rows, source = _csv_rows(fields)
+    if rows is None:
+        return None
+    if order == "unique" and peak_users is not None and len(rows) < peak_users:
+        reader.error(
+            fields.at("order"),
+            fields.value_node("order"),
+            f"'unique' gives each live user its own row, but there are {len(rows)} rows "
+            f"for up to {peak_users} users; add rows or use round_robin",
+        )
+    return DataSpec(rows=rows, order=order, source=source)
+
+
+def _check_names(fields: Fields, key: str, rows: list[dict[str, Any]]) -> bool:
+    """Every row has the same names, each a usable placeholder name (reported)."""
+    first = list(rows[0])
+    problems = []
+    for name in first:
+        if not name.isidentifier():
+            problems.append(f"value name {name!r} cannot be a placeholder: use letters, digits, _")
+        elif name in BUILTIN_NAMES:
+            problems.append(f"value name {name!r} is built in; rename the column")
+    for index, row in enumerate(rows[1:], start=2):
+        if set(row) != set(first):
+            diff = sorted(set(row) ^ set(first))
+            problems.append(f"row {index} does not have the names of row 1 (differs in {diff})")
+            break
+    for problem in problems:
+        fields.reader.error(fields.at(key), fields.value_node(key), problem)
+    return not problems
+
+
+def _inline_rows(fields: Fields) -> tuple[dict[str, object], ...] | None:
+    node = fields.value_node("rows")
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        fields.reader.error(fields.at("rows"), node, "expected a non-empty list of mappings")
+        return None
+    try:
+        rows = plain()(node)
+    except Invalid as exc:
+        fields.reader.report(fields.at("rows"), node, exc)
+        return None
+    assert isinstance(rows, list)
+    if not all(isinstance(row, dict) and row for row in rows):
+        fields.reader.error(fields.at("rows"), node, "every row must be a non-empty mapping")
+        return None
+    if len(rows) > MAX_ROWS or not _check_names(fields, "rows", rows):
+        return None
+    return tuple(rows)
+
+
+def _csv_rows(fields: Fields) -> tuple[tuple[dict[str, object], ...] | None, str]:
+    name = fields.get("csv", text(), required=True)
+    if name is None:
+        return None, ""
+    base = fields.reader.base_dir or os.getcwd()
+    full = os.path.join(base, os.path.expanduser(name))
+    node = fields.value_node("csv")
+
+    def fail(message: str) -> tuple[None, str]:
+        fields.reader.error(fields.at("csv"), node, f"{name}: {message}")
+        return None, full
+
+    try:
+        with open(full, "rb") as file:
+            content = file.read(MAX_CSV_BYTES + 1)
+    except OSError as exc:
+        return fail(exc.strerror or str(exc))
+    if len(content) > MAX_CSV_BYTES:
+        return fail(f"larger than {MAX_CSV_BYTES // 2**20} MiB")
+    try:
+        decoded = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return fail(f"not UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        reader = csv.DictReader(io.StringIO(decoded, newline=""), strict=True)
+        rows: list[dict[str, Any]] = []
+        for line in reader:
+            if None in line or any(v is None for v in line.values()):
+                return fail(f"line {reader.line_num} does not have one value per column")
+            rows.append(dict(line))
+            if len(rows) > MAX_ROWS:
+                return fail(f"more than {MAX_ROWS} rows")
+    except csv.Error as exc:
+        return fail(f"invalid CSV: {exc}")
+    if not rows:
+        return fail("no rows (a header row naming the values, then one row per user)")
+    if not _check_names(fields, "csv", rows):
+        return None, full
+    return tuple(rows), full
