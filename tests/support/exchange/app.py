@@ -71,6 +71,7 @@ class Exchange:
 
 
 EXCHANGE_KEY = web.AppKey("exchange", Exchange)
+USER_KEY = web.RequestKey("user", str)  # who the guard let through
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -97,7 +98,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     response: web.StreamResponse
     if request.path in GUARDED:
         token = _bearer(request)
-        verdict, request["user"] = exchange.tokens.check(token)
+        verdict, user = exchange.tokens.check(token)
+        request[USER_KEY] = user or ""
         wait = exchange.limiter.retry_after(token or "") if verdict == TOKEN_OK else None
         if verdict != TOKEN_OK:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -137,7 +139,7 @@ async def _quotes(request: web.Request) -> web.Response:
 
 async def _order(request: web.Request) -> web.Response:
     orders = request.app[EXCHANGE_KEY].orders
-    order, errors = orders.place(await _body(request), request["user"])
+    order, errors = orders.place(await _body(request), request[USER_KEY])
     if errors:
         return _json({"error": "invalid order", "details": errors}, 400)
     return _json({"data": order}, 201)
