@@ -172,7 +172,7 @@ async def test_bad_stream_options_are_400(
 ) -> None:
     """An unknown encoding or a nonsense fault in the query refuses the upgrade with 400."""
     token = await login(session, exchange)
-    for query in ("encoding=xml", "drop_every=1", "delay_ms=-5", "drop_every=two"):
+    for query in ("encoding=xml", "drop_every=1", "delay_ms=-5", "delay_ms=inf", "drop_every=two"):
         with pytest.raises(InvalidStatus) as refused:
             await connect(f"{exchange.ws_url}?token={token}&{query}")
         assert refused.value.response.status_code == 400, query

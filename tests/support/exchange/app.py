@@ -21,7 +21,7 @@ from tests.support.exchange.access import TOKEN_OK, RateLimiter, TokenBook
 from tests.support.exchange.market import Market
 from tests.support.exchange.orders import OrderBook
 from tests.support.exchange.settings import ENCODINGS, ExchangeSettings
-from tests.support.exchange.stream import CLOSE_UNAUTHORIZED, Stream, StreamFaults
+from tests.support.exchange.stream import CLOSE_UNAUTHORIZED, Stream, stream_options
 from tests.support.exchange.truth import GroundTruth
 
 LOGIN, QUOTES, ORDERS, STREAM, TRUTH, HEALTH = (
@@ -149,17 +149,11 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     exchange = request.app[EXCHANGE_KEY]
     settings = exchange.settings
     query = request.query
-    encoding = query.get("encoding", settings.encoding)
-    try:
-        faults = StreamFaults(
-            int(query.get("drop_every", settings.drop_every)),
-            float(query.get("delay_ms", settings.delay_ms)),
-        )
-    except ValueError:
-        faults = StreamFaults(-1)
-    if encoding not in ENCODINGS or faults.drop_every in (-1, 1) or faults.delay_ms < 0:
+    options = stream_options(query, settings)
+    if options is None:
         doc = {"error": f"encoding in {ENCODINGS}, drop_every 0 or >= 2, delay_ms >= 0"}
         return _json(doc, 400)
+    encoding, faults = options
     verdict, user = exchange.tokens.check(query.get("token") or _bearer(request))
     if verdict != TOKEN_OK and not settings.ws_auth_close:
         return _json({"error": f"token {verdict}"}, 401)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,23 @@ class StreamFaults:
     def to_json(self) -> dict[str, float]:
         """The faults as numbers, for the ground truth."""
         return {"drop_every": self.drop_every, "delay_ms": self.delay_ms}
+
+
+def stream_options(
+    query: Mapping[str, str], settings: ExchangeSettings
+) -> tuple[str, StreamFaults] | None:
+    """(encoding, faults) asked for in the upgrade's query, or None if any is invalid."""
+    encoding = query.get("encoding", settings.encoding)
+    try:
+        drop_every = int(query.get("drop_every", settings.drop_every))
+        delay_ms = float(query.get("delay_ms", settings.delay_ms))
+    except ValueError:
+        return None
+    if encoding not in ENCODERS or drop_every < 0 or drop_every == 1:
+        return None
+    if not (math.isfinite(delay_ms) and delay_ms >= 0):
+        return None
+    return encoding, StreamFaults(drop_every, delay_ms)
 
 
 class Stream:
