@@ -38,8 +38,11 @@ async def test_nothing_comes_before_a_subscribe_and_its_ack_comes_first(
         seen: set[str] = set()
         while "HPG" not in seen:  # the ack comes in between trades of the first subscription
             doc = await recv_doc(ws)
+            if doc.get("op") == "ping":
+                await ws.send(msgpack.packb({"op": "pong", "id": doc["id"]}))
+                continue
             seen.add(doc["d"]["sym"] if "d" in doc else f"{doc['op']} {doc['id']}")
-        assert "ack 8" in seen and seen <= {"VCB", "FPT", "HPG", "ack 8", "ping 1"}
+        assert {"HPG", "ack 8"} <= seen <= {"VCB", "FPT", "HPG", "ack 8"}
 
 
 async def test_trades_are_nested_stamped_in_rfc3339_and_numbered_per_symbol(
