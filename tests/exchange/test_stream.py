@@ -155,17 +155,23 @@ async def test_a_stream_never_subscribed_is_closed_4408(session: aiohttp.ClientS
         ({"op": "subscribe", "symbols": ["VCB"], "id": "x"}, "integer id"),
         ({"op": "unsubscribe", "id": 5}, "unknown op 'unsubscribe'"),
         ([1, 2], "must be an object"),
+        (b"\x81\x91\x01\x01", "undecodable"),  # msgpack map with an array key
+        (b"\xc1", "undecodable"),  # a msgpack byte that is never valid
+        (b"\x82\xa2op\xa1x\xa2id\xc4\x01\x00", "unknown op 'x'"),  # a bytes id: not echoed
     ],
 )
 async def test_bad_client_messages_get_an_error_reply(
     exchange: RunningExchange, session: aiohttp.ClientSession, message: object, error: str
 ) -> None:
-    """Each malformed message is answered {op: error, id, error} and counted, not crashed on."""
-    async with connect(f"{exchange.ws_url}?token={await login(session, exchange)}") as ws:
-        await ws.send(orjson.dumps(message).decode())
+    """Each malformed message is answered {op: error, id, error} and counted, not crashed on
+    (on a JSON stream, where a msgpack bytes id could not be echoed)."""
+    token = await login(session, exchange)
+    async with connect(f"{exchange.ws_url}?token={token}&encoding=json") as ws:
+        await ws.send(message if isinstance(message, bytes) else orjson.dumps(message).decode())
         reply = await recv_doc(ws)
         assert reply["op"] == "error" and error in reply["error"]
         assert reply["id"] == (message.get("id") if isinstance(message, dict) else None)
+        assert isinstance(reply["id"], int | str | None)
         await subscribe(ws, ["VCB"])  # the connection still works
     assert exchange.exchange.counters["bad_messages"] == 1
 

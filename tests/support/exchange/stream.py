@@ -1,9 +1,9 @@
 """One authenticated `/stream` connection: subscribe -> ack, per-symbol frames, heartbeats.
 
 Nothing is sent before the client subscribes. A subscribe is acknowledged after the
-configured delay, and the ack is the first frame sent; from then on the connection gets the
-trades of the symbols it subscribed to, and an app-level ping every `heartbeat_s` that must
-be answered (`pong`, same id) within `pong_deadline_s`, or the connection is closed (4408).
+configured delay, the ack queued before any trade it acknowledges; from then on the connection
+gets the trades of the symbols it subscribed to, and an app-level ping every `heartbeat_s` that
+must be answered (`pong`, same id) within `pong_deadline_s`, or the connection is closed (4408).
 Every outgoing frame goes through one queue and one sender task, so frames never interleave
 and the ground truth records the moment each data frame's bytes went to the socket.
 """
@@ -113,7 +113,7 @@ class Stream:
     def _on_message(self, decode: Any, data: Any) -> None:
         try:
             doc = decode(data)
-        except (orjson.JSONDecodeError, ValueError, msgpack.ExtraData) as exc:
+        except ValueError as exc:  # every msgpack and orjson decoding error is one
             return self._refuse(None, f"undecodable message: {exc}")
         if not isinstance(doc, dict):
             return self._refuse(None, "a message must be an object")
@@ -138,6 +138,8 @@ class Stream:
 
     def _refuse(self, msg_id: Any, error: str) -> None:
         self._counters["bad_messages"] += 1
+        if not isinstance(msg_id, int | str):  # echo only ids every encoding can carry back
+            msg_id = None
         self._control({"op": "error", "id": msg_id, "error": error})
 
     async def _acknowledge(self, msg_id: int, symbols: set[str]) -> None:
