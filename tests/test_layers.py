@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "baseline",
                 "files",
                 "text",
+                "protocols",
             }
         ),
     ),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
 from loadsvc.config._nodes import Fields
 from loadsvc.config._values import list_of, text
+from loadsvc.protocols import ProtocolName
 
 if TYPE_CHECKING:  # only for types: the config layer never imports the runtime
     from loadsvc.users.base import EndpointSinks, UserContext, VirtualUser
@@ -48,11 +49,17 @@ def nullable_subset(fields: Fields, required: tuple[str, ...]) -> tuple[str, ...
 
 @dataclass(frozen=True)
 class EndpointRef:
-    """One endpoint a scenario measures: its label and its protocol."""
+    """One endpoint a scenario measures: its label, its protocol (a key of
+    :data:`loadsvc.protocols.PROTOCOLS`) and, for REST, its method.
+
+    ``sequenced``: its frames carry sequence numbers, so missed frames can be known
+    (not part of what the endpoint is: two refs differing only in it are equal).
+    """
 
     endpoint: str
-    kind: Literal["http", "ws"]
+    kind: ProtocolName
     method: str = ""
+    sequenced: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class EndpointUse:
     """Where a user group or task measures an endpoint (to find HTTP/WS label clashes)."""
 
     endpoint: str
-    protocol: Literal["http", "ws"]
+    protocol: ProtocolName
     path: str
     node: yaml.Node
 

@@ -82,7 +82,8 @@ class WsUserSpec:
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """The one endpoint a WS group measures."""
-        return (EndpointRef(self.endpoint, "ws"),)
+        sequenced = self.message.sequence_field is not None
+        return (EndpointRef(self.endpoint, "ws", sequenced=sequenced),)
 
 
 # The keys of a WS user group before its kind's own, in the order messages list them.
