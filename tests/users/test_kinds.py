@@ -1,4 +1,5 @@
-"""The KINDS table: the config loader reads, and the runner builds, every user kind through it."""
+"""The user-kind tables: the config loader reads every kind through KINDS, the runner builds
+its users through BUILDERS (the runtime side; the config layer never imports a user class)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from loadsvc.config.kinds import KINDS, EndpointRef
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.users import RestUser, Target, UserContext, WsReconnectUser, WsStreamUser, wire_group
+from loadsvc.users import (
+    BUILDERS,
+    RestUser,
+    Target,
+    UserContext,
+    WsReconnectUser,
+    WsStreamUser,
+    wire_group,
+)
 
 USER_OF_KIND = {"rest": RestUser, "ws_stream": WsStreamUser, "ws_reconnect": WsReconnectUser}
 GROUPS = {
@@ -41,6 +50,11 @@ def test_the_loader_accepts_exactly_the_kinds_of_the_table() -> None:
     assert tuple(KINDS) == tuple(USER_OF_KIND)
     (message,) = issues("{kind: websocket, path: /ws}")
     assert message == f"expected one of {', '.join(KINDS)}, got 'websocket'"
+
+
+def test_every_kind_the_loader_reads_has_a_builder() -> None:
+    """The runtime table builds exactly the kinds the config table reads, in the same order."""
+    assert tuple(BUILDERS) == tuple(KINDS)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -1,8 +1,9 @@
 """User kinds: one module each (spec, config keys and reading, endpoints, construction).
 
-``KINDS`` is the one table both the config loader and the runner use. Adding a
-kind is a module here (with its user class in :mod:`loadsvc.users`) and one line
-in the table.
+``KINDS`` is the config loader's table: a kind's keys and how its spec is read.
+The runtime side, :data:`loadsvc.users.kinds.BUILDERS`, maps the same kinds to how
+their users are built (this package never imports a user class). Adding a kind is
+a module here and a line in each table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from loadsvc.config.kinds._base import (
     AnyKind,
     EndpointRef,
     EndpointUse,
-    UserFactory,
     UserKind,
     UserSpec,
     endpoint_label,
@@ -34,7 +34,6 @@ __all__ = [
     "EndpointUse",
     "HttpTaskSpec",
     "RestUserSpec",
-    "UserFactory",
     "UserKind",
     "UserSpec",
     "WsBackoffSpec",
