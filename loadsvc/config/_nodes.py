@@ -37,8 +37,11 @@ Entries = dict[str, tuple[yaml.Node, yaml.Node]]
 class Reader:
     """Collects issues while the loaders walk one document."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_dir: str | None = None) -> None:
         self.issues: list[ConfigIssue] = []
+        # The configuration file's directory (None: not read from a file): where a python
+        # user kind's module is looked for first.
+        self.base_dir = base_dir
         # Aliased nodes are walked once per use; their keys are checked only once.
         self._entries: dict[int, Entries] = {}
 

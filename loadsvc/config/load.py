@@ -68,7 +68,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     if root is None or is_null(root):
         raise ConfigError([ConfigIssue("", None, "the configuration is empty")], source)
 
-    reader = Reader()
+    base_dir = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else None
+    reader = Reader(base_dir)
     config = _read_config(reader, root, source)
     if reader.issues or config is None:
         raise ConfigError(reader.issues, source)

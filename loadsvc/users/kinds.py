@@ -13,8 +13,16 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from loadsvc.config.kinds import RestUserSpec, WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
+from loadsvc.config.kinds import (
+    EndpointRef,
+    PythonUserSpec,
+    RestUserSpec,
+    WsReconnectUserSpec,
+    WsStreamUserSpec,
+    WsUserSpec,
+)
 from loadsvc.users.base import EndpointSinks, UserContext, VirtualUser, WsSink
+from loadsvc.users.python import ManagedUser
 from loadsvc.users.rest import RestUser
 from loadsvc.users.ws import WsReconnectUser, WsStreamUser
 
@@ -47,9 +55,24 @@ def _ws_reconnect(spec: WsReconnectUserSpec, sinks: EndpointSinks) -> UserFactor
     return lambda ctx, rng: WsReconnectUser(spec, ctx, sink, rng)
 
 
+# The sink of an endpoint by its protocol (keys: loadsvc.protocols.PROTOCOLS).
+SINK_OF: dict[str, Callable[[EndpointSinks, EndpointRef], Any]] = {
+    "http": lambda sinks, ref: sinks.http_sink(ref),
+    "ws": lambda sinks, ref: sinks.ws_sink(ref),
+}
+
+
+def _python(spec: PythonUserSpec, sinks: EndpointSinks) -> UserFactory:
+    """The sinks of every endpoint the class declares, resolved once; users of its class."""
+    resolved = {(r.kind, r.endpoint, r.method): SINK_OF[r.kind](sinks, r) for r in spec.endpoints()}
+    cls, options = spec.user_class, spec.options
+    return lambda ctx, rng: ManagedUser(cls(ctx, resolved, rng, options))
+
+
 BUILDERS: dict[str, Builder] = {
     "rest": _rest,
     "ws_stream": _ws_stream,
     "ws_reconnect": _ws_reconnect,
+    "python": _python,
 }
 """Each user kind of :data:`loadsvc.config.kinds.KINDS` (same keys) to its builder."""

@@ -22,12 +22,19 @@ from loadsvc.users import (
     WsStreamUser,
     wire_group,
 )
+from loadsvc.users.python import ManagedUser
 
-USER_OF_KIND = {"rest": RestUser, "ws_stream": WsStreamUser, "ws_reconnect": WsReconnectUser}
+USER_OF_KIND = {
+    "rest": RestUser,
+    "ws_stream": WsStreamUser,
+    "ws_reconnect": WsReconnectUser,
+    "python": ManagedUser,
+}
 GROUPS = {
     "rest": "{kind: rest, pacing: 1s, tasks: [{path: '/a?x=1'}, {path: /b, method: post}]}",
     "ws_stream": "{kind: ws_stream, path: /ws/market}",
     "ws_reconnect": "{kind: ws_reconnect, path: /ws/alerts, name: alerts}",
+    "python": "{kind: python, class: 'examples.custom_user:DashboardTab'}",
 }
 
 
@@ -75,8 +82,9 @@ def test_each_kind_reports_its_endpoints() -> None:
         (EndpointRef("/a", "http", "GET"), EndpointRef("/b", "http", "POST")),
         (EndpointRef("/ws/market", "ws"),),
         (EndpointRef("alerts", "ws"),),
+        (EndpointRef("/api/market/snapshot", "http", "GET"), EndpointRef("/ws/market", "ws")),
     ]
-    assert len(spec.endpoints()) == 4
+    assert len(spec.endpoints()) == 5  # the python group's /ws/market is the stream's too
 
 
 async def test_wire_group_builds_the_user_class_of_each_kind(metrics: Metrics) -> None:

@@ -8,7 +8,7 @@ a module here and a line in each table.
 
 from __future__ import annotations
 
-from loadsvc.config.kinds import rest, ws_reconnect, ws_stream
+from loadsvc.config.kinds import python, rest, ws_reconnect, ws_stream
 from loadsvc.config.kinds._base import (
     AnyKind,
     EndpointRef,
@@ -18,6 +18,7 @@ from loadsvc.config.kinds._base import (
     endpoint_label,
 )
 from loadsvc.config.kinds._ws import WsBackoffSpec, WsMessageSpec, WsUserSpec
+from loadsvc.config.kinds.python import PythonUserSpec
 from loadsvc.config.kinds.rest import HttpTaskSpec, RestUserSpec
 from loadsvc.config.kinds.ws_reconnect import WsReconnectUserSpec
 from loadsvc.config.kinds.ws_stream import WsStreamUserSpec
@@ -26,6 +27,7 @@ KINDS: dict[str, AnyKind] = {
     "rest": rest.KIND,
     "ws_stream": ws_stream.KIND,
     "ws_reconnect": ws_reconnect.KIND,
+    "python": python.KIND,
 }
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "EndpointRef",
     "EndpointUse",
     "HttpTaskSpec",
+    "PythonUserSpec",
     "RestUserSpec",
     "UserKind",
     "UserSpec",
