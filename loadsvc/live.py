@@ -28,6 +28,7 @@ import numpy as np
 
 from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.lag import is_busy
+from loadsvc.protocols import judged_endpoint
 from loadsvc.runstats import LIVE_BUCKETS
 from loadsvc.timeseries import Counts, quantile_of
 from loadsvc.verdict import Judgement, JudgementState, Verdict, quantile_judgement, trust_limit
@@ -274,41 +275,42 @@ def _judgements(
     thresholds: ScenarioThresholds, kind: str, endpoint: str, window: SlidingCounts
 ) -> Iterable[Judgement]:
     """The latency and error-ratio judgements of one endpoint's window, as a verdict makes them,
-    and on a WS stream its delivery rate and the connections stalled now."""
-    ep_kind: Literal["http", "ws"] = "ws" if kind == "ws" else "http"
-    t = thresholds.for_endpoint(endpoint)
-    name, latency = t.latency_for(ep_kind)
+    and on a stream its delivery rate and the connections stalled now (when they are on)."""
+    je = judged_endpoint(thresholds, kind, endpoint)
+    ep_kind, limits = je.kind, je.limits
+    name, latency = je.latency_name, je.latency
     n = window.samples
     value = window.quantile(latency.quantile)
     within = value is None or value <= latency.max_s
     yield quantile_judgement(endpoint, ep_kind, name, latency, value, n, within)
     ratio = window.errors / window.events if window.events else None
     ratio_state: JudgementState = (
-        "passed" if ratio is None or ratio <= t.error_ratio else "breached"
+        "passed" if ratio is None or ratio <= limits["error_ratio"] else "breached"
     )
     yield Judgement(
         endpoint=endpoint,
         kind=ep_kind,
         name="error_ratio",
-        limit=t.error_ratio,
+        limit=limits["error_ratio"],
         value=ratio,
         state=ratio_state,
     )
-    if ep_kind == "ws" and t.ws_delivery_rate > 0:
+    floor = limits.get("ws_delivery_rate")
+    if floor is not None:
         # Data frames per connection-second: a stream at half its rate has fine latencies.
         rate = window.delivered / window.connection_s if window.connection_s > 0 else None
         rate_state: JudgementState = (
-            "no_data" if rate is None else "passed" if rate >= t.ws_delivery_rate else "breached"
+            "no_data" if rate is None else "passed" if rate >= floor else "breached"
         )
-        yield Judgement(endpoint, ep_kind, "ws_delivery_rate", t.ws_delivery_rate, rate, rate_state)
-    if ep_kind == "ws" and t.ws_stall.after_s is not None:
+        yield Judgement(endpoint, ep_kind, "ws_delivery_rate", floor, rate, rate_state)
+    stalls = limits.get("ws_stalled")
+    if stalls is not None:
         # Connections stalled now: a silent stream is not hidden by the others' good latencies.
-        ok = window.stalled <= t.ws_stall.max
         yield Judgement(
             endpoint=endpoint,
             kind=ep_kind,
             name="ws_stalled",
-            limit=float(t.ws_stall.max),
+            limit=stalls,
             value=float(window.stalled),
-            state="passed" if ok else "breached",
+            state="passed" if window.stalled <= stalls else "breached",
         )

@@ -25,6 +25,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from loadsvc import __version__
 from loadsvc.config.spec import CONNECT_BUCKETS as _CONNECT_BUCKETS
 from loadsvc.config.spec import ScenarioSpec
+from loadsvc.protocols import HTTP, WS
+from loadsvc.protocols import HTTP_ERROR_OUTCOMES as HTTP_ERROR_OUTCOMES
+from loadsvc.protocols import HTTP_OUTCOMES as HTTP_OUTCOMES
+from loadsvc.protocols import WS_ERROR_OUTCOMES as WS_ERROR_OUTCOMES
+from loadsvc.protocols import WS_OUTCOMES as WS_OUTCOMES
 
 # Every latency threshold must be a bucket boundary (0.1 s and 0.2 s by default);
 # create_metrics() merges the configured thresholds in.
@@ -42,29 +47,8 @@ LOOP_LAG_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
 
-# Small fixed label sets; nothing else ever becomes a label value.
-HTTP_OUTCOMES: tuple[str, ...] = (
-    "ok",
-    "http_error",  # a status not in expect_status
-    "invalid",  # the body failed validation (not JSON, a required key missing, bad encoding)
-    "timeout",  # no complete response within timeout (or still outstanding when the run ended)
-    "connection_error",  # refused, reset, or closed before a complete response
-    "protocol_error",  # the response is not well-formed HTTP/1.x
-    "too_large",  # the body (or its decompressed form) is beyond the configured cap
-    "tls",  # the TLS handshake failed (certificate, protocol)
-)
-HTTP_ERROR_OUTCOMES: tuple[str, ...] = HTTP_OUTCOMES[1:]
-WS_OUTCOMES: tuple[str, ...] = (
-    "ok",
-    "status",  # a frame of a skipped type (heartbeat): counted, neither validated nor timed
-    "invalid",  # JSON, but not what the stream promises
-    "malformed",  # not JSON
-    "skewed",  # a publish stamp later than the arrival: clock skew or a wrong timestamp_unit
-    "duplicate",  # a sequence number already delivered: counted apart, never as delivered
-)
-# Skewed frames are a measurement problem, not the backend's error: they fail a run through
-# their own judgement (clock skew), not through the error ratio.
-WS_ERROR_OUTCOMES: tuple[str, ...] = ("invalid", "malformed")
+# Small fixed label sets; nothing else ever becomes a label value. The outcomes of each
+# protocol are declared in its entry of the protocol table (loadsvc.protocols).
 # Sequence numbers that are not the next one: counted as such, never as missed.
 WS_SEQUENCE_ANOMALIES: tuple[str, ...] = (
     "duplicate",  # a sequence number already received on the connection
@@ -126,6 +110,8 @@ class MetricSpec:
     says whether :meth:`loadsvc.recorder.Recorder.declare` creates the series
     at start-up (so that a ratio has a denominator before the first error).
     ``merge`` is how ``serve --workers`` merges a gauge across worker processes.
+    ``protocol``: the metric is about endpoints of that protocol only (its series are
+    declared for those endpoints); None: about every endpoint, or none.
     """
 
     field: str
@@ -138,6 +124,7 @@ class MetricSpec:
     fixed: tuple[tuple[str, tuple[str, ...]], ...] = ()
     declared: bool = False
     group: MetricGroup = "run"
+    protocol: str | None = None
 
     def sample_names(self) -> tuple[str, ...]:
         """Every sample name this metric exposes (``_bucket``, ``_total``, ...)."""
@@ -168,41 +155,41 @@ def _h(field: str, name: str, help: str, labels: tuple[str, ...], buckets: Bucke
 CONTRACT: tuple[MetricSpec, ...] = (
     _h("http_request_duration", "loadsvc_http_request_duration_seconds",
        "REST latency; for paced users measured from the intended start.",
-       ("scenario", "endpoint", "method"), "latency", declared=True),
+       ("scenario", "endpoint", "method"), "latency", declared=True, protocol=HTTP.name),
     _c("http_requests", "loadsvc_http_requests", "REST requests by outcome (see HTTP_OUTCOMES).",
        ("scenario", "endpoint", "method", "outcome"), fixed=(("outcome", HTTP_OUTCOMES),),
-       declared=True),
+       declared=True, protocol=HTTP.name),
     _h("ws_message_latency", "loadsvc_ws_message_latency_seconds",
        "WS delivery latency: receive time minus the publish timestamp in the message.",
-       _SE, "latency", declared=True),
+       _SE, "latency", declared=True, protocol=WS.name),
     _h("ws_message_interval", "loadsvc_ws_message_interval_seconds",
        "Time between consecutive data messages on one connection.", _SE, "interval",
-       declared=True),
+       declared=True, protocol=WS.name),
     _c("ws_messages", "loadsvc_ws_messages",
        "WS frames received by outcome (ok, status, invalid, malformed, skewed, duplicate).",
-       (*_SE, "outcome"), fixed=(("outcome", WS_OUTCOMES),), declared=True),
+       (*_SE, "outcome"), fixed=(("outcome", WS_OUTCOMES),), declared=True, protocol=WS.name),
     _c("ws_messages_missed", "loadsvc_ws_messages_missed",
        "WS messages the server never delivered, from gaps in the sequence field.", _SE,
-       declared=True),
+       declared=True, protocol=WS.name),
     _c("ws_stalls", "loadsvc_ws_stalls",
        "WS connections that went silent (no data frame) for longer than the ws_stall "
        "threshold's `after`: each silence counted once, the connection kept.", _SE,
-       declared=True),
+       declared=True, protocol=WS.name),
     _h("ws_connect_duration", "loadsvc_ws_connect_duration_seconds",
        "Time to open a WS connection (TCP connect plus handshake).", _SE, "connect",
-       declared=True),
+       declared=True, protocol=WS.name),
     _h("ws_reconnect_duration", "loadsvc_ws_reconnect_duration_seconds",
        "Time from losing or closing a connection to the next one being open.", _SE, "connect",
-       declared=True),
+       declared=True, protocol=WS.name),
     _g("ws_connections", "loadsvc_ws_connections", "Open WS connections.", _SE, "livesum",
-       declared=True),
+       declared=True, protocol=WS.name),
     _c("ws_connection_errors", "loadsvc_ws_connection_errors",
        "WS connection failures and unexpected closes by reason.", (*_SE, "reason"),
-       fixed=(("reason", WS_ERROR_REASONS),), declared=True),
+       fixed=(("reason", WS_ERROR_REASONS),), declared=True, protocol=WS.name),
     _c("ws_sequence_anomalies", "loadsvc_ws_sequence_anomalies",
        "WS frames whose sequence number is not the next one (duplicate, reordered, reset) "
        "or is missing (unsequenced).",
-       (*_SE, "kind"), fixed=(("kind", WS_SEQUENCE_ANOMALIES),), declared=True),
+       (*_SE, "kind"), fixed=(("kind", WS_SEQUENCE_ANOMALIES),), declared=True, protocol=WS.name),
     _g("arrival_clock_info", "loadsvc_arrival_clock_info",
        "1 for each clock that has timed the endpoint's arrivals in the run: kernel (the "
        "socket's receive stamps) or loop (when the event loop read the bytes).",
@@ -210,7 +197,7 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("ws_clock_offset", "loadsvc_ws_clock_offset_seconds",
        "Smallest arrival time minus publish stamp over the last window: the clock offset "
        "between the server and loadsvc plus the fastest delivery (negative: server ahead).",
-       _SE, "livemin", declared=True),
+       _SE, "livemin", declared=True, protocol=WS.name),
     _g("scenario_users", "loadsvc_scenario_users", "Running virtual users.", ("scenario",),
        "livesum", declared=True),
     _g("scenario_target_users", "loadsvc_scenario_target_users",
@@ -376,15 +363,11 @@ def declared_series(spec: MetricSpec, scenario: ScenarioSpec) -> Iterable[tuple[
     if "endpoint" not in spec.labels:
         heads: list[tuple[str, ...]] = [(s,)]
     elif "threshold" in spec.labels:
-        heads = [
-            (s, ref.endpoint, name)
-            for ref in scenario.endpoints()
-            for name in scenario.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
-        ]
-    elif "method" in spec.labels:
-        heads = [(s, r.endpoint, r.method) for r in scenario.endpoints() if r.kind == "http"]
+        heads = [(s, je.endpoint, name) for je in scenario.judged_endpoints for name in je.limits]
     else:
-        heads = [(s, r.endpoint) for r in scenario.endpoints() if r.kind != "http"]
+        refs = [r for r in scenario.endpoints() if spec.protocol in (None, r.kind)]
+        with_method = "method" in spec.labels
+        heads = [(s, r.endpoint, r.method) if with_method else (s, r.endpoint) for r in refs]
     return [head + tail for head in heads for tail in tails]
 
 

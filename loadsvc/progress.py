@@ -60,10 +60,10 @@ class Progress:
         # Endpoints with no latency sample yet: the verdict would be "no data" if the run ended now.
         no_data = [ep.endpoint for ep in stats.endpoints.values() if ep.latency.count == 0]
         for ep in stats.endpoints.values():
-            if ep.kind == "http":
-                t.requests += ep.count
-            else:
+            if ep.judged.protocol.connections:  # a stream counts frames, not requests
                 t.frames += ep.count
+            else:
+                t.requests += ep.count
             t.errors += ep.errors
             q95, q99 = ep.latency.live_quantile(0.95), ep.latency.live_quantile(0.99)
             p95 = q95 if p95 is None or (q95 is not None and q95 > p95) else p95

@@ -21,20 +21,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loadsvc.config.spec import EndpointRef, ScenarioSpec, StallThreshold, WsUserSpec
+from loadsvc.config.spec import EndpointRef, ScenarioSpec, StallThreshold
 from loadsvc.lag import GeneratorState
 from loadsvc.metrics import (
     ARRIVAL_CLOCKS,
     CONTRACT,
     HTTP_ERROR_OUTCOMES,
-    HTTP_OUTCOMES,
     WS_ERROR_OUTCOMES,
     WS_ERROR_REASONS,
-    WS_OUTCOMES,
     WS_SEQUENCE_ANOMALIES,
     Metrics,
     declared_series,
 )
+from loadsvc.protocols import HTTP, WS
 from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
 from loadsvc.verdict import Verdict
 
@@ -42,8 +41,10 @@ if TYPE_CHECKING:
     from loadsvc.live import LiveVerdict
 
 Clock = Callable[[], float]
-# Frames that count as the backend's errors (skewed ones are judged apart: clock skew).
-_WS_ERRORS = frozenset(WS_ERROR_OUTCOMES)
+# What counts as the backend's errors, as the protocol table says (skewed frames are judged
+# apart: clock skew).
+_HTTP_ERRORS = frozenset(HTTP.error_outcomes)
+_WS_ERRORS = frozenset(WS.error_outcomes)
 
 
 class FailureTally:
@@ -78,7 +79,7 @@ class RecorderHttpSink:
         self._hist = metrics.http_request_duration.labels(scenario, ref.endpoint, ref.method)
         self._counters = {
             o: metrics.http_requests.labels(scenario, ref.endpoint, ref.method, o)
-            for o in HTTP_OUTCOMES
+            for o in HTTP.outcomes
         }
         self._stats = stats
         self._failures = failures
@@ -89,7 +90,7 @@ class RecorderHttpSink:
         """One request ended with ``outcome``; ``latency`` is None when no response came."""
         self._counters[outcome].inc()
         stats = self._stats
-        is_error = outcome != "ok"
+        is_error = outcome in _HTTP_ERRORS
         stats.add_outcome(outcome, is_error)
         if latency is not None:
             self._hist.observe(latency)
@@ -146,7 +147,7 @@ class RecorderWsSink:
         self._stalls = metrics.ws_stalls.labels(*labels)
         self._latency = metrics.ws_message_latency.labels(*labels)
         self._interval = metrics.ws_message_interval.labels(*labels)
-        self._messages = {o: metrics.ws_messages.labels(*labels, o) for o in WS_OUTCOMES}
+        self._messages = {o: metrics.ws_messages.labels(*labels, o) for o in WS.outcomes}
         self._missed = metrics.ws_messages_missed.labels(*labels)
         self._connect = metrics.ws_connect_duration.labels(*labels)
         self._reconnect = metrics.ws_reconnect_duration.labels(*labels)
@@ -329,27 +330,17 @@ class Recorder:
                 family = getattr(m, metric.field)
                 for values in declared_series(metric, spec):
                     family.labels(*values)
-        for ref in spec.endpoints():
-            limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
-            for name, limit in limits.items():
-                m.threshold_limit.labels(spec.name, ref.endpoint, name).set(limit)
+        for je in spec.judged_endpoints:
+            for name, limit in je.limits.items():
+                m.threshold_limit.labels(spec.name, je.endpoint, name).set(limit)
 
     def begin(self, spec: ScenarioSpec) -> ScenarioStats:
         """Start the stats of a run of ``spec`` (replacing any previous one)."""
         self.declare(spec)
         now = self.clock()
         stats = ScenarioStats(spec, started_wall=time.time())
-        for ref in spec.endpoints():
-            ep = EndpointStats(ref.endpoint, ref.kind, ref.method, now)
-            t = spec.thresholds.for_endpoint(ref.endpoint)
-            if t.ws_connect_time is not None:
-                ep.connect_quantile = t.ws_connect_time.quantile
-            if t.ws_reconnect_time is not None:
-                ep.reconnect_quantile = t.ws_reconnect_time.quantile
-            stats.endpoints[(ref.kind, ref.endpoint, ref.method)] = ep
-        for user in spec.users:
-            if isinstance(user, WsUserSpec) and user.message.sequence_field is not None:
-                stats.endpoints[("ws", user.endpoint, "")].sequenced = True
+        for je in spec.judged_endpoints:
+            stats.endpoints[je.key] = EndpointStats.of(je, now)
         self.current[spec.name] = stats
         return stats
 
@@ -365,7 +356,7 @@ class Recorder:
     def ws_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderWsSink:
         """The sink for one WS endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
-        stall = stats.spec.thresholds.for_endpoint(ref.endpoint).ws_stall
+        stall = ep.judged.thresholds.ws_stall
         return RecorderWsSink(
             self.metrics, stats.spec.name, ref, ep, self.failures, self.clock, stall
         )

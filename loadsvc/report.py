@@ -14,6 +14,7 @@ from loadsvc.headline import (
 )
 from loadsvc.lag import is_busy
 from loadsvc.live import LiveVerdict
+from loadsvc.protocols import protocol_of
 from loadsvc.runner import RunResult
 from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
 from loadsvc.verdict import Judgement
@@ -52,7 +53,7 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "arrival_clock": arrival_clock(s.arrival_clocks),
         "arrival_clocks": dict(s.arrival_clocks),
     }
-    if s.kind == "ws":
+    if protocol_of(s.kind).connections:
         mpc = s.messages_per_second_per_connection
         doc.update(
             messages_per_second_per_connection=None if mpc is None else round(mpc, 3),
@@ -178,7 +179,7 @@ def _endpoint_details(s: EndpointSummary) -> list[str]:
         shown = ", ".join(f"{k} {n}" for k, n in s.sequence_anomalies if n)
         if shown:
             out.append(f"  {s.endpoint} sequence anomalies: {shown}")
-    if s.kind == "ws" and s.clock_offset_min_s is not None and s.outcome("skewed"):
+    if s.clock_offset_min_s is not None and s.outcome("skewed"):
         out.append(
             f"  {s.endpoint} clock offset min {s.clock_offset_min_s:.3f} s "
             "(arrival minus publish stamp; negative: the server's clock is ahead)"

@@ -160,9 +160,6 @@ class ScenarioRun:
             clock=self.clock,
         )
         self._groups = [_Group(wire_group(u, self.recorder.sinks(self.stats))) for u in spec.users]
-        for ep in self.stats.endpoints.values():
-            _, latency = spec.thresholds.for_endpoint(ep.endpoint).latency_for(ep.kind)
-            ep.judge_latency_at(latency.max_s)
         self.recorder.run_started(spec.name)
         self.log.info(
             "run started",
@@ -249,8 +246,9 @@ class ScenarioRun:
         return run
 
     def _publish(self, verdict: Verdict, result: str) -> None:
-        ws = [ref.endpoint for ref in self.spec.endpoints() if ref.kind == "ws"]
-        self.recorder.publish_verdict(self.spec.name, verdict, result, ws)
+        # Endpoints whose frames carry publish stamps: the ones a clock skew can be judged on.
+        stamped = [je.endpoint for je in self.spec.judged_endpoints if je.protocol.connections]
+        self.recorder.publish_verdict(self.spec.name, verdict, result, stamped)
 
     async def _drive(self, ctx: UserContext) -> None:
         spec = self.spec

@@ -19,9 +19,11 @@ import random
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
+
+from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.protocols import JudgedEndpoint, ProtocolName, judged_endpoint, protocol_of
 
 MAX_SAMPLES = 2_000_000
 # Distinct diagnostics (reason, detail) kept per endpoint and window; later ones are only counted.
@@ -167,7 +169,7 @@ class EndpointSummary:
     """What one endpoint measured over a run or verdict window."""
 
     endpoint: str
-    kind: Literal["http", "ws"]
+    kind: ProtocolName
     method: str
     count: int  # requests (http) or frames received (ws)
     errors: int
@@ -228,7 +230,7 @@ class EndpointSummary:
     def messages_per_second_per_connection(self) -> float | None:
         """Data frames (not status, not duplicates) per connection-second (ws): about 2 under
         a 500 ms throttle."""
-        if self.kind != "ws" or self.connection_seconds <= 0:
+        if not protocol_of(self.kind).connections or self.connection_seconds <= 0:
             return None
         return self.count / self.connection_seconds
 
@@ -237,7 +239,7 @@ class EndpointSummary:
         """Missed frames per expected frame (missed + delivered); None: nothing expected, or
         no sequence numbers to tell (none configured, or no delivered frame carried one)."""
         expected = self.missed + self.count
-        if self.kind != "ws" or not self.sequenced or expected == 0:
+        if not self.sequenced or expected == 0:
             return None
         if self.missed == 0 and dict(self.sequence_anomalies).get("unsequenced", 0) >= self.count:
             return None
@@ -250,24 +252,46 @@ class EndpointStats:
     def __init__(
         self,
         endpoint: str,
-        kind: Literal["http", "ws"],
+        kind: ProtocolName,
         method: str,
         now: float,
+        judged: JudgedEndpoint | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.kind: Literal["http", "ws"] = kind
+        self.kind: ProtocolName = kind
         self.method = method
+        # The endpoint's protocol and thresholds (default thresholds unless given).
+        self.judged = judged or judged_endpoint(ScenarioThresholds(), kind, endpoint, method)
+        # Connects and connection errors are events of the error ratio (the protocol says).
+        self._connection_events = self.judged.protocol.connections
         self.latency_limit = math.inf
         # What the windows closed so far counted (count, errors, missed, events, connects):
         # with the open window's, a total that never goes back (the per-second series).
         self.closed_totals = (0, 0, 0, 0, 0)
         self.users = 0  # running users on this endpoint, set by the runner once a second
-        self.sequenced = False  # ws: frames carry sequence numbers
-        self.connect_quantile = 0.95  # the quantiles the connect thresholds judge
-        self.reconnect_quantile = 0.95
+        self.sequenced = self.judged.sequenced  # ws: frames carry sequence numbers
+        # The quantiles the connect thresholds judge (p95 when they are off).
+        quantiles = self.judged.quantiles
+        self.connect_quantile = q.quantile if (q := quantiles.get("ws_connect_time")) else 0.95
+        self.reconnect_quantile = q.quantile if (q := quantiles.get("ws_reconnect_time")) else 0.95
         # Not reset by a window: WS connections keep the clock they opened with.
         self.arrival_clocks: dict[str, int] = {}
         self._reset(now)
+
+    @classmethod
+    def of(cls, judged: JudgedEndpoint, now: float) -> EndpointStats:
+        """The stats of a judged endpoint, counting samples within its latency limit as they come."""
+        stats = cls(judged.endpoint, judged.kind, judged.method, now, judged)
+        stats.judge_latency_at(judged.latency.max_s)
+        return stats
+
+    @property
+    def events(self) -> int:
+        """The error-ratio denominator of the open window: requests or frames, and on a
+        connection protocol its connects and connection errors."""
+        if self._connection_events:
+            return self.count + self.connects + self.connection_errors
+        return self.count
 
     def judge_latency_at(self, limit: float) -> None:
         """Count samples at or below ``limit`` (the latency threshold) as they arrive, from now on."""
@@ -355,7 +379,7 @@ class EndpointStats:
         connect_q, reconnect_q = self.connect_quantile, self.reconnect_quantile
         connect_time = self.connect.quantiles((connect_q,))[connect_q]
         reconnect_time = self.reconnect.quantiles((reconnect_q,))[reconnect_q]
-        events = self.count + (self.connects + self.connection_errors if self.kind == "ws" else 0)
+        events = self.events
         return EndpointSummary(
             endpoint=self.endpoint,
             kind=self.kind,

@@ -22,6 +22,7 @@ import numpy as np
 
 from loadsvc.config.spec import ScenarioSpec, ScenarioThresholds
 from loadsvc.live import LiveJudge, LiveVerdict, SlidingCounts, live_window_from_env
+from loadsvc.protocols import protocol_of
 from loadsvc.recorder import ScenarioStats
 from loadsvc.runstats import EndpointStats, LatencySamples
 from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
@@ -32,7 +33,7 @@ MAX_FIRST_SPAN_S = 5.0
 
 def endpoint_key(kind: str, endpoint: str, method: str) -> str:
     """The name an endpoint's series goes by: ``GET /api/x`` (http) or ``/ws/x`` (ws)."""
-    return f"{method} {endpoint}" if kind == "http" and method else endpoint
+    return f"{method} {endpoint}" if method and protocol_of(kind).per_method else endpoint
 
 
 @dataclass
@@ -59,7 +60,7 @@ class LagWatch(Protocol):
 
 def _totals(ep: EndpointStats) -> tuple[int, int, int, int, int]:
     """(requests or frames, errors, missed, error-ratio events, connects) over the whole run."""
-    events = ep.count + (ep.connects + ep.connection_errors if ep.kind == "ws" else 0)
+    events = ep.events
     c = ep.closed_totals
     return (
         c[0] + ep.count,
@@ -98,15 +99,13 @@ class ScenarioSeries:
     def describe(self, spec: ScenarioSpec) -> None:
         """Take the endpoints' kinds and thresholds (quantile, max) from the scenario's config."""
         self.thresholds = spec.thresholds
-        for ref in spec.endpoints():
-            key = endpoint_key(ref.kind, ref.endpoint, ref.method)
-            thresholds = spec.thresholds.for_endpoint(ref.endpoint)
-            _, latency = thresholds.latency_for(ref.kind)
-            self.kinds[key] = ref.kind
+        for je in spec.judged_endpoints:
+            key = endpoint_key(je.kind, je.endpoint, je.method)
+            self.kinds[key] = je.kind
             self.latency_limits[key] = {
-                "quantile": latency.quantile,
-                "max_s": latency.max_s,
-                "error_ratio": thresholds.error_ratio,
+                "quantile": je.latency.quantile,
+                "max_s": je.latency.max_s,
+                "error_ratio": je.limits["error_ratio"],
             }
 
     def to_doc(self, since: float | None = None) -> dict[str, Any]:
@@ -214,7 +213,7 @@ class SeriesSampler:
                 interval.latency,
                 manned=ep.users > 0,
                 stalled=ep.stalled_now,
-                delivered=interval.requests if kind == "ws" else 0,
+                delivered=interval.requests if ep.judged.protocol.connections else 0,
                 connections=interval.connections,
             )
 
@@ -255,5 +254,5 @@ class SeriesSampler:
             events=delta[3],
             connects=delta[4],
             latency=latency,
-            reconnect=reconnect if ep.kind == "ws" else None,
+            reconnect=reconnect if ep.judged.protocol.connections else None,
         )

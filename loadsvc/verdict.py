@@ -34,21 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, Thresholds
+from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds
 from loadsvc.lag import excess, is_busy, lag_explains, trust_limit_of
+from loadsvc.protocols import PROTOCOLS, JudgedEndpoint, ProtocolName, judged_endpoint
+from loadsvc.protocols import ThresholdName as ThresholdName
 from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
 
-ThresholdName = Literal[
-    "http_latency",
-    "ws_delivery_latency",
-    "error_ratio",
-    "clock_skew",
-    "ws_delivery_rate",
-    "ws_missed_ratio",
-    "ws_stalled",
-    "ws_connect_time",
-    "ws_reconnect_time",
-]
 JudgementState = Literal["passed", "breached", "no_data"]
 WindowResult = Literal["passed", "failed", "generator_bound"]
 # Times the generator's own lag can add to (loadsvc.lag decides how much it may excuse).
@@ -66,7 +57,7 @@ class Judgement:
     """One threshold of one endpoint, with what was measured and its state."""
 
     endpoint: str
-    kind: Literal["http", "ws"]
+    kind: ProtocolName
     name: ThresholdName
     # seconds for latencies and connect times, a ratio for error_ratio and ws_missed_ratio,
     # frames per connection-second for ws_delivery_rate (a floor), stalls for ws_stalled,
@@ -173,11 +164,14 @@ def judge(
     for summary, samples in measured:
         if summary.endpoint in idle:
             continue
-        out.append(_latency(thresholds, summary, samples))
-        t = thresholds.for_endpoint(summary.endpoint)
+        je = judged_endpoint(
+            thresholds, summary.kind, summary.endpoint, summary.method, sequenced=summary.sequenced
+        )
+        out.append(_latency(je, summary, samples))
+        limit = je.limits["error_ratio"]
         ratio = summary.error_ratio if summary.events else None
         state: JudgementState = (
-            "no_data" if ratio is None else "passed" if ratio <= t.error_ratio else "breached"
+            "no_data" if ratio is None else "passed" if ratio <= limit else "breached"
         )
         # No events at all already fails the latency judgement; not a second failure.
         out.append(
@@ -185,7 +179,7 @@ def judge(
                 endpoint=summary.endpoint,
                 kind=summary.kind,
                 name="error_ratio",
-                limit=t.error_ratio,
+                limit=limit,
                 value=ratio,
                 state="passed" if state == "no_data" else state,
             )
@@ -193,8 +187,7 @@ def judge(
         skew = clock_skew(summary)
         if skew is not None:
             out.append(skew)
-        if summary.kind == "ws":
-            out.extend(stream_judgements(t, summary))
+        out.extend(stream_judgements(je, summary))
     return Verdict(tuple(out))
 
 
@@ -218,38 +211,31 @@ def _stream_number(name: str, value: float) -> str:
     return f"{value:.2f} msg/s"
 
 
-def stream_judgements(t: Thresholds, s: EndpointSummary) -> list[Judgement]:
-    """What a soak exists to catch on a WS endpoint, each threshold that is on."""
+def stream_judgements(je: JudgedEndpoint, s: EndpointSummary) -> list[Judgement]:
+    """What a soak exists to catch on a stream: each of its thresholds that is on
+    (``je.limits``: none on a protocol without connections)."""
     out: list[Judgement] = []
+    limits = je.limits
 
-    def add(name: ThresholdName, limit: float, value: float | None, ok: bool) -> None:
+    def add(name: ThresholdName, value: float | None, ok: bool) -> None:
         state: JudgementState = "no_data" if value is None else "passed" if ok else "breached"
-        out.append(Judgement(s.endpoint, s.kind, name, limit, value, state))
+        out.append(Judgement(s.endpoint, s.kind, name, limits[name], value, state))
 
-    if t.ws_delivery_rate > 0:
+    if "ws_delivery_rate" in limits:
         rate = s.messages_per_second_per_connection
-        add(
-            "ws_delivery_rate",
-            t.ws_delivery_rate,
-            rate,
-            rate is not None and rate >= t.ws_delivery_rate,
-        )
-    if t.ws_missed_ratio < 1 and s.sequenced:
+        add("ws_delivery_rate", rate, rate is not None and rate >= limits["ws_delivery_rate"])
+    if "ws_missed_ratio" in limits:  # only where frames carry a sequence number
         missed = s.missed_ratio
-        add(
-            "ws_missed_ratio",
-            t.ws_missed_ratio,
-            missed,
-            missed is not None and missed <= t.ws_missed_ratio,
-        )
-    if t.ws_stall.after_s is not None:
-        add("ws_stalled", float(t.ws_stall.max), float(s.stalls), s.stalls <= t.ws_stall.max)
-    if t.ws_connect_time is not None:
-        out.append(_time("ws_connect_time", t.ws_connect_time, s, s.connect_time_s, s.connects))
-    if t.ws_reconnect_time is not None:
-        out.append(
-            _time("ws_reconnect_time", t.ws_reconnect_time, s, s.reconnect_time_s, s.reconnects)
-        )
+        add("ws_missed_ratio", missed, missed is not None and missed <= limits["ws_missed_ratio"])
+    if "ws_stalled" in limits:
+        add("ws_stalled", float(s.stalls), s.stalls <= limits["ws_stalled"])
+    quantiles = je.quantiles
+    if "ws_connect_time" in quantiles:
+        connect = quantiles["ws_connect_time"]
+        out.append(_time("ws_connect_time", connect, s, s.connect_time_s, s.connects))
+    if "ws_reconnect_time" in quantiles:
+        reconnect = quantiles["ws_reconnect_time"]
+        out.append(_time("ws_reconnect_time", reconnect, s, s.reconnect_time_s, s.reconnects))
     return out
 
 
@@ -263,7 +249,7 @@ def _time(
 
 def quantile_judgement(
     endpoint: str,
-    kind: Literal["http", "ws"],
+    kind: ProtocolName,
     name: ThresholdName,
     limit: LatencyThreshold,
     value: float | None,
@@ -293,10 +279,8 @@ def quantile_judgement(
     )
 
 
-def _latency(
-    thresholds: ScenarioThresholds, summary: EndpointSummary, samples: LatencySamples
-) -> Judgement:
-    name, latency = thresholds.for_endpoint(summary.endpoint).latency_for(summary.kind)
+def _latency(je: JudgedEndpoint, summary: EndpointSummary, samples: LatencySamples) -> Judgement:
+    name, latency = je.latency_name, je.latency
     n = samples.count
     value = exact_quantiles(samples.samples, (latency.quantile,))[latency.quantile]
     # Nearest rank: the q quantile is <= max iff at least ceil(q n) samples are.
@@ -361,9 +345,7 @@ class WindowVerdict:
 def trust_limit(thresholds: ScenarioThresholds) -> float:
     """The loop lag p99 above which a latency breach may be the generator's doing."""
     return trust_limit_of(
-        limit
-        for t in thresholds.all()
-        for limit in (t.http_latency.max_s, t.ws_delivery_latency.max_s)
+        p.latency_of(t).max_s for t in thresholds.all() for p in PROTOCOLS.values()
     )
 
 

@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "text",
                 "templating",
                 "feeders",
+                "protocols",
             }
         ),
     ),
@@ -55,16 +56,9 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 }
 
 
-# The one kind of arrow up that is allowed: a user kind's module (config layer: its spec and
-# keys are read by the loader) builds its users, so it imports their class inside ``build``,
-# when a run starts users. The loader and `loadsvc validate` never load the protocol clients.
-BUILD_TIME: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("loadsvc.config.kinds.rest", "loadsvc.users.rest"),
-        ("loadsvc.config.kinds.ws_stream", "loadsvc.users.ws"),
-        ("loadsvc.config.kinds.ws_reconnect", "loadsvc.users.ws"),
-    }
-)
+# Arrows up that are allowed (none: the user kinds' builders live on the runtime side,
+# loadsvc.users.kinds, so the config layer never imports a user class).
+BUILD_TIME: frozenset[tuple[str, str]] = frozenset()
 
 
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:

@@ -62,7 +62,9 @@ def test_declare_creates_the_denominators_at_zero(
                 assert get("loadsvc_ws_messages_total", {**base, "outcome": o}) == 0
             for r in WS_ERROR_REASONS:
                 assert get("loadsvc_ws_connection_errors_total", {**base, "reason": r}) == 0
-        limits = spec.thresholds.for_endpoint(ref.endpoint).limits_for(ref.kind)
+        (limits,) = [je.limits for je in spec.judged_endpoints if je.endpoint == ref.endpoint]
+        latency = "http_latency" if ref.kind == "http" else "ws_delivery_latency"
+        assert {latency, "error_ratio"} <= set(limits)
         for name, limit in limits.items():
             labels = {"scenario": s, "endpoint": ref.endpoint, "threshold": name}
             assert get("loadsvc_threshold_limit", labels) == limit

@@ -42,10 +42,11 @@ class Reader:
 
     def __init__(self, base_dir: str | None = None) -> None:
         self.issues: list[ConfigIssue] = []
+        # The configuration file's directory (None: not read from a file): where the files it
+        # names (a CSV of user data) are found, and a python user kind's module looked for first.
+        self.base_dir = base_dir
         # Aliased nodes are walked once per use; their keys are checked only once.
         self._entries: dict[int, Entries] = {}
-        # Where files a configuration names (a CSV of user data) are found: its own directory.
-        self.base_dir = base_dir
         # Every template read so far, checked against the names its scenario's data provides.
         self.templates: list[tuple[str, yaml.Node, Template]] = []
 

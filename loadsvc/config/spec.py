@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 # Each user kind's spec lives in its module in loadsvc.config.kinds; re-exported here.
@@ -22,6 +23,7 @@ from loadsvc.config.kinds import WsReconnectUserSpec as WsReconnectUserSpec
 from loadsvc.config.kinds import WsStreamUserSpec as WsStreamUserSpec
 from loadsvc.config.kinds import WsUserSpec as WsUserSpec
 from loadsvc.config.kinds import endpoint_label as endpoint_label
+from loadsvc.protocols import PROTOCOLS, WS, JudgedEndpoint, judged_endpoint, limits_of
 
 # --- thresholds -------------------------------------------------------------
 
@@ -97,37 +99,10 @@ class Thresholds:
     ws_connect_time: LatencyThreshold | None = None
     ws_reconnect_time: LatencyThreshold | None = None
 
-    def latency_for(
-        self, kind: Literal["http", "ws"]
-    ) -> tuple[Literal["http_latency", "ws_delivery_latency"], LatencyThreshold]:
-        """The latency threshold (its name and value) an endpoint of ``kind`` is judged by."""
-        if kind == "http":
-            return "http_latency", self.http_latency
-        return "ws_delivery_latency", self.ws_delivery_latency
-
-    def limits_for(self, kind: Literal["http", "ws"]) -> dict[str, float]:
-        """Every threshold judged at an endpoint of ``kind`` by name: seconds, a ratio,
-        frames per connection-second, or a count of stalls."""
-        name, latency = self.latency_for(kind)
-        limits = {name: latency.max_s, "error_ratio": self.error_ratio}
-        if kind == "ws":
-            limits |= self.stream_limits()
-        return limits
-
     def stream_limits(self) -> dict[str, float]:
         """The WS stream judgements that are on, by name, with their limits."""
-        out: dict[str, float] = {}
-        if self.ws_delivery_rate > 0:
-            out["ws_delivery_rate"] = self.ws_delivery_rate
-        if self.ws_missed_ratio < 1:
-            out["ws_missed_ratio"] = self.ws_missed_ratio
-        if self.ws_stall.after_s is not None:
-            out["ws_stalled"] = float(self.ws_stall.max)
-        if self.ws_connect_time is not None:
-            out["ws_connect_time"] = self.ws_connect_time.max_s
-        if self.ws_reconnect_time is not None:
-            out["ws_reconnect_time"] = self.ws_reconnect_time.max_s
-        return out
+        judged = limits_of(WS, self, sequenced=True)[0]
+        return {k: v for k, v in judged.items() if k not in (WS.latency.name, "error_ratio")}
 
 
 @dataclass(frozen=True)
@@ -346,8 +321,21 @@ class ScenarioSpec:
         seen: dict[tuple[str, str, str], EndpointRef] = {}
         for user in self.users:
             for ref in user.endpoints():
-                seen.setdefault((ref.kind, ref.endpoint, ref.method), ref)
+                key = (ref.kind, ref.endpoint, ref.method)
+                first = seen.setdefault(key, ref)
+                if ref.sequenced and not first.sequenced:  # sequenced if any group's frames are
+                    seen[key] = replace(first, sequenced=True)
         return tuple(seen.values())
+
+    @cached_property
+    def judged_endpoints(self) -> tuple[JudgedEndpoint, ...]:
+        """Every endpoint (as :meth:`endpoints`) with its thresholds resolved, once."""
+        return tuple(
+            judged_endpoint(
+                self.thresholds, ref.kind, ref.endpoint, ref.method, sequenced=ref.sequenced
+            )
+            for ref in self.endpoints()
+        )
 
     def total_weight(self) -> int:
         """Sum of the user groups' weights."""
@@ -386,6 +374,5 @@ class Config:
         out: set[float] = set()
         for s in self.scenarios:
             for t in s.thresholds.all():
-                out.add(t.http_latency.max_s)
-                out.add(t.ws_delivery_latency.max_s)
+                out.update(p.latency_of(t).max_s for p in PROTOCOLS.values())
         return tuple(sorted(out))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loadsvc.render.panels import Board, Query, timeseries
-from loadsvc.render.promql import HTTP_LATENCY, WS_LATENCY
+from loadsvc.render.promql import LATENCY_HISTOGRAMS
 
 S = 'scenario="$scenario"'
 RATE = "[$__rate_interval]"
@@ -16,7 +16,7 @@ def baseline_row(board: Board) -> None:
             f"histogram_quantile(0.95, sum by (endpoint, le) (rate({h}_bucket{{{S}}}{RATE})))",
             "{{endpoint}} p95 now",
         )
-        for h in (HTTP_LATENCY, WS_LATENCY)
+        for h in LATENCY_HISTOGRAMS
     ]
     board.row("Now vs baseline")
     board.add(

@@ -8,21 +8,22 @@ the alerts judge, so the line that crosses the threshold is the alerted one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from loadsvc.config.spec import Config, EndpointRef, ScenarioSpec
+from loadsvc.config.spec import Config, ScenarioSpec
 from loadsvc.metrics import NAMES
+from loadsvc.protocols import PROTOCOLS, JudgedEndpoint
 from loadsvc.render.header import describe_schedule, provenance
 from loadsvc.render.panels import Board, Query, RunAnnotation, encode, stat, timeseries
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
-    HTTP_LATENCY,
     NOT_DATA,
-    WS_LATENCY,
     error_ratio_record,
+    latency_histogram,
     matchers,
     quantile_record,
 )
@@ -89,16 +90,15 @@ def _fleet(board: Board) -> None:
     )
 
 
-def _latency_panel(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfile) -> Any:
-    t = scenario.thresholds.for_endpoint(ref.endpoint)
-    latency = t.http_latency if ref.kind == "http" else t.ws_delivery_latency
-    histogram = HTTP_LATENCY if ref.kind == "http" else WS_LATENCY
-    what = "REST latency" if ref.kind == "http" else "WS delivery latency"
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+def _latency_panel(scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile) -> Any:
+    latency = je.latency
+    histogram = latency_histogram(je.protocol)
+    what = je.protocol.latency_title
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     record = quantile_record(histogram, profile.rate_window_s)
     quantiles = sorted({*DASHBOARD_QUANTILES, latency.quantile})
     return timeseries(
-        f"{ref.endpoint} {what} (limit {latency.label} ≤ {prom_duration(latency.max_s)})",
+        f"{je.endpoint} {what} (limit {latency.label} ≤ {prom_duration(latency.max_s)})",
         f"Quantiles over {prom_duration(profile.rate_window_s)}, all replicas merged; "
         f"the dashed line is the configured limit of {latency.label}.",
         "s",
@@ -111,12 +111,12 @@ def _latency_panel(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProf
     )
 
 
-def _error_panel(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfile) -> Any:
-    limit = scenario.thresholds.for_endpoint(ref.endpoint).error_ratio
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+def _error_panel(scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile) -> Any:
+    limit = je.limits["error_ratio"]
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     return timeseries(
-        f"{ref.endpoint} error ratio (limit {limit * 100:g}%)",
-        f"Failed share of the {ref.kind.upper()} traffic over "
+        f"{je.endpoint} error ratio (limit {limit * 100:g}%)",
+        f"Failed share of the {je.protocol.traffic} traffic over "
         f"{prom_duration(profile.rate_window_s)}; the dashed line is the configured limit.",
         "percentunit",
         [Query(f"{error_ratio_record(profile.rate_window_s)}{matchers(labels)}", "error ratio")],
@@ -126,21 +126,106 @@ def _error_panel(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfil
 
 
 def _stream_limit(scenario: ScenarioSpec, name: str) -> float | None:
-    """The limit of stream judgement ``name`` shared by every WS endpoint of ``scenario``
+    """The limit of stream judgement ``name`` shared by every stream endpoint of ``scenario``
     (None when it is off on any, or differs between them: the drill-down draws each one)."""
-    limits = {
-        scenario.thresholds.for_endpoint(r.endpoint).stream_limits().get(name)
-        for r in scenario.endpoints()
-        if r.kind == "ws"
-    }
+    limits = {je.limits.get(name) for je in scenario.judged_endpoints if je.protocol.connections}
     return limits.pop() if len(limits) == 1 else None
+
+
+def _rest_panels(scenario: ScenarioSpec) -> list[Any]:
+    """The REST panels of a scenario above its endpoints' own."""
+    s = matchers({"scenario": scenario.name})
+    return [
+        timeseries(
+            "REST requests/s",
+            "Requests per second by endpoint, every outcome.",
+            "reqps",
+            [Query(f"sum by (endpoint) (rate({NAMES.http_requests}{s}{RATE}))", "{{endpoint}}")],
+            width=8,
+        )
+    ]
+
+
+def _ws_panels(scenario: ScenarioSpec) -> list[Any]:
+    """The WS panels of a scenario above its endpoints' own."""
+    s = matchers({"scenario": scenario.name})
+    data = matchers({"scenario": scenario.name}, NOT_DATA)
+    floor = _stream_limit(scenario, "ws_delivery_rate")
+    return [
+        timeseries(
+            "WS messages/s per connection",
+            "Data messages per second on one connection; the 500 ms throttle caps it near 2."
+            + ("" if floor is None else " The dashed line is the floor (ws_delivery_rate)."),
+            "short",
+            [
+                Query(
+                    f"sum by (endpoint) (rate({NAMES.ws_messages}{data}{RATE}))\n"
+                    f"/ sum by (endpoint) ({NAMES.ws_connections}{s})",
+                    "{{endpoint}}",
+                )
+            ],
+            limit=floor,
+            width=8,
+        ),
+        timeseries(
+            "Open WS connections",
+            "Connections open now, all replicas.",
+            "none",
+            [Query(f"sum by (endpoint) ({NAMES.ws_connections}{s})", "{{endpoint}}")],
+            width=8,
+        ),
+    ]
+
+
+def _ws_tail_panels(scenario: ScenarioSpec) -> list[Any]:
+    """The WS panels of a scenario below its endpoints' own: reconnects and missed frames."""
+    s = matchers({"scenario": scenario.name})
+    reconnect = _stream_limit(scenario, "ws_reconnect_time")
+    return [
+        timeseries(
+            "WS reconnect time",
+            "From losing or closing a connection to the next one being open."
+            + ("" if reconnect is None else " The dashed line is the limit (ws_reconnect_time)."),
+            "s",
+            [
+                Query(
+                    f"histogram_quantile({q:g}, sum by (le) "
+                    f"(rate({NAMES.ws_reconnect_duration}_bucket{s}{RATE})))",
+                    f"p{q * 100:g}",
+                )
+                for q in DASHBOARD_QUANTILES
+            ],
+            limit=reconnect,
+            width=12,
+        ),
+        timeseries(
+            "Missed WS messages/s",
+            "Messages the server never delivered (sequence gaps): its full send queue dropped them.",
+            "short",
+            [
+                Query(
+                    f"sum by (endpoint) (rate({NAMES.ws_messages_missed}{s}{RATE}))",
+                    "{{endpoint}}",
+                )
+            ],
+            width=12,
+        ),
+    ]
+
+
+PanelMaker = Callable[[ScenarioSpec], list[Any]]
+# Each protocol's panels of a scenario row, above and below its endpoints' latency and error
+# panels (keys: the protocol table's), drawn when the scenario has endpoints of that protocol.
+PROTOCOL_PANELS: dict[str, tuple[PanelMaker, PanelMaker]] = {
+    "http": (_rest_panels, lambda _: []),
+    "ws": (_ws_panels, _ws_tail_panels),
+}
 
 
 def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) -> None:
     s = matchers({"scenario": scenario.name})
-    refs = scenario.endpoints()
-    has_http = any(r.kind == "http" for r in refs)
-    has_ws = any(r.kind == "ws" for r in refs)
+    judged = scenario.judged_endpoints
+    used = [PROTOCOL_PANELS[p] for p in PROTOCOLS if any(je.kind == p for je in judged)]
     board.row(f"{scenario.name} ({describe_schedule(scenario.schedule)})")
     board.add(
         timeseries(
@@ -154,90 +239,16 @@ def _scenario_row(board: Board, scenario: ScenarioSpec, profile: TimingProfile) 
             width=8,
         )
     )
-    if has_http:
-        board.add(
-            timeseries(
-                "REST requests/s",
-                "Requests per second by endpoint, every outcome.",
-                "reqps",
-                [
-                    Query(
-                        f"sum by (endpoint) (rate({NAMES.http_requests}{s}{RATE}))",
-                        "{{endpoint}}",
-                    )
-                ],
-                width=8,
-            )
-        )
-    if has_ws:
-        data = matchers({"scenario": scenario.name}, NOT_DATA)
-        floor = _stream_limit(scenario, "ws_delivery_rate")
-        board.add(
-            timeseries(
-                "WS messages/s per connection",
-                "Data messages per second on one connection; the 500 ms throttle caps it near 2."
-                + ("" if floor is None else " The dashed line is the floor (ws_delivery_rate)."),
-                "short",
-                [
-                    Query(
-                        f"sum by (endpoint) (rate({NAMES.ws_messages}{data}{RATE}))\n"
-                        f"/ sum by (endpoint) ({NAMES.ws_connections}{s})",
-                        "{{endpoint}}",
-                    )
-                ],
-                limit=floor,
-                width=8,
-            ),
-            timeseries(
-                "Open WS connections",
-                "Connections open now, all replicas.",
-                "none",
-                [Query(f"sum by (endpoint) ({NAMES.ws_connections}{s})", "{{endpoint}}")],
-                width=8,
-            ),
-        )
-    for ref in refs:
-        if ref.kind == "http" and any(
-            r.kind == "http" and r.endpoint == ref.endpoint for r in refs[: refs.index(ref)]
-        ):
+    for above, _ in used:
+        board.add(*above(scenario))
+    shown: set[tuple[str, str]] = set()
+    for je in judged:
+        if (je.kind, je.endpoint) in shown:
             continue  # a second method of the same endpoint shares its panels
-        board.add(_latency_panel(scenario, ref, profile), _error_panel(scenario, ref, profile))
-    if has_ws:
-        reconnect = _stream_limit(scenario, "ws_reconnect_time")
-        board.add(
-            timeseries(
-                "WS reconnect time",
-                "From losing or closing a connection to the next one being open."
-                + (
-                    ""
-                    if reconnect is None
-                    else " The dashed line is the limit (ws_reconnect_time)."
-                ),
-                "s",
-                [
-                    Query(
-                        f"histogram_quantile({q:g}, sum by (le) "
-                        f"(rate({NAMES.ws_reconnect_duration}_bucket{s}{RATE})))",
-                        f"p{q * 100:g}",
-                    )
-                    for q in DASHBOARD_QUANTILES
-                ],
-                limit=reconnect,
-                width=12,
-            ),
-            timeseries(
-                "Missed WS messages/s",
-                "Messages the server never delivered (sequence gaps): its full send queue dropped them.",
-                "short",
-                [
-                    Query(
-                        f"sum by (endpoint) (rate({NAMES.ws_messages_missed}{s}{RATE}))",
-                        "{{endpoint}}",
-                    )
-                ],
-                width=12,
-            ),
-        )
+        shown.add((je.kind, je.endpoint))
+        board.add(_latency_panel(scenario, je, profile), _error_panel(scenario, je, profile))
+    for _, below in used:
+        board.add(*below(scenario))
 
 
 def overview_dashboard(config: Config, profile: TimingProfile) -> dict[str, Any]:

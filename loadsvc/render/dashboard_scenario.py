@@ -14,6 +14,7 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 
 from loadsvc.config.spec import Config
 from loadsvc.metrics import NAMES
+from loadsvc.protocols import PROTOCOLS
 from loadsvc.render.dashboard_baseline import baseline_row
 from loadsvc.render.dashboard_live import live_row
 from loadsvc.render.dashboard_overview import RATE, VERDICT_MAPPINGS, run_annotations
@@ -21,11 +22,10 @@ from loadsvc.render.header import provenance
 from loadsvc.render.panels import Board, Query, datasource, encode, stat, timeseries
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
-    HTTP_LATENCY,
     NOT_DATA,
     THRESHOLD_LIMIT_RECORD,
-    WS_LATENCY,
     error_ratio_record,
+    latency_histogram,
     quantile_record,
 )
 from loadsvc.render.recording import DASHBOARD_QUANTILES
@@ -100,10 +100,12 @@ def _limits(threshold: str) -> Query:
 def _thresholds(board: Board, profile: TimingProfile) -> None:
     w = prom_duration(profile.rate_window_s)
     board.row("Latency and errors against the thresholds")
-    for histogram, what, threshold in (
-        (HTTP_LATENCY, "REST latency", "http_latency"),
-        (WS_LATENCY, "WS delivery latency", "ws_delivery_latency"),
-    ):
+    for protocol in PROTOCOLS.values():
+        histogram, what, threshold = (
+            latency_histogram(protocol),
+            protocol.latency_title,
+            protocol.latency.name,
+        )
         board.add(
             timeseries(
                 what,

@@ -12,6 +12,7 @@ from prometheus_client.utils import floatToGoString
 
 from loadsvc.config.spec import LatencyThreshold
 from loadsvc.metrics import NAMES
+from loadsvc.protocols import PROTOCOLS, Protocol
 from loadsvc.render.profile import prom_duration
 
 # Labels that differ between replicas of loadsvc; every verdict sums them away.
@@ -24,6 +25,17 @@ HTTP_LATENCY = NAMES.http_request_duration
 # WS frames that are not delivered data: heartbeats and repeated sequence numbers.
 NOT_DATA = 'outcome!~"status|duplicate"'
 WS_LATENCY = NAMES.ws_message_latency
+
+
+def latency_histogram(protocol: Protocol) -> str:
+    """The exposed name of the histogram ``protocol``'s latency threshold is judged on."""
+    field = protocol.latency.histogram
+    assert field is not None
+    return str(getattr(NAMES, field))
+
+
+# Every protocol's latency histogram, in the protocol table's order.
+LATENCY_HISTOGRAMS: tuple[str, ...] = tuple(latency_histogram(p) for p in PROTOCOLS.values())
 
 
 def quote(value: str) -> str:

@@ -7,21 +7,22 @@ the verdict of the whole fleet; histograms make merged quantiles exact.
 
 from __future__ import annotations
 
-from loadsvc.config.spec import Config, EndpointRef, Thresholds
-from loadsvc.metrics import HTTP_ERROR_OUTCOMES, NAMES, WS_ERROR_OUTCOMES
+from collections.abc import Callable
+
+from loadsvc.config.spec import Config
+from loadsvc.metrics import NAMES
+from loadsvc.protocols import HTTP, PROTOCOLS, WS, JudgedEndpoint
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
-    HTTP_LATENCY,
+    LATENCY_HISTOGRAMS,
     SCENARIO_ENDPOINT,
     SCENARIO_ENDPOINT_LE,
     THRESHOLD_LIMIT_RECORD,
-    WS_LATENCY,
     bucket_rate_record,
     error_ratio_record,
     number,
     quantile_record,
 )
-from loadsvc.render.stream import is_sequenced
 
 Rule = dict[str, object]
 Group = dict[str, object]
@@ -35,14 +36,14 @@ def latency_quantiles(config: Config) -> tuple[float, ...]:
     out = set(DASHBOARD_QUANTILES)
     for scenario in config.scenarios:
         for t in scenario.thresholds.all():
-            out.update((t.http_latency.quantile, t.ws_delivery_latency.quantile))
+            out.update(p.latency_of(t).quantile for p in PROTOCOLS.values())
     return tuple(sorted(out))
 
 
 def http_error_ratio(window_s: float) -> str:
     """REST error ratio: requests whose outcome is not ``ok`` over all requests."""
     w = prom_duration(window_s)
-    errors = "|".join(HTTP_ERROR_OUTCOMES)
+    errors = "|".join(HTTP.error_outcomes)
     total = f"sum by ({SCENARIO_ENDPOINT}) (rate({NAMES.http_requests}[{w}]))"
     # `or total * 0`: a ratio of 0, not an empty result, when no error series exists yet.
     return (
@@ -65,7 +66,7 @@ def ws_error_ratio(window_s: float) -> str:
     Connection errors have no ``outcome`` label, which the empty alternative matches.
     """
     w = prom_duration(window_s)
-    bad = "|".join(WS_ERROR_OUTCOMES)
+    bad = "|".join(WS.error_outcomes)
     numerator_names = f"{NAMES.ws_messages}|{NAMES.ws_connection_errors}"
     all_names = (
         f"{NAMES.ws_messages}|{NAMES.ws_connect_duration}_count|{NAMES.ws_connection_errors}"
@@ -84,9 +85,13 @@ def ws_error_ratio(window_s: float) -> str:
     )
 
 
+# How each protocol's error ratio is read from its counters, by protocol (the table's keys).
+ERROR_RATIO: dict[str, Callable[[float], str]] = {"http": http_error_ratio, "ws": ws_error_ratio}
+
+
 def _latency_group(config: Config, profile: TimingProfile) -> Group:
     rules: list[Rule] = []
-    for histogram in (HTTP_LATENCY, WS_LATENCY):
+    for histogram in LATENCY_HISTOGRAMS:
         for window in sorted({profile.rate_window_s, profile.sustained_window_s}):
             rules.append(
                 {
@@ -114,50 +119,29 @@ def _latency_group(config: Config, profile: TimingProfile) -> Group:
 def _error_group(profile: TimingProfile) -> Group:
     rules: list[Rule] = []
     for window in profile.windows():
-        for protocol, expr in (("http", http_error_ratio(window)), ("ws", ws_error_ratio(window))):
+        for protocol in PROTOCOLS:
             rules.append(
                 {
                     "record": error_ratio_record(window),
-                    "expr": expr,
+                    "expr": ERROR_RATIO[protocol](window),
                     "labels": {"protocol": protocol},
                 }
             )
     return {"name": "loadsvc-errors", "rules": rules}
 
 
-def limit_rules(
-    scenario: str, ref: EndpointRef, thresholds: Thresholds, *, sequenced: bool = False
-) -> list[Rule]:
-    """Constant series of one endpoint's configured limits (latency in seconds, error ratio,
-    and on a WS endpoint each stream judgement that is on: the delivery-rate floor, the missed
-    share (only where frames carry a sequence, as the verdict judges it), the stalls allowed,
-    the connect and reconnect times)."""
-    latency = thresholds.http_latency if ref.kind == "http" else thresholds.ws_delivery_latency
-    latency_name = "http_latency" if ref.kind == "http" else "ws_delivery_latency"
-    base = {"scenario": scenario, "endpoint": ref.endpoint}
-    rules: list[Rule] = [
-        {
-            "record": THRESHOLD_LIMIT_RECORD,
-            "expr": f"vector({number(latency.max_s)})",
-            "labels": {**base, "threshold": latency_name, "quantile": number(latency.quantile)},
-        },
-        {
-            "record": THRESHOLD_LIMIT_RECORD,
-            "expr": f"vector({number(thresholds.error_ratio)})",
-            "labels": {**base, "threshold": "error_ratio"},
-        },
-    ]
-    if ref.kind != "ws":
-        return rules
-    times = {"ws_connect_time": thresholds.ws_connect_time}
-    times["ws_reconnect_time"] = thresholds.ws_reconnect_time
-    for name, limit in thresholds.stream_limits().items():
-        if name == "ws_missed_ratio" and not sequenced:
-            continue  # no sequence field: nothing is counted missed, and nothing is judged
+def limit_rules(scenario: str, je: JudgedEndpoint) -> list[Rule]:
+    """Constant series of one endpoint's configured limits: each threshold judged there (the
+    latency in seconds, the error ratio, and on a stream each judgement that is on: the
+    delivery-rate floor, the missed share where frames carry a sequence, the stalls allowed,
+    the connect and reconnect times), with the quantile of those judged at one."""
+    base = {"scenario": scenario, "endpoint": je.endpoint}
+    rules: list[Rule] = []
+    for name, limit in je.limits.items():
         labels = {**base, "threshold": name}
-        time = times.get(name)
-        if time is not None:
-            labels["quantile"] = number(time.quantile)
+        quantile = je.quantiles.get(name)
+        if quantile is not None:
+            labels["quantile"] = number(quantile.quantile)
         rules.append(
             {"record": THRESHOLD_LIMIT_RECORD, "expr": f"vector({number(limit)})", "labels": labels}
         )
@@ -167,10 +151,8 @@ def limit_rules(
 def _limit_group(config: Config) -> Group:
     rules: list[Rule] = []
     for scenario in config.scenarios:
-        for ref in scenario.endpoints():
-            t = scenario.thresholds.for_endpoint(ref.endpoint)
-            sequenced = ref.kind == "ws" and is_sequenced(scenario, ref.endpoint)
-            rules.extend(limit_rules(scenario.name, ref, t, sequenced=sequenced))
+        for je in scenario.judged_endpoints:
+            rules.extend(limit_rules(scenario.name, je))
     return {"name": "loadsvc-threshold-limits", "rules": _unique(rules)}
 
 

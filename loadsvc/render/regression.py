@@ -23,13 +23,13 @@ Two forms:
 from __future__ import annotations
 
 from loadsvc.baseline import LATENCY_METRICS
-from loadsvc.config.spec import EndpointRef, ScenarioSpec
+from loadsvc.config.spec import ScenarioSpec
+from loadsvc.protocols import JudgedEndpoint
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import (
-    HTTP_LATENCY,
     SCENARIO_ENDPOINT_LE,
-    WS_LATENCY,
     bucket_rate_record,
+    latency_histogram,
     matchers,
     number,
 )
@@ -128,11 +128,11 @@ def _quantile(selector: str, q: float, offset: str = "") -> str:
     return f"histogram_quantile({number(q)}, sum by ({SCENARIO_ENDPOINT_LE}) ({selector}{shift}))"
 
 
-def day_over_day(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfile) -> Rule:
+def day_over_day(scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile) -> Rule:
     """The threshold quantile over the sustained window, now against one day earlier."""
-    _, latency = scenario.thresholds.for_endpoint(ref.endpoint).latency_for(ref.kind)
-    histogram = HTTP_LATENCY if ref.kind == "http" else WS_LATENCY
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+    latency = je.latency
+    histogram = latency_histogram(je.protocol)
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     sel = bucket_rate_record(histogram, profile.sustained_window_s) + matchers(labels)
     now, then = _quantile(sel, latency.quantile), _quantile(sel, latency.quantile, OFFSET)
     tol = scenario.baseline.latency
@@ -163,8 +163,8 @@ def regression_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile
     for scenario in scenarios:
         if scenario.schedule.kind != "continuous" or not scenario.baseline.enabled:
             continue
-        for ref in scenario.endpoints():
-            rule = day_over_day(scenario, ref, profile)
+        for je in scenario.judged_endpoints:
+            rule = day_over_day(scenario, je, profile)
             if rule not in rules:
                 rules.append(rule)
     return rules

@@ -11,8 +11,9 @@ their histograms (the configuration checks it), so those rules are exact.
 
 from __future__ import annotations
 
-from loadsvc.config.spec import EndpointRef, LatencyThreshold, ScenarioSpec, Thresholds, WsUserSpec
+from loadsvc.config.spec import LatencyThreshold, ScenarioSpec
 from loadsvc.metrics import NAMES
+from loadsvc.protocols import JudgedEndpoint
 from loadsvc.render.profile import TimingProfile, prom_duration
 from loadsvc.render.promql import NOT_DATA, SCENARIO_ENDPOINT, le_label, matchers, number
 from loadsvc.render.thresholds import Rule, alert
@@ -20,14 +21,6 @@ from loadsvc.render.thresholds import Rule, alert
 
 def _sum(expr: str) -> str:
     return f"sum by ({SCENARIO_ENDPOINT}) ({expr})"
-
-
-def is_sequenced(scenario: ScenarioSpec, endpoint: str) -> bool:
-    """Whether the frames of ``endpoint`` carry sequence numbers (else nothing is missed)."""
-    return any(
-        isinstance(u, WsUserSpec) and u.endpoint == endpoint and u.message.sequence_field
-        for u in scenario.users
-    )
 
 
 def delivery_rate_expr(selector: str, data_selector: str, window: str) -> str:
@@ -51,17 +44,17 @@ def stalls_expr(selector: str, window: str) -> str:
     return _sum(f"increase({NAMES.ws_stalls}{selector}[{window}])")
 
 
-def stream_alerts(
-    scenario: ScenarioSpec, ref: EndpointRef, t: Thresholds, profile: TimingProfile
-) -> list[Rule]:
-    """Every stream alert of one WS endpoint whose threshold is on."""
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+def stream_alerts(scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile) -> list[Rule]:
+    """Every stream alert of one endpoint whose threshold is on there (``je.limits``: the
+    missed share only where frames carry a sequence; none on a protocol without streams)."""
+    t = je.thresholds
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     sel = matchers(labels)
     data = matchers(labels, NOT_DATA)
     w = prom_duration(profile.rate_window_s)
     where = "{{ $labels.endpoint }} ({{ $labels.scenario }})"
     rules: list[Rule] = []
-    if t.ws_delivery_rate > 0:
+    if "ws_delivery_rate" in je.limits:
         floor = number(t.ws_delivery_rate)
         rules.append(
             alert(
@@ -82,7 +75,7 @@ def stream_alerts(
                 labels,
             )
         )
-    if t.ws_missed_ratio < 1 and is_sequenced(scenario, ref.endpoint):
+    if "ws_missed_ratio" in je.limits:
         limit = number(t.ws_missed_ratio)
         rules.append(
             alert(
@@ -97,7 +90,7 @@ def stream_alerts(
                 labels,
             )
         )
-    if t.ws_stall.after_s is not None:
+    if "ws_stalled" in je.limits and t.ws_stall.after_s is not None:
         after = prom_duration(t.ws_stall.after_s)
         rules.append(
             alert(
@@ -112,10 +105,11 @@ def stream_alerts(
                 labels,
             )
         )
-    for name, histogram, what, threshold in (
-        ("LoadsvcWsConnectSlow", NAMES.ws_connect_duration, "connect", t.ws_connect_time),
-        ("LoadsvcWsReconnectSlow", NAMES.ws_reconnect_duration, "reconnect", t.ws_reconnect_time),
+    for name, histogram, what, judged in (
+        ("LoadsvcWsConnectSlow", NAMES.ws_connect_duration, "connect", "ws_connect_time"),
+        ("LoadsvcWsReconnectSlow", NAMES.ws_reconnect_duration, "reconnect", "ws_reconnect_time"),
     ):
+        threshold = je.quantiles.get(judged)
         if threshold is not None:
             rules.append(_time_alert(name, histogram, what, threshold, labels, profile))
     return rules
@@ -154,11 +148,8 @@ def stream_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) ->
     """Stream alerts of every WS endpoint of every scenario, in configuration order, once each."""
     rules: list[Rule] = []
     for scenario in scenarios:
-        for ref in scenario.endpoints():
-            if ref.kind != "ws":
-                continue
-            t = scenario.thresholds.for_endpoint(ref.endpoint)
-            for rule in stream_alerts(scenario, ref, t, profile):
+        for je in scenario.judged_endpoints:
+            for rule in stream_alerts(scenario, je, profile):
                 if rule not in rules:
                     rules.append(rule)
     return rules

@@ -7,13 +7,13 @@ depends on the running service to know its limit.
 
 from __future__ import annotations
 
-from loadsvc.config.spec import EndpointRef, LatencyThreshold, ScenarioSpec, Thresholds
+from loadsvc.config.spec import LatencyThreshold, ScenarioSpec
+from loadsvc.protocols import JudgedEndpoint
 from loadsvc.render.profile import BurnWindow, TimingProfile, prom_duration
 from loadsvc.render.promql import (
-    HTTP_LATENCY,
-    WS_LATENCY,
     error_ratio_record,
     fraction_within,
+    latency_histogram,
     matchers,
     number,
     quantile_record,
@@ -71,16 +71,14 @@ def _measured_quantile(histogram: str, window_s: float, threshold: LatencyThresh
 
 
 def latency_alerts(
-    scenario: ScenarioSpec, ref: EndpointRef, threshold: LatencyThreshold, profile: TimingProfile
+    scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile
 ) -> list[Rule]:
     """Warning after ``for`` over the rate window; critical when the sustained window agrees."""
-    is_http = ref.kind == "http"
-    name = "LoadsvcRestLatencyHigh" if is_http else "LoadsvcWsDeliveryLatencyHigh"
-    histogram = HTTP_LATENCY if is_http else WS_LATENCY
-    what = "REST" if is_http else "WS delivery"
-    items = "requests" if is_http else "messages"
-    done = "completed" if is_http else "were delivered"
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+    protocol, threshold = je.protocol, je.latency
+    name = protocol.latency_alert
+    histogram = latency_histogram(je.protocol)
+    what, items, done = protocol.alert_what, protocol.items, protocol.done
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     q = threshold.label
     limit = prom_duration(threshold.max_s)
     need = _percent(threshold.quantile)
@@ -134,11 +132,10 @@ def _burn_condition(labels: dict[str, str], limit: float, burn: BurnWindow) -> s
     )
 
 
-def error_alerts(
-    scenario: ScenarioSpec, ref: EndpointRef, limit: float, profile: TimingProfile
-) -> list[Rule]:
+def error_alerts(scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile) -> list[Rule]:
     """Warning on the ratio over the rate window; critical on a multi-window burn rate."""
-    labels = {"scenario": scenario.name, "endpoint": ref.endpoint}
+    limit = je.limits["error_ratio"]
+    labels = {"scenario": scenario.name, "endpoint": je.endpoint}
     w = prom_duration(profile.rate_window_s)
     pct = _percent(limit)
     rules = [
@@ -179,22 +176,19 @@ def error_alerts(
     return rules
 
 
-def endpoint_alerts(scenario: ScenarioSpec, ref: EndpointRef, profile: TimingProfile) -> list[Rule]:
+def endpoint_alerts(
+    scenario: ScenarioSpec, je: JudgedEndpoint, profile: TimingProfile
+) -> list[Rule]:
     """Every threshold alert of one endpoint of one scenario."""
-    t: Thresholds = scenario.thresholds.for_endpoint(ref.endpoint)
-    latency = t.http_latency if ref.kind == "http" else t.ws_delivery_latency
-    return [
-        *latency_alerts(scenario, ref, latency, profile),
-        *error_alerts(scenario, ref, t.error_ratio, profile),
-    ]
+    return [*latency_alerts(scenario, je, profile), *error_alerts(scenario, je, profile)]
 
 
 def threshold_rules(scenarios: tuple[ScenarioSpec, ...], profile: TimingProfile) -> list[Rule]:
     """Threshold alerts of every scenario and endpoint, in configuration order, without repeats."""
     rules: list[Rule] = []
     for scenario in scenarios:
-        for ref in scenario.endpoints():
-            for rule in endpoint_alerts(scenario, ref, profile):
+        for je in scenario.judged_endpoints:
+            for rule in endpoint_alerts(scenario, je, profile):
                 # One endpoint with two REST methods shares its thresholds and its alerts.
                 if rule not in rules:
                     rules.append(rule)

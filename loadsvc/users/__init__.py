@@ -1,12 +1,13 @@
-"""Virtual user kinds, one per module; the runner builds them through the ``KINDS`` table."""
+"""Virtual user kinds, one per module; the runner builds them through the ``BUILDERS`` table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadsvc.config.kinds import KINDS, UserFactory, UserSpec
+from loadsvc.config.kinds import UserSpec
 from loadsvc.users.base import EndpointSinks, Target, UserContext, VirtualUser
 from loadsvc.users.frames import FrameReader
+from loadsvc.users.kinds import BUILDERS, UserFactory
 from loadsvc.users.rest import RestUser
 from loadsvc.users.ws import WsReconnectUser, WsStreamUser
 
@@ -21,10 +22,11 @@ class GroupWiring:
 
 def wire_group(spec: UserSpec, sinks: EndpointSinks) -> GroupWiring:
     """Resolve a group's sinks once (by its kind) and return a factory for its users."""
-    return GroupWiring(spec, KINDS[spec.kind].build(spec, sinks))
+    return GroupWiring(spec, BUILDERS[spec.kind](spec, sinks))
 
 
 __all__ = [
+    "BUILDERS",
     "FrameReader",
     "GroupWiring",
     "RestUser",

@@ -1,4 +1,5 @@
-"""The KINDS table: the config loader reads, and the runner builds, every user kind through it."""
+"""The user-kind tables: the config loader reads every kind through KINDS, the runner builds
+its users through BUILDERS (the runtime side; the config layer never imports a user class)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ from loadsvc.config.kinds import KINDS, EndpointRef
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.users import RestUser, Target, UserContext, WsReconnectUser, WsStreamUser, wire_group
+from loadsvc.users import (
+    BUILDERS,
+    RestUser,
+    Target,
+    UserContext,
+    WsReconnectUser,
+    WsStreamUser,
+    wire_group,
+)
+from loadsvc.users.python import ManagedUser
 
-USER_OF_KIND = {"rest": RestUser, "ws_stream": WsStreamUser, "ws_reconnect": WsReconnectUser}
+USER_OF_KIND = {
+    "rest": RestUser,
+    "ws_stream": WsStreamUser,
+    "ws_reconnect": WsReconnectUser,
+    "python": ManagedUser,
+}
 GROUPS = {
     "rest": "{kind: rest, pacing: 1s, tasks: [{path: '/a?x=1'}, {path: /b, method: post}]}",
     "ws_stream": "{kind: ws_stream, path: /ws/market}",
     "ws_reconnect": "{kind: ws_reconnect, path: /ws/alerts, name: alerts}",
+    "python": "{kind: python, class: 'examples.custom_user:DashboardTab'}",
 }
 
 
@@ -43,6 +59,11 @@ def test_the_loader_accepts_exactly_the_kinds_of_the_table() -> None:
     assert message == f"expected one of {', '.join(KINDS)}, got 'websocket'"
 
 
+def test_every_kind_the_loader_reads_has_a_builder() -> None:
+    """The runtime table builds exactly the kinds the config table reads, in the same order."""
+    assert tuple(BUILDERS) == tuple(KINDS)
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_kind_accepts_the_keys_its_module_declares(kind: str) -> None:
     """An unknown key in a group lists the keys of that kind's table entry, and only those."""
@@ -61,8 +82,9 @@ def test_each_kind_reports_its_endpoints() -> None:
         (EndpointRef("/a", "http", "GET"), EndpointRef("/b", "http", "POST")),
         (EndpointRef("/ws/market", "ws"),),
         (EndpointRef("alerts", "ws"),),
+        (EndpointRef("/api/market/snapshot", "http", "GET"), EndpointRef("/ws/market", "ws")),
     ]
-    assert len(spec.endpoints()) == 4
+    assert len(spec.endpoints()) == 5  # the python group's /ws/market is the stream's too
 
 
 async def test_wire_group_builds_the_user_class_of_each_kind(metrics: Metrics) -> None:

@@ -1,25 +1,25 @@
-"""What every user kind is made of: its endpoints, and the record the ``KINDS`` table holds."""
+"""What every user kind is made of: its endpoints, and the record the ``KINDS`` table holds.
+
+The config layer knows specs only: how a kind's users are built is the runtime's
+(:data:`loadsvc.users.kinds.BUILDERS`), so nothing here imports a user class.
+"""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
 from loadsvc.config._nodes import Fields
 from loadsvc.config._values import list_of, text
-
-if TYPE_CHECKING:  # only for types: the config layer never imports the runtime
-    from loadsvc.users.base import EndpointSinks, UserContext, VirtualUser
+from loadsvc.protocols import ProtocolName
 
 __all__ = [
     "EndpointRef",
     "EndpointUse",
-    "UserFactory",
     "UserKind",
     "UserSpec",
     "endpoint_label",
@@ -48,11 +48,17 @@ def nullable_subset(fields: Fields, required: tuple[str, ...]) -> tuple[str, ...
 
 @dataclass(frozen=True)
 class EndpointRef:
-    """One endpoint a scenario measures: its label and its protocol."""
+    """One endpoint a scenario measures: its label, its protocol (a key of
+    :data:`loadsvc.protocols.PROTOCOLS`) and, for REST, its method.
+
+    ``sequenced``: its frames carry sequence numbers, so missed frames can be known
+    (not part of what the endpoint is: two refs differing only in it are equal).
+    """
 
     endpoint: str
-    kind: Literal["http", "ws"]
+    kind: ProtocolName
     method: str = ""
+    sequenced: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class EndpointUse:
     """Where a user group or task measures an endpoint (to find HTTP/WS label clashes)."""
 
     endpoint: str
-    protocol: Literal["http", "ws"]
+    protocol: ProtocolName
     path: str
     node: yaml.Node
 
@@ -82,22 +88,19 @@ class UserSpec(Protocol):
 
 S = TypeVar("S")
 
-UserFactory = Callable[["UserContext", random.Random], "VirtualUser"]
-
 
 @dataclass(frozen=True)
 class UserKind(Generic[S]):
-    """One user kind as the config loader and the runner see it.
+    """One user kind as the config loader sees it.
 
     ``keys`` are the config keys a group of this kind may have (in the order error
     messages list them); ``read`` builds the spec from them (None when too broken,
-    every problem reported) and records each endpoint it uses; ``build`` resolves a
-    group's sinks once and returns the factory the runner creates its users with.
+    every problem reported) and records each endpoint it uses. How its users are
+    built is the runtime's table, :data:`loadsvc.users.kinds.BUILDERS`.
     """
 
     keys: tuple[str, ...]
     read: Callable[[Fields, list[EndpointUse]], S | None]
-    build: Callable[[S, EndpointSinks], UserFactory]
 
 
 AnyKind = UserKind[Any]

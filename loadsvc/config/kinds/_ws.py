@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from loadsvc.config._nodes import Fields
 from loadsvc.config._values import (
@@ -26,9 +26,6 @@ from loadsvc.config._values import (
 from loadsvc.config.durations import format_duration
 from loadsvc.config.kinds._base import EndpointRef, EndpointUse, endpoint_label, nullable_subset
 
-if TYPE_CHECKING:
-    from loadsvc.users.base import EndpointSinks, WsSink
-
 __all__ = [
     "WS_KEYS",
     "WsBackoffSpec",
@@ -36,7 +33,6 @@ __all__ = [
     "WsUserSpec",
     "read_ws_options",
     "read_ws_user",
-    "ws_sink",
 ]
 
 
@@ -82,7 +78,8 @@ class WsUserSpec:
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """The one endpoint a WS group measures."""
-        return (EndpointRef(self.endpoint, "ws"),)
+        sequenced = self.message.sequence_field is not None
+        return (EndpointRef(self.endpoint, "ws", sequenced=sequenced),)
 
 
 # The keys of a WS user group before its kind's own, in the order messages list them.
@@ -126,11 +123,6 @@ def read_ws_user(spec_type: type[W], options: WsUserSpec | None, **own: Any) -> 
         return None
     shared = {f.name: getattr(options, f.name) for f in dataclasses.fields(WsUserSpec)}
     return spec_type(**shared, **own)
-
-
-def ws_sink(spec: WsUserSpec, sinks: EndpointSinks) -> WsSink:
-    """The one sink a WS group's users share, resolved once."""
-    return sinks.ws_sink(spec.endpoints()[0])
 
 
 def _message(parent: Fields) -> WsMessageSpec:

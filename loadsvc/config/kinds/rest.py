@@ -1,13 +1,13 @@
 """The ``rest`` user kind: weighted HTTP tasks, paced or with think time.
 
-Its spec, how a config file describes it, the endpoints it measures, and how the
-runner builds its users (:class:`loadsvc.users.rest.RestUser`).
+Its spec, how a config file describes it, and the endpoints it measures; its users
+(:class:`loadsvc.users.rest.RestUser`) are built by :data:`loadsvc.users.kinds.BUILDERS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import yaml
 
@@ -27,14 +27,10 @@ from loadsvc.config.durations import format_duration
 from loadsvc.config.kinds._base import (
     EndpointRef,
     EndpointUse,
-    UserFactory,
     UserKind,
     endpoint_label,
     nullable_subset,
 )
-
-if TYPE_CHECKING:
-    from loadsvc.users.base import EndpointSinks
 
 __all__ = ["HTTP_METHODS", "KIND", "HttpTaskSpec", "RestUserSpec"]
 
@@ -185,14 +181,4 @@ def _task(
     )
 
 
-def build(spec: RestUserSpec, sinks: EndpointSinks) -> UserFactory:
-    """One HTTP sink per task, resolved once; each user gets its own connection."""
-    # Imported here, when a run builds users: the config layer (and `loadsvc validate`)
-    # never loads the protocol clients, and the users can import their specs from here.
-    from loadsvc.users.rest import RestUser
-
-    http = [sinks.http_sink(ref) for ref in spec.endpoints()]
-    return lambda ctx, rng: RestUser(spec, ctx, http, rng)
-
-
-KIND = UserKind[RestUserSpec](keys=_KEYS, read=read, build=build)
+KIND = UserKind[RestUserSpec](keys=_KEYS, read=read)

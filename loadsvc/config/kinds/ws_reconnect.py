@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from loadsvc.config._nodes import Fields
 from loadsvc.config._values import duration, integer
-from loadsvc.config.kinds._base import EndpointUse, UserFactory, UserKind
-from loadsvc.config.kinds._ws import WS_KEYS, WsUserSpec, read_ws_options, read_ws_user, ws_sink
-
-if TYPE_CHECKING:
-    from loadsvc.users.base import EndpointSinks
+from loadsvc.config.kinds._base import EndpointUse, UserKind
+from loadsvc.config.kinds._ws import WS_KEYS, WsUserSpec, read_ws_options, read_ws_user
 
 __all__ = ["KIND", "WsReconnectUserSpec"]
 
@@ -39,14 +36,4 @@ def read(fields: Fields, uses: list[EndpointUse]) -> WsReconnectUserSpec | None:
     return read_ws_user(WsReconnectUserSpec, options, cycle_s=cycle, messages_per_cycle=per_cycle)
 
 
-def build(spec: WsReconnectUserSpec, sinks: EndpointSinks) -> UserFactory:
-    """Users that share the group's one WS sink."""
-    from loadsvc.users.ws import WsReconnectUser  # at build time: see kinds/rest.py
-
-    sink = ws_sink(spec, sinks)
-    return lambda ctx, rng: WsReconnectUser(spec, ctx, sink, rng)
-
-
-KIND = UserKind[WsReconnectUserSpec](
-    keys=(*WS_KEYS, "cycle", "messages_per_cycle"), read=read, build=build
-)
+KIND = UserKind[WsReconnectUserSpec](keys=(*WS_KEYS, "cycle", "messages_per_cycle"), read=read)

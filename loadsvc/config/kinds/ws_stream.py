@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from loadsvc.config._nodes import Fields
-from loadsvc.config.kinds._base import EndpointUse, UserFactory, UserKind
-from loadsvc.config.kinds._ws import WS_KEYS, WsUserSpec, read_ws_options, read_ws_user, ws_sink
-
-if TYPE_CHECKING:
-    from loadsvc.users.base import EndpointSinks
+from loadsvc.config.kinds._base import EndpointUse, UserKind
+from loadsvc.config.kinds._ws import WS_KEYS, WsUserSpec, read_ws_options, read_ws_user
 
 __all__ = ["KIND", "WsStreamUserSpec"]
 
@@ -27,12 +24,4 @@ def read(fields: Fields, uses: list[EndpointUse]) -> WsStreamUserSpec | None:
     return read_ws_user(WsStreamUserSpec, read_ws_options(fields, uses))
 
 
-def build(spec: WsStreamUserSpec, sinks: EndpointSinks) -> UserFactory:
-    """Users that share the group's one WS sink."""
-    from loadsvc.users.ws import WsStreamUser  # at build time: see kinds/rest.py
-
-    sink = ws_sink(spec, sinks)
-    return lambda ctx, rng: WsStreamUser(spec, ctx, sink, rng)
-
-
-KIND = UserKind[WsStreamUserSpec](keys=WS_KEYS, read=read, build=build)
+KIND = UserKind[WsStreamUserSpec](keys=WS_KEYS, read=read)
