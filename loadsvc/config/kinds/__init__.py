@@ -17,6 +17,14 @@ from loadsvc.config.kinds._base import (
     UserSpec,
     endpoint_label,
 )
+from loadsvc.config.kinds._conversation import (
+    FRAME,
+    WsAckSpec,
+    WsConversationSpec,
+    WsHeartbeatSpec,
+    WsMatch,
+    WsPeriodicSpec,
+)
 from loadsvc.config.kinds._ws import WsBackoffSpec, WsMessageSpec, WsUserSpec
 from loadsvc.config.kinds.rest import HttpTaskSpec, RestUserSpec
 from loadsvc.config.kinds.ws_reconnect import WsReconnectUserSpec
@@ -29,6 +37,7 @@ KINDS: dict[str, AnyKind] = {
 }
 
 __all__ = [
+    "FRAME",
     "KINDS",
     "EndpointRef",
     "EndpointUse",
@@ -37,8 +46,13 @@ __all__ = [
     "UserFactory",
     "UserKind",
     "UserSpec",
+    "WsAckSpec",
     "WsBackoffSpec",
+    "WsConversationSpec",
+    "WsHeartbeatSpec",
+    "WsMatch",
     "WsMessageSpec",
+    "WsPeriodicSpec",
     "WsReconnectUserSpec",
     "WsStreamUserSpec",
     "WsUserSpec",
