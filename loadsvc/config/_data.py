@@ -51,7 +51,8 @@ def read_template_at(
 ) -> Template | None:
     """The template of ``node`` at ``path``, as :func:`read_template`. Names under
     ``local.`` (``${frame.id}`` with ``local="frame"``) are filled by the caller, not from
-    the data, so the scenario's check leaves them out."""
+    the data (``${frame}`` alone is left for the caller to report), so the scenario's check
+    leaves them out."""
     try:
         template = compile_template(plain()(node))
     except (Invalid, TemplateError) as exc:
@@ -59,7 +60,7 @@ def read_template_at(
         return None
     checked = template
     if local is not None:
-        own = frozenset(n for n in template.names if n != local and n.startswith(f"{local}."))
+        own = frozenset(n for n in template.names if n == local or n.startswith(f"{local}."))
         checked = dataclasses.replace(template, names=template.names - own)
     reader.templates.append((path, node, checked))
     return template

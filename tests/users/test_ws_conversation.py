@@ -100,9 +100,12 @@ class Exchange:
                     except ValueError:
                         value = payload.decode()  # a string sent as is
                 got.append(value)
-                if isinstance(value, dict) and value.get("op") == "subscribe":
-                    if not subscribed.done():
-                        subscribed.set_result(list(value["symbols"]))
+                if (
+                    isinstance(value, dict)
+                    and value.get("op") == "subscribe"
+                    and not subscribed.done()
+                ):
+                    subscribed.set_result(list(value["symbols"]))
                 if isinstance(value, dict) and value.get("op") == "pong":
                     pongs.add(value.get("id"))
 
