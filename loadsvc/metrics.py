@@ -55,6 +55,7 @@ WS_SEQUENCE_ANOMALIES: tuple[str, ...] = (
     "reordered",  # a late frame that fills a gap (its number was first thought missed)
     "reset",  # the sequence went backwards beyond the reorder window (the server restarted it)
     "unsequenced",  # a data frame without the configured sequence field: its gaps are unknown
+    "untracked",  # a frame of a sequence_key beyond max_sequence_keys: its gaps are unknown
 )
 WS_ERROR_REASONS: tuple[str, ...] = (
     "refused",  # TCP connect refused or reset before the handshake
@@ -64,6 +65,7 @@ WS_ERROR_REASONS: tuple[str, ...] = (
     "abnormal_close",  # the connection dropped without a close frame
     "tls",  # the TLS handshake failed (certificate, protocol)
     "protocol",  # the server broke the WebSocket protocol; loadsvc failed the connection
+    "ack_timeout",  # the conversation's acknowledgement did not come in time
     "error",  # anything else (counted, logged in aggregate)
 )
 RUN_RESULTS: tuple[str, ...] = ("passed", "failed", "generator_bound", "error")

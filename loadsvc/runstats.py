@@ -241,7 +241,9 @@ class EndpointSummary:
         expected = self.missed + self.count
         if not self.sequenced or expected == 0:
             return None
-        if self.missed == 0 and dict(self.sequence_anomalies).get("unsequenced", 0) >= self.count:
+        anomalies = dict(self.sequence_anomalies)
+        unknown = anomalies.get("unsequenced", 0) + anomalies.get("untracked", 0)
+        if self.missed == 0 and unknown >= self.count:
             return None
         return self.missed / expected
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["BUILTIN_NAMES", "Template", "TemplateError", "compile_template", "text_of"]
@@ -32,7 +32,8 @@ __all__ = ["BUILTIN_NAMES", "Template", "TemplateError", "compile_template", "te
 # What every user has without any data: its number in the run (1, 2, ...) and its scenario.
 BUILTIN_NAMES = frozenset({"user", "scenario"})
 _TOKEN = re.compile(r"\$\{([^}]*)\}|\$\$|\$")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A value's name; dotted names (``frame.id``) are fields of what a reply answers.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*")
 
 
 class TemplateError(ValueError):
@@ -123,8 +124,10 @@ class Template:
     """A value with placeholders, compiled once; ``names`` are those it needs."""
 
     source: Any
-    names: frozenset[str]
-    _tree: Any
+    # Not in the repr: a set's order changes with the process (string hashing), and a
+    # spec's repr is the scenario fingerprint that baselines compare across restarts.
+    names: frozenset[str] = field(repr=False)
+    _tree: Any = field(repr=False)
 
     @property
     def constant(self) -> bool:

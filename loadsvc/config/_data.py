@@ -17,6 +17,7 @@ uses it, never a KeyError in the middle of a run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from typing import Any, cast
@@ -28,7 +29,7 @@ from loadsvc.config._values import Invalid, choice, plain, text
 from loadsvc.config.spec import DataOrder, DataSpec
 from loadsvc.templating import BUILTIN_NAMES, Template, TemplateError, compile_template
 
-__all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template"]
+__all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template", "read_template_at"]
 
 DATA_KEYS = ("order", "rows", "csv")
 ORDERS: tuple[DataOrder, ...] = ("round_robin", "unique", "random")
@@ -42,12 +43,26 @@ def read_template(fields: Fields, key: str) -> Template | None:
     node = fields.value_node(key)
     if node is None:
         return None
+    return read_template_at(fields.reader, fields.at(key), node)
+
+
+def read_template_at(
+    reader: Reader, path: str, node: yaml.Node, *, local: str | None = None
+) -> Template | None:
+    """The template of ``node`` at ``path``, as :func:`read_template`. Names under
+    ``local.`` (``${frame.id}`` with ``local="frame"``) are filled by the caller, not from
+    the data (``${frame}`` alone is left for the caller to report), so the scenario's check
+    leaves them out."""
     try:
         template = compile_template(plain()(node))
     except (Invalid, TemplateError) as exc:
-        fields.reader.error(fields.at(key), node, str(exc))
+        reader.error(path, node, str(exc))
         return None
-    fields.reader.templates.append((fields.at(key), node, template))
+    checked = template
+    if local is not None:
+        own = frozenset(n for n in template.names if n == local or n.startswith(f"{local}."))
+        checked = dataclasses.replace(template, names=template.names - own)
+    reader.templates.append((path, node, checked))
     return template
 
 

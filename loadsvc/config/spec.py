@@ -13,12 +13,18 @@ from functools import cached_property
 from typing import Literal
 
 # Each user kind's spec lives in its module in loadsvc.config.kinds; re-exported here.
+from loadsvc.config.kinds import FRAME as FRAME
 from loadsvc.config.kinds import EndpointRef as EndpointRef
 from loadsvc.config.kinds import HttpTaskSpec as HttpTaskSpec
 from loadsvc.config.kinds import RestUserSpec as RestUserSpec
 from loadsvc.config.kinds import UserSpec as UserSpec
+from loadsvc.config.kinds import WsAckSpec as WsAckSpec
 from loadsvc.config.kinds import WsBackoffSpec as WsBackoffSpec
+from loadsvc.config.kinds import WsConversationSpec as WsConversationSpec
+from loadsvc.config.kinds import WsHeartbeatSpec as WsHeartbeatSpec
+from loadsvc.config.kinds import WsMatch as WsMatch
 from loadsvc.config.kinds import WsMessageSpec as WsMessageSpec
+from loadsvc.config.kinds import WsPeriodicSpec as WsPeriodicSpec
 from loadsvc.config.kinds import WsReconnectUserSpec as WsReconnectUserSpec
 from loadsvc.config.kinds import WsStreamUserSpec as WsStreamUserSpec
 from loadsvc.config.kinds import WsUserSpec as WsUserSpec

@@ -28,6 +28,7 @@ from loadsvc.tls import client_context, describe_tls_error
 from loadsvc.users.arrival import clock_of
 from loadsvc.users.backoff import ReconnectBackoff
 from loadsvc.users.base import UserContext, WsSink
+from loadsvc.users.conversation import ACK_TIMEOUT, AckTimeout, WsConversation
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection, stamped_connect
 
@@ -94,7 +95,16 @@ class _WsClient:
         self._url = ctx.target.ws_url(spec.path)
         self._headers = ctx.target.header_dict()
         self._tls = (ctx.target.tls or _default_tls()) if self._url.startswith("wss:") else None
-        self._reader = FrameReader(spec.message, sink)
+        talk = spec.conversation
+        heartbeat = talk.heartbeat if talk is not None else None
+        self._reader = FrameReader(
+            spec.message,
+            sink,
+            ack=talk.ack.match if talk is not None and talk.ack is not None else None,
+            heartbeat=heartbeat.match if heartbeat is not None else None,
+            reply_paths=heartbeat.reply_paths if heartbeat is not None else (),
+        )
+        self._talk = WsConversation(talk, ctx.values, self._reader) if talk is not None else None
         self._ws: TimedConnection | None = None  # the open connection, if any
 
     async def _open(
@@ -109,9 +119,11 @@ class _WsClient:
         backoff = ReconnectBackoff(self._spec.backoff, self._rng)  # retries: loadsvc.users.backoff
         clock = self._ctx.clock
         stopping = self._ctx.stopping
-        # Before connecting: frames may be judged before connect() returns.
-        self._reader.new_connection()
         while not stopping.is_set():
+            # Before connecting: frames may be judged before connect() returns.
+            self._reader.new_connection()
+            if self._talk is not None:
+                self._talk.prepare()
             t0 = clock()
             was_busy, self.busy = self.busy, True
             try:
@@ -139,19 +151,45 @@ class _WsClient:
                     self._sink.note(reason, detail)
             else:
                 assert isinstance(ws, TimedConnection)
-                now = clock()
-                self._sink.connected(now - t0)
-                self._sink.arrival_clock(clock_of(ws.transport))
-                if lost_at is not None:
-                    self._sink.reconnected(now - lost_at)
-                self._ws = ws
-                return ws
+                # Connect time runs to the acknowledgement, when one is awaited: until it,
+                # the connection delivers nothing.
+                if self._talk is None or await self._converse(ws, pump=on_frame is None):
+                    now = clock()
+                    self._sink.connected(now - t0)
+                    self._sink.arrival_clock(clock_of(ws.transport))
+                    if lost_at is not None:
+                        self._sink.reconnected(now - lost_at)
+                    self._ws = ws
+                    return ws
             finally:
                 self.busy = was_busy
             if lost_at is None:
                 lost_at = t0
             await backoff.wait()
         return None
+
+    async def _converse(self, ws: TimedConnection, *, pump: bool) -> bool:
+        """Open the conversation on a new connection; False (counted, the connection closed)
+        when the acknowledgement does not come in time or the connection ends first."""
+        assert self._talk is not None
+        try:
+            await self._talk.begin(ws, pump=pump)
+            return True
+        except AckTimeout as exc:
+            self._sink.failed(ACK_TIMEOUT)
+            self._sink.note(ACK_TIMEOUT, str(exc))
+        except ConnectionClosed as exc:
+            self._count_loss(ws, exc)
+        except BaseException:
+            self._talk.end()
+            self._reader.end_connection()
+            ws.transport.abort()
+            _release(ws)
+            raise
+        self._talk.end()
+        self._reader.end_connection()
+        await self._close_quietly(ws)
+        return False
 
     async def _open_watched(
         self, lost_at: float | None, on_frame: FrameHook | None = None
@@ -183,23 +221,36 @@ class _WsClient:
     def _lost(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
         """The server ended (or broke) the open connection ``ws``."""
         self._ws = None
+        if self._talk is not None:
+            self._talk.end()
         self._reader.end_connection()
         self._sink.disconnected()
+        self._count_loss(ws, exc)
+        _release(ws)
+
+    def _count_loss(self, ws: TimedConnection, exc: ConnectionClosed) -> None:
+        """Count why the server ended (or broke) ``ws``."""
         violation = ws.violation
         if violation is not None:
             self._sink.failed("protocol")
             self._sink.note("protocol", violation[:_DETAIL_CHARS])
         else:
             self._sink.failed("closed" if isinstance(exc, ConnectionClosedOK) else "abnormal_close")
-        _release(ws)
 
     async def _close(self) -> None:
         """Close the open connection, if any (also on cancellation, so it is shielded)."""
         ws, self._ws = self._ws, None
         if ws is None:
             return
+        if self._talk is not None:
+            self._talk.end()
         self._reader.end_connection()
         self._sink.disconnected()
+        await self._close_quietly(ws)
+
+    @staticmethod
+    async def _close_quietly(ws: TimedConnection) -> None:
+        """Close ``ws`` and free what it leaves behind."""
         try:
             await ws.close()
         except Exception:  # closing a broken connection may fail; it is gone anyway

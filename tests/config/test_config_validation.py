@@ -233,13 +233,13 @@ def test_ws_user_settings_are_checked() -> None:
         "        path: /ws\n"
         "        cycle: 0s\n"
         "        messages_per_cycle: 0\n"
-        "        message: {timestamp_unit: us, skip_types: status}\n"
+        "        message: {timestamp_unit: µs, skip_types: status}\n"
         "        backoff: {initial: 10s, multiplier: 0.5}\n"
     )
     assert {i.path: i.message for i in issues_of(text)} == {
         "scenarios.s.users[0].cycle": "must be longer than 0, got '0s'",
         "scenarios.s.users[0].messages_per_cycle": "must be a positive integer, got 0",
-        "scenarios.s.users[0].message.timestamp_unit": "expected one of s, ms, got 'us'",
+        "scenarios.s.users[0].message.timestamp_unit": "expected one of s, ms, us, ns, rfc3339, got 'µs'",
         "scenarios.s.users[0].message.skip_types": "expected a list, got 'status'",
         "scenarios.s.users[0].backoff": "initial (10s) must not be more than max (5s)",
         "scenarios.s.users[0].backoff.multiplier": "must be at least 1, got 0.5",

@@ -67,6 +67,27 @@ class RawWsConnection:
         self.writer.write(b"".join(frames))
         await self.writer.drain()
 
+    async def read_message(self) -> tuple[int, bytes] | None:
+        """The client's next frame as (opcode, unmasked payload); None when it closed or left
+        (a close is recorded as in ``read_client``)."""
+        try:
+            b0, b1 = await self.reader.readexactly(2)
+            n = b1 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+            key = await self.reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ key[i % 4] for i, b in enumerate(await self.reader.readexactly(n)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        if b0 & 0x0F == CLOSE:
+            self.server.close_codes.append(
+                struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+            )
+            return None
+        return b0 & 0x0F, data
+
     async def read_client(self) -> None:
         """Read the client's frames until it leaves, recording the close code it sends."""
         try:

@@ -17,6 +17,14 @@ from loadsvc.config.kinds._base import (
     UserSpec,
     endpoint_label,
 )
+from loadsvc.config.kinds._conversation import (
+    FRAME,
+    WsAckSpec,
+    WsConversationSpec,
+    WsHeartbeatSpec,
+    WsMatch,
+    WsPeriodicSpec,
+)
 from loadsvc.config.kinds._ws import WsBackoffSpec, WsMessageSpec, WsUserSpec
 from loadsvc.config.kinds.python import PythonUserSpec
 from loadsvc.config.kinds.rest import HttpTaskSpec, RestUserSpec
@@ -31,6 +39,7 @@ KINDS: dict[str, AnyKind] = {
 }
 
 __all__ = [
+    "FRAME",
     "KINDS",
     "EndpointRef",
     "EndpointUse",
@@ -39,8 +48,13 @@ __all__ = [
     "RestUserSpec",
     "UserKind",
     "UserSpec",
+    "WsAckSpec",
     "WsBackoffSpec",
+    "WsConversationSpec",
+    "WsHeartbeatSpec",
+    "WsMatch",
     "WsMessageSpec",
+    "WsPeriodicSpec",
     "WsReconnectUserSpec",
     "WsStreamUserSpec",
     "WsUserSpec",

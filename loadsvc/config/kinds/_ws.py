@@ -16,6 +16,7 @@ from loadsvc.config._values import (
     choice,
     duration,
     integer,
+    join,
     list_of,
     nullable,
     number,
@@ -25,6 +26,7 @@ from loadsvc.config._values import (
 )
 from loadsvc.config.durations import format_duration
 from loadsvc.config.kinds._base import EndpointRef, EndpointUse, endpoint_label, nullable_subset
+from loadsvc.config.kinds._conversation import WsConversationSpec, field_path, read_conversation
 
 __all__ = [
     "WS_KEYS",
@@ -36,9 +38,16 @@ __all__ = [
 ]
 
 
+TimestampUnit = Literal["s", "ms", "us", "ns", "rfc3339"]
+TIMESTAMP_UNITS: tuple[TimestampUnit, ...] = ("s", "ms", "us", "ns", "rfc3339")
+
+
 @dataclass(frozen=True)
 class WsMessageSpec:
-    """How a WS user reads and validates the frames of a stream."""
+    """How a WS user reads and validates the frames of a stream.
+
+    Fields are addressed by path (``meta.ts``, ``d.seq``: a dot goes one object deeper).
+    """
 
     required_keys: tuple[str, ...] = ()
     # Required keys a backend may send as null on purpose (others: null is missing).
@@ -47,8 +56,13 @@ class WsMessageSpec:
     # Frames of these types are counted (outcome "status") but neither validated nor timed.
     skip_types: tuple[str, ...] = ("status",)
     timestamp_field: str | None = "published_at"
-    timestamp_unit: Literal["s", "ms"] = "s"
+    timestamp_unit: TimestampUnit = "s"
     sequence_field: str | None = "seq"
+    # One sequence per value of this field (a symbol), at most max_sequence_keys per connection.
+    sequence_key: str | None = None
+    max_sequence_keys: int = 1000
+    # How binary frames are read; text frames are always JSON.
+    binary: Literal["json", "msgpack"] = "json"
     # A publish stamp later than the arrival by up to this much is timed as 0 (clocks kept
     # in step by NTP differ by a few ms); beyond it the frame is "skewed" and not timed.
     clock_tolerance_s: float = 0.01
@@ -75,6 +89,8 @@ class WsUserSpec:
     backoff: WsBackoffSpec = WsBackoffSpec()
     # The largest message taken; a bigger one fails the connection (close code 1009).
     max_message: int = 1024 * 1024
+    # What the client says on each connection (None: it only listens).
+    conversation: WsConversationSpec | None = None
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
         """The one endpoint a WS group measures."""
@@ -83,7 +99,10 @@ class WsUserSpec:
 
 
 # The keys of a WS user group before its kind's own, in the order messages list them.
-WS_KEYS = ("kind", "weight", "path", "name", "message", "connect_timeout", "backoff", "max_message")
+WS_KEYS = (
+    "kind", "weight", "path", "name", "message", "connect_timeout", "backoff", "max_message",
+    "conversation",
+)  # fmt: skip
 _MESSAGE_KEYS = (
     "required_keys",
     "nullable_keys",
@@ -92,11 +111,17 @@ _MESSAGE_KEYS = (
     "timestamp_field",
     "timestamp_unit",
     "sequence_field",
+    "sequence_key",
+    "max_sequence_keys",
+    "binary",
     "clock_tolerance",
 )
+# One connection tracks at most this many sequence keys, whatever the configuration says.
+MAX_SEQUENCE_KEYS = 1_000_000
 _BACKOFF_KEYS = ("initial", "max", "multiplier")
 
 _names = list_of(text())
+_paths = list_of(field_path)
 
 W = TypeVar("W", bound=WsUserSpec)
 
@@ -110,11 +135,15 @@ def read_ws_options(fields: Fields, uses: list[EndpointUse]) -> WsUserSpec | Non
     weight = fields.get("weight", integer(1), WsUserSpec.weight)
     timeout = fields.get("connect_timeout", duration(), WsUserSpec.connect_timeout_s)
     max_message = fields.get("max_message", size(), WsUserSpec.max_message)
+    conversation = read_conversation(fields)
+    _check_paths(fields, message, conversation)
     if ws_path is None:
         return None
     endpoint = name if name is not None else endpoint_label(ws_path)
     uses.append(EndpointUse(endpoint, "ws", fields.path, fields.value_node("path") or fields.node))
-    return WsUserSpec(ws_path, endpoint, message, weight, timeout, backoff, max_message)
+    return WsUserSpec(
+        ws_path, endpoint, message, weight, timeout, backoff, max_message, conversation
+    )
 
 
 def read_ws_user(spec_type: type[W], options: WsUserSpec | None, **own: Any) -> W | None:
@@ -129,22 +158,79 @@ def _message(parent: Fields) -> WsMessageSpec:
     fields = parent.section("message", _MESSAGE_KEYS)
     if fields is None:
         return WsMessageSpec()
-    unit: str = fields.get("timestamp_unit", choice(("s", "ms")), "s")
-    required = fields.get("required_keys", _names, WsMessageSpec.required_keys)
+    unit = fields.get("timestamp_unit", choice(TIMESTAMP_UNITS), "s")
+    binary = fields.get("binary", choice(("json", "msgpack")), "json")
+    required = fields.get("required_keys", _paths, WsMessageSpec.required_keys)
+    sequence_field = fields.get(
+        "sequence_field", nullable(field_path), WsMessageSpec.sequence_field
+    )
+    sequence_key = fields.get("sequence_key", nullable(field_path), None)
+    if sequence_key is not None and sequence_field is None and "sequence_field" in fields:
+        fields.reader.error(
+            fields.at("sequence_key"),
+            fields.value_node("sequence_key"),
+            "a sequence_key scopes the sequence_field, which is null here",
+        )
     return WsMessageSpec(
         required_keys=required,
         nullable_keys=nullable_subset(fields, required),
-        type_field=fields.get("type_field", text(), WsMessageSpec.type_field),
+        type_field=fields.get("type_field", field_path, WsMessageSpec.type_field),
         skip_types=fields.get("skip_types", _names, WsMessageSpec.skip_types),
         timestamp_field=fields.get(
-            "timestamp_field", nullable(text()), WsMessageSpec.timestamp_field
+            "timestamp_field", nullable(field_path), WsMessageSpec.timestamp_field
         ),
-        timestamp_unit="ms" if unit == "ms" else "s",
-        sequence_field=fields.get("sequence_field", nullable(text()), WsMessageSpec.sequence_field),
+        timestamp_unit=next(u for u in TIMESTAMP_UNITS if u == unit),
+        sequence_field=sequence_field,
+        sequence_key=sequence_key,
+        max_sequence_keys=fields.get(
+            "max_sequence_keys", integer(1, MAX_SEQUENCE_KEYS), WsMessageSpec.max_sequence_keys
+        ),
+        binary="msgpack" if binary == "msgpack" else "json",
         clock_tolerance_s=fields.get(
             "clock_tolerance", duration(allow_zero=True), WsMessageSpec.clock_tolerance_s
         ),
     )
+
+
+def _check_paths(
+    fields: Fields, message: WsMessageSpec, conversation: WsConversationSpec | None
+) -> None:
+    """Each field is read as one thing: the type, the stamp, the sequence number and its
+    key are distinct paths, and only a required key may be an object holding other fields."""
+    typed = [
+        (("message", "timestamp_field"), message.timestamp_field),
+        (("message", "sequence_field"), message.sequence_field),
+        (("message", "sequence_key"), message.sequence_key),
+        (("message", "type_field"), message.type_field),
+    ]
+    valued = list(typed)
+    if conversation is not None:
+        if conversation.ack is not None:
+            valued += [(("conversation", "ack"), p) for p in conversation.ack.match.paths]
+        if conversation.heartbeat is not None:
+            beat = conversation.heartbeat
+            valued += [(("conversation", "heartbeat"), p) for p in beat.match.paths]
+            valued += [(("conversation", "heartbeat"), p) for p in beat.reply_paths]
+    every = [p for _, p in valued if p is not None] + list(message.required_keys)
+
+    def report(where: tuple[str, str], problem: str) -> None:
+        section, key = where
+        node = fields.value_node(section) or fields.node
+        fields.reader.error(join(fields.at(section), key), node, problem)
+
+    seen: dict[str, str] = {}
+    for where, path in typed:
+        if path is None:
+            continue
+        if path in seen:
+            report(where, f"{path!r} is already the {seen[path]}")
+        seen[path] = where[1]
+    for where, path in valued:
+        inner = sorted({p for p in every if path is not None and p.startswith(f"{path}.")})
+        if inner:
+            report(
+                where, f"{path!r} holds other fields ({', '.join(inner)}): it is read as a value"
+            )
 
 
 def _backoff(parent: Fields) -> WsBackoffSpec:
