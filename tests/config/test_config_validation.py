@@ -131,7 +131,7 @@ def test_unknown_kind_is_reported_with_the_choices() -> None:
         ),
         "scenarios.s.shape.kind": "expected one of constant, ramping, got 'steps'",
         "scenarios.s.users[0].kind": (
-            "expected one of rest, ws_stream, ws_reconnect, got 'websocket'"
+            "expected one of rest, ws_stream, ws_reconnect, python, got 'websocket'"
         ),
     }
 
