@@ -52,6 +52,9 @@ HTTP_OUTCOMES: tuple[str, ...] = (
     "protocol_error",  # the response is not well-formed HTTP/1.x
     "too_large",  # the body (or its decompressed form) is beyond the configured cap
     "tls",  # the TLS handshake failed (certificate, protocol)
+    # 429: the backend refused the load (honoured: see loadsvc.users.ratelimit). Counted in
+    # the error ratio (load refused is load not carried), never timed as latency.
+    "rate_limited",
 )
 HTTP_ERROR_OUTCOMES: tuple[str, ...] = HTTP_OUTCOMES[1:]
 WS_OUTCOMES: tuple[str, ...] = (
@@ -172,6 +175,12 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _c("http_requests", "loadsvc_http_requests", "REST requests by outcome (see HTTP_OUTCOMES).",
        ("scenario", "endpoint", "method", "outcome"), fixed=(("outcome", HTTP_OUTCOMES),),
        declared=True),
+    _c("http_rate_limit_waits", "loadsvc_http_rate_limit_waits",
+       "Waits a 429 imposed on a REST user before its next request to the endpoint "
+       "(Retry-After, or a backoff without it).", ("scenario", "endpoint", "method"),
+       declared=True),
+    _c("http_rate_limit_wait_seconds", "loadsvc_http_rate_limit_wait_seconds",
+       "Seconds of those waits.", ("scenario", "endpoint", "method"), declared=True),
     _h("ws_message_latency", "loadsvc_ws_message_latency_seconds",
        "WS delivery latency: receive time minus the publish timestamp in the message.",
        _SE, "latency", declared=True),
@@ -406,6 +415,8 @@ class Metrics:
 
     http_request_duration: Histogram
     http_requests: Counter
+    http_rate_limit_waits: Counter
+    http_rate_limit_wait_seconds: Counter
     ws_message_latency: Histogram
     ws_message_interval: Histogram
     ws_messages: Counter

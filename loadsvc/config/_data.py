@@ -24,9 +24,10 @@ from typing import Any, cast
 import yaml
 
 from loadsvc.config._nodes import Fields, Reader
+from loadsvc.config._templates import read_template
 from loadsvc.config._values import Invalid, choice, plain, text
 from loadsvc.config.spec import DataOrder, DataSpec
-from loadsvc.templating import BUILTIN_NAMES, Template, TemplateError, compile_template
+from loadsvc.templating import BUILTIN_NAMES
 
 __all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template"]
 
@@ -34,21 +35,6 @@ DATA_KEYS = ("order", "rows", "csv")
 ORDERS: tuple[DataOrder, ...] = ("round_robin", "unique", "random")
 MAX_CSV_BYTES = 16 * 1024 * 1024  # rows of per-user values, not a dataset
 MAX_ROWS = 1_000_000
-
-
-def read_template(fields: Fields, key: str) -> Template | None:
-    """The template under ``key`` (any YAML value), compiled; recorded for the scenario's
-    check of its names. None when absent or (reported) malformed."""
-    node = fields.value_node(key)
-    if node is None:
-        return None
-    try:
-        template = compile_template(plain()(node))
-    except (Invalid, TemplateError) as exc:
-        fields.reader.error(fields.at(key), node, str(exc))
-        return None
-    fields.reader.templates.append((fields.at(key), node, template))
-    return template
 
 
 def check_templates(reader: Reader, since: int, data: DataSpec | None, where: str) -> None:
