@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 # Each user kind's spec lives in its module in loadsvc.config.kinds; re-exported here.
 from loadsvc.config.kinds import EndpointRef as EndpointRef
@@ -22,6 +22,9 @@ from loadsvc.config.kinds import WsReconnectUserSpec as WsReconnectUserSpec
 from loadsvc.config.kinds import WsStreamUserSpec as WsStreamUserSpec
 from loadsvc.config.kinds import WsUserSpec as WsUserSpec
 from loadsvc.config.kinds import endpoint_label as endpoint_label
+
+if TYPE_CHECKING:  # it reads DataSpec from here
+    from loadsvc.config._login import LoginSpec
 
 # --- thresholds -------------------------------------------------------------
 
@@ -340,13 +343,18 @@ class ScenarioSpec:
     graceful_stop_s: float = 5.0
     baseline: BaselinePolicy = BaselinePolicy()
     data: DataSpec | None = None
+    # How users get a token, if the backend needs one (see loadsvc.config._login)
+    login: LoginSpec | None = None
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
-        """Every endpoint this scenario measures, in configuration order, without repeats."""
+        """Every endpoint this scenario measures, in configuration order, without repeats
+        (the login's, if any, last)."""
         seen: dict[tuple[str, str, str], EndpointRef] = {}
-        for user in self.users:
-            for ref in user.endpoints():
-                seen.setdefault((ref.kind, ref.endpoint, ref.method), ref)
+        refs = [ref for user in self.users for ref in user.endpoints()]
+        if self.login is not None:
+            refs.append(self.login.endpoint_ref())
+        for ref in refs:
+            seen.setdefault((ref.kind, ref.endpoint, ref.method), ref)
         return tuple(seen.values())
 
     def total_weight(self) -> int:
