@@ -161,6 +161,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _c("http_requests", "loadsvc_http_requests", "REST requests by outcome (see HTTP_OUTCOMES).",
        ("scenario", "endpoint", "method", "outcome"), fixed=(("outcome", HTTP_OUTCOMES),),
        declared=True, protocol=HTTP.name),
+    _c("http_rate_limit_waits", "loadsvc_http_rate_limit_waits",
+       "Waits a 429 imposed on a REST user before its next request to the endpoint "
+       "(Retry-After, or a backoff without it).", ("scenario", "endpoint", "method"),
+       declared=True, protocol=HTTP.name),
+    _c("http_rate_limit_wait_seconds", "loadsvc_http_rate_limit_wait_seconds",
+       "Seconds of those waits.", ("scenario", "endpoint", "method"), declared=True,
+       protocol=HTTP.name),
     _h("ws_message_latency", "loadsvc_ws_message_latency_seconds",
        "WS delivery latency: receive time minus the publish timestamp in the message.",
        _SE, "latency", declared=True, protocol=WS.name),
@@ -391,6 +398,8 @@ class Metrics:
 
     http_request_duration: Histogram
     http_requests: Counter
+    http_rate_limit_waits: Counter
+    http_rate_limit_wait_seconds: Counter
     ws_message_latency: Histogram
     ws_message_interval: Histogram
     ws_messages: Counter

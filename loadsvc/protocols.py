@@ -74,6 +74,9 @@ HTTP_OUTCOMES: tuple[str, ...] = (
     "protocol_error",  # the response is not well-formed HTTP/1.x
     "too_large",  # the body (or its decompressed form) is beyond the configured cap
     "tls",  # the TLS handshake failed (certificate, protocol)
+    # 429: the backend refused the load (honoured: see loadsvc.users.ratelimit). Counted in
+    # the error ratio (load refused is load not carried), never timed as latency.
+    "rate_limited",
 )
 HTTP_ERROR_OUTCOMES: tuple[str, ...] = HTTP_OUTCOMES[1:]
 WS_OUTCOMES: tuple[str, ...] = (

@@ -70,7 +70,8 @@ class FailureTally:
 class RecorderHttpSink:
     """Where a REST user reports each request of one endpoint (a ``users.base.HttpSink``)."""
 
-    __slots__ = ("_clocks", "_counters", "_failures", "_hist", "_key", "_stats")
+    __slots__ = ("_clocks", "_counters", "_failures", "_hist", "_key", "_stats", "_wait_s",
+                 "_waits")  # fmt: skip
 
     def __init__(
         self, metrics: Metrics, scenario: str, ref: EndpointRef, stats: EndpointStats,
@@ -81,6 +82,9 @@ class RecorderHttpSink:
             o: metrics.http_requests.labels(scenario, ref.endpoint, ref.method, o)
             for o in HTTP.outcomes
         }
+        labels = (scenario, ref.endpoint, ref.method)
+        self._waits = metrics.http_rate_limit_waits.labels(*labels)
+        self._wait_s = metrics.http_rate_limit_wait_seconds.labels(*labels)
         self._stats = stats
         self._failures = failures
         self._key = (scenario, ref.endpoint)
@@ -105,6 +109,13 @@ class RecorderHttpSink:
     def note(self, reason: str, detail: str) -> None:
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
         self._stats.note(reason, detail)
+
+    def waited(self, seconds: float) -> None:
+        """A 429 made a user leave the endpoint alone for ``seconds``."""
+        self._waits.inc()
+        self._wait_s.inc(seconds)
+        self._stats.rate_limit_waits += 1
+        self._stats.rate_limit_wait_s += seconds
 
 
 class ArrivalClockInfo:

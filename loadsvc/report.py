@@ -44,6 +44,10 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "max_ms": _ms(s.max_s),
         "per_second": round(s.rate, 3),
         "outcomes": dict(s.outcomes),
+        # 429s (also in errors and outcomes) and the waits they imposed: load refused
+        "rate_limited": s.outcome("rate_limited"),
+        "rate_limit_waits": s.rate_limit_waits,
+        "rate_limit_wait_s": round(s.rate_limit_wait_s, 3),
         # What went wrong, for a person: e.g. {"reason": "tls", "detail": "certificate ...", "count": 20}
         "diagnostics": [{"reason": r, "detail": d, "count": n} for r, d, n in s.diagnostics],
         "events": s.events,

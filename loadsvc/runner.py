@@ -29,6 +29,7 @@ from loadsvc.runstats import EndpointSummary, LatencySamples
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
+from loadsvc.users.login import Login, Logins
 from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
@@ -116,6 +117,7 @@ class ScenarioRun:
             spec.data, spec.name, random.Random(seed), options.shard.index, options.shard.count
         )
         self._groups: list[_Group] = []
+        self._logins: Logins | None = None  # the run's logins, with a scenario ``login``
         self._ever_manned: set[str] = set()  # endpoints that had a user at any time of the run
         self._retired: set[asyncio.Task[None]] = set()
         self._lag: LatencySamples | None = None
@@ -159,7 +161,15 @@ class ScenarioRun:
             started_at=self.started_at,
             clock=self.clock,
         )
-        self._groups = [_Group(wire_group(u, self.recorder.sinks(self.stats))) for u in spec.users]
+        sinks = self.recorder.sinks(self.stats)
+        self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
+        if spec.login is not None:
+            # Its own random source, like the data's: a login must not shift the users' draws.
+            seed = None if self.options.seed is None else f"login-{self.options.seed}"
+            self._logins = Logins(
+                spec.login, self.target, sinks.http_sink(spec.login.endpoint_ref()),
+                ctx.stopping, random.Random(seed), self.clock, spec.name,
+            )  # fmt: skip
         self.recorder.run_started(spec.name)
         self.log.info(
             "run started",
@@ -172,6 +182,8 @@ class ScenarioRun:
             await self._wind_down(ctx)
         finally:
             await self._cancel_all()
+            if self._logins is not None:
+                self._logins.close()
             self.recorder.run_ended(spec.name)
             if self.monitor and self._lag is not None:
                 self.monitor.close_window(self._lag)
@@ -208,6 +220,8 @@ class ScenarioRun:
         now_wall = time.time()
         measured = self.stats.roll(self.clock())
         manned = {e for g in self._groups if g.manned or g.users for e in g.endpoints}
+        if manned and self.spec.login is not None:
+            manned.add(self.spec.login.endpoint)  # every user logs in (or shares a login)
         self._ever_manned |= manned
         idle = frozenset(s.endpoint for s, _ in measured if s.endpoint not in manned)
         if final and self.options.shard.count == 1:
@@ -278,6 +292,9 @@ class ScenarioRun:
             for ref in g.wiring.spec.endpoints():
                 key = (ref.kind, ref.endpoint, ref.method)
                 counts[key] = counts.get(key, 0) + len(g.users)
+        if self.spec.login is not None:
+            ref = self.spec.login.endpoint_ref()
+            counts[(ref.kind, ref.endpoint, ref.method)] = self.user_count()
         for endpoint_key, ep in self.stats.endpoints.items():
             ep.users = counts.get(endpoint_key, 0)
 
@@ -297,9 +314,15 @@ class ScenarioRun:
                     self.log.warning("users wait for a free row of unique data")
                 break
             mine = replace(ctx, values=values)
+            own_login = None
+            if self._logins is not None:
+                login, own = self._logins.for_user(values)
+                mine.auth, own_login = login, login if own else None
             user = group.wiring.make(mine, random.Random(self._rng.random()))
             task = asyncio.get_running_loop().create_task(user.run())
             task.add_done_callback(functools.partial(self._give_back, values))
+            if own_login is not None:
+                task.add_done_callback(functools.partial(_close_login, own_login))
             group.users.append((user, task))
             group.manned = True
         while len(group.users) > wanted:
@@ -341,3 +364,8 @@ class ScenarioRun:
             await asyncio.gather(*tasks, return_exceptions=True)
         for g in self._groups:
             g.users.clear()
+
+
+def _close_login(login: Login, _: asyncio.Task[None]) -> None:
+    """A user's own login closes with the user."""
+    login.close()

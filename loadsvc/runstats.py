@@ -200,6 +200,10 @@ class EndpointSummary:
     diagnostics: tuple[tuple[str, str, int], ...] = ()
     # ws: silences longer than the stall limit (each counted once; see StallThreshold)
     stalls: int = 0
+    # http: waits a 429 imposed before the next request (Retry-After or backoff), and their
+    # seconds: the load the backend refused, as the users honoured it
+    rate_limit_waits: int = 0
+    rate_limit_wait_s: float = 0.0
     # ws: whether frames carry a sequence number (else missed frames cannot be known)
     sequenced: bool = False
     # ws: connect (TCP + handshake) and reconnect times at their thresholds' quantiles, and
@@ -315,6 +319,8 @@ class EndpointStats:
         self.connection_errors = 0
         self.missed = 0
         self.status_messages = 0
+        self.rate_limit_waits = 0
+        self.rate_limit_wait_s = 0.0
         self.open_connections = 0
         self.clock_offset_min: float | None = None
         self.anomalies: dict[str, int] = {}
@@ -401,6 +407,8 @@ class EndpointStats:
             connection_seconds=self._conn_seconds,
             reconnect_p95_s=reconnect,
             stalls=self.stalls,
+            rate_limit_waits=self.rate_limit_waits,
+            rate_limit_wait_s=self.rate_limit_wait_s,
             sequenced=self.sequenced,
             connect_time_s=connect_time,
             reconnect_time_s=reconnect_time,

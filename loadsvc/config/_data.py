@@ -25,9 +25,10 @@ from typing import Any, cast
 import yaml
 
 from loadsvc.config._nodes import Fields, Reader
+from loadsvc.config._templates import read_template, read_template_at
 from loadsvc.config._values import Invalid, choice, plain, text
 from loadsvc.config.spec import DataOrder, DataSpec
-from loadsvc.templating import BUILTIN_NAMES, Template, TemplateError, compile_template
+from loadsvc.templating import BUILTIN_NAMES
 
 __all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template", "read_template_at"]
 
@@ -35,35 +36,6 @@ DATA_KEYS = ("order", "rows", "csv")
 ORDERS: tuple[DataOrder, ...] = ("round_robin", "unique", "random")
 MAX_CSV_BYTES = 16 * 1024 * 1024  # rows of per-user values, not a dataset
 MAX_ROWS = 1_000_000
-
-
-def read_template(fields: Fields, key: str) -> Template | None:
-    """The template under ``key`` (any YAML value), compiled; recorded for the scenario's
-    check of its names. None when absent or (reported) malformed."""
-    node = fields.value_node(key)
-    if node is None:
-        return None
-    return read_template_at(fields.reader, fields.at(key), node)
-
-
-def read_template_at(
-    reader: Reader, path: str, node: yaml.Node, *, local: str | None = None
-) -> Template | None:
-    """The template of ``node`` at ``path``, as :func:`read_template`. Names under
-    ``local.`` (``${frame.id}`` with ``local="frame"``) are filled by the caller, not from
-    the data (``${frame}`` alone is left for the caller to report), so the scenario's check
-    leaves them out."""
-    try:
-        template = compile_template(plain()(node))
-    except (Invalid, TemplateError) as exc:
-        reader.error(path, node, str(exc))
-        return None
-    checked = template
-    if local is not None:
-        own = frozenset(n for n in template.names if n == local or n.startswith(f"{local}."))
-        checked = dataclasses.replace(template, names=template.names - own)
-    reader.templates.append((path, node, checked))
-    return template
 
 
 def check_templates(reader: Reader, since: int, data: DataSpec | None, where: str) -> None:

@@ -11,6 +11,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from loadsvc.config._baseline import BaselineOverrides, read_baseline, resolve_baseline
 from loadsvc.config._data import check_templates, read_data
+from loadsvc.config._login import read_login
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._thresholds import (
     EndpointOverrides,
@@ -43,6 +44,7 @@ _SCENARIO_KEYS = (
     "baseline",
     "graceful_stop",
     "data",
+    "login",
 )
 _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
     "continuous": ("kind", "verdict_every"),
@@ -109,6 +111,13 @@ def read_scenario(
     if data_node is None or data is not None:  # a broken data section is reported already
         check_templates(reader, templates_before_users, data, f"{fields.at('data')}")
     users_clean = users_node is not None and len(reader.issues) == issues_before_users
+    login_node = fields.value_node("login")
+    login = None
+    if login_node is not None:
+        login_uses = list(uses)
+        login = read_login(reader, login_node, fields.at("login"), data, login_uses)
+        uses = tuple(login_uses)
+        _check_login_label(reader, uses)
     _check_protocol_clashes(reader, uses)
 
     overrides = ThresholdOverrides()
@@ -141,7 +150,21 @@ def read_scenario(
         graceful_stop_s=graceful_stop,
         baseline=baseline,
         data=data,
+        login=login,
     )
+
+
+def _check_login_label(reader: Reader, uses: tuple[EndpointUse, ...]) -> None:
+    """The login's endpoint is its own: a task measured under the same label would mix them."""
+    login = uses[-1]
+    for use in uses[:-1]:
+        if use.endpoint == login.endpoint:
+            reader.error(
+                use.path,
+                use.node,
+                f"endpoint {use.endpoint!r} is the login's (line {line_of(login.node)}); "
+                "give this one or the login a distinct 'name'",
+            )
 
 
 def _check_protocol_clashes(reader: Reader, uses: tuple[EndpointUse, ...]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 # Each user kind's spec lives in its module in loadsvc.config.kinds; re-exported here.
 from loadsvc.config.kinds import FRAME as FRAME
@@ -30,6 +30,9 @@ from loadsvc.config.kinds import WsStreamUserSpec as WsStreamUserSpec
 from loadsvc.config.kinds import WsUserSpec as WsUserSpec
 from loadsvc.config.kinds import endpoint_label as endpoint_label
 from loadsvc.protocols import PROTOCOLS, WS, JudgedEndpoint, judged_endpoint, limits_of
+
+if TYPE_CHECKING:  # it reads DataSpec from here
+    from loadsvc.config._login import LoginSpec
 
 # --- thresholds -------------------------------------------------------------
 
@@ -321,16 +324,21 @@ class ScenarioSpec:
     graceful_stop_s: float = 5.0
     baseline: BaselinePolicy = BaselinePolicy()
     data: DataSpec | None = None
+    # How users get a token, if the backend needs one (see loadsvc.config._login)
+    login: LoginSpec | None = None
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
-        """Every endpoint this scenario measures, in configuration order, without repeats."""
+        """Every endpoint this scenario measures, in configuration order, without repeats
+        (the login's, if any, last)."""
         seen: dict[tuple[str, str, str], EndpointRef] = {}
-        for user in self.users:
-            for ref in user.endpoints():
-                key = (ref.kind, ref.endpoint, ref.method)
-                first = seen.setdefault(key, ref)
-                if ref.sequenced and not first.sequenced:  # sequenced if any group's frames are
-                    seen[key] = replace(first, sequenced=True)
+        refs = [ref for user in self.users for ref in user.endpoints()]
+        if self.login is not None:
+            refs.append(self.login.endpoint_ref())
+        for ref in refs:
+            key = (ref.kind, ref.endpoint, ref.method)
+            first = seen.setdefault(key, ref)
+            if ref.sequenced and not first.sequenced:  # sequenced if any group's frames are
+                seen[key] = replace(first, sequenced=True)
         return tuple(seen.values())
 
     @cached_property

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from loadsvc.config.spec import EndpointRef, StallThreshold
 
@@ -61,6 +61,54 @@ class UserContext:
     # ``scenario``) for the ``${name}`` templates of what it sends: each user gets a copy of
     # the run's context with its values (see :mod:`loadsvc.feeders`).
     values: Mapping[str, Any] = field(default_factory=dict)
+    # The scenario's login as this user sees it (None: the scenario has no ``login``): its own
+    # or the run's shared one (see :mod:`loadsvc.users.login`).
+    auth: Authenticator | None = None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A login's token as a user sends it: headers to add, or query parameters.
+
+    ``version`` tells one token from the next (a 401 names the token it rejected). The
+    values are secrets: ``repr`` hides them, and nothing may log, count or show them.
+    """
+
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    version: int = 0
+
+    def url(self, url: str) -> str:
+        """``url`` with the token's query parameters added (for a WS upgrade, say)."""
+        if not self.query:
+            return url
+        return url + ("&" if "?" in url else "?") + urlencode(self.query)
+
+    def header_names(self) -> frozenset[str]:
+        """The (lower-case) names of the headers the token replaces in a request."""
+        return frozenset(name.lower() for name, _ in self.headers)
+
+
+class Authenticator(Protocol):
+    """A user's way to a current token (:class:`loadsvc.users.login.Login`).
+
+    Example, in a user about to send (a WS user adds ``credential.headers`` to its upgrade
+    and opens ``credential.url(url)``)::
+
+        credential = await ctx.auth.ready()
+        if credential is None:
+            return  # the run is stopping
+        ...send with credential...
+        if status == 401:
+            ctx.auth.rejected(credential)  # the next ready() logs in again
+    """
+
+    async def ready(self, at: float | None = None) -> Credential | None:
+        """A token still fresh at ``at`` (on the user's clock; None: now), logging in (again)
+        when there is none; waits out the backoff of failed logins. None once stopping."""
+
+    def rejected(self, credential: Credential) -> None:
+        """The backend answered 401 to ``credential``: forget it, unless already renewed."""
 
 
 class VirtualUser(Protocol):
@@ -84,6 +132,9 @@ class HttpSink(Protocol):
 
     def note(self, reason: str, detail: str) -> None:
         """Keep what a person needs to act on a failure (bounded; never a label or a metric)."""
+
+    def waited(self, seconds: float) -> None:
+        """A 429 made the user leave the endpoint alone for ``seconds`` (one wait)."""
 
 
 class WsSink(Protocol):

@@ -15,10 +15,10 @@ responses before the real one (10), the body (``max_body``), and the framing
 around it. A body is decompressed after its last byte has been timed, by
 :mod:`loadsvc.users.http_body`, so a gzip bomb never inflates past its cap.
 
-Supported: GET/HEAD/DELETE/... without a request body, http and https, keep-alive
-with one retry on a connection the server closed while it was idle, chunked and
-until-close bodies. Not supported (not needed by the users): request bodies,
-pipelining, proxies, cookies, redirects (never followed).
+Supported: every method, with or without a request body (JSON, sized: never chunked),
+http and https, keep-alive with one retry on a connection the server closed while it was
+idle (idempotent methods only), chunked and until-close bodies. Not supported (not needed
+by the users): pipelining, proxies, cookies, redirects (never followed).
 """
 
 from __future__ import annotations
@@ -86,10 +86,21 @@ def default_tls_context() -> SSLContext:
     return ssl.create_default_context()
 
 
+# Methods whose request carries a body by nature: sent with ``Content-Length: 0`` when empty
+# (some servers answer 411 to a POST without a length).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 def request_bytes(
-    method: str, url: str, origin: Origin, headers: tuple[tuple[str, str], ...]
+    method: str,
+    url: str,
+    origin: Origin,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes | None = None,
+    content_type: str = "application/json",
 ) -> bytes:
-    """The complete request for ``method url``: built once, sent as is every time."""
+    """The complete request for ``method url`` (with ``body``, if any): built once, sent as
+    is every time. ValueError when a header cannot be sent (names it, never its value)."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     lines = [
@@ -102,18 +113,30 @@ def request_bytes(
         if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
             raise ValueError(f"header {name!r} cannot be sent")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if body is not None:
+        lines.append(f"Content-Type: {content_type}")
+        lines.append(f"Content-Length: {len(body)}")
+    elif method in _BODY_METHODS:
+        lines.append("Content-Length: 0")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        # A header value outside latin-1 (a templated value): say where, never what.
+        raise ValueError("a header or the path has characters HTTP/1.1 cannot carry") from None
+    return head + body if body is not None else head
 
 
 class Response(NamedTuple):
     """A response: status, body (empty unless kept), its content encoding, when its
-    last byte arrived (on the client's clock), and which clock timed that arrival."""
+    last byte arrived (on the client's clock), which clock timed that arrival, and its
+    ``Retry-After`` header as sent (empty when absent)."""
 
     status: int
     body: bytes
     encoding: bytes
     arrived: float
     arrival_clock: ArrivalClock = "loop"
+    retry_after: bytes = b""
 
 
 class _Connection(asyncio.Protocol):
@@ -141,6 +164,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._status = 0
         self._encoding = b""
+        self._retry_after = b""
         self._keep_alive = False
         self._framed = False  # a length or chunked framing header was seen
         self._until_close = False  # the body ends when the server closes
@@ -239,6 +263,8 @@ class _Connection(asyncio.Protocol):
                 raise BodyTooLarge(f"body of {int(value)} bytes over {self._max_body}")
         elif name == b"transfer-encoding":
             self._framed = True
+        elif name == b"retry-after":
+            self._retry_after = value[:64].strip()  # a number or a date: short
 
     def on_headers_complete(self) -> None:
         """A head is read: an interim 1xx (bounded, skipped) or the response's."""
@@ -250,7 +276,7 @@ class _Connection(asyncio.Protocol):
             self._interim += 1
             if self._interim > _MAX_INTERIM:
                 raise ProtocolError(f"more than {_MAX_INTERIM} interim responses")
-            self._encoding, self._framed = b"", False
+            self._encoding, self._framed, self._retry_after = b"", False, b""
             return
         self._status = status
         self._keep_alive = parser.should_keep_alive()
@@ -289,6 +315,7 @@ class _Connection(asyncio.Protocol):
         self._keep = keep_body
         self._chunks = []
         self._encoding = b""
+        self._retry_after = b""
         self._framed = self._until_close = self._head_done = False
         self._interim = self._wire = self._body = 0
         self._response = None
@@ -323,7 +350,7 @@ class _Connection(asyncio.Protocol):
         body = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if self._keep else b""
         self._chunks = []
         self._response = Response(
-            self._status, body, self._encoding, arrived, clock_of(self._stamps)
+            self._status, body, self._encoding, arrived, clock_of(self._stamps), self._retry_after
         )
 
     def _deliver(self) -> None:

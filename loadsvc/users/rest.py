@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import itertools
 import random
 import ssl
+import time
 from collections.abc import Callable
 
 import msgspec
 
 from loadsvc.config.spec import HttpTaskSpec, RestUserSpec
 from loadsvc.tls import describe_tls_error
-from loadsvc.users.base import HttpSink, UserContext
-from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, Response, request_bytes
+from loadsvc.users.base import Credential, HttpSink, UserContext
+from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, Response
 from loadsvc.users.http_body import BodyTooLarge, decode_body
+from loadsvc.users.ratelimit import RateLimitGate, parse_retry_after
+from loadsvc.users.request import fill_request
 
 _ABSENT = msgspec.Raw()
 
@@ -58,14 +62,19 @@ def body_checker(
 
 
 class _Task:
-    """A task with everything a request needs resolved once, down to its bytes."""
+    """A task as one user sends it: its values filled in once, down to the bytes, which are
+    rebuilt only when the user's token changes; and its own 429 gate."""
 
-    __slots__ = ("check", "data", "expect", "method", "sink")
+    __slots__ = ("check", "data", "expect", "gate", "method", "origin", "request", "sink",
+                 "version")  # fmt: skip
 
-    def __init__(self, spec: HttpTaskSpec, url: str, origin: Origin, ctx: UserContext,
-                 sink: HttpSink) -> None:  # fmt: skip
+    def __init__(self, spec: HttpTaskSpec, origin: Origin, ctx: UserContext, sink: HttpSink,
+                 gate: RateLimitGate) -> None:  # fmt: skip
         self.method = spec.method
-        self.data = request_bytes(spec.method, url, origin, ctx.target.headers)
+        self.origin = origin
+        self.request = fill_request(spec.method, spec.request, spec.path, ctx.values, ctx.target)
+        self.data = self.request.encode(origin)
+        self.version: int | None = None  # the token ``data`` carries (None: none)
         self.expect = frozenset(spec.expect_status)
         # Only a body that is validated is kept in memory.
         self.check = (
@@ -74,6 +83,15 @@ class _Task:
             else None
         )
         self.sink = sink
+        self.gate = gate
+
+    def bytes_for(self, credential: Credential | None) -> bytes:
+        """The request with ``credential``'s token (encoded again only for a new token)."""
+        version = None if credential is None else credential.version
+        if version != self.version:
+            self.data = self.request.encode(self.origin, credential)
+            self.version = version
+        return self.data
 
 
 class RestUser:
@@ -95,6 +113,13 @@ class RestUser:
     Every way a request can end is counted (see ``HTTP_OUTCOMES``), including a
     request still outstanding when the run cancels its user at the end: a
     backend that never answers shows as ``timeout``, never as nothing measured.
+
+    A 429 is ``rate_limited`` (no latency: the backend did not do the work) and is
+    honoured (:mod:`loadsvc.users.ratelimit`): nothing more goes to that endpoint until
+    its gate opens, and a paced schedule starts again from there (the waits are counted,
+    never timed as latency). With a scenario ``login`` (``ctx.auth``), every request
+    carries the current token, renewed in the idle time before it expires; a 401 drops
+    the token, and the request is sent once more with a new one.
     """
 
     def __init__(
@@ -111,7 +136,7 @@ class RestUser:
         origin = Origin.from_url(ctx.target.base_url, ctx.target.tls)
         self._client = Http1Client(origin, ctx.clock, spec.max_body, self._stray_bytes)
         self._tasks = [
-            _Task(t, ctx.target.http_url(t.path), origin, ctx, s)
+            _Task(t, origin, ctx, s, RateLimitGate(spec.rate_limit, rng))
             for t, s in zip(spec.tasks, sinks, strict=True)
         ]
         self._last = self._tasks[0]  # the task whose response came last
@@ -141,12 +166,22 @@ class RestUser:
         stopping = self._ctx.stopping
         intended = clock() + self._rng.random() * interval
         while not stopping.is_set():
+            task = self._choose()
+            if task.gate.open_at > intended:
+                # Refused with 429: nothing to this endpoint before its gate opens; the
+                # schedule starts again there (the slots in between were never due).
+                if not await self._sleep_until(task.gate.open_at):
+                    return
+                intended = clock()
+            ok, credential = await self._authorize(intended)
+            if not ok:
+                return
             delay = intended - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
                 if stopping.is_set():
                     return
-            await self._request(self._choose(), intended)
+            await self._request(task, intended, credential)
             intended += interval
 
     async def _run_thinking(self, low: float, high: float) -> None:
@@ -154,34 +189,75 @@ class RestUser:
         stopping = self._ctx.stopping
         uniform = self._rng.uniform
         while not stopping.is_set():
-            await self._request(self._choose(), clock())
+            task = self._choose()
+            if task.gate.open_at > clock() and not await self._sleep_until(task.gate.open_at):
+                return
+            ok, credential = await self._authorize(None)
+            if not ok:
+                return
+            await self._request(task, clock(), credential)
             pause = uniform(low, high)
             # sleep(0) still yields to the loop, so a no-think crowd takes turns.
             await asyncio.sleep(pause)
+
+    async def _sleep_until(self, when: float) -> bool:
+        """Wait until ``when`` on the user's clock; False when the run stops meanwhile."""
+        stopping = self._ctx.stopping
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), max(0.0, when - self._ctx.clock()))
+        return not stopping.is_set()
+
+    async def _authorize(self, at: float | None) -> tuple[bool, Credential | None]:
+        """(go on, the token to send) before a request due at ``at``: without a login, no
+        token; with one, a token fresh then (a renewal happens now, in the idle time)."""
+        auth = self._ctx.auth
+        if auth is None:
+            return True, None
+        credential = await auth.ready(at)
+        return credential is not None, credential
 
     def _stray_bytes(self) -> None:
         """Bytes after the last response was complete: that endpoint broke HTTP/1.1 framing."""
         self._last.sink.request(None, "protocol_error")
         self._last.sink.note("protocol_error", "bytes after the end of the response")
 
-    async def _request(self, task: _Task, started: float) -> None:
+    async def _send(self, task: _Task, credential: Credential | None) -> Response:
+        response = await self._client.request(
+            task.bytes_for(credential), task.method, task.check is not None, self._timeout_s
+        )
+        auth = self._ctx.auth
+        if response.status == 401 and credential is not None and auth is not None:
+            # The token expired early or was revoked: one more try with a new one.
+            auth.rejected(credential)
+            renewed = await auth.ready()
+            if renewed is not None:
+                response = await self._client.request(
+                    task.bytes_for(renewed), task.method, task.check is not None, self._timeout_s
+                )
+        return response
+
+    async def _request(self, task: _Task, started: float, credential: Credential | None) -> None:
         self.busy = True
         self._last = task
         clock = self._ctx.clock
         latency: float | None = None  # None: no response to time
         try:
-            response = await self._client.request(
-                task.data, task.method, task.check is not None, self._timeout_s
-            )
+            response = await self._send(task, credential)
             latency = response.arrived - started
             task.sink.arrival_clock(response.arrival_clock)
-            if response.status not in task.expect:
+            if response.status == 429:
+                outcome, latency = "rate_limited", None  # refused: no work done to time
+                self._refused(task, response)
+            elif response.status not in task.expect:
+                task.gate.answered()
                 outcome = "http_error"
                 # The status code, for a person (bounded: a few distinct details per window).
                 task.sink.note("http_error", f"HTTP {response.status}")
             elif task.check is not None:
+                task.gate.answered()
                 outcome = _validate(response, task.check, self._max_decompressed)
             else:
+                task.gate.answered()
                 outcome = "ok"
         except TimeoutError:
             outcome, latency = "timeout", clock() - started
@@ -203,6 +279,14 @@ class RestUser:
         finally:
             self.busy = False
         task.sink.request(latency, outcome)
+
+    def _refused(self, task: _Task, response: Response) -> None:
+        """A 429: close the endpoint's gate for what the backend asked (or the backoff)."""
+        retry_after = parse_retry_after(response.retry_after, time.time())
+        wait = task.gate.refused(retry_after, self._ctx.clock())
+        task.sink.waited(wait)
+        detail = "Retry-After honoured" if retry_after is not None else "no Retry-After: backoff"
+        task.sink.note("rate_limited", f"HTTP 429 ({detail})")
 
 
 def _validate(

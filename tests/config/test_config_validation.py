@@ -33,7 +33,7 @@ def test_unknown_key_suggests_the_close_match() -> None:
     assert issue.message == (
         "unknown key 'pacin' for user kind 'rest' (did you mean 'pacing'?); "
         "expected one of: kind, weight, pacing, think_time, timeout, max_body, max_decompressed, "
-        "tasks"
+        "rate_limit, tasks"
     )
 
 

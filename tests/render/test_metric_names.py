@@ -94,6 +94,10 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_build_info",
         # Read by the failed-run alert's description (a template query), not by an expression.
         "loadsvc_scenario_last_run_generator_bound",
+        # The waits 429s imposed: in the summary (rate_limit_waits); the 429s themselves are
+        # on the panels and in the error ratio as outcome="rate_limited".
+        "loadsvc_http_rate_limit_waits",
+        "loadsvc_http_rate_limit_wait_seconds",
     }
 
 

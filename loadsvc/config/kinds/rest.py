@@ -21,7 +21,6 @@ from loadsvc.config._values import (
     one_or_list,
     size,
     text,
-    url_path,
 )
 from loadsvc.config.durations import format_duration
 from loadsvc.config.kinds._base import (
@@ -31,8 +30,9 @@ from loadsvc.config.kinds._base import (
     endpoint_label,
     nullable_subset,
 )
+from loadsvc.config.kinds._request import REQUEST_KEYS, RequestTemplates, read_request
 
-__all__ = ["HTTP_METHODS", "KIND", "HttpTaskSpec", "RestUserSpec"]
+__all__ = ["HTTP_METHODS", "KIND", "HttpTaskSpec", "RateLimitSpec", "RestUserSpec"]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
@@ -43,6 +43,8 @@ class HttpTaskSpec:
 
     ``path`` may carry a query string (``/api/market/alerts?limit=50``);
     ``endpoint`` is the metric label: the route without the query string.
+    ``request`` holds what each user fills in before its first send (path, query,
+    headers, JSON body; see :mod:`loadsvc.config.kinds._request`); None: ``path`` as is.
     """
 
     path: str
@@ -53,6 +55,21 @@ class HttpTaskSpec:
     required_keys: tuple[str, ...] = ()
     # Required keys the backend may send as null on purpose (others: null is missing).
     nullable_keys: tuple[str, ...] = ()
+    request: RequestTemplates | None = None
+
+
+@dataclass(frozen=True)
+class RateLimitSpec:
+    """How a REST user honours ``429 Too Many Requests`` from an endpoint.
+
+    It sends nothing more to that endpoint for ``Retry-After`` (seconds or an HTTP date,
+    never more than ``max_wait_s``, plus a little jitter so a crowd does not return at
+    once); without ``Retry-After`` it backs off from ``backoff_s``, doubling on each
+    429 in a row up to ``max_wait_s``.
+    """
+
+    max_wait_s: float = 60.0
+    backoff_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class RestUserSpec:
     timeout_s: float = 10.0
     max_body: int = 10 * 1024 * 1024
     max_decompressed: int = 50 * 1024 * 1024
+    rate_limit: RateLimitSpec = RateLimitSpec()
     kind: Literal["rest"] = "rest"
 
     def endpoints(self) -> tuple[EndpointRef, ...]:
@@ -82,11 +100,13 @@ class RestUserSpec:
 
 
 _KEYS = (
-    "kind", "weight", "pacing", "think_time", "timeout", "max_body", "max_decompressed", "tasks",
+    "kind", "weight", "pacing", "think_time", "timeout", "max_body", "max_decompressed",
+    "rate_limit", "tasks",
 )  # fmt: skip
 _TASK_KEYS = (
-    "path", "name", "method", "weight", "expect_status", "required_keys", "nullable_keys",
+    *REQUEST_KEYS, "name", "method", "weight", "expect_status", "required_keys", "nullable_keys",
 )  # fmt: skip
+_RATE_LIMIT_KEYS = ("max_wait", "backoff")
 
 _names = list_of(text())
 _status = integer(100, 599)
@@ -130,7 +150,26 @@ def read(fields: Fields, uses: list[EndpointUse]) -> RestUserSpec | None:
         timeout_s=fields.get("timeout", duration(), RestUserSpec.timeout_s),
         max_body=fields.get("max_body", size(), RestUserSpec.max_body),
         max_decompressed=fields.get("max_decompressed", size(), RestUserSpec.max_decompressed),
+        rate_limit=_rate_limit(fields),
     )
+
+
+def _rate_limit(parent: Fields) -> RateLimitSpec:
+    fields = parent.section("rate_limit", _RATE_LIMIT_KEYS)
+    if fields is None:
+        return RateLimitSpec()
+    spec = RateLimitSpec(
+        max_wait_s=fields.get("max_wait", duration(), RateLimitSpec.max_wait_s),
+        backoff_s=fields.get("backoff", duration(), RateLimitSpec.backoff_s),
+    )
+    if spec.backoff_s > spec.max_wait_s:
+        parent.reader.error(
+            fields.at("backoff"),
+            fields.value_node("backoff") or fields.node,
+            f"backoff ({format_duration(spec.backoff_s)}) must not be more than max_wait "
+            f"({format_duration(spec.max_wait_s)})",
+        )
+    return spec
 
 
 def _think_time(parent: Fields) -> tuple[float, float] | None:
@@ -159,26 +198,33 @@ def _task(
     fields = reader.mapping(node, path, _TASK_KEYS, context="for a task")
     if fields is None:
         return None
-    request_path = fields.get("path", url_path(), required=True)
     name = fields.get("name", text())
-    method = fields.get("method", choice(HTTP_METHODS, fold=str.upper), HttpTaskSpec.method)
+    # None when given but invalid (reported): it says nothing about whether a body belongs.
+    method = fields.get("method", choice(HTTP_METHODS, fold=str.upper), None)
+    if "method" not in fields:
+        method = HttpTaskSpec.method
+    request = read_request(fields, method)
     weight = fields.get("weight", integer(1), HttpTaskSpec.weight)
     expect_status = fields.get("expect_status", one_or_list(_status), HttpTaskSpec.expect_status)
     required_keys = fields.get("required_keys", _names, HttpTaskSpec.required_keys)
     nullable_keys = nullable_subset(fields, required_keys)
-    if request_path is None:
+    if request is None:
         return None
+    request_path = str(request.path.source)
     endpoint = name if name is not None else endpoint_label(request_path)
     uses.append(EndpointUse(endpoint, "http", path, fields.value_node("path") or node))
     return HttpTaskSpec(
         path=request_path,
         endpoint=endpoint,
-        method=method,
+        method=method or HttpTaskSpec.method,
         weight=weight,
         expect_status=expect_status,
         required_keys=required_keys,
         nullable_keys=nullable_keys,
-    )
+        # A fixed path alone needs nothing filled per user: None, as a spec made in code has.
+        request=None if request == RequestTemplates(request.path) and request.path.constant
+        else request,
+    )  # fmt: skip
 
 
 KIND = UserKind[RestUserSpec](keys=_KEYS, read=read)
