@@ -17,7 +17,6 @@ uses it, never a KeyError in the middle of a run.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import os
 from typing import Any, cast
@@ -25,7 +24,8 @@ from typing import Any, cast
 import yaml
 
 from loadsvc.config._nodes import Fields, Reader
-from loadsvc.config._templates import read_template, read_template_at
+from loadsvc.config._templates import read_template as read_template
+from loadsvc.config._templates import read_template_at as read_template_at
 from loadsvc.config._values import Invalid, choice, plain, text
 from loadsvc.config.spec import DataOrder, DataSpec
 from loadsvc.templating import BUILTIN_NAMES

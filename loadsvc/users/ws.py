@@ -120,6 +120,15 @@ class _WsClient:
         clock = self._ctx.clock
         stopping = self._ctx.stopping
         while not stopping.is_set():
+            url, headers, credential = self._url, self._headers, None
+            if self._ctx.auth is not None:  # the scenario's login: its token on the upgrade
+                credential = await self._ctx.auth.ready()
+                if credential is None:  # stopping
+                    return None
+                url = credential.url(url)
+                replaced = credential.header_names()
+                headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+                headers.update(credential.headers)
             # Before connecting: frames may be judged before connect() returns.
             self._reader.new_connection()
             if self._talk is not None:
@@ -128,8 +137,8 @@ class _WsClient:
             was_busy, self.busy = self.busy, True
             try:
                 ws = await stamped_connect(
-                    self._url,
-                    additional_headers=self._headers or None,
+                    url,
+                    additional_headers=headers or None,
                     open_timeout=self._spec.connect_timeout_s,
                     compression=None,  # frames are small JSON; deflate costs memory and CPU
                     proxy=None,  # load goes straight to the target, never via a proxy
@@ -146,6 +155,13 @@ class _WsClient:
                 raise
             except Exception as exc:  # counted by reason, never raised
                 reason, detail = classify_connect_error(exc)
+                if (
+                    credential is not None
+                    and self._ctx.auth is not None
+                    and isinstance(exc, InvalidStatus)
+                    and exc.response.status_code == 401
+                ):
+                    self._ctx.auth.rejected(credential)  # the next attempt logs in again
                 self._sink.failed(reason)
                 if detail is not None:
                     self._sink.note(reason, detail)

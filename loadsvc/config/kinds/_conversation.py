@@ -26,6 +26,7 @@ from typing import Literal
 import yaml
 
 from loadsvc.config._nodes import Fields, Reader
+from loadsvc.config._templates import read_template_at
 from loadsvc.config._values import Invalid, choice, describe, duration, join, scalar, text
 from loadsvc.templating import Template
 
@@ -162,9 +163,6 @@ def _message(
             path, node, f"a message is a mapping, a list or a string, got {describe(node)}"
         )
         return None
-    # Here, not at the top: _data reads the spec module, which imports the kinds.
-    from loadsvc.config._data import read_template_at
-
     return read_template_at(reader, path, node, local=local)
 
 
