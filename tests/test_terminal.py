@@ -48,12 +48,20 @@ def test_a_failing_run_ends_with_failed_and_exit_1_and_prints_the_paths(
     finally:
         set_faults(target_url, None)
     assert code == 1
-    assert lines[-1] == "foreign_flow: FAILED"
+    # A loaded machine may make the generator busy too; the 30 % errors fail the run either way.
+    assert lines[-1] == "foreign_flow: FAILED" or lines[-1].startswith(
+        "foreign_flow: FAILED; event-loop lag p99"
+    )
     assert f"  summary JSON   {out}" in lines and f"  HTML report    {html}" in lines
     assert out.exists() and html.exists()
     assert json.loads(out.read_text())["final"] == "failed"
     assert not any(line.endswith("PASSED") for line in lines)
-    assert any(line.startswith("generator healthy: event-loop lag p99 ") for line in lines)
+    assert any(
+        line.startswith(
+            ("generator healthy: event-loop lag p99 ", "generator BUSY: event-loop lag")
+        )
+        for line in lines
+    )
 
 
 @pytest.mark.parametrize("command", ["target", "serve"])

@@ -71,7 +71,13 @@ def test_30ms_under_the_threshold_pages_as_a_regression_and_resolves(stack: Stac
     assert fired.labels["metric"] in ("p50", "p95", "p99")
     line = record["regression"]["headline"]
     assert line.startswith(f"REGRESSION: {ENDPOINT} ") and "beyond +50 % and +10 ms" in line
-    assert record["passed"] is True  # under the 200 ms threshold all along
+    # Caught while under the 200 ms threshold: a window that passed its thresholds was judged
+    # a regression (a loaded machine may push a single window's p95 over 200 ms as well).
+    recent = get_json(f"{stack.serve_url}/api/runs?scenario={SCENARIO}&limit=10")
+    windows = recent["runs"] if isinstance(recent, dict) else recent
+    assert any(
+        w["passed"] is True and w.get("regression", {}).get("state") == "regressed" for w in windows
+    ), windows
 
     cleared = time.time()
     wait_for(
