@@ -116,8 +116,8 @@ class RestUser:
 
     A 429 is ``rate_limited`` (no latency: the backend did not do the work) and is
     honoured (:mod:`loadsvc.users.ratelimit`): the user sends nothing more (to any of its
-    endpoints) until its gate opens, and a paced schedule starts again from there (the waits are counted,
-    never timed as latency). With a scenario ``login`` (``ctx.auth``), every request
+    endpoints) until its gate opens, and a paced schedule starts again from there (the
+    waits are counted, never timed as latency). With a scenario ``login`` (``ctx.auth``), every request
     carries the current token, renewed in the idle time before it expires; a 401 drops
     the token, and the request is sent once more with a new one.
     """
@@ -171,8 +171,8 @@ class RestUser:
         while not stopping.is_set():
             task = self._choose()
             if task.gate.open_at > intended:
-                # Refused with 429: nothing before the gate opens; the
-                # schedule starts again there (the slots in between were never due).
+                # Refused with 429: nothing before the gate opens; the schedule starts
+                # again there (the slots in between were never due).
                 if not await self._sleep_until(task.gate.open_at):
                     return
                 intended = clock()
