@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,38 @@ async def test_the_example_validates_and_names_its_missing_secret() -> None:
         outputs.append(out.decode())
     assert codes == [0, 2], outputs
     assert "environment variable EXCHANGE_PASSWORD is not set" in outputs[1]
+
+
+def _within(fragment: Any, doc: Any) -> bool:
+    """``fragment`` says nothing ``doc`` does not: mappings by key, list items each in ``doc``."""
+    if isinstance(fragment, dict):
+        return isinstance(doc, dict) and all(
+            k in doc and _within(v, doc[k]) for k, v in fragment.items()
+        )
+    if isinstance(fragment, list):
+        return isinstance(doc, list) and all(any(_within(f, d) for d in doc) for f in fragment)
+    return bool(fragment == doc)
+
+
+def _anywhere(fragment: Any, doc: Any) -> bool:
+    """``fragment`` is within ``doc`` or within one of its parts."""
+    if _within(fragment, doc):
+        return True
+    parts = doc.values() if isinstance(doc, dict) else doc if isinstance(doc, list) else ()
+    return any(_anywhere(fragment, part) for part in parts)
+
+
+def test_the_readme_walkthrough_quotes_the_example() -> None:
+    """Every YAML block of README "Pointing it at your backend" is a part of
+    examples/exchange.yaml as shipped: the walk-through cannot drift from the tested file."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme.split("## Pointing it at your backend", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    example = yaml.safe_load(EXAMPLE.read_text("utf-8"))
+    assert len(blocks) >= 5
+    for block in blocks:
+        fragment = yaml.safe_load(textwrap.dedent(block))
+        assert fragment and _anywhere(fragment, example), block
 
 
 async def test_a_yaml_soak_of_the_exchange_agrees_with_its_ground_truth(tmp_path: Path) -> None:
