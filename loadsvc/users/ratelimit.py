@@ -1,9 +1,10 @@
-"""Honouring ``429 Too Many Requests``: how long a user leaves an endpoint alone.
+"""Honouring ``429 Too Many Requests``: how long a user leaves the backend alone.
 
 A 429 is the backend refusing load. A user that retries at once turns a rate limit into a
 hammering; one that honours ``Retry-After`` is what a well-behaved client does, and what
 loadsvc must do to soak a rate-limited backend truthfully. So after a 429 a user sends
-nothing more to that endpoint until:
+nothing more, to that endpoint or any other (a backend may count per token or per client,
+not per route), until:
 
 - ``Retry-After`` seconds (``120``) or until its HTTP date (``Wed, 21 Oct 2026 07:28:00
   GMT``), capped at ``max_wait``, plus up to 10 % jitter, so a crowd refused together
@@ -50,7 +51,7 @@ def parse_retry_after(value: bytes, now_wall: float) -> float | None:
 
 
 class RateLimitGate:
-    """One endpoint of one user: when it may be asked again after 429s."""
+    """One user (all its endpoints): when it may ask again after 429s."""
 
     __slots__ = ("_rng", "_spec", "_streak", "open_at")
 

@@ -63,7 +63,7 @@ def body_checker(
 
 class _Task:
     """A task as one user sends it: its values filled in once, down to the bytes, which are
-    rebuilt only when the user's token changes; and its own 429 gate."""
+    rebuilt only when the user's token changes; and the user's 429 gate."""
 
     __slots__ = ("check", "data", "expect", "gate", "method", "origin", "request", "sink",
                  "version")  # fmt: skip
@@ -115,9 +115,9 @@ class RestUser:
     backend that never answers shows as ``timeout``, never as nothing measured.
 
     A 429 is ``rate_limited`` (no latency: the backend did not do the work) and is
-    honoured (:mod:`loadsvc.users.ratelimit`): nothing more goes to that endpoint until
-    its gate opens, and a paced schedule starts again from there (the waits are counted,
-    never timed as latency). With a scenario ``login`` (``ctx.auth``), every request
+    honoured (:mod:`loadsvc.users.ratelimit`): the user sends nothing more (to any of its
+    endpoints) until its gate opens, and a paced schedule starts again from there (the
+    waits are counted, never timed as latency). With a scenario ``login`` (``ctx.auth``), every request
     carries the current token, renewed in the idle time before it expires; a 401 drops
     the token, and the request is sent once more with a new one.
     """
@@ -135,9 +135,12 @@ class RestUser:
         self._rng = rng
         origin = Origin.from_url(ctx.target.base_url, ctx.target.tls)
         self._client = Http1Client(origin, ctx.clock, spec.max_body, self._stray_bytes)
+        # One gate for all of a user's tasks: a backend may limit per token or per client,
+        # not per route, and a 429 from one endpoint followed by a request to another
+        # before Retry-After is hammering all the same.
+        gate = RateLimitGate(spec.rate_limit, rng)
         self._tasks = [
-            _Task(t, origin, ctx, s, RateLimitGate(spec.rate_limit, rng))
-            for t, s in zip(spec.tasks, sinks, strict=True)
+            _Task(t, origin, ctx, s, gate) for t, s in zip(spec.tasks, sinks, strict=True)
         ]
         self._last = self._tasks[0]  # the task whose response came last
         self._cum_weights = list(itertools.accumulate(t.weight for t in spec.tasks))
@@ -168,8 +171,8 @@ class RestUser:
         while not stopping.is_set():
             task = self._choose()
             if task.gate.open_at > intended:
-                # Refused with 429: nothing to this endpoint before its gate opens; the
-                # schedule starts again there (the slots in between were never due).
+                # Refused with 429: nothing before the gate opens; the schedule starts
+                # again there (the slots in between were never due).
                 if not await self._sleep_until(task.gate.open_at):
                     return
                 intended = clock()
@@ -281,7 +284,7 @@ class RestUser:
         task.sink.request(latency, outcome)
 
     def _refused(self, task: _Task, response: Response) -> None:
-        """A 429: close the endpoint's gate for what the backend asked (or the backoff)."""
+        """A 429: close the user's gate for what the backend asked (or the backoff)."""
         retry_after = parse_retry_after(response.retry_after, time.time())
         wait = task.gate.refused(retry_after, self._ctx.clock())
         task.sink.waited(wait)

@@ -220,3 +220,37 @@ users:
     assert ep.outcome("rate_limited") == len(times) == ep.rate_limit_waits
     assert not result.passed
     assert "error_ratio" in [j.name for j in result.verdict.breached()]
+
+
+async def test_a_429_from_one_endpoint_holds_the_users_other_endpoints_too(
+    metrics: Metrics,
+) -> None:
+    """A backend that limits per client: after /a answers 429 with Retry-After: 1, the user
+    sends nothing to /a or /b within the second (the exchange counts that as hammering)."""
+    refused_at: list[float] = []
+
+    def limited(seen: Seen) -> web.Response:
+        if not refused_at:
+            refused_at.append(seen.at)
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.json_response({"ok": True})
+
+    spec = scenario(
+        """
+shape: {kind: constant, users: 1, duration: 2s}
+users:
+  - kind: rest
+    pacing: 50ms
+    tasks: [{path: /a}, {path: /b, weight: 4}]
+"""
+    )
+    async with recording_server({"/a": limited, "/b": ok}) as server:
+        result = await run(spec, server.url, metrics)
+    assert len(refused_at) == 1
+    # The server's own clock: nothing at all within Retry-After of the refusal.
+    early = [s.path for s in server.seen if refused_at[0] < s.at < refused_at[0] + 1.0]
+    assert early == [], early
+    later = [s.path for s in server.seen if s.at >= refused_at[0] + 1.0]
+    assert {"/a", "/b"} <= set(later), later
+    outcomes = {e.endpoint: dict(e.outcomes) for e in result.endpoints}
+    assert outcomes["/a"]["rate_limited"] == 1

@@ -40,6 +40,10 @@ class TokenBook:
         self._tokens[token] = (username, self._clock() + self._ttl_s)
         return token
 
+    def issued(self) -> list[str]:
+        """Every token issued so far (for tests that look for a leaked one)."""
+        return list(self._tokens)
+
     def check(self, token: str | None) -> tuple[str, str | None]:
         """(verdict, user): `ok` with the user, or `missing`/`unknown`/`expired` (counted)."""
         if not token:

@@ -57,6 +57,15 @@ class Exchange:
                 for stream in self.streams:
                     stream.offer(trade)
 
+    def halt(self) -> None:
+        """The closing bell: no trade after it, while streams stay open and heartbeats go on.
+
+        A client still connected a moment later has received every frame written to it, so
+        its counts (frames, gaps) can be compared with the ground truth exactly.
+        """
+        if self._ticker is not None:
+            self._ticker.cancel()
+
     def counts(self) -> dict[str, Any]:
         """Logins, rejections by reason, expired-token requests, 429s, hammering, and the rest."""
         return {
