@@ -252,8 +252,12 @@ def summary_table(run: RunResult) -> str:
 
 def generator_busy(run: RunResult) -> bool:
     """The run's generator was busy under either rule of :mod:`loadsvc.lag`: its window's loop
-    lag p99 over the trust limit, or frames that shared a read."""
-    return run.timing.busy("loop") or run.timing.busy("kernel")
+    lag p99 over the trust limit, or frames of a kernel-timed endpoint that shared a read."""
+    kernel = any(
+        rule_of(arrival_clock(s.arrival_clocks), protocol_of(s.kind).latency.name) == "kernel"
+        for s in run.endpoints
+    )
+    return run.timing.busy("loop") or (kernel and run.timing.busy("kernel"))
 
 
 def busy_reason(run: RunResult) -> str:

@@ -78,11 +78,7 @@ def comparable(
 
 
 def busy(doc: Mapping[str, Any]) -> bool:
-    """The run's generator was busy, per loadsvc.lag: the summary's ``generator_busy`` (either
-    rule), or for a record without it its loop lag p99 over its trust limit."""
-    said = doc.get("generator_busy")
-    if isinstance(said, bool) and said:
-        return True
+    """The run's generator was busy (its loop lag p99 over its trust limit), per loadsvc.lag."""
     lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))
     return limit is not None and is_busy(None if lag is None else lag / 1000, limit / 1000)
 
