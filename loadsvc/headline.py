@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from loadsvc.lag import is_busy
+from loadsvc.lag import ReadTiming, is_busy
 
 if TYPE_CHECKING:
     from loadsvc.live import LiveVerdict
@@ -133,9 +133,13 @@ def judgement_line(j: Judgement, since: float | None = None) -> str:
 
 
 def generator_line(
-    lag_p99_s: float | None, limit_s: float | None, span_s: float | None = None
+    lag_p99_s: float | None,
+    limit_s: float | None,
+    span_s: float | None = None,
+    reads: ReadTiming | None = None,
 ) -> str:
-    """The generator's health in words: is its own event-loop lag small enough to trust it?
+    """The generator's health in words: is its own event-loop lag small enough to trust it,
+    and (with ``reads``, kernel-stamped reads) did it keep up with its frames?
 
     ``span_s`` names the span the lag p99 was taken over when it is not the context's own
     (the status page's generator: the last 10 s, not a run or a live window)."""
@@ -144,8 +148,23 @@ def generator_line(
     lag = f"event-loop lag p99 {lag_p99_s * 1000:.1f} ms"
     over = "" if span_s is None else f" in the last {span_s:g} s"
     if is_busy(lag_p99_s, limit_s):
-        return f"generator BUSY: {lag}{over} over its trust limit {limit_s * 1000:g} ms"
-    return f"generator healthy: {lag}{over} (trust limit {limit_s * 1000:g} ms)"
+        line = f"generator BUSY: {lag}{over} over its trust limit {limit_s * 1000:g} ms"
+    else:
+        line = f"generator healthy: {lag}{over} (trust limit {limit_s * 1000:g} ms)"
+    return line + _reads_text(reads)
+
+
+def _reads_text(reads: ReadTiming | None) -> str:
+    """The kernel rule's part of :func:`generator_line` ("" without stamped reads)."""
+    if reads is None or (reads.read_delay_p99_s is None and not reads.busy):
+        return ""
+    delay = reads.read_delay_p99_s or 0.0
+    if reads.busy:
+        return (
+            f"; kernel-timed frames BEHIND: {reads.shared_frames} shared a read "
+            f"(read delay {reads.delay_s * 1000:.1f} ms)"
+        )
+    return f"; kernel-timed reads kept up (stamp-to-read p99 {delay * 1000:.1f} ms)"
 
 
 def live_headline(verdict: LiveVerdict) -> str:
@@ -156,7 +175,7 @@ def live_headline(verdict: LiveVerdict) -> str:
     breaches = [judgement_line(lj.judgement, lj.since) for lj in verdict.breached()]
     text = head + (": " + "; ".join(breaches) if breaches else "")
     if verdict.busy:  # said, whatever the result: a busy generator's numbers are less certain
-        text += "; " + generator_line(verdict.lag_p99_s, verdict.lag_limit_s)
+        text += "; " + generator_line(verdict.lag_p99_s, verdict.lag_limit_s, reads=verdict.reads)
     return text
 
 

@@ -17,6 +17,30 @@ to a measured latency. It is only ever a *bound* on that contribution:
   first (:func:`lag_adjusted`): a comparison is never skipped for lag, it is
   made on the part of the latency the lag cannot account for.
 
+**Kernel-timed endpoints** (issue 22). Where a WS frame is timed by the kernel's
+receive stamp (the endpoint's ``arrival_clock`` is ``kernel``) and its latency
+starts on the server's clock (a publish stamp: ``ThresholdDecl.server_start``),
+the loop's lag no longer shifts the time: a frame waiting in its socket keeps
+its stamp. What a generator that falls behind still does to a stamp is make
+frames share a read (each is then timed by the last one's arrival), and, when
+it falls further behind, let its receive window close so that the server's
+kernel holds frames back. So there (:class:`ReadTiming`, the rule
+:func:`rule_of`):
+
+- **busy** is "frames shared a read": the loop reached a socket later than the
+  next frame arrived. (A stamp-to-read delay longer than the shortest interval
+  between frames is what makes that happen; the sharing itself is counted
+  exactly, so it is what is judged, not a guess from a low interval quantile.)
+- **explained** is within the *read delay*: the larger of the stamp-to-read
+  delay p99 (loop time at the read minus the stamp) and the p99 of how long a
+  shared read's data can have waited (its stamp minus the connection's previous
+  read's stamp: every byte of a read arrived after that). A breach beyond it is
+  the backend's, however high the loop lag.
+- **adjusted** takes the read delay off while busy, nothing otherwise.
+
+Everything else (TLS, a fallback to the loop's clock, ``mixed``, REST latency that
+starts at the loop's intended start, connect times) keeps the loop rule.
+
 Pure functions, no clock: the verdict, the baseline and the recorder call them.
 """
 
@@ -24,7 +48,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from loadsvc.protocols import PROTOCOLS
+
+Rule = Literal["loop", "kernel"]  # which of the two rules judges a threshold of an endpoint
 
 # Loop lag p99 above this share of the tightest latency threshold makes the generator busy.
 TRUST_SHARE = 0.1
@@ -63,6 +91,89 @@ def excess(value_s: float, limit_s: float, lag_p99_s: float | None) -> float:
     return max(0.0, lag_adjusted(value_s, lag_p99_s) - limit_s)
 
 
+# Thresholds whose time starts on the server's clock: ended by a kernel stamp, nothing in
+# them is the loop's (read from the protocol table, where each threshold declares it).
+_SERVER_START = frozenset(
+    d.name for p in PROTOCOLS.values() for d in p.thresholds if d.server_start
+)
+
+
+def arrival_clock(counts: Iterable[tuple[str, int]]) -> str | None:
+    """The one clock that timed every arrival, "mixed" if several did, None if none yet."""
+    used = [clock for clock, n in counts if n > 0]
+    if not used:
+        return None
+    return used[0] if len(used) == 1 else "mixed"
+
+
+def rule_of(arrival_clock: str | None, threshold: str) -> Rule:
+    """Which rule judges ``threshold`` on an endpoint whose arrivals ``arrival_clock`` timed.
+
+    >>> rule_of("kernel", "ws_delivery_latency"), rule_of("mixed", "ws_delivery_latency")
+    ('kernel', 'loop')
+    >>> rule_of("kernel", "http_latency")   # starts at the loop's intended start
+    'loop'
+    """
+    return "kernel" if arrival_clock == "kernel" and threshold in _SERVER_START else "loop"
+
+
+@dataclass(frozen=True)
+class ReadTiming:
+    """What the generator did to kernel stamps over a span (a verdict window, the last 10 s).
+
+    ``read_delay_p99_s``: loop time at a stamped read minus its stamp, p99 over the reads;
+    ``shared_frames``: data frames timed by a later frame's stamp (they shared its read);
+    ``shared_wait_p99_s``: p99 over those frames of the longest they can have waited.
+    """
+
+    read_delay_p99_s: float | None = None  # None: no stamped read in the span
+    shared_frames: int = 0
+    shared_wait_p99_s: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        """The kernel rule's busy: frames shared a read (the generator fell behind them)."""
+        return self.shared_frames > 0
+
+    @property
+    def delay_s(self) -> float:
+        """The most the generator may have added to a kernel-stamped time (p99)."""
+        return max(self.read_delay_p99_s or 0.0, self.shared_wait_p99_s or 0.0)
+
+
+NO_READS = ReadTiming()  # no stamped read seen (the default of every holder)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The generator's own timing over a span: loop lag for the loop rule, reads for the kernel's."""
+
+    lag_p99_s: float | None  # None: the loop was not watched
+    limit_s: float | None  # the trust limit (None: no latency threshold, never busy)
+    reads: ReadTiming = ReadTiming()
+
+    def busy(self, rule: Rule = "loop") -> bool:
+        """The one definition of busy, under ``rule``."""
+        if rule == "kernel":
+            return self.reads.busy
+        return self.limit_s is not None and is_busy(self.lag_p99_s, self.limit_s)
+
+    def excusable_s(self, rule: Rule = "loop") -> float | None:
+        """What the generator may have added to a time judged under ``rule`` (None: unknown);
+        under the kernel rule nothing unless busy."""
+        if rule == "kernel":
+            return self.reads.delay_s if self.reads.busy else 0.0
+        return self.lag_p99_s
+
+    def explains(self, value_s: float, limit_s: float, rule: Rule = "loop") -> bool:
+        """A breach the generator may have caused: busy under ``rule``, and within what it adds."""
+        return self.busy(rule) and lag_explains(value_s, limit_s, self.excusable_s(rule))
+
+    def adjusted(self, value_s: float, rule: Rule = "loop") -> float:
+        """A latency with what the generator may have added under ``rule`` taken off."""
+        return lag_adjusted(value_s, self.excusable_s(rule))
+
+
 @dataclass(frozen=True)
 class GeneratorState:
     """The generator now: lag p99 over the last ``span_s`` seconds against the trust limit."""
@@ -70,6 +181,7 @@ class GeneratorState:
     lag_p99_s: float | None  # None: no sample yet
     limit_s: float | None  # None: no latency threshold configured (never busy)
     span_s: float = BUSY_SPAN_S
+    reads: ReadTiming = ReadTiming()  # kernel-stamped reads over the same span
 
     @property
     def busy(self) -> bool:
@@ -83,6 +195,10 @@ class GeneratorState:
             "loop_lag_p99_ms": _ms(self.lag_p99_s),
             "loop_lag_limit_ms": _ms(self.limit_s),
             "span_s": self.span_s,
+            # The kernel rule's figures (loadsvc.lag): busy there means frames shared a read.
+            "read_delay_p99_ms": _ms(self.reads.read_delay_p99_s),
+            "frames_sharing_a_read": self.reads.shared_frames,
+            "reads_busy": self.reads.busy,
         }
 
 

@@ -11,8 +11,9 @@ clears) within about one window.
 Latency quantiles come from the live histogram (1 % wide buckets), so a live
 value is within 1 % of the exact one; a live breach is the value shown being
 over the limit, so the number and the word always agree. The lag rule is
-:mod:`loadsvc.lag`'s: ``generator_bound`` only when the generator was busy
-over the window and its lag explains every breach.
+:mod:`loadsvc.lag`'s, per endpoint by its arrival clock: ``generator_bound`` only
+when the generator was busy (under each breach's rule) and explains every
+breach; the kernel rule reads the loop-lag monitor's last 10 s of stamped reads.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from loadsvc.config.spec import ScenarioThresholds
-from loadsvc.lag import is_busy
+from loadsvc.lag import NO_READS, ReadTiming, Timing, is_busy
 from loadsvc.protocols import judged_endpoint
 from loadsvc.runstats import LIVE_BUCKETS
 from loadsvc.timeseries import Counts, quantile_of
@@ -89,6 +90,7 @@ class SlidingCounts:
         self.delivered = 0  # ws: data frames in the window
         self.connection_s = 0.0  # ws: connection-seconds in the window (from each look's count)
         self._open_before = 0  # ws: connections open at the previous look
+        self.clock: str | None = None  # the endpoint's arrival clock (loadsvc.lag.rule_of)
         self._seconds: deque[_Second] = deque()
 
     def add(
@@ -102,10 +104,14 @@ class SlidingCounts:
         stalled: int = 0,
         delivered: int = 0,
         connections: int = 0,
+        clock: str | None = None,
     ) -> None:
         """Take one interval ending at ``ended_at`` (wall clock), and drop what is now too old;
-        ws: ``stalled`` and ``connections`` at its end, ``delivered`` data frames in it."""
+        ws: ``stalled`` and ``connections`` at its end, ``delivered`` data frames in it;
+        ``clock``: the endpoint's arrival clock so far."""
         self.stalled = stalled
+        if clock is not None:
+            self.clock = clock
         # The mean of the open connections at both ends: connections opened during a ramp were
         # not open all interval, and counting them so would make a healthy ramp look slow.
         connection_s = (self._open_before + connections) / 2 * span_s
@@ -175,11 +181,14 @@ class LiveVerdict:
     judged_at: float
     lag_p99_s: float | None = None
     lag_limit_s: float | None = None
+    reads: ReadTiming = NO_READS  # kernel-stamped reads, the monitor's last 10 s
 
     @property
     def busy(self) -> bool:
-        """The generator's loop lagged over the trust limit in the window (:func:`is_busy`)."""
-        return self.lag_limit_s is not None and is_busy(self.lag_p99_s, self.lag_limit_s)
+        """The generator was busy: its loop lagged over the trust limit in the window
+        (:func:`is_busy`), or kernel-timed frames shared reads (:class:`ReadTiming`)."""
+        loop = self.lag_limit_s is not None and is_busy(self.lag_p99_s, self.lag_limit_s)
+        return loop or self.reads.busy
 
     def breached(self) -> tuple[LiveJudgement, ...]:
         """The judgements that do not hold now."""
@@ -208,16 +217,19 @@ class LiveJudge:
         stalled: int = 0,
         delivered: int = 0,
         connections: int = 0,
+        clock: str | None = None,
     ) -> None:
         """One second of one endpoint (several methods of one endpoint add up); ``manned``:
         it had a user (an endpoint without one all window, and without events, is idle);
-        ws: ``stalled`` and open ``connections`` now, ``delivered`` data frames in it."""
+        ws: ``stalled`` and open ``connections`` now, ``delivered`` data frames in it;
+        ``clock``: its arrival clock so far (which lag rule judges it)."""
         window = self.endpoints.get((kind, endpoint))
         if window is None:
             window = self.endpoints[(kind, endpoint)] = SlidingCounts(self.window_s)
         window.add(
-            ended_at, span_s, events, errors, latency, manned, stalled, delivered, connections
-        )
+            ended_at, span_s, events, errors, latency, manned, stalled, delivered, connections,
+            clock,
+        )  # fmt: skip
 
     def restart(self) -> None:
         """A new run: what the previous one measured is not this one's."""
@@ -229,8 +241,10 @@ class LiveJudge:
         thresholds: ScenarioThresholds,
         now: float,
         lag: SlidingCounts | None = None,
+        reads: ReadTiming = NO_READS,
     ) -> LiveVerdict:
-        """Every threshold over the window ending ``now``, with the lag rule's result."""
+        """Every threshold over the window ending ``now``, with the lag rule's result
+        (``reads``: the kernel rule's figures, see :mod:`loadsvc.lag`)."""
         judged: list[LiveJudgement] = []
         covered = 0.0
         for (kind, endpoint), window in sorted(self.endpoints.items()):
@@ -252,6 +266,7 @@ class LiveJudge:
             lag_p99 = lag.quantile(0.99)
         limit = trust_limit(thresholds)
         verdict = Verdict(tuple(j.judgement for j in judged))
+        clocks = {endpoint: w.clock for (_, endpoint), w in self.endpoints.items()}
         result: LiveResult
         warming = covered < min(WARMUP_S, self.window_s)
         if warming and all(j.state != "breached" for j in verdict.judgements):
@@ -260,15 +275,16 @@ class LiveJudge:
             result = "idle"  # nothing was judged: not a pass
         elif verdict.passed:
             result = "passed"
-        elif is_busy(lag_p99, limit) and verdict.explained_by_lag(lag_p99):
+        elif verdict.explained_by(Timing(lag_p99, limit, reads), clocks):
             result = "generator_bound"
         else:
             result = "failed"
         if result == "starting":  # too little seen to say "no data" yet
             judged = [lj for lj in judged if lj.judgement.state != "no_data"]
         return LiveVerdict(
-            self.scenario, self.window_s, covered, result, tuple(judged), now, lag_p99, limit
-        )
+            self.scenario, self.window_s, covered, result, tuple(judged), now, lag_p99, limit,
+            reads,
+        )  # fmt: skip
 
 
 def _judgements(

@@ -261,6 +261,14 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _g("generator_lag_p99", "loadsvc_generator_lag_p99_seconds",
        "The event-loop lag p99 over the last 10 s that loadsvc_generator_busy judges.", (),
        "livemax"),
+    _g("generator_read_delay_p99", "loadsvc_generator_read_delay_p99_seconds",
+       "Kernel-stamped reads over the last 10 s: the p99 of loop time at the read minus the "
+       "kernel's receive stamp (how long data waited in the socket; loadsvc.lag's kernel rule).",
+       (), "livemax"),
+    _g("generator_frames_sharing_a_read", "loadsvc_generator_frames_sharing_a_read",
+       "WS data frames in the last 10 s timed by a later frame's stamp because they shared its "
+       "read: above 0 the generator fell behind its frames (busy under the kernel rule).",
+       (), "livemax"),
     _g("generator_lag_limit", "loadsvc_generator_lag_limit_seconds",
        "The trust limit: lag p99 above it makes the generator busy (10 % of the tightest "
        "latency threshold configured).", (), "livemin"),
@@ -431,6 +439,8 @@ class Metrics:
     generator_busy: Gauge
     generator_lag_p99: Gauge
     generator_lag_limit: Gauge
+    generator_read_delay_p99: Gauge
+    generator_frames_sharing_a_read: Gauge
     baseline_value: Gauge
     baseline_runs: Gauge
     regression_detected: Gauge

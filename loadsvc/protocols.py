@@ -27,7 +27,7 @@ its threshold fields in the config, and its sink and panels).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # only for types: the config layer imports this module
@@ -100,6 +100,8 @@ class ThresholdDecl:
     off there); ``quantile`` reads the quantile threshold it is, for those judged at
     a quantile of ``histogram`` (a field of :class:`loadsvc.metrics.Metrics`).
     ``sequenced_only``: judged only where frames carry a sequence number.
+    ``server_start``: the time starts on the server's clock (a publish stamp), so where
+    the kernel stamps its end nothing in it is the event loop's (:func:`loadsvc.lag.rule_of`).
     """
 
     name: ThresholdName
@@ -108,6 +110,7 @@ class ThresholdDecl:
     quantile: Callable[[Thresholds], LatencyThreshold | None] | None = None
     histogram: str | None = None
     sequenced_only: bool = False
+    server_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,10 @@ def _time(name: ThresholdName, read: Callable[[Thresholds], LatencyThreshold | N
 
 _ERROR_RATIO = ThresholdDecl("error_ratio", "ratio", lambda t: t.error_ratio)
 _HTTP_LATENCY = _latency("http_latency", lambda t: t.http_latency, "http_request_duration")
-_WS_LATENCY = _latency("ws_delivery_latency", lambda t: t.ws_delivery_latency, "ws_message_latency")
+_WS_LATENCY = replace(
+    _latency("ws_delivery_latency", lambda t: t.ws_delivery_latency, "ws_message_latency"),
+    server_start=True,  # arrival minus the publish stamp the server wrote
+)
 
 HTTP = Protocol(
     name="http",

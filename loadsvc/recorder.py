@@ -467,6 +467,9 @@ class Recorder:
             m.generator_lag_p99.set(state.lag_p99_s)
         if state.limit_s is not None:
             m.generator_lag_limit.set(state.limit_s)
+        if state.reads.read_delay_p99_s is not None:
+            m.generator_read_delay_p99.set(state.reads.read_delay_p99_s)
+        m.generator_frames_sharing_a_read.set(state.reads.shared_frames)
 
     def next_run(self, scenario: str, when: float | None) -> None:
         """When the scheduler next starts ``scenario`` (a Unix time), or None: not planned."""

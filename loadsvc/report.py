@@ -12,7 +12,8 @@ from loadsvc.headline import (
     judgement_line,
     live_headline,
 )
-from loadsvc.lag import is_busy
+from loadsvc.lag import Timing, rule_of
+from loadsvc.lag import arrival_clock as arrival_clock
 from loadsvc.live import LiveVerdict
 from loadsvc.protocols import protocol_of
 from loadsvc.runner import RunResult
@@ -29,8 +30,9 @@ def histogram_doc(h: CompactHistogram) -> dict[str, Any]:
     return {"scheme": HISTOGRAM_SCHEME, "start": h[0], "counts": list(h[1])}
 
 
-def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
-    """One endpoint of the summary JSON (latencies in ms; WS latency is delivery latency)."""
+def endpoint_doc(s: EndpointSummary, timing: Timing | None = None) -> dict[str, Any]:
+    """One endpoint of the summary JSON (latencies in ms; WS latency is delivery latency);
+    with the run's ``timing``, which lag rule judges its latency and what that excuses."""
     doc: dict[str, Any] = {
         "endpoint": s.endpoint,
         "kind": s.kind,
@@ -57,6 +59,13 @@ def endpoint_doc(s: EndpointSummary) -> dict[str, Any]:
         "arrival_clock": arrival_clock(s.arrival_clocks),
         "arrival_clocks": dict(s.arrival_clocks),
     }
+    if timing is not None:
+        rule = rule_of(doc["arrival_clock"], protocol_of(s.kind).latency.name)
+        # loadsvc.lag: "kernel" (only frames sharing a read can move its times) or "loop";
+        # generator_ms: what the generator may have added to its latencies (taken off
+        # before a baseline comparison).
+        excusable = timing.excusable_s(rule)
+        doc.update(lag_rule=rule, generator_ms=None if excusable is None else _ms(excusable))
     if protocol_of(s.kind).connections:
         mpc = s.messages_per_second_per_connection
         doc.update(
@@ -82,14 +91,6 @@ _UNITLESS = {
     "ws_delivery_rate": "msg/s per connection",
     "ws_stalled": "stalls",
 }
-
-
-def arrival_clock(counts: tuple[tuple[str, int], ...]) -> str | None:
-    """The one clock that timed every arrival, "mixed" if several did, None if none yet."""
-    used = [clock for clock, n in counts if n > 0]
-    if not used:
-        return None
-    return used[0] if len(used) == 1 else "mixed"
 
 
 def judgement_doc(j: Judgement) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def live_doc(verdict: LiveVerdict) -> dict[str, Any]:
         if verdict.lag_limit_s is None
         else round(verdict.lag_limit_s * 1e3, 3),
         "busy": verdict.busy,
-        "generator": generator_line(verdict.lag_p99_s, verdict.lag_limit_s),
+        "generator": generator_line(verdict.lag_p99_s, verdict.lag_limit_s, reads=verdict.reads),
         "thresholds": judgements,
     }
 
@@ -162,10 +163,15 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "shard": run.shard,
         "loop_lag_p99_ms": _ms(run.loop_lag_p99_s),
         "loop_lag_limit_ms": _ms(run.loop_lag_limit_s),
-        "generator": generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s),
+        "generator": generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s, reads=run.reads),
         "generator_busy": generator_busy(run),
+        # The kernel rule (loadsvc.lag): stamp-to-read delay p99 of the window's stamped
+        # reads, frames that shared a read, and what that lets the generator excuse.
+        "read_delay_p99_ms": _ms(run.reads.read_delay_p99_s),
+        "frames_sharing_a_read": run.reads.shared_frames,
+        "read_delay_ms": _ms(run.reads.delay_s) if run.reads.busy else 0.0,
         "reasons": list(run.reasons),
-        "endpoints": [endpoint_doc(s) for s in run.endpoints],
+        "endpoints": [endpoint_doc(s, run.timing) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
     }
 
@@ -234,7 +240,7 @@ def summary_body(run: RunResult) -> str:
         lines.extend(details)
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
-    lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s))
+    lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s, reads=run.reads))
     return "\n".join(lines)
 
 
@@ -245,8 +251,13 @@ def summary_table(run: RunResult) -> str:
 
 
 def generator_busy(run: RunResult) -> bool:
-    """The run's generator was busy (:func:`loadsvc.lag.is_busy` of its window's lag p99)."""
-    return run.loop_lag_limit_s is not None and is_busy(run.loop_lag_p99_s, run.loop_lag_limit_s)
+    """The run's generator was busy under either rule of :mod:`loadsvc.lag`: its window's loop
+    lag p99 over the trust limit, or frames of a kernel-timed endpoint that shared a read."""
+    kernel = any(
+        rule_of(arrival_clock(s.arrival_clocks), protocol_of(s.kind).latency.name) == "kernel"
+        for s in run.endpoints
+    )
+    return run.timing.busy("loop") or (kernel and run.timing.busy("kernel"))
 
 
 def busy_reason(run: RunResult) -> str:

@@ -23,7 +23,8 @@ import structlog
 
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.feeders import Feeder
-from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.lag import NO_READS, ReadTiming, Timing
+from loadsvc.loopmon import LoopLagMonitor, ReadWindow
 from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary, LatencySamples
 from loadsvc.shapes import LoadPlan
@@ -60,6 +61,7 @@ class RunResult:
     result: str  # passed | failed | generator_bound | error
     loop_lag_p99_s: float | None = None
     loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
+    reads: ReadTiming = NO_READS  # kernel-stamped reads (loadsvc.lag's kernel rule)
     stopped_early: bool = False
     shard: str = "0/1"
     reasons: tuple[str, ...] = ()  # why it did not pass (verdict.judge_window)
@@ -68,6 +70,11 @@ class RunResult:
     def passed(self) -> bool:
         """The verdict held."""
         return self.verdict.passed
+
+    @property
+    def timing(self) -> Timing:
+        """The generator's own timing over the run (what :mod:`loadsvc.lag` judges)."""
+        return Timing(self.loop_lag_p99_s, self.loop_lag_limit_s, self.reads)
 
 
 @dataclass
@@ -121,6 +128,7 @@ class ScenarioRun:
         self._ever_manned: set[str] = set()  # endpoints that had a user at any time of the run
         self._retired: set[asyncio.Task[None]] = set()
         self._lag: LatencySamples | None = None
+        self._reads: ReadWindow | None = None
         self._window_wall = 0.0
         # A window swapped out and being judged in a thread (kept if that is cancelled).
         self._judging: tuple[RolledWindow, float] | None = None
@@ -154,6 +162,7 @@ class ScenarioRun:
         self.started_at = self.clock()
         self.started_wall = self._window_wall = time.time()
         self._lag = self.monitor.open_window() if self.monitor else None
+        self._reads = self.monitor.open_reads() if self.monitor else None
         ctx = UserContext(
             scenario=spec.name,
             target=self.target,
@@ -187,6 +196,8 @@ class ScenarioRun:
             self.recorder.run_ended(spec.name)
             if self.monitor and self._lag is not None:
                 self.monitor.close_window(self._lag)
+            if self.monitor and self._reads is not None:
+                self.monitor.close_reads(self._reads)
         return await self._finish_window(final=True)
 
     async def roll_window(self) -> RunResult:
@@ -237,7 +248,14 @@ class ScenarioRun:
                 # Each verdict window is judged on its own lag, not the run's history.
                 self.monitor.close_window(self._lag)
                 self._lag = self.monitor.open_window()
-        return RolledWindow(self.spec.thresholds, measured, idle, lag_p99), now_wall
+        reads = NO_READS
+        if self._reads is not None and self.monitor is not None:
+            self.monitor.sample_reads()  # up to now, not the last lag sample
+            reads = self._reads.timing()
+            if not final:
+                self.monitor.close_reads(self._reads)
+                self._reads = self.monitor.open_reads()
+        return RolledWindow(self.spec.thresholds, measured, idle, lag_p99, reads), now_wall
 
     def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(
@@ -251,6 +269,7 @@ class ScenarioRun:
             result=judged.result,
             loop_lag_p99_s=judged.loop_lag_p99_s,
             loop_lag_limit_s=judged.loop_lag_limit_s,
+            reads=judged.reads,
             stopped_early=final and self.stopping,
             shard=str(self.options.shard),
             reasons=judged.reasons,

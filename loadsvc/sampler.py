@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from loadsvc.config.spec import ScenarioSpec, ScenarioThresholds
+from loadsvc.lag import GeneratorState, ReadTiming, arrival_clock
 from loadsvc.live import LiveJudge, LiveVerdict, SlidingCounts, live_window_from_env
 from loadsvc.protocols import protocol_of
 from loadsvc.recorder import ScenarioStats
@@ -56,6 +57,10 @@ class LagWatch(Protocol):
 
     def close_window(self, window: LatencySamples) -> None:
         """Stop collecting into ``window``."""
+
+    @property
+    def state(self) -> GeneratorState:
+        """The generator over the recent span (its kernel-stamped reads: the kernel rule)."""
 
 
 def _totals(ep: EndpointStats) -> tuple[int, int, int, int, int]:
@@ -166,7 +171,8 @@ class SeriesSampler:
             return None
         now = self.clock() if now is None else now
         lag = self.lag if self._lag_watch is not None else None
-        return series.live.judge(series.thresholds, now, lag)
+        reads = self._lag_watch.state.reads if self._lag_watch is not None else ReadTiming()
+        return series.live.judge(series.thresholds, now, lag, reads)
 
     def sample(self, stats: ScenarioStats, users: int, now: float | None = None) -> None:
         """Take one look at a scenario's current run (``users`` running now)."""
@@ -215,6 +221,7 @@ class SeriesSampler:
                 stalled=ep.stalled_now,
                 delivered=interval.requests if ep.judged.protocol.connections else 0,
                 connections=interval.connections,
+                clock=arrival_clock(ep.arrival_clocks.items()),
             )
 
     def keep_only(self, names: Iterable[str]) -> None:

@@ -23,19 +23,21 @@ frames, so they count in none of these.
 the rolled window (summaries, samples with their counts at each limit, idle
 endpoints, loop lag, thresholds) it makes the whole result, ``passed``,
 ``failed`` or ``generator_bound``, with the reasons. What the generator's lag
-may excuse is :mod:`loadsvc.lag`'s rule: only a busy generator, and only breaches
-no larger than its lag p99.
+may excuse is :mod:`loadsvc.lag`'s rule, per threshold and endpoint: on the loop
+rule only a busy generator (loop lag p99 over the trust limit), and only breaches
+no larger than its lag p99; on a kernel-timed WS delivery latency only frames
+that shared a read, and only breaches within the read delay.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds
-from loadsvc.lag import excess, is_busy, lag_explains, trust_limit_of
+from loadsvc.lag import NO_READS, ReadTiming, Rule, Timing, arrival_clock, rule_of, trust_limit_of
 from loadsvc.protocols import PROTOCOLS, JudgedEndpoint, ProtocolName, judged_endpoint
 from loadsvc.protocols import ThresholdName as ThresholdName
 from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
@@ -142,12 +144,27 @@ class Verdict:
             j.name in LATENCY_THRESHOLDS and j.state == "breached" for j in failed
         )
 
-    def explained_by_lag(self, lag_p99_s: float | None) -> bool:
-        """Failed only by latency breaches each within ``lag_p99_s`` of its limit (see loadsvc.lag)."""
+    def explained_by(self, timing: Timing, clocks: Mapping[str, str | None]) -> bool:
+        """Failed only by latency breaches the generator may have caused, each under its own
+        rule (``clocks``: each endpoint's arrival clock; see :func:`loadsvc.lag.rule_of`)."""
         return self.only_latency_breached and all(
-            j.value is not None and lag_explains(j.value, j.limit, lag_p99_s)
+            j.value is not None and timing.explains(j.value, j.limit, rule_for(j, clocks))
             for j in self.breached()
         )
+
+    def busy_rules(self, timing: Timing, clocks: Mapping[str, str | None]) -> set[Rule]:
+        """The rules under which the generator was busy for one of this verdict's breaches."""
+        return {r for j in self.breached() if timing.busy(r := rule_for(j, clocks))}
+
+
+def rule_for(j: Judgement, clocks: Mapping[str, str | None]) -> Rule:
+    """The lag rule that judges ``j`` (:func:`loadsvc.lag.rule_of` of its endpoint's clock)."""
+    return rule_of(clocks.get(j.endpoint), j.name)
+
+
+def clocks_of(summaries: Iterable[EndpointSummary]) -> dict[str, str | None]:
+    """Each endpoint's arrival clock (``kernel``, ``loop``, ``mixed``; None before any)."""
+    return {s.endpoint: arrival_clock(s.arrival_clocks) for s in summaries}
 
 
 def judge(
@@ -323,6 +340,7 @@ class RolledWindow:
     measured: Sequence[tuple[EndpointSummary, LatencySamples]]
     idle: frozenset[str] = frozenset()  # endpoints without a user on this shard all window
     loop_lag_p99_s: float | None = None  # None: the loop was not watched
+    reads: ReadTiming = NO_READS  # kernel-stamped reads over the window
 
 
 @dataclass(frozen=True)
@@ -335,6 +353,7 @@ class WindowVerdict:
     endpoints: tuple[EndpointSummary, ...]
     loop_lag_p99_s: float | None = None
     loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
+    reads: ReadTiming = NO_READS
 
     @property
     def passed(self) -> bool:
@@ -366,32 +385,64 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
     verdict = judge(window.thresholds, pairs, idle=window.idle)
     reasons = tuple(j.describe() for j in verdict.breached())
     result: WindowResult = "passed" if verdict.passed else "failed"
-    lag = window.loop_lag_p99_s
     limit = trust_limit(window.thresholds)
-    if not verdict.passed and is_busy(lag, limit):
-        assert lag is not None
-        reasons += (_busy_reason(verdict, lag, limit),)
-        # Only a latency breach the lag could account for is the generator's doing; no
-        # data, errors, TLS, skewed clocks, or a breach beyond the lag are the backend's.
-        if verdict.explained_by_lag(lag):
+    timing = Timing(window.loop_lag_p99_s, limit, window.reads)
+    clocks = clocks_of(completed)
+    if not verdict.passed:
+        busy = busy_reason(verdict, timing, clocks)
+        if busy:
+            reasons += (busy,)
+        # Only a latency breach the generator could account for (under its endpoint's
+        # rule) is its doing; no data, errors, TLS, skewed clocks, or a breach beyond
+        # what it adds are the backend's.
+        if verdict.explained_by(timing, clocks):
             result = "generator_bound"
-    return WindowVerdict(verdict, result, reasons, tuple(completed), lag, limit)
+    return WindowVerdict(
+        verdict, result, reasons, tuple(completed), window.loop_lag_p99_s, limit, window.reads
+    )
 
 
-def _busy_reason(verdict: Verdict, lag: float, limit: float) -> str:
-    """What the busy generator means for this window's breaches, in one line."""
-    busy = f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms (the generator was busy)"
-    if verdict.explained_by_lag(lag):
-        return f"{busy}: every breach is within the lag, so the excess is not certain"
-    beyond = [
-        f"{j.endpoint} {j.name} {excess(j.value, j.limit, lag) * 1000:.1f} ms"
-        for j in verdict.breached()
-        if j.name in LATENCY_THRESHOLDS
-        and j.value is not None
-        and not lag_explains(j.value, j.limit, lag)
-    ]
+def busy_line(timing: Timing, rule: Rule) -> str:
+    """Why the generator is busy under ``rule``, in words (the summary's, the page's)."""
+    if rule == "kernel":
+        r = timing.reads
+        delay = "-" if r.read_delay_p99_s is None else f"{r.read_delay_p99_s * 1000:.1f} ms"
+        return (
+            f"{r.shared_frames} frames shared a read (the generator fell behind them; "
+            f"read delay {r.delay_s * 1000:.1f} ms, stamp-to-read p99 {delay})"
+        )
+    lag, limit = timing.lag_p99_s or 0.0, timing.limit_s or 0.0
+    return (
+        f"event-loop lag p99 {lag * 1000:.1f} ms is over {limit * 1000:g} ms "
+        "(the generator was busy)"
+    )
+
+
+def busy_reason(verdict: Verdict, timing: Timing, clocks: Mapping[str, str | None]) -> str:
+    """What the busy generator means for this window's breaches, in one line ("" when it was
+    not busy under the rule of any breach)."""
+    # The loop's lag is said whenever it was high, also where it cannot excuse anything.
+    rules = verdict.busy_rules(timing, clocks)
+    if timing.busy("loop"):
+        rules.add("loop")
+    if not rules:
+        return ""
+    busy = "; ".join(busy_line(timing, r) for r in sorted(rules, reverse=True))
+    what = "the lag" if rules == {"loop"} else "what the generator adds"
+    if verdict.explained_by(timing, clocks):
+        return f"{busy}: every breach is within {what}, so the excess is not certain"
+    beyond = []
+    for j in verdict.breached():
+        if j.name not in LATENCY_THRESHOLDS or j.value is None:
+            continue
+        rule = rule_for(j, clocks)
+        if timing.busy(rule) and not timing.explains(j.value, j.limit, rule):
+            over = timing.adjusted(j.value, rule) - j.limit
+            beyond.append(f"{j.endpoint} {j.name} {over * 1000:.1f} ms")
+        elif not timing.busy(rule) and rule == "kernel":
+            beyond.append(f"{j.endpoint} {j.name} (kernel-timed: the loop lag cannot move it)")
     if beyond:
-        return f"{busy}, but the lag cannot explain the breach: beyond the lag by " + ", ".join(
+        return f"{busy}, but {what} cannot explain the breach: beyond {what} by " + ", ".join(
             beyond
         )
-    return f"{busy}; the failure is not a latency the lag could explain"
+    return f"{busy}; the failure is not a latency {what} could explain"

@@ -176,6 +176,17 @@ def lag_ms_of(doc: Doc) -> float | None:
     return number(doc.get("loop_lag_p99_ms"))
 
 
+def _lag_for(rule: MetricRule, ep: Doc, run_lag: float | None) -> float | None:
+    """What the generator may have added to ``rule``'s value at ``ep`` (ms): for latencies the
+    endpoint's own figure under its lag rule (``generator_ms``: 0 on a kernel-timed endpoint
+    whose frames kept their reads), else the run's loop lag p99 (older records too)."""
+    if not rule.timing:
+        return None
+    if rule.name in LATENCY_METRICS and "generator_ms" in ep:
+        return number(ep.get("generator_ms"))
+    return run_lag
+
+
 def _limit(rule: MetricRule, base: float, tol: Tolerance) -> float:
     if rule.worse == "up":
         return max(base * (1 + tol.relative), base + tol.absolute)
@@ -232,7 +243,7 @@ def judge_against(
             runs = [v for p in recent if key in p and (v := rule.value(p[key])) is not None]
             judged = [
                 _judge_metric(rule, key[0], ep, [p[key] for p in pasts[name] if key in p],
-                              policy, spans[name], name, lag if rule.timing else None,
+                              policy, spans[name], name, _lag_for(rule, ep, lag),
                               runs if name == "anchored" else ())
                 for name, _ in references
             ]  # fmt: skip

@@ -66,4 +66,7 @@ def service_status(
 def generator_status(state: GeneratorState) -> dict[str, Any]:
     """The ``generator`` part: busy or not over the last span, by the one definition
     (:mod:`loadsvc.lag`), and the words the status page shows for it (:mod:`loadsvc.headline`)."""
-    return {**state.doc(), "headline": generator_line(state.lag_p99_s, state.limit_s, state.span_s)}
+    return {
+        **state.doc(),
+        "headline": generator_line(state.lag_p99_s, state.limit_s, state.span_s, state.reads),
+    }

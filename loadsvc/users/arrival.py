@@ -34,6 +34,7 @@ import socket
 import struct
 import sys
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -59,6 +60,12 @@ _MAX_AGE_S = 3600.0
 _FUTURE_S = 0.001
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+# Stamp-to-read delays (loop time at a stamped read minus its stamp) not yet taken by the
+# loop-lag monitor (:func:`take_read_delays`, 20 times a second): one append per read. Past
+# this many (nobody taking them) new ones are dropped, so memory stays bounded.
+_MAX_PENDING_DELAYS = 1 << 17
+_read_delays: array[float] = array("d")
 
 
 def _probe() -> socket.socket | None:
@@ -175,6 +182,8 @@ class StampedTransport(asyncio.Transport):
             if now - _MAX_AGE_S < stamp <= now + _FUTURE_S:
                 self.arrived = stamp
                 self.stamped_reads += 1
+                if len(_read_delays) < _MAX_PENDING_DELAYS:
+                    _read_delays.append(now - stamp)
             else:
                 self.arrived = now
                 self.unstamped_reads += 1
@@ -448,6 +457,17 @@ async def open_connection(
     return await loop.create_connection(
         factory, host, port, ssl=ssl, server_hostname=server_hostname
     )
+
+
+def take_read_delays() -> array[float]:
+    """The stamp-to-read delays (seconds) of the stamped reads since the last call.
+
+    How long the bytes of each read waited in the kernel before the loop read them: the
+    kernel rule of :mod:`loadsvc.lag` (the loop-lag monitor takes them, one taker a process).
+    """
+    global _read_delays
+    taken, _read_delays = _read_delays, array("d")
+    return taken
 
 
 def _now_age() -> float:

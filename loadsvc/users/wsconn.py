@@ -15,6 +15,7 @@ import asyncio
 import functools
 import time
 import weakref
+from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -44,6 +45,9 @@ PONG_BUFFER_LIMIT = 64 * 2**10
 # ... and a server that keeps pinging this many times without reading is flooding us: the
 # connection is dropped (reason "protocol"), so memory and CPU per connection stay bounded.
 MAX_UNANSWERED_PINGS = 1000
+
+# Shared-read waits kept until the loop-lag monitor takes them (more are dropped).
+MAX_PENDING_WAITS = 1 << 16
 
 FrameHook = Callable[[BytesLike | str, float], None]
 
@@ -85,6 +89,21 @@ class ArrivalBacklog:
         # one's arrival (the kernel stamps a read, not a frame): a connection read less
         # often than its frames came, i.e. a generator that did not keep up.
         self.frames_sharing_a_read = 0
+        # For each such frame, the longest it can have waited for its read: the read's stamp
+        # minus the connection's previous read's (it arrived after that). Taken by the
+        # loop-lag monitor (:meth:`take_shared_waits`); bounded like the stamp delays.
+        self._shared_waits: array[float] = array("d")
+
+    def shared(self, frames: int, wait_s: float) -> None:
+        """``frames`` data frames were timed by a later frame's stamp, each off by <= ``wait_s``."""
+        self.frames_sharing_a_read += frames
+        if len(self._shared_waits) < MAX_PENDING_WAITS:
+            self._shared_waits.extend([wait_s] * frames)
+
+    def take_shared_waits(self) -> array[float]:
+        """The waits of the frames that shared a read since the last call (see :meth:`shared`)."""
+        taken, self._shared_waits = self._shared_waits, array("d")
+        return taken
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> ArrivalBacklog:
@@ -166,6 +185,7 @@ class TimedConnection(ClientConnection):
         self._arrival: Callable[[], float] = time.time  # the kernel's stamp once connected
         self.queued = 0  # events of this connection waiting in the backlog
         self.queued_bytes = 0  # bytes of this connection waiting in the backlog
+        self._read_span = 0.0  # this read's stamp minus the previous read's
         self._reading_paused = False
         self._fragments: list[BytesLike] | None = None
         self._fragmented_text = False
@@ -221,6 +241,9 @@ class TimedConnection(ClientConnection):
                 self._reading_paused = False
                 if not self.transport.is_closing():
                     self.transport.resume_reading()
+            # Every byte of this read arrived after the previous read's stamp: how long a frame
+            # that shares this read can have waited for it (see ArrivalBacklog.shared).
+            self._read_span = arrived - self.arrived_at if self.arrived_at else 0.0
             self.arrived_at = arrived
             if self._fast:
                 self._split_frames(payload)
@@ -309,7 +332,7 @@ class TimedConnection(ClientConnection):
                     return
             pos = end
         if judged > 1:
-            self._backlog.frames_sharing_a_read += judged - 1
+            self._backlog.shared(judged - 1, self._read_span)
         if pos < n:
             self._partial = data[pos:]
 

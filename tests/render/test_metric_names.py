@@ -84,6 +84,9 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_ws_sequence_anomalies",
         "loadsvc_ws_clock_offset_seconds",
         "loadsvc_arrival_clock_info",  # which clock timed an endpoint (also in the summary)
+        # The kernel rule's figures (loadsvc.lag), also in the summary and /api/status.
+        "loadsvc_generator_read_delay_p99_seconds",
+        "loadsvc_generator_frames_sharing_a_read",
         "loadsvc_run_records_failed",
         "loadsvc_baseline_runs",  # on /api/status; "no baseline yet" below the minimum
         "loadsvc_baseline_records_skipped",  # each is logged with the field at fault

@@ -106,6 +106,7 @@ async def test_reads_are_open_and_describe_the_service(
     assert doc["generator"]["loop_lag_limit_ms"] == pytest.approx(10.0)
     assert set(doc["generator"]) == {
         "busy", "loop_lag_p99_ms", "loop_lag_limit_ms", "span_s", "headline",
+        "read_delay_p99_ms", "frames_sharing_a_read", "reads_busy",
     }  # fmt: skip
     # The page shows these words for it: healthy or busy by the same judgement, in one wording.
     word = "generator BUSY: " if doc["generator"]["busy"] else "generator healthy: "

@@ -120,9 +120,9 @@ async def test_the_page_says_busy_exactly_when_api_status_does(tmp_path: Path) -
         if serve is not None:
             serve.stop()
         target.stop()
-    assert healthy[0].endswith("in the last 10 s (trust limit 100 ms)") and "green" in healthy[1]
+    assert "in the last 10 s (trust limit 100 ms)" in healthy[0] and "green" in healthy[1]
     assert busy["loop_lag_p99_ms"] > busy["loop_lag_limit_ms"]
-    assert shown[0].endswith("in the last 10 s over its trust limit 100 ms") and "amber" in shown[1]
+    assert "in the last 10 s over its trust limit 100 ms" in shown[0] and "amber" in shown[1]
     # The page's number is a lag p99 over the trust limit, as the status said.
     assert float(shown[0].split("lag p99 ")[1].split(" ms")[0]) > 100
     # Not the scenario's live window, which still counts the busy seconds (60 s of them).

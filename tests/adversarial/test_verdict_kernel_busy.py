@@ -1,0 +1,144 @@
+"""On a kernel-timed WS endpoint the loop's lag excuses nothing; only frames that shared a read do."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from loadsvc.config import parse_config
+from loadsvc.lag import Timing
+from loadsvc.report import summary_doc
+from loadsvc.runner import RunResult
+from loadsvc.users import Target, arrival
+from loadsvc.users.arrival import use_kernel_clock
+from tests.adversarial.runs import run_bounded
+from tests.adversarial.test_verdict_busy import BLOCK_S, busy_generator
+from tests.support.rawserver import hold, serving_in_thread
+from tests.support.wsservers import market_frame
+
+needs_stamps = pytest.mark.skipif(not arrival.SUPPORTED, reason="the kernel does not stamp reads")
+
+# Default WS thresholds: delivery p99 <= 100 ms, trust limit 10 ms.
+CONFIG = """\
+version: 1
+scenarios:
+  s:
+    shape: {kind: constant, users: 8, duration: 3s}
+    graceful_stop: 1s
+    users:
+      - kind: ws_stream
+        path: /ws/market
+        message: {timestamp_field: published_at}
+"""
+
+
+def _accept(request: bytes) -> bytes:
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + base64.b64encode(digest) + b"\r\n\r\n"
+    )
+
+
+async def _stream(delay_s: float, every_s: float) -> RunResult:
+    """Scenario ``s`` against a WS backend (its own loop, in a thread) that sends a frame every
+    ``every_s`` stamped ``delay_s`` before it sends it (a real backend delay), while the
+    generator's loop is blocked BLOCK_S at a time."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_accept(await reader.readuntil(b"\r\n\r\n")))
+        await writer.drain()
+        sending = asyncio.get_running_loop().create_task(hold(reader))
+        seq = 0
+        while not sending.done():
+            seq += 1
+            writer.write(market_frame(seq, time.time() - delay_s))
+            await writer.drain()
+            await asyncio.sleep(every_s)
+
+    spec = parse_config(CONFIG, "test.yaml").scenario("s")
+    with serving_in_thread(script) as server:
+        async with busy_generator() as monitor:
+            return await run_bounded(spec, Target(server.url), None, monitor)
+
+
+@pytest.fixture
+def kernel_clock() -> Iterator[None]:
+    """The kernel's stamps (the default), restored after a test that changes it."""
+    use_kernel_clock(True)
+    yield None
+    use_kernel_clock(True)
+
+
+@needs_stamps
+async def test_a_real_backend_delay_under_a_blocked_loop_fails_on_a_kernel_timed_endpoint(
+    kernel_clock: None,
+) -> None:
+    """300 ms of real delay (limit 100 ms), frames 450 ms apart, the loop blocked 300 ms at a
+    time: the old rule (lag p99 ~300 ms) would say generator_bound; kernel-timed, it FAILS."""
+    result = await _stream(0.3, 0.45)
+    (latency,) = [j for j in result.verdict.breached() if j.name == "ws_delivery_latency"]
+    lag, limit = result.loop_lag_p99_s, result.loop_lag_limit_s
+    assert lag is not None and limit is not None and lag > limit  # the loop was busy
+    assert latency.value is not None and 0.25 < latency.value < 0.3 + BLOCK_S
+    old_rule = Timing(lag, limit)  # everything judged by the loop's lag, as before
+    assert old_rule.explains(latency.value, latency.limit, "loop")  # would have been excused
+    assert result.reads.shared_frames == 0  # each frame had its own read: stamps exact
+    assert result.result == "failed"
+    assert "kernel-timed: the loop lag cannot move it" in result.reasons[-1]
+    doc = summary_doc(result, "http://127.0.0.1")
+    (ep,) = doc["endpoints"]
+    assert (ep["arrival_clock"], ep["lag_rule"], ep["generator_ms"]) == ("kernel", "kernel", 0.0)
+    assert doc["read_delay_p99_ms"] is not None and doc["frames_sharing_a_read"] == 0
+
+
+@needs_stamps
+async def test_frames_sharing_reads_are_generator_bound_within_the_read_delay(
+    kernel_clock: None,
+) -> None:
+    """Frames every 40 ms (no backend delay) while the loop is blocked 300 ms at a time: they
+    share reads and carry the last one's stamp, so p99 reads over 100 ms; busy under the
+    kernel rule and within its read delay: generator_bound."""
+    result = await _stream(0.0, 0.04)
+    (latency,) = [j for j in result.verdict.breached() if j.name == "ws_delivery_latency"]
+    reads = result.reads
+    assert reads.shared_frames > 0 and reads.busy
+    assert latency.value is not None and latency.value - reads.delay_s <= latency.limit
+    assert result.result == "generator_bound", result.reasons
+    assert "frames shared a read" in result.reasons[-1]
+
+
+@needs_stamps
+async def test_frames_sharing_reads_fail_beyond_the_read_delay(kernel_clock: None) -> None:
+    """The same shared reads with 700 ms of real backend delay on top: beyond what the
+    read delay can explain, so it fails, saying how far beyond."""
+    result = await _stream(0.7, 0.04)
+    (latency,) = [j for j in result.verdict.breached() if j.name == "ws_delivery_latency"]
+    assert result.reads.busy
+    assert latency.value is not None and latency.value - result.reads.delay_s > latency.limit
+    assert result.result == "failed"
+    assert "cannot explain the breach" in result.reasons[-1]
+
+
+async def test_a_loop_timed_endpoint_keeps_the_loop_rule() -> None:
+    """Timed by the loop (as over TLS or a fallback): 50 ms of backend delay read late by up to
+    the ~300 ms lag: the old rule holds and the run is generator_bound, as before."""
+    use_kernel_clock(False)
+    try:
+        result = await _stream(0.05, 0.45)
+    finally:
+        use_kernel_clock(True)
+    (ep,) = summary_doc(result, "http://127.0.0.1")["endpoints"]
+    assert (ep["arrival_clock"], ep["lag_rule"]) == ("loop", "loop")
+    assert result.result == "generator_bound", result.reasons
+    assert "every breach is within the lag" in result.reasons[-1]
