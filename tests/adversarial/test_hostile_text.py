@@ -62,7 +62,8 @@ def test_the_terminal_shows_the_backends_text_escaped(hostile_run: tuple[str, Pa
     detail = next(ln for ln in stdout.splitlines() if "/ws/market protocol: " in ln)
     assert "<!--<script>\\x9b2J\\x1b[2J\\x1b[32mPASSED\\u2028x" in detail
     assert not ACTIVE.search(stdout)
-    assert stdout.rstrip().endswith("s: FAILED")
+    # The last line is ours (a loaded machine may add that the generator was busy too).
+    assert stdout.rstrip().splitlines()[-1].startswith("s: FAILED")
 
 
 def test_the_report_keeps_the_text_as_data_and_still_renders(
