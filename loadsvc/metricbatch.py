@@ -1,11 +1,12 @@
-"""Metric updates of the per-frame path, counted in plain numbers and added to Prometheus per loop turn.
+"""Metric updates of the per-frame path, counted in plain numbers and added to Prometheus in batches.
 
-A WS broadcast at 2,000 connections is thousands of frames in one turn of the event
+A WS broadcast at 2,000 connections is thousands of frames in a few turns of the event
 loop, and prometheus_client's ``Histogram.observe`` walks the bucket bounds in Python
 and takes a lock twice per call (a counter's ``inc`` once): about a fifth of a frame's
 cost. The recorder's sinks count here instead — a bucket index found by bisection,
 a sum, a counter's integer — and :class:`MetricBatches` adds what accumulated to the
-real children once per loop turn (one ``inc`` per touched bucket).
+real children at most ``FLUSH_S`` later (one ``inc`` per touched bucket), so the cost
+of adding is per batch, not per frame.
 
 What a scrape sees stays exact:
 
@@ -13,9 +14,8 @@ What a scrape sees stays exact:
   ``get_sample_value``) adds everything pending first: each batched family's
   ``collect`` is wrapped to do so (:meth:`MetricBatches.watch`);
 - a read from another thread (``loadsvc run --metrics-port``'s HTTP thread) sees every
-  update of the loop turns already ended. The loop does not pause for such a read, so
-  before batching too it saw some instant during a turn; now that instant is a turn's
-  end, where a histogram's sum, count and buckets always agree.
+  update older than ``FLUSH_S``, each batch whole: a histogram's sum, count and buckets
+  agree (a scrape racing per-frame ``observe`` calls could see them disagree).
 
 Without a running loop (a synchronous caller) every update is added at once.
 """
@@ -30,7 +30,10 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["MetricBatches", "PendingCounter", "PendingHistogram"]
+__all__ = ["FLUSH_S", "MetricBatches", "PendingCounter", "PendingHistogram"]
+
+# The longest an update waits to be added to Prometheus (seen by a scrape off the loop).
+FLUSH_S = 0.02
 
 
 class PendingCounter:
@@ -116,7 +119,7 @@ class MetricBatch:
         return part
 
     def touched(self) -> None:
-        """Something was counted: have it added at the end of this loop turn."""
+        """Something was counted: have it added within ``FLUSH_S``."""
         if not self.due:
             self.due = True
             self._owner.schedule(self)
@@ -129,7 +132,7 @@ class MetricBatch:
 
 
 class MetricBatches:
-    """The batches of one recorder: flushed together, once per loop turn with updates.
+    """The batches of one recorder: flushed together, ``FLUSH_S`` after the first update.
 
     >>> batches = MetricBatches()
     >>> # batch = batches.batch(); latency = batch.histogram(child)
@@ -138,7 +141,8 @@ class MetricBatches:
 
     def __init__(self) -> None:
         self._due: list[MetricBatch] = []
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()  # the loop's thread, once one schedules
 
     def batch(self) -> MetricBatch:
@@ -158,22 +162,24 @@ class MetricBatches:
             family.collect = collect_flushed  # type: ignore[method-assign]
 
     def schedule(self, batch: MetricBatch) -> None:
-        """``batch`` has updates: flush them at the end of this loop turn (now, without a loop)."""
+        """``batch`` has updates: flush them within ``FLUSH_S`` (now, without a loop)."""
         self._due.append(batch)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()  # also what a loop that ended before its flush ran left pending
             return
-        if self._scheduled:
+        if self._timer is not None and self._timer_loop is loop:
             return
-        self._scheduled = True
         self._thread = threading.get_ident()
-        loop.call_soon(self.flush)
+        self._timer_loop = loop
+        self._timer = loop.call_later(FLUSH_S, self.flush)
 
     def flush(self) -> None:
         """Add every batch's pending updates to its children."""
-        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_loop = None
         due, self._due = self._due, []
         for batch in due:
             batch.flush()
