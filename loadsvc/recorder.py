@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec, StallThreshold
 from loadsvc.lag import GeneratorState
+from loadsvc.metricbatch import MetricBatch, MetricBatches
 from loadsvc.metrics import (
     ARRIVAL_CLOCKS,
     CONTRACT,
@@ -70,16 +71,20 @@ class FailureTally:
 class RecorderHttpSink:
     """Where a REST user reports each request of one endpoint (a ``users.base.HttpSink``)."""
 
-    __slots__ = ("_clocks", "_counters", "_failures", "_hist", "_key", "_stats", "_wait_s",
-                 "_waits")  # fmt: skip
+    __slots__ = ("_batch", "_clocks", "_counters", "_failures", "_hist", "_key", "_stats",
+                 "_wait_s", "_waits")  # fmt: skip
 
     def __init__(
         self, metrics: Metrics, scenario: str, ref: EndpointRef, stats: EndpointStats,
-        failures: FailureTally,
+        failures: FailureTally, batch: MetricBatch,
     ) -> None:  # fmt: skip
-        self._hist = metrics.http_request_duration.labels(scenario, ref.endpoint, ref.method)
+        # Per-request updates are counted in ``batch`` and reach Prometheus once per loop turn.
+        self._batch = batch
+        self._hist = batch.histogram(
+            metrics.http_request_duration.labels(scenario, ref.endpoint, ref.method)
+        )
         self._counters = {
-            o: metrics.http_requests.labels(scenario, ref.endpoint, ref.method, o)
+            o: batch.counter(metrics.http_requests.labels(scenario, ref.endpoint, ref.method, o))
             for o in HTTP.outcomes
         }
         labels = (scenario, ref.endpoint, ref.method)
@@ -101,6 +106,8 @@ class RecorderHttpSink:
             stats.latency.add(latency)
         if is_error:
             self._failures.add(self._key[0], self._key[1], outcome)
+        if not self._batch.due:
+            self._batch.touched()
 
     def arrival_clock(self, clock: str) -> None:
         """A response's arrival was timed by ``clock``."""
@@ -144,22 +151,27 @@ class RecorderWsSink:
     """Where a WS user reports frames, connects and failures of one endpoint (a ``users.base.WsSink``)."""
 
     __slots__ = (
-        "_anomalies", "_clock", "_clock_offset", "_clocks", "_conn_errors", "_connect",
+        "_anomalies", "_batch", "_clock", "_clock_offset", "_clocks", "_conn_errors", "_connect",
         "_connections", "_failures", "_interval", "_key", "_latency", "_messages", "_missed",
         "_reconnect", "_stalls", "_stats", "stall",
     )  # fmt: skip
 
     def __init__(
         self, metrics: Metrics, scenario: str, ref: EndpointRef, stats: EndpointStats,
-        failures: FailureTally, clock: Clock, stall: StallThreshold,
+        failures: FailureTally, clock: Clock, stall: StallThreshold, batch: MetricBatch,
     ) -> None:  # fmt: skip
         labels = (scenario, ref.endpoint)
         self.stall = stall  # when a silent connection is stalled (the users watch for it)
         self._stalls = metrics.ws_stalls.labels(*labels)
-        self._latency = metrics.ws_message_latency.labels(*labels)
-        self._interval = metrics.ws_message_interval.labels(*labels)
-        self._messages = {o: metrics.ws_messages.labels(*labels, o) for o in WS.outcomes}
-        self._missed = metrics.ws_messages_missed.labels(*labels)
+        # The per-frame updates are counted in ``batch`` and reach Prometheus once per loop
+        # turn (see loadsvc.metricbatch); the rest are rare and go straight to their children.
+        self._batch = batch
+        self._latency = batch.histogram(metrics.ws_message_latency.labels(*labels))
+        self._interval = batch.histogram(metrics.ws_message_interval.labels(*labels))
+        self._messages = {
+            o: batch.counter(metrics.ws_messages.labels(*labels, o)) for o in WS.outcomes
+        }
+        self._missed = batch.counter(metrics.ws_messages_missed.labels(*labels))
         self._connect = metrics.ws_connect_duration.labels(*labels)
         self._reconnect = metrics.ws_reconnect_duration.labels(*labels)
         self._connections = metrics.ws_connections.labels(*labels)
@@ -205,15 +217,19 @@ class RecorderWsSink:
             stats.missed += missed
         if is_error:
             self._failures.add(self._key[0], self._key[1], outcome)
+        if not self._batch.due:
+            self._batch.touched()
 
     def missed(self, n: int) -> None:
         """Sequence numbers found missing when a connection ended."""
         self._missed.inc(n)
         self._stats.missed += n
+        self._batch.touched()
 
     def status(self) -> None:
         """A status frame: counted on its own (not in ``count``), neither validated nor timed."""
         self._messages["status"].inc()
+        self._batch.touched()
         stats = self._stats
         stats.status_messages += 1
         stats.outcomes["status"] = stats.outcomes.get("status", 0) + 1
@@ -222,6 +238,7 @@ class RecorderWsSink:
         """A frame whose sequence number was already delivered: counted apart (not in
         ``count`` nor the delivery rate), neither validated nor timed."""
         self._messages["duplicate"].inc()
+        self._batch.touched()
         stats = self._stats
         stats.outcomes["duplicate"] = stats.outcomes.get("duplicate", 0) + 1
         self.sequence_anomaly("duplicate")
@@ -318,6 +335,11 @@ class Recorder:
         self.clock = clock
         self.failures = FailureTally()
         self.current: dict[str, ScenarioStats] = {}
+        # The per-request and per-frame metric updates, added to Prometheus once per loop turn.
+        self.batches = MetricBatches()
+        m = metrics
+        self.batches.watch((m.http_request_duration, m.http_requests, m.ws_message_latency,
+                            m.ws_message_interval, m.ws_messages, m.ws_messages_missed))  # fmt: skip
         self._live: dict[str, set[tuple[str, str]]] = {}  # live judgements exported per scenario
         self._declare_process()
 
@@ -362,15 +384,18 @@ class Recorder:
     def http_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderHttpSink:
         """The sink for one REST endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
-        return RecorderHttpSink(self.metrics, stats.spec.name, ref, ep, self.failures)
+        return RecorderHttpSink(
+            self.metrics, stats.spec.name, ref, ep, self.failures, self.batches.batch()
+        )
 
     def ws_sink(self, stats: ScenarioStats, ref: EndpointRef) -> RecorderWsSink:
         """The sink for one WS endpoint of a run."""
         ep = stats.endpoints[(ref.kind, ref.endpoint, ref.method)]
         stall = ep.judged.thresholds.ws_stall
         return RecorderWsSink(
-            self.metrics, stats.spec.name, ref, ep, self.failures, self.clock, stall
-        )
+            self.metrics, stats.spec.name, ref, ep, self.failures, self.clock, stall,
+            self.batches.batch(),
+        )  # fmt: skip
 
     # -- run lifecycle events ----------------------------------------------------
 

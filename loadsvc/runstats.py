@@ -83,43 +83,82 @@ def exact_quantiles(values: array[float], qs: Sequence[float]) -> dict[float, fl
     return {q: float(picked[i]) for q, i in index.items()}
 
 
+def _live_bucket(value: float) -> int:
+    """The live-histogram bucket of one latency."""
+    if not value > _LOG_MIN:
+        return 0
+    i = int(min(math.log(value / _LOG_MIN) * _LOG_K, _LOG_BUCKETS)) + 1
+    return i if i < _LOG_BUCKETS else _LOG_BUCKETS - 1
+
+
 class LatencySamples:
     """Every latency of a window (seconds), plus a cheap histogram for live quantiles.
 
     ``within`` counts the samples at or below ``limit`` (the latency threshold's
-    max) as they arrive: the exact verdict of the window without a sort.
+    max): the exact verdict of the window without a sort.
+
+    ``add`` only appends (it runs per frame); the live histogram and ``within`` take in
+    the samples appended since they were last read, all at once with numpy, when one
+    of them is read (once a second by the sampler). Once the window holds
+    ``MAX_SAMPLES`` and becomes a reservoir, samples are binned as they come, since a
+    kept one may replace another.
     """
 
-    __slots__ = ("_live", "_rng", "count", "limit", "samples", "within")
+    __slots__ = ("_binned", "_live", "_rng", "_within", "count", "limit", "samples")
 
     def __init__(self, rng: random.Random | None = None, limit: float = math.inf) -> None:
         self.samples: array[float] = array("d")
         self.count = 0
         self.limit = limit
-        self.within = 0
+        self._within = 0
+        self._binned = 0  # samples[:_binned] are in the live histogram and ``_within``
         self._live = [0] * _LOG_BUCKETS
         self._rng = rng or random.Random(0)
 
     def add(self, value: float) -> None:
         """Record one latency."""
         self.count += 1
+        samples = self.samples
+        if len(samples) < MAX_SAMPLES:
+            samples.append(value)
+            return
+        self._catch_up()
+        # Algorithm R keeps the reservoir a uniform sample of everything seen.
+        j = self._rng.randrange(self.count)
+        if j < MAX_SAMPLES:
+            samples[j] = value
         if value <= self.limit:
-            self.within += 1
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(value)
-        else:
-            # Algorithm R keeps the reservoir a uniform sample of everything seen.
-            j = self._rng.randrange(self.count)
-            if j < MAX_SAMPLES:
-                self.samples[j] = value
-        if value <= _LOG_MIN:
-            self._live[0] += 1
-        else:
-            i = int(math.log(value / _LOG_MIN) * _LOG_K) + 1
-            self._live[i if i < _LOG_BUCKETS else _LOG_BUCKETS - 1] += 1
+            self._within += 1
+        self._live[_live_bucket(value)] += 1
+
+    def _catch_up(self) -> None:
+        """Bin the samples appended since the last read (as ``_live_bucket`` bins one)."""
+        start, end = self._binned, len(self.samples)
+        if start == end:
+            return
+        view = np.frombuffer(self.samples, dtype=np.float64)
+        new = view[start:end].copy()
+        del view  # release the buffer export at once: the array grows again
+        self._binned = end
+        self._within += int(np.count_nonzero(new <= self.limit))
+        index = np.zeros(len(new), dtype=np.int64)
+        above = new > _LOG_MIN
+        # Clipped before the cast: an infinite latency (a hostile stamp) is the last bucket.
+        scaled = np.minimum(np.log(new[above] / _LOG_MIN) * _LOG_K, _LOG_BUCKETS)
+        index[above] = scaled.astype(np.int64) + 1
+        np.minimum(index, _LOG_BUCKETS - 1, out=index)
+        added = np.bincount(index, minlength=_LOG_BUCKETS).tolist()
+        self._live = [a + b for a, b in zip(self._live, added, strict=True)]
+
+    @property
+    def within(self) -> int:
+        """How many samples were at or below ``limit``."""
+        self._catch_up()
+        return self._within
 
     def live_quantile(self, q: float) -> float | None:
         """An estimate (within 1 %) of the q quantile, cheap enough to call every second."""
+        self._catch_up()
         total = sum(self._live)
         if total == 0:
             return None
@@ -134,10 +173,12 @@ class LatencySamples:
     @property
     def live_counts(self) -> list[int]:
         """The live histogram's bucket counts (not a copy: read, never change)."""
+        self._catch_up()
         return self._live
 
     def histogram(self, width: int = HISTOGRAM_WIDTH) -> CompactHistogram:
         """Every latency seen (not just the reservoir), in buckets ``width`` live buckets wide."""
+        self._catch_up()
         merged = [sum(self._live[i : i + width]) for i in range(0, _LOG_BUCKETS, width)]
         used = [i for i, c in enumerate(merged) if c]
         if not used:

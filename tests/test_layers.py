@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     ("runner", frozenset({"runner", "sampler"})),
     ("users", frozenset({"users", "loopmon"})),
-    ("recorder", frozenset({"recorder"})),
+    ("recorder", frozenset({"recorder", "metricbatch"})),
     ("metrics", frozenset({"metrics", "selfmon"})),
     (
         "pure",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from loadsvc.runstats import EndpointStats, LatencySamples, nearest_rank, with_percentiles
@@ -127,5 +128,29 @@ def test_samples_at_or_below_the_limit_are_counted_as_they_arrive() -> None:
         st.roll(1.0)
         st.latency.add(0.2)
         assert st.latency.count_at_or_below(0.2) == 1  # same limit in the next window
+    finally:
+        setattr(rs, "MAX_SAMPLES", 2_000_000)  # noqa: B010
+
+
+def test_live_histogram_binned_in_bulk_equals_binning_each_sample(monkeypatch: object) -> None:
+    """The live buckets and ``within`` read after many adds (binned with numpy) equal binning
+    each sample as it came, across the switch to a reservoir, infinite values included."""
+    import loadsvc.runstats as rs
+
+    rng = random.Random(5)
+    values = [math.exp(rng.uniform(math.log(1e-7), math.log(1e3))) for _ in range(5000)]
+    values += [math.inf, 1e-5, 0.0, -1.0, 0.1]
+    setattr(rs, "MAX_SAMPLES", 3000)  # noqa: B010 - patched for this test only
+    try:
+        s = LatencySamples(random.Random(3), limit=0.1)
+        expected = [0] * rs.LIVE_BUCKETS
+        for i, v in enumerate(values):
+            s.add(v)
+            expected[rs._live_bucket(v)] += 1
+            if i == 1000:
+                assert s.live_counts == expected  # a read mid-window catches up
+        assert s.live_counts == expected
+        assert s.within == sum(1 for v in values if v <= 0.1)
+        assert sum(s.histogram()[1]) == len(values)
     finally:
         setattr(rs, "MAX_SAMPLES", 2_000_000)  # noqa: B010

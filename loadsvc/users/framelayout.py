@@ -49,7 +49,8 @@ class FrameLayout:
 
     ``stamp`` gives the stamp (None: absent) in units of ``scale`` seconds, ``seq`` an int or
     None, ``kind``, ``key`` and the ``raw`` paths a ``msgspec.Raw`` (empty: absent);
-    ``required`` must be present and not null, ``present`` present (null allowed).
+    ``required`` must be present and not null, ``present`` present (null allowed). Each of
+    the two reads all its keys in one call, as a tuple.
     """
 
     json: msgspec.json.Decoder[Any]
@@ -59,8 +60,8 @@ class FrameLayout:
     scale: float
     seq: Getter | None
     key: Getter | None
-    required: tuple[Getter, ...]
-    present: tuple[Getter, ...]
+    required: Callable[[Any], tuple[Any, ...]]
+    present: Callable[[Any], tuple[Any, ...]]
     raw: Mapping[str, Getter]
 
 
@@ -103,6 +104,25 @@ def _chains(node: _Node, prefix: str, chain: str, out: dict[str, str], counter: 
 
 def _getter(chain: str) -> Getter:
     return operator.attrgetter(chain)
+
+
+def _no_fields(frame: Any) -> tuple[Any, ...]:
+    return ()
+
+
+def _tuple_getter(getters: list[Getter], chains: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """All of a frame's values for ``chains`` (plain attributes) and ``getters``, as a tuple,
+    in one C call where it can: this runs per frame."""
+    if getters:
+        plain = [_getter(c) for c in chains]
+        every = (*plain, *getters)
+        return lambda frame: tuple(get(frame) for get in every)
+    if not chains:
+        return _no_fields
+    if len(chains) == 1:
+        one = _getter(chains[0])
+        return lambda frame: (one(frame),)
+    return operator.attrgetter(*chains)
 
 
 def _presence(chain: str, empty: Any) -> Getter:
@@ -155,11 +175,13 @@ def frame_layout(spec: WsMessageSpec, raw_paths: tuple[str, ...] = ()) -> FrameL
     chains: dict[str, str] = {}
     frame_type = _chains(root, "", "", chains, itertools.count())
 
-    def required_getter(path: str) -> Getter:
-        if _is_parent(root, path):
-            # The empty object an absent ``path`` reads as: the default one, shared.
-            return _presence(chains[path], operator.attrgetter(chains[path])(frame_type()))
-        return _getter(chains[path])
+    def fields_of(paths: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+        nested = [p for p in paths if _is_parent(root, p)]
+        # The empty object an absent nested ``path`` reads as: the default one, shared.
+        getters = [
+            _presence(chains[p], operator.attrgetter(chains[p])(frame_type())) for p in nested
+        ]
+        return _tuple_getter(getters, [chains[p] for p in paths if p not in nested])
 
     nullable = frozenset(spec.nullable_keys)
     return FrameLayout(
@@ -172,8 +194,8 @@ def frame_layout(spec: WsMessageSpec, raw_paths: tuple[str, ...] = ()) -> FrameL
         scale=_SCALES[spec.timestamp_unit],
         seq=None if spec.sequence_field is None else _getter(chains[spec.sequence_field]),
         key=None if spec.sequence_key is None else _getter(chains[spec.sequence_key]),
-        required=tuple(required_getter(k) for k in spec.required_keys if k not in nullable),
-        present=tuple(required_getter(k) for k in spec.required_keys if k in nullable),
+        required=fields_of([k for k in spec.required_keys if k not in nullable]),
+        present=fields_of([k for k in spec.required_keys if k in nullable]),
         raw={path: _getter(chains[path]) for path in raw_paths},
     )
 

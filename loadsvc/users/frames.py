@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _NULL = msgspec.Raw(b"null")
+_ABSENT = msgspec.Raw()
 _NIL = msgspec.Raw(b"\xc0")  # msgpack's null
 
 
@@ -108,8 +109,11 @@ class FrameReader:
         self._key = layout.key
         self._required = layout.required
         self._present = layout.present
-        self._skip = frozenset(
-            form for t in spec.skip_types for form in (orjson.dumps(t), msgspec.msgpack.encode(t))
+        # Raw slices compare by content: ``in`` over these needs no copy of the type field.
+        self._skip = tuple(
+            msgspec.Raw(form)
+            for t in spec.skip_types
+            for form in dict.fromkeys((orjson.dumps(t), msgspec.msgpack.encode(t)))
         )
         self._scale = layout.scale
         self._tolerance = spec.clock_tolerance_s
@@ -173,7 +177,7 @@ class FrameReader:
             return
         if self.control is not None and self._converse(frame, null is _NIL):
             return
-        if self._skip and bytes(self._type_of(frame)) in self._skip:
+        if self._skip and self._type_of(frame) in self._skip:
             self._sink.status()
             return
         missed = 0
@@ -192,17 +196,14 @@ class FrameReader:
                 if missed == DUPLICATE:
                     self._sink.duplicate()
                     return
-        outcome = "ok"
-        for get in self._required:
-            value = get(frame)
-            if value is None or (type(value) is msgspec.Raw and (not value or value == null)):
-                outcome = "invalid"
-                break
-        for get in self._present:
-            value = get(frame)
-            if type(value) is msgspec.Raw and not value:
-                outcome = "invalid"
-                break
+        # Required: present (absent reads as the empty Raw, or None for a typed field) and not
+        # null. ``in`` compares Raw slices by content; a number is never equal to one.
+        required = self._required(frame)
+        present = self._present(frame)
+        if None in required or _ABSENT in required or null in required or _ABSENT in present:
+            outcome = "invalid"
+        else:
+            outcome = "ok"
         latency = offset = None
         stamp_of = self._stamp_of
         if stamp_of is not None:
