@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "text",
                 "templating",
                 "feeders",
+                "collector",
             }
         ),
     ),
