@@ -4,7 +4,7 @@ When a backend dies, every connection the generator holds to it ends in the same
 instant, and the loop learns of them all in one poll. Torn down at once (the
 socket closed, the protocol told, its waiters woken, each user's bookkeeping
 and backoff started) that is ~100 us of work per connection in one turn of the
-loop: 15-30 ms for 500 clients on a loaded 2-core machine (issue 20,
+loop: turns of 10-28 ms for 500 clients on a loaded 2-core machine (issue 20,
 ``bench/reconnect_calm.py``), and every timer due meanwhile (the lag monitor,
 other users' sends) fires that late. So a transport's ending is queued here
 and worked off in slices of ``SLICE_S``, between which the loop polls the
