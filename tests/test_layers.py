@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "runstats",
                 "verdict",
                 "lag",
+                "collector",
                 "live",
                 "headline",
                 "shapes",
@@ -43,7 +44,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "text",
                 "templating",
                 "feeders",
-                "collector",
             }
         ),
     ),
