@@ -7,12 +7,22 @@ each alike). For every restart: the time until every client is back, the event l
 lag from the kill until one second after the last client returned (sampled as
 ``loadsvc serve`` samples it), and this process's CPU time per reconnect.
 
-Policies: ``before`` (what loadsvc did until issue 20: jitter over the upper half of the
-window, nothing paced, lost connections left to the cyclic collector; rebuilt here for the
-comparison), ``full jitter + pace`` (the new backoff, the old teardown) and ``calm``
-(full jitter, the loop's handshake pace and the cycle broken at teardown: loadsvc now).
-The collector's pauses are timed too (``gc.callbacks``). The trust limit is :mod:`loadsvc.lag`'s, for the seed's
-thresholds (10 ms).
+Policies, each adding to the one above: ``before`` (what loadsvc did until issue 20: jitter
+over the upper half of the window, nothing paced, lost connections left to the cyclic
+collector; rebuilt here for the comparison), ``calm, first pass`` (full jitter, the loop's
+handshake pace, the cycle broken at teardown), ``+ endings in slices (calm)`` (transports'
+endings torn down in slices, :mod:`loadsvc.users.endings`: loadsvc now) and ``+ collector
+at (700, 3, 100) (not taken)`` (see :mod:`loadsvc.collector` for why). The collector's
+pauses are timed too (``gc.callbacks``). The trust limit is :mod:`loadsvc.lag`'s, for the
+seed's thresholds (10 ms).
+
+``--freeze`` freezes the heap before the clients connect, as ``loadsvc run`` and ``serve``
+do at start-up (:func:`loadsvc.collector.calm_collector`); it is the process's, so compare
+runs with and without it. ``--turns`` also times every turn of the loop from each kill until
+a second after recovery, by a task that yields at every turn (it keeps the loop busy: the
+CPU and lag columns of such a run are not comparable with a run without it): the longest
+turn in this thread's CPU time, the machine's other load taken out, and the turns over the
+trust limit.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import gc
 import statistics
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -36,6 +48,7 @@ from bench.restart_crowd import Crowd
 from bench.table import Table
 from loadsvc.lag import trust_limit_of
 from loadsvc.loopmon import INTERVAL_S
+from loadsvc.users.arrival import StampedTransport
 from loadsvc.users.backoff import BURST, HANDSHAKES_PER_S, ReconnectBackoff, pace_handshakes
 from loadsvc.users.base import jittered
 
@@ -56,12 +69,65 @@ def _keep_cycles(ws: object) -> None:
     """What ``loadsvc.users.ws._release`` replaced: lost connections left to the collector."""
 
 
-# name -> (backoff, handshakes a second, what a lost connection's teardown does)
-POLICIES: dict[str, tuple[type[ReconnectBackoff], float, Callable[..., None]]] = {
-    "before": (_HalfJitterBackoff, 1e9, _keep_cycles),
-    "full jitter + pace": (ReconnectBackoff, HANDSHAKES_PER_S, _keep_cycles),
-    "calm": (ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release),
+_SLICED = StampedTransport._schedule_lost
+
+
+def _end_at_once(self: StampedTransport, exc: BaseException | None) -> None:
+    """What the endings queue replaced: every ending torn down in the turn it was seen."""
+    if not self._lost:
+        self._lost = True
+        self._loop.call_soon(self._connection_lost, exc)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A way of coming back after a restart: what differs between the rows."""
+
+    backoff: type[ReconnectBackoff]
+    rate: float  # handshakes a second
+    release: Callable[..., None]  # a lost connection's teardown
+    ending: Callable[..., None]  # how a transport's ending is run
+    thresholds: tuple[int, int, int]  # the cyclic collector's
+
+
+PYTHON_GC = (700, 10, 10)  # Python's own thresholds: loadsvc keeps them
+TRIED_GC = (700, 3, 100)  # shorter pauses, but garbage waits longer: see loadsvc.collector
+POLICIES: dict[str, Policy] = {
+    "before": Policy(_HalfJitterBackoff, 1e9, _keep_cycles, _end_at_once, PYTHON_GC),
+    "calm, first pass": Policy(
+        ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release, _end_at_once, PYTHON_GC
+    ),
+    "+ endings in slices (calm)": Policy(
+        ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release, _SLICED, PYTHON_GC
+    ),
+    f"+ collector at {TRIED_GC} (not taken)": Policy(
+        ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release, _SLICED, TRIED_GC
+    ),
 }
+
+
+class _Turns:
+    """Every turn of the loop while ``on``, timed by a task that yields at each: the turns
+    that took more than 0.5 ms of this thread's CPU time (when, CPU seconds)."""
+
+    def __init__(self) -> None:
+        self.at = array("d")
+        self.cpu = array("d")  # arrays, not tuples: nothing for the collector to walk
+        self.on = False
+
+    async def run(self) -> None:
+        wall, cpu = time.monotonic, time.thread_time
+        w0, c0 = wall(), cpu()
+        while True:
+            await asyncio.sleep(0)
+            w, c = wall(), cpu()
+            if self.on and c - c0 > 0.0005:
+                self.at.append(w0)
+                self.cpu.append(c - c0)
+            w0, c0 = w, c
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [c for at, c in zip(self.at, self.cpu, strict=True) if start <= at <= end]
 
 
 class _GcLog:
@@ -108,6 +174,17 @@ class _LagLog:
         return [w for w, _ in inside], [c for _, c in inside]
 
 
+def _full_collection_s(times: int = 5) -> float:
+    """A full collection's CPU time with every client connected (median of ``times``):
+    what one costs the loop when it comes, frozen start-up heap or not."""
+    spent = []
+    for _ in range(times):
+        cpu0 = time.thread_time()
+        gc.collect()
+        spent.append(time.thread_time() - cpu0)
+    return statistics.median(spent)
+
+
 def p99(values: Sequence[float]) -> float:
     """The 99th percentile (nearest rank)."""
     ordered = sorted(values)
@@ -121,6 +198,11 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
     monitor = asyncio.create_task(log.run())
     collections = _GcLog()
     gc.callbacks.append(collections)
+    turns = _Turns()
+    spinner = asyncio.create_task(turns.run()) if args.turns else None
+    if args.freeze:  # what calm_collector does at start-up besides the thresholds
+        gc.collect()
+        gc.freeze()
     try:
         async with Crowd(args.clients, args.out) as crowd:
             await asyncio.sleep(2.0)  # settle after the first connects
@@ -136,14 +218,19 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                 }
             ]
             for _ in range(args.rounds):
-                for name, (backoff, rate, release) in POLICIES.items():
-                    setattr(ws_module, "ReconnectBackoff", backoff)  # noqa: B010
-                    ws_module._release = release
-                    pace_handshakes(rate, BURST)
+                for name, policy in POLICIES.items():
+                    setattr(ws_module, "ReconnectBackoff", policy.backoff)  # noqa: B010
+                    ws_module._release = policy.release
+                    setattr(StampedTransport, "_schedule_lost", policy.ending)  # noqa: B010
+                    gc.set_threshold(*policy.thresholds)
+                    pace_handshakes(policy.rate, BURST)
                     kill_at, cpu0 = time.monotonic(), time.process_time()
+                    turns.on = True
                     recovery = await crowd.restart(args.down)
                     cpu = time.process_time() - cpu0
                     await asyncio.sleep(1.0)
+                    turns.on = False
+                    long_turns = turns.between(kill_at, time.monotonic())
                     lags, cpu_lags = log.between(kill_at, time.monotonic())
                     pauses = collections.between(kill_at, time.monotonic())
                     results[name].append(
@@ -158,12 +245,25 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                             "cpu_ms_per_client": cpu * 1e3 / args.clients,
                             "gc_ms": sum(pauses) * 1e3,
                             "gc_max_ms": max(pauses, default=0.0) * 1e3,
+                            **(
+                                {
+                                    "turn_max_ms": max(long_turns, default=0.0) * 1e3,
+                                    "turns_over": sum(t > TRUST_LIMIT_S for t in long_turns),
+                                }
+                                if args.turns
+                                else {}
+                            ),
                         }
                     )
                     await asyncio.sleep(2.0)  # settle before the next policy's turn
+            results["(steady, no restart)"][0]["gc_max_ms"] = _full_collection_s() * 1e3
     finally:
         setattr(ws_module, "ReconnectBackoff", ReconnectBackoff)  # noqa: B010
-        ws_module._release = POLICIES["calm"][2]
+        ws_module._release = POLICIES["+ endings in slices (calm)"].release
+        gc.set_threshold(*PYTHON_GC)
+        setattr(StampedTransport, "_schedule_lost", _SLICED)  # noqa: B010
+        if spinner is not None:
+            spinner.cancel()
         gc.callbacks.remove(collections)
         monitor.cancel()
     return results
@@ -192,11 +292,14 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
                 cell(runs, "cpu_ms_per_client", lambda v: f"{v:.2f}"),
                 cell(runs, "gc_ms", lambda v: f"{v:.0f}"),
                 cell(runs, "gc_max_ms", lambda v: f"{v:.0f}"),
+                cell(runs, "turn_max_ms", lambda v: f"{v:.1f}"),
+                cell(runs, "turns_over", lambda v: f"{v:.0f}"),
             ]
         )
     return Table(
         f"Reconnects after a target restart: {args.clients} clients, target down {args.down:g} s, "
-        f"{args.rounds} restarts per policy, median (worst)",
+        f"{args.rounds} restarts per policy, median (worst)"
+        + (", heap frozen at start-up" if args.freeze else ""),
         [
             "policy",
             "all back (s)",
@@ -208,12 +311,16 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
             "CPU ms / client",
             "GC CPU ms",
             "GC max (ms)",
+            "longest turn, CPU (ms)",
+            f"turns > {TRUST_LIMIT_S * 1e3:g} ms",
         ],
         rows,
-        note=f"calm = full jitter + {HANDSHAKES_PER_S:g} handshakes/s per loop (burst {BURST}); "
+        note=f"calm = full jitter + {HANDSHAKES_PER_S:g} handshakes/s per loop (burst {BURST}) "
+        "+ endings torn down in slices; "
         "lag sampled every 50 ms from the kill to 1 s after the last client returned; "
         "own lag: the part the loop's own CPU time accounts for (the machine's other load "
-        "taken out); GC in CPU time.",
+        "taken out); GC in CPU time; steady row's GC max: a full collection with every client "
+        "connected.",
     )
 
 
@@ -224,11 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--down", type=float, default=1.0, help="seconds the target stays down")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--freeze", action="store_true", help="freeze the heap at start-up, as loadsvc")
+    p.add_argument("--turns", action="store_true", help="time every turn of the loop (see above)")
     args = p.parse_args(argv)
     results = uvloop.run(measure(args))
     shown = table(results, args)
     print(shown.text())
-    (args.out / "reconnect_calm.md").write_text(shown.markdown() + "\n")
+    name = "reconnect_calm" + ("_frozen" if args.freeze else "") + ("_turns" if args.turns else "")
+    (args.out / f"{name}.md").write_text(shown.markdown() + "\n")
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadsvc import __version__
+from loadsvc.collector import calm_collector
 
 if TYPE_CHECKING:
     from loadsvc.config import Config
@@ -213,6 +214,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run on uvloop when it is installed (a cheaper event loop), else asyncio's."""
+    calm_collector()  # after start-up, before the load: short collector pauses
     try:
         import uvloop
     except ImportError:

@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "runstats",
                 "verdict",
                 "lag",
+                "collector",
                 "live",
                 "headline",
                 "shapes",

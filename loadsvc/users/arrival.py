@@ -38,6 +38,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
+from loadsvc.users.endings import Endings
+
 ArrivalClock = Literal["kernel", "loop"]  # metrics.ARRIVAL_CLOCKS, the label's values
 
 # The socket module does not export these; the values of the generic Linux ABI (x86-64,
@@ -368,7 +370,8 @@ class StampedTransport(asyncio.Transport):
     def _schedule_lost(self, exc: BaseException | None) -> None:
         if not self._lost:
             self._lost = True
-            self._loop.call_soon(self._connection_lost, exc)
+            # In slices with the other endings of this turn (a backend restart ends them all).
+            Endings.of(self._loop).push(self._connection_lost, exc)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         try:
