@@ -167,7 +167,7 @@ class Login:
             raise _Refused("http_error", f"login: HTTP {response.status}")
         try:
             doc = msgspec.json.decode(decode_body(response.body, response.encoding, _MAX_ANSWER))
-        except (ValueError, msgspec.DecodeError):
+        except (ValueError, msgspec.DecodeError, RecursionError):  # deep nesting too
             raise _Refused("invalid", "login: the answer is not JSON") from None
         token = _at_path(doc, spec.token_path)
         if isinstance(token, int | float) and not isinstance(token, bool):
