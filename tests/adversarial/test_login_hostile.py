@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from loadsvc.config import parse_config
+from loadsvc.config import ConfigError, parse_config
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
@@ -183,3 +183,18 @@ async def test_an_api_that_rejects_every_token_costs_one_login_per_request(
     api = endpoint(result, "/api/x")
     assert api.errors == api.count > 0
     assert not result.passed
+
+
+def test_a_secret_with_a_newline_in_a_login_header_is_a_config_error_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API key from the environment holding ``\\r\\n`` sent as a login header would inject
+    a header (and crashed the run at its start): a config error naming the header, without
+    the secret."""
+    monkeypatch.setenv("TEST_API_KEY", "k3y-SECRET\r\nX-Injected: 1")
+    login = '      headers: {X-Api-Key: "${key}"}\n      secrets: {key: {env: TEST_API_KEY}}\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(scenario(login, users=PACED), "hostile.yaml")
+    messages = [f"{i.path}: {i.message}" for i in caught.value.issues]
+    assert any("login.headers: the value of header 'X-Api-Key'" in m for m in messages), messages
+    assert all("SECRET" not in m and "Injected" not in m for m in messages), messages
