@@ -187,6 +187,10 @@ def _csv_rows(fields: Fields) -> tuple[tuple[dict[str, object], ...] | None, str
         return fail(f"not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
         reader = csv.DictReader(io.StringIO(decoded, newline=""), strict=True)
+        columns = reader.fieldnames or []
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:  # a dict keeps the last: the first column would vanish without a word
+            return fail(f"column {', '.join(map(repr, twice))} appears twice in the header row")
         rows: list[dict[str, Any]] = []
         for line in reader:
             if None in line or any(v is None for v in line.values()):
