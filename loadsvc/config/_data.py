@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import yaml
@@ -28,9 +30,12 @@ from loadsvc.config._templates import read_template as read_template
 from loadsvc.config._templates import read_template_at as read_template_at
 from loadsvc.config._values import Invalid, choice, plain, text
 from loadsvc.config.spec import DataOrder, DataSpec
-from loadsvc.templating import BUILTIN_NAMES
+from loadsvc.templating import BUILTIN_NAMES, Template, text_of
 
-__all__ = ["DATA_KEYS", "check_templates", "read_data", "read_template", "read_template_at"]
+__all__ = [
+    "DATA_KEYS", "HEADERS_SUFFIX", "check_templates", "header_problem", "read_data",
+    "read_template", "read_template_at",
+]  # fmt: skip
 
 DATA_KEYS = ("order", "rows", "csv")
 ORDERS: tuple[DataOrder, ...] = ("round_robin", "unique", "random")
@@ -40,7 +45,8 @@ MAX_ROWS = 1_000_000
 
 def check_templates(reader: Reader, since: int, data: DataSpec | None, where: str) -> None:
     """Every template read since index ``since`` uses only names ``data`` provides (or the
-    built-in ones); ``where`` names the data section in the message."""
+    built-in ones), and headers filled from every row can be sent; ``where`` names the data
+    section in the message."""
     known = BUILTIN_NAMES | (data.names if data is not None else frozenset())
     for path, node, template in reader.templates[since:]:
         missing = template.missing(known)
@@ -53,6 +59,41 @@ def check_templates(reader: Reader, since: int, data: DataSpec | None, where: st
                 f"unknown value {', '.join(map(repr, missing))} in a template ({source}; "
                 f"built-in: {', '.join(sorted(BUILTIN_NAMES))})",
             )
+        elif path.endswith(HEADERS_SUFFIX):
+            problem = header_problem(template, data.rows if data is not None else ({},), where)
+            if problem is not None:
+                reader.error(path, node, problem)
+
+
+# The path of a request's headers template (``....tasks[0].headers``, ``login.headers``).
+HEADERS_SUFFIX = "headers"
+# What HTTP/1.1 can carry in a header value as loadsvc writes it (latin-1, no CR, LF, NUL).
+_UNSENDABLE = re.compile(r"[\r\n\0]|[^\x00-\xff]")
+
+
+def header_problem(
+    template: Template,
+    rows: Sequence[Mapping[str, Any]],
+    where: str,
+    extra: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why the headers ``template`` (a mapping) cannot be sent when filled from one of
+    ``rows`` (and ``extra`` values, e.g. secrets), or None. A value with CR or LF would
+    inject a header: a config error before any load, naming the header, the values it is
+    filled from and the row, never the value (it may be a secret)."""
+    extra = extra or {}
+    from_rows = template.names - set(extra) - BUILTIN_NAMES
+    for index, row in enumerate(rows if from_rows else rows[:1], start=1):
+        filled = template.fill({**row, **extra, "user": index, "scenario": ""})
+        for name, value in filled.items():
+            if _UNSENDABLE.search(text_of(value)):
+                used = template.fill({k: f"${{{k}}}" for k in template.names})[name]
+                source = f" (filled as {used!r} from row {index} of {where})" if from_rows else ""
+                return (
+                    f"the value of header {name!r}{source} has a CR, LF or NUL, or a character "
+                    "outside latin-1: HTTP/1.1 cannot send it"
+                )
+    return None
 
 
 def read_data(
@@ -146,6 +187,10 @@ def _csv_rows(fields: Fields) -> tuple[tuple[dict[str, object], ...] | None, str
         return fail(f"not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
         reader = csv.DictReader(io.StringIO(decoded, newline=""), strict=True)
+        columns = reader.fieldnames or []
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:  # a dict keeps the last: the first column would vanish without a word
+            return fail(f"column {', '.join(map(repr, twice))} appears twice in the header row")
         rows: list[dict[str, Any]] = []
         for line in reader:
             if None in line or any(v is None for v in line.values()):

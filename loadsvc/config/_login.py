@@ -27,6 +27,7 @@ from typing import Literal, cast
 
 import yaml
 
+from loadsvc.config._data import HEADERS_SUFFIX, header_problem
 from loadsvc.config._nodes import Fields, Reader
 from loadsvc.config._values import choice, duration, integer, one_or_list, text
 from loadsvc.config.kinds._base import EndpointRef, EndpointUse
@@ -137,6 +138,13 @@ def read_login(
                 f"unknown value {', '.join(map(repr, missing))} in the login{why}; known: "
                 f"{', '.join(sorted(known))}",
             )
+        elif at.endswith(HEADERS_SUFFIX):
+            rows = data.rows if per == "user" and data is not None else ({},)
+            problem = header_problem(
+                template, rows, f"{path.rsplit('.', 1)[0]}.data", {s.name: s.value for s in secrets}
+            )
+            if problem is not None:
+                reader.error(at, template_node, problem)
     endpoint = fields.get("name", text(), LoginSpec.endpoint)
     uses.append(EndpointUse(endpoint, "http", fields.at("name"), fields.key_node("name") or node))
     header, prefix, query = _send_as(fields)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import msgspec
@@ -19,16 +19,23 @@ import orjson
 from websockets.exceptions import ConnectionClosed
 
 from loadsvc.config.spec import FRAME, WsConversationSpec
+from loadsvc.users.base import WsSink
 from loadsvc.users.frames import FrameReader
 from loadsvc.users.wsconn import TimedConnection
 
-__all__ = ["ACK_TIMEOUT", "AckTimeout", "WsConversation", "encode_message"]
+__all__ = ["ACK_TIMEOUT", "MAX_PENDING_REPLIES", "AckTimeout", "WsConversation", "encode_message"]
 
 # The connection error reason of an acknowledgement that did not come in time.
 ACK_TIMEOUT = "ack_timeout"
 # Heartbeats answered before the connection is handed over (they can arrive with the
 # handshake's response); more are counted but not answered.
 _EARLY_REPLIES = 16
+# Replies still being written at once: a backend that pings faster than it reads would
+# otherwise make every ping a pending send holding its reply (a copied id can be as large
+# as a frame). Past this the ping goes unanswered, as a client that cannot keep up would
+# leave it, and the backend's own heartbeat timeout decides; the drops are noted.
+MAX_PENDING_REPLIES = 16
+_UNANSWERED = "heartbeat_unanswered"
 
 Message = str | bytes
 
@@ -51,7 +58,11 @@ class WsConversation:
     """One user's side of the conversation; ``begin`` on each connection, ``end`` after."""
 
     def __init__(
-        self, spec: WsConversationSpec, values: Mapping[str, Any], reader: FrameReader
+        self,
+        spec: WsConversationSpec,
+        values: Mapping[str, Any],
+        reader: FrameReader,
+        sink: WsSink | None = None,
     ) -> None:
         self._spec = spec
         self._values = values
@@ -66,11 +77,23 @@ class WsConversation:
         self._early: list[Message] = []  # replies owed before the connection was handed over
         self._acked: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._replying: set[asyncio.Task[None]] = set()  # replies being written
+        self._sink = sink
+        self.unanswered = 0  # heartbeats left unanswered: replies still pending
         reader.control = self
 
     def heartbeat(self, fields: Mapping[str, Any]) -> None:
         """Answer a heartbeat (from the reader, while it judges frames)."""
         if self._reply is None:
+            return
+        if len(self._replying) >= MAX_PENDING_REPLIES:
+            self.unanswered += 1
+            if self._sink is not None:
+                self._sink.note(
+                    _UNANSWERED,
+                    f"{MAX_PENDING_REPLIES} heartbeat replies still unsent: the backend "
+                    "does not read them",
+                )
             return
         prefix = f"{FRAME}."
         values = {**self._values, **{prefix + path: v for path, v in fields.items()}}
@@ -80,7 +103,9 @@ class WsConversation:
             if len(self._early) < _EARLY_REPLIES:
                 self._early.append(message)
             return
-        self._spawn(self._send(ws, message))
+        task = self._spawn(self._send(ws, message))
+        self._replying.add(task)
+        task.add_done_callback(self._replying.discard)
 
     def acknowledged(self) -> None:
         """The acknowledgement arrived (from the reader)."""
@@ -145,11 +170,13 @@ class WsConversation:
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
+        self._replying.clear()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
     async def _send(ws: TimedConnection, message: Message) -> None:

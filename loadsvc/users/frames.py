@@ -171,7 +171,9 @@ class FrameReader:
             self.last_delivery = arrived  # a data message, if a broken one: not a silence
             self._sink.frame("invalid", None, None, 0, None)
             return
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
+            # RecursionError: nested deeper than the decoder goes (a 4 KB frame of '[' is
+            # enough); undecodable like any other broken frame.
             self.last_delivery = arrived
             self._sink.frame("malformed", None, None, 0, None)
             return
@@ -229,8 +231,13 @@ class FrameReader:
         assert control is not None
         heartbeat = self._heartbeat
         if heartbeat is not None and _matches(frame, heartbeat):
+            try:
+                fields = {path: raw_value(get(frame), msgpack) for path, get in self._reply}
+            except RecursionError:  # a copied field nested as deep as the decoder goes
+                self._sink.frame("malformed", None, None, 0, None)
+                return True
             self._sink.status()
-            control.heartbeat({path: raw_value(get(frame), msgpack) for path, get in self._reply})
+            control.heartbeat(fields)
             return True
         if not self.awaiting_ack:
             return False

@@ -66,7 +66,7 @@ def _python(spec: PythonUserSpec, sinks: EndpointSinks) -> UserFactory:
     """The sinks of every endpoint the class declares, resolved once; users of its class."""
     resolved = {(r.kind, r.endpoint, r.method): SINK_OF[r.kind](sinks, r) for r in spec.endpoints()}
     cls, options = spec.user_class, spec.options
-    return lambda ctx, rng: ManagedUser(cls(ctx, resolved, rng, options))
+    return lambda ctx, rng: ManagedUser(lambda: cls(ctx, resolved, rng, options))
 
 
 BUILDERS: dict[str, Builder] = {

@@ -81,6 +81,9 @@ class Login:
         self._version = 0
         self._renew_at = math.inf  # when the token is due for renewal (user's clock)
         self._expires_at = math.inf
+        # How long the last token was fresh from its login's start (not known yet: as if
+        # for ever, so the first login happens at once).
+        self._fresh_span = math.inf
         self._open_at = -math.inf  # no login attempt before this (after failures)
         self._failures = 0  # in a row
         self._lock = asyncio.Lock()
@@ -88,24 +91,52 @@ class Login:
 
     async def ready(self, at: float | None = None) -> Credential | None:
         """A token still fresh at ``at`` (None: now); logs in when due, waits out the backoff
-        of failed logins (an old token still valid meanwhile is used). None once stopping."""
-        credential = self._credential
-        if credential is not None and self._fresh(at):
-            return credential
-        async with self._lock:  # one login at a time; the others take its token
-            while not self._stopping.is_set():
-                credential = self._credential
-                if credential is not None and self._fresh(at):
-                    return credential
-                now = self._clock()
-                if now >= self._open_at:
-                    await self._login()
-                    continue
-                if credential is not None and now < self._expires_at:
-                    return credential  # renewal is backing off; the old token still works
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._open_at - now)
-        return None
+        of failed logins (an old token still valid meanwhile is used). None once stopping.
+
+        A token that lives shorter than the time until ``at`` is renewed as late as it can
+        be and still be fresh then (the wait happens here, outside the lock), never in a
+        loop of logins through the idle time; one the backend makes stale at once is used
+        as it is (one login per call, at most two for the first).
+        """
+        while True:
+            credential = self._credential
+            if credential is not None and self._fresh(at):
+                return credential
+            async with self._lock:  # one login at a time; the others take its token
+                credential, later = await self._obtain(at)
+            if later is None:
+                return credential
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), later - self._clock())
+            if self._stopping.is_set():
+                return None
+
+    async def _obtain(self, at: float | None) -> tuple[Credential | None, float | None]:
+        """(the token to use, None) or (None, when to try again: a login now would be
+        stale by ``at``); under the lock."""
+        renewed = False
+        while not self._stopping.is_set():
+            credential = self._credential
+            if credential is not None and self._fresh(at):
+                return credential, None
+            now = self._clock()
+            # When a login, to be fresh at ``at``, must happen no earlier than.
+            due = -math.inf if at is None else at - self._fresh_span
+            if renewed and credential is not None:
+                # Stale before ``at`` as soon as issued: renew later, or use it as it is.
+                return (None, due) if due > now else (credential, None)
+            if now >= self._open_at:
+                if due > now:
+                    return None, due  # renewed now, it would be stale by ``at``
+                logins = self.logins
+                await self._login()
+                renewed = self.logins > logins
+                continue
+            if credential is not None and now < self._expires_at:
+                return credential, None  # renewal is backing off; the old token still works
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._open_at - now)
+        return None, None
 
     def rejected(self, credential: Credential) -> None:
         """The backend answered 401 to ``credential``: drop it, unless already renewed."""
@@ -167,7 +198,7 @@ class Login:
             raise _Refused("http_error", f"login: HTTP {response.status}")
         try:
             doc = msgspec.json.decode(decode_body(response.body, response.encoding, _MAX_ANSWER))
-        except (ValueError, msgspec.DecodeError):
+        except (ValueError, msgspec.DecodeError, RecursionError):  # deep nesting too
             raise _Refused("invalid", "login: the answer is not JSON") from None
         token = _at_path(doc, spec.token_path)
         if isinstance(token, int | float) and not isinstance(token, bool):
@@ -194,6 +225,7 @@ class Login:
         else:
             self._expires_at = started + lifetime
             self._renew_at = started + max(lifetime - spec.renew_before_s, lifetime / 2)
+        self._fresh_span = self._renew_at - started
         self._failures = 0
         self._open_at = -math.inf
         self.logins += 1

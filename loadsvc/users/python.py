@@ -37,9 +37,10 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, ClassVar, cast
 
+import structlog
 from websockets.exceptions import ConnectionClosedOK
 
 from loadsvc.config.kinds import EndpointRef, WsMessageSpec
@@ -54,6 +55,9 @@ from loadsvc.users.wsconn import TimedConnection, stamped_connect
 
 __all__ = ["ManagedUser", "PythonUser", "http", "ws"]
 
+_log = structlog.get_logger("loadsvc.users.python")
+# How long a cancelled user's ``run`` may take to end before it is abandoned.
+STOP_GRACE_S = 2.0
 # Frames as the reference target stamps them (published_at in s, seq, status frames skipped).
 _DEFAULT_MESSAGE = WsMessageSpec()
 
@@ -262,23 +266,69 @@ class PythonUser:
 
 
 class ManagedUser:
-    """A Python user as the runner sees it: its ``run``, then its connections closed."""
+    """A Python user as the runner sees it: built in its own task, its ``run``, then its
+    connections closed.
 
-    def __init__(self, user: PythonUser) -> None:
-        self._user = user
+    The class is the user's code, so the runner is kept safe from it: a class that raises
+    in ``__init__`` ends this user only (the runner logs it and replaces it, as any user
+    that ends), not the run; and a ``run`` that swallows its cancellation cannot hold a
+    run open: after ``STOP_GRACE_S`` its coroutine is closed (logged), so the run ends.
+    """
+
+    def __init__(self, make: Callable[[], PythonUser]) -> None:
+        self._make = make
+        self._user: PythonUser | None = None
 
     @property
     def busy(self) -> bool:
         """Whether the user is inside work a graceful stop should let finish."""
-        return self._user.busy
+        return self._user is not None and self._user.busy
 
     @busy.setter
     def busy(self, value: bool) -> None:
-        self._user.busy = value
+        if self._user is not None:
+            self._user.busy = value
 
     async def run(self) -> None:
         """Run the user's conversation; close what it opened however it ends."""
+        user = self._user = self._make()
+        inner = asyncio.ensure_future(self._conversation(user))
         try:
-            await self._user.run()
+            await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if not inner.done():
+                await self._stop(inner, type(user).__qualname__)
+            raise
+
+    @staticmethod
+    async def _conversation(user: PythonUser) -> None:
+        try:
+            await user.run()
         finally:
-            self._user.close()
+            user.close()
+
+    @staticmethod
+    async def _stop(inner: asyncio.Task[None], name: str) -> None:
+        """Cancel the user's run; give it ``STOP_GRACE_S`` to end, then close it."""
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
+        while not inner.done():
+            inner.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                # It caught CancelledError: end its coroutine with GeneratorExit instead
+                # (its task then fails at once). One that swallows that too (a bare
+                # ``except:`` around an await) cannot be ended from outside; it is left.
+                _log.error("python user ignores cancellation; closed", user_class=name)
+                inner.add_done_callback(_consume)
+                with contextlib.suppress(RuntimeError):
+                    cast(Coroutine[Any, Any, None], inner.get_coro()).close()
+                inner.cancel()
+                return
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(inner), min(left, 0.1))
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    """Retrieve a closed run's end (so asyncio does not log it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()

@@ -18,6 +18,8 @@ not per route), until:
 20.0
 >>> parse_retry_after(b"soon", now_wall=0.0) is None
 True
+>>> parse_retry_after(b"\\xb2", now_wall=0.0) is None  # latin-1 '²': a digit to str.isdigit
+True
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 
 from loadsvc.config.kinds.rest import RateLimitSpec
 
 __all__ = ["RateLimitGate", "parse_retry_after"]
 
+_SECONDS = re.compile(r"[0-9]+")  # delay-seconds: ASCII digits only (RFC 9110)
 _JITTER = 0.1  # of the wait asked for: spreads a crowd without ever coming back early
 
 
@@ -39,7 +43,7 @@ def parse_retry_after(value: bytes, now_wall: float) -> float | None:
     text = value.decode("latin-1").strip()
     if not text:
         return None
-    if text.isdigit():
+    if _SECONDS.fullmatch(text):  # not str.isdigit(): it takes '²' (0xB2), float() does not
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

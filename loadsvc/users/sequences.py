@@ -7,6 +7,8 @@ symbols interleaved on one connection are not gaps, bounded in how many keys it 
 
 from __future__ import annotations
 
+import hashlib
+
 from loadsvc.users.base import WsSink
 
 __all__ = ["DUPLICATE", "MAX_SEQUENCE_GAP", "REORDER_WINDOW", "KeyedSequences", "SequenceTracker"]
@@ -110,6 +112,10 @@ class SequenceTracker:
         return missed
 
 
+# Longer sequence keys are kept as a 16-byte digest (a symbol is a few bytes).
+MAX_KEY_BYTES = 64
+
+
 class KeyedSequences:
     """One :class:`SequenceTracker` per key value on one connection, at most ``limit`` keys.
 
@@ -128,6 +134,10 @@ class KeyedSequences:
 
     def see(self, key: bytes, seq: int) -> int:
         """Note ``seq`` in the sequence of ``key``: as :meth:`SequenceTracker.see`."""
+        if len(key) > MAX_KEY_BYTES:
+            # Kept by digest: a backend keying frames by 1 MB strings would otherwise hold
+            # ``limit`` of them (a GB) per connection.
+            key = hashlib.blake2b(key, digest_size=16).digest()
         tracker = self._trackers.get(key)
         if tracker is None:
             if len(self._trackers) >= self._limit:

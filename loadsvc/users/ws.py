@@ -104,7 +104,9 @@ class _WsClient:
             heartbeat=heartbeat.match if heartbeat is not None else None,
             reply_paths=heartbeat.reply_paths if heartbeat is not None else (),
         )
-        self._talk = WsConversation(talk, ctx.values, self._reader) if talk is not None else None
+        self._talk = (
+            WsConversation(talk, ctx.values, self._reader, sink) if talk is not None else None
+        )
         self._ws: TimedConnection | None = None  # the open connection, if any
 
     async def _open(

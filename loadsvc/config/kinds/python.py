@@ -72,7 +72,9 @@ def import_user_class(
         sys.path.insert(0, str(base_dir))
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any failure of the user's module is a config error, not a crash
+    # Any failure of the user's module is a config error, not a crash; SystemExit too (a
+    # script's argparse at import, a stray sys.exit(0): 'valid', or a run's exit 0).
+    except (Exception, SystemExit) as exc:
         where = f" (searched {base_dir} and PYTHONPATH)" if base_dir else ""
         raise Invalid(
             f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}"
