@@ -90,22 +90,8 @@ class RawWsConnection:
 
     async def read_client(self) -> None:
         """Read the client's frames until it leaves, recording the close code it sends."""
-        try:
-            while True:
-                b0, b1 = await self.reader.readexactly(2)
-                n = b1 & 0x7F
-                if n == 126:
-                    (n,) = struct.unpack("!H", await self.reader.readexactly(2))
-                elif n == 127:
-                    (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
-                key = await self.reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
-                data = bytes(b ^ key[i % 4] for i, b in enumerate(await self.reader.readexactly(n)))
-                if b0 & 0x0F == CLOSE:
-                    code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-                    self.server.close_codes.append(code)
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
+        while await self.read_message() is not None:
+            pass
 
 
 Behaviour = Callable[[RawWsConnection], Awaitable[None]]
