@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -35,6 +34,7 @@ from loadsvc.users.wsconn import ArrivalBacklog, TimedConnection, stamped_connec
 from tests.support.loops import Run
 from tests.support.rawserver import Script, hold, read_request, serving_in_thread
 from tests.support.timing import scaled, wait_for_async
+from tests.support.tls import localhost_tls_pair
 from tests.support.wsservers import market_frame
 
 BLOCKED_S = 0.5  # how long the client's loop is kept busy while the data arrives
@@ -347,24 +347,9 @@ async def test_the_summary_and_metric_name_the_clock_that_timed_the_endpoint(
 
 
 @pytest.fixture
-def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server and a client TLS context around a fresh self-signed certificate for localhost."""
-    import shutil
-    import subprocess
-
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs openssl to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    return server_tls, ssl.create_default_context(cafile=str(cert))
+def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server and a client TLS context around a fresh certificate for localhost."""
+    return localhost_tls_pair()
 
 
 @needs_stamps

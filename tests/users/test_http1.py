@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import shutil
 import socket
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,6 +15,7 @@ from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, request_byte
 from loadsvc.users.http_body import decode_body
 from tests.support.loops import Run
 from tests.support.rawserver import RawServer, Script, read_request, serving
+from tests.support.tls import localhost_tls_pair
 
 
 @contextlib.asynccontextmanager
@@ -262,21 +259,9 @@ def test_header_injection_is_refused() -> None:
         request_bytes("GET", "http://127.0.0.1:1/", origin, (("X", "a\r\nEvil: 1"),))
 
 
-def test_https_with_the_origin_tls_context(run: Run, tmp_path: Path) -> None:
+def test_https_with_the_origin_tls_context(run: Run) -> None:
     """Over TLS: the request is answered, and the connection is kept alive."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs openssl to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    client_tls = ssl.create_default_context(cafile=str(cert))
+    server_tls, client_tls = localhost_tls_pair()
     peers: list[object] = []
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
