@@ -50,7 +50,9 @@ class FrameLayout:
     ``stamp`` gives the stamp (None: absent) in units of ``scale`` seconds, ``seq`` an int or
     None, ``kind``, ``key`` and the ``raw`` paths a ``msgspec.Raw`` (empty: absent);
     ``required`` must be present and not null, ``present`` present (null allowed). Each of
-    the two reads all its keys in one call, as a tuple.
+    the two reads all its keys in one call, as a tuple; None when it has no keys (a call
+    saved per frame). ``typed_required``: some required key is read typed (the stamp or the
+    sequence number), so absent reads as None there rather than as an empty raw slice.
     """
 
     json: msgspec.json.Decoder[Any]
@@ -60,8 +62,9 @@ class FrameLayout:
     scale: float
     seq: Getter | None
     key: Getter | None
-    required: Callable[[Any], tuple[Any, ...]]
-    present: Callable[[Any], tuple[Any, ...]]
+    required: Callable[[Any], tuple[Any, ...]] | None
+    present: Callable[[Any], tuple[Any, ...]] | None
+    typed_required: bool
     raw: Mapping[str, Getter]
 
 
@@ -106,19 +109,17 @@ def _getter(chain: str) -> Getter:
     return operator.attrgetter(chain)
 
 
-def _no_fields(frame: Any) -> tuple[Any, ...]:
-    return ()
-
-
-def _tuple_getter(getters: list[Getter], chains: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+def _tuple_getter(
+    getters: list[Getter], chains: list[str]
+) -> Callable[[Any], tuple[Any, ...]] | None:
     """All of a frame's values for ``chains`` (plain attributes) and ``getters``, as a tuple,
-    in one C call where it can: this runs per frame."""
+    in one C call where it can: this runs per frame. None when there are none to read."""
     if getters:
         plain = [_getter(c) for c in chains]
         every = (*plain, *getters)
         return lambda frame: tuple(get(frame) for get in every)
     if not chains:
-        return _no_fields
+        return None
     if len(chains) == 1:
         one = _getter(chains[0])
         return lambda frame: (one(frame),)
@@ -175,7 +176,7 @@ def frame_layout(spec: WsMessageSpec, raw_paths: tuple[str, ...] = ()) -> FrameL
     chains: dict[str, str] = {}
     frame_type = _chains(root, "", "", chains, itertools.count())
 
-    def fields_of(paths: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    def fields_of(paths: list[str]) -> Callable[[Any], tuple[Any, ...]] | None:
         nested = [p for p in paths if _is_parent(root, p)]
         # The empty object an absent nested ``path`` reads as: the default one, shared.
         getters = [
@@ -184,6 +185,8 @@ def frame_layout(spec: WsMessageSpec, raw_paths: tuple[str, ...] = ()) -> FrameL
         return _tuple_getter(getters, [chains[p] for p in paths if p not in nested])
 
     nullable = frozenset(spec.nullable_keys)
+    strict = [k for k in spec.required_keys if k not in nullable]
+    typed = (spec.timestamp_field, spec.sequence_field)
     return FrameLayout(
         json=msgspec.json.Decoder(frame_type),
         msgpack=msgspec.msgpack.Decoder(frame_type),
@@ -194,8 +197,9 @@ def frame_layout(spec: WsMessageSpec, raw_paths: tuple[str, ...] = ()) -> FrameL
         scale=_SCALES[spec.timestamp_unit],
         seq=None if spec.sequence_field is None else _getter(chains[spec.sequence_field]),
         key=None if spec.sequence_key is None else _getter(chains[spec.sequence_key]),
-        required=fields_of([k for k in spec.required_keys if k not in nullable]),
+        required=fields_of(strict),
         present=fields_of([k for k in spec.required_keys if k in nullable]),
+        typed_required=any(k in typed for k in strict),
         raw={path: _getter(chains[path]) for path in raw_paths},
     )
 

@@ -84,8 +84,8 @@ class FrameReader:
     __slots__ = (
         "_ack", "_decode", "_decode_binary", "_heartbeat", "_key", "_keyed", "_last_at",
         "_open", "_present", "_reply", "_required", "_scale", "_seq", "_seq_of", "_sink",
-        "_skip", "_stamp_of", "_tolerance", "_type_of", "awaiting_ack", "control",
-        "last_delivery",
+        "_skip", "_stamp_of", "_tolerance", "_type_of", "_typed_required", "awaiting_ack",
+        "control", "last_delivery",
     )  # fmt: skip
 
     def __init__(
@@ -109,6 +109,7 @@ class FrameReader:
         self._key = layout.key
         self._required = layout.required
         self._present = layout.present
+        self._typed_required = layout.typed_required
         # Raw slices compare by content: ``in`` over these needs no copy of the type field.
         self._skip = tuple(
             msgspec.Raw(form)
@@ -200,12 +201,15 @@ class FrameReader:
                     return
         # Required: present (absent reads as the empty Raw, or None for a typed field) and not
         # null. ``in`` compares Raw slices by content; a number is never equal to one.
-        required = self._required(frame)
-        present = self._present(frame)
-        if None in required or _ABSENT in required or null in required or _ABSENT in present:
+        outcome = "ok"
+        required = self._required
+        if required is not None:
+            values = required(frame)
+            if _ABSENT in values or null in values or (self._typed_required and None in values):
+                outcome = "invalid"
+        present = self._present
+        if present is not None and _ABSENT in present(frame):
             outcome = "invalid"
-        else:
-            outcome = "ok"
         latency = offset = None
         stamp_of = self._stamp_of
         if stamp_of is not None:

@@ -168,6 +168,20 @@ def test_null_required_key_is_missing_unless_nullable() -> None:
     assert st.outcomes == {"ok": 1, "invalid": 1}
 
 
+def test_required_keys_read_typed_or_nothing_required_are_judged() -> None:
+    """A required key that is also the stamp or sequence field (read typed: absent is None,
+    zero is present) is invalid when absent or null; with no required keys every frame is ok."""
+    r, st, _ = reader(WsMessageSpec(required_keys=("seq", "published_at")))
+    r.feed(frame(seq=0, published_at=1.0), 1.0)  # zero is a value
+    r.feed(frame(published_at=1.0), 1.0)  # absent
+    r.feed(b'{"type": "market", "seq": null, "published_at": 1.0}', 1.0)
+    assert st.outcomes == {"ok": 1, "invalid": 2}
+    r, st, _ = reader(WsMessageSpec(timestamp_field=None, sequence_field=None))
+    r.feed(b"{}", 1.0)
+    r.feed(b'{"anything": null}', 1.0)
+    assert st.outcomes == {"ok": 2}
+
+
 def test_gap_is_missed_once_it_leaves_the_reorder_window() -> None:
     """A number still absent REORDER_WINDOW numbers later is missed; a later arrival is a reset."""
     r, st, _ = reader()
