@@ -199,9 +199,11 @@ class RestUser:
             if not ok:
                 return
             await self._request(task, clock(), credential)
-            pause = uniform(low, high)
-            # sleep(0) still yields to the loop, so a no-think crowd takes turns.
-            await asyncio.sleep(pause)
+            if high > 0.0:
+                await asyncio.sleep(uniform(low, high))
+            # Without think time, no sleep(0): a request always waits for the network (its
+            # response, or a connect), so a no-think crowd takes turns all the same, and the
+            # task is not resumed twice per request.
 
     async def _sleep_until(self, when: float) -> bool:
         """Wait until ``when`` on the user's clock; False when the run stops meanwhile."""
