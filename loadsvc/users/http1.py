@@ -159,6 +159,8 @@ class _Connection(asyncio.Protocol):
         self._parser = self._new_parser()
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the armed timer fires (loop time)
+        self._deadline = 0.0  # the current request's
         self._keep = False
         self._no_body = False
         self._chunks: list[bytes] = []
@@ -233,6 +235,7 @@ class _Connection(asyncio.Protocol):
         """Gone: the current request (if any) fails, unless its body ends at close."""
         self.transport = None
         self._closed(exc)
+        self._disarm()  # a closed connection is not kept alive by its timer
 
     def _closed(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -309,8 +312,15 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        # One timer handle per request: asyncio.timeout() costs several times as much.
-        self._timer = loop.call_at(deadline, self._expire)
+        # One timer per connection, not one made and cancelled per request (asyncio.timeout()
+        # costs several times as much again): armed at a request's deadline, it moves on to
+        # the current request's when it fires (_expire), and drops when nothing is out.
+        self._deadline = deadline
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+            self._timer_at = deadline
         self._no_body = no_body
         self._keep = keep_body
         self._chunks = []
@@ -325,15 +335,26 @@ class _Connection(asyncio.Protocol):
         return self._waiter
 
     def done(self) -> None:
-        """The caller has taken the response (or given up on it)."""
+        """The caller has taken the response (or given up on it); the timer stays armed for
+        the next request (see :meth:`send`)."""
         self._waiter = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _expire(self) -> None:
         self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing out: the next request arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # a later request than the one it was armed for
+            self._timer = loop.call_at(self._deadline, self._expire)
+            self._timer_at = self._deadline
+            return
         self._fail(TimeoutError("no complete response in time"))
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def abort(self) -> None:
         """Drop the connection at once (a request was abandoned half-way)."""

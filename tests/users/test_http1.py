@@ -15,6 +15,7 @@ from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, request_byte
 from loadsvc.users.http_body import decode_body
 from tests.support.loops import Run
 from tests.support.rawserver import RawServer, Script, read_request, serving
+from tests.support.timing import scaled
 from tests.support.tls import localhost_tls_pair
 
 
@@ -234,6 +235,43 @@ def test_abandoned_request_drops_the_connection(run: Run) -> None:
             response = await client.request(data, "GET", keep_body=True, timeout_s=5)
             assert response.body == b"ok"
         assert server.connections == 2
+
+    run(body())
+
+
+def test_each_request_on_a_kept_connection_times_out_at_its_own_deadline(run: Run) -> None:
+    """After quick requests, a stalled request on the same connection fails at its own
+    deadline: not at an earlier request's, and not never."""
+    requests = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            await read_request(reader)
+            requests += 1
+            if requests == 4:
+                await reader.read()  # stalls until the client gives up and drops it
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        timeout = scaled(0.3)
+        async with client_of(script) as (client, data, server):
+            for _ in range(3):
+                response = await client.request(data, "GET", keep_body=True, timeout_s=timeout)
+                assert response.body == b"ok"
+            # Halfway to the first requests' deadlines: the timer armed for them fires while
+            # the stalled request is out, which is not yet due.
+            await asyncio.sleep(timeout * 0.5)
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.request(data, "GET", keep_body=True, timeout_s=timeout)
+            waited = loop.time() - started
+            assert waited >= timeout * 0.95  # not cut short by an earlier request's deadline
+            assert waited < timeout + scaled(5.0)  # and it did fire
+            assert server.connections == 1
 
     run(body())
 
