@@ -9,6 +9,7 @@ compares the start of the post-warm-up period with its end, which is what a leak
 from __future__ import annotations
 
 import itertools
+import statistics
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ LAG = "loadsvc_event_loop_lag_seconds"
 HEAP_BLOCKS = "loadsvc_python_heap_blocks"
 HEAP_AFTER_GC = "loadsvc_python_heap_blocks_after_full_gc"
 FULL_COLLECTIONS = "loadsvc_python_full_collections_total"
+CYCLIC_GARBAGE = "loadsvc_python_cyclic_garbage_total"
 # A cycle end's reading that is that cycle's only if a counter moved within the cycle: the
 # heap after the last full collection, taken by loadsvc's gc hook, belongs to the cycle in
 # which that collection ran (the same value again is an earlier cycle's).
@@ -277,11 +279,20 @@ def past_first_period(result: SoakResult) -> tuple[bool, str]:
     return at >= period, f"restart {n} at {at:,.0f} s, schedule period {period:,.0f} s"
 
 
-# What memory_rows shows: the attribute, its name, unit and scale to that unit.
+def garbage_per_cycle(result: SoakResult) -> list[float]:
+    """Objects the cyclic collector freed in each cycle after the first restart."""
+    freed = [end.get("gc_freed") for end in result.cycle_ends]
+    return [b - a for a, b in itertools.pairwise(freed) if a is not None and b is not None]
+
+
+# What memory_rows shows: the attribute, its name, unit and scale to that unit. The live
+# heap is read at the same phase of the load every cycle (its end), with at most a cycle's
+# garbage in it (the row after); the reading after a full collection has no garbage but the
+# load in flight whenever the collection ran.
 MEMORY = (
     ("rss_mb", "RSS", "MB", 1.0),
-    ("heap_gc_blocks", "live heap after a full collection", "k blocks", 1e-3),
-    ("heap_blocks", "heap read at the cycle's end (garbage and load in flight)", "k blocks", 1e-3),
+    ("heap_blocks", "live heap at the cycle's end", "k blocks", 1e-3),
+    ("heap_gc_blocks", "live heap after a full collection in the cycle", "k blocks", 1e-3),
 )
 
 
@@ -328,6 +339,15 @@ def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
                 f"({share * 100:+.1f} +- {ci * 100:.1f} %/day): {trend.verdict()}",
             )
         )
+    garbage = garbage_per_cycle(result)
+    rows.append(
+        (
+            "cyclic garbage freed per restart cycle (objects; median, max)",
+            f"{statistics.median(garbage):,.0f}, {max(garbage):,.0f} over {len(garbage)} cycles"
+            if garbage
+            else "not measured",
+        )
+    )
     return rows
 
 

@@ -317,6 +317,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("python_full_collections", "loadsvc_python_full_collections", "counter",
                "Full (generation 2) collections of the cyclic garbage collector.",
                group="process"),
+    MetricSpec("python_cyclic_garbage", "loadsvc_python_cyclic_garbage", "counter",
+               "Objects the cyclic garbage collector found unreachable and freed (garbage "
+               "that reference counting could not free), every generation.",
+               group="process"),
     MetricSpec("build_info", "loadsvc_build_info", "gauge",
                "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
                ("version", "shard"), group="process"),

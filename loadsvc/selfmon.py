@@ -5,7 +5,9 @@ The heap read at a scrape holds whatever cyclic garbage waits for the collector,
 reading swings with the collector's schedule, not only with what is alive. The honest one
 is taken where no garbage is left: right after a full (generation 2) collection, from a
 ``gc.callbacks`` hook (:class:`FullCollections`) that costs no extra collection
-(``loadsvc_python_heap_blocks_after_full_gc``, ``loadsvc_python_full_collections``).
+(``loadsvc_python_heap_blocks_after_full_gc``, ``loadsvc_python_full_collections``). The
+same hook counts what every collection freed (``loadsvc_python_cyclic_garbage``): the
+garbage the service makes, which a scrape's reading may hold at most.
 
 A prometheus-client custom collector: nothing is counted on the hot path; each scrape reads
 the event loop's task set and ``/proc/self/fd``. Resident memory and open descriptors come
@@ -35,8 +37,10 @@ SOCKETS = BY_FIELD["open_sockets"].name
 HEAP_BLOCKS = BY_FIELD["python_heap_blocks"].name
 HEAP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].name
 FULL_COLLECTIONS = BY_FIELD["python_full_collections"].name
+CYCLIC_GARBAGE = BY_FIELD["python_cyclic_garbage"].name
 _HELP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].help
 _HELP_FULL = BY_FIELD["python_full_collections"].help
+_HELP_GARBAGE = BY_FIELD["python_cyclic_garbage"].help
 _FD_DIR = Path("/proc/self/fd")
 
 
@@ -57,18 +61,22 @@ def count_sockets(fd_dir: Path = _FD_DIR) -> int | None:
 
 
 class FullCollections:
-    """The live heap (allocated blocks) at the end of every full collection, by a
-    ``gc.callbacks`` hook: the process's one instance is :func:`full_collections`."""
+    """The live heap (allocated blocks) at the end of every full collection, and the objects
+    every collection freed, by a ``gc.callbacks`` hook: the process's one instance is
+    :func:`full_collections`."""
 
     def __init__(self) -> None:
         self.count = 0  # full collections seen since the hook was installed
         self.blocks = 0  # sys.getallocatedblocks() right after the last of them
+        self.garbage = 0  # objects freed by the collector, every generation
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         """The collector's callback: at the end of a generation 2 collection, read the heap."""
-        if phase == "stop" and info["generation"] == 2:
-            self.blocks = sys.getallocatedblocks()
-            self.count += 1
+        if phase == "stop":
+            self.garbage += info["collected"]
+            if info["generation"] == 2:
+                self.blocks = sys.getallocatedblocks()
+                self.count += 1
 
 
 _FULL: list[FullCollections] = []
@@ -109,6 +117,7 @@ class SelfHealthCollector(Collector):
         full = self._full
         yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC, full.blocks)
         yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL, full.count)
+        yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE, full.garbage)
 
     def describe(self) -> Iterator[Metric]:
         """The metric names, without reading anything (so registering costs nothing)."""
@@ -117,3 +126,4 @@ class SelfHealthCollector(Collector):
         yield GaugeMetricFamily(HEAP_BLOCKS, BY_FIELD["python_heap_blocks"].help)
         yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC)
         yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL)
+        yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE)
