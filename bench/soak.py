@@ -282,7 +282,13 @@ def soak(args: argparse.Namespace) -> SoakResult:
     sampler = None
     try:
         target.start()
-        command = [sys.executable, "-m", "loadsvc", "--log-json", "serve", "--host", "127.0.0.1"]
+        # --garbage: under bench/soak_garbage.py, which counts what the collector finds.
+        runner = ["-m", "loadsvc"]
+        if args.garbage:
+            runner = [str(Path(__file__).parent / "soak_garbage.py")]
+            runner += ["--out", str(out / "garbage.jsonl"), "--every", str(args.garbage_every)]
+            runner += ["--"]
+        command = [sys.executable, *runner, "--log-json", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(serve_port), "--config", str(config), "--target", target.url]
         command += ["--history-file", str(out / "history.jsonl")]
         # No API token: the soak only reads; an inherited one would not leak, but is not needed.
@@ -402,6 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         + f", burst and storm every 4 and 2 cycles, a {ACCELERATED_HISTORY_BYTES // 1024} KiB "
         "history (each given option wins)",
     )
+    p.add_argument(
+        "--garbage",
+        action="store_true",
+        help="run serve with gc.DEBUG_SAVEALL and write what the collector found, by type, "
+        "to garbage.jsonl (a diagnostic: its lag figures mean nothing)",
+    )
+    p.add_argument("--garbage-every", type=parse_duration, default=8.0, help=argparse.SUPPRESS)
     p.add_argument("--cycle", type=parse_duration, default=None, help=argparse.SUPPRESS)
     first, _ = p.parse_known_args(argv)
     if first.accelerated:
