@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from loadsvc.config import parse_config
+from loadsvc.config.durations import parse_duration
 
 BURST_EVERY = "7m"  # the 3-minute market-open burst, instead of 9:00 on weekdays
 STORM_EVERY = "5m"  # the 2-minute reconnect storm, instead of every 15 minutes
@@ -39,6 +40,7 @@ def _scale_shape(shape: dict[str, Any], scale: float) -> None:
 
 # The accelerated soak's run history: a few dozen verdict records, so compaction comes round.
 ACCELERATED_HISTORY_BYTES = 32 * 1024
+BURST_CYCLES = 4  # the accelerated burst's period, in restart cycles
 
 
 def _seconds(value: float) -> str:
@@ -49,7 +51,7 @@ def _accelerate(config: dict[str, Any], cycle_s: float) -> None:
     """Burst and storm on periods of 4 and 2 cycles, each well inside its period."""
     scenarios = config["scenarios"]
     burst = scenarios["market_open_burst"]
-    burst["schedule"] = {"kind": "interval", "every": _seconds(4 * cycle_s)}
+    burst["schedule"] = {"kind": "interval", "every": _seconds(BURST_CYCLES * cycle_s)}
     up, held, down = burst["shape"]["stages"]
     up["duration"], held["duration"], down["duration"] = (
         _seconds(cycle_s / 2),
@@ -61,6 +63,13 @@ def _accelerate(config: dict[str, Any], cycle_s: float) -> None:
     storm["shape"]["duration"] = _seconds(cycle_s)
     storm["users"][0]["cycle"] = _seconds(cycle_s / 2)
     config["service"] = {"history_max_bytes": ACCELERATED_HISTORY_BYTES}
+
+
+def schedule_period_s(cycle_s: float | None = None) -> float:
+    """The longest period of the soak's scheduled load (the burst's, the storm's)."""
+    if cycle_s is not None:
+        return BURST_CYCLES * cycle_s  # the storm's period is 2 cycles
+    return max(parse_duration(BURST_EVERY), parse_duration(STORM_EVERY))
 
 
 def soak_config(

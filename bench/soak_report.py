@@ -8,6 +8,8 @@ compares the start of the post-warm-up period with its end, which is what a leak
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +22,13 @@ from bench.soak_trend import WITHIN, fit_trend, n_to_2n, over
 
 LAG = "loadsvc_event_loop_lag_seconds"
 HEAP_BLOCKS = "loadsvc_python_heap_blocks"
+HEAP_AFTER_GC = "loadsvc_python_heap_blocks_after_full_gc"
+FULL_COLLECTIONS = "loadsvc_python_full_collections_total"
+CYCLIC_GARBAGE = "loadsvc_python_cyclic_garbage_total"
+# A cycle end's reading that is that cycle's only if a counter moved within the cycle: the
+# heap after the last full collection, taken by loadsvc's gc hook, belongs to the cycle in
+# which that collection ran (the same value again is an earlier cycle's).
+FRESH_WHEN = {"heap_gc_blocks": "full_gcs"}
 # After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
 # of the slowest users, a verdict window closing); samples in it are not used for floors.
 SETTLE_S = 10.0
@@ -132,6 +141,9 @@ class SoakResult:
     # state after restart k (the 0-th, before the first, after the warm-up)
     cycle_ends: list[dict[str, float | None]] = field(default_factory=list)
     trust_limit_ms: float = 10.0  # loadsvc.lag's, for the seed's thresholds
+    # The longest period of the scheduled load (burst, storm): the allocators' high-water
+    # mark follows the peak of simultaneous connections, reached within the first period.
+    schedule_period_s: float = 0.0
     history: dict[str, float] = field(default_factory=dict)  # records written, kept, bytes
     admin_faults: list[dict[str, Any]] = field(default_factory=list)  # at_s, kind, hold_s
     faults_seen: dict[str, float] = field(default_factory=dict)
@@ -242,33 +254,77 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
 
 
 def after_restarts(result: SoakResult, attr: str) -> list[float | None]:
-    """``attr`` after each restart: the k-th value is the reading before restart k+1 (or end)."""
-    return [end.get(attr) for end in result.cycle_ends[1:]]
+    """``attr`` after each restart: the k-th value is the reading before restart k+1 (or end);
+    None where the reading is not that cycle's own (see ``FRESH_WHEN``)."""
+    ends = result.cycle_ends
+    counter = FRESH_WHEN.get(attr)
+    if counter is None:
+        return [end.get(attr) for end in ends[1:]]
+    return [
+        end.get(attr)
+        if end.get(counter) is not None and end.get(counter) != prev.get(counter)
+        else None
+        for prev, end in itertools.pairwise(ends)
+    ]
+
+
+def past_first_period(result: SoakResult) -> tuple[bool, str]:
+    """Whether restart N (of N against 2N) came after the schedule's first full period, and
+    the words for the table: before it, RSS still climbs to the load's first peak."""
+    n = len(result.restarts) // 2
+    if n < 1 or len(result.cycle_ends) <= n:
+        return False, "fewer than 2 restarts"
+    at = result.cycle_ends[n].get("t_s") or 0.0
+    period = result.schedule_period_s
+    return at >= period, f"restart {n} at {at:,.0f} s, schedule period {period:,.0f} s"
+
+
+def garbage_per_cycle(result: SoakResult) -> list[float]:
+    """Objects the cyclic collector freed in each cycle after the first restart."""
+    freed = [end.get("gc_freed") for end in result.cycle_ends]
+    return [b - a for a, b in itertools.pairwise(freed) if a is not None and b is not None]
+
+
+# What memory_rows shows: the attribute, its name, unit and scale to that unit. The live
+# heap is read at the same phase of the load every cycle (its end), with at most a cycle's
+# garbage in it (the row after); the reading after a full collection has no garbage but the
+# load in flight whenever the collection ran.
+MEMORY = (
+    ("rss_mb", "RSS", "MB", 1.0),
+    ("heap_blocks", "live heap at the cycle's end", "k blocks", 1e-3),
+    ("heap_gc_blocks", "live heap after a full collection in the cycle", "k blocks", 1e-3),
+)
 
 
 def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
     """RSS and live heap: after restart N against 2N, and the trend fitted over the cycles."""
     rows: list[tuple[str, str]] = []
-    for attr, what, unit, scale in (
-        ("rss_mb", "RSS", "MB", 1.0),
-        ("heap_blocks", "live heap", "k blocks", 1e-3),
-    ):
-        pair = n_to_2n(after_restarts(result, attr))
+    past, when = past_first_period(result)
+    for attr, what, unit, scale in MEMORY:
+        values = after_restarts(result, attr)
+        pair = n_to_2n(values)
         if pair is None:
-            rows.append((f"{what} after restart N -> 2N", "not measured (fewer than 2 restarts)"))
+            rows.append((f"{what} after restart N -> 2N", "not measured (no readings)"))
         else:
             n, first, second = pair
+            known = sum(v is not None for v in values)
+            note = f"; {when}" + ("" if past else ": NOT past it") if attr == "rss_mb" else ""
             rows.append(
                 (
                     f"{what} after restart {n} -> {2 * n}",
                     f"{first * scale:,.1f} -> {second * scale:,.1f} {unit} "
-                    f"({(second / first - 1) * 100:+.2f} %, limit +-{WITHIN * 100:g} %)",
+                    f"({(second / first - 1) * 100:+.2f} %, limit +-{WITHIN * 100:g} %; "
+                    f"{known} of {len(values)} cycles read{note})",
                 )
             )
+        # Fitted over the second half (restart N on): the first half holds the allocators'
+        # climb to the load's first peak, a step, not a rate.
+        half = len(values) // 2
+        times = [end.get("t_s") for end in result.cycle_ends[1:]]
         points = [
             (t, v)
-            for end in result.cycle_ends[1:]
-            if (t := end.get("t_s")) is not None and (v := end.get(attr)) is not None
+            for t, v in zip(times[half:], values[half:], strict=True)
+            if t is not None and v is not None
         ]
         trend = fit_trend(points)
         if trend is None:
@@ -277,11 +333,21 @@ def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
         share, ci = trend.relative()
         rows.append(
             (
-                f"{what}: fitted growth per day over {trend.points} cycle ends (95 % CI)",
+                f"{what}: fitted growth per day over {trend.points} cycle ends from restart "
+                f"{half} (95 % CI)",
                 f"{trend.per_day * scale:+,.1f} +- {trend.ci_per_day * scale:,.1f} {unit}/day "
                 f"({share * 100:+.1f} +- {ci * 100:.1f} %/day): {trend.verdict()}",
             )
         )
+    garbage = garbage_per_cycle(result)
+    rows.append(
+        (
+            "cyclic garbage freed per restart cycle (objects; median, max)",
+            f"{statistics.median(garbage):,.0f}, {max(garbage):,.0f} over {len(garbage)} cycles"
+            if garbage
+            else "not measured",
+        )
+    )
     return rows
 
 

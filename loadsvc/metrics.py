@@ -309,6 +309,18 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "Memory blocks the interpreter has allocated and not freed: the live Python "
                "heap, which an allocator's high-water mark (RSS) does not raise.",
                group="process"),
+    MetricSpec("python_heap_blocks_after_full_gc", "loadsvc_python_heap_blocks_after_full_gc",
+               "gauge",
+               "The live Python heap in blocks right after the last full (generation 2) "
+               "collection: with no cyclic garbage in it (0 before the first).",
+               group="process"),
+    MetricSpec("python_full_collections", "loadsvc_python_full_collections", "counter",
+               "Full (generation 2) collections of the cyclic garbage collector.",
+               group="process"),
+    MetricSpec("python_cyclic_garbage", "loadsvc_python_cyclic_garbage", "counter",
+               "Objects the cyclic garbage collector found unreachable and freed (garbage "
+               "that reference counting could not free), every generation.",
+               group="process"),
     MetricSpec("build_info", "loadsvc_build_info", "gauge",
                "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
                ("version", "shard"), group="process"),

@@ -1,6 +1,14 @@
 """loadsvc watching its own health on long runs: asyncio tasks, open sockets and the live
 Python heap (``loadsvc_python_heap_blocks``), per scrape.
 
+The heap read at a scrape holds whatever cyclic garbage waits for the collector, so a
+reading swings with the collector's schedule, not only with what is alive. The honest one
+is taken where no garbage is left: right after a full (generation 2) collection, from a
+``gc.callbacks`` hook (:class:`FullCollections`) that costs no extra collection
+(``loadsvc_python_heap_blocks_after_full_gc``, ``loadsvc_python_full_collections``). The
+same hook counts what every collection freed (``loadsvc_python_cyclic_garbage``): the
+garbage the service makes, which a scrape's reading may hold at most.
+
 A prometheus-client custom collector: nothing is counted on the hot path; each scrape reads
 the event loop's task set and ``/proc/self/fd``. Resident memory and open descriptors come
 from prometheus-client's ``ProcessCollector`` (``process_resident_memory_bytes``,
@@ -12,13 +20,14 @@ from prometheus-client's ``ProcessCollector`` (``process_resident_memory_bytes``
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from loadsvc.metrics import BY_FIELD
@@ -26,6 +35,12 @@ from loadsvc.metrics import BY_FIELD
 TASKS = BY_FIELD["asyncio_tasks"].name
 SOCKETS = BY_FIELD["open_sockets"].name
 HEAP_BLOCKS = BY_FIELD["python_heap_blocks"].name
+HEAP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].name
+FULL_COLLECTIONS = BY_FIELD["python_full_collections"].name
+CYCLIC_GARBAGE = BY_FIELD["python_cyclic_garbage"].name
+_HELP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].help
+_HELP_FULL = BY_FIELD["python_full_collections"].help
+_HELP_GARBAGE = BY_FIELD["python_cyclic_garbage"].help
 _FD_DIR = Path("/proc/self/fd")
 
 
@@ -45,18 +60,49 @@ def count_sockets(fd_dir: Path = _FD_DIR) -> int | None:
     return sockets
 
 
+class FullCollections:
+    """The live heap (allocated blocks) at the end of every full collection, and the objects
+    every collection freed, by a ``gc.callbacks`` hook: the process's one instance is
+    :func:`full_collections`."""
+
+    def __init__(self) -> None:
+        self.count = 0  # full collections seen since the hook was installed
+        self.blocks = 0  # sys.getallocatedblocks() right after the last of them
+        self.garbage = 0  # objects freed by the collector, every generation
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        """The collector's callback: at the end of a generation 2 collection, read the heap."""
+        if phase == "stop":
+            self.garbage += info["collected"]
+            if info["generation"] == 2:
+                self.blocks = sys.getallocatedblocks()
+                self.count += 1
+
+
+_FULL: list[FullCollections] = []
+
+
+def full_collections() -> FullCollections:
+    """The hook of this process, installed in ``gc.callbacks`` on the first call."""
+    if not _FULL:
+        _FULL.append(FullCollections())
+        gc.callbacks.append(_FULL[0])
+    return _FULL[0]
+
+
 class SelfHealthCollector(Collector):
-    """Exports ``loadsvc_asyncio_tasks``, ``loadsvc_open_sockets`` and
-    ``loadsvc_python_heap_blocks`` when scraped."""
+    """Exports ``loadsvc_asyncio_tasks``, ``loadsvc_open_sockets``,
+    ``loadsvc_python_heap_blocks`` and the heap after the last full collection when scraped."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, registry: CollectorRegistry | None = None
     ) -> None:
         self._loop = loop
+        self._full = full_collections()
         if registry is not None:
             registry.register(self)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         """One sample each; a scrape from another thread reads the loop's tasks all the same."""
         # all_tasks(loop) is safe off the loop's thread: it copies the weak set and retries
         # if the set changes meanwhile.
@@ -68,9 +114,16 @@ class SelfHealthCollector(Collector):
         # A leak raises it; fragmentation and freed-but-kept arenas, which raise RSS, do not.
         blocks = sys.getallocatedblocks()
         yield GaugeMetricFamily(HEAP_BLOCKS, BY_FIELD["python_heap_blocks"].help, blocks)
+        full = self._full
+        yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC, full.blocks)
+        yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL, full.count)
+        yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE, full.garbage)
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         """The metric names, without reading anything (so registering costs nothing)."""
         yield GaugeMetricFamily(TASKS, BY_FIELD["asyncio_tasks"].help)
         yield GaugeMetricFamily(SOCKETS, BY_FIELD["open_sockets"].help)
         yield GaugeMetricFamily(HEAP_BLOCKS, BY_FIELD["python_heap_blocks"].help)
+        yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC)
+        yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL)
+        yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from pathlib import Path
 
@@ -11,7 +12,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadsvc.config import parse_config
-from loadsvc.selfmon import HEAP_BLOCKS, SOCKETS, TASKS, SelfHealthCollector
+from loadsvc.selfmon import (
+    CYCLIC_GARBAGE,
+    FULL_COLLECTIONS,
+    HEAP_AFTER_GC,
+    HEAP_BLOCKS,
+    SOCKETS,
+    TASKS,
+    SelfHealthCollector,
+)
 from loadsvc.service.app import SoakService
 from loadsvc.service.settings import ServeSettings
 from loadsvc.target.testing import RunningTarget
@@ -96,3 +105,35 @@ async def test_serve_exports_its_own_health(target: RunningTarget, tmp_path: Pat
         await service.stop()
     names = {m.name for m in text_string_to_metric_families(text) for _ in m.samples}
     assert {TASKS, SOCKETS, "process_resident_memory_bytes", "process_open_fds"} <= names
+
+
+async def test_the_heap_after_a_full_collection_leaves_the_garbage_out() -> None:
+    """20,000 objects in reference cycles raise the heap read at a scrape, not the heap read
+    at the end of the next full collection (which frees them); that reading, the count of
+    full collections and the 20,000 objects freed are what the scrape then exports."""
+    registry = CollectorRegistry()
+    SelfHealthCollector(asyncio.get_running_loop(), registry)
+    gc.collect()
+    clean = registry.get_sample_value(HEAP_AFTER_GC)
+    count = registry.get_sample_value(FULL_COLLECTIONS + "_total")
+    freed = registry.get_sample_value(CYCLIC_GARBAGE + "_total")
+    assert clean is not None and count is not None and freed is not None and clean > 0
+    gc.collect(1)  # a younger generation: not a full collection
+    assert registry.get_sample_value(FULL_COLLECTIONS + "_total") == count
+    gc.disable()  # no collection may free the cycles before they are read
+    try:
+        for _ in range(10_000):
+            pair: list[object] = []
+            pair.append([pair])  # two lists that hold each other: garbage once dropped
+        del pair
+        with_garbage = registry.get_sample_value(HEAP_BLOCKS)
+        assert with_garbage is not None and with_garbage >= clean + 20_000
+        assert registry.get_sample_value(HEAP_AFTER_GC) == clean  # no collection since
+    finally:
+        gc.enable()
+    assert gc.collect() >= 20_000
+    after = registry.get_sample_value(HEAP_AFTER_GC)
+    assert after is not None and abs(after - clean) < 2_000
+    assert registry.get_sample_value(FULL_COLLECTIONS + "_total") == count + 1
+    now_freed = registry.get_sample_value(CYCLIC_GARBAGE + "_total")
+    assert now_freed is not None and now_freed >= freed + 20_000

@@ -10,6 +10,7 @@ import itertools
 import random
 import ssl
 import time
+import weakref
 from collections.abc import Callable
 
 import msgspec
@@ -59,6 +60,13 @@ def body_checker(
         return all(getattr(doc, a) for a in present)
 
     return check
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    """Call ``method`` if its object still lives."""
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 class _Task:
@@ -134,7 +142,13 @@ class RestUser:
         self._ctx = ctx
         self._rng = rng
         origin = Origin.from_url(ctx.target.base_url, ctx.target.tls)
-        self._client = Http1Client(origin, ctx.clock, spec.max_body, self._stray_bytes)
+        # The client's connections call back weakly: a bound method would make this user,
+        # its client, tasks and sinks a reference cycle, left for the cyclic collector by
+        # every user that ends (the burst's 800 at each ramp-down; issue 20).
+        stray = weakref.WeakMethod(self._stray_bytes)
+        self._client = Http1Client(
+            origin, ctx.clock, spec.max_body, functools.partial(_call_weak, stray)
+        )
         # One gate for all of a user's tasks: a backend may limit per token or per client,
         # not per route, and a 429 from one endpoint followed by a request to another
         # before Retry-After is hammering all the same.

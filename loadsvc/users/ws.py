@@ -60,6 +60,28 @@ def classify_connect_error(exc: BaseException) -> tuple[str, str | None]:
     return "error", type(exc).__name__
 
 
+def _break_cycles(exc: BaseException) -> None:
+    """Drop the tracebacks of a failed handshake's exception and of those chained to it.
+
+    websockets keeps a failed handshake's exception on its protocol (and the parser's
+    ``EOFError`` under it), and their tracebacks hold the frames of ``connect()`` and of the
+    parser, which hold the protocol: ~50 objects in a cycle per failed handshake, a few
+    dozen at each backend restart (issue 20); and a refused upgrade's response points back
+    at its ``InvalidStatus``. Only the type, message and status are read.
+    """
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        if isinstance(current, InvalidStatus):
+            current.response._exception = None
+        stack += (current.__cause__, current.__context__)
+
+
 def _release(ws: TimedConnection) -> None:
     """Free what a connection that ended leaves behind, at once.
 
@@ -156,6 +178,7 @@ class _WsClient:
                     self._sink.failed("timeout")
                 raise
             except Exception as exc:  # counted by reason, never raised
+                _break_cycles(exc)
                 reason, detail = classify_connect_error(exc)
                 if (
                     credential is not None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 from bench.soak import goals
-from bench.soak_report import SoakResult, memory_rows
+from bench.soak_report import SoakResult, garbage_per_cycle, memory_rows
 from bench.soak_trend import DAY_S, fit_trend, n_to_2n, over, within
+
+GARBAGE_ROW = "cyclic garbage freed per restart cycle (objects; median, max)"
 
 
 def test_a_fitted_line_recovers_a_known_leak_within_its_interval() -> None:
@@ -52,8 +54,11 @@ def _result(rss: list[float], heap: list[float | None]) -> SoakResult:
     result.restarts = [
         {"at_s": 30.0 + 10 * i, "recovery_s": 1.0, "lag_p99_ms": 5.0} for i in range(len(rss))
     ]
-    result.cycle_ends = [{"t_s": 30.0, "rss_mb": rss[0], "heap_blocks": heap[0]}] + [
-        {"t_s": 40.0 + 10 * i, "rss_mb": r, "heap_blocks": h}
+    # A full collection in every cycle: each cycle's heap reading is its own.
+    result.cycle_ends = [
+        {"t_s": 30.0, "rss_mb": rss[0], "heap_blocks": heap[0], "heap_gc_blocks": heap[0]}
+    ] + [
+        {"t_s": 40.0 + 10 * i, "rss_mb": r, "heap_blocks": h, "heap_gc_blocks": h, "full_gcs": i}
         for i, (r, h) in enumerate(zip(rss, heap, strict=True))
     ]
     return result
@@ -65,21 +70,53 @@ def test_a_leak_of_a_tenth_of_a_percent_per_restart_fails_the_soak() -> None:
     leaking = [100.0 * (1.001**i) for i in range(40)]
     flat = [100.0 + (i % 3) * 0.1 for i in range(40)]
     blocks: list[float | None] = [300_000.0] * 40
-    met = dict(goals(_result(leaking, blocks)))
+    met = _goals(_result(leaking, blocks))
     assert met["RSS after restart 40 within 2 % of after restart 20"] is False
     assert met["live heap after restart 40 within 2 % of after restart 20"] is True
-    met = dict(goals(_result(flat, blocks)))
+    met = _goals(_result(flat, blocks))
     assert met["RSS after restart 40 within 2 % of after restart 20"] is True
+
+
+def _goals(result: SoakResult) -> dict[str, bool]:
+    """The goals by their words up to a parenthesis (which holds the run's figures)."""
+    return {goal.split(" (")[0]: met for goal, met in goals(result)}
+
+
+def test_rss_is_judged_only_once_the_schedule_has_run_a_full_period() -> None:
+    """A flat RSS whose restart N came before the end of the scheduled load's first period
+    (the burst not yet seen) does not meet the goal, and the table says why."""
+    result = _result([100.0] * 40, [300_000.0] * 40)
+    result.schedule_period_s = 10_000.0
+    assert _goals(result)["RSS after restart 40 within 2 % of after restart 20"] is False
+    rows = dict(memory_rows(result))
+    assert "NOT past it" in rows["RSS after restart 20 -> 40"]
+    result.schedule_period_s = 200.0
+    assert _goals(result)["RSS after restart 40 within 2 % of after restart 20"] is True
+
+
+def test_a_heap_reading_no_full_collection_refreshed_is_no_reading() -> None:
+    """Cycles in which no full collection ran repeat an older cycle's reading: they are not
+    that cycle's heap after a full collection, and with none around N or 2N the table says
+    not measured."""
+    result = _result([100.0] * 40, [300_000.0] * 40)
+    for end in result.cycle_ends[12:]:  # no full collection after restart 11
+        end["full_gcs"] = 11.0
+    rows = dict(memory_rows(result))
+    assert rows["live heap after a full collection in the cycle after restart N -> 2N"].startswith(
+        "not measured"
+    )
 
 
 def test_no_heap_readings_is_not_a_flat_heap() -> None:
     """A soak whose loadsvc exported no heap gauge does not pass the heap goal on no data,
     and its table says not measured."""
     result = _result([100.0] * 40, [None] * 40)
-    met = dict(goals(result))
+    met = _goals(result)
     assert met["live heap after restart 40 within 2 % of after restart 20"] is False
     rows = dict(memory_rows(result))
-    assert rows["live heap after restart N -> 2N"].startswith("not measured")
+    assert rows["live heap after a full collection in the cycle after restart N -> 2N"].startswith(
+        "not measured"
+    )
 
 
 def test_a_restart_the_loop_lagged_through_fails_the_lag_goal() -> None:
@@ -92,3 +129,17 @@ def test_a_restart_the_loop_lagged_through_fails_the_lag_goal() -> None:
     assert dict(goals(result))[key] is False
     result.restarts[7]["lag_p99_ms"] = None
     assert dict(goals(result))[key] is False
+
+
+def test_the_garbage_of_a_cycle_is_the_rise_of_the_collectors_count() -> None:
+    """The table's garbage per cycle is the rise of loadsvc's freed-objects counter between
+    two cycle ends (15,000 a cycle reads 15,000, not the running total); none read, none
+    claimed."""
+    result = _result([100.0] * 40, [300_000.0] * 40)
+    for i, end in enumerate(result.cycle_ends):
+        end["gc_freed"] = 5_000.0 + 15_000.0 * i
+    assert garbage_per_cycle(result) == [15_000.0] * 40
+    assert dict(memory_rows(result))[GARBAGE_ROW] == "15,000, 15,000 over 40 cycles"
+    for end in result.cycle_ends:
+        del end["gc_freed"]
+    assert dict(memory_rows(result))[GARBAGE_ROW] == "not measured"

@@ -92,6 +92,9 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_baseline_records_skipped",  # each is logged with the field at fault
         "loadsvc_open_sockets",  # sampled by make soak; descriptors are alerted on instead
         "loadsvc_python_heap_blocks",  # sampled by make soak; memory is alerted on as RSS
+        "loadsvc_python_heap_blocks_after_full_gc",  # the soak's honest heap reading
+        "loadsvc_python_full_collections",  # how fresh that reading is
+        "loadsvc_python_cyclic_garbage",  # the soak's garbage per restart cycle
         "loadsvc_config_reloads",
         "loadsvc_config_last_reload_successful",
         "loadsvc_build_info",
