@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from loadsvc.lag import BUSY_SPAN_S, GeneratorState, ReadTiming
-from loadsvc.runstats import LIVE_BUCKETS, LatencySamples, exact_quantiles
+from loadsvc.latency import LIVE_BUCKETS, LatencySamples, exact_quantiles
 from loadsvc.timeseries import quantile_of
 from loadsvc.users.arrival import take_read_delays
 from loadsvc.users.wsconn import ArrivalBacklog

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from loadsvc.config.spec import EndpointRef, ScenarioSpec
 from loadsvc.lag import GeneratorState
+from loadsvc.latency import LatencySamples
 from loadsvc.metricbatch import MetricBatches
 from loadsvc.metrics import (
     CONTRACT,
@@ -30,7 +31,7 @@ from loadsvc.metrics import (
     declared_series,
 )
 from loadsvc.recorder_sinks import Clock, FailureTally, RecorderHttpSink, RecorderWsSink
-from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples
+from loadsvc.runstats import EndpointStats, EndpointSummary
 from loadsvc.verdict import Verdict
 
 if TYPE_CHECKING:

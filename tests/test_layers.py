@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "",
                 "config",
                 "runstats",
+                "latency",
                 "verdict",
                 "lag",
                 "collector",

@@ -8,10 +8,10 @@ import time
 from prometheus_client import CollectorRegistry
 
 from loadsvc.lag import is_busy
+from loadsvc.latency import exact_quantiles
 from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
-from loadsvc.runstats import exact_quantiles
 from tests.support.timing import wait_for_async
 
 LIMIT_S = 0.03  # wide, so a loaded shared machine does not make the quiet loop busy
