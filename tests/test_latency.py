@@ -92,3 +92,18 @@ def test_live_histogram_binned_in_bulk_equals_binning_each_sample(monkeypatch: o
         assert sum(s.histogram()[1]) == len(values)
     finally:
         setattr(rs, "MAX_SAMPLES", 2_000_000)  # noqa: B010
+
+
+def test_live_bucket_counts_bins_each_value_where_live_bucket_puts_it() -> None:
+    """The shared bulk binning equals binning one by one, for tiny, NaN, negative and infinite values."""
+    import numpy as np
+
+    import loadsvc.latency as rs
+
+    rng = random.Random(11)
+    values = [math.exp(rng.uniform(math.log(1e-7), math.log(1e4))) for _ in range(3000)]
+    values += [math.inf, math.nan, -1.0, 0.0, 1e-5, 1e-5 * 1.01]
+    expected = [0] * rs.LIVE_BUCKETS
+    for v in values:
+        expected[rs._live_bucket(v)] += 1
+    assert rs.live_bucket_counts(np.array(values)).tolist() == expected
