@@ -20,10 +20,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bench.table import Table
+from loadsvc.latency import LatencySamples
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import histogram_doc
-from loadsvc.runstats import LatencySamples
 from loadsvc.service.history import RunHistory
 from loadsvc.service.regressions import RegressionJudge
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.lag import NO_READS, ReadTiming, Timing, is_busy
+from loadsvc.latency import LIVE_BUCKETS
 from loadsvc.protocols import judged_endpoint
-from loadsvc.runstats import LIVE_BUCKETS
 from loadsvc.timeseries import Counts, quantile_of
 from loadsvc.verdict import Judgement, JudgementState, Verdict, quantile_judgement, trust_limit
 

@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from loadsvc.lag import BUSY_SPAN_S, GeneratorState, ReadTiming
-from loadsvc.runstats import LIVE_BUCKETS, LatencySamples, exact_quantiles
+from loadsvc.latency import LIVE_BUCKETS, LatencySamples, exact_quantiles, live_bucket_counts
 from loadsvc.timeseries import quantile_of
 from loadsvc.users.arrival import take_read_delays
 from loadsvc.users.wsconn import ArrivalBacklog
@@ -38,19 +38,11 @@ INTERVAL_S = 0.05  # what lag makes the generator busy: loadsvc.lag
 STATE_EVERY_S = 1.0  # how often the recent span is judged (a p99 of ~200 samples)
 
 
-_LOG_MIN = 1e-5  # the live histogram's layout (loadsvc.runstats): 1 % log buckets from 10 us
-_LOG_K = 1.0 / math.log1p(0.01)
-
-
 def bucket_counts(values: array[float]) -> np.ndarray:
     """``values`` (seconds) counted in the live histogram's buckets, at numpy's speed."""
-    v = np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
-    index = np.zeros(len(v), np.int64)
-    above = v > _LOG_MIN
-    index[above] = np.minimum(
-        (np.log(v[above] / _LOG_MIN) * _LOG_K).astype(np.int64) + 1, LIVE_BUCKETS - 1
+    return live_bucket_counts(
+        np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
     )
-    return np.bincount(index, minlength=LIVE_BUCKETS)
 
 
 class ReadWindow:

@@ -14,10 +14,11 @@ from loadsvc.headline import (
 )
 from loadsvc.lag import Timing, rule_of
 from loadsvc.lag import arrival_clock as arrival_clock
+from loadsvc.latency import HISTOGRAM_SCHEME, CompactHistogram
 from loadsvc.live import LiveVerdict
 from loadsvc.protocols import protocol_of
 from loadsvc.runner import RunResult
-from loadsvc.runstats import HISTOGRAM_SCHEME, CompactHistogram, EndpointSummary
+from loadsvc.runstats import EndpointSummary
 from loadsvc.verdict import Judgement
 
 

@@ -24,9 +24,10 @@ import structlog
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.feeders import Feeder
 from loadsvc.lag import NO_READS, ReadTiming, Timing
+from loadsvc.latency import LatencySamples
 from loadsvc.loopmon import LoopLagMonitor, ReadWindow
 from loadsvc.recorder import Recorder, ScenarioStats
-from loadsvc.runstats import EndpointSummary, LatencySamples
+from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group

@@ -22,10 +22,11 @@ import numpy as np
 
 from loadsvc.config.spec import ScenarioSpec, ScenarioThresholds
 from loadsvc.lag import GeneratorState, ReadTiming, arrival_clock
+from loadsvc.latency import LatencySamples
 from loadsvc.live import LiveJudge, LiveVerdict, SlidingCounts, live_window_from_env
 from loadsvc.protocols import protocol_of
 from loadsvc.recorder import ScenarioStats
-from loadsvc.runstats import EndpointStats, LatencySamples
+from loadsvc.runstats import EndpointStats
 from loadsvc.timeseries import TIERS, Counts, EndpointSeries, Interval, Tier
 
 # A first look at a run counts from its start, but never over more than this.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadsvc.runstats import LIVE_BUCKETS, live_bucket_value
+from loadsvc.latency import LIVE_BUCKETS, live_bucket_value
 
 Counts = npt.NDArray[np.int64]
 

@@ -38,9 +38,10 @@ from typing import Literal
 
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds
 from loadsvc.lag import NO_READS, ReadTiming, Rule, Timing, arrival_clock, rule_of, trust_limit_of
+from loadsvc.latency import LatencySamples, exact_quantiles
 from loadsvc.protocols import PROTOCOLS, JudgedEndpoint, ProtocolName, judged_endpoint
 from loadsvc.protocols import ThresholdName as ThresholdName
-from loadsvc.runstats import EndpointSummary, LatencySamples, exact_quantiles, with_percentiles
+from loadsvc.runstats import EndpointSummary, with_percentiles
 
 JudgementState = Literal["passed", "breached", "no_data"]
 WindowResult = Literal["passed", "failed", "generator_bound"]

@@ -21,8 +21,8 @@ from loadsvc.baseline import (
 from loadsvc.baseline.findings import span_of
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
 from loadsvc.config import load_config
+from loadsvc.latency import LatencySamples
 from loadsvc.report import histogram_doc
-from loadsvc.runstats import LatencySamples
 
 DAY = 86_400.0
 T0 = 1_795_392_000.0  # 2026-11-23 00:00 UTC

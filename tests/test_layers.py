@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     ("runner", frozenset({"runner", "sampler"})),
     ("users", frozenset({"users", "loopmon"})),
-    ("recorder", frozenset({"recorder", "metricbatch"})),
+    ("recorder", frozenset({"recorder", "recorder_sinks", "metricbatch"})),
     ("metrics", frozenset({"metrics", "selfmon"})),
     (
         "pure",
@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "",
                 "config",
                 "runstats",
+                "latency",
                 "verdict",
                 "lag",
                 "collector",
@@ -51,8 +52,12 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 # Whatever a layer may import by rank, these never: what imports Prometheus stays out of users.
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "users": frozenset({"loadsvc.recorder", "loadsvc.metrics", "prometheus_client"}),
-    "loopmon": frozenset({"loadsvc.recorder", "loadsvc.metrics", "prometheus_client"}),
+    "users": frozenset(
+        {"loadsvc.recorder", "loadsvc.recorder_sinks", "loadsvc.metrics", "prometheus_client"}
+    ),
+    "loopmon": frozenset(
+        {"loadsvc.recorder", "loadsvc.recorder_sinks", "loadsvc.metrics", "prometheus_client"}
+    ),
     "runner": frozenset({"loadsvc.metrics", "prometheus_client"}),
 }
 

@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.config.load import parse_config
 from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.latency import LatencySamples
 from loadsvc.live import LiveJudge, SlidingCounts, live_window_from_env
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
-from loadsvc.runstats import LatencySamples
 from loadsvc.sampler import SeriesSampler
 from tests.support.configs import config_text, rest_user, scenario
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from array import array
 
 from prometheus_client import CollectorRegistry
 
 from loadsvc.lag import is_busy
-from loadsvc.loopmon import LoopLagMonitor
+from loadsvc.latency import exact_quantiles
+from loadsvc.loopmon import LoopLagMonitor, bucket_counts
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
-from loadsvc.runstats import exact_quantiles
 from tests.support.timing import wait_for_async
 
 LIMIT_S = 0.03  # wide, so a loaded shared machine does not make the quiet loop busy
@@ -85,3 +87,10 @@ def test_the_state_without_a_limit_is_never_busy() -> None:
     monitor = LoopLagMonitor(None)
     assert not monitor.state.busy
     assert exact_quantiles  # the same nearest-rank p99 the verdict uses (imported by loopmon)
+
+
+def test_read_delays_are_binned_as_the_live_histogram_bins_them() -> None:
+    """An infinite read delay lands in the last live bucket instead of failing the lag sample."""
+    counts = bucket_counts(array("d", [0.001, math.inf, 0.0]))
+    assert counts.sum() == 3 and counts[-1] == 1 and counts[0] == 1
+    assert bucket_counts(array("d")).sum() == 0

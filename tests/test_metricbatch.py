@@ -11,7 +11,8 @@ from loadsvc.config.load import load_default
 from loadsvc.config.spec import EndpointRef
 from loadsvc.metricbatch import FLUSH_S, MetricBatches
 from loadsvc.metrics import create_metrics
-from loadsvc.recorder import Recorder, RecorderWsSink
+from loadsvc.recorder import Recorder
+from loadsvc.recorder_sinks import RecorderWsSink
 from tests.support.timing import wait_for_async
 
 BOUNDS = (0.005, 0.01, 0.1, 0.2, 1.0)

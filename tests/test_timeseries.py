@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from loadsvc.runstats import LIVE_BUCKETS, LatencySamples
+from loadsvc.latency import LIVE_BUCKETS, LatencySamples
 from loadsvc.timeseries import FIELDS, TIERS, EndpointSeries, Interval, Tier, quantile_of
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, StallThreshold, Thresholds
-from loadsvc.runstats import EndpointStats, EndpointSummary, LatencySamples, nearest_rank
+from loadsvc.latency import LatencySamples, nearest_rank
+from loadsvc.runstats import EndpointStats, EndpointSummary
 from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from loadsvc.runstats import HISTOGRAM_SCHEME, bucket_lower_edge
+from loadsvc.latency import HISTOGRAM_SCHEME, bucket_lower_edge
 
 # Stop summing a tail once a term adds less than this share of the total.
 _NEGLIGIBLE = 1e-15

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from loadsvc.runstats import HISTOGRAM_SCHEME
+from loadsvc.latency import HISTOGRAM_SCHEME
 
 # Unix times a record may carry: 2000-01-01 .. 2100-01-01 (a time in ms is far past it).
 EARLIEST_S = 946_684_800.0
