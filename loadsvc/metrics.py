@@ -9,7 +9,8 @@ passes; tests pass a fresh ``CollectorRegistry``), :data:`GAUGE_MERGE`, the
 series :meth:`loadsvc.recorder.Recorder.declare` creates, and the names that
 ``loadsvc.render`` writes into rules and dashboards (:data:`NAMES`).
 
-Only :mod:`loadsvc.recorder` writes these metrics; everything else hands it events.
+Only :mod:`loadsvc.recorder` and its sinks (:mod:`loadsvc.recorder_sinks`) write these metrics;
+everything else hands them events.
 """
 
 from __future__ import annotations
