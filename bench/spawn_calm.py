@@ -8,7 +8,9 @@ what ``loadsvc run`` drives) alone on the other, the seed's ``/ws/market`` strea
 - ``2,000 open``: 2,000 connections opened at 1,000/s, then held;
 - ``2,000 + 100/s``: the same 2,000, then 100 more every second through the warm-up
   and the window (so 2,000 + 100 x (ramp detection + warm-up) at the mark, and 1,000
-  more by its end);
+  more by its end), each tick's 100 started spread over the tick (the runner's way);
+- ``2,000 + 100/s burst``: the same, each tick's 100 started at once (the runner before
+  the spread, ``BENCH_SPAWN=burst``);
 - ``N open``: as many held as the spawning trial has at the *end* of its window, so
   what its open connections alone cause is bounded from above.
 
@@ -35,7 +37,7 @@ from bench import tools
 from bench.scenarios import MAX_DURATION, REQUIRED_WS_KEYS
 from bench.table import Table
 from bench.target import WS_MARKET
-from bench.trial import Environment, TrialSpec
+from bench.trial import Child, Environment, TrialSpec
 
 OPEN = 2000
 FAST_RATE = 1000  # how the 2,000 are opened (as bench/ws_arrival.py)
@@ -73,19 +75,25 @@ def _spawning(seconds: float) -> str:
     )
 
 
+SPAWNING = {"spawn": "spread", "burst": "burst"}  # condition: the runner's BENCH_SPAWN
+
+
 def trial(
     env: Environment, condition: str, held: int, warmup: float, window: float
 ) -> dict[str, Any]:
-    """One trial of ``condition``: ``open`` (``held`` connections) or ``spawn``."""
-    if condition == "spawn":
+    """One trial of ``condition``: ``open`` (``held`` connections), ``spawn`` or ``burst``."""
+    if condition in SPAWNING:
         # Spawning from 2,000 on, long enough to cover ramp detection, warm-up and window.
-        shape, label = _spawning(warmup + window + 10), f"{OPEN:,} + {SPAWN_RATE}/s"
+        shape = _spawning(warmup + window + 10)
+        label = f"{OPEN:,} + {SPAWN_RATE}/s" + (" burst" if condition == "burst" else "")
     else:
         shape, label = _constant(held), f"{held:,} open"
     name = f"spawn-{condition}-{held}"
     config = tools._config(env.workdir, name, _scenario(shape))
-    generator = tools._loadsvc(config, "bench_ws")
-    ramped_at = OPEN if condition == "spawn" else held
+    child = tools._loadsvc(config, "bench_ws")
+    spawning = SPAWNING.get(condition, "spread")
+    generator = Child(child.name, child.command, {**child.env, "BENCH_SPAWN": spawning})
+    ramped_at = OPEN if condition in SPAWNING else held
     spec = TrialSpec(
         name,
         generator,
@@ -168,7 +176,7 @@ def main() -> None:
     warmup, window = (float(x) for x in args.window.split(","))
     # Ramp detection is about 1 s after the 2,000 are open: the spawning trial's end count.
     end = OPEN + round(SPAWN_RATE * (1 + warmup + window) / 100) * 100
-    conditions = [("open", OPEN), ("spawn", OPEN), ("open", end)]
+    conditions = [("open", OPEN), ("burst", OPEN), ("spawn", OPEN), ("open", end)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="spawn_calm.") as tmp:
         env = Environment(Path(tmp))
@@ -180,7 +188,7 @@ def main() -> None:
                     print(f"{condition} {held}: trial failed ({exc!r})", flush=True)
                     continue
                 print(" | ".join(table(rows[-1:], "").rows[0]), flush=True)
-    order = {"open": 0, "spawn": 1}
+    order = {"open": 0, "burst": 1, "spawn": 2}
     rows.sort(key=lambda r: (order[r["condition"]], r["label"]))
     print(table(rows, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())).text())
 

@@ -40,9 +40,9 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     recorder = Recorder(metrics)
     monitor = LoopLagMonitor(recorder)
     monitor.start()
-    run = ScenarioRun(
-        config.scenario(scenario), Target(url), recorder, RunOptions(), monitor=monitor
-    )
+    # bench/spawn_calm.py compares starts spread over each tick with the old burst.
+    options = RunOptions(spread_starts=os.environ.get("BENCH_SPAWN", "spread") != "burst")
+    run = ScenarioRun(config.scenario(scenario), Target(url), recorder, options, monitor=monitor)
     ctl.ready()
     await ctl.wait("go")
     execution = asyncio.get_running_loop().create_task(run.execute())
