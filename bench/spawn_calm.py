@@ -79,7 +79,7 @@ SPAWNING = {"spawn": "spread", "burst": "burst"}  # condition: the runner's BENC
 
 
 def trial(
-    env: Environment, condition: str, held: int, warmup: float, window: float
+    env: Environment, condition: str, held: int, warmup: float, window: float, gc: str = "on"
 ) -> dict[str, Any]:
     """One trial of ``condition``: ``open`` (``held`` connections), ``spawn`` or ``burst``."""
     if condition in SPAWNING:
@@ -92,7 +92,9 @@ def trial(
     config = tools._config(env.workdir, name, _scenario(shape))
     child = tools._loadsvc(config, "bench_ws")
     spawning = SPAWNING.get(condition, "spread")
-    generator = Child(child.name, child.command, {**child.env, "BENCH_SPAWN": spawning})
+    generator = Child(
+        child.name, child.command, {**child.env, "BENCH_SPAWN": spawning, "BENCH_GC": gc}
+    )
     ramped_at = OPEN if condition in SPAWNING else held
     spec = TrialSpec(
         name,
@@ -116,6 +118,8 @@ def trial(
         "gen_cpu": m.cpu_s / m.wall_s if m.wall_s else None,
         "other_load": m.other_load,
         "result": result.get("result"),
+        "gc_max_ms": result.get("gc_max_ms"),
+        "gc_full": result.get("gc_full"),
     }
 
 
@@ -134,6 +138,8 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "-" if r["frames_per_cpu_s"] is None else f"{r['frames_per_cpu_s']:,.0f}",
             "-" if r["gen_cpu"] is None else f"{r['gen_cpu']:.0%}",
             f"{r['other_load']:.0%}",
+            _ms(r["gc_max_ms"]),
+            "-" if r["gc_full"] is None else str(r["gc_full"]),
             str(r["result"]),
         ]
         for r in rows
@@ -143,7 +149,7 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
         if r["lag_p99_ms"] is not None:
             by.setdefault(r["label"], []).append(r["lag_p99_ms"])
     for label, lags in by.items():
-        body.append([f"median of {label}", _ms(statistics.median(lags)), "", "", "", "", "", ""])
+        body.append([f"median of {label}", _ms(statistics.median(lags)), *[""] * 8])
     return Table(
         f"Loop lag p99 with {OPEN:,} open WS connections, alone and while connecting "
         f"{SPAWN_RATE}/s more, {when}",
@@ -155,13 +161,16 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "frames / CPU-s",
             "gen CPU",
             "others' load",
+            "longest GC ms",
+            "full GCs",
             "verdict",
         ],
         body,
         note=(
             "loop lag p99: the verdict window's (50 ms samples, the window only, not the ramp). "
             "The N-open condition holds what the spawning trial has open at the end of its "
-            "window: what those connections alone cause. * processes outside the trial took "
+            "window: what those connections alone cause. GC: the cyclic collector's longest "
+            "pause and its full collections in the window. * processes outside the trial took "
             "more than 10 % of a core in the window (the machine is shared)."
         ),
     )
@@ -172,6 +181,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--window", default="2,12", help="warm-up,window seconds")
+    p.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        default="on",
+        help="off: the generator's cyclic collector disabled, to see the spawning's own cost",
+    )
     args = p.parse_args()
     warmup, window = (float(x) for x in args.window.split(","))
     # Ramp detection is about 1 s after the 2,000 are open: the spawning trial's end count.
@@ -183,14 +198,15 @@ def main() -> None:
         for k in range(args.passes):
             for condition, held in conditions if k % 2 == 0 else conditions[::-1]:
                 try:
-                    rows.append(trial(env, condition, held, warmup, window))
+                    rows.append(trial(env, condition, held, warmup, window, args.gc))
                 except (OSError, RuntimeError) as exc:  # a starved target: say so, go on
                     print(f"{condition} {held}: trial failed ({exc!r})", flush=True)
                     continue
                 print(" | ".join(table(rows[-1:], "").rows[0]), flush=True)
     order = {"open": 0, "burst": 1, "spawn": 2}
     rows.sort(key=lambda r: (order[r["condition"]], r["label"]))
-    print(table(rows, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())).text())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(table(rows, when + ("" if args.gc == "on" else ", the collector off")).text())
 
 
 if __name__ == "__main__":

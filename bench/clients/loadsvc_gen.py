@@ -12,8 +12,10 @@ result (the graceful stop after it is not in it).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
+import time
 from pathlib import Path
 
 import uvloop
@@ -33,6 +35,29 @@ from loadsvc.users.base import Target
 from loadsvc.users.wsconn import ArrivalBacklog
 
 
+class Collections:
+    """The cyclic collector's pauses (``gc.callbacks``): what a collection cost the loop."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> dict[str, float | int]:
+        """The longest pause, the sum (ms), and the full collections since the last reset."""
+        spent = [s for _, s in self.pauses]
+        return {
+            "gc_max_ms": max(spent, default=0.0) * 1e3,
+            "gc_total_ms": sum(spent) * 1e3,
+            "gc_full": sum(1 for g, _ in self.pauses if g == 2),
+        }
+
+
 async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> None:
     """Set up, then run the scenario between the harness's ``go`` and ``stop``."""
     config = parse_config(config_file.read_text(), str(config_file))
@@ -48,6 +73,8 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     execution = asyncio.get_running_loop().create_task(run.execute())
     await ctl.wait("mark")
     await run.roll_window()
+    collections = Collections()
+    gc.callbacks.append(collections)
     backlog = ArrivalBacklog.of(asyncio.get_running_loop())
     shared_before = backlog.frames_sharing_a_read
     unstamped_before = StampedTransport.unstamped_in_process
@@ -55,6 +82,7 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     # The window ends at stop, as the target's truth does: not after the graceful stop,
     # while thousands of connections close and frames published meanwhile wait.
     window = await run.roll_window()
+    gc.callbacks.remove(collections)
     shared = backlog.frames_sharing_a_read - shared_before
     unstamped = StampedTransport.unstamped_in_process - unstamped_before
     run.stop()
@@ -70,6 +98,7 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
             "frames_sharing_a_read": shared,
             "unstamped_reads": unstamped,
             "after_stop_p99_ms": tail.get("p99_ms"),
+            **collections.summary(),  # the window's collector pauses (bench/spawn_calm.py)
         }
     )
 
@@ -80,6 +109,9 @@ def main(argv: list[str]) -> None:
     configure_logging(json=True, level="warning")
     # bench/ws_arrival.py compares the clocks: "loop" times arrivals as before the kernel's.
     arrival.use_kernel_clock(os.environ.get("BENCH_ARRIVAL_CLOCK", "kernel") != "loop")
+    if os.environ.get("BENCH_GC") == "off":
+        # bench/spawn_calm.py --gc off: the loop's own cost without the collector's pauses.
+        gc.disable()
     uvloop.run(drive(Control(control_dir, name), url, Path(config_file), scenario))
 
 
