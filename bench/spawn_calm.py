@@ -187,11 +187,18 @@ def main() -> None:
         default="on",
         help="off: the generator's cyclic collector disabled, to see the spawning's own cost",
     )
+    p.add_argument(
+        "--conditions",
+        default="open,burst,spawn,open-end",
+        help="which of open (2,000), burst, spawn, open-end (the spawning trial's end) to run",
+    )
     args = p.parse_args()
     warmup, window = (float(x) for x in args.window.split(","))
     # Ramp detection is about 1 s after the 2,000 are open: the spawning trial's end count.
     end = OPEN + round(SPAWN_RATE * (1 + warmup + window) / 100) * 100
-    conditions = [("open", OPEN), ("burst", OPEN), ("spawn", OPEN), ("open", end)]
+    every = {"open": ("open", OPEN), "burst": ("burst", OPEN), "spawn": ("spawn", OPEN)}
+    every["open-end"] = ("open", end)
+    conditions = [every[c] for c in args.conditions.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="spawn_calm.") as tmp:
         env = Environment(Path(tmp))
