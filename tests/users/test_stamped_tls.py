@@ -37,8 +37,10 @@ from tests.support.tls import localhost_tls_pair
 from tests.users.test_arrival import (
     BLOCKED_S,
     KERNEL_SLACK_S,
+    REST_SCENARIO,
     SCENARIO,
     HttpExchange,
+    http_answers_at_once,
     http_answers_when_released,
     http_latency_with_blocked_loop,
     publishing_server,
@@ -306,3 +308,19 @@ async def test_a_wss_run_against_another_ca_counts_tls_connect_errors(
     labels = {"scenario": "s", "endpoint": "/ws/market", "reason": "tls"}
     errors = registry.get_sample_value("loadsvc_ws_connection_errors_total", labels)
     assert errors is not None and errors >= 2  # each of the two users' attempts
+
+
+@needs_stamps
+async def test_an_https_rest_endpoint_reports_its_responses_on_the_kernel_clock(
+    metrics: Metrics, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    """Every HTTPS response of a REST run is kernel-timed, and the summary says so."""
+    server_tls, client_tls = tls_pair
+    spec = parse_config(REST_SCENARIO, "test.yaml").scenario("s")
+    with serving_in_thread(http_answers_at_once, tls=server_tls) as server:
+        result = await ScenarioRun(
+            spec, Target(server.url, tls=client_tls), Recorder(metrics), RunOptions(tick_s=0.1)
+        ).execute()
+    (doc,) = summary_doc(result, server.url)["endpoints"]
+    assert doc["count"] > 0 and doc["outcomes"].get("ok") == doc["count"]
+    assert doc["arrival_clock"] == "kernel"
