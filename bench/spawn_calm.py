@@ -183,9 +183,10 @@ def main() -> None:
     p.add_argument("--window", default="2,12", help="warm-up,window seconds")
     p.add_argument(
         "--gc",
-        choices=("on", "off"),
+        choices=("on", "off", "calm"),
         default="on",
-        help="off: the generator's cyclic collector disabled, to see the spawning's own cost",
+        help="off: the generator's cyclic collector disabled, to see the spawning's own cost; "
+        "calm: start-up's heap frozen first, as `loadsvc run` does",
     )
     p.add_argument(
         "--conditions",
@@ -213,7 +214,8 @@ def main() -> None:
     order = {"open": 0, "burst": 1, "spawn": 2}
     rows.sort(key=lambda r: (order[r["condition"]], r["label"]))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(table(rows, when + ("" if args.gc == "on" else ", the collector off")).text())
+    gc_note = {"on": "", "off": ", the collector off", "calm": ", start-up heap frozen"}
+    print(table(rows, when + gc_note[args.gc]).text())
 
 
 if __name__ == "__main__":

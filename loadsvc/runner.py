@@ -4,9 +4,10 @@ Once a tick it asks the load shape how many users there should be, splits
 them over the user groups by weight (and takes this shard's share), and starts
 or cancels users to match. The users a tick adds start evenly spread over that
 tick, not all at its first instant: a hundred connects and handshakes at once
-stall the loop that times every open connection's frames (issue 22 item 3). A run has two deadlines, as k6's executors do: at
-the end of the plan (or on ``stop()``) users stop *starting* work and idle ones
-are cancelled; ``graceful_stop_s`` later whatever is still busy is cancelled.
+stall the loop that times every open connection's frames (issue 22 item 3).
+A run has two deadlines, as k6's executors do: at the end of the plan (or on
+``stop()``) users stop *starting* work and idle ones are cancelled;
+``graceful_stop_s`` later whatever is still busy is cancelled.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from bench.control import Control
+from loadsvc.collector import calm_collector
 from loadsvc.config import parse_config
 from loadsvc.logs import configure_logging
 from loadsvc.loopmon import LoopLagMonitor
@@ -112,6 +113,8 @@ def main(argv: list[str]) -> None:
     if os.environ.get("BENCH_GC") == "off":
         # bench/spawn_calm.py --gc off: the loop's own cost without the collector's pauses.
         gc.disable()
+    elif os.environ.get("BENCH_GC") == "calm":
+        calm_collector()  # as `loadsvc run` does: start-up's heap frozen
     uvloop.run(drive(Control(control_dir, name), url, Path(config_file), scenario))
 
 

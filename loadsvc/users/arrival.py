@@ -33,7 +33,6 @@ import asyncio
 import collections
 import ipaddress
 import socket
-import ssl as _ssl
 import struct
 import sys
 import time
@@ -471,13 +470,12 @@ async def open_connection(
     """Open a TCP (or TLS) connection for ``factory``'s protocol: kernel-stamped where possible."""
     loop = asyncio.get_running_loop()
     if _enabled:
-        if ssl is None:
+        if not ssl:  # None or False, as asyncio reads it: plain TCP
             return await open_stamped(loop, factory, host, port)
         # Imported here: TLS is built on this module's stamped socket.
         from loadsvc.users.stamped_tls import open_stamped_tls
 
-        context = _ssl.create_default_context() if ssl is True else ssl
-        return await open_stamped_tls(loop, factory, host, port, context, server_hostname)
+        return await open_stamped_tls(loop, factory, host, port, ssl, server_hostname)
     return await loop.create_connection(
         factory, host, port, ssl=ssl, server_hostname=server_hostname
     )

@@ -320,15 +320,18 @@ async def open_stamped_tls(
     factory: Callable[[], _P],
     host: str,
     port: int,
-    context: ssl.SSLContext,
+    context: ssl.SSLContext | bool,
     server_hostname: str | None = None,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
 ) -> tuple[StampedTLSTransport, _P]:
     """Connect to ``host:port`` over TLS with kernel-stamped reads; the handshake done.
 
+    ``context`` True means a default verifying context, as asyncio's ``ssl=True`` does.
     ``server_hostname`` (SNI and the name the certificate must carry) defaults to
     ``host``, as asyncio's ``create_connection`` does; ``""`` sends none.
     """
+    if not isinstance(context, ssl.SSLContext):
+        context = ssl.create_default_context()
     raw, cipher = await open_stamped(loop, _Ciphertext, host, port)
     name = host if server_hostname is None else server_hostname or None
     try:
