@@ -411,5 +411,7 @@ users:
     # Started 0.1 s apart: 0.9 s from first to last. Wide margin for a loaded machine; all
     # ten in one burst (the old runner) took a few milliseconds.
     assert handshakes[-1] - handshakes[0] >= 0.45
+    # Spread, not most together and one late: most gaps near 0.1 s (a burst's are ~0.5 ms;
+    # a loop stall can bunch a few timers, so not all).
     gaps = [b - a for a, b in itertools.pairwise(handshakes)]
-    assert max(gaps) < 0.9  # spread, not one early and the rest late
+    assert sum(g >= 0.03 for g in gaps) >= len(gaps) // 2, gaps
