@@ -183,10 +183,11 @@ def main() -> None:
     p.add_argument("--window", default="2,12", help="warm-up,window seconds")
     p.add_argument(
         "--gc",
-        choices=("on", "off", "calm"),
+        choices=("on", "off", "calm", "freeze"),
         default="on",
         help="off: the generator's cyclic collector disabled, to see the spawning's own cost; "
-        "calm: start-up's heap frozen first, as `loadsvc run` does",
+        "calm: start-up's heap frozen first, as `loadsvc run` does; freeze: an experiment, "
+        "what survives frozen every second",
     )
     p.add_argument(
         "--conditions",
@@ -214,7 +215,12 @@ def main() -> None:
     order = {"open": 0, "burst": 1, "spawn": 2}
     rows.sort(key=lambda r: (order[r["condition"]], r["label"]))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    gc_note = {"on": "", "off": ", the collector off", "calm": ", start-up heap frozen"}
+    gc_note = {
+        "on": "",
+        "off": ", the collector off",
+        "calm": ", start-up heap frozen",
+        "freeze": ", survivors frozen every second",
+    }
     print(table(rows, when + gc_note[args.gc]).text())
 
 

@@ -59,6 +59,12 @@ class Collections:
         }
 
 
+async def _freeze_every(interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        gc.freeze()
+
+
 async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> None:
     """Set up, then run the scenario between the harness's ``go`` and ``stop``."""
     config = parse_config(config_file.read_text(), str(config_file))
@@ -72,6 +78,11 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     ctl.ready()
     await ctl.wait("go")
     execution = asyncio.get_running_loop().create_task(run.execute())
+    if os.environ.get("BENCH_GC") == "freeze":
+        # An experiment (bench/spawn_calm.py --gc freeze), not what loadsvc does: what survives
+        # is frozen every second, so a full collection walks one second's objects, not the
+        # whole heap. Cyclic garbage frozen with it is never freed: a leak in a long run.
+        freezer = asyncio.get_running_loop().create_task(_freeze_every(1.0))
     await ctl.wait("mark")
     await run.roll_window()
     collections = Collections()
@@ -88,6 +99,8 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     unstamped = StampedTransport.unstamped_in_process - unstamped_before
     run.stop()
     after_stop = await execution
+    if os.environ.get("BENCH_GC") == "freeze":
+        freezer.cancel()
     await monitor.stop()
     doc = summary_doc(window, url)
     (tail,) = summary_doc(after_stop, url)["endpoints"] or [{}]
