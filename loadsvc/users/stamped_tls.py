@@ -124,13 +124,20 @@ class StampedTLSTransport(KernelTimedTransport):
             return
         except (ssl.SSLError, ssl.CertificateError) as exc:
             self._flush()  # the alert that tells the server why
-            if not self._handshake.done():
-                self._handshake.set_exception(exc)
+            self._fail_handshake(exc)
             self._raw.close()
             return
         self._flush()
         if not self._handshake.done():
             self._handshake.set_result(None)
+
+    def _fail_handshake(self, exc: BaseException) -> None:
+        # Its traceback would hold this frame, which holds this transport, which holds the
+        # future that holds the exception: a cycle per failed handshake (a wrong CA, every
+        # retry) for the cyclic collector (issue 20). The type and message are what is read.
+        exc.__traceback__ = None
+        if not self._handshake.done():
+            self._handshake.set_exception(exc)
 
     def start(self, protocol: asyncio.Protocol) -> None:
         """Hand the connection to ``protocol``: what came early first, in order, then live."""
@@ -203,7 +210,7 @@ class StampedTLSTransport(KernelTimedTransport):
     def _lost(self, exc: Exception | None) -> None:
         """The socket closed: a handshake waiting fails; the protocol is told once."""
         if not self._handshake.done():
-            self._handshake.set_exception(
+            self._fail_handshake(
                 exc or ConnectionResetError("the connection closed during the TLS handshake")
             )
             return
@@ -334,14 +341,17 @@ async def open_stamped_tls(
         context = ssl.create_default_context()
     raw, cipher = await open_stamped(loop, _Ciphertext, host, port)
     name = host if server_hostname is None else server_hostname or None
+    tls = StampedTLSTransport(loop, raw, context, name)
+    cipher.tls = tls
     try:
-        tls = StampedTLSTransport(loop, raw, context, name)
-        cipher.tls = tls
         await tls.handshake(handshake_timeout_s)
-    except BaseException:  # a failed handshake, a timeout, a cancel: the socket must not leak
+    except BaseException as exc:  # a failed handshake, a timeout, a cancel: no socket leaks
         cipher.tls = None
         raw.abort()
-        raise
+        # No cycle through the frames of the way up (they hold the transport, which holds
+        # the failed future, which holds the exception): raised from here, without them.
+        del tls, cipher, raw
+        raise exc.with_traceback(None) from exc.__cause__
     protocol = factory()
     assert isinstance(protocol, asyncio.Protocol)
     tls.start(protocol)

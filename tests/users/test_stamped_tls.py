@@ -9,10 +9,12 @@ for ``localhost`` (``tests/support/tls.py``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -324,3 +326,36 @@ async def test_an_https_rest_endpoint_reports_its_responses_on_the_kernel_clock(
     (doc,) = summary_doc(result, server.url)["endpoints"]
     assert doc["count"] > 0 and doc["outcomes"].get("ok") == doc["count"]
     assert doc["arrival_clock"] == "kernel"
+
+
+@needs_stamps
+def test_failed_handshakes_leave_no_cyclic_garbage(run: Run) -> None:
+    """Refused certificates (every retry against a wrong CA) are freed at once, not by the
+    cyclic collector: no transport or exception of theirs in a collection's garbage."""
+    server_tls, _ = localhost_tls_pair()
+    _, other_ca_client = localhost_tls_pair()
+    with serving_in_thread(answers_nothing, tls=server_tls) as server:
+
+        async def body() -> None:
+            refused = 0
+            for _ in range(5):
+                try:  # not pytest.raises: its record of the exception is a cycle of its own
+                    await connect_tls(server.url, other_ca_client)
+                except ssl.SSLCertVerificationError:
+                    refused += 1
+            assert refused == 5
+            await asyncio.sleep(0)  # the sockets' closing callbacks
+            gc.collect()
+            kinds = Counter(type(o).__name__ for o in gc.garbage)
+            # The server's side (asyncio's own TLS, in its thread) leaves cycles of its own
+            # (an SSLError future per refused client): only the client's objects are judged.
+            for kind in ("StampedTLSTransport", "StampedTransport", "SSLCertVerificationError"):
+                assert kinds[kind] == 0, kinds.most_common(10)
+
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            run(body())
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
