@@ -8,7 +8,9 @@ what ``loadsvc run`` drives) alone on the other, the seed's ``/ws/market`` strea
 - ``2,000 open``: 2,000 connections opened at 1,000/s, then held;
 - ``2,000 + 100/s``: the same 2,000, then 100 more every second through the warm-up
   and the window (so 2,000 + 100 x (ramp detection + warm-up) at the mark, and 1,000
-  more by its end);
+  more by its end), each tick's 100 started spread over the tick (the runner's way);
+- ``2,000 + 100/s burst``: the same, each tick's 100 started at once (the runner before
+  the spread, ``BENCH_SPAWN=burst``);
 - ``N open``: as many held as the spawning trial has at the *end* of its window, so
   what its open connections alone cause is bounded from above.
 
@@ -35,7 +37,7 @@ from bench import tools
 from bench.scenarios import MAX_DURATION, REQUIRED_WS_KEYS
 from bench.table import Table
 from bench.target import WS_MARKET
-from bench.trial import Environment, TrialSpec
+from bench.trial import Child, Environment, TrialSpec
 
 OPEN = 2000
 FAST_RATE = 1000  # how the 2,000 are opened (as bench/ws_arrival.py)
@@ -73,19 +75,27 @@ def _spawning(seconds: float) -> str:
     )
 
 
+SPAWNING = {"spawn": "spread", "burst": "burst"}  # condition: the runner's BENCH_SPAWN
+
+
 def trial(
-    env: Environment, condition: str, held: int, warmup: float, window: float
+    env: Environment, condition: str, held: int, warmup: float, window: float, gc: str = "on"
 ) -> dict[str, Any]:
-    """One trial of ``condition``: ``open`` (``held`` connections) or ``spawn``."""
-    if condition == "spawn":
+    """One trial of ``condition``: ``open`` (``held`` connections), ``spawn`` or ``burst``."""
+    if condition in SPAWNING:
         # Spawning from 2,000 on, long enough to cover ramp detection, warm-up and window.
-        shape, label = _spawning(warmup + window + 10), f"{OPEN:,} + {SPAWN_RATE}/s"
+        shape = _spawning(warmup + window + 10)
+        label = f"{OPEN:,} + {SPAWN_RATE}/s" + (" burst" if condition == "burst" else "")
     else:
         shape, label = _constant(held), f"{held:,} open"
     name = f"spawn-{condition}-{held}"
     config = tools._config(env.workdir, name, _scenario(shape))
-    generator = tools._loadsvc(config, "bench_ws")
-    ramped_at = OPEN if condition == "spawn" else held
+    child = tools._loadsvc(config, "bench_ws")
+    spawning = SPAWNING.get(condition, "spread")
+    generator = Child(
+        child.name, child.command, {**child.env, "BENCH_SPAWN": spawning, "BENCH_GC": gc}
+    )
+    ramped_at = OPEN if condition in SPAWNING else held
     spec = TrialSpec(
         name,
         generator,
@@ -108,6 +118,8 @@ def trial(
         "gen_cpu": m.cpu_s / m.wall_s if m.wall_s else None,
         "other_load": m.other_load,
         "result": result.get("result"),
+        "gc_max_ms": result.get("gc_max_ms"),
+        "gc_full": result.get("gc_full"),
     }
 
 
@@ -126,6 +138,8 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "-" if r["frames_per_cpu_s"] is None else f"{r['frames_per_cpu_s']:,.0f}",
             "-" if r["gen_cpu"] is None else f"{r['gen_cpu']:.0%}",
             f"{r['other_load']:.0%}",
+            _ms(r["gc_max_ms"]),
+            "-" if r["gc_full"] is None else str(r["gc_full"]),
             str(r["result"]),
         ]
         for r in rows
@@ -135,7 +149,7 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
         if r["lag_p99_ms"] is not None:
             by.setdefault(r["label"], []).append(r["lag_p99_ms"])
     for label, lags in by.items():
-        body.append([f"median of {label}", _ms(statistics.median(lags)), "", "", "", "", "", ""])
+        body.append([f"median of {label}", _ms(statistics.median(lags)), *[""] * 8])
     return Table(
         f"Loop lag p99 with {OPEN:,} open WS connections, alone and while connecting "
         f"{SPAWN_RATE}/s more, {when}",
@@ -147,13 +161,16 @@ def table(rows: list[dict[str, Any]], when: str) -> Table:
             "frames / CPU-s",
             "gen CPU",
             "others' load",
+            "longest GC ms",
+            "full GCs",
             "verdict",
         ],
         body,
         note=(
             "loop lag p99: the verdict window's (50 ms samples, the window only, not the ramp). "
             "The N-open condition holds what the spawning trial has open at the end of its "
-            "window: what those connections alone cause. * processes outside the trial took "
+            "window: what those connections alone cause. GC: the cyclic collector's longest "
+            "pause and its full collections in the window. * processes outside the trial took "
             "more than 10 % of a core in the window (the machine is shared)."
         ),
     )
@@ -164,25 +181,47 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--window", default="2,12", help="warm-up,window seconds")
+    p.add_argument(
+        "--gc",
+        choices=("on", "off", "calm", "freeze"),
+        default="on",
+        help="off: the generator's cyclic collector disabled, to see the spawning's own cost; "
+        "calm: start-up's heap frozen first, as `loadsvc run` does; freeze: an experiment, "
+        "what survives frozen every second",
+    )
+    p.add_argument(
+        "--conditions",
+        default="open,burst,spawn,open-end",
+        help="which of open (2,000), burst, spawn, open-end (the spawning trial's end) to run",
+    )
     args = p.parse_args()
     warmup, window = (float(x) for x in args.window.split(","))
     # Ramp detection is about 1 s after the 2,000 are open: the spawning trial's end count.
     end = OPEN + round(SPAWN_RATE * (1 + warmup + window) / 100) * 100
-    conditions = [("open", OPEN), ("spawn", OPEN), ("open", end)]
+    every = {"open": ("open", OPEN), "burst": ("burst", OPEN), "spawn": ("spawn", OPEN)}
+    every["open-end"] = ("open", end)
+    conditions = [every[c] for c in args.conditions.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="spawn_calm.") as tmp:
         env = Environment(Path(tmp))
         for k in range(args.passes):
             for condition, held in conditions if k % 2 == 0 else conditions[::-1]:
                 try:
-                    rows.append(trial(env, condition, held, warmup, window))
+                    rows.append(trial(env, condition, held, warmup, window, args.gc))
                 except (OSError, RuntimeError) as exc:  # a starved target: say so, go on
                     print(f"{condition} {held}: trial failed ({exc!r})", flush=True)
                     continue
                 print(" | ".join(table(rows[-1:], "").rows[0]), flush=True)
-    order = {"open": 0, "spawn": 1}
+    order = {"open": 0, "burst": 1, "spawn": 2}
     rows.sort(key=lambda r: (order[r["condition"]], r["label"]))
-    print(table(rows, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())).text())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    gc_note = {
+        "on": "",
+        "off": ", the collector off",
+        "calm": ", start-up heap frozen",
+        "freeze": ", survivors frozen every second",
+    }
+    print(table(rows, when + gc_note[args.gc]).text())
 
 
 if __name__ == "__main__":

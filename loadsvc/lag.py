@@ -38,7 +38,7 @@ kernel holds frames back. So there (:class:`ReadTiming`, the rule
   the backend's, however high the loop lag.
 - **adjusted** takes the read delay off while busy, nothing otherwise.
 
-Everything else (TLS, a fallback to the loop's clock, ``mixed``, REST latency that
+Everything else (a fallback to the loop's clock, ``mixed``, REST latency that
 starts at the loop's intended start, connect times) keeps the loop rule.
 
 Pure functions, no clock: the verdict, the baseline and the recorder call them.

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from dataclasses import replace
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from loadsvc.config import parse_config
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard
+from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard, start_offsets
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
-from tests.support.timing import wait_for_async
+from tests.support.timing import scaled, wait_for_async
+from tests.support.wsservers import RawWsConnection, raw_ws_server
 
 FAST = RunOptions(tick_s=0.1, seed=1)
 
@@ -367,3 +371,47 @@ users:
     assert by_endpoint["/ws/foreign"].count - by_endpoint["/ws/foreign"].status_messages > 0
     assert all(e.errors == 0 and e.connects == 1 for e in result.endpoints)
     assert result.passed
+
+
+def test_start_offsets_spread_a_ticks_users_evenly_first_at_once() -> None:
+    """A tick's new users start evenly over the tick, the first at once; none left over."""
+    offsets = list(itertools.islice(start_offsets(5, 1.0), 7))
+    assert offsets == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.0, 0.0])
+    assert next(start_offsets(0, 1.0)) == 0.0
+    assert next(start_offsets(-3, 1.0)) == 0.0  # cancelling users: nothing to spread
+
+
+async def test_a_ticks_users_connect_spread_over_the_tick_and_count_at_once(
+    metrics: Metrics,
+) -> None:
+    """Ten users added in one 1 s tick connect over ~0.9 s, not in one burst, yet all count at once."""
+    handshakes: list[float] = []
+
+    async def hold(conn: RawWsConnection) -> None:
+        handshakes.append(time.monotonic())
+        await conn.read_client()
+
+    spec = scenario(
+        """
+shape: {kind: constant, users: 10, duration: 30s}
+users:
+  - kind: ws_stream
+    path: /ws/market
+"""
+    )
+    async with raw_ws_server(hold) as server:
+        r = ScenarioRun(spec, Target(server.url), Recorder(metrics), RunOptions(tick_s=1.0))
+        task = asyncio.create_task(r.execute())
+        try:
+            await wait_for_async(lambda: r.user_count() == 10, 5, "ten users counted")
+            await wait_for_async(lambda: len(handshakes) == 10, 10, "ten users connected")
+        finally:
+            r.stop()
+            await asyncio.wait_for(task, scaled(10))
+    # Started 0.1 s apart: 0.9 s from first to last. Wide margin for a loaded machine; all
+    # ten in one burst (the old runner) took a few milliseconds.
+    assert handshakes[-1] - handshakes[0] >= 0.45
+    # Spread, not most together and one late: most gaps near 0.1 s (a burst's are ~0.5 ms;
+    # a loop stall can bunch a few timers, so not all).
+    gaps = [b - a for a, b in itertools.pairwise(handshakes)]
+    assert sum(g >= 0.03 for g in gaps) >= len(gaps) // 2, gaps

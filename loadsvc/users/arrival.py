@@ -19,10 +19,12 @@ stamps servers write, so a WS delivery latency is stamp minus publish stamp as
 before. A REST latency runs on a monotonic clock: the response's arrival is
 ``clock() - age``, where age = ``time.time()`` minus the stamp, read together.
 
-Falls back to the loop's clock: off Linux, where the socket option is refused,
-over TLS (the loop's TLS transport reads the socket itself), and for any read
-without a stamp (e.g. packets that arrived in the instant the kernel turned
-stamping on); such a connection reports ``loop``.
+TLS is decrypted above a stamped socket (:mod:`loadsvc.users.stamped_tls`), so
+https:// and wss:// are kernel-timed too. Falls back to the loop's clock: off
+Linux, where the socket option is refused, when the kernel clock is turned off,
+for what connects through a proxy, and for any read without a stamp (e.g. packets
+that arrived in the instant the kernel turned stamping on); such a connection
+reports ``loop``.
 """
 
 from __future__ import annotations
@@ -114,7 +116,19 @@ def kernel_clock_enabled() -> bool:
     return _enabled
 
 
-class StampedTransport(asyncio.Transport):
+class KernelTimedTransport(asyncio.Transport):
+    """A transport whose reads carry the kernel's receive stamp: what the clocks below ask.
+
+    ``arrived`` is set right before each ``data_received``; ``unstamped_reads`` counts
+    reads that came without a stamp. :class:`StampedTransport` (plain TCP) and TLS over
+    it (:class:`loadsvc.users.stamped_tls.StampedTLSTransport`).
+    """
+
+    arrived: float
+    unstamped_reads: int
+
+
+class StampedTransport(KernelTimedTransport):
     """A TCP transport that reads with ``recvmsg`` and keeps the kernel's stamp of each read.
 
     ``arrived`` is the wall-clock time (CLOCK_REALTIME) at which the last segment
@@ -458,8 +472,13 @@ async def open_connection(
 ) -> tuple[asyncio.BaseTransport, _P]:
     """Open a TCP (or TLS) connection for ``factory``'s protocol: kernel-stamped where possible."""
     loop = asyncio.get_running_loop()
-    if ssl is None and _enabled:
-        return await open_stamped(loop, factory, host, port)
+    if _enabled:
+        if not ssl:  # None or False, as asyncio reads it: plain TCP
+            return await open_stamped(loop, factory, host, port)
+        # Imported here: TLS is built on this module's stamped socket.
+        from loadsvc.users.stamped_tls import open_stamped_tls
+
+        return await open_stamped_tls(loop, factory, host, port, ssl, server_hostname)
     return await loop.create_connection(
         factory, host, port, ssl=ssl, server_hostname=server_hostname
     )
@@ -482,20 +501,20 @@ def _now_age() -> float:
 
 def arrival_of(transport: asyncio.BaseTransport) -> Callable[[], float]:
     """How ``transport``'s protocol reads the wall-clock arrival of the bytes it was just given."""
-    if isinstance(transport, StampedTransport):
+    if isinstance(transport, KernelTimedTransport):
         return lambda: transport.arrived
     return time.time
 
 
 def age_of(transport: asyncio.BaseTransport | None) -> Callable[[], float]:
     """Seconds since the bytes just given to the protocol arrived (0 on the loop's clock)."""
-    if isinstance(transport, StampedTransport):
+    if isinstance(transport, KernelTimedTransport):
         return lambda: max(0.0, time.time() - transport.arrived)
     return _now_age
 
 
 def clock_of(transport: asyncio.BaseTransport | None) -> ArrivalClock:
     """Which clock has timed ``transport``'s reads: ``kernel`` only if every read was stamped."""
-    if isinstance(transport, StampedTransport) and transport.unstamped_reads == 0:
+    if isinstance(transport, KernelTimedTransport) and transport.unstamped_reads == 0:
         return "kernel"
     return "loop"

@@ -27,7 +27,7 @@ from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
 
-from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_stamped
+from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_connection
 
 # Judging is done in slices of this long, between which the loop reads the network again.
 SLICE_S = 0.002
@@ -447,24 +447,36 @@ class TimedConnection(ClientConnection):
 
 
 class stamped_connect(connect):  # lower case, as the websockets class it stands for
-    """websockets' ``connect`` over a kernel-stamped transport for plain ws:// without a proxy.
+    """websockets' ``connect`` over a kernel-stamped transport: ws://, and wss:// (TLS decrypted
+    above the stamped socket, :mod:`loadsvc.users.stamped_tls`), without a proxy.
 
-    Anything else (wss://, a proxy, a socket or Unix path given, the kernel clock off or
-    unsupported) connects as websockets does, timed by the loop's clock.
+    Anything else (a proxy, a socket, Unix path or local address given, the kernel clock
+    off or unsupported) connects as websockets does, timed by the loop's clock.
     """
 
     async def open_tcp_connection(self) -> ClientConnection:
-        """Open the TCP connection: stamped when the URI and options allow it."""
+        """Open the TCP (or TLS) connection: stamped when the URI and options allow it."""
         kwargs = self.create_connection_kwargs
         proxy = get_proxy(self.ws_uri) if self.proxy is True else self.proxy
+        uri = self.ws_uri
+        tls = kwargs.get("ssl", True) if uri.secure else None
         if (
-            self.ws_uri.secure
-            or proxy is not None
+            proxy is not None
             or not kernel_clock_enabled()
-            or any(kwargs.get(k) for k in ("sock", "unix", "ssl", "local_addr"))
+            or (uri.secure and tls is None)  # websockets says why that cannot be
+            or (not uri.secure and kwargs.get("ssl"))
+            or any(kwargs.get(k) for k in _UNSTAMPED_OPTIONS)
         ):
             return await super().open_tcp_connection()
-        uri = self.ws_uri
-        loop = asyncio.get_running_loop()
-        _, connection = await open_stamped(loop, lambda: self.factory(uri), uri.host, uri.port)
+        _, connection = await open_connection(
+            lambda: self.factory(uri),
+            uri.host,
+            uri.port,
+            ssl=tls,
+            server_hostname=kwargs.get("server_hostname", uri.host) if tls else None,
+        )
         return connection
+
+
+# Connection options only the loop's own transports take.
+_UNSTAMPED_OPTIONS = ("sock", "unix", "local_addr", "ssl_handshake_timeout", "ssl_shutdown_timeout")

@@ -44,10 +44,13 @@ def target_connections(target_url: str) -> int:
 
 
 def at_full_load(url: str, target_url: str) -> bool:
-    """About 500 WS connections on the target and all 500 foreign_flow users running."""
+    """About 500 WS connections on the target and in loadsvc's count (users start spread over
+    each second, so some handshakes are always in flight while spawning), and all 500
+    foreign_flow users running."""
     text = http("GET", url + "/metrics")[1].decode()
     users = metric_value(text, "loadsvc_scenario_users", scenario="foreign_flow")
-    return target_connections(target_url) >= 495 and users == 500
+    connected = metric_value(text, "loadsvc_ws_connections", scenario="market_stream")
+    return target_connections(target_url) >= 495 and users == 500 and connected >= 495
 
 
 @dataclass

@@ -272,23 +272,6 @@ def test_an_http_response_on_the_loop_clock_reads_the_blocked_time(run: Run) -> 
         run(body())
 
 
-@needs_stamps
-def test_tls_falls_back_to_the_loop_clock(
-    run: Run, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
-) -> None:
-    """HTTPS cannot be stamped (the loop's TLS transport reads the socket): the loop clock, said so."""
-    server_tls, client_tls = tls_pair
-    exchange = HttpExchange()
-    with serving_in_thread(http_answers_when_released(exchange), tls=server_tls) as server:
-
-        async def body() -> None:
-            timed = await http_latency_with_blocked_loop(server.url, exchange, client_tls)
-            assert timed.clock == "loop"
-            assert timed.after_unblocked >= 0, timed
-
-        run(body())
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 def test_this_linux_machine_stamps_reads() -> None:
     """On Linux (x86-64 here) the kernel clock is available, so the fallback is not what is tested above."""
