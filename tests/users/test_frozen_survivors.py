@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from collections.abc import Iterator
 
@@ -126,27 +127,35 @@ async def test_a_restart_cycle_walks_only_what_it_made_and_the_sweep_frees_froze
             await asyncio.to_thread(cycle.proc.stop)
 
 
-def test_the_frozen_heap_growing_by_a_quarter_starts_a_sweep(
+def test_the_heap_growing_by_a_quarter_starts_a_sweep(
     frozen: tuple[FrozenSurvivors, Clock],
 ) -> None:
-    """With no time passed, frozen cycles piling up past the growth bound unfreeze the heap,
-    and the sweep frees them: the leak is held to a fraction of the heap, however fast."""
+    """With no time passed, frozen cycles piling up past the growth bound (a quarter of the
+    heap here) unfreeze it, and the sweep frees them all: the leak is held to a share of the
+    heap, however fast it comes."""
     hook, _ = frozen
     gc.callbacks.remove(hook)
     bounded = FrozenSurvivors(SWEEP_EVERY_S, sweep_growth=0.25, clock=Clock())
     gc.callbacks.append(bounded)
+    gc.disable()  # only the test's collections: which one sweeps is then certain
     try:
-        gc.collect()  # sets the baseline: the frozen heap now
-        base = gc.get_freeze_count()
-        knots = [Knot() for _ in range(base // 2)]
-        alive = weakref.ref(knots[-1])
-        gc.collect()  # frozen: the heap grew by half
-        assert not bounded.sweeping and alive() is not None
-        del knots  # now a pile of frozen cycles
-        gc.collect()  # the growth is seen at the end of this full collection
-        assert bounded.sweeping
         gc.collect()
-        assert alive() is None and bounded.sweeps == 1
+        leaked: list[weakref.ref[Knot]] = []
+        for _ in range(8):  # a tenth of the heap at a time: a sweep within 4 batches
+            knots = [Knot() for _ in range(sys.getallocatedblocks() // 10)]
+            leaked.append(weakref.ref(knots[-1]))
+            gc.collect()  # the knots survive it: frozen
+            del knots  # now frozen cycles (unless that collection found a sweep due)
+            if bounded.sweeping:
+                break
+            gc.collect()
+            assert all(ref() is not None for ref in leaked)  # no sweep yet: all leaked
+        assert bounded.sweeping and len(leaked) <= 4, len(leaked)
+        gc.collect()  # the sweep
+        assert all(ref() is None for ref in leaked) and bounded.sweeps == 1
+        gc.collect()  # the heap is back near its size after the sweep: no other sweep due
+        assert not bounded.sweeping
     finally:
+        gc.enable()
         gc.callbacks.remove(bounded)
         gc.callbacks.append(hook)
