@@ -17,8 +17,8 @@ pauses are timed too (``gc.callbacks``). The trust limit is :mod:`loadsvc.lag`'s
 seed's thresholds (10 ms).
 
 ``+ survivors frozen (loadsvc now)`` installs :class:`loadsvc.collector.FrozenSurvivors`.
-Every turn starts with nothing frozen and a full collection (in that row, its survivors
-frozen, as the hook leaves them), so ``--freeze`` (the heap frozen before the clients
+Every turn starts with nothing frozen (in that row, the heap frozen, as if by the last full
+collection), so ``--freeze`` (the heap frozen before the clients
 connect, as at start-up) now shows only in the steady rows' figures. ``--turns`` also times every turn of the loop from each kill until
 a second after recovery, by a task that yields at every turn (it keeps the loop busy: the
 CPU and lag columns of such a run are not comparable with a run without it): the longest
@@ -231,12 +231,12 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                     setattr(StampedTransport, "_schedule_lost", policy.ending)  # noqa: B010
                     gc.set_threshold(*policy.thresholds)
                     pace_handshakes(policy.rate, BURST)
-                    # Every turn starts just after a full collection, nothing frozen but, in
-                    # the frozen-survivors turn, its survivors (as the hook leaves them).
+                    # Nothing frozen but, in the frozen-survivors turn, the heap (as if the
+                    # last full collection's survivors had been); the collector's schedule is
+                    # left alone, so full collections fall where they would.
                     if survivors in gc.callbacks:
                         gc.callbacks.remove(survivors)
                     gc.unfreeze()
-                    gc.collect()
                     if policy.freeze_survivors:
                         gc.freeze()
                         gc.callbacks.append(survivors)
@@ -353,7 +353,7 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
         "+ endings torn down in slices; "
         "lag sampled every 50 ms from the kill to 1 s after the last client returned; "
         "own lag: the part the loop's own CPU time accounts for (the machine's other load "
-        "taken out); GC in CPU time, every turn starting just after a full collection; "
+        "taken out); GC in CPU time; "
         "steady rows' full GC: one with every client connected, nothing frozen / the "
         "survivors of the last frozen.",
     )
