@@ -20,7 +20,9 @@ objects is not, and the service makes ~none per restart cycle
 collection has grown by :data:`SWEEP_GROWTH` since the last, everything is unfrozen and the next full collection,
 which Python schedules as usual, walks all of it (a real pause, in the loop's lag like any
 other; what it frees is counted in ``loadsvc_python_cyclic_garbage``). Then its survivors
-are frozen again.
+are frozen again. A full collection with 500 clients connected went from 102-119 ms of CPU
+to under 0.5 ms; the price, in two accelerated soaks: RSS still within 2 % from restart 20
+to 40, but the heap at the cycle's end a saw-tooth of +-6 % between sweeps (no trend).
 
 Python's thresholds stay. Measured and not taken: (700, 3, 100) halved the collector's
 largest pause at a restart (the middle generation collected a third as much at a time,
