@@ -16,9 +16,10 @@ at (700, 3, 100) (not taken)`` (see :mod:`loadsvc.collector` for why). The colle
 pauses are timed too (``gc.callbacks``). The trust limit is :mod:`loadsvc.lag`'s, for the
 seed's thresholds (10 ms).
 
-``--freeze`` freezes the heap before the clients connect, as ``loadsvc run`` and ``serve``
-do at start-up (:func:`loadsvc.collector.calm_collector`); it is the process's, so compare
-runs with and without it. ``--turns`` also times every turn of the loop from each kill until
+``+ survivors frozen (loadsvc now)`` installs :class:`loadsvc.collector.FrozenSurvivors`.
+Every turn starts with nothing frozen (in that row, the heap frozen, as if by the last full
+collection), so ``--freeze`` (the heap frozen before the clients
+connect, as at start-up) now shows only in the steady rows' figures. ``--turns`` also times every turn of the loop from each kill until
 a second after recovery, by a task that yields at every turn (it keeps the loop busy: the
 CPU and lag columns of such a run are not comparable with a run without it): the longest
 turn in this thread's CPU time, the machine's other load taken out, and the turns over the
@@ -46,6 +47,7 @@ import uvloop
 import loadsvc.users.ws as ws_module
 from bench.restart_crowd import Crowd
 from bench.table import Table
+from loadsvc.collector import FrozenSurvivors
 from loadsvc.lag import trust_limit_of
 from loadsvc.loopmon import INTERVAL_S
 from loadsvc.users.arrival import StampedTransport
@@ -88,6 +90,7 @@ class Policy:
     release: Callable[..., None]  # a lost connection's teardown
     ending: Callable[..., None]  # how a transport's ending is run
     thresholds: tuple[int, int, int]  # the cyclic collector's
+    freeze_survivors: bool = False  # loadsvc.collector.FrozenSurvivors installed
 
 
 PYTHON_GC = (700, 10, 10)  # Python's own thresholds: loadsvc keeps them
@@ -102,6 +105,9 @@ POLICIES: dict[str, Policy] = {
     ),
     f"+ collector at {TRIED_GC} (not taken)": Policy(
         ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release, _SLICED, TRIED_GC
+    ),
+    "+ survivors frozen (loadsvc now)": Policy(
+        ReconnectBackoff, HANDSHAKES_PER_S, ws_module._release, _SLICED, PYTHON_GC, True
     ),
 }
 
@@ -131,10 +137,10 @@ class _Turns:
 
 
 class _GcLog:
-    """Pauses of the cyclic garbage collector, each with when it ended."""
+    """Pauses of the cyclic garbage collector, each with when it ended and its generation."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[float, float]] = []
+        self.pauses: list[tuple[float, float, int]] = []
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -142,10 +148,10 @@ class _GcLog:
         if phase == "start":
             self._started = now
         else:
-            self.pauses.append((time.monotonic(), now - self._started))
+            self.pauses.append((time.monotonic(), now - self._started, info["generation"]))
 
-    def between(self, start: float, end: float) -> list[float]:
-        return [pause for at, pause in self.pauses if start <= at <= end]
+    def between(self, start: float, end: float, gens: Sequence[int] = (0, 1, 2)) -> list[float]:
+        return [pause for at, pause, gen in self.pauses if start <= at <= end and gen in gens]
 
 
 class _LagLog:
@@ -198,6 +204,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
     monitor = asyncio.create_task(log.run())
     collections = _GcLog()
     gc.callbacks.append(collections)
+    survivors = FrozenSurvivors()
     turns = _Turns()
     spinner = asyncio.create_task(turns.run()) if args.turns else None
     if args.freeze:  # what calm_collector does at start-up besides the thresholds
@@ -224,6 +231,15 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                     setattr(StampedTransport, "_schedule_lost", policy.ending)  # noqa: B010
                     gc.set_threshold(*policy.thresholds)
                     pace_handshakes(policy.rate, BURST)
+                    # Nothing frozen but, in the frozen-survivors turn, the heap (as if the
+                    # last full collection's survivors had been); the collector's schedule is
+                    # left alone, so full collections fall where they would.
+                    if survivors in gc.callbacks:
+                        gc.callbacks.remove(survivors)
+                    gc.unfreeze()
+                    if policy.freeze_survivors:
+                        gc.freeze()
+                        gc.callbacks.append(survivors)
                     kill_at, cpu0 = time.monotonic(), time.process_time()
                     turns.on = True
                     recovery = await crowd.restart(args.down)
@@ -245,6 +261,11 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                             "cpu_ms_per_client": cpu * 1e3 / args.clients,
                             "gc_ms": sum(pauses) * 1e3,
                             "gc_max_ms": max(pauses, default=0.0) * 1e3,
+                            "gc_p99_ms": p99(pauses) * 1e3 if pauses else 0.0,
+                            "full_gc_max_ms": max(
+                                collections.between(kill_at, time.monotonic(), (2,)), default=0.0
+                            )
+                            * 1e3,
                             **(
                                 {
                                     "turn_max_ms": max(long_turns, default=0.0) * 1e3,
@@ -256,8 +277,17 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
                         }
                     )
                     await asyncio.sleep(2.0)  # settle before the next policy's turn
-            results["(steady, no restart)"][0]["gc_max_ms"] = _full_collection_s() * 1e3
+            if survivors in gc.callbacks:
+                gc.callbacks.remove(survivors)
+            gc.unfreeze()
+            results["(steady, no restart)"][0]["full_gc_max_ms"] = _full_collection_s() * 1e3
+            gc.callbacks.append(survivors)
+            gc.collect()  # its survivors frozen: what the next full collection walks is new
+            frozen = _full_collection_s() * 1e3
+            results["(steady, survivors frozen)"] = [{"full_gc_max_ms": frozen}]
     finally:
+        if survivors in gc.callbacks:
+            gc.callbacks.remove(survivors)
         setattr(ws_module, "ReconnectBackoff", ReconnectBackoff)  # noqa: B010
         ws_module._release = POLICIES["+ endings in slices (calm)"].release
         gc.set_threshold(*PYTHON_GC)
@@ -292,6 +322,8 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
                 cell(runs, "cpu_ms_per_client", lambda v: f"{v:.2f}"),
                 cell(runs, "gc_ms", lambda v: f"{v:.0f}"),
                 cell(runs, "gc_max_ms", lambda v: f"{v:.0f}"),
+                cell(runs, "gc_p99_ms", lambda v: f"{v:.1f}"),
+                cell(runs, "full_gc_max_ms", lambda v: f"{v:.0f}"),
                 cell(runs, "turn_max_ms", lambda v: f"{v:.1f}"),
                 cell(runs, "turns_over", lambda v: f"{v:.0f}"),
             ]
@@ -311,6 +343,8 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
             "CPU ms / client",
             "GC CPU ms",
             "GC max (ms)",
+            "GC p99 (ms)",
+            "full GC max (ms)",
             "longest turn, CPU (ms)",
             f"turns > {TRUST_LIMIT_S * 1e3:g} ms",
         ],
@@ -319,8 +353,9 @@ def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) 
         "+ endings torn down in slices; "
         "lag sampled every 50 ms from the kill to 1 s after the last client returned; "
         "own lag: the part the loop's own CPU time accounts for (the machine's other load "
-        "taken out); GC in CPU time; steady row's GC max: a full collection with every client "
-        "connected.",
+        "taken out); GC in CPU time; "
+        "steady rows' full GC: one with every client connected, nothing frozen / the "
+        "survivors of the last frozen.",
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import procs
+from bench import procs, soak_pauses
 from bench.soak_config import ACCELERATED_HISTORY_BYTES, schedule_period_s, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget, netem_unavailable, plan_faults
 from bench.soak_report import (
@@ -288,6 +288,10 @@ def soak(args: argparse.Namespace) -> SoakResult:
             runner = [str(Path(__file__).parent / "soak_garbage.py")]
             runner += ["--out", str(out / "garbage.jsonl"), "--every", str(args.garbage_every)]
             runner += ["--"]
+        if args.pauses:  # under bench/soak_pauses.py: survivors frozen or not, alternating
+            runner = [str(Path(__file__).parent / "soak_pauses.py")]
+            runner += ["--out", str(out / "pauses.jsonl"), "--period", str(args.pauses)]
+            runner += ["--settle", str(warmup), "--"]
         command = [sys.executable, *runner, "--log-json", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(serve_port), "--config", str(config), "--target", target.url]
         command += ["--history-file", str(out / "history.jsonl")]
@@ -321,6 +325,11 @@ def soak(args: argparse.Namespace) -> SoakResult:
         sampler.stopping.set()
         sampler.join(args.sample_every + 10)
         result.samples = sampler.samples
+        if args.pauses:
+            time.sleep(2.5)  # the pauses file is rewritten every 2 s
+            shown = soak_pauses.phase_table(out / "pauses.jsonl", result.samples, t0)
+            print(shown.text())
+            (out / "pauses.md").write_text(shown.markdown() + "\n")
         last = scrape(serve_url)
         result.faults_seen = faults_seen(last)
         result.history = history_kept(out / "history.jsonl", last, args.cycle)
@@ -413,6 +422,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run serve with gc.DEBUG_SAVEALL and write what the collector found, by type, "
         "to garbage.jsonl (a diagnostic: its lag figures mean nothing)",
+    )
+    p.add_argument(
+        "--pauses",
+        type=parse_duration,
+        default=None,
+        metavar="PERIOD",
+        help="run serve under bench/soak_pauses.py: frozen survivors switched off and on every "
+        "PERIOD after the warm-up, collector pauses and lag per phase to pauses.md",
     )
     p.add_argument("--garbage-every", type=parse_duration, default=8.0, help=argparse.SUPPRESS)
     p.add_argument("--cycle", type=parse_duration, default=None, help=argparse.SUPPRESS)
