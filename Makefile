@@ -29,11 +29,22 @@ lint: install  ## ruff and mypy --strict
 	$(BIN)/ruff format --check loadsvc tests bench
 	$(BIN)/mypy
 
+# The suite in two phases (tests/conftest.py SERIAL says which tests are serial, and why):
+# first everything else spread over TEST_WORKERS pytest-xdist workers, a file per worker at a
+# time (module fixtures start once); then the serial tests alone, one at a time, on a machine
+# nobody else loads. Both phases always run; the target fails if either did.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: install  ## install the real components (Prometheus, Alertmanager, linters) and run everything
 	bash .ci/install-system-deps
 	PYTHON=$(BIN)/python bash .ci/install-deploy-tools
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@status=0; \
+	echo "== phase 1: parallel ($(TEST_WORKERS) workers)"; \
+	$(PYTEST) -m 'not serial' -n $(TEST_WORKERS) --dist loadfile --durations=15 || status=$$?; \
+	echo "== phase 2: serial"; \
+	$(PYTEST) -m serial --durations=15 || status=$$?; \
+	exit $$status
 
 SOAK_DURATION ?= 30m
 SOAK_RESTARTS ?= 10

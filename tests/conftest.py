@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.metrics import Metrics, create_metrics
 from loadsvc.target.testing import RunningTarget, running_target
+from tests.support import ROOT
 
 
 @pytest.fixture
@@ -28,3 +29,68 @@ def registry() -> CollectorRegistry:
 def metrics(registry: CollectorRegistry) -> Metrics:
     """The metric contract on the fresh registry."""
     return create_metrics(registry)
+
+
+# -- the two phases of `make test` -----------------------------------------------------
+#
+# `make test` runs the suite in two invocations: everything not marked `serial` spread over
+# pytest-xdist workers (sleep-bound tests: a few users for a few seconds, real servers on
+# port 0, each test its own tmp_path), then the `serial` tests alone, one at a time, on a
+# machine nobody else is loading. A test is serial when what it asserts depends on the
+# machine being quiet (a latency within a few ms, a generator that must not be busy, a
+# ground truth against the kernel's clock) or when it loads the cores itself (full seed
+# sizes, benchmarks, promtool's unit tests). Plain `pytest` runs everything in one process,
+# serial tests included, and the marker changes nothing there.
+#
+# Where it is, and why: a path (a directory, a file, or a file::test) and the reason.
+SERIAL: dict[str, str] = {
+    "tests/e2e/": "alerts fire on 20 s windows of real latencies; a busy machine fires or delays them",
+    "tests/test_seed.py": "the seed's full sizes (500 + 500 users) load both cores",
+    "tests/test_demo.py": "the demo profile must stay healthy for several live windows",
+    "tests/scale/test_shards.py": "252 users; p95 of shards and of one process must agree",
+    "tests/service/test_serve_soak.py": "the full default configuration: 500 streams, 250 req/s",
+    "tests/service/test_live_status.py": "a live window judged no data then recovered on time",
+    "tests/bench/test_bench_smoke.py": "benchmarks: they saturate the loop on purpose",
+    "tests/bench/test_bench_truth.py": "accuracy rows against the ground truth, within ms",
+    "tests/bench/test_soak.py": "a toy soak: restarts and recovery times",
+    "tests/bench/test_ws_arrival.py": "kernel against loop clock, within ms",
+    "tests/bench/test_ws_frames.py": "a benchmark run",
+    "tests/bench/test_api_readers.py": "a paired benchmark run",
+    "tests/alerting/test_tools.py::test_promtool_unit_tests_pass": "one promtool per core for ~40 s",
+    "tests/adversarial/test_verdict_busy.py": "a busy generator excuses only its measured lag",
+    "tests/adversarial/test_verdict_kernel_busy.py": "kernel-timed latencies while the loop is blocked",
+    "tests/adversarial/test_ws_flood.py": "a ping flood: CPU-bound by design",
+    "tests/adversarial/test_ws_storm.py": "exactly one reconnect per user per cycle, on time",
+    "tests/exchange/test_truth.py": "latencies against the exchange's ground truth",
+    "tests/exchange/test_loadsvc_against_exchange.py": "judged by the exchange's ground truth",
+    "tests/target/test_target_delivery.py": "the target's ground truth of delivery latency",
+    "tests/users/test_arrival.py": "kernel arrival times against a blocked loop, within ms",
+    "tests/test_loopmon.py": "the loop-lag monitor's busy judgement measures real lag",
+    "tests/web/test_generator.py": "the page says busy exactly when the generator is",
+    "tests/web/test_headlines.py": "a latency fault's value, limit and excess on the page, then cleared",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the ``serial`` marker (see SERIAL)."""
+    config.addinivalue_line(
+        "markers", "serial: run alone, after the parallel phase of `make test` (see SERIAL)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under a SERIAL path ``serial``; a SERIAL path that names nothing fails."""
+    for where in SERIAL:
+        file = where.split("::")[0]
+        if not (ROOT / file).exists():
+            raise pytest.UsageError(f"tests/conftest.py SERIAL names {where}, which does not exist")
+    for item in items:
+        if any(is_under(item.nodeid, where) for where in SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
+def is_under(nodeid: str, where: str) -> bool:
+    """True when the test ``nodeid`` is ``where`` or inside it (a directory, file or test)."""
+    if where.endswith("/"):
+        return nodeid.startswith(where)
+    return nodeid == where or nodeid.startswith((f"{where}::", f"{where}["))
