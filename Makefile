@@ -33,7 +33,7 @@ lint: install  ## ruff and mypy --strict
 # first everything else spread over TEST_WORKERS pytest-xdist workers, a file per worker at a
 # time (module fixtures start once); then the serial tests alone, one at a time, on a machine
 # nobody else loads. Both phases always run; the target fails if either did.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: install  ## install the real components (Prometheus, Alertmanager, linters) and run everything
 	bash .ci/install-system-deps
