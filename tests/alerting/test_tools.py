@@ -30,7 +30,7 @@ def test_promtool_unit_tests_pass(repo: Path) -> None:
     # how busy the machine is, and the tests running beside it in `make test`'s parallel phase
     # keep the CPU they need; the timeout allows for it.
     def promtool(test: str) -> str:
-        return run_tool(["promtool", "test", "rules", test], timeout=300, niceness=19)
+        return run_tool(["promtool", "test", "rules", test], timeout=600, niceness=19)
 
     with ThreadPoolExecutor(max_workers=len(tests)) as pool:
         outs = list(pool.map(promtool, tests))
