@@ -50,8 +50,8 @@ def metrics(registry: CollectorRegistry) -> Metrics:
 #   beside a test that loads the cores;
 # - QUIET: assertions within a few ms, busy-generator and kernel-clock verdicts, light on CPU;
 # - ALONE: the tests that load the cores (full seed sizes, 252 users in shards, 500 streams,
-#   benchmarks, floods, hammering) and a baseline judgement that a neighbour's load turned
-#   into "no baseline" (test_workers): nothing runs beside them.
+#   benchmarks, floods, hammering) and the baseline judgements that a neighbour's load turned
+#   into "no baseline" (test_workers, the e2e dashboards): nothing runs beside them.
 # Measured with two lanes only (waits beside quiet holding the ALONE tests as well): the
 # e2e dashboards' baseline panels stayed empty, test_workers had no baseline and the full
 # seed breached its p99 (2 runs); see the README's test notes for the times.
@@ -65,10 +65,14 @@ LANES = (WAITS, QUIET, ALONE)
 
 # Where it is (a directory, a file, or a file::test), its lane, and why it is serial.
 SERIAL: dict[str, tuple[str, str]] = {
-    "tests/e2e/": (
-        WAITS,
+    # 10 s windows of real latencies; its dashboards' baseline panels need a baseline within
+    # ~100 s, of windows whose generator was not busy: red 3 runs of 3 beside another lane
+    "tests/e2e/test_alerting_e2e.py": (
+        ALONE,
         "alerts fire on 10 s windows of real latencies; a busy machine fires or delays them",
     ),
+    "tests/e2e/test_drift_e2e.py": (WAITS, "a drift judged on 2 s windows, +1 or +3 ms a window"),
+    "tests/e2e/test_regression_e2e.py": (WAITS, "+30 ms on 5 s windows pages, then resolves"),
     "tests/test_seed.py::test_each_seed_scenario_runs_5_users_for_30s_without_errors": (
         WAITS,
         "the seed's scenarios for 30 s each, judged against their thresholds",
