@@ -29,11 +29,31 @@ lint: install  ## ruff and mypy --strict
 	$(BIN)/ruff format --check loadsvc tests bench
 	$(BIN)/mypy
 
+# The suite in two phases (tests/conftest.py SERIAL says which tests are serial, their lane,
+# and why): first everything else spread over TEST_WORKERS pytest-xdist workers, a file per
+# worker at a time (module fixtures start once); then the serial tests by lane, each lane a
+# pytest process running its tests one at a time: `waits` (tests waiting on real alert and
+# verdict windows) beside `quiet` (tests asserting within ms, light on CPU), then `alone` (the
+# tests that load the cores) by itself. The quiet lane prints as it goes, the waits lane's
+# output follows it. Every phase and lane always runs; the target fails if any did.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: install  ## install the real components (Prometheus, Alertmanager, linters) and run everything
 	bash .ci/install-system-deps
 	PYTHON=$(BIN)/python bash .ci/install-deploy-tools
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@status=0; lanes=$$(mktemp -d); \
+	echo "== phase 1: parallel ($(TEST_WORKERS) workers)"; \
+	$(PYTEST) -m 'not serial' -n $(TEST_WORKERS) --dist loadfile --durations=15 || status=$$?; \
+	echo "== phase 2: serial, lanes waits and quiet at once; lane quiet:"; \
+	$(PYTEST) -m 'serial and waits' --basetemp=$$lanes/waits --durations=15 >$$lanes/waits.log 2>&1 & \
+	waits=$$!; \
+	$(PYTEST) -m 'serial and quiet' --basetemp=$$lanes/quiet --durations=15 || status=$$?; \
+	wait $$waits || status=$$?; \
+	echo "== phase 2, lane waits:"; cat $$lanes/waits.log; rm -rf $$lanes; \
+	echo "== phase 2, lane alone:"; \
+	$(PYTEST) -m 'serial and alone' --durations=15 || status=$$?; \
+	exit $$status
 
 SOAK_DURATION ?= 30m
 SOAK_RESTARTS ?= 10

@@ -1,16 +1,50 @@
-"""Bad inputs exit 2 before anything starts: the message names the flag, never the secret."""
+"""Bad inputs exit 2 before anything starts: the message names the flag, never the secret.
+
+Most cases call ``cli.main`` in this process (the exit code and the error text are what they
+prove, and a process spawn costs about a second here); the credentials and the deep-nesting
+cases run ``python -m loadsvc`` as a real process, so the console entry, its exit status and
+an interpreter that survives the nesting are proven end to end too.
+"""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
+from loadsvc import cli
 from tests.support.processes import loadsvc
 
 SECRET = "s3cret-Vq7x"
+
+# ``in_process(*args, env=...)``: the CLI's exit code, stdout and stderr, as ``loadsvc`` gives them.
+InProcess = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    """Run ``cli.main(args)`` here with ``env`` set; its exit code and output, like a process."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        logging = structlog.get_config()  # main configures logging onto capsys's stderr
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse and early exits
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                structlog.configure(**logging)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["loadsvc", *args], code, out, err)
+
+    return run
 
 
 @pytest.fixture
@@ -61,6 +95,7 @@ BAD_HEADERS: list[tuple[list[str], dict[str, str], str, str]] = [
 @pytest.mark.parametrize(("extra", "env", "where", "name"), BAD_HEADERS)
 def test_unsendable_headers_exit_2_naming_the_flag_not_the_value(
     listener: tuple[str, socket.socket],
+    in_process: InProcess,
     verb: str,
     extra: list[str],
     env: dict[str, str],
@@ -69,7 +104,7 @@ def test_unsendable_headers_exit_2_naming_the_flag_not_the_value(
 ) -> None:
     """A header value with a control character or non-ASCII, or a bad header name: exit 2."""
     url, sock = listener
-    r = loadsvc(*command(verb, url), *extra, env={"LOADSVC_TARGET_TOKEN": "", **env}, timeout=30)
+    r = in_process(*command(verb, url), *extra, env={"LOADSVC_TARGET_TOKEN": "", **env})
     assert r.returncode == 2, r.stdout + r.stderr
     assert where in r.stderr and name in r.stderr
     assert SECRET not in r.stdout + r.stderr
@@ -93,11 +128,11 @@ def test_credentials_in_the_target_url_are_refused_without_echoing_them(
 
 @pytest.mark.parametrize("suffix", [f"/?api_key={SECRET}", f"/#{SECRET}", "/?"])
 def test_a_query_or_fragment_in_the_base_url_is_refused(
-    listener: tuple[str, socket.socket], suffix: str
+    listener: tuple[str, socket.socket], in_process: InProcess, suffix: str
 ) -> None:
     """A query or fragment in LOADSVC_TARGET would be glued into every path: exit 2, unechoed."""
     url, sock = listener
-    r = loadsvc("run", "foreign_flow", env={"LOADSVC_TARGET": url + suffix}, timeout=30)
+    r = in_process("run", "foreign_flow", env={"LOADSVC_TARGET": url + suffix})
     assert r.returncode == 2, r.stdout + r.stderr
     assert "LOADSVC_TARGET: the base URL cannot have a query string" in r.stderr
     assert SECRET not in r.stderr
@@ -106,7 +141,7 @@ def test_a_query_or_fragment_in_the_base_url_is_refused(
 
 @pytest.mark.parametrize("verb", ["run", "serve"])
 def test_an_unusable_ca_file_exits_2_naming_the_flag_and_the_path(
-    listener: tuple[str, socket.socket], tmp_path: Path, verb: str
+    listener: tuple[str, socket.socket], in_process: InProcess, tmp_path: Path, verb: str
 ) -> None:
     """--ca-file missing, a directory or without a certificate: exit 2 naming flag and path."""
     url, sock = listener
@@ -114,18 +149,18 @@ def test_an_unusable_ca_file_exits_2_naming_the_flag_and_the_path(
     not_pem.write_text("hello\n")
     missing = tmp_path / "missing.pem"
     for path, why in ((missing, "No such file"), (tmp_path, "directory"), (not_pem, "no PEM")):
-        r = loadsvc(*command(verb, url), "--ca-file", str(path), timeout=30)
+        r = in_process(*command(verb, url), "--ca-file", str(path))
         assert r.returncode == 2, r.stdout + r.stderr
         assert f"--ca-file: cannot use {path}: " in r.stderr and why in r.stderr
-    r = loadsvc(*command(verb, url), env={"LOADSVC_CA_FILE": str(not_pem)}, timeout=30)
+    r = in_process(*command(verb, url), env={"LOADSVC_CA_FILE": str(not_pem)})
     assert r.returncode == 2 and f"LOADSVC_CA_FILE: cannot use {not_pem}" in r.stderr
-    r = loadsvc(*command(verb, url), env={"LOADSVC_TLS_INSECURE": "maybe"}, timeout=30)
+    r = in_process(*command(verb, url), env={"LOADSVC_TLS_INSECURE": "maybe"})
     assert r.returncode == 2 and "LOADSVC_TLS_INSECURE" in r.stderr
     assert connections(sock) == 0
 
 
 def test_a_config_file_over_the_limit_is_refused_unparsed(
-    listener: tuple[str, socket.socket], tmp_path: Path
+    listener: tuple[str, socket.socket], in_process: InProcess, tmp_path: Path
 ) -> None:
     """A config file over 1 MiB: validate, run and serve exit 2 naming the file and its size."""
     url, sock = listener
@@ -137,7 +172,7 @@ def test_a_config_file_over_the_limit_is_refused_unparsed(
         ["run", "foreign_flow", "--config", str(big), "--target", url],
         ["serve", "--config", str(big), "--target", url, "--port", "0"],
     ):
-        r = loadsvc(*args, timeout=30)
+        r = in_process(*args)
         assert r.returncode == 2, r.stdout + r.stderr
         assert f"{big}: the configuration file is too large ({size} bytes" in r.stderr
     assert connections(sock) == 0

@@ -2,8 +2,8 @@
 
 Everything listens on 127.0.0.1, every process gets its own directory under the
 module's temporary directory and is stopped by its PID. Prometheus loads the
-rules rendered from the default configuration with the FAST profile (20 s
-windows, ``for: 10s``) and scrapes and evaluates every second; Alertmanager runs
+rules rendered from the default configuration with ``E2E_PROFILE`` (FAST halved: 10 s
+windows, ``for: 5s``) and scrapes and evaluates every second; Alertmanager runs
 the committed ``alertmanager/alertmanager.yml`` with only its webhook URL and
 group timings changed, so the real routing and inhibition are exercised.
 """
@@ -29,8 +29,9 @@ from loadsvc.localstack import (
     start_alertmanager,
     start_prometheus,
 )
-from loadsvc.render import FAST, render_all
+from loadsvc.render import render_all
 from tests.e2e.support import (
+    E2E_PROFILE,
     SCENARIOS,
     VERDICT_EVERY,
     PrometheusAPI,
@@ -73,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, verdict_every: str) -> Itera
     rendered = work / "rendered"
     # The rules as rendered for the windows serve really judges (the regression alerts hold
     # for 1.5 verdict windows), from the default configuration otherwise.
-    render_all(with_verdict_every(config, verdict_every), rendered, FAST)
+    render_all(with_verdict_every(config, verdict_every), rendered, E2E_PROFILE)
     with contextlib.ExitStack() as cleanup:
         webhook = WebhookReceiver()
         cleanup.callback(webhook.close)

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import yaml
 
 from loadsvc.config.spec import Config
 from loadsvc.localstack import Process
+from loadsvc.render import FAST, BurnWindow
 from tests.support import ROOT, set_faults
 
 # What the service runs: the two continuous scenarios of the default configuration,
@@ -29,6 +30,23 @@ SCENARIOS = ("market_stream", "foreign_flow")
 USERS = 20
 REST_PACING = "500ms"
 VERDICT_EVERY = "10s"
+
+# The rules' durations for this stack: FAST with its rate windows, burn windows and `for:`
+# halved (10 s windows, `for: 5s`), so that each alert fires and resolves in half the time.
+# Every ratio between them is FAST's (the critical still needs twice the warning's time to
+# fire, a burn twice a warning's), and 10 s windows still hold some 400 samples of each
+# endpoint's 40 requests or frames a second. The service, down, schedule, stall and busy
+# durations stay FAST's: none of the tests waits on them.
+E2E_PROFILE = replace(
+    FAST,
+    name="e2e",
+    rate_window_s=FAST.rate_window_s / 2,
+    for_s=FAST.for_s / 2,
+    sustained_window_s=FAST.sustained_window_s / 2,
+    burn_windows=tuple(
+        BurnWindow(b.long_s / 2, b.short_s / 2, b.factor) for b in FAST.burn_windows
+    ),
+)
 
 # -- configuration ------------------------------------------------------------------
 
@@ -210,7 +228,7 @@ class Stack:
 
     workdir: Path
     config: Config  # the default configuration the rules and dashboards come from
-    rendered: Path  # render_all(config, rendered, FAST) output: prometheus/, grafana/
+    rendered: Path  # render_all(config, rendered, E2E_PROFILE) output: prometheus/, grafana/
     target_url: str
     serve_url: str
     alertmanager_url: str

@@ -3,7 +3,7 @@
 One stack for the module (``conftest.stack``): the reference target; ``loadsvc
 serve`` running market_stream (20 WS users) and foreign_flow (20 REST users paced
 at 500 ms) continuously; Prometheus with the rules rendered from the default
-configuration with the FAST profile, scraping and evaluating every second;
+configuration with the end-to-end profile (FAST halved), scraping and evaluating every second;
 Alertmanager with the committed routing and inhibition; a webhook receiver.
 
 The module fixtures do the work once, in this order, and the tests assert on what
@@ -17,7 +17,7 @@ they recorded:
    Prometheus (the alert then stays firing for one rate window, long enough to be
    notified), and the next of its lane is injected right away, so the waits for
    the resolved notifications overlap. Clearing early also keeps the 30 % error
-   fault shorter than the ~24 s after which LoadsvcErrorBudgetBurn (critical)
+   fault shorter than the ~12 s after which LoadsvcErrorBudgetBurn (critical)
    would fire and, by the committed inhibition rule, mute the
    LoadsvcErrorRatioHigh warning, including its resolved notification.
 3. The dashboard test then runs every panel query over the whole run.
@@ -38,7 +38,6 @@ import pytest
 import yaml
 
 from loadsvc.config.spec import Config
-from loadsvc.render import FAST
 from loadsvc.render.files import ALERT_RULES, OVERVIEW_DASHBOARD, SCENARIO_DASHBOARD
 from loadsvc.render.promql import (
     HTTP_LATENCY,
@@ -49,6 +48,7 @@ from loadsvc.render.promql import (
     quantile_record,
 )
 from loadsvc.render.queries import DashboardQuery, dashboard_queries, instantiate
+from tests.e2e.support import E2E_PROFILE as PROFILE
 from tests.e2e.support import SCENARIOS, ReceivedAlert, Stack
 from tests.support import scaled, wait_for
 
@@ -58,7 +58,7 @@ FOREIGN = "/api/market/foreign-detail"
 MARKET = "/ws/market"
 # Long enough for any breach present during the run to have fired: one full rate
 # window of start-up data plus `for`, then a window of steady-state data plus `for`.
-HEALTHY_SPAN_S = 2 * (FAST.rate_window_s + FAST.for_s)
+HEALTHY_SPAN_S = 2 * (PROFILE.rate_window_s + PROFILE.for_s)
 
 
 # -- measured values in the annotations ----------------------------------------------
@@ -128,7 +128,7 @@ CASES = (
         measured_seconds,
         0.15,
     ),
-    # 30 % of requests fail; when it fires >= for (10 s) of the 20 s window failed.
+    # 30 % of requests fail; when it fires >= for (5 s) of the 10 s window failed.
     FaultCase(
         "error_ratio",
         {"error_ratio": {FOREIGN: 0.3}},
@@ -322,7 +322,7 @@ def test_healthy_run_is_silent_because_it_is_healthy(
         (r["group"], r.get("name"), r.get("lastError")) for r in prom.rules() if r["health"] != "ok"
     ]
     assert bad == []
-    window = FAST.rate_window_s
+    window = PROFILE.rate_window_s
     checks: dict[str, float] = {}
     for scenario in stack.config.scenarios:
         if scenario.name not in SCENARIOS:
@@ -497,9 +497,9 @@ class FailurePanel:
     at_most: float | None = None
 
 
-_REST_P = quantile_record(HTTP_LATENCY, FAST.rate_window_s)
-_WS_P = quantile_record(WS_LATENCY, FAST.rate_window_s)
-_RATIO = error_ratio_record(FAST.rate_window_s)
+_REST_P = quantile_record(HTTP_LATENCY, PROFILE.rate_window_s)
+_WS_P = quantile_record(WS_LATENCY, PROFILE.rate_window_s)
+_RATIO = error_ratio_record(PROFILE.rate_window_s)
 OVERVIEW, DRILL = "loadsvc-overview", "loadsvc-scenario"
 FAILURE_PANELS = (
     FailurePanel("rest_latency", OVERVIEW, f"{FOREIGN} REST latency", 'quantile="0.95"', {}, 0.25),
@@ -551,7 +551,7 @@ def test_failure_panels_show_the_fault(
     """While a fault is on (and one verdict window after) the panels that watch it show it."""
     run = fault_runs[panel.case]
     case = run.case
-    start, end = run.on, min(time.time(), run.off + FAST.rate_window_s + 10)
+    start, end = run.on, min(time.time(), run.off + PROFILE.rate_window_s + 10)
     queries = [
         expr
         for q, expr in all_queries(stack)

@@ -1,6 +1,6 @@
 """End to end: a slowdown well under every threshold pages as a regression against the backend's past.
 
-Real Prometheus (FAST rules, 1 s evaluation), Alertmanager (the committed routing),
+Real Prometheus (the end-to-end rules, 1 s evaluation), Alertmanager (the committed routing),
 ``loadsvc serve`` with foreign_flow judged every 5 s, the reference target, and a
 webhook receiver. The baseline is the median of the last comparable windows (3 at least).
 """

@@ -55,12 +55,21 @@ def require(binary: str) -> str:
 
 
 def run_tool(
-    args: Sequence[str], cwd: Path = ROOT, timeout: float = 60, stdin: str | None = None
+    args: Sequence[str],
+    cwd: Path = ROOT,
+    timeout: float = 60,
+    stdin: str | None = None,
+    niceness: int = 0,
 ) -> str:
-    """Run a real binary (skip if not installed); fail with its output if it fails. Its output."""
+    """Run a real binary (skip if not installed); fail with its output if it fails. Its output.
+
+    ``niceness`` > 0 runs it at that lower CPU priority: a long check whose result does not
+    depend on time (promtool's unit tests) then takes only the CPU the other tests leave idle.
+    """
     binary = require(args[0])
+    nice = [require("nice"), "-n", str(niceness)] if niceness else []  # coreutils' nice(1)
     proc = subprocess.run(
-        [binary, *args[1:]],
+        [*nice, binary, *args[1:]],
         cwd=cwd,
         input=stdin,
         capture_output=True,
