@@ -123,6 +123,18 @@ SERIAL: dict[str, tuple[str, str]] = {
         QUIET,
         "kernel arrival times against a blocked loop, within ms",
     ),
+    "tests/users/test_stamped_tls.py": (
+        QUIET,
+        "kernel arrival times over TLS against a blocked loop, within ms",
+    ),
+    "tests/test_runner.py::test_a_ticks_users_connect_spread_over_the_tick_and_count_at_once": (
+        QUIET,
+        "handshakes ~0.1 s apart: a loaded loop bunches timers",
+    ),
+    "tests/users/test_ws_restarts.py::test_a_target_killed_under_the_clients_leaves_no_cyclic_garbage": (
+        QUIET,
+        "40 clients must all be back within the deadline after a restart",
+    ),
     "tests/test_loopmon.py": (QUIET, "the loop-lag monitor's busy judgement measures real lag"),
     "tests/web/test_generator.py": (QUIET, "the page says busy exactly when the generator is"),
     "tests/web/test_headlines.py::test_a_fault_is_named_on_the_page_with_value_limit_and_excess_and_clears": (
