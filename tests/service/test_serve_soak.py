@@ -94,6 +94,29 @@ def serve_at_full_load(target_url: str, history: Path) -> tuple[Proc, str, float
     return serve, url, time.monotonic() - started
 
 
+STORM_EVERY_S = 15 * 60  # the default reconnect_storm: every 15m on the wall clock, for 2m
+STORM_RUNS_S = 2 * 60
+
+
+def storm_running(soak: Soak) -> bool:
+    """Whether a reconnect_storm run is in progress."""
+    doc = get_json(soak.url + "/api/status")
+    return any(s["running"] for s in doc["scenarios"] if s["name"] == "reconnect_storm")
+
+
+def no_scheduled_storm(soak: Soak) -> None:
+    """Stop a storm its schedule started: a test within 2 minutes after :00/:15/:30/:45 finds
+    one running (and one about to start is waited for first, then stopped)."""
+    if STORM_EVERY_S - time.time() % STORM_EVERY_S < 15:
+        wait_for(lambda: storm_running(soak), scaled(30), "the scheduled storm starting")
+    if not storm_running(soak):
+        return
+    since_boundary = time.time() % STORM_EVERY_S
+    assert since_boundary < STORM_RUNS_S + scaled(60), "a storm running outside its schedule"
+    assert http("POST", soak.url + "/api/scenarios/reconnect_storm/stop", token=TOKEN)[0] == 202
+    wait_for(lambda: not storm_running(soak), scaled(30), "the scheduled storm stopped")
+
+
 @pytest.fixture(scope="module")
 def soak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Soak]:
     """The default configuration served against a reference target process, at full load."""
@@ -162,6 +185,7 @@ def test_metrics_pass_promtool(soak: Soak) -> None:
 
 def test_status_lists_the_four_scenarios_with_next_runs(soak: Soak) -> None:
     """/api/status lists the four scenarios; scheduled ones have next run times, continuous run."""
+    no_scheduled_storm(soak)
     doc = get_json(soak.url + "/api/status")
     by_name = {s["name"]: s for s in doc["scenarios"]}
     assert list(by_name) == [
@@ -188,6 +212,7 @@ def test_status_lists_the_four_scenarios_with_next_runs(soak: Soak) -> None:
 
 def test_triggered_reconnect_storm_runs_and_reports_reconnects(soak: Soak) -> None:
     """A reconnect_storm triggered with the token runs; reconnect durations show in /metrics."""
+    no_scheduled_storm(soak)
     run = soak.url + "/api/scenarios/reconnect_storm/run"
     assert http("POST", run, token="wrong-token")[0] == 401
     assert http("POST", run)[0] == 401
