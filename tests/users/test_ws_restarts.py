@@ -8,7 +8,6 @@ import gc
 import json
 import random
 import sys
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,6 +19,7 @@ from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.users import Target, UserContext, wire_group
 from loadsvc.users.backoff import pace_handshakes
+from tests.support.http import http
 from tests.support.processes import Proc, start_target
 from tests.support.timing import wait_for_async
 from tests.support.wsservers import RawWsConnection, raw_ws_server
@@ -46,12 +46,11 @@ class Crowd:
         self.tasks: list[asyncio.Task[None]] = []
 
     def _admin(self, method: str, path: str, body: object = None) -> dict[str, object]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            doc: dict[str, object] = json.loads(resp.read())
-            return doc
+        """Call the target's admin API."""
+        status, raw = http(method, self.url + path, body=body)
+        assert 200 <= status < 300, (status, raw)
+        doc: dict[str, object] = json.loads(raw)
+        return doc
 
     async def connected(self) -> bool:
         """Every client is connected, as the target counts them."""
