@@ -30,9 +30,12 @@ from typing import Any, TypeVar
 
 from loadsvc.users.arrival import READ_SIZE, KernelTimedTransport, StampedTransport, open_stamped
 
-__all__ = ["HANDSHAKE_TIMEOUT_S", "StampedTLSTransport", "open_stamped_tls"]
+__all__ = ["CLOSE_TIMEOUT_S", "HANDSHAKE_TIMEOUT_S", "StampedTLSTransport", "open_stamped_tls"]
 
 HANDSHAKE_TIMEOUT_S = 60.0  # asyncio's default ssl_handshake_timeout
+# How long a closed connection may wait for its peer to read what is still buffered (our
+# close_notify last): asyncio's TLS transport waits ssl_shutdown_timeout, 30 s, for the same.
+CLOSE_TIMEOUT_S = 10.0
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
@@ -78,6 +81,8 @@ class StampedTLSTransport(KernelTimedTransport):
     right before that call. ``unstamped_reads`` counts the socket's reads that
     came without a stamp (timed by ``time.time()`` instead). Writes are encrypted
     and go out at once; TLS has no half-close, so ``can_write_eof`` is False.
+    Closing (and aborting, when no record is cut) says close_notify before the TCP
+    close, so the server can tell our end from a truncation.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class StampedTLSTransport(KernelTimedTransport):
         server_hostname: str | None,
     ) -> None:
         super().__init__(extra=None)
+        self._loop = loop
         self._raw = raw
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -104,6 +110,9 @@ class StampedTLSTransport(KernelTimedTransport):
         self._early_lost: tuple[Exception | None] | None = None
         self._error: Exception | None = None  # a TLS failure after the handshake
         self._closing = False
+        self._raw_lost = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.close_timeout_s = CLOSE_TIMEOUT_S
         self._eof_told = False
         self.arrived = 0.0
         self.unstamped_reads = 0
@@ -209,6 +218,10 @@ class StampedTLSTransport(KernelTimedTransport):
 
     def _lost(self, exc: Exception | None) -> None:
         """The socket closed: a handshake waiting fails; the protocol is told once."""
+        self._raw_lost = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         if not self._handshake.done():
             self._fail_handshake(
                 exc or ConnectionResetError("the connection closed during the TLS handshake")
@@ -276,21 +289,44 @@ class StampedTLSTransport(KernelTimedTransport):
         return self._closing or self._raw.is_closing()
 
     def close(self) -> None:
-        """Say close_notify, then close the socket once what is written is sent."""
+        """Say close_notify, then close the socket once what is written is sent.
+
+        The peer's close_notify is not awaited (the socket closes anyway), and a peer
+        that does not read what is still buffered holds the socket at most
+        ``close_timeout_s``: then it is aborted.
+        """
         if self._closing:
             return
         self._closing = True
-        if self._handshake.done() and self._handshake.exception() is None:
-            # Our close_notify; the peer's is not awaited: the socket closes anyway.
-            with contextlib.suppress(ssl.SSLError):
-                self._sslobj.unwrap()
-            self._flush()
+        self._say_close_notify()
         self._raw.close()
+        if not self._raw_lost:
+            self._close_timer = self._loop.call_later(self.close_timeout_s, self._raw.abort)
 
     def abort(self) -> None:
-        """Close at once, dropping unsent data."""
+        """Close at once, dropping unsent data; close_notify first when the records are whole.
+
+        websockets aborts a client whose server has not closed TCP ``close_timeout``
+        after the closing handshake: our TLS ended cleanly all the same, and a server
+        that waits for the client to close should hear so. Nothing waiting in the
+        socket's buffer means no record was cut: the alert goes out at once, if the
+        socket takes it (else it is dropped with the rest, as before).
+        """
+        if not self._closing and not self._raw.get_write_buffer_size():
+            self._say_close_notify()
         self._closing = True
         self._raw.abort()
+
+    def _say_close_notify(self) -> None:
+        """Write our close_notify (``SSLObject.unwrap``), if the TLS session is still sound."""
+        if self._raw.is_closing() or self._error is not None:
+            return
+        if not self._handshake.done() or self._handshake.exception() is not None:
+            return
+        # unwrap() writes the alert, then wants the peer's (SSLWantReadError): not awaited.
+        with contextlib.suppress(ssl.SSLError):
+            self._sslobj.unwrap()
+        self._flush()
 
     # -- the rest of the transport interface ----------------------------------------
 
