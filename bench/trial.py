@@ -9,10 +9,12 @@ says comes from those two readings and from the processes' own results.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from bench.control import Control
 from bench.target import TargetProcess, wait_until
 
 Ready = Callable[[TargetProcess], bool]
+# A front before the target (a TLS proxy, bench/ws_arrival.py --tls): given the target and the
+# trial's directory, it runs for the trial and yields the base URL the children are given.
+Front = Callable[[TargetProcess, Path], AbstractContextManager[str]]
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,12 @@ class _Snapshot:
 class Environment:
     """Where trials run: the two cores and a working directory for logs and control files."""
 
-    def __init__(self, workdir: Path, cores: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, cores: tuple[int, int] | None = None, front: Front | None = None
+    ) -> None:
         self.workdir = workdir
         self.target_core, self.generator_core = cores or procs.cores()
+        self.front = front  # the harness still reads the target's admin API directly
         workdir.mkdir(parents=True, exist_ok=True)
 
     def run(self, spec: TrialSpec, throttle_s: float = 0.5, tick_s: float = 0.1) -> Measurement:
@@ -112,7 +120,10 @@ class Environment:
         ctl = Control(trial_dir, "harness")
         log = trial_dir / "output.log"
         started: list[Any] = []
-        with TargetProcess(self.target_core, log, throttle_s, tick_s) as target:
+        with (
+            TargetProcess(self.target_core, log, throttle_s, tick_s) as target,
+            self._front(target, trial_dir) as url,
+        ):
             try:
                 if spec.faults:
                     target.set_faults(spec.faults)
@@ -120,7 +131,7 @@ class Environment:
                 env = {"BENCH_CONTROL": str(trial_dir)}
                 for child in children:
                     core = self.generator_core if child is spec.generator else self.target_core
-                    command = [_fill(arg, target, trial_dir) for arg in child.command]
+                    command = [_fill(arg, url, trial_dir) for arg in child.command]
                     child_env = {**env, "BENCH_NAME": child.name, **child.env}
                     started.append(procs.spawn(command, core, log, child_env))
                 gen = started[-1]
@@ -164,6 +175,11 @@ class Environment:
             truth=truth,
         )
 
+    def _front(self, target: TargetProcess, trial_dir: Path) -> AbstractContextManager[str]:
+        if self.front is None:
+            return contextlib.nullcontext(target.url)
+        return self.front(target, trial_dir)
+
     def _snapshot(self, gen_pid: int, target_side: list[int], target: TargetProcess) -> _Snapshot:
         return _Snapshot(
             at=time.monotonic(),
@@ -174,9 +190,9 @@ class Environment:
         )
 
 
-def _fill(arg: str, target: TargetProcess, trial_dir: Path) -> str:
-    ws = target.url.replace("http://", "ws://", 1)
-    return arg.replace("{url}", target.url).replace("{ws}", ws).replace("{control}", str(trial_dir))
+def _fill(arg: str, url: str, trial_dir: Path) -> str:
+    ws = url.replace("http", "ws", 1)  # http:// -> ws://, https:// -> wss://
+    return arg.replace("{url}", url).replace("{ws}", ws).replace("{control}", str(trial_dir))
 
 
 def _served(stats: dict[str, Any]) -> int:

@@ -1,6 +1,6 @@
 """WS delivery latency against the target's ground truth: kernel arrival times beside the loop's clock.
 
-``python bench/ws_arrival.py [--connections 2000,5000] [--passes 2] [--window 3,10]``
+``python bench/ws_arrival.py [--connections 2000,5000] [--passes 2] [--window 3,10] [--tls]``
 
 Each trial is a fresh reference target on one core and loadsvc (the engine as
 ``loadsvc run`` drives it, ``bench/clients/loadsvc_gen.py``) alone on the other,
@@ -12,24 +12,36 @@ over the window, the target's ground truth over the same window (``GET
 /admin/stats/delivery``: when it wrote each frame to each socket minus its stamp),
 the gap, the clock the run's summary says timed the endpoint, its verdict and loop
 lag. A trial lasts about ramp + warm-up + window + 5 s (under 60 s at 5,000).
+
+``--tls``: wss:// through a real TLS proxy, nginx (``tests/support/nginx.py``) on
+the target's core in front of the target, its certificate from a private CA the
+generator trusts; the clocks are then stamped TLS (``loadsvc/users/stamped_tls.py``)
+and uvloop's TLS transport. The truth is still the target's write to its socket
+(to nginx): the gap includes nginx's relay (decrypt nothing, encrypt and send).
+No probe in these trials (it speaks plain ws://).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import trustme
+
 from bench import tools
 from bench.table import Table
-from bench.target import WS_MARKET
-from bench.trial import Child, Environment, TrialSpec
+from bench.target import WS_MARKET, TargetProcess
+from bench.trial import Child, Environment, Front, TrialSpec
+from tests.support.nginx import nginx_tls_front
 
 SPAWN_RATE = 1000
 GOAL_MS = 5.0  # the issue's bound on |loadsvc - truth| at p50 and p99
@@ -52,17 +64,46 @@ def tcp_counters() -> dict[str, int]:
     return out
 
 
-def trial(env: Environment, n: int, clock: str, warmup: float, window: float) -> dict[str, Any]:
-    """One trial: loadsvc at ``n`` connections on ``clock``; its figures beside the truth."""
+def tls_front(ca_file: Path, core: int, connections: int) -> Front:
+    """nginx terminating TLS before each trial's target, pinned to ``core``; its certificate
+    from the CA whose certificate is written to ``ca_file`` (the generator trusts it)."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    @contextlib.contextmanager
+    def front(target: TargetProcess, trial_dir: Path) -> Iterator[str]:
+        directory = trial_dir / "nginx"
+        with nginx_tls_front(target.url, directory, connections, core=core, ca=ca) as nginx:
+            yield nginx.url
+
+    return front
+
+
+def trial(
+    env: Environment,
+    n: int,
+    clock: str,
+    warmup: float,
+    window: float,
+    ca_file: Path | None = None,
+) -> dict[str, Any]:
+    """One trial: loadsvc at ``n`` connections on ``clock``; its figures beside the truth.
+
+    ``ca_file``: the environment has a TLS front (:func:`tls_front`) whose CA this is.
+    """
     generator = _with_clock(tools.loadsvc_ws(env.workdir, n, SPAWN_RATE), clock)
-    probe_n = max(10, n // 20)
+    probe_n = 0 if ca_file else max(10, n // 20)
+    if ca_file:
+        generator = Child(
+            generator.name, generator.command, {**generator.env, "BENCH_CA_FILE": str(ca_file)}
+        )
     spec = TrialSpec(
         f"arrival-{clock}-{n}",
         generator,
         lambda target: target.connections() >= n + probe_n,
         warmup,
         window,
-        probe=tools.ws_probe(probe_n),
+        probe=tools.ws_probe(probe_n) if probe_n else None,
         ramp_timeout_s=30 + n / SPAWN_RATE * 3,
     )
     before = tcp_counters()
@@ -74,6 +115,7 @@ def trial(env: Environment, n: int, clock: str, warmup: float, window: float) ->
     row: dict[str, Any] = {
         "connections": n,
         "clock": clock,
+        "tls": ca_file is not None,
         "reported_clock": endpoint.get("arrival_clock"),
         "frames": endpoint.get("count"),
         "p50_ms": endpoint.get("p50_ms"),
@@ -113,8 +155,9 @@ def _within(row: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]], when: str) -> Table:
     """The rows side by side, with the gap to the truth."""
+    over = " over TLS (wss:// through nginx)" if any(r.get("tls") for r in rows) else ""
     return Table(
-        f"WS delivery latency (receive - published_at) against the target's ground truth, {when}",
+        f"WS delivery latency (receive - published_at) against the target's ground truth{over}, {when}",
         [
             "clock",
             "connections",
@@ -178,19 +221,25 @@ def main() -> None:
     p.add_argument("--passes", type=int, default=1)
     p.add_argument("--window", default="3,10", help="warm-up,window seconds")
     p.add_argument("--clocks", default="loop,kernel", help="the clocks to alternate")
+    p.add_argument("--tls", action="store_true", help="wss:// through nginx before the target")
     args = p.parse_args()
     sizes = [int(x) for x in args.connections.split(",")]
     warmup, window = (float(x) for x in args.window.split(","))
     rows = []
     with tempfile.TemporaryDirectory(prefix="ws_arrival.") as tmp:
         env = Environment(Path(tmp))
+        ca_file = None
+        if args.tls:
+            ca_file = Path(tmp) / "ca.pem"
+            # Each client takes two of nginx's connections: its own and the one to the target.
+            env.front = tls_front(ca_file, env.target_core, 2 * max(sizes) + 256)
         for k in range(args.passes):
             for n in sizes:
                 clocks = args.clocks.split(",")
                 order = clocks if k % 2 == 0 else clocks[::-1]
                 for clock in order:
                     try:
-                        rows.append(trial(env, n, clock, warmup, window))
+                        rows.append(trial(env, n, clock, warmup, window, ca_file))
                     except (OSError, RuntimeError) as exc:  # a starved target: say so, go on
                         print(f"{clock} at {n:,}: trial failed ({exc!r})", flush=True)
                         continue

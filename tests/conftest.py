@@ -95,6 +95,10 @@ SERIAL: dict[str, tuple[str, str]] = {
     "tests/bench/test_bench_truth.py": (QUIET, "accuracy rows against the ground truth, within ms"),
     "tests/bench/test_soak.py": (WAITS, "a toy soak: restarts and recovery times"),
     "tests/bench/test_ws_arrival.py": (QUIET, "kernel against loop clock, within ms"),
+    "tests/bench/test_tls_truth.py": (
+        QUIET,
+        "wss:// through nginx against the target's ground truth, within ms",
+    ),
     "tests/bench/test_ws_frames.py": (QUIET, "a benchmark run"),
     "tests/bench/test_api_readers.py": (ALONE, "a paired benchmark run"),
     "tests/adversarial/test_verdict_busy.py": (

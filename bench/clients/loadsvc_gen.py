@@ -30,6 +30,7 @@ from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.tls import client_context
 from loadsvc.users import arrival
 from loadsvc.users.arrival import StampedTransport
 from loadsvc.users.base import Target
@@ -74,7 +75,10 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     monitor.start()
     # bench/spawn_calm.py compares starts spread over each tick with the old burst.
     options = RunOptions(spread_starts=os.environ.get("BENCH_SPAWN", "spread") != "burst")
-    run = ScenarioRun(config.scenario(scenario), Target(url), recorder, options, monitor=monitor)
+    # bench/ws_arrival.py --tls: the target behind a TLS proxy whose certificate this CA issued.
+    ca_file = os.environ.get("BENCH_CA_FILE")
+    target = Target(url, tls=client_context(ca_file) if ca_file else None)
+    run = ScenarioRun(config.scenario(scenario), target, recorder, options, monitor=monitor)
     ctl.ready()
     await ctl.wait("go")
     execution = asyncio.get_running_loop().create_task(run.execute())

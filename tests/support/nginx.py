@@ -20,12 +20,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,11 @@ class TlsFront:
     directory: Path
 
     @property
+    def ca_file(self) -> Path:
+        """The CA's certificate (PEM): what a client in another process must trust."""
+        return self.directory / "ca.pem"
+
+    @property
     def error_log(self) -> Path:
         """nginx's error log (level info: every client's unclean TLS end is a line)."""
         return self.directory / "error.log"
@@ -122,8 +128,14 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _pinned(core: int | None) -> Callable[[], None] | None:
+    if core is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {core})  # in the child, before exec
+
+
 def _start(
-    directory: Path, upstream: str, connections: int, ready_s: float
+    directory: Path, upstream: str, connections: int, ready_s: float, core: int | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start nginx on a port that was free; another port if it was taken meanwhile."""
     conf = directory / "nginx.conf"
@@ -152,6 +164,8 @@ def _start(
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_pinned(core),
             )
         deadline = time.monotonic() + scaled(ready_s)
         while proc.poll() is None and time.monotonic() < deadline:
@@ -168,23 +182,31 @@ def _start(
 
 @contextlib.contextmanager
 def nginx_tls_front(
-    upstream: str, directory: Path, connections: int = 1024, ready_s: float = 20.0
+    upstream: str,
+    directory: Path,
+    connections: int = 1024,
+    ready_s: float = 20.0,
+    core: int | None = None,
+    ca: trustme.CA | None = None,
 ) -> Iterator[TlsFront]:
     """nginx terminating TLS for ``upstream`` (``http://127.0.0.1:PORT``) for the block.
 
     ``directory`` holds its configuration, certificate, logs and pid file (kept after
     the block, for a failing test's reader). ``connections`` is its worker_connections:
-    each client takes two (its own and the one to the backend).
+    each client takes two (its own and the one to the backend). ``core`` pins it to
+    one CPU (the bench keeps the generator's core for the generator); ``ca`` issues
+    its certificate (default: a fresh CA), written to ``ca_file`` for other processes.
     """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA()
+    ca = ca or trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(
         str(directory / "server.pem")
     )
     client_tls = ssl.create_default_context()
     ca.configure_trust(client_tls)
-    proc, port = _start(directory, upstream, connections, ready_s)
+    proc, port = _start(directory, upstream, connections, ready_s, core)
     try:
         yield TlsFront(f"https://localhost:{port}", port, client_tls, proc.pid, directory)
     finally:
