@@ -93,7 +93,9 @@ async def test_https_rest_through_nginx_counts_every_request_the_target_served(
         ).execute()
         served = await asyncio.to_thread(target.requests_served, SNAPSHOT) - before
     (doc,) = summary_doc(result, front.url)["endpoints"]
-    assert doc["arrival_clock"] == "kernel" and doc["arrival_clocks"] == {"kernel": doc["count"]}, doc
+    assert doc["arrival_clock"] == "kernel" and doc["arrival_clocks"] == {"kernel": doc["count"]}, (
+        doc
+    )
     assert doc["count"] > 40 and doc["outcomes"] == {"ok": doc["count"]}, doc
     assert doc["count"] == served
     assert result.result == "passed", result.reasons
