@@ -13,6 +13,8 @@ so what it measures is the target and the network, not its own queue.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import sys
 import time
 
@@ -25,9 +27,11 @@ from bench.control import Control
 from bench.quantiles import latency_doc
 
 
-async def stream(url: str, latencies: list[float], measuring: list[bool]) -> None:
+async def stream(
+    url: str, latencies: list[float], measuring: list[bool], tls: ssl.SSLContext | None
+) -> None:
     """Time every data frame from its publish stamp."""
-    async with connect(url, compression=None) as ws:
+    async with connect(url, compression=None, ssl=tls) as ws:
         try:
             while True:
                 message = await ws.recv(decode=False)
@@ -43,7 +47,12 @@ async def drive(ctl: Control, url: str, connections: int) -> None:
     """Connect at once; measure from ``mark`` to ``stop``."""
     latencies: list[float] = []
     measuring = [False]
-    tasks = [asyncio.create_task(stream(url, latencies, measuring)) for _ in range(connections)]
+    # bench/ws_arrival.py --tls: wss:// through a TLS proxy whose certificate this CA issued.
+    ca_file = os.environ.get("BENCH_CA_FILE")
+    tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    tasks = [
+        asyncio.create_task(stream(url, latencies, measuring, tls)) for _ in range(connections)
+    ]
     ctl.ready()
     await ctl.wait("mark")
     measuring[0] = True
