@@ -116,6 +116,7 @@ def trial(
     truth = (m.truth or {}).get(WS_MARKET, {})
     row: dict[str, Any] = {
         "connections": n,
+        "probe_connections": probe_n,  # the truth counts their frames too
         "clock": clock,
         "tls": ca_file is not None,
         "reported_clock": endpoint.get("arrival_clock"),
