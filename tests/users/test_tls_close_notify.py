@@ -270,3 +270,37 @@ def test_a_peer_that_never_reads_cannot_hold_the_close(run: Run) -> None:
             run(body())
         finally:
             release.set()
+
+
+def test_an_abort_that_cuts_a_record_says_no_close_notify(run: Run) -> None:
+    """abort() with ciphertext still buffered (a record cut short): no close_notify after it,
+    so the server reads the truncation it is (an unclean EOF), not a clean end."""
+    server_tls, client_tls = localhost_tls_pair()
+    release = threading.Event()
+
+    def read_later(_tls: ssl.SSLSocket) -> None:
+        release.wait(scaled(60))
+
+    with endings_server(read_later, server_tls) as server:
+
+        async def body() -> None:
+            transport, protocol = await open_connection(
+                Ends, "localhost", server.port, ssl=client_tls
+            )
+            assert isinstance(transport, StampedTLSTransport)
+            for _ in range(200):
+                transport.write(b"x" * 1_000_000)
+                if transport.get_write_buffer_size():
+                    break
+            assert transport.get_write_buffer_size() > 0
+            transport.abort()
+            async with asyncio.timeout(scaled(10)):
+                await protocol.lost
+            release.set()
+            endings = await asyncio.to_thread(settled, server, 1)
+            assert endings == [UNCLEAN]
+
+        try:
+            run(body())
+        finally:
+            release.set()
