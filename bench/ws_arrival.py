@@ -238,8 +238,10 @@ def main() -> None:
         ca_file = None
         if args.tls:
             ca_file = Path(tmp) / "ca.pem"
-            # Each client takes two of nginx's connections: its own and the one to the target.
-            env.front = tls_front(ca_file, env.target_core, 2 * max(sizes) + 256)
+            # Each client takes two of nginx's connections (its own, the one to the target), and
+            # reconnects hold more while the old ones close: at twice that, nginx never reuses
+            # ("worker_connections are not enough"), which drops connections mid-handshake.
+            env.front = tls_front(ca_file, env.target_core, 4 * max(sizes) + 1024)
         for k in range(args.passes):
             for n in sizes:
                 clocks = args.clocks.split(",")

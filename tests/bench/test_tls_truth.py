@@ -48,7 +48,7 @@ def test_wss_through_nginx_agrees_with_the_target_s_ground_truth(tmp_path: Path)
     of its truth."""
     env = Environment(tmp_path)
     ca_file = tmp_path / "ca.pem"
-    env.front = ws_arrival.tls_front(ca_file, env.target_core, 2 * CLIENTS + 64)
+    env.front = ws_arrival.tls_front(ca_file, env.target_core, 4 * CLIENTS + 1024)
     row = ws_arrival.trial(env, CLIENTS, "kernel", 0.5, 4.0, ca_file)
     assert row["tls"] and row["reported_clock"] == "kernel", row
     assert row["reported_target"].startswith("https://localhost:"), row  # the summary's

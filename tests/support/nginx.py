@@ -193,7 +193,8 @@ def nginx_tls_front(
 
     ``directory`` holds its configuration, certificate, logs and pid file (kept after
     the block, for a failing test's reader). ``connections`` is its worker_connections:
-    each client takes two (its own and the one to the backend). ``core`` pins it to
+    each client takes two (its own and the one to the backend), and reconnects more while
+    old ones close; too few and nginx drops connections ("not enough, reusing"). ``core`` pins it to
     one CPU (the bench keeps the generator's core for the generator); ``ca`` issues
     its certificate (default: a fresh CA), written to ``ca_file`` for other processes.
     """
