@@ -44,7 +44,7 @@ from bench.soak_report import (
     HEAP_AFTER_GC,
     HEAP_AT_SWEEP,
     HEAP_BLOCKS,
-    SWEEP_FREED,
+    SWEEP_GARBAGE,
     SWEEPS,
     TRIM_RELEASED,
     TRIM_SECONDS,
@@ -150,7 +150,7 @@ def cycle_end(serve_url: str, t0: float) -> dict[str, float | None]:
         # freed, how many there have been (the reading is this cycle's only if one ran in it),
         # and the glibc trims that follow each.
         "heap_sweep_blocks": now.total(HEAP_AT_SWEEP),
-        "sweep_freed": now.total(SWEEP_FREED),
+        "sweep_garbage": now.total(SWEEP_GARBAGE),
         "sweeps": now.total(SWEEPS),
         "trims": now.total(TRIMS),
         "trim_s": now.total(TRIM_SECONDS),

@@ -30,14 +30,15 @@ CYCLIC_GARBAGE = "loadsvc_python_cyclic_garbage_total"
 # garbage the readings before it held; a glibc malloc_trim follows each.
 SWEEPS = "loadsvc_python_sweeps_total"
 HEAP_AT_SWEEP = "loadsvc_python_heap_blocks_at_sweep"
-SWEEP_FREED = "loadsvc_python_sweep_freed_blocks"
+SWEEP_GARBAGE = "loadsvc_python_sweep_garbage"
 TRIMS = "loadsvc_malloc_trims_total"
 TRIM_SECONDS = "loadsvc_malloc_trim_seconds_total"
 TRIM_RELEASED = "loadsvc_malloc_trim_released_bytes_total"
 # A cycle end's reading that is that cycle's only if a counter moved within the cycle: the
 # heap after the last full collection, taken by loadsvc's gc hook, belongs to the cycle in
 # which that collection ran (the same value again is an earlier cycle's).
-FRESH_WHEN = {"heap_gc_blocks": "full_gcs", "heap_sweep_blocks": "sweeps", "sweep_freed": "sweeps"}
+# (The heap at the last sweep is read as it stands: the sweep by then, however long ago.)
+FRESH_WHEN = {"heap_gc_blocks": "full_gcs", "sweep_garbage": "sweeps"}
 # After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
 # of the slowest users, a verdict window closing); samples in it are not used for floors.
 SETTLE_S = 10.0
@@ -302,7 +303,7 @@ MEMORY = (
     ("rss_mb", "RSS", "MB", 1.0),
     ("heap_blocks", "live heap at the cycle's end", "k blocks", 1e-3),
     ("heap_gc_blocks", "live heap after a full collection in the cycle", "k blocks", 1e-3),
-    ("heap_sweep_blocks", "live heap after a sweep in the cycle (no garbage at all)", "k blocks",
+    ("heap_sweep_blocks", "live heap at the last sweep by then (no garbage at all)", "k blocks",
      1e-3),
 )  # fmt: skip
 
@@ -343,16 +344,13 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
                 + ("RSS follows a new peak (a high-water mark)" if p2 > p1 else "no new peak"),
             )
         )
-    freed = [v for v in after_restarts(result, "sweep_freed") if v is not None]
-    heap = [v for v in after_restarts(result, "heap_sweep_blocks") if v is not None]
-    if freed and heap:
-        share = max(freed) / statistics.median(heap) * 100
+    freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
+    if freed:
         rows.append(
             (
-                "garbage a sweep freed (frozen and young, blocks; median, max)",
+                "garbage a sweep freed (frozen and young, objects; median, max)",
                 f"{statistics.median(freed):,.0f}, {max(freed):,.0f} over {len(freed)} cycles "
-                f"with a sweep (at most {share:.2f} % of the heap: what a reading between "
-                "sweeps can hold)",
+                "with a sweep (what the heap readings before each sweep held, at most)",
             )
         )
     last = result.cycle_ends[-1] if result.cycle_ends else {}

@@ -26,12 +26,8 @@ to 40, but the heap at the cycle's end a saw-tooth of +-6 % between sweeps (no t
 
 A reading of the heap between sweeps holds whatever frozen garbage there is; a sweep's does
 not. So the hook keeps the heap right after the last sweep (``loadsvc_python_heap_blocks_at_
-sweep``) and what that sweep freed, in blocks (``loadsvc_python_sweep_freed_blocks``): the
-most garbage, frozen and young, that the readings before it could hold. Measured under the
-accelerated soak (README "Reliability"): a sweep frees next to nothing, so readings between
-sweeps are not blurred by frozen garbage. The growth bound is checked against a heap that
-swings with the load (+-9 % there), so there a sweep came at about every other full
-collection: freezing then halves, not removes, the walks of a full heap.
+sweep``) and the objects that sweep freed (``loadsvc_python_sweep_garbage``): the garbage,
+frozen and young, that the readings before it held.
 
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
 (:class:`MallocTrim`: timed, counted, what it gave back read from RSS): on the collector's
@@ -154,10 +150,12 @@ class FrozenSurvivors:
         # (``loadsvc_python_heap_blocks_at_sweep``). Blocks, not frozen objects: a frozen
         # cycle may hold buffers many times its size.
         self.swept_blocks = sys.getallocatedblocks()
-        # What the last sweep freed, in blocks: the frozen garbage (and the young one) that
-        # readings between sweeps held (``loadsvc_python_sweep_freed_blocks``).
-        self.sweep_freed_blocks = 0
-        self._sweep_started_blocks = 0
+        # The objects the last sweep found unreachable and freed: the frozen garbage (and the
+        # young one) that readings between sweeps held (``loadsvc_python_sweep_garbage``).
+        # Objects, not blocks: a full collection also empties the interpreter's free lists
+        # (tuples, lists, dicts, floats kept for reuse: 25-35k blocks in the soak), so the
+        # heap's fall across a sweep is mostly those, not garbage.
+        self.sweep_garbage = 0
         self.sweeping = False  # unfrozen: the next full collection is a sweep
         self.sweeps = 0  # sweeps done
         self.freezes = 0  # full collections whose survivors were frozen (sweeps included)
@@ -169,13 +167,8 @@ class FrozenSurvivors:
         return sys.getallocatedblocks() > self.swept_blocks * (1.0 + self._growth)
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        """The collector's callback: act at the end of a generation 2 collection only (and
-        read the heap at the start of a sweep, to know what it freed)."""
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            if self.sweeping:
-                self._sweep_started_blocks = sys.getallocatedblocks()
+        """The collector's callback: act at the end of a generation 2 collection only."""
+        if phase != "stop" or info["generation"] != 2:
             return
         swept = self.sweeping  # this collection walked everything: the sweep is done
         if not swept and self.sweep_due():
@@ -189,7 +182,7 @@ class FrozenSurvivors:
             self.sweeps += 1
             self._last_sweep = self._clock()
             self.swept_blocks = sys.getallocatedblocks()
-            self.sweep_freed_blocks = max(0, self._sweep_started_blocks - self.swept_blocks)
+            self.sweep_garbage = info["collected"]
             if self.trim is not None:
                 self.trim()
 

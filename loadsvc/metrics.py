@@ -332,9 +332,9 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "The live Python heap in blocks right after the last sweep (or start-up): "
                "with no garbage in it, frozen or not.",
                group="process"),
-    MetricSpec("python_sweep_freed_blocks", "loadsvc_python_sweep_freed_blocks", "gauge",
-               "Heap blocks the last sweep freed: the garbage, frozen and young, that the "
-               "heap readings before it held.",
+    MetricSpec("python_sweep_garbage", "loadsvc_python_sweep_garbage", "gauge",
+               "Objects the last sweep found unreachable and freed: the garbage, frozen and "
+               "young, that the heap readings before it held.",
                group="process"),
     MetricSpec("malloc_trims", "loadsvc_malloc_trims", "counter",
                "glibc malloc_trim(0) calls, one at the end of every sweep: the free memory "

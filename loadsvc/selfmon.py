@@ -43,14 +43,14 @@ CYCLIC_GARBAGE = BY_FIELD["python_cyclic_garbage"].name
 SWEEP_FIELDS = (
     "python_sweeps",
     "python_heap_blocks_at_sweep",
-    "python_sweep_freed_blocks",
+    "python_sweep_garbage",
     "malloc_trims",
     "malloc_trim_seconds",
     "malloc_trim_released_bytes",
 )
 SWEEPS = BY_FIELD["python_sweeps"].name
 HEAP_AT_SWEEP = BY_FIELD["python_heap_blocks_at_sweep"].name
-SWEEP_FREED = BY_FIELD["python_sweep_freed_blocks"].name
+SWEEP_GARBAGE = BY_FIELD["python_sweep_garbage"].name
 _HELP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].help
 _HELP_FULL = BY_FIELD["python_full_collections"].help
 _HELP_GARBAGE = BY_FIELD["python_cyclic_garbage"].help
@@ -160,7 +160,7 @@ def sweep_metrics(hook: FrozenSurvivors) -> Iterator[Metric]:
     (no garbage in it, frozen or not), what it freed (the garbage readings before held), and
     the glibc trims that follow each sweep (0 without a trim)."""
     trim = hook.trim
-    values: tuple[float, ...] = (hook.sweeps, hook.swept_blocks, hook.sweep_freed_blocks)
+    values: tuple[float, ...] = (hook.sweeps, hook.swept_blocks, hook.sweep_garbage)
     if trim is None:
         values += (0, 0.0, 0)
     else:

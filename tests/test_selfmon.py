@@ -21,7 +21,7 @@ from loadsvc.selfmon import (
     HEAP_AT_SWEEP,
     HEAP_BLOCKS,
     SOCKETS,
-    SWEEP_FREED,
+    SWEEP_GARBAGE,
     SWEEPS,
     TASKS,
     SelfHealthCollector,
@@ -157,7 +157,7 @@ class _Clock:
 async def test_the_heap_at_a_sweep_leaves_frozen_garbage_out_and_counts_it() -> None:
     """20,000 objects in cycles that die frozen blur the heap read after a full collection
     (it cannot see them); the sweep frees them, and the scrape then exports the heap right
-    after it (back to the clean size), the 20,000 blocks it freed and one trim after it."""
+    after it (back to the clean size), the 20,000 objects it freed and one trim after it."""
     clock = _Clock()
     gc.collect()
     gc.freeze()
@@ -185,7 +185,7 @@ async def test_the_heap_at_a_sweep_leaves_frozen_garbage_out_and_counts_it() -> 
         assert hook.sweeping
         gc.collect()  # the sweep
         at_sweep = registry.get_sample_value(HEAP_AT_SWEEP)
-        freed = registry.get_sample_value(SWEEP_FREED)
+        freed = registry.get_sample_value(SWEEP_GARBAGE)
         assert at_sweep is not None and abs(at_sweep - clean) < 2_000
         assert freed is not None and freed >= 20_000
         assert registry.get_sample_value(SWEEPS + "_total") == 1
