@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.soak_trend import WITHIN, fit_trend, n_to_2n, over
+from bench.soak_trend import SPAN, WITHIN, fit_trend, n_to_2n, over
 
 LAG = "loadsvc_event_loop_lag_seconds"
 HEAP_BLOCKS = "loadsvc_python_heap_blocks"
@@ -367,6 +367,35 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
     return rows
 
 
+def late_by(result: SoakResult) -> list[float | None]:
+    """How late each cycle's end was read (the k-th: after restart k), against the plan: just
+    before restart k+1, or the run's end. A loaded machine delays a restart (the harness waits
+    for each recovery), and a reading late by a good part of a cycle is at another phase of
+    the burst and the storm, whose schedules loadsvc keeps on its own clock."""
+    planned = [r.get("at_s") for r in result.restarts[1:]] + [result.duration_s]
+    return [
+        None if (t := end.get("t_s")) is None or at is None else t - at
+        for end, at in zip(result.cycle_ends[1:], planned, strict=False)
+    ]
+
+
+def _late_note(result: SoakResult, n: int) -> str:
+    """Words for the table when a reading in restart N's or 2N's span (``SPAN``) was late."""
+    late = late_by(result)
+    width = min(SPAN, n)
+    spans = [late[n - width : n], late[2 * n - width : 2 * n]]
+    worst = [max([0.0, *(v for v in span if v is not None)]) for span in spans]
+    if max(worst) < LATE_S:
+        return ""
+    return (
+        f"; readings up to {worst[0]:,.0f} s and {worst[1]:,.0f} s late (restarts delayed by "
+        "a loaded machine): not at the same phase of the load"
+    )
+
+
+LATE_S = 2.0  # a reading later than this is at another moment of the accelerated cycle (8 s)
+
+
 def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
     """RSS and live heap: after restart N against 2N, and the trend fitted over the cycles."""
     rows: list[tuple[str, str]] = []
@@ -380,6 +409,7 @@ def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
             n, first, second = pair
             known = sum(v is not None for v in values)
             note = f"; {when}" + ("" if past else ": NOT past it") if attr == "rss_mb" else ""
+            note += _late_note(result, n)
             rows.append(
                 (
                     f"{what} after restart {n} -> {2 * n}",

@@ -13,7 +13,15 @@ import yaml
 
 from bench.soak_config import soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
-from bench.soak_report import Sample, Scrape, SoakResult, growth, high_water_rows, lag_p99_ms
+from bench.soak_report import (
+    Sample,
+    Scrape,
+    SoakResult,
+    growth,
+    high_water_rows,
+    lag_p99_ms,
+    memory_rows,
+)
 from loadsvc.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,6 +114,21 @@ def test_rss_is_shown_against_the_heaps_peak_so_far() -> None:
     flat = dict(high_water_rows(_cycles(rss, [300e3] * 21)))
     (row,) = [v for k, v in flat.items() if k.startswith("RSS against the live heap's peak")]
     assert row.endswith("no new peak")
+
+
+def test_readings_a_loaded_machine_delayed_are_said_to_be_off_the_loads_phase() -> None:
+    """The N-against-2N rows say when restarts ran late (the readings then fall at another
+    moment of the burst and the storm), and say nothing when every reading was on time."""
+    result = _cycles([80.0] * 21, [300e3] * 21)
+    result.duration_s = 210.0
+    result.restarts = [{"at_s": 10.0 * k, "recovery_s": 1.0} for k in range(20)]
+    result.cycle_ends = [{"t_s": 10.0 * k - 0.5, "rss_mb": 80.0} for k in range(21)]
+    on_time = dict(memory_rows(result))
+    assert not any("late" in v for v in on_time.values())
+    result.cycle_ends[18]["t_s"] = 10.0 * 18 + 25  # the reading after restart 18: 25 s late
+    late = dict(memory_rows(result))
+    (row,) = [v for k, v in late.items() if k == "RSS after restart 10 -> 20"]
+    assert "readings up to 0 s and 25 s late" in row and "not at the same phase" in row
 
 
 def test_loop_lag_p99_is_read_from_the_bucket_deltas_of_the_interval() -> None:
