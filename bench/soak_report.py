@@ -341,7 +341,11 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
                 f"RSS {r1:,.1f} -> {r2:,.1f} MB ({(r2 / r1 - 1) * 100:+.2f} %) while the peak "
                 f"went {p1 / 1e3:,.1f} -> {p2 / 1e3:,.1f} k blocks "
                 f"({(p2 / p1 - 1) * 100:+.2f} %): "
-                + ("RSS follows a new peak (a high-water mark)" if p2 > p1 else "no new peak"),
+                + (
+                    "a new peak of the heap, which RSS, a high-water mark, may follow"
+                    if p2 > p1
+                    else "no new peak: a rise of RSS is memory the Python heap does not see"
+                ),
             )
         )
     freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]

@@ -110,10 +110,10 @@ def test_rss_is_shown_against_the_heaps_peak_so_far() -> None:
     followed = dict(high_water_rows(_cycles(rss, [300e3] * 11 + [330e3] * 10)))
     (row,) = [v for k, v in followed.items() if k.startswith("RSS against the live heap's peak")]
     assert "RSS 80.0 -> 90.0 MB (+12.50 %)" in row and "+10.00 %" in row
-    assert row.endswith("RSS follows a new peak (a high-water mark)")
+    assert row.endswith("a new peak of the heap, which RSS, a high-water mark, may follow")
     flat = dict(high_water_rows(_cycles(rss, [300e3] * 21)))
     (row,) = [v for k, v in flat.items() if k.startswith("RSS against the live heap's peak")]
-    assert row.endswith("no new peak")
+    assert row.endswith("no new peak: a rise of RSS is memory the Python heap does not see")
 
 
 def test_readings_a_loaded_machine_delayed_are_said_to_be_off_the_loads_phase() -> None:
