@@ -32,7 +32,9 @@ frozen and young, that the readings before it held.
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
 (:class:`MallocTrim`: timed, counted, what it gave back read from RSS): on the collector's
 schedule, since a trim walks glibc's free lists, and a sweep is the one moment after which
-the heap is as small as the load allows.
+the heap is as small as the load allows. Measured (README "Reliability"): at the seed's full
+size 23-38 MB of RSS back a trim for a pause of 16.8 ms on average (on a loaded machine),
+after a sweep that walked the whole heap; at 0.3 of it 2.5 MB for 2.7 ms.
 
 Python's thresholds stay. Measured and not taken: (700, 3, 100) halved the collector's
 largest pause at a restart (the middle generation collected a third as much at a time,
