@@ -42,7 +42,13 @@ from bench.soak_report import (
     CYCLIC_GARBAGE,
     FULL_COLLECTIONS,
     HEAP_AFTER_GC,
+    HEAP_AT_SWEEP,
     HEAP_BLOCKS,
+    SWEEP_GARBAGE,
+    SWEEPS,
+    TRIM_RELEASED,
+    TRIM_SECONDS,
+    TRIMS,
     Sample,
     Scrape,
     SoakResult,
@@ -140,6 +146,15 @@ def cycle_end(serve_url: str, t0: float) -> dict[str, float | None]:
         "heap_gc_blocks": now.total(HEAP_AFTER_GC),
         "full_gcs": now.total(FULL_COLLECTIONS),
         "gc_freed": now.total(CYCLIC_GARBAGE),  # a counter: its rise over a cycle
+        # The heap right after the last sweep (no garbage, frozen or not), what that sweep
+        # freed, how many there have been (the reading is this cycle's only if one ran in it),
+        # and the glibc trims that follow each.
+        "heap_sweep_blocks": now.total(HEAP_AT_SWEEP),
+        "sweep_garbage": now.total(SWEEP_GARBAGE),
+        "sweeps": now.total(SWEEPS),
+        "trims": now.total(TRIMS),
+        "trim_s": now.total(TRIM_SECONDS),
+        "trim_released": now.total(TRIM_RELEASED),
     }
 
 
@@ -288,6 +303,10 @@ def soak(args: argparse.Namespace) -> SoakResult:
             runner = [str(Path(__file__).parent / "soak_garbage.py")]
             runner += ["--out", str(out / "garbage.jsonl"), "--every", str(args.garbage_every)]
             runner += ["--"]
+        if args.memory:  # under bench/soak_memory.py: each allocator's view, every 2 s
+            runner = [str(Path(__file__).parent / "soak_memory.py")]
+            runner += ["--out", str(out / "memory.jsonl"), "--every", "2"]
+            runner += ["--tracemalloc-at", args.tracemalloc_at, "--"]
         if args.pauses:  # under bench/soak_pauses.py: survivors frozen or not, alternating
             runner = [str(Path(__file__).parent / "soak_pauses.py")]
             runner += ["--out", str(out / "pauses.jsonl"), "--period", str(args.pauses)]
@@ -431,6 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run serve under bench/soak_pauses.py: frozen survivors switched off and on every "
         "PERIOD after the warm-up, collector pauses and lag per phase to pauses.md",
     )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="run serve under bench/soak_memory.py: RSS, glibc's and pymalloc's views every "
+        "2 s to memory.jsonl (--tracemalloc-at S,S: top allocation sites then; costs memory)",
+    )
+    p.add_argument("--tracemalloc-at", default="", help=argparse.SUPPRESS)
     p.add_argument("--garbage-every", type=parse_duration, default=8.0, help=argparse.SUPPRESS)
     p.add_argument("--cycle", type=parse_duration, default=None, help=argparse.SUPPRESS)
     first, _ = p.parse_known_args(argv)

@@ -50,7 +50,13 @@ def _where(code: types.CodeType) -> str:
 
 
 def count_garbage() -> tuple[int, Counter[str]]:
-    """Collect, count what the collector found by kind, then free it."""
+    """Collect, count what the collector found by kind, then free it.
+
+    Frozen objects included: loadsvc freezes what survives a full collection
+    (:mod:`loadsvc.collector`), and a cycle that dies frozen is invisible to a collection
+    until a sweep; so everything is unfrozen first and the survivors frozen again after (as
+    if a sweep ran every interval)."""
+    gc.unfreeze()
     gc.collect()
     found = list(gc.garbage)
     gc.garbage.clear()
@@ -64,6 +70,7 @@ def count_garbage() -> tuple[int, Counter[str]]:
     del found
     gc.set_debug(0)  # free what was just counted, without saving it again
     gc.collect()
+    gc.freeze()
     gc.set_debug(gc.DEBUG_SAVEALL)
     return n, kinds
 

@@ -18,17 +18,27 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.soak_trend import WITHIN, fit_trend, n_to_2n, over
+from bench.soak_trend import SPAN, WITHIN, fit_trend, n_to_2n, over
 
 LAG = "loadsvc_event_loop_lag_seconds"
 HEAP_BLOCKS = "loadsvc_python_heap_blocks"
 HEAP_AFTER_GC = "loadsvc_python_heap_blocks_after_full_gc"
 FULL_COLLECTIONS = "loadsvc_python_full_collections_total"
 CYCLIC_GARBAGE = "loadsvc_python_cyclic_garbage_total"
+# loadsvc.collector's sweeps (survivors of full collections are frozen; a sweep walks all):
+# the heap right after the last one has no garbage in it, frozen or not; what it freed is the
+# garbage the readings before it held; a glibc malloc_trim follows each.
+SWEEPS = "loadsvc_python_sweeps_total"
+HEAP_AT_SWEEP = "loadsvc_python_heap_blocks_at_sweep"
+SWEEP_GARBAGE = "loadsvc_python_sweep_garbage"
+TRIMS = "loadsvc_malloc_trims_total"
+TRIM_SECONDS = "loadsvc_malloc_trim_seconds_total"
+TRIM_RELEASED = "loadsvc_malloc_trim_released_bytes_total"
 # A cycle end's reading that is that cycle's only if a counter moved within the cycle: the
 # heap after the last full collection, taken by loadsvc's gc hook, belongs to the cycle in
 # which that collection ran (the same value again is an earlier cycle's).
-FRESH_WHEN = {"heap_gc_blocks": "full_gcs"}
+# (The heap at the last sweep is read as it stands: the sweep by then, however long ago.)
+FRESH_WHEN = {"heap_gc_blocks": "full_gcs", "sweep_garbage": "sweeps"}
 # After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
 # of the slowest users, a verdict window closing); samples in it are not used for floors.
 SETTLE_S = 10.0
@@ -293,7 +303,101 @@ MEMORY = (
     ("rss_mb", "RSS", "MB", 1.0),
     ("heap_blocks", "live heap at the cycle's end", "k blocks", 1e-3),
     ("heap_gc_blocks", "live heap after a full collection in the cycle", "k blocks", 1e-3),
-)
+    ("heap_sweep_blocks", "live heap at the last sweep by then (no garbage at all)", "k blocks",
+     1e-3),
+)  # fmt: skip
+
+
+def max_heap_so_far(result: SoakResult) -> list[float | None]:
+    """The largest live heap sampled up to each cycle's end (the k-th: after restart k).
+
+    pymalloc keeps an arena while any block in it lives and glibc its heap's top while
+    anything above is used, so RSS is a high-water mark of the heap's peaks: a rise of RSS
+    with a rise of this is the allocators following a new peak of the load; a rise without
+    one is memory the Python heap does not see."""
+    out: list[float | None] = []
+    for end in result.cycle_ends[1:]:
+        t = end.get("t_s")
+        seen = [
+            s.heap_blocks
+            for s in result.samples
+            if s.heap_blocks is not None and (t is None or s.t_s <= t)
+        ]
+        out.append(max(seen) if seen else None)
+    return out
+
+
+def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """RSS against the heap's peak so far, N against 2N; the sweeps' garbage; the trims."""
+    rows: list[tuple[str, str]] = []
+    peaks = n_to_2n(max_heap_so_far(result))
+    rss = n_to_2n(after_restarts(result, "rss_mb"))
+    if peaks is not None and rss is not None:
+        n, p1, p2 = peaks
+        _, r1, r2 = rss
+        rows.append(
+            (
+                f"RSS against the live heap's peak so far, after restart {n} -> {2 * n}",
+                f"RSS {r1:,.1f} -> {r2:,.1f} MB ({(r2 / r1 - 1) * 100:+.2f} %) while the peak "
+                f"went {p1 / 1e3:,.1f} -> {p2 / 1e3:,.1f} k blocks "
+                f"({(p2 / p1 - 1) * 100:+.2f} %): "
+                + (
+                    "a new peak of the heap, which RSS, a high-water mark, may follow"
+                    if p2 > p1
+                    else "no new peak: a rise of RSS is memory the Python heap does not see"
+                ),
+            )
+        )
+    freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
+    if freed:
+        rows.append(
+            (
+                "garbage a sweep freed (frozen and young, objects; median, max)",
+                f"{statistics.median(freed):,.0f}, {max(freed):,.0f} over {len(freed)} cycles "
+                "with a sweep (what the heap readings before each sweep held, at most)",
+            )
+        )
+    last = result.cycle_ends[-1] if result.cycle_ends else {}
+    trims = last.get("trims")
+    if trims:
+        ms = (last.get("trim_s") or 0.0) * 1e3
+        released = (last.get("trim_released") or 0.0) / 2**20
+        rows.append(
+            (
+                "glibc malloc_trim at sweeps: count, pause (mean), RSS given back",
+                f"{trims:,.0f}, {ms / trims:,.2f} ms, {released:,.1f} MB in all",
+            )
+        )
+    return rows
+
+
+def late_by(result: SoakResult) -> list[float | None]:
+    """How late each cycle's end was read (the k-th: after restart k), against the plan: just
+    before restart k+1, or the run's end. A loaded machine delays a restart (the harness waits
+    for each recovery), and a reading late by a good part of a cycle is at another phase of
+    the burst and the storm, whose schedules loadsvc keeps on its own clock."""
+    planned = [r.get("at_s") for r in result.restarts[1:]] + [result.duration_s]
+    return [
+        None if (t := end.get("t_s")) is None or at is None else t - at
+        for end, at in zip(result.cycle_ends[1:], planned, strict=False)
+    ]
+
+
+def _late_note(result: SoakResult, n: int) -> str:
+    """Words for the table when a reading in restart N's or 2N's span (``SPAN``) was late."""
+    late = late_by(result)
+    width = min(SPAN, n)
+    spans = [late[n - width : n], late[2 * n - width : 2 * n]]
+    worst = [max([0.0, *(v for v in span if v is not None)]) for span in spans]
+    if max(worst) < LATE_S:
+        return ""
+    return (
+        f"; readings up to {worst[0]:,.0f} s and {worst[1]:,.0f} s late (restarts delayed by "
+        "a loaded machine): not at the same phase of the load"
+    )
+
+
+LATE_S = 2.0  # a reading later than this is at another moment of the accelerated cycle (8 s)
 
 
 def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
@@ -309,6 +413,7 @@ def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
             n, first, second = pair
             known = sum(v is not None for v in values)
             note = f"; {when}" + ("" if past else ": NOT past it") if attr == "rss_mb" else ""
+            note += _late_note(result, n)
             rows.append(
                 (
                     f"{what} after restart {n} -> {2 * n}",
@@ -339,6 +444,7 @@ def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
                 f"({share * 100:+.1f} +- {ci * 100:.1f} %/day): {trend.verdict()}",
             )
         )
+    rows += high_water_rows(result)
     garbage = garbage_per_cycle(result)
     rows.append(
         (
@@ -391,13 +497,22 @@ def sample_table(result: SoakResult, rows: int = 12) -> list[list[str]]:
     def cell(value: float | None, digits: int = 0) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    header = ["t (m:ss)", "RSS MB", "heap kblocks", "fds", "sockets", "tasks", "WS conns"]
-    header.append("lag p99 ms")
+    # The heap's peak so far beside RSS: RSS is the allocators' high-water mark of it.
+    peak: dict[int, float | None] = {}
+    top: float | None = None
+    for s in samples:
+        if s.heap_blocks is not None:
+            top = s.heap_blocks if top is None else max(top, s.heap_blocks)
+        peak[id(s)] = top
+
+    header = ["t (m:ss)", "RSS MB", "heap kblocks", "heap peak so far", "fds", "sockets"]
+    header += ["tasks", "WS conns", "lag p99 ms"]
     return [header] + [
         [
             f"{int(s.t_s) // 60}:{int(s.t_s) % 60:02d}",
             cell(s.rss_mb, 1),
             cell(None if s.heap_blocks is None else s.heap_blocks / 1e3, 1),
+            cell(None if (p := peak[id(s)]) is None else p / 1e3, 1),
             cell(s.fds),
             cell(s.sockets),
             cell(s.tasks),

@@ -322,6 +322,30 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "Objects the cyclic garbage collector found unreachable and freed (garbage "
                "that reference counting could not free), every generation.",
                group="process"),
+    # Read from loadsvc.collector.FrozenSurvivors: survivors of full collections are frozen,
+    # so only a sweep (everything walked) reads a heap with no garbage in it, frozen or not.
+    MetricSpec("python_sweeps", "loadsvc_python_sweeps", "counter",
+               "Sweeps: full collections over the whole heap, frozen survivors included "
+               "(hourly, or once the heap grew 2 % since the last).",
+               group="process"),
+    MetricSpec("python_heap_blocks_at_sweep", "loadsvc_python_heap_blocks_at_sweep", "gauge",
+               "The live Python heap in blocks right after the last sweep (or start-up): "
+               "with no garbage in it, frozen or not.",
+               group="process"),
+    MetricSpec("python_sweep_garbage", "loadsvc_python_sweep_garbage", "gauge",
+               "Objects the last sweep found unreachable and freed: the garbage, frozen and "
+               "young, that the heap readings before it held.",
+               group="process"),
+    MetricSpec("malloc_trims", "loadsvc_malloc_trims", "counter",
+               "glibc malloc_trim(0) calls, one at the end of every sweep: the free memory "
+               "of its heap given back to the system (none where the C library is not glibc).",
+               group="process"),
+    MetricSpec("malloc_trim_seconds", "loadsvc_malloc_trim_seconds", "counter",
+               "Time the malloc_trim calls took (the event loop's pause), all of them.",
+               group="process"),
+    MetricSpec("malloc_trim_released_bytes", "loadsvc_malloc_trim_released_bytes", "counter",
+               "Resident memory the malloc_trim calls gave back (RSS before - after).",
+               group="process"),
     MetricSpec("build_info", "loadsvc_build_info", "gauge",
                "Always 1; the loadsvc version and this replica's shard (INDEX/COUNT) as labels.",
                ("version", "shard"), group="process"),

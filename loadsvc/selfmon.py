@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from loadsvc.collector import FrozenSurvivors, frozen_survivors
 from loadsvc.metrics import BY_FIELD
 
 TASKS = BY_FIELD["asyncio_tasks"].name
@@ -38,6 +39,18 @@ HEAP_BLOCKS = BY_FIELD["python_heap_blocks"].name
 HEAP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].name
 FULL_COLLECTIONS = BY_FIELD["python_full_collections"].name
 CYCLIC_GARBAGE = BY_FIELD["python_cyclic_garbage"].name
+# What the frozen survivors' sweeps read (loadsvc.collector), where the hook is installed.
+SWEEP_FIELDS = (
+    "python_sweeps",
+    "python_heap_blocks_at_sweep",
+    "python_sweep_garbage",
+    "malloc_trims",
+    "malloc_trim_seconds",
+    "malloc_trim_released_bytes",
+)
+SWEEPS = BY_FIELD["python_sweeps"].name
+HEAP_AT_SWEEP = BY_FIELD["python_heap_blocks_at_sweep"].name
+SWEEP_GARBAGE = BY_FIELD["python_sweep_garbage"].name
 _HELP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].help
 _HELP_FULL = BY_FIELD["python_full_collections"].help
 _HELP_GARBAGE = BY_FIELD["python_cyclic_garbage"].help
@@ -95,10 +108,15 @@ class SelfHealthCollector(Collector):
     ``loadsvc_python_heap_blocks`` and the heap after the last full collection when scraped."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, registry: CollectorRegistry | None = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: CollectorRegistry | None = None,
+        survivors: FrozenSurvivors | None = None,
     ) -> None:
         self._loop = loop
         self._full = full_collections()
+        # The sweeps of the process's frozen-survivors hook (another, given: a test's).
+        self._survivors = survivors
         if registry is not None:
             registry.register(self)
 
@@ -118,6 +136,9 @@ class SelfHealthCollector(Collector):
         yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC, full.blocks)
         yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL, full.count)
         yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE, full.garbage)
+        hook = self._survivors or frozen_survivors()
+        if hook is not None:
+            yield from sweep_metrics(hook)
 
     def describe(self) -> Iterator[Metric]:
         """The metric names, without reading anything (so registering costs nothing)."""
@@ -127,3 +148,24 @@ class SelfHealthCollector(Collector):
         yield GaugeMetricFamily(HEAP_AFTER_GC, _HELP_AFTER_GC)
         yield CounterMetricFamily(FULL_COLLECTIONS, _HELP_FULL)
         yield CounterMetricFamily(CYCLIC_GARBAGE, _HELP_GARBAGE)
+        if (self._survivors or frozen_survivors()) is not None:
+            for field in SWEEP_FIELDS:
+                spec = BY_FIELD[field]
+                family = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+                yield family(spec.name, spec.help)
+
+
+def sweep_metrics(hook: FrozenSurvivors) -> Iterator[Metric]:
+    """The sweeps of the frozen survivors' hook: how many, the heap right after the last
+    (no garbage in it, frozen or not), what it freed (the garbage readings before held), and
+    the glibc trims that follow each sweep (0 without a trim)."""
+    trim = hook.trim
+    values: tuple[float, ...] = (hook.sweeps, hook.swept_blocks, hook.sweep_garbage)
+    if trim is None:
+        values += (0, 0.0, 0)
+    else:
+        values += (trim.trims, trim.seconds, trim.released_bytes)
+    for field, value in zip(SWEEP_FIELDS, values, strict=True):
+        spec = BY_FIELD[field]
+        family = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+        yield family(spec.name, spec.help, value)

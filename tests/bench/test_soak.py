@@ -13,7 +13,15 @@ import yaml
 
 from bench.soak_config import soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
-from bench.soak_report import Sample, Scrape, growth, lag_p99_ms
+from bench.soak_report import (
+    Sample,
+    Scrape,
+    SoakResult,
+    growth,
+    high_water_rows,
+    lag_p99_ms,
+    memory_rows,
+)
 from loadsvc.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +91,46 @@ def test_an_outage_does_not_become_the_floor() -> None:
     assert growth(samples, 0.0, "fds", [(9.0, 12.0)]) == 0.0
 
 
+def _cycles(rss: list[float], peaks: list[float]) -> SoakResult:
+    """A soak of ``len(rss) - 1`` restarts 10 s apart: RSS at each cycle's end, and a heap
+    sample there whose value is the heap's peak so far."""
+    result = SoakResult(duration_s=100.0, warmup_s=0.0, users_scale=1.0)
+    result.cycle_ends = [{"t_s": 10.0 * k, "rss_mb": v} for k, v in enumerate(rss)]
+    result.samples = [
+        Sample(10.0 * k, v, None, None, None, None, None, heap_blocks=peak)
+        for k, (v, peak) in enumerate(zip(rss, peaks, strict=True))
+    ]
+    return result
+
+
+def test_rss_is_shown_against_the_heaps_peak_so_far() -> None:
+    """RSS that rose with a new peak of the heap reads as a high-water mark; RSS that rose
+    while the heap never went higher says there was no new peak (memory the heap does not see)."""
+    rss = [80.0] * 11 + [90.0] * 10
+    followed = dict(high_water_rows(_cycles(rss, [300e3] * 11 + [330e3] * 10)))
+    (row,) = [v for k, v in followed.items() if k.startswith("RSS against the live heap's peak")]
+    assert "RSS 80.0 -> 90.0 MB (+12.50 %)" in row and "+10.00 %" in row
+    assert row.endswith("a new peak of the heap, which RSS, a high-water mark, may follow")
+    flat = dict(high_water_rows(_cycles(rss, [300e3] * 21)))
+    (row,) = [v for k, v in flat.items() if k.startswith("RSS against the live heap's peak")]
+    assert row.endswith("no new peak: a rise of RSS is memory the Python heap does not see")
+
+
+def test_readings_a_loaded_machine_delayed_are_said_to_be_off_the_loads_phase() -> None:
+    """The N-against-2N rows say when restarts ran late (the readings then fall at another
+    moment of the burst and the storm), and say nothing when every reading was on time."""
+    result = _cycles([80.0] * 21, [300e3] * 21)
+    result.duration_s = 210.0
+    result.restarts = [{"at_s": 10.0 * k, "recovery_s": 1.0} for k in range(20)]
+    result.cycle_ends = [{"t_s": 10.0 * k - 0.5, "rss_mb": 80.0} for k in range(21)]
+    on_time = dict(memory_rows(result))
+    assert not any("late" in v for v in on_time.values())
+    result.cycle_ends[18]["t_s"] = 10.0 * 18 + 25  # the reading after restart 18: 25 s late
+    late = dict(memory_rows(result))
+    (row,) = [v for k, v in late.items() if k == "RSS after restart 10 -> 20"]
+    assert "readings up to 0 s and 25 s late" in row and "not at the same phase" in row
+
+
 def test_loop_lag_p99_is_read_from_the_bucket_deltas_of_the_interval() -> None:
     """Only observations between two scrapes count: 100 fast then 100 slow gives the slow bound."""
     page = (
@@ -115,7 +163,10 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
         check=False,
     )
     assert done.returncode in (0, 1), done.stderr[-2000:]
-    header = "| t (m:ss) | RSS MB | heap kblocks | fds | sockets | tasks | WS conns | lag p99 ms |"
+    header = (
+        "| t (m:ss) | RSS MB | heap kblocks | heap peak so far | fds | sockets | tasks "
+        "| WS conns | lag p99 ms |"
+    )
     assert header in done.stdout
     assert "| lag p99 over each restart's recovery, ms (trust limit 10 ms) |" in done.stdout
     assert "recovery after 1 target restarts" in done.stdout
@@ -128,6 +179,8 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     assert all(s["rss_mb"] and s["tasks"] and s["heap_blocks"] for s in result["samples"])
     # The state before the restart and after it, each read from loadsvc's own gauges.
     assert [bool(c["rss_mb"] and c["heap_blocks"]) for c in result["cycle_ends"]] == [True] * 2
+    # loadsvc's collector hook is installed: its sweeps are read at every cycle's end.
+    assert all(c["sweeps"] is not None and c["heap_sweep_blocks"] for c in result["cycle_ends"])
     assert isinstance(restart["lag_p99_ms"], float)
     # The kill is seen by loadsvc and counted by reason, not as a crash.
     assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])

@@ -95,6 +95,12 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_python_heap_blocks_after_full_gc",  # the soak's honest heap reading
         "loadsvc_python_full_collections",  # how fresh that reading is
         "loadsvc_python_cyclic_garbage",  # the soak's garbage per restart cycle
+        "loadsvc_python_sweeps",  # the soak: how fresh the sweep's reading is
+        "loadsvc_python_heap_blocks_at_sweep",  # the soak: the heap with no garbage at all
+        "loadsvc_python_sweep_garbage",  # the soak: the frozen garbage a sweep freed
+        "loadsvc_malloc_trims",  # the soak: what the trims at sweeps gave back, and cost
+        "loadsvc_malloc_trim_seconds",
+        "loadsvc_malloc_trim_released_bytes",
         "loadsvc_config_reloads",
         "loadsvc_config_last_reload_successful",
         "loadsvc_build_info",
