@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import threading
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadsvc import selfmon
 from loadsvc.config import parse_config
 from loadsvc.selfmon import (
     CYCLIC_GARBAGE,
@@ -137,3 +140,29 @@ async def test_the_heap_after_a_full_collection_leaves_the_garbage_out() -> None
     assert registry.get_sample_value(FULL_COLLECTIONS + "_total") == count + 1
     now_freed = registry.get_sample_value(CYCLIC_GARBAGE + "_total")
     assert now_freed is not None and now_freed >= freed + 20_000
+
+
+async def test_prepare_counts_the_sockets_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's scrape counts the sockets in a thread (prepare), and the next collect exports
+    that count: sockets opened after it show only at the scrape after."""
+    registry = CollectorRegistry()
+    health = SelfHealthCollector(asyncio.get_running_loop(), registry)
+    threads: list[int] = []
+    real = selfmon.count_sockets
+
+    def observed() -> int | None:
+        threads.append(threading.get_ident())
+        return real()
+
+    monkeypatch.setattr(selfmon, "count_sockets", observed)
+    await health.prepare()
+    assert threads and threads[0] != threading.get_ident()  # counted off the loop's thread
+    prepared = real()
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        server, _ = listener.accept()
+        with server:
+            assert registry.get_sample_value(SOCKETS) == prepared  # the thread's count
+            assert len(threads) == 1
+            assert registry.get_sample_value(SOCKETS) == prepared + 3  # counted again, here
+            assert threads[1] == threading.get_ident() and client.fileno() > 0
