@@ -15,7 +15,8 @@ Runs ``python -m loadsvc`` with the given arguments in this process, with three 
 Every ``--dump-every`` s and at exit all three are written to ``--out`` as JSON, and
 :func:`turn_table` attributes each long turn: to the collector if a pause ended in it and
 takes most of it, else to the callback most of its samples were in (:data:`KINDS`).
-``SOAK_TURNS_GC=700,3,10`` in the environment sets the collector's thresholds (a
+``SOAK_TURNS_NO_YOUNG=1`` leaves out :class:`loadsvc.collector.YoungCollections` (the
+"before" of a paired run). ``SOAK_TURNS_GC=700,3,10`` in the environment sets the collector's thresholds (a
 diagnostic: what loadsvc ships is in :mod:`loadsvc.collector`). The timer and the spinner cost a few per cent of a core; compare runs taken with them alike.
 """
 
@@ -198,6 +199,16 @@ def _install(probes: Probes, out: Path, dump_every_s: float) -> None:
         return run_async(main)
 
     loadsvc.cli._run_async = with_spinner
+    clock = os.environ.get("SOAK_TURNS_YOUNG_CLOCK", "")  # "EVERY_S,MIDDLE_EVERY": a variant
+    if clock:
+        from loadsvc.collector import YoungCollections
+
+        every, middle = clock.split(",")
+        YoungCollections.__init__.__defaults__ = (float(every), int(middle))
+    if os.environ.get("SOAK_TURNS_NO_YOUNG"):  # the "before" of a paired run: Python's schedule
+        from loadsvc.collector import YoungCollections
+
+        YoungCollections.start = lambda self: self  # type: ignore[method-assign]
     gc.callbacks.append(probes.on_gc)
     signal.signal(signal.SIGALRM, probes.on_tick)
     signal.setitimer(signal.ITIMER_REAL, probes.sample_s, probes.sample_s)
