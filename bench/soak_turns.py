@@ -146,8 +146,14 @@ class Probes:
         """What is new since the last dump, as one JSON line appended to ``out`` (a full
         rewrite every few seconds would cost the loop's core more than the loop)."""
         done = self._dumped
-        # Lengths first: what the loop's thread appends meanwhile waits for the next dump.
-        now = (len(self.turn_at), len(self.sample_at), len(self.gc_at), len(self.stack_names))
+        # Lengths first, the shortest of each group: the loop's thread appends meanwhile
+        # (a turn's start before its CPU time), and what it adds waits for the next dump.
+        now = (
+            min(len(self.turn_at), len(self.turn_cpu), len(self.turn_wall)),
+            min(len(self.sample_at), len(self.sample_stack)),
+            min(len(self.gc_at), len(self.gc_cpu), len(self.gc_gen)),
+            len(self.stack_names),
+        )
         line = {
             "turns": [
                 a[done[0] : now[0]].tolist() for a in (self.turn_at, self.turn_cpu, self.turn_wall)
@@ -171,8 +177,9 @@ def load(path: Path) -> dict[str, Any]:
     for text in path.read_text().splitlines():
         line = json.loads(text)
         for key in ("turns", "samples", "gc"):
+            n = min(len(part) for part in line[key])  # files written before the dump's fix
             for whole, part in zip(doc[key], line[key], strict=True):
-                whole.extend(part)
+                whole.extend(part[:n])
         doc["stacks"].update(line["stacks"])
         doc["sample_s"] = line["sample_s"]
     return doc
