@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import procs, soak_pauses
+from bench import procs, soak_pauses, soak_turns
 from bench.soak_config import ACCELERATED_HISTORY_BYTES, schedule_period_s, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget, netem_unavailable, plan_faults
 from bench.soak_report import (
@@ -311,6 +311,13 @@ def soak(args: argparse.Namespace) -> SoakResult:
             runner = [str(Path(__file__).parent / "soak_pauses.py")]
             runner += ["--out", str(out / "pauses.jsonl"), "--period", str(args.pauses)]
             runner += ["--settle", str(warmup), "--"]
+        if args.turns:  # under bench/soak_turns.py: every long turn of the loop, attributed
+            runner = [
+                str(Path(__file__).parent / "soak_turns.py"),
+                "--out",
+                str(out / "turns.jsonl"),
+            ]
+            runner += ["--"]
         command = [sys.executable, *runner, "--log-json", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(serve_port), "--config", str(config), "--target", target.url]
         command += ["--history-file", str(out / "history.jsonl")]
@@ -349,6 +356,19 @@ def soak(args: argparse.Namespace) -> SoakResult:
             shown = soak_pauses.phase_table(out / "pauses.jsonl", result.samples, t0)
             print(shown.text())
             (out / "pauses.md").write_text(shown.markdown() + "\n")
+        if args.turns:
+            time.sleep(5.5)  # the turns file is rewritten every 5 s
+            doc = soak_turns.load(out / "turns.jsonl")
+            now = time.monotonic()
+            shown = soak_turns.turn_table(
+                doc,
+                now - args.duration + warmup,
+                now,
+                TRUST_LIMIT_S,
+                "Long turns after the warm-up",
+            )
+            print(shown.text())
+            (out / "turns.md").write_text(shown.markdown() + "\n")
         last = scrape(serve_url)
         result.faults_seen = faults_seen(last)
         result.history = history_kept(out / "history.jsonl", last, args.cycle)
@@ -457,12 +477,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "2 s to memory.jsonl (--tracemalloc-at S,S: top allocation sites then; costs memory)",
     )
     p.add_argument("--tracemalloc-at", default="", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--turns",
+        action="store_true",
+        help="run serve under bench/soak_turns.py: every loop turn over 1 ms of CPU, attributed "
+        "to the collector or the callback it ran, to turns.md",
+    )
     p.add_argument("--garbage-every", type=parse_duration, default=8.0, help=argparse.SUPPRESS)
     p.add_argument("--cycle", type=parse_duration, default=None, help=argparse.SUPPRESS)
     first, _ = p.parse_known_args(argv)
     if first.accelerated:
         p.set_defaults(**{k: PRESET_TYPES.get(k, str)(v) for k, v in ACCELERATED.items()})
     args = p.parse_args(argv)
+    wrappers = [f"--{w}" for w in ("garbage", "memory", "pauses", "turns") if getattr(args, w)]
+    if len(wrappers) > 1:  # each runs serve under its own script: one at a time
+        p.error(f"{' and '.join(wrappers)}: one of them at a time")
     if args.accelerated:
         args.cycle = ACCELERATED_CYCLE_S
     if args.duration is None and args.accelerated:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadsvc import selfmon
 from loadsvc.collector import FrozenSurvivors, MallocTrim
 from loadsvc.config import parse_config
 from loadsvc.selfmon import (
@@ -212,3 +214,29 @@ def test_a_trim_gives_back_what_glibc_kept_free_between_live_blocks() -> None:
     assert trim.trims == 1 and trim.seconds > 0
     assert trim.released_bytes > 10 * 2**20, trim.released_bytes
     assert len(big) == 400
+
+
+async def test_prepare_counts_the_sockets_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's scrape counts the sockets in a thread (prepare), and the next collect exports
+    that count: sockets opened after it show only at the scrape after."""
+    registry = CollectorRegistry()
+    health = SelfHealthCollector(asyncio.get_running_loop(), registry)
+    threads: list[int] = []
+    real = selfmon.count_sockets
+
+    def observed() -> int | None:
+        threads.append(threading.get_ident())
+        return real()
+
+    monkeypatch.setattr(selfmon, "count_sockets", observed)
+    await health.prepare()
+    assert threads and threads[0] != threading.get_ident()  # counted off the loop's thread
+    prepared = real()
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        server, _ = listener.accept()
+        with server:
+            assert registry.get_sample_value(SOCKETS) == prepared  # the thread's count
+            assert len(threads) == 1
+            assert registry.get_sample_value(SOCKETS) == prepared + 3  # counted again, here
+            assert threads[1] == threading.get_ident() and client.fileno() > 0

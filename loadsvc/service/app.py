@@ -75,6 +75,7 @@ class SoakService:
         self.registry = registry or CollectorRegistry()
         multiprocess = multiprocess_enabled()  # a worker of `serve --workers N`
         self._multiprocess = multiprocess
+        self._self_health: SelfHealthCollector | None = None
         self.metrics: Metrics = create_metrics(
             self.registry, config.latency_boundaries(), multiprocess=multiprocess, service=True
         )
@@ -120,7 +121,7 @@ class SoakService:
         self.url = f"http://{self.settings.host}:{port}"
         self.monitor.start()
         if not self._multiprocess:  # a worker's metrics reach the front as files, not collectors
-            SelfHealthCollector(asyncio.get_running_loop(), self.registry)
+            self._self_health = SelfHealthCollector(asyncio.get_running_loop(), self.registry)
         self._apply(self.config)
         self.scheduler.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
@@ -297,6 +298,8 @@ class SoakService:
 
     async def exposition(self) -> bytes:
         """This process's metrics in the Prometheus text format (in slices: see readcache)."""
+        if self._self_health is not None:  # its sockets counted off the loop first
+            await self._self_health.prepare()
         return await exposition_in_slices(self.registry)
 
     async def readiness(self) -> tuple[bool, str]:
