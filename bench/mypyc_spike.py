@@ -6,15 +6,20 @@ repository to DEST (``git archive``) and compiles ``MODULES`` there in place wit
 generator beside the pure one. Needs mypy (it ships mypyc) and a C compiler.
 
 Why it did not land, with the numbers: bench/results.md, "Cost per frame compiled with mypyc".
-``--with-wsconn`` compiles ``loadsvc/users/wsconn.py`` too: faster, but that build corrupts
-memory (a websockets logger's ``weakref.proxy`` to the connection is freed while still
-referenced; the garbage collector crashes on it), so it is for measuring with
-``bench/ws_frames.py --no-gc`` only.
+``--with-wsconn`` compiles ``loadsvc/users/wsconn.py`` too.
+
+Classes that subclass interpreted ones (asyncio's transports and protocols, websockets'
+connection) are marked ``@mypyc_attr(native_class=False)`` in the copy (``NON_NATIVE``): mypyc
+otherwise compiles them as native classes whose instance layout conflicts with their Python
+base's (dict and weak references), which corrupts memory: a websockets logger's
+``weakref.proxy`` to the connection was freed while referenced and the garbage collector crashed
+on it, and every lost connection leaked ~9 blocks. ``--native`` leaves them native (to see that).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tarfile
@@ -40,6 +45,19 @@ MODULES = (
 )
 WSCONN = "loadsvc/users/wsconn.py"
 
+# Classes with an interpreted base, per module: compiled as Python classes (see the docstring).
+NON_NATIVE = {
+    "loadsvc/users/arrival.py": ("KernelTimedTransport", "StampedTransport"),
+    "loadsvc/users/stamped_tls.py": ("_Ciphertext", "StampedTLSTransport"),
+    WSCONN: ("TimedConnection", "stamped_connect"),
+}
+# What a module with non-native classes must import for mypyc (their bases' modules).
+_PRELUDE = (
+    "from mypy_extensions import mypyc_attr\n"
+    "import asyncio.protocols  # noqa: F401\n"
+    "import asyncio.transports  # noqa: F401\n"
+)
+
 
 def export(ref: str, dest: Path) -> None:
     """``ref`` of this repository's files into ``dest`` (created)."""
@@ -49,6 +67,18 @@ def export(ref: str, dest: Path) -> None:
         archive.seek(0)
         with tarfile.open(fileobj=archive) as tar:
             tar.extractall(dest, filter="data")
+
+
+def mark_non_native(dest: Path) -> None:
+    """Decorate ``NON_NATIVE``'s classes in the copy at ``dest`` as non-native."""
+    for module, classes in NON_NATIVE.items():
+        path = dest / module
+        text = path.read_text()
+        for name in classes:
+            text = re.sub(rf"^class {name}\(", f"@mypyc_attr(native_class=False)\\nclass {name}(",
+                          text, count=1, flags=re.M)  # fmt: skip
+        future = "from __future__ import annotations\n"
+        path.write_text(text.replace(future, future + _PRELUDE, 1))
 
 
 def compile_in_place(dest: Path, modules: tuple[str, ...]) -> list[str]:
@@ -64,8 +94,11 @@ def main() -> None:
     parser.add_argument("dest", type=Path, help="a directory that does not exist yet")
     parser.add_argument("--ref", default="HEAD", help="what to export (default HEAD)")
     parser.add_argument("--with-wsconn", action="store_true", help=f"compile {WSCONN} too")
+    parser.add_argument("--native", action="store_true", help="leave NON_NATIVE's classes native")
     args = parser.parse_args()
     export(args.ref, args.dest)
+    if not args.native:
+        mark_non_native(args.dest)
     modules = MODULES + ((WSCONN,) if args.with_wsconn else ())
     for name in compile_in_place(args.dest, modules):
         print(name)
