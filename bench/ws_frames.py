@@ -19,7 +19,11 @@ table shows the median and the spread (min-max) over the repeats.
 
 ``--compare DIR[,DIR...]`` runs this script once per repeat for each checkout (with
 ``PYTHONPATH=DIR``), alternating, and prints them side by side: the old and the new
-generator measured in one sitting.
+generator measured in one sitting. Below the table: which of each checkout's modules on
+the path were compiled (a checkout made by ``bench/mypyc_spike.py``).
+
+``--no-gc`` runs without the cyclic garbage collector (and skips the interpreter's final
+collection): only for measuring a build that crashes in it (``mypyc_spike.py --with-wsconn``).
 """
 
 from __future__ import annotations
@@ -173,6 +177,15 @@ class Rig:
             reader.new_connection()
 
 
+def compiled_modules() -> list[str]:
+    """The loadsvc modules imported from extension modules (compiled), not from source."""
+    return sorted(
+        name
+        for name, module in sys.modules.items()
+        if name.startswith("loadsvc") and str(getattr(module, "__file__", "")).endswith(".so")
+    )
+
+
 async def measure(layer: str, connections: int, rounds: int) -> float:
     """CPU microseconds per frame of one layer over ``rounds`` frames to each connection."""
     rig = Rig(connections)
@@ -182,7 +195,8 @@ async def measure(layer: str, connections: int, rounds: int) -> float:
         frames = [(wire(f), s) for f, s in frames]
     step = getattr(rig, f"{layer}_round")
     step(*frames[0])  # warm: first frame of each connection (sequence start)
-    gc.collect()
+    if gc.isenabled():
+        gc.collect()
     t0 = time.process_time()
     for frame, stamp in frames[1:]:
         step(frame, stamp)
@@ -239,28 +253,40 @@ def main() -> None:
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--compare", help="checkouts to alternate, comma-separated")
     parser.add_argument("--json", action="store_true", help="one pass, as JSON (for --compare)")
+    parser.add_argument("--no-gc", action="store_true", help="without the garbage collector")
     args = parser.parse_args()
     sizes = [int(x) for x in args.connections.split(",")]
     layers = tuple(args.layers.split(","))
+    if args.no_gc:
+        gc.disable()
     if args.json:
-        print(json.dumps(run_once(sizes, args.frames, layers)))
+        times = run_once(sizes, args.frames, layers)
+        print(json.dumps({"times": times, "compiled": compiled_modules()}), flush=True)
+        if args.no_gc:
+            os._exit(0)  # the interpreter's final collection would run the collector after all
         return
     checkouts = args.compare.split(",") if args.compare else [None]
     results: dict[str, dict[str, list[float]]] = {}
+    compiled: dict[str, list[str]] = {}
     for _ in range(args.repeats):
         for checkout in checkouts:
             name = checkout or "this"
             if checkout is None:
                 once = run_once(sizes, args.frames, layers)
+                compiled[name] = compiled_modules()
             else:
                 child = [sys.executable, __file__, "--json", "--connections", args.connections,
-                         "--frames", str(args.frames), "--layers", args.layers]  # fmt: skip
+                         "--frames", str(args.frames), "--layers", args.layers,
+                         *(["--no-gc"] if args.no_gc else [])]  # fmt: skip
                 env = dict(os.environ, PYTHONPATH=checkout)
-                once = json.loads(subprocess.run(child, env=env, check=True, capture_output=True,
-                                                 text=True).stdout)  # fmt: skip
+                out = json.loads(subprocess.run(child, env=env, check=True, capture_output=True,
+                                                text=True).stdout)  # fmt: skip
+                once, compiled[name] = out["times"], out["compiled"]
             for key, value in once.items():
                 results.setdefault(name, {}).setdefault(key, []).append(value)
     print(table(results, sizes, layers))
+    for name, modules in compiled.items():
+        print(f"{name}: compiled {', '.join(modules) if modules else 'none'}")
 
 
 if __name__ == "__main__":

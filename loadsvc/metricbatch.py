@@ -143,7 +143,7 @@ class MetricBatches:
         self._due: list[MetricBatch] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.get_ident()  # the loop's thread, once one schedules
+        self._loop_thread = threading.get_ident()  # the loop's thread, once one schedules
 
     def batch(self) -> MetricBatch:
         """A new sink's batch."""
@@ -155,7 +155,7 @@ class MetricBatches:
             collect = family.collect
 
             def collect_flushed(collect: Any = collect) -> Any:
-                if self._due and threading.get_ident() == self._thread:
+                if self._due and threading.get_ident() == self._loop_thread:
                     self.flush()
                 return collect()
 
@@ -171,7 +171,7 @@ class MetricBatches:
             return
         if self._timer is not None and self._timer_loop is loop:
             return
-        self._thread = threading.get_ident()
+        self._loop_thread = threading.get_ident()
         self._timer_loop = loop
         self._timer = loop.call_later(FLUSH_S, self.flush)
 

@@ -38,7 +38,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from loadsvc.users.endings import Endings
 
@@ -140,7 +140,7 @@ class StampedTransport(KernelTimedTransport):
     """
 
     # Reads of every stamped transport of the process that came without a usable stamp.
-    unstamped_in_process = 0
+    unstamped_in_process: ClassVar[int] = 0
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol

@@ -255,7 +255,9 @@ class StampedTLSTransport(KernelTimedTransport):
             return
         view = memoryview(data).cast("B")
         while view:
-            view = view[self._sslobj.write(view) :]
+            # Not view[write(view):]: mypyc evaluates a call in a slice bound twice.
+            written = self._sslobj.write(view)
+            view = view[written:]
         self._flush()
 
     def _flush(self) -> None:

@@ -18,7 +18,7 @@ import weakref
 from array import array
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import PayloadTooBig, ProtocolError
@@ -70,7 +70,7 @@ class ArrivalBacklog:
     frames are timed when they arrive, however long the judging takes.
     """
 
-    _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ArrivalBacklog] = (
+    _per_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ArrivalBacklog]] = (
         weakref.WeakKeyDictionary()
     )
 
