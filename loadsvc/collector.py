@@ -5,7 +5,7 @@ lag, and every latency timed meanwhile is late by as much (:mod:`loadsvc.lag`). 
 collection walks every tracked object it is not told to skip, and the heap of a loaded
 generator is large: each connection is ~50 tracked objects that survive, and Python runs a
 full collection once the old generation has grown by a quarter since the last one. At the
-seed's full size (issue 20, README "Reliability") that was up to 285 ms of the process's
+seed's full size (issue 20, docs/reliability.md) that was up to 285 ms of the process's
 CPU per full collection, six in 150 s of steady streaming, and about one per restart of
 500 clients.
 
@@ -32,7 +32,7 @@ frozen and young, that the readings before it held.
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
 (:class:`MallocTrim`: timed, counted, what it gave back read from RSS): on the collector's
 schedule, since a trim walks glibc's free lists, and a sweep is the one moment after which
-the heap is as small as the load allows. Measured (README "Reliability"): at the seed's full
+the heap is as small as the load allows. Measured (docs/reliability.md): at the seed's full
 size 23-38 MB of RSS back a trim for a pause of 16.8 ms on average (on a loaded machine),
 after a sweep that walked the whole heap; at 0.3 of it 2.5 MB for 2.7 ms.
 
@@ -42,7 +42,7 @@ one every :data:`MIDDLE_EVERY` of those). Python starts a young collection when 
 minus deallocations pass 700, and an old object's death counts: in a generator's steady state
 old objects die as fast as new ones come, so the count hovers near zero while the young
 generation fills (15,000-21,000 objects at the seed's full size, 6-13 ms; the middle one,
-ten of those, 24-53 ms). Measured (issue 20, README "Reliability"): at a restart of 500
+ten of those, 24-53 ms). Measured (issue 20, docs/reliability.md): at a restart of 500
 clients the middle generation's largest pause went from 14-24 ms to 3 ms, but one full
 collection (28-38 ms) now falls in the restart's window, since the new connections reach
 the old generation sooner; in the steady state the collector's pauses over 10 ms went from
@@ -53,7 +53,7 @@ Python's thresholds stay. Measured and not taken: (700, 3, 100) halved the colle
 largest pause at a restart (the middle generation collected a third as much at a time,
 full collections ten times rarer), but what cyclic garbage the service's other work makes
 then waited far longer for a full collection: the accelerated soak's RSS sat ~10 MB
-higher and its heap after restart 40 read +6.7 % on restart 20 (README "Reliability").
+higher and its heap after restart 40 read +6.7 % on restart 20 (docs/reliability.md).
 Freezing survivors keeps Python's schedule and only shortens each full collection.
 """
 
@@ -89,7 +89,7 @@ SWEEP_EVERY_S = 3600.0
 # Or sooner, once the live heap at the end of a full collection has grown by this share
 # since the last sweep: a leak of frozen cycles is then held to what the soak allows the
 # heap to grow by (2 %, restart N to 2N), however fast the service makes them. Measured
-# (README "Reliability"): with the hourly sweep alone the accelerated soak's live heap rose
+# (docs/reliability.md): with the hourly sweep alone the accelerated soak's live heap rose
 # +15.5 % from restart 20 to 40; with a 2 % bound on the frozen objects' count, +6.6 %
 # (what leaks is a few objects a scenario run holding their buffers).
 SWEEP_GROWTH = 0.02
@@ -103,7 +103,7 @@ class MallocTrim:
     when empty; everything larger (a connection's buffers, a big dict's table, a frame's
     text) is glibc's, whose freed chunks stay in its free lists: RSS keeps the high-water
     of what a storm or a burst held at once, and creeps as those lists fragment (issue 20,
-    README "Reliability"). A trim at a sweep returns them on the collector's rare schedule;
+    docs/reliability.md). A trim at a sweep returns them on the collector's rare schedule;
     where the C library has no ``malloc_trim`` (not glibc) it does nothing.
     """
 
