@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
 from loadsvc.users.endings import Endings
+from loadsvc.users.readturns import ReadTurns
 
 ArrivalClock = Literal["kernel", "loop"]  # metrics.ARRIVAL_CLOCKS, the label's values
 
@@ -158,6 +159,8 @@ class StampedTransport(KernelTimedTransport):
         self._closing = False
         self._lost = False  # connection_lost scheduled or done
         self._reading = False
+        self._turns = ReadTurns.of(loop)
+        self._left = False  # queued on _turns, for a later turn to read
         self._eof_written = False
         self._writing_paused = False
         self._high = 64 * 1024
@@ -175,6 +178,24 @@ class StampedTransport(KernelTimedTransport):
     # -- reading ---------------------------------------------------------------
 
     def _read_ready(self) -> None:
+        # A socket whose reads are stamped can be read in a later turn without its bytes
+        # being timed later (loadsvc.users.readturns): past this turn's budget it is queued
+        # for a later turn to read. One read on the loop's clock and it never is: there the
+        # time of the read is the arrival time.
+        if self._left:  # queued: the queue reads it
+            return
+        if self.stamped_reads and not self.unstamped_reads and self._turns.leave(self):
+            self._left = True
+            return
+        self._read_now()
+
+    def _read_left(self) -> None:
+        """The read left for this turn (:class:`ReadTurns`), unless paused or closed since."""
+        self._left = False
+        if self._reading:
+            self._read_now()
+
+    def _read_now(self) -> None:
         # A full buffer means more may be waiting: read on (up to 256 KiB, as uvloop reads in
         # one go) so that a large response completes in one turn of the loop, not in one
         # read per turn with other users' work in between.

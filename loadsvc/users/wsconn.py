@@ -28,9 +28,13 @@ from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
 
 from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_connection
+from loadsvc.users.readturns import ReadTurns
 
-# Judging is done in slices of this long, between which the loop reads the network again.
+# Judging is done in slices of this long, between which the loop reads the network again;
+# while a broadcast's sockets wait for the coming turns' read budgets (ReadTurns.behind),
+# slices of SLICE_BEHIND_S: reads first, so their stamp-to-read delay stays short.
 SLICE_S = 0.002
+SLICE_BEHIND_S = 0.0005
 # Bytes read but not yet judged beyond which the generator is falling behind for good:
 # then everything queued is judged at once (the loop stalls and the loop-lag monitor sees it).
 MAX_BACKLOG_BYTES = 64 * 2**20
@@ -132,7 +136,8 @@ class ArrivalBacklog:
 
     def _slice(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
-        self._work(time.perf_counter() + SLICE_S)
+        behind = ReadTurns.of(loop).behind()
+        self._work(time.perf_counter() + (SLICE_BEHIND_S if behind else SLICE_S))
         if self._conns and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._slice, loop)  # after the loop has polled the network again

@@ -1,0 +1,175 @@
+"""Reads of a broadcast spread over the loop's turns: ``BUDGET_S`` of socket reading a turn.
+
+When the target publishes to every connection at once, hundreds of sockets
+become readable in one poll and the loop would read (and decrypt, and queue)
+every one of them in the same turn: ~6 ms of CPU at 500 connections, during
+which every timer due (pacing, the lag monitor, other users' sends) fires late.
+A read of a kernel-stamped socket (:mod:`loadsvc.users.arrival`) can wait: its
+bytes keep the kernel's receive stamp however late they are read. So once a
+turn has spent ``BUDGET_S`` reading, a stamped socket found readable is left
+for later: queued here, and read from the queue in the following turns,
+``BUDGET_S`` a turn, first in first out, with the network polled in between (as
+:mod:`loadsvc.users.endings` spreads a restart's teardowns). Behind a non-empty
+queue every stamped socket queues, so none is overtaken twice.
+
+The socket stays registered with the loop meanwhile (re-registering costs as
+much as a read on uvloop); its readiness reports, while it is queued, return at
+once. It is the queue that reads it, not the next report: uvloop stops polling a
+socket whose error (a reset) arrives after a report was left unanswered, so a
+read that waited for the next report could wait for ever. The queue's read finds
+the reset, or the end of the stream, as an immediate read would have.
+
+Only a socket whose every read so far was stamped is left for later: on the
+loop's clock (no stamp) the time of the read IS the arrival time. What a budget
+costs is read delay (stamp to read, ``take_read_delays``): the last sockets of
+a broadcast are read a few turns later; the frames' stamps, order and content
+are unchanged.
+
+A turn ends when a ``call_soon`` callback scheduled by its first read runs: on
+uvloop after the turn's readiness callbacks, on asyncio before the next turn's;
+a callback it schedules runs after the loop has polled the network again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import Protocol
+
+__all__ = ["BUDGET_S", "Leavable", "ReadTurns", "set_budget"]
+
+# Reading per turn. Small against the trust limit of the loop's lag (10 ms for the seed,
+# loadsvc.lag): with the judging slice (wsconn.SLICE_S) a turn stays well under it.
+BUDGET_S = 0.0015
+_budget_s: float | None = BUDGET_S
+
+
+def set_budget(seconds: float | None) -> None:
+    """Read at most ``seconds`` of stamped sockets a turn; None reads every socket when ready.
+
+    For benchmarks and tests that compare the two in one process; a service keeps
+    ``BUDGET_S``.
+    """
+    global _budget_s
+    _budget_s = seconds
+
+
+class Leavable(Protocol):
+    """A transport whose read can wait: :class:`loadsvc.users.arrival.StampedTransport`."""
+
+    def _read_left(self) -> None:
+        """Read now, what was left for later (and whatever came since)."""
+
+
+class ReadTurns:
+    """One loop's budget of reading per turn, and its queue of sockets left past it.
+
+    Example (a stamped transport's readiness callback)::
+
+        if self._left:  # queued already: the queue reads it
+            return
+        if self._turns.leave(self):
+            self._left = True
+            return
+        ...  # read now
+    """
+
+    _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadTurns] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the loop is this object's key in _per_loop
+        self._queue: deque[Leavable] = deque()
+        self._deadline = 0.0  # the end of this turn's budget; 0.0: no read yet this turn
+        self._turn_over_scheduled = False
+        self._drain_scheduled = False
+        self.left = 0  # reads left to a later turn (for benchmarks and tests)
+        self.drains = 0  # turns that read from the queue
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> ReadTurns:
+        """The budget and queue of ``loop`` (one per loop)."""
+        found = cls._per_loop.get(loop)
+        if found is None:
+            found = cls._per_loop[loop] = cls(loop)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def behind(self) -> bool:
+        """Whether sockets wait for the coming turns' budgets: work that can wait (the
+        judging of what was read, :class:`loadsvc.users.wsconn.ArrivalBacklog`) should."""
+        return bool(self._queue)
+
+    def leave(self, transport: Leavable) -> bool:
+        """Whether ``transport``'s read goes to a later turn (True: it is queued, and read
+        by the queue, :meth:`Leavable._read_left`), else the caller reads now."""
+        budget = _budget_s
+        if budget is None:
+            return False
+        if not self._queue:
+            now = time.perf_counter()
+            if not self._deadline:  # this turn's first read starts its budget
+                self._deadline = now + budget
+                self._schedule_turn_over()
+                return False
+            if now < self._deadline:
+                return False
+        self._queue.append(transport)
+        self.left += 1
+        if not self._drain_scheduled:
+            self._schedule_turn_over()
+        return True
+
+    def _schedule_turn_over(self) -> None:
+        # From a readiness callback, call_soon runs after this turn's reads (uvloop: in this
+        # turn; asyncio: first in the next, before its reads).
+        loop = self._loop()
+        if not self._turn_over_scheduled and loop is not None and not loop.is_closed():
+            self._turn_over_scheduled = True
+            loop.call_soon(self._turn_over)
+
+    def _schedule_drain(self) -> None:
+        # From a ready callback, call_soon runs after the loop has polled the network again.
+        loop = self._loop()
+        if not self._drain_scheduled and loop is not None and not loop.is_closed():
+            self._drain_scheduled = True
+            loop.call_soon(self._drain)
+
+    def _turn_over(self) -> None:
+        """After a turn's reads: the next turn's budget is whole; the queue is read then."""
+        self._turn_over_scheduled = False
+        self._deadline = 0.0
+        if self._queue:
+            self._schedule_drain()  # from a ready callback: after the next poll
+
+    def _drain(self) -> None:
+        """Read queued sockets, first in first out, until this turn's budget is spent."""
+        self._drain_scheduled = False
+        queue = self._queue
+        if not queue:
+            return
+        self.drains += 1
+        clock = time.perf_counter
+        budget = _budget_s
+        self._deadline = deadline = clock() + (budget or 0.0)
+        while queue:
+            transport = queue.popleft()
+            try:
+                transport._read_left()
+            except Exception as exc:  # one connection's bug must not strand the others
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": "error reading a socket left for later", "exception": exc}
+                    )
+            if budget is not None and clock() >= deadline:
+                break
+        if queue:  # the budget stays spent: fresh reads queue behind these
+            self._schedule_drain()
+        else:
+            self._deadline = 0.0
