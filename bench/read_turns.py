@@ -66,11 +66,9 @@ class Frames:
         def on_frame(payload: Any, arrived: float) -> None:
             doc = json.loads(payload)
             self.frames += 1
-            published = doc.get("published_at")
-            if published is not None:
-                self.latency.append(arrived - published)
             seq = doc.get("seq")
-            if seq is not None:
+            if seq is not None:  # a data frame: what the target's ground truth records
+                self.latency.append(arrived - doc["published_at"])
                 if last[0] and seq <= last[0]:
                     self.reorders += 1
                 elif last[0] and seq != last[0] + 1:
@@ -113,14 +111,14 @@ async def window(
     await asyncio.sleep(1.0)  # the other mode's queue drained, this one's in force
     target.reset_delivery()  # a blocking call: before the window's figures start
     rt, backlog = readturns.ReadTurns.of(loop), ArrivalBacklog.of(loop)
-    left0, spent0, shared0 = rt.left, rt.turns_spent, backlog.frames_sharing_a_read
+    left0, drains0, shared0 = rt.left, rt.drains, backlog.frames_sharing_a_read
     frames.latency, frames.frames, frames.gaps, frames.reorders = array("d"), 0, 0, 0
     arrival.take_read_delays()
     backlog.take_shared_waits()
     turns.cpu = array("d")
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     await asyncio.sleep(seconds)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     cpu_turns, delays = turns.cpu, arrival.take_read_delays()
     per_min = 60.0 / wall
     truth = _truth(target.delivery())
@@ -129,18 +127,23 @@ async def window(
         "turns": len(cpu_turns),
         "max_ms": max(cpu_turns, default=0.0) * 1000,
         "left_per_s": (rt.left - left0) / wall,
-        "spent_per_min": (rt.turns_spent - spent0) * per_min,
+        "drains_per_min": (rt.drains - drains0) * per_min,
         "read_delay_p99_ms": _q(delays, 0.99) * 1000,
         "shared": backlog.frames_sharing_a_read - shared0,
         "shared_wait_max_ms": max(backlog.take_shared_waits(), default=0.0) * 1000,
         "frames": frames.frames,
+        "cpu_us_per_frame": cpu / max(1, frames.frames) * 1e6,
         "gaps": frames.gaps,
         "reorders": frames.reorders,
         "p50_ms": _q(frames.latency, 0.5) * 1000,
         "p99_ms": _q(frames.latency, 0.99) * 1000,
         "truth_p50_ms": truth.get("p50_ms"),
         "truth_p99_ms": truth.get("p99_ms"),
+        "truth_buffered": truth.get("buffered"),
     }
+    for q in ("p50", "p99"):
+        if out[f"truth_{q}_ms"] is not None:
+            out[f"gap_{q}_ms"] = out[f"{q}_ms"] - out[f"truth_{q}_ms"]
     for limit in LIMITS_MS:
         out[f"over_{limit:g}"] = sum(1 for c in cpu_turns if c * 1000 > limit) * per_min
     return out
@@ -181,7 +184,11 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
     # loadsvc schedules its own, loadsvc.collector): what is measured is the loop's work.
     gc.freeze()
     gc.disable()
-    spinner = asyncio.get_running_loop().create_task(turns.spin())
+    # --no-spin: no turns timed, and the process's CPU per frame is the reads' and judging's
+    # own (the spinner would fill every idle moment of the loop).
+    spinner = asyncio.get_running_loop().create_task(
+        turns.spin() if args.spin else asyncio.sleep(0)
+    )
     await asyncio.sleep(2.0)
     budget = args.budget_ms / 1000
     results = []
@@ -203,13 +210,14 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     """Medians per mode over the rounds."""
     modes = list(dict.fromkeys(r["mode"] for r in results))
-    keys = [
+    keys = [] if args.spin else [("cpu_us_per_frame", "process CPU per frame (us)", "{:.1f}")]
+    keys += [
         ("over_10", "turns > 10 ms CPU / min", "{:.1f}"),
         ("over_5", "turns > 5 ms / min", "{:.1f}"),
         ("over_2", "turns > 2 ms / min", "{:.1f}"),
         ("max_ms", "longest turn (ms CPU)", "{:.1f}"),
-        ("left_per_s", "sockets left to a later turn / s", "{:.0f}"),
-        ("spent_per_min", "turns that spent the budget / min", "{:.0f}"),
+        ("left_per_s", "reads left to a later turn / s", "{:.0f}"),
+        ("drains_per_min", "turns reading the queue / min", "{:.0f}"),
         ("read_delay_p99_ms", "stamp-to-read delay p99 (ms)", "{:.1f}"),
         ("shared", "frames sharing a read", "{:.0f}"),
         ("shared_wait_max_ms", "their longest wait (ms)", "{:.1f}"),
@@ -217,14 +225,19 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
         ("truth_p50_ms", "target's truth p50 (ms)", "{:.2f}"),
         ("p99_ms", "latency p99 (ms)", "{:.2f}"),
         ("truth_p99_ms", "target's truth p99 (ms)", "{:.2f}"),
+        ("gap_p50_ms", "gap to the truth p50 (ms)", "{:+.2f}"),
+        ("gap_p99_ms", "gap to the truth p99 (ms)", "{:+.2f}"),
+        ("truth_buffered", "writes the target found buffered", "{:.0f}"),
         ("gaps", "seq gaps / reorders", "{:.0f}"),
         ("frames", "frames a window", "{:.0f}"),
     ]
+    if not args.spin:  # no turns were timed
+        keys = [k for k in keys if not k[0].startswith(("over_", "max_"))]
     rows = []
     for key, name, fmt in keys:
         cells = [name]
         for m in modes:
-            vals = [r[key] for r in results if r["mode"] == m and r[key] is not None]
+            vals = [r[key] for r in results if r["mode"] == m and r.get(key) is not None]
             cell = fmt.format(statistics.median(vals)) if vals else "-"
             if key == "gaps":
                 cell += " / " + str(sum(r["reorders"] for r in results if r["mode"] == m))
@@ -250,6 +263,12 @@ def main() -> None:
         dest="idle",
         action="store_false",
         help="run at the target's priority (on one core, reads interleave with its fan-out)",
+    )
+    p.add_argument(
+        "--no-spin",
+        dest="spin",
+        action="store_false",
+        help="no turn timing: measure the process's CPU per frame instead",
     )
     args = p.parse_args()
     if not arrival.SUPPORTED:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ from loadsvc.users.readturns import ReadTurns
 from loadsvc.users.wsconn import TimedConnection, stamped_connect
 from tests.support.loops import Run
 from tests.support.timing import scaled, wait_for_async
+from tests.support.tls import localhost_tls_pair
 
 CONNECTIONS = 40
 # What a kernel stamp may read outside the server's write window: the loopback hop and
@@ -51,7 +53,7 @@ class Broadcaster:
     """A server on its own loop in a thread: says hello on connect, then writes to every
     connection at once on :meth:`broadcast`, noting the wall-clock window of the writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.writers: list[asyncio.StreamWriter] = []
         self.port = 0
@@ -62,7 +64,7 @@ class Broadcaster:
             writer.write(b"hello;")
 
         async def start() -> None:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=256)
+            server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=256, ssl=tls)
             self.port = server.sockets[0].getsockname()[1]
             started.set()
 
@@ -154,10 +156,13 @@ class Reads(asyncio.Protocol):
         self.events.append("lost")
 
 
-async def _connect(server: Broadcaster, turn: Turn) -> list[Reads]:
+async def _connect(
+    server: Broadcaster, turn: Turn, tls: ssl.SSLContext | None = None
+) -> list[Reads]:
     Reads.turn = turn
+    host = "localhost" if tls else "127.0.0.1"  # the name the test certificate is issued to
     pairs = await asyncio.gather(
-        *(arrival.open_connection(Reads, "127.0.0.1", server.port) for _ in range(CONNECTIONS))
+        *(arrival.open_connection(Reads, host, server.port, ssl=tls) for _ in range(CONNECTIONS))
     )
     protocols = [p for _, p in pairs]
     await wait_for_async(lambda: all(p.data == b"hello;" for p in protocols), 10, "the hellos")
@@ -165,14 +170,18 @@ async def _connect(server: Broadcaster, turn: Turn) -> list[Reads]:
 
 
 @needs_stamps
-def test_a_broadcast_read_over_many_turns_keeps_each_writes_stamp_and_every_byte(run: Run) -> None:
+@pytest.mark.parametrize("scheme", ["tcp", "tls"])
+def test_a_broadcast_read_over_many_turns_keeps_each_writes_stamp_and_every_byte(
+    run: Run, scheme: str
+) -> None:
     """Reads left to later turns carry the stamp of the server's write, in order, nothing lost."""
+    server_tls, client_tls = localhost_tls_pair() if scheme == "tls" else (None, None)
 
     async def body() -> None:
-        server, turn = Broadcaster(), Turn()
+        server, turn = Broadcaster(server_tls), Turn()
         spinner = asyncio.get_running_loop().create_task(turn.spin())
         try:
-            protocols = await _connect(server, turn)
+            protocols = await _connect(server, turn, client_tls)
             turns = ReadTurns.of(asyncio.get_running_loop())
             left0 = turns.left
             expected = b"hello;"
