@@ -118,13 +118,16 @@ class Turn:
     def __init__(self, busy_s: float = 0.003) -> None:
         self.n = 0
         self.busy_s = busy_s
+        self.saw_behind = False  # a turn began with reads waiting (the judging should yield)
 
     async def spin(self) -> None:
         """Yield at every turn, counting; keep the CPU busy ``busy_s`` in each."""
         clock = time.perf_counter
+        turns = ReadTurns.of(asyncio.get_running_loop())
         while True:
             await asyncio.sleep(0)
             self.n += 1
+            self.saw_behind = self.saw_behind or turns.behind()
             end = clock() + self.busy_s
             while clock() < end:
                 pass
@@ -201,6 +204,7 @@ def test_a_broadcast_read_over_many_turns_keeps_each_writes_stamp_and_every_byte
                 assert len({t for _, t, _ in new}) >= CONNECTIONS // 2
                 assert max(read - stamp for stamp, _, read in new) > KERNEL_SLACK_S
             assert turns.left > left0  # sockets were left to later turns
+            assert turn.saw_behind
             assert all(clock_of(p.transport) == "kernel" for p in protocols)
             await wait_for_async(lambda: not turns.behind(), 5, "the budget caught up")
         finally:
