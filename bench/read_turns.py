@@ -95,11 +95,16 @@ class Turns:
             c0 = c
 
 
-def _q(values: array[float], q: float) -> float:
+def _q(values: array[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank), None over no values."""
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
 
 
 async def window(
@@ -128,21 +133,21 @@ async def window(
         "max_ms": max(cpu_turns, default=0.0) * 1000,
         "left_per_s": (rt.left - left0) / wall,
         "drains_per_min": (rt.drains - drains0) * per_min,
-        "read_delay_p99_ms": _q(delays, 0.99) * 1000,
+        "read_delay_p99_ms": _ms(_q(delays, 0.99)),
         "shared": backlog.frames_sharing_a_read - shared0,
         "shared_wait_max_ms": max(backlog.take_shared_waits(), default=0.0) * 1000,
         "frames": frames.frames,
         "cpu_us_per_frame": cpu / max(1, frames.frames) * 1e6,
         "gaps": frames.gaps,
         "reorders": frames.reorders,
-        "p50_ms": _q(frames.latency, 0.5) * 1000,
-        "p99_ms": _q(frames.latency, 0.99) * 1000,
+        "p50_ms": _ms(_q(frames.latency, 0.5)),
+        "p99_ms": _ms(_q(frames.latency, 0.99)),
         "truth_p50_ms": truth.get("p50_ms"),
         "truth_p99_ms": truth.get("p99_ms"),
         "truth_buffered": truth.get("buffered"),
     }
-    for q in ("p50", "p99"):
-        if out[f"truth_{q}_ms"] is not None:
+    for q in ("p50", "p99"):  # a gap only where both sides have data: never over nothing
+        if out[f"truth_{q}_ms"] is not None and out[f"{q}_ms"] is not None:
             out[f"gap_{q}_ms"] = out[f"{q}_ms"] - out[f"truth_{q}_ms"]
     for limit in LIMITS_MS:
         out[f"over_{limit:g}"] = sum(1 for c in cpu_turns if c * 1000 > limit) * per_min
@@ -200,6 +205,8 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
                 results[-1]["kernel_conns"] = kernel
                 print(json.dumps(results[-1]), flush=True)
     finally:
+        gc.enable()  # as it was (a test runs this in its own process)
+        gc.unfreeze()
         spinner.cancel()
         for c in conns:
             c.transport.abort()
