@@ -136,8 +136,11 @@ class StampedTransport(KernelTimedTransport):
     of the latest read arrived: for a frame completed by that read, the arrival of
     its last byte. The protocol's ``data_received`` runs right after it is set.
     A read without a usable stamp takes ``time.time()`` and is counted in
-    ``unstamped_reads``. Writes, flow control and closing behave as asyncio's
-    socket transport.
+    ``unstamped_reads``. Once its reads are stamped, a read found ready after the
+    turn's read budget is spent waits for a later turn
+    (:class:`loadsvc.users.readturns.ReadTurns`): a broadcast's sockets are read over
+    several turns, each read keeping its stamp. Writes, flow control and closing
+    behave as asyncio's socket transport.
     """
 
     # Reads of every stamped transport of the process that came without a usable stamp.
