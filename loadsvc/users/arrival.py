@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from loadsvc.users.endings import Endings
 from loadsvc.users.readturns import ReadTurns
+from loadsvc.users.resetwatch import ResetWatch, pending_error
 
 ArrivalClock = Literal["kernel", "loop"]  # metrics.ARRIVAL_CLOCKS, the label's values
 
@@ -163,6 +164,7 @@ class StampedTransport(KernelTimedTransport):
         self._lost = False  # connection_lost scheduled or done
         self._reading = False
         self._turns = ReadTurns.of(loop)
+        self._resets = ResetWatch.of(loop)  # None where the loop reports resets itself
         self._left = False  # queued on _turns, for a later turn to read
         self._eof_written = False
         self._writing_paused = False
@@ -177,6 +179,8 @@ class StampedTransport(KernelTimedTransport):
         self._protocol.connection_made(self)
         if not self._closing:
             self.resume_reading()
+            if self._resets is not None:
+                self._resets.add(self)
 
     # -- reading ---------------------------------------------------------------
 
@@ -415,6 +419,8 @@ class StampedTransport(KernelTimedTransport):
             Endings.of(self._loop).push(self._connection_lost, exc)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._resets is not None:
+            self._resets.discard(self)
         try:
             self._protocol.connection_lost(exc if isinstance(exc, Exception) else None)
         finally:
@@ -423,6 +429,14 @@ class StampedTransport(KernelTimedTransport):
             # As asyncio's transports do: the protocol holds this transport, so keeping it
             # here would leave a cycle per closed connection for the cyclic collector.
             self._protocol = _GONE
+
+    def pending_error(self) -> int:
+        """The socket's pending error (``SO_ERROR``), 0 if none (:mod:`.resetwatch`)."""
+        return pending_error(self._sock)
+
+    def reset_found(self, exc: OSError) -> None:
+        """A reset the loop did not report (:mod:`.resetwatch`): closed as by a read."""
+        self._force_close(exc)
 
     # -- protocol --------------------------------------------------------------
 
