@@ -43,8 +43,8 @@ from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
 
-# A tick's new users start over its first 90 %; a start more than the other 10 % late is
-# made whatever the per-turn budget: a starved loop still makes the tick's users by its end.
+# A tick's new users start over its first 90 %: the rest is slack for a loop that falls
+# behind (loadsvc.spawning: by the tick's end, whatever the per-turn budget).
 SLACK = 0.1
 
 
@@ -203,9 +203,8 @@ class ScenarioRun:
         self._ctx = ctx
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
-        late_s = self.options.tick_s * SLACK
-        self._starts = Paced(self._start_user, self.options.per_turn, late_s)
-        self._retirements = Paced(_cancel, self.options.per_turn, late_s)
+        self._starts = Paced(self._start_user, self.options.per_turn)
+        self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
             seed = None if self.options.seed is None else f"login-{self.options.seed}"
@@ -329,8 +328,9 @@ class ScenarioRun:
             wanted = plan.users_at(elapsed)
             wait = tick if end is None else min(tick, end - elapsed)
             spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
+            tick_end = asyncio.get_running_loop().time() + max(wait, 0.0)
             for group, n in zip(self._groups, wanted, strict=True):
-                self._reconcile(group, n, spread)
+                self._reconcile(group, n, spread, tick_end)
             self._count_users_per_endpoint()
             self.recorder.users(spec.name, self.user_count(), sum(wanted))
             with contextlib.suppress(TimeoutError):
@@ -352,12 +352,13 @@ class ScenarioRun:
         for endpoint_key, ep in self.stats.endpoints.items():
             ep.users = counts.get(endpoint_key, 0)
 
-    def _reconcile(self, group: _Group, wanted: int, spread_s: float) -> None:
+    def _reconcile(self, group: _Group, wanted: int, spread_s: float, tick_end: float) -> None:
         """Start or retire ``group``'s users to have ``wanted``; new ones start over ``spread_s``.
 
         The count is exact at once (a start still to come counts, and is dropped first,
         the latest first, when fewer are wanted); only *when* within the tick each new user
-        is made and starts is spread, at most ``per_turn`` of them in one turn.
+        is made and starts is spread, at most ``per_turn`` of them in one turn unless that
+        would not make them all by ``tick_end`` (a loop time). Retirements are paced alike.
         """
         assert self._starts is not None
         # Users whose task ended (a bug in a user, or it returned) are replaced.
@@ -372,12 +373,12 @@ class ScenarioRun:
         if wanted > have:
             now = asyncio.get_running_loop().time()
             offsets = itertools.islice(start_offsets(wanted - have, spread_s), wanted - have)
-            self._starts.add(group, [now + d for d in offsets])
+            self._starts.add(group, [now + d for d in offsets], tick_end)
             group.manned = True
         extra = have - wanted - self._starts.drop(group, have - wanted)
         for _ in range(max(extra, 0)):
             _, task = group.users.pop()  # newest first
-            self._retire(task)
+            self._retire(task, tick_end)
 
     def _start_user(self, group: _Group) -> None:
         """Make one of ``group``'s users and start it: its start is due (paced work)."""
@@ -410,23 +411,25 @@ class ScenarioRun:
         if exc is not None:
             self.log.error("user crashed; replaced", error=type(exc).__name__)
 
-    def _retire(self, task: asyncio.Task[None]) -> None:
-        """Cancel ``task`` in a coming turn (paced); it is no longer the group's at once."""
+    def _retire(self, task: asyncio.Task[None], deadline: float) -> None:
+        """Cancel ``task`` in a coming turn (paced, by ``deadline``); it is no longer the
+        group's at once."""
         assert self._retirements is not None
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
-        self._retirements.add(task, (asyncio.get_running_loop().time(),))
+        self._retirements.add(task, (asyncio.get_running_loop().time(),), deadline)
 
     async def _wind_down(self, ctx: UserContext) -> None:
         """First deadline: stop starting work, cancel idle users, let busy ones finish."""
         ctx.stopping.set()
         if self._starts is not None:
             self._starts.clear()  # no start still to come is made now
-        now = (asyncio.get_running_loop().time(),)
+        now = asyncio.get_running_loop().time()
+        by = now + self.options.tick_s * SLACK  # cancelled a budget a turn, all by then
         for group in self._groups:
             for user, task in group.users:
                 if not user.busy and self._retirements is not None:
-                    self._retirements.add(task, now)  # cancelled a budget a turn
+                    self._retirements.add(task, (now,), by)
         tasks = [t for g in self._groups for _, t in g.users if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.spec.graceful_stop_s)

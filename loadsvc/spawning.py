@@ -4,28 +4,32 @@ Making a user is 50-200 us of CPU (its objects, its compiled request templates, 
 task), and the task's first step, a connect, about as much again. The runner used to
 make a tick's new users all in the tick's turn (their *starts* spread over the tick by
 timers, the objects and tasks not): 800 users at once, the market-open burst's size,
-was one turn of 60-70 ms of CPU (``bench/spawn_turns.py``), and every open connection's
+was one turn of 60-100 ms of CPU (``bench/spawn_turns.py``), and every open connection's
 frames waited that long to be timed. Here each start is made only when it is due and
 no more than ``per_turn`` are made in one turn; the tasks they create take their first
 step in the next turn, beside the next batch. Retiring users goes the same way: a
 cancelled user's teardown (its socket closed, its bookkeeping) runs in the turn after
 its ``cancel()``, so cancelling hundreds at once is one long turn too.
 
-The budget gives way to the shape's rate: an item more than ``late_s`` past its due time
-is worked off at once, whatever the budget. A loop that gets few turns a second (a starved
-process, a loop busy with frames) would otherwise make 8 a turn and fall behind the
-shape: measured on the shared machine, 234 of 800 users made in the burst's first second.
-Late, it makes them in larger batches, as long as it must and no longer.
+The budget gives way to the shape's rate. Each item has a deadline (the runner's: the end
+of its tick). A loop that gets few turns a second (a starved process, a loop busy with
+frames) would make 8 a turn and miss it: measured on the shared machine, 234 of 800 users
+made in the burst's 1 s tick. So when the budget is spent and items are still due, the
+turn takes as many as the turns left before the earliest deadline need, at the pace
+turns come now (the time since the last turn): a loop that was descheduled for 150 ms
+with 0.3 s left makes a third of what is due; past the deadline, all of it.
 
-Example (a run's starts, ``make(group)`` for each one when due)::
+Example (a run's starts, ``make(group)`` for each one when due, all by ``now + 1``)::
 
-    starts = Paced(make, per_turn=8, late_s=0.1)
-    starts.add(group, [now, now + 0.01, now + 0.02])
+    starts = Paced(make, per_turn=8)
+    starts.add(group, [now, now + 0.01, now + 0.02], deadline=now + 1.0)
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
@@ -45,40 +49,42 @@ class Paced(Generic[K]):
 
     ``work(key)`` runs once per item, in order of due time (the loop's clock,
     ``loop.time()``), never before it is due. When more are due than a turn may do,
-    the rest wait for the next turn (the loop polls the network in between).
+    the rest wait for the next turn (the loop polls the network in between), unless
+    their deadline needs more (see the module's docstring).
     ``per_turn=None``: no budget, every due item in one turn (a benchmark's "before").
-    Items more than ``late_s`` past their due time are worked off whatever the budget.
     """
 
     def __init__(
         self,
         work: Callable[[K], object],
         per_turn: int | None = PER_TURN,
-        late_s: float = float("inf"),
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         if per_turn is not None and per_turn < 1:
             raise ValueError(f"per_turn must be at least 1, not {per_turn}")
         self._work = work
         self.per_turn = per_turn
-        self.late_s = late_s
         self._loop = loop or asyncio.get_running_loop()
-        self._queues: dict[K, deque[float]] = {}  # each key's due times, ascending
+        # Each key's items, (due, deadline), in the order added (due ascending).
+        self._queues: dict[K, deque[tuple[float, float]]] = {}
         self._handle: asyncio.Handle | None = None
         self._armed_at = float("inf")
+        self._last_slice = 0.0
+        self._behind = False  # the last slice left due items for the next turn
         self.done = 0  # items worked off
         self.slices = 0  # turns that worked some
         self.most_in_a_slice = 0
-        self.overdue = 0  # items worked off past the budget, being late_s late
+        self.caught_up = 0  # items worked off past the budget, for their deadline
 
-    def add(self, key: K, dues: Iterable[float]) -> None:
-        """Queue one item of ``key`` per due time (given in ascending order)."""
+    def add(self, key: K, dues: Iterable[float], deadline: float) -> None:
+        """Queue one item of ``key`` per due time (ascending), each to be worked off by
+        ``deadline`` (a loop time) if the loop's turns allow."""
         queue = self._queues.setdefault(key, deque())
-        queue.extend(dues)
+        queue.extend((due, max(due, deadline)) for due in dues)
         if not queue:
             del self._queues[key]
             return
-        self._arm(min(queue[0], self._armed_at))
+        self._arm(min(queue[0][0], self._armed_at))
 
     def pending(self, key: K) -> int:
         """Items of ``key`` not yet worked off."""
@@ -94,7 +100,7 @@ class Paced(Generic[K]):
         queue = self._queues.get(key)
         if not queue:
             return 0
-        dropped = min(n, len(queue))
+        dropped = min(max(n, 0), len(queue))
         for _ in range(dropped):
             queue.pop()
         if not queue:
@@ -130,24 +136,42 @@ class Paced(Generic[K]):
         best: K | None = None
         best_due = now
         for key, queue in self._queues.items():
-            if queue[0] <= best_due:
-                best, best_due = key, queue[0]
+            if queue[0][0] <= best_due:
+                best, best_due = key, queue[0][0]
         return best
+
+    def _catch_up(self, now: float, turn_s: float, done: int) -> float:
+        """This turn's budget once ``per_turn`` is spent: what the earliest deadline of the
+        items due needs, at one turn every ``turn_s``."""
+        due = [
+            i for q in self._queues.values() for i in itertools.takewhile(lambda i: i[0] <= now, q)
+        ]
+        deadline = min(d for _, d in due)
+        if deadline <= now:
+            return math.inf  # late: all that is due
+        if turn_s <= 0.0:
+            return done  # no pace known yet (the first turn of a backlog): the budget
+        turns_left = max(1.0, (deadline - now) / turn_s)
+        return max(done, math.ceil((done + len(due)) / turns_left))
 
     def _slice(self) -> None:
         self._handle = None
         self._armed_at = float("inf")
         now = self._loop.time()
+        # How long a turn takes now: the time since the last slice, if it left items due.
+        turn_s = now - self._last_slice if self._behind else 0.0
+        self._last_slice = now
+        budget = math.inf if self.per_turn is None else float(self.per_turn)
         count = 0
-        while True:
-            key = self._next_due(now)
-            if key is None:
-                break
+        caught_up = False
+        while (key := self._next_due(now)) is not None:
+            if count >= budget:
+                if caught_up:
+                    break
+                caught_up, budget = True, self._catch_up(now, turn_s, count)
+                if count >= budget:
+                    break
             queue = self._queues[key]
-            if self.per_turn is not None and count >= self.per_turn:
-                if queue[0] > now - self.late_s:
-                    break  # the budget is spent and nothing due is late: the next turn
-                self.overdue += 1
             queue.popleft()
             if not queue:
                 del self._queues[key]
@@ -156,10 +180,13 @@ class Paced(Generic[K]):
                 self._work(key)
             except Exception as exc:  # one user's bug must not strand the others' starts
                 self._loop.call_exception_handler({"message": "paced work", "exception": exc})
+        self._behind = self._next_due(now) is not None
         if count:
             self.done += count
             self.slices += 1
             self.most_in_a_slice = max(self.most_in_a_slice, count)
+            if self.per_turn is not None:
+                self.caught_up += max(0, count - self.per_turn)
         if self._queues:
             # Due ones left (the budget ran out): the next turn, after the network is polled.
-            self._arm(min(q[0] for q in self._queues.values()))
+            self._arm(min(q[0][0] for q in self._queues.values()))
