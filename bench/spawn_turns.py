@@ -231,8 +231,14 @@ async def _trial(url: str, mode: str, users: int, condition: str) -> dict[str, A
     probe.spinning = False
     await spinner
     out.update(probe.summary(*window))
+    starts = getattr(run, "_starts", None)  # this runner's pacer (the one before had none)
+    out["most_a_turn"] = starts.most_in_a_slice if starts else None
+    out["caught_up"] = starts.caught_up if starts else None
     stopping = probe.summary(t_stop, t_end)
     out["stop_longest_ms"], out["stop_over_10"] = stopping["longest_ms"], stopping["over_10"]
+    out["stop_longest_own_ms"] = stopping["longest_own_ms"]
+    retirements = getattr(run, "_retirements", None)
+    out["stop_most_a_turn"] = retirements.most_in_a_slice if retirements else None
     return out
 
 
@@ -282,8 +288,12 @@ COLUMNS = {  # column: (key, format), by mode
         ("longest not GC ms", "longest_own_ms", "{:.1f}"),
         ("loop CPU ms", "cpu_ms", "{:.0f}"),
         ("users made by 1 s", "made", "{:.0f}"),
+        ("most made a turn", "most_a_turn", "{:.0f}"),
+        ("made past the budget", "caught_up", "{:.0f}"),
         ("stop: longest turn ms", "stop_longest_ms", "{:.1f}"),
         ("stop: turns > 10 ms", "stop_over_10", "{:.0f}"),
+        ("stop: longest not GC ms", "stop_longest_own_ms", "{:.1f}"),
+        ("stop: most cancelled a turn", "stop_most_a_turn", "{:.0f}"),
     ],
     "beside": [
         ("CPU lag p99 ms", "lag_p99_ms", "{:.1f}"),
@@ -294,12 +304,14 @@ COLUMNS = {  # column: (key, format), by mode
         ("loop CPU ms", "cpu_ms", "{:.0f}"),
         ("open at start", "made_start", "{:,.0f}"),
         ("open at end", "made", "{:,.0f}"),
+        ("most made a turn", "most_a_turn", "{:.0f}"),
     ],
 }
 
 
 def _row(mode: str, r: dict[str, Any]) -> list[str]:
-    return [r["condition"], *(fmt.format(r[key]) for _, key, fmt in COLUMNS[mode])]
+    cells = ("-" if r[key] is None else fmt.format(r[key]) for _, key, fmt in COLUMNS[mode])
+    return [r["condition"], *cells]
 
 
 def table(mode: str, rows: list[dict[str, Any]], users: int, when: str) -> Table:
@@ -308,7 +320,8 @@ def table(mode: str, rows: list[dict[str, Any]], users: int, when: str) -> Table
     for condition in dict.fromkeys(r["condition"] for r in rows):
         mine = [r for r in rows if r["condition"] == condition]
         keys = [key for _, key, _ in COLUMNS[mode]]
-        median = {k: statistics.median(r[k] for r in mine) for k in keys}
+        values = {k: [r[k] for r in mine if r[k] is not None] for k in keys}
+        median = {k: statistics.median(v) if v else None for k, v in values.items()}
         body.append(_row(mode, {**median, "condition": f"median of {condition}"}))
     if mode == "burst":
         title = f"Loop turns (CPU time) when {users} users start at once, {when}"

@@ -43,8 +43,8 @@ from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
 
-# A tick's new users start over its first 90 %: the rest is slack for a loop that falls
-# behind (loadsvc.spawning: by the tick's end, whatever the per-turn budget).
+# A tick's new users start over its first 90 %: the rest is margin, so that they are all
+# made by the tick's end although a loaded loop fires their timers a little late.
 SLACK = 0.1
 
 
@@ -328,9 +328,8 @@ class ScenarioRun:
             wanted = plan.users_at(elapsed)
             wait = tick if end is None else min(tick, end - elapsed)
             spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
-            tick_end = asyncio.get_running_loop().time() + max(wait, 0.0)
             for group, n in zip(self._groups, wanted, strict=True):
-                self._reconcile(group, n, spread, tick_end)
+                self._reconcile(group, n, spread)
             self._count_users_per_endpoint()
             self.recorder.users(spec.name, self.user_count(), sum(wanted))
             with contextlib.suppress(TimeoutError):
@@ -352,13 +351,13 @@ class ScenarioRun:
         for endpoint_key, ep in self.stats.endpoints.items():
             ep.users = counts.get(endpoint_key, 0)
 
-    def _reconcile(self, group: _Group, wanted: int, spread_s: float, tick_end: float) -> None:
+    def _reconcile(self, group: _Group, wanted: int, spread_s: float) -> None:
         """Start or retire ``group``'s users to have ``wanted``; new ones start over ``spread_s``.
 
         The count is exact at once (a start still to come counts, and is dropped first,
         the latest first, when fewer are wanted); only *when* within the tick each new user
         is made and starts is spread, at most ``per_turn`` of them in one turn unless that
-        would not make them all by ``tick_end`` (a loop time). Retirements are paced alike.
+        would make one more than a tick late (loadsvc.spawning). Retirements are paced alike.
         """
         assert self._starts is not None
         # Users whose task ended (a bug in a user, or it returned) are replaced.
@@ -373,12 +372,12 @@ class ScenarioRun:
         if wanted > have:
             now = asyncio.get_running_loop().time()
             offsets = itertools.islice(start_offsets(wanted - have, spread_s), wanted - have)
-            self._starts.add(group, [now + d for d in offsets], tick_end)
+            self._starts.add(group, [now + d for d in offsets], self.options.tick_s)
             group.manned = True
         extra = have - wanted - self._starts.drop(group, have - wanted)
         for _ in range(max(extra, 0)):
             _, task = group.users.pop()  # newest first
-            self._retire(task, tick_end)
+            self._retire(task)
 
     def _start_user(self, group: _Group) -> None:
         """Make one of ``group``'s users and start it: its start is due (paced work)."""
@@ -411,25 +410,26 @@ class ScenarioRun:
         if exc is not None:
             self.log.error("user crashed; replaced", error=type(exc).__name__)
 
-    def _retire(self, task: asyncio.Task[None], deadline: float) -> None:
-        """Cancel ``task`` in a coming turn (paced, by ``deadline``); it is no longer the
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        """Cancel ``task`` in a coming turn (paced, within a tick); it is no longer the
         group's at once."""
         assert self._retirements is not None
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
-        self._retirements.add(task, (asyncio.get_running_loop().time(),), deadline)
+        now = asyncio.get_running_loop().time()
+        self._retirements.add(task, (now,), self.options.tick_s)
 
     async def _wind_down(self, ctx: UserContext) -> None:
         """First deadline: stop starting work, cancel idle users, let busy ones finish."""
         ctx.stopping.set()
         if self._starts is not None:
             self._starts.clear()  # no start still to come is made now
-        now = asyncio.get_running_loop().time()
-        by = now + self.options.tick_s * SLACK  # cancelled a budget a turn, all by then
+        now = (asyncio.get_running_loop().time(),)
         for group in self._groups:
             for user, task in group.users:
                 if not user.busy and self._retirements is not None:
-                    self._retirements.add(task, (now,), by)
+                    # Cancelled a budget a turn, all within a tick.
+                    self._retirements.add(task, now, self.options.tick_s)
         tasks = [t for g in self._groups for _, t in g.users if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.spec.graceful_stop_s)

@@ -11,18 +11,19 @@ step in the next turn, beside the next batch. Retiring users goes the same way: 
 cancelled user's teardown (its socket closed, its bookkeeping) runs in the turn after
 its ``cancel()``, so cancelling hundreds at once is one long turn too.
 
-The budget gives way to the shape's rate. Each item has a deadline (the runner's: the end
-of its tick). A loop that gets few turns a second (a starved process, a loop busy with
-frames) would make 8 a turn and miss it: measured on the shared machine, 234 of 800 users
-made in the burst's 1 s tick. So when the budget is spent and items are still due, the
-turn takes as many as the turns left before the earliest deadline need, at the pace
-turns come now (the time since the last turn): a loop that was descheduled for 150 ms
-with 0.3 s left makes a third of what is due; past the deadline, all of it.
+The budget gives way to the shape's rate. Each item has a deadline, ``within_s`` after it
+is due (the runner's: a tick, so the users started per second are the shape's to within
+a tick). A loop that gets few turns a second (a starved process, a loop busy with frames)
+would make 8 a turn and fall ever further behind: measured on the shared machine, 234 of
+800 users made in the burst's 1 s tick. So when the budget is spent and items are still
+due, the turn takes as many as the turns left before the earliest deadline need, at the
+pace turns come now (the time since the last turn): a loop descheduled for 100 ms with
+0.5 s left makes a fifth of what is due; past the deadline, all of it.
 
-Example (a run's starts, ``make(group)`` for each one when due, all by ``now + 1``)::
+Example (a run's starts, ``make(group)`` for each one when due, each within 1 s)::
 
     starts = Paced(make, per_turn=8)
-    starts.add(group, [now, now + 0.01, now + 0.02], deadline=now + 1.0)
+    starts.add(group, [now, now + 0.01, now + 0.02], within_s=1.0)
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ class Paced(Generic[K]):
         self.most_in_a_slice = 0
         self.caught_up = 0  # items worked off past the budget, for their deadline
 
-    def add(self, key: K, dues: Iterable[float], deadline: float) -> None:
-        """Queue one item of ``key`` per due time (ascending), each to be worked off by
-        ``deadline`` (a loop time) if the loop's turns allow."""
+    def add(self, key: K, dues: Iterable[float], within_s: float) -> None:
+        """Queue one item of ``key`` per due time (ascending, the loop's clock), each to be
+        worked off within ``within_s`` of it whatever the budget."""
         queue = self._queues.setdefault(key, deque())
-        queue.extend((due, max(due, deadline)) for due in dues)
+        queue.extend((due, due + within_s) for due in dues)
         if not queue:
             del self._queues[key]
             return

@@ -233,8 +233,8 @@ async def test_paced_work_runs_in_due_order_never_early_a_budget_a_turn() -> Non
     done: list[tuple[str, float]] = []
     paced: Paced[str] = Paced(lambda key: done.append((key, loop.time())), per_turn=3)
     now = loop.time()
-    paced.add("late", [now + 0.2, now + 0.25], now + 10)
-    paced.add("now", [now] * 7, now + 10)
+    paced.add("late", [now + 0.2, now + 0.25], 10)
+    paced.add("now", [now] * 7, 10)
     assert paced.pending("now") == 7 and paced.total() == 9
     await wait_for_async(lambda: paced.total() == 0, 5, "all worked off")
     assert [k for k, _ in done] == ["now"] * 7 + ["late"] * 2
@@ -248,11 +248,11 @@ async def test_paced_drop_forgets_the_latest_and_clear_forgets_all() -> None:
     done: list[float] = []
     paced: Paced[str] = Paced(lambda key: done.append(loop.time()), per_turn=None)
     now = loop.time()
-    paced.add("a", [now + 0.05, now + 0.1, now + 10], now + 20)
+    paced.add("a", [now + 0.05, now + 0.1, now + 10], 20)
     assert paced.drop("a", 1) == 1 and paced.drop("b", 5) == 0
     await wait_for_async(lambda: len(done) == 2, 5, "the two kept")
     assert paced.total() == 0
-    paced.add("a", [now + 0.05], now + 20)
+    paced.add("a", [now + 0.05], 20)
     paced.clear()
     await asyncio.sleep(0.1)  # past its due time: it must not run
     assert len(done) == 2
@@ -272,7 +272,7 @@ async def test_a_failing_item_does_not_strand_the_rest() -> None:
 
     paced: Paced[int] = Paced(work, per_turn=2)
     for key in range(4):
-        paced.add(key, [loop.time()], loop.time() + 10)
+        paced.add(key, [loop.time()], 10)
     await wait_for_async(lambda: paced.total() == 0, 5, "all worked off")
     assert ran == [0, 2, 3] and len(errors) == 1
     with pytest.raises(ValueError, match="per_turn"):
@@ -293,7 +293,7 @@ async def test_slow_turns_take_more_a_turn_to_meet_the_deadline_and_no_more() ->
 
     loop.call_soon(hog)
     now = loop.time()
-    paced.add("a", [now] * 400, now + 1.0)
+    paced.add("a", [now] * 400, 1.0)
     try:
         await wait_for_async(lambda: paced.total() == 0, 10, "all worked off")
     finally:
