@@ -18,7 +18,7 @@ would make 8 a turn and fall ever further behind: measured on the shared machine
 800 users made in the burst's 1 s tick. So when the budget is spent and items are still
 due, the turn takes as many as the turns left before the earliest deadline need, at the
 pace turns come now (the time since the last turn): a loop descheduled for 100 ms with
-0.5 s left makes a fifth of what is due; past the deadline, all of it.
+0.5 s left makes a fifth of what is due, and every one already past its deadline.
 
 Example (a run's starts, ``make(group)`` for each one when due, each within 1 s)::
 
@@ -141,19 +141,22 @@ class Paced(Generic[K]):
                 best, best_due = key, queue[0][0]
         return best
 
-    def _catch_up(self, now: float, turn_s: float, done: int) -> float:
-        """This turn's budget once ``per_turn`` is spent: what the earliest deadline of the
-        items due needs, at one turn every ``turn_s``."""
-        due = [
-            i for q in self._queues.values() for i in itertools.takewhile(lambda i: i[0] <= now, q)
+    def _catch_up(self, now: float, turn_s: float, done: int) -> int:
+        """This turn's budget once ``done`` (``per_turn``) are made: every item due past its
+        deadline, and of the others what their earliest deadline needs at one turn every
+        ``turn_s`` (none more if no pace is known yet: the first turn of a backlog)."""
+        deadlines = [
+            d
+            for q in self._queues.values()
+            for _, d in itertools.takewhile(lambda i: i[0] <= now, q)
         ]
-        deadline = min(d for _, d in due)
-        if deadline <= now:
-            return math.inf  # late: all that is due
-        if turn_s <= 0.0:
-            return done  # no pace known yet (the first turn of a backlog): the budget
-        turns_left = max(1.0, (deadline - now) / turn_s)
-        return max(done, math.ceil((done + len(due)) / turns_left))
+        late = sum(1 for d in deadlines if d <= now)
+        waiting = [d for d in deadlines if d > now]
+        share = 0  # of the waiting ones, beyond the ``done`` this turn already made
+        if waiting and turn_s > 0.0:
+            turns_left = max(1.0, (min(waiting) - now) / turn_s)
+            share = max(0, math.ceil((done + len(waiting)) / turns_left) - done)
+        return done + late + share
 
     def _slice(self) -> None:
         self._handle = None

@@ -221,7 +221,8 @@ async def test_starts_a_stall_made_more_than_a_tick_late_are_made_at_once(
     assert starts is not None
     # ... the ones the stall made late in one go, past the budget (not 8 a turn after it,
     # which would have put them into the next tick).
-    assert starts.caught_up >= users // 2 and starts.most_in_a_slice > users // 2
+    # Due 0.2-0.7 s, stalled until 1.7 s: ~55 more than a tick late.
+    assert starts.caught_up >= users // 4 and starts.most_in_a_slice > users // 4
 
 
 # -- the pacer itself ---------------------------------------------------------------------
