@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import os
 import socket
@@ -168,14 +169,19 @@ class _Probe:
             "over_10_own": len(own),
             "cpu_ms": sum(self.cpu[i] for i in idx) * 1e3,
             "lag_p99_ms": self.cpu_lag_p99(idx) * 1e3,
+            "lag_p99_own_ms": self.cpu_lag_p99(idx, without_collector=True) * 1e3,
         }  # fmt: skip
 
-    def cpu_lag_p99(self, idx: range) -> float:
-        """p99 of the CPU-time lag over turns ``idx`` (see the module's docstring)."""
+    def cpu_lag_p99(self, idx: range, without_collector: bool = False) -> float:
+        """p99 of the CPU-time lag over turns ``idx`` (see the module's docstring); with
+        ``without_collector``, as if the collector's pauses had not been in the turns."""
         if not idx:
             return 0.0
-        ends = self.cpu_end[idx.start : idx.stop]
-        tau = ends[0] - self.cpu[idx.start]
+        lengths = [self.cpu[i] for i in idx]
+        if without_collector:
+            lengths = [max(0.0, c - self.collectors(i)) for c, i in zip(lengths, idx, strict=True)]
+        ends = list(itertools.accumulate(lengths))
+        tau = 0.0
         lags = []
         while tau < ends[-1]:
             lags.append(ends[bisect.bisect_right(ends, tau)] - tau)
@@ -301,6 +307,7 @@ COLUMNS = {  # column: (key, format), by mode
     ],
     "beside": [
         ("CPU lag p99 ms", "lag_p99_ms", "{:.1f}"),
+        ("without GC", "lag_p99_own_ms", "{:.1f}"),
         ("longest turn ms", "longest_ms", "{:.1f}"),
         ("turns > 10 ms", "over_10", "{:.0f}"),
         ("of them not GC", "over_10_own", "{:.0f}"),
