@@ -439,7 +439,7 @@ class ScenarioRun:
         """Second deadline: cancel whatever is left and wait for it to close."""
         for paced in (self._starts, self._retirements):
             if paced is not None:
-                paced.clear()
+                paced.close()  # nothing more starts or is cancelled: the run is over
         tasks = [t for g in self._groups for _, t in g.users] + list(self._retired)
         for t in tasks:
             t.cancel()

@@ -113,6 +113,12 @@ class Paced(Generic[K]):
         self._queues.clear()
         self._disarm()
 
+    def close(self) -> None:
+        """Forget every item and the work (a run's bound method: no reference cycle through
+        it outlives the run, tests/test_run_garbage.py); the counters stay readable."""
+        self.clear()
+        self._work = _nothing
+
     def _disarm(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
@@ -194,3 +200,7 @@ class Paced(Generic[K]):
         if self._queues:
             # Due ones left (the budget ran out): the next turn, after the network is polled.
             self._arm(min(q[0][0] for q in self._queues.values()))
+
+
+def _nothing(_: object) -> None:
+    """The work of a closed queue."""
