@@ -15,7 +15,8 @@ longest turn at ``stop()`` (the users cancelled).
 
 ``--mode beside``: ``bench/spawn_calm.py``'s question on one core, in CPU time: 2,000 WS
 streams opened at 1,000/s, then 100 more a second (the seed's spawn rate), against the
-2,000 alone and as many as the spawning trial holds at the end. Over the window: the
+2,000 alone and as many as the spawning trial holds at the end (``--open``, ``--rate``:
+other sizes, for a machine that cannot hold 3,000 connections on one shared core). Over the window: the
 loop's own lag p99 (the CPU-time lag, below), the longest turn, turns over 10 ms.
 The CPU-time lag: with the spinner the loop never sleeps, so its thread's CPU time is a
 timeline of turns laid end to end; a timer due at a point of it waits for the turn in
@@ -359,12 +360,16 @@ def main() -> None:
     p.add_argument("--mode", choices=("burst", "beside"), default="burst")
     p.add_argument("--users", type=int, default=800, help="burst mode: users at once")
     p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--open", type=int, default=OPEN, help="beside mode: connections held")
+    p.add_argument("--rate", type=int, default=SPAWN_RATE, help="beside mode: starts a second")
     p.add_argument("--before", default="9f19b5b", help="git ref of the runner before")
     p.add_argument(
         "--conditions", help="default: before,after,after-burst | open,before,after,open-end"
     )
     p.add_argument("--trial", nargs=2, metavar=("URL", "CONDITION"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    global OPEN, SPAWN_RATE  # one run's sizes, read by _shape and the table
+    OPEN, SPAWN_RATE = args.open, args.rate
     if args.trial:
         _child_main(args.trial[0], args.mode, args.users, args.trial[1])
         return
@@ -386,6 +391,7 @@ def main() -> None:
                     try:
                         out = subprocess.run(
                             [python, __file__, "--mode", args.mode, "--users", str(args.users),
+                             "--open", str(OPEN), "--rate", str(SPAWN_RATE),
                              "--trial", f"http://127.0.0.1:{port}", condition],
                             env=env, capture_output=True, text=True, timeout=180, check=True,
                         )  # fmt: skip
