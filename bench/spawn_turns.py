@@ -356,6 +356,7 @@ def table(mode: str, rows: list[dict[str, Any]], users: int, when: str) -> Table
 
 def main() -> None:
     """Alternate the conditions against one target; print the table."""
+    global OPEN, SPAWN_RATE  # one run's sizes, read by _shape and the table
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=("burst", "beside"), default="burst")
     p.add_argument("--users", type=int, default=800, help="burst mode: users at once")
@@ -368,7 +369,6 @@ def main() -> None:
     )
     p.add_argument("--trial", nargs=2, metavar=("URL", "CONDITION"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    global OPEN, SPAWN_RATE  # one run's sizes, read by _shape and the table
     OPEN, SPAWN_RATE = args.open, args.rate
     if args.trial:
         _child_main(args.trial[0], args.mode, args.users, args.trial[1])
