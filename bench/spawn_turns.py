@@ -117,6 +117,7 @@ class _Probe:
         self.start, self.end = array("d"), array("d")  # wall
         self.cpu, self.cpu_end = array("d"), array("d")
         self.pause_at, self.pause = array("d"), array("d")
+        self.making_at = array("d")  # when the runner made users (wall)
         self.spinning = True
         self._gc_started = 0.0
         self._loop_thread = 0
@@ -157,12 +158,20 @@ class _Probe:
         hi = bisect.bisect_right(self.pause_at, self.end[i])
         return sum(self.pause[lo:hi])
 
+    def making(self, i: int) -> bool:
+        """Whether the runner made users in turn ``i``."""
+        lo = bisect.bisect_left(self.making_at, self.start[i])
+        return lo < len(self.making_at) and self.making_at[lo] <= self.end[i]
+
     def summary(self, t0: float, t1: float) -> dict[str, float]:
         """The turns of [t0, t1]: longest, over 10 ms (all, not the collector's), CPU, lag."""
         idx = self.turns(t0, t1)
         long = [i for i in idx if self.cpu[i] > TRUST_S]
         own = [i for i in long if self.collectors(i) < self.cpu[i] / 2]
+        making = [i for i in idx if self.making(i)]
         return {
+            "making_over_10": sum(1 for i in own if self.making(i)),
+            "making_longest_ms": max((self.cpu[i] for i in making), default=0.0) * 1e3,
             "longest_ms": max((self.cpu[i] for i in idx), default=0.0) * 1e3,
             "longest_own_ms": max((self.cpu[i] for i in idx if i not in long or i in own),
                                   default=0.0) * 1e3,
@@ -212,6 +221,16 @@ async def _trial(url: str, mode: str, users: int, condition: str) -> dict[str, A
     # Users made, not those waiting for their start (the runner before had no such count).
     made = getattr(run, "started_count", run.user_count)
     probe = _Probe()
+    # Where the runner makes users: this runner's _start_user (one each, when due), the
+    # one before's _reconcile (a tick's at once). Wrapped before execute() binds them.
+    maker = "_start_user" if hasattr(run, "_start_user") else "_reconcile"
+    made_by = getattr(run, maker)
+
+    def making(*args: Any) -> None:
+        probe.making_at.append(time.monotonic())
+        made_by(*args)
+
+    setattr(run, maker, making)
     gc.callbacks.append(probe.on_gc)
     spinner = asyncio.create_task(probe.spin())
     await asyncio.sleep(0.5)  # the spinner and the loop settled
@@ -301,6 +320,7 @@ COLUMNS = {  # column: (key, format), by mode
         (f"by {HELD_S:g} s", "made_held", "{:.0f}"),
         ("most made a turn", "most_a_turn", "{:.0f}"),
         ("made past the budget", "caught_up", "{:.0f}"),
+        ("longest turn making users ms", "making_longest_ms", "{:.1f}"),
         ("stop: longest turn ms", "stop_longest_ms", "{:.1f}"),
         ("stop: turns > 10 ms", "stop_over_10", "{:.0f}"),
         ("stop: longest not GC ms", "stop_longest_own_ms", "{:.1f}"),
@@ -317,6 +337,8 @@ COLUMNS = {  # column: (key, format), by mode
         ("open at start", "made_start", "{:,.0f}"),
         ("open at end", "made", "{:,.0f}"),
         ("most made a turn", "most_a_turn", "{:.0f}"),
+        ("turns > 10 ms making users, not GC", "making_over_10", "{:.0f}"),
+        ("longest turn making users ms", "making_longest_ms", "{:.1f}"),
     ],
 }
 
