@@ -8,9 +8,10 @@ what ``loadsvc run`` drives) alone on the other, the seed's ``/ws/market`` strea
 - ``2,000 open``: 2,000 connections opened at 1,000/s, then held;
 - ``2,000 + 100/s``: the same 2,000, then 100 more every second through the warm-up
   and the window (so 2,000 + 100 x (ramp detection + warm-up) at the mark, and 1,000
-  more by its end), each tick's 100 started spread over the tick (the runner's way);
-- ``2,000 + 100/s burst``: the same, each tick's 100 started at once (the runner before
-  the spread, ``BENCH_SPAWN=burst``);
+  more by its end), each tick's 100 started spread over the tick, each made when its
+  start is due, at most ``loadsvc.spawning.PER_TURN`` a loop turn (the runner's way);
+- ``2,000 + 100/s burst``: the same, each tick's 100 made and started in one turn (the
+  runner before the spread, ``BENCH_SPAWN=burst``: no spread, no per-turn budget);
 - ``N open``: as many held as the spawning trial has at the *end* of its window, so
   what its open connections alone cause is bounded from above.
 

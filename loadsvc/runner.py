@@ -2,9 +2,12 @@
 
 Once a tick it asks the load shape how many users there should be, splits
 them over the user groups by weight (and takes this shard's share), and starts
-or cancels users to match. The users a tick adds start evenly spread over that
-tick, not all at its first instant: a hundred connects and handshakes at once
-stall the loop that times every open connection's frames (issue 22 item 3).
+or cancels users to match. The users a tick adds start evenly spread over the
+first 90 % of that tick, not all at its first instant: a hundred connects and
+handshakes at once stall the loop that times every open connection's frames (issue
+22 item 3). Each user is made only when its start is due, and no more than a budget
+of starts (or of retirements) in one turn of the loop, unless one would be more than
+a tick late (:mod:`loadsvc.spawning`).
 A run has two deadlines, as k6's executors do: at the end of the plan (or on
 ``stop()``) users stop *starting* work and idle ones are cancelled;
 ``graceful_stop_s`` later whatever is still busy is cancelled.
@@ -34,11 +37,16 @@ from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
+from loadsvc.spawning import PER_TURN, Paced
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
 from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
+
+# A tick's new users start over its first 90 %: the rest is margin, so that they are all
+# made by the tick's end although a loaded loop fires their timers a little late.
+SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class RunOptions:
     # Start a tick's new users spread over the tick (False: all at its start, the old
     # burst; for bench/spawn_calm.py's paired comparison).
     spread_starts: bool = True
+    # Starts (and retirements) made in one turn of the loop at most (None: no budget, every
+    # due one in one turn; for bench/spawn_turns.py's paired comparison).
+    per_turn: int | None = PER_TURN
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ class RunResult:
         return Timing(self.loop_lag_p99_s, self.loop_lag_limit_s, self.reads)
 
 
-@dataclass
+@dataclass(eq=False)  # a key of the runner's paced starts: by identity
 class _Group:
     wiring: GroupWiring
     users: list[tuple[VirtualUser, asyncio.Task[None]]] = field(default_factory=list)
@@ -135,6 +146,10 @@ class ScenarioRun:
         self._logins: Logins | None = None  # the run's logins, with a scenario ``login``
         self._ever_manned: set[str] = set()  # endpoints that had a user at any time of the run
         self._retired: set[asyncio.Task[None]] = set()
+        # Made in execute(), on the loop: starts due (a group each), retirements (now).
+        self._starts: Paced[_Group] | None = None
+        self._retirements: Paced[asyncio.Task[None]] | None = None
+        self._ctx: UserContext | None = None
         self._lag: LatencySamples | None = None
         self._reads: ReadWindow | None = None
         self._window_wall = 0.0
@@ -158,8 +173,16 @@ class ScenarioRun:
         return self.clock() - self.started_at if self.started_at else 0.0
 
     def user_count(self) -> int:
-        """Users running now."""
+        """Users running now, with those whose start within this tick is still to come."""
+        return sum(self._count(g) for g in self._groups)
+
+    def started_count(self) -> int:
+        """Users made and started (not those still waiting for their start)."""
         return sum(len(g.users) for g in self._groups)
+
+    def _count(self, group: _Group) -> int:
+        waiting = self._starts.pending(group) if self._starts is not None else 0
+        return len(group.users) + waiting
 
     # -- the run -----------------------------------------------------------
 
@@ -178,8 +201,11 @@ class ScenarioRun:
             started_at=self.started_at,
             clock=self.clock,
         )
+        self._ctx = ctx
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
+        self._starts = Paced(self._start_user, self.options.per_turn)
+        self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
             seed = None if self.options.seed is None else f"login-{self.options.seed}"
@@ -302,9 +328,9 @@ class ScenarioRun:
                 return
             wanted = plan.users_at(elapsed)
             wait = tick if end is None else min(tick, end - elapsed)
-            spread = max(wait, 0.0) if self.options.spread_starts else 0.0
+            spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
             for group, n in zip(self._groups, wanted, strict=True):
-                self._reconcile(group, n, ctx, spread)
+                self._reconcile(group, n, spread)
             self._count_users_per_endpoint()
             self.recorder.users(spec.name, self.user_count(), sum(wanted))
             with contextlib.suppress(TimeoutError):
@@ -319,19 +345,22 @@ class ScenarioRun:
         for g in self._groups:
             for ref in g.wiring.spec.endpoints():
                 key = (ref.kind, ref.endpoint, ref.method)
-                counts[key] = counts.get(key, 0) + len(g.users)
+                counts[key] = counts.get(key, 0) + self._count(g)
         if self.spec.login is not None:
             ref = self.spec.login.endpoint_ref()
             counts[(ref.kind, ref.endpoint, ref.method)] = self.user_count()
         for endpoint_key, ep in self.stats.endpoints.items():
             ep.users = counts.get(endpoint_key, 0)
 
-    def _reconcile(self, group: _Group, wanted: int, ctx: UserContext, spread_s: float) -> None:
-        """Start or cancel ``group``'s users to have ``wanted``; new ones start over ``spread_s``.
+    def _reconcile(self, group: _Group, wanted: int, spread_s: float) -> None:
+        """Start or retire ``group``'s users to have ``wanted``; new ones start over ``spread_s``.
 
-        The count is exact at once (a user waiting for its start counts, and is cancelled
-        like an idle one); only *when* within the tick each new user starts is spread.
+        The count is exact at once (a start still to come counts, and is dropped first,
+        the latest first, when fewer are wanted); only *when* within the tick each new user
+        is made and starts is spread, at most ``per_turn`` of them in one turn unless that
+        would make one more than a tick late (loadsvc.spawning). Retirements are paced alike.
         """
+        assert self._starts is not None
         # Users whose task ended (a bug in a user, or it returned) are replaced.
         alive = []
         for user, task in group.users:
@@ -340,28 +369,37 @@ class ScenarioRun:
             else:
                 alive.append((user, task))
         group.users = alive
-        starts = start_offsets(wanted - len(group.users), spread_s)
-        while len(group.users) < wanted:
-            values = self._feeder.take()
-            if values is None:  # every unique row is held: the next tick tries again
-                if self._feeder.short == 1:
-                    self.log.warning("users wait for a free row of unique data")
-                break
-            mine = replace(ctx, values=values)
-            own_login = None
-            if self._logins is not None:
-                login, own = self._logins.for_user(values)
-                mine.auth, own_login = login, login if own else None
-            user = group.wiring.make(mine, random.Random(self._rng.random()))
-            task = asyncio.get_running_loop().create_task(_start_after(next(starts), user))
-            task.add_done_callback(functools.partial(self._give_back, values))
-            if own_login is not None:
-                task.add_done_callback(functools.partial(_close_login, own_login))
-            group.users.append((user, task))
+        have = self._count(group)
+        if wanted > have:
+            now = asyncio.get_running_loop().time()
+            offsets = itertools.islice(start_offsets(wanted - have, spread_s), wanted - have)
+            self._starts.add(group, [now + d for d in offsets], self.options.tick_s)
             group.manned = True
-        while len(group.users) > wanted:
+        extra = have - wanted - self._starts.drop(group, have - wanted)
+        for _ in range(max(extra, 0)):
             _, task = group.users.pop()  # newest first
             self._retire(task)
+
+    def _start_user(self, group: _Group) -> None:
+        """Make one of ``group``'s users and start it: its start is due (paced work)."""
+        assert self._ctx is not None
+        values = self._feeder.take()
+        if values is None:  # every unique row is held: the next tick asks again
+            if self._feeder.short == 1:
+                self.log.warning("users wait for a free row of unique data")
+            return
+        mine = replace(self._ctx, values=values)
+        own_login = None
+        if self._logins is not None:
+            login, own = self._logins.for_user(values)
+            mine.auth, own_login = login, login if own else None
+        user = group.wiring.make(mine, random.Random(self._rng.random()))
+        task = asyncio.get_running_loop().create_task(user.run())
+        task.add_done_callback(functools.partial(self._give_back, values))
+        if own_login is not None:
+            task.add_done_callback(functools.partial(_close_login, own_login))
+        group.users.append((user, task))
+        group.manned = True
 
     def _give_back(self, values: dict[str, Any], _: asyncio.Task[None]) -> None:
         self._feeder.give_back(values)
@@ -374,23 +412,34 @@ class ScenarioRun:
             self.log.error("user crashed; replaced", error=type(exc).__name__)
 
     def _retire(self, task: asyncio.Task[None]) -> None:
-        task.cancel()
+        """Cancel ``task`` in a coming turn (paced, within a tick); it is no longer the
+        group's at once."""
+        assert self._retirements is not None
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
+        now = asyncio.get_running_loop().time()
+        self._retirements.add(task, (now,), self.options.tick_s)
 
     async def _wind_down(self, ctx: UserContext) -> None:
         """First deadline: stop starting work, cancel idle users, let busy ones finish."""
         ctx.stopping.set()
+        if self._starts is not None:
+            self._starts.clear()  # no start still to come is made now
+        now = (asyncio.get_running_loop().time(),)
         for group in self._groups:
             for user, task in group.users:
-                if not user.busy:
-                    task.cancel()
+                if not user.busy and self._retirements is not None:
+                    # Cancelled a budget a turn, all within a tick.
+                    self._retirements.add(task, now, self.options.tick_s)
         tasks = [t for g in self._groups for _, t in g.users if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.spec.graceful_stop_s)
 
     async def _cancel_all(self) -> None:
         """Second deadline: cancel whatever is left and wait for it to close."""
+        for paced in (self._starts, self._retirements):
+            if paced is not None:
+                paced.close()  # nothing more starts or is cancelled: the run is over
         tasks = [t for g in self._groups for _, t in g.users] + list(self._retired)
         for t in tasks:
             t.cancel()
@@ -410,8 +459,9 @@ def start_offsets(count: int, spread_s: float) -> Iterator[float]:
     handshakes land in the same few turns of the loop, late-timing the frames of every
     connection already open. Beside 2,000 open (bench/spawn_calm.py, the collector off to
     see this alone, a loaded machine): loop lag p99 34-455 ms, median 176, in a burst;
-    34-184 ms, median 49, spread, as 2,000-3,500 open alone (34-89). Any extra asked for
-    (never, from ``_reconcile``) starts at once.
+    34-184 ms, median 49, spread, as 2,000-3,500 open alone (34-89). The runner takes
+    ``count`` of them (the rest start at once). Each delay is when the start is *due*:
+    the user is made then, within :mod:`loadsvc.spawning`'s per-turn budget.
     """
     step = spread_s / count if count > 0 else 0.0
     for i in range(max(count, 0)):
@@ -419,11 +469,9 @@ def start_offsets(count: int, spread_s: float) -> Iterator[float]:
     yield from itertools.repeat(0.0)
 
 
-async def _start_after(delay_s: float, user: VirtualUser) -> None:
-    """Run ``user`` once its start, ``delay_s`` from now, comes."""
-    if delay_s > 0:
-        await asyncio.sleep(delay_s)
-    await user.run()
+def _cancel(task: asyncio.Task[None]) -> None:
+    """A retired user's cancel, when its turn comes (paced)."""
+    task.cancel()
 
 
 def _close_login(login: Login, _: asyncio.Task[None]) -> None:

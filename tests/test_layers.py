@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {"service", "oneshot", "compare", "render", "environment", "report", "progress", "web"}
         ),
     ),
-    ("runner", frozenset({"runner", "sampler"})),
+    ("runner", frozenset({"runner", "sampler", "spawning"})),
     ("users", frozenset({"users", "loopmon"})),
     ("recorder", frozenset({"recorder", "recorder_sinks", "metricbatch"})),
     ("metrics", frozenset({"metrics", "selfmon"})),

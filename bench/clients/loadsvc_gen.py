@@ -30,6 +30,7 @@ from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.spawning import PER_TURN
 from loadsvc.tls import client_context
 from loadsvc.users import arrival
 from loadsvc.users.arrival import StampedTransport
@@ -73,8 +74,10 @@ async def drive(ctl: Control, url: str, config_file: Path, scenario: str) -> Non
     recorder = Recorder(metrics)
     monitor = LoopLagMonitor(recorder)
     monitor.start()
-    # bench/spawn_calm.py compares starts spread over each tick with the old burst.
-    options = RunOptions(spread_starts=os.environ.get("BENCH_SPAWN", "spread") != "burst")
+    # bench/spawn_calm.py compares starts spread over each tick (and paced, loadsvc.spawning)
+    # with the old burst: every start of a tick made in its first turn.
+    burst = os.environ.get("BENCH_SPAWN", "spread") == "burst"
+    options = RunOptions(spread_starts=not burst, per_turn=None if burst else PER_TURN)
     # bench/ws_arrival.py --tls: the target behind a TLS proxy whose certificate this CA issued.
     ca_file = os.environ.get("BENCH_CA_FILE")
     target = Target(url, tls=client_context(ca_file) if ca_file else None)

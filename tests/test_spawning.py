@@ -1,0 +1,304 @@
+"""Starts and retirements paced over the loop's turns: the runner against the real target."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from loadsvc.metrics import Metrics
+from loadsvc.recorder import Recorder
+from loadsvc.runner import RunOptions, ScenarioRun
+from loadsvc.spawning import Paced
+from loadsvc.target.testing import RunningTarget
+from loadsvc.users import Target
+from tests.support.timing import scaled, wait_for_async
+from tests.test_runner import scenario
+
+BUDGET = 8
+WS = "/ws/market"
+
+
+def burst(users: int, duration: str = "30s") -> str:
+    """``users`` at once (no spawn rate): 1 WS stream to 3 REST pollers."""
+    return f"""
+shape: {{kind: constant, users: {users}, duration: {duration}}}
+users:
+  - kind: ws_stream
+    weight: 1
+    path: /ws/market
+  - kind: rest
+    weight: 3
+    pacing: 500ms
+    tasks:
+      - {{path: /api/market/snapshot}}
+"""
+
+
+@dataclass
+class Turns:
+    """A task that yields at every turn of the loop and reads ``count()`` at each."""
+
+    count: object
+    seen: list[int] = field(default_factory=list)
+    on: bool = True
+
+    async def run(self) -> None:
+        """Step once a turn until ``on`` is cleared."""
+        read = self.count
+        assert callable(read)
+        while self.on:
+            self.seen.append(read())
+            await asyncio.sleep(0)
+
+    def steps(self) -> list[int]:
+        """How many more each turn read than the turn before."""
+        return [b - a for a, b in zip(self.seen, self.seen[1:], strict=False)]
+
+
+class TickLog(Recorder):
+    """A recorder that notes, at every tick, the run's counts beside what the shape asked."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(metrics)
+        self.run: ScenarioRun | None = None
+        self.ticks: list[tuple[int, int, int]] = []  # (counted, started, wanted)
+
+    def users(self, scenario: str, running: int, target: int) -> None:
+        """Note the tick, then record it as the recorder does."""
+        assert self.run is not None
+        self.ticks.append((running, self.run.started_count(), target))
+        super().users(scenario, running, target)
+
+
+async def test_a_burst_is_made_over_many_turns_within_the_budget(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """160 users due at once are made at most 8 a turn over 20+ turns, and every one starts."""
+    users = 160
+    # 10 s ticks: a start may be 1 s late before the budget gives way (a loaded machine).
+    options = RunOptions(tick_s=10.0, seed=1, spread_starts=False, per_turn=BUDGET)
+    run = ScenarioRun(scenario(burst(users)), Target(target.url), Recorder(metrics), options)
+    turns = Turns(run.started_count)
+    spinner = asyncio.create_task(turns.run())
+    execution = asyncio.create_task(run.execute())
+    try:
+        await wait_for_async(lambda: run.started_count() == users, 10, "every user made")
+        ws_users = users // 4
+        await wait_for_async(
+            lambda: target.runtime.stats()["connections"][WS] == ws_users, 10, "every WS connected"
+        )
+        await wait_for_async(
+            lambda: target.runtime.stats()["rest_requests"]["/api/market/snapshot"] >= users // 2,
+            10,
+            "the REST pollers polling",
+        )
+    finally:
+        run.stop()
+        await asyncio.wait_for(execution, scaled(20))
+        turns.on = False
+        await spinner
+    assert run.user_count() == 0
+    starts = run._starts
+    assert starts is not None
+    # The pacer's own account: never more than the budget in one of its slices.
+    assert starts.done == users and starts.most_in_a_slice == BUDGET and starts.caught_up == 0
+    assert starts.slices >= users // BUDGET
+    # Seen from the loop: between two steps of a task that runs every turn, at most two
+    # slices' worth (one in the turn after its step, one in the next turn before it);
+    # the old runner made all 160 in one.
+    steps = turns.steps()
+    assert max(steps) <= 2 * BUDGET, max(steps)
+    assert sum(1 for s in steps if s > 0) >= users // (2 * BUDGET)
+
+
+async def test_counts_are_exact_at_every_tick_and_a_ticks_users_all_made_by_the_next(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """Up 0 -> 24 and down to 0 in 1 s ticks: counted = wanted at every tick, all made by the next."""
+    spec = scenario(
+        """
+shape: {kind: ramping, stages: [{duration: 4s, target: 24}, {duration: 2s, target: 0}]}
+users:
+  - kind: ws_stream
+    path: /ws/market
+  - kind: rest
+    pacing: 500ms
+    tasks:
+      - {path: /api/market/snapshot}
+"""
+    )
+    log = TickLog(metrics)
+    run = ScenarioRun(spec, Target(target.url), log, RunOptions(tick_s=1.0, seed=1, per_turn=2))
+    log.run = run
+    result = await run.execute()
+    wanted = [w for _, _, w in log.ticks]
+    assert max(wanted) == 24 and wanted[-1] < 24, wanted  # the ramp went up and came down
+    assert all(counted == w for counted, _, w in log.ticks), log.ticks
+    # At each tick (before its own new starts are made) every user of the tick before was
+    # made: a tick's starts, 4-6 of them, fall in its first ~0.8 s, 2 a turn at most.
+    for (_, _, before), (_, started, now) in zip(log.ticks, log.ticks[1:], strict=False):
+        assert started == min(before, now), log.ticks
+    ws = next(e for e in result.endpoints if e.endpoint == WS)
+    assert ws.connects is not None and ws.connects >= max(wanted) // 2
+
+
+async def test_stop_during_a_spread_stops_everything(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """stop() a third into a tick spreading 200 starts: no start comes after it, all users end."""
+    users = 200
+    options = RunOptions(tick_s=1.0, seed=1)  # spread over the tick: one every 5 ms
+    run = ScenarioRun(scenario(burst(users)), Target(target.url), Recorder(metrics), options)
+    execution = asyncio.create_task(run.execute())
+    await wait_for_async(lambda: run.started_count() >= users // 5, 10, "some users made")
+    run.stop()
+    made = run.started_count()
+    assert made < users  # stopped within the spread
+    await asyncio.wait_for(execution, scaled(20))
+    assert run.user_count() == 0 and run.started_count() == 0
+    starts = run._starts
+    assert starts is not None and starts.total() == 0
+    handshakes = target.runtime.stats()["handshakes"][WS]
+    # Past every start the stopped tick had left (it would have ended 1 s after its start):
+    # none of them is made late.
+    await asyncio.sleep(scaled(1.0))
+    assert starts.done == made
+    assert target.runtime.stats()["handshakes"][WS] == handshakes <= made
+    await wait_for_async(
+        lambda: target.runtime.stats()["connections"][WS] == 0, 10, "every WS closed"
+    )
+
+
+async def test_retirements_are_paced_too(target: RunningTarget, metrics: Metrics) -> None:
+    """120 idle users at stop() are cancelled at most 8 a turn, and every one ends."""
+    users = 120
+    options = RunOptions(tick_s=10.0, seed=1, spread_starts=False, per_turn=BUDGET)
+    spec = scenario(burst(users).replace("pacing: 500ms", "pacing: 5s"))  # idle at the stop
+    run = ScenarioRun(spec, Target(target.url), Recorder(metrics), options)
+    execution = asyncio.create_task(run.execute())
+    await wait_for_async(
+        lambda: target.runtime.stats()["connections"][WS] == users // 4, 10, "every WS connected"
+    )
+    await wait_for_async(
+        lambda: target.runtime.stats()["rest_requests"]["/api/market/snapshot"] >= users * 3 // 4,
+        10,
+        "every poller polled once",
+    )
+    run.stop()
+    await asyncio.wait_for(execution, scaled(20))
+    retirements = run._retirements
+    assert retirements is not None
+    assert retirements.most_in_a_slice <= BUDGET
+    assert retirements.done >= users * 3 // 4  # at least the idle pollers, paced
+    assert retirements.slices >= retirements.done // BUDGET
+    await wait_for_async(
+        lambda: target.runtime.stats()["connections"][WS] == 0, 10, "every WS closed"
+    )
+
+
+async def test_starts_a_stall_made_more_than_a_tick_late_are_made_at_once(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """The loop blocked 1.5 s in a 1 s tick: its late starts are made at once, before the next tick."""
+    users = 100
+    log = TickLog(metrics)
+    options = RunOptions(tick_s=1.0, seed=1, per_turn=BUDGET)  # spread: one every 9 ms
+    run = ScenarioRun(scenario(burst(users)), Target(target.url), log, options)
+    log.run = run
+    loop = asyncio.get_running_loop()
+    # A hostile stall: 1.5 s in which the loop runs nothing (a long callback).
+    loop.call_later(0.2, time.sleep, 1.5)
+    execution = asyncio.create_task(run.execute())
+    await wait_for_async(lambda: len(log.ticks) >= 2, 10, "the second tick")
+    run.stop()
+    await asyncio.wait_for(execution, scaled(20))
+    # By the second tick every start of the first was made (none more than a tick late) ...
+    assert log.ticks[1][1] == users, log.ticks
+    starts = run._starts
+    assert starts is not None
+    # ... the ones the stall made late in one go, past the budget (not 8 a turn after it,
+    # which would have put them into the next tick).
+    # Due 0.2-0.7 s, stalled until 1.7 s: ~55 more than a tick late.
+    assert starts.caught_up >= users // 4 and starts.most_in_a_slice > users // 4
+
+
+# -- the pacer itself ---------------------------------------------------------------------
+
+
+async def test_paced_work_runs_in_due_order_never_early_a_budget_a_turn() -> None:
+    """Items run by due time, none before it is due, at most per_turn in one turn."""
+    loop = asyncio.get_running_loop()
+    done: list[tuple[str, float]] = []
+    paced: Paced[str] = Paced(lambda key: done.append((key, loop.time())), per_turn=3)
+    now = loop.time()
+    paced.add("late", [now + 0.2, now + 0.25], 10)
+    paced.add("now", [now] * 7, 10)
+    assert paced.pending("now") == 7 and paced.total() == 9
+    await wait_for_async(lambda: paced.total() == 0, 5, "all worked off")
+    assert [k for k, _ in done] == ["now"] * 7 + ["late"] * 2
+    assert paced.most_in_a_slice == 3 and paced.slices >= 3 + 1
+    assert done[7][1] >= now + 0.2 and done[8][1] >= now + 0.25  # never early
+
+
+async def test_paced_drop_forgets_the_latest_and_clear_forgets_all() -> None:
+    """drop() takes the latest due first; clear() leaves nothing to run."""
+    loop = asyncio.get_running_loop()
+    done: list[float] = []
+    paced: Paced[str] = Paced(lambda key: done.append(loop.time()), per_turn=None)
+    now = loop.time()
+    paced.add("a", [now + 0.05, now + 0.1, now + 10], 20)
+    assert paced.drop("a", 1) == 1 and paced.drop("b", 5) == 0
+    await wait_for_async(lambda: len(done) == 2, 5, "the two kept")
+    assert paced.total() == 0
+    paced.add("a", [now + 0.05], 20)
+    paced.clear()
+    await asyncio.sleep(0.1)  # past its due time: it must not run
+    assert len(done) == 2
+
+
+async def test_a_failing_item_does_not_strand_the_rest() -> None:
+    """An exception from one item is reported to the loop; the others still run."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    ran: list[int] = []
+
+    def work(key: int) -> None:
+        if key == 1:
+            raise RuntimeError("a bug in one user")
+        ran.append(key)
+
+    paced: Paced[int] = Paced(work, per_turn=2)
+    for key in range(4):
+        paced.add(key, [loop.time()], 10)
+    await wait_for_async(lambda: paced.total() == 0, 5, "all worked off")
+    assert ran == [0, 2, 3] and len(errors) == 1
+    with pytest.raises(ValueError, match="per_turn"):
+        Paced(work, per_turn=0)
+
+
+async def test_slow_turns_take_more_a_turn_to_meet_the_deadline_and_no_more() -> None:
+    """400 due at once, 1 s to go, 40 ms turns: more than 8 a turn, all by the deadline, not in one."""
+    loop = asyncio.get_running_loop()
+    done: list[float] = []
+    paced: Paced[str] = Paced(lambda key: done.append(loop.time()), per_turn=BUDGET)
+    hogging = True
+
+    def hog() -> None:  # every turn of the loop takes 40 ms: a starved or busy loop
+        time.sleep(0.04)
+        if hogging:
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+    now = loop.time()
+    paced.add("a", [now] * 400, 1.0)
+    try:
+        await wait_for_async(lambda: paced.total() == 0, 10, "all worked off")
+    finally:
+        hogging = False
+    # 8 a turn would take 50 turns, 2 s at this pace: the deadline needed ~16 a turn.
+    assert done[-1] <= now + 1.0 + scaled(0.3)  # by the deadline (a few turns of slack)
+    assert BUDGET < paced.most_in_a_slice < 200 and paced.slices >= 4
