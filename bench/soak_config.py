@@ -76,7 +76,8 @@ def _scale_shape(shape: dict[str, Any], scale: float) -> None:
         stage["target"] = 0 if stage["target"] == 0 else _scaled(int(stage["target"]), scale)
 
 
-def _seed() -> dict[str, Any]:
+def seed() -> dict[str, Any]:
+    """The shipped seed configuration as data."""
     text = resources.files("loadsvc.config").joinpath("default.yaml").read_text("utf-8")
     config: dict[str, Any] = yaml.safe_load(text)
     return config
@@ -99,7 +100,7 @@ def in_step(cycle_s: float) -> InStep:
     interval (``STORM_EVERY``, ``BURST_EVERY``) as a whole number allows while its run (the
     seed's duration) still ends ``CLEARANCE_S`` before the next starts; the burst's period a
     multiple of the storm's. 30 minutes with 10 restarts: cycles of 148.5 s, both every 2."""
-    scenarios = _seed()["scenarios"]
+    scenarios = seed()["scenarios"]
     storm = _cycles(cycle_s, parse_duration(STORM_EVERY), run_length_s(scenarios[STORM]["shape"]))
     per_storm = _cycles(
         storm * cycle_s, parse_duration(BURST_EVERY), run_length_s(scenarios[BURST]["shape"])
@@ -146,7 +147,7 @@ def soak_config(
 ) -> dict[str, Any]:
     """The seed configuration as data, with the soak's schedules (in ``step`` with the
     restarts when given) and ``scale`` of its users; ``squeeze``: the accelerated soak's."""
-    config = _seed()
+    config = seed()
     every = {BURST: BURST_EVERY, STORM: STORM_EVERY}
     if step is not None:
         every = {

@@ -21,6 +21,7 @@ from bench.soak_report import (
     SoakResult,
     growth,
     lag_p99_ms,
+    lag_rows,
 )
 from loadsvc.config import parse_config
 from loadsvc.metrics import LOOP_LAG_BUCKETS
@@ -168,6 +169,19 @@ def test_a_lag_just_over_the_trust_limit_reads_just_over_it() -> None:
     for _ in range(1000):
         lag.observe(0.009)
     assert lag_p99_ms(second, Scrape(generate_latest(registry).decode())) == 10.0
+
+
+def test_restart_lag_spikes_on_the_fine_buckets_are_shown_and_counted() -> None:
+    """Each restart's lag p99 is shown as its bucket bound (7.5, 10, 12.5 ms) and only those
+    over the 10 ms trust limit are counted; a restart without a reading is shown as such."""
+    result = SoakResult(duration_s=100.0, warmup_s=0.0, users_scale=1.0)
+    lags = [7.5, 10.0, 12.5, None, 40.0]
+    result.restarts = [
+        {"at_s": 10.0 * k, "recovery_s": 1.0, "lag_p99_ms": v} for k, v in enumerate(lags)
+    ]
+    rows = dict(lag_rows(result))
+    row = rows["lag p99 over each restart's recovery, ms (trust limit 10 ms)"]
+    assert row == "7.5, 10, 12.5, -, 40; over the limit at 2 of 4 restarts (worst 40 ms)"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the plot needs it")
