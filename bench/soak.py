@@ -8,11 +8,14 @@ a table in Markdown (also ``soak.md``), and writes ``soak.png``, ``samples.csv``
 and the processes' logs to ``--out``. Everything listens on 127.0.0.1, every process is
 stopped by PID, and the run ends by itself.
 
+The burst and the storm come every whole number of restart cycles (``bench/soak_config.py``),
+so every cycle ends at a known phase of the load, and memory is judged after restart 2N
+against N (within 2 %) over windows of whole periods of it: the live heap at the cycles' ends,
+RSS by its ceiling over the window and its high-water (``bench/soak_judge.py``); every soak's
+table states the trend fitted over the cycles, per day, with its 95 % interval.
 ``--accelerated`` (``make soak-accelerated``) is the proof that separates a plateau from
 a slow leak in minutes: 40 restarts 8 s apart with faults and verdict windows between them,
-the history compacted over and over; RSS and the live Python heap are read at the same
-moment of every cycle and judged after restart 2N against N (within 2 %), and every soak's
-table states the trend fitted over those readings, per day, with its 95 % interval.
+the history compacted over and over.
 """
 
 from __future__ import annotations

@@ -230,9 +230,9 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"glibc trims in the windows of restart {n} and {2 * n}",
-                f"{t1:,.0f} and {t2:,.0f}, giving back {b1:,.1f} and {b2:,.1f} MB (RSS at a "
-                "cycle's end falls by as much; the ceiling over the window is read before or "
-                "after them alike)",
+                f"{t1:,.0f} and {t2:,.0f}, giving back {b1:,.1f} and {b2:,.1f} MB (a reading "
+                "just after one is that much lower; the window's ceiling only if the load "
+                "did not take those pages again within the window)",
             )
         )
     freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
