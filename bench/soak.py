@@ -46,6 +46,7 @@ from bench.soak_config import (
     in_step,
     schedule_period_s,
     soak_config_text,
+    verdict_every,
 )
 from bench.soak_faults import (
     ADMIN_FAULTS,
@@ -321,7 +322,8 @@ def soak(args: argparse.Namespace) -> SoakResult:
     warmup = args.warmup if args.warmup is not None else min(300.0, args.duration / 6)
     step = load_in_step(args, warmup)
     config = out / "soak.yaml"
-    config.write_text(soak_config_text(args.scale, args.verdict_every, step, args.accelerated))
+    verdicts = args.verdict_every or verdict_every(step)
+    config.write_text(soak_config_text(args.scale, verdicts, step, args.accelerated))
     result = SoakResult(args.duration, warmup, args.scale)
     result.trust_limit_ms = TRUST_LIMIT_S * 1e3
     result.schedule_period_s = schedule_period_s(step)
@@ -491,7 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="serve --workers (more than 1: serve may use the target's core too)",
     )
-    p.add_argument("--verdict-every", default="1m", help="verdict window of continuous scenarios")
+    p.add_argument(
+        "--verdict-every",
+        default=None,
+        help="verdict window of continuous scenarios (default about 1m, a whole fraction of the "
+        "restart cycle)",
+    )
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     p.add_argument("--from-json", type=Path, help="re-render a saved soak.json into --out")
     p.add_argument(

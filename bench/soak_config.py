@@ -108,6 +108,19 @@ def in_step(cycle_s: float) -> InStep:
     return InStep(cycle_s, storm, storm * per_storm)
 
 
+VERDICT_EVERY_S = 60.0  # the continuous scenarios' verdict window, about
+
+
+def verdict_every(step: InStep | None) -> str:
+    """The continuous scenarios' verdict window: a minute, or with restarts the whole fraction
+    of a cycle nearest it (74.3 s at 30 minutes and 10 restarts), so every cycle ends at the
+    same point of a window: a window closing is a spike of glibc's memory in use at full size
+    (docs/reliability.md), which belongs to the same phase of every cycle."""
+    if step is None:
+        return _seconds(VERDICT_EVERY_S)
+    return _seconds(step.cycle_s / max(1, round(step.cycle_s / VERDICT_EVERY_S)))
+
+
 def accelerated(cycle_s: float) -> InStep:
     """The accelerated soak's periods: 2 and 4 cycles (durations squeezed to fit)."""
     return InStep(cycle_s, STORM_CYCLES, BURST_CYCLES)

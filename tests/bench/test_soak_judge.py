@@ -4,11 +4,21 @@ read met, a leak of 1 % per cycle reads NOT met; the load's schedule in step wit
 from __future__ import annotations
 
 from bench.soak import goals
-from bench.soak_config import BURST, CLEARANCE_S, STORM, in_step, run_length_s, seed
+from bench.soak_config import (
+    BURST,
+    CLEARANCE_S,
+    STORM,
+    in_step,
+    run_length_s,
+    seed,
+    soak_config_text,
+    verdict_every,
+)
 from bench.soak_faults import RESTART_AT, cycle_gap, plan_faults
 from bench.soak_judge import after_restarts, memory_rows, n_against_2n, phase_window
 from bench.soak_report import Sample, SoakResult
 from bench.soak_trend import within
+from loadsvc.config import parse_config
 
 DURATION, WARMUP, RESTARTS = 1800.0, 300.0, 10
 GAP = cycle_gap(DURATION, WARMUP, RESTARTS) or 0.0
@@ -131,6 +141,16 @@ def test_the_thirty_minute_soak_reads_every_cycle_at_one_phase_of_its_load() -> 
     for cycles, name in ((STEP.storm_cycles, STORM), (STEP.burst_cycles, BURST)):
         assert cycles * GAP >= run_length_s(scenarios[name]["shape"]) + CLEARANCE_S
     assert STEP.burst_cycles % STEP.storm_cycles == 0
+    config = parse_config(soak_config_text(1.0, verdict_every(STEP), STEP), "soak.yaml")
+    every = {s.name: s.schedule.every_s for s in config.scenarios}
+    windows = {
+        s.schedule.verdict_every_s for s in config.scenarios if s.schedule.kind == "continuous"
+    }
+    (window,) = windows  # 74.3 s: every cycle ends at the same point of a window (to 1 ms)
+    assert window is not None and abs(window - GAP / 2) < 1e-3
+    assert every[STORM] is not None and every[BURST] is not None
+    assert abs(every[STORM] - STEP.storm_cycles * GAP) < 1e-3
+    assert abs(every[BURST] - STEP.burst_cycles * GAP) < 1e-3
     result = _soak(0.0)
     width, _ = phase_window(result)
     assert width is not None and width % STEP.period_cycles == 0 and width <= RESTARTS // 2
