@@ -440,7 +440,7 @@ def goals(result: SoakResult) -> list[tuple[str, bool]]:
 
     past, when = past_first_period(result)
     # The process's RSS high-water (never lowered by a trim) did not rise past 2 % either.
-    hwm = n_against_2n(result, "rss_hwm_mb")
+    hwm = n_against_2n(result, JUDGED["RSS high-water"])
     hwm_held = hwm is not None and hwm[2] <= hwm[1] * (1 + WITHIN)
 
     n = len(result.restarts) // 2

@@ -14,8 +14,10 @@ a saw-tooth at the seed's full size: glibc's ``malloc_trim`` after each collecto
 23-38 MB back, and RSS climbs again towards glibc's high-water as the load touches those
 pages. A single reading depends on how long ago the last trim was; the highest sample over
 whole periods of the load is the top of the saw-tooth, which a leak raises with the rest and
-the trim's timing does not (the trims in each window, and what they gave back, are shown
-beside it, with the heap's peak and the process's RSS high-water).
+the trim's timing does not, as long as the load takes back within the window what a trim gave
+(the next burst does). The process's RSS high-water (``VmHWM``), which no trim lowers, is
+judged beside it (it must not rise past 2 % either); the trims in each window, what they gave
+back and the heap's peak are shown.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ READINGS = (
             lambda r: after_restarts(r, "rss_hwm_mb"), ceiling, fitted=False),
 )  # fmt: skip
 BY_KEY = {reading.key: reading for reading in READINGS}
-JUDGED = {"RSS": "rss_ceiling", "live heap": "heap_blocks"}
+JUDGED = {"RSS": "rss_ceiling", "RSS high-water": "rss_hwm_mb", "live heap": "heap_blocks"}
 
 
 def n_against_2n(result: SoakResult, key: str) -> tuple[int, float, float] | None:
