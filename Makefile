@@ -57,7 +57,7 @@ test: install  ## install the real components (Prometheus, Alertmanager, linters
 
 SOAK_DURATION ?= 30m
 SOAK_RESTARTS ?= 10
-soak: install  ## the seed under `loadsvc serve` for SOAK_DURATION with SOAK_RESTARTS target restarts and faults; table + plot (bench/soak.py)
+soak: install  ## the seed under `loadsvc serve` for SOAK_DURATION with SOAK_RESTARTS target restarts and faults, the burst and storm in step with them; table + plot (bench/soak.py)
 	$(BIN)/python bench/soak.py --duration $(SOAK_DURATION) --restarts $(SOAK_RESTARTS) $(SOAK_ARGS)
 
 soak-accelerated: install  ## 40 target restarts in ~6 minutes: memory after restart 2N against N, growth per day fitted

@@ -8,11 +8,14 @@ a table in Markdown (also ``soak.md``), and writes ``soak.png``, ``samples.csv``
 and the processes' logs to ``--out``. Everything listens on 127.0.0.1, every process is
 stopped by PID, and the run ends by itself.
 
+The burst and the storm come every whole number of restart cycles (``bench/soak_config.py``),
+so every cycle ends at a known phase of the load, and memory is judged after restart 2N
+against N (within 2 %) over windows of whole periods of it: the live heap at the cycles' ends,
+RSS by its ceiling over the window and its high-water (``bench/soak_judge.py``); every soak's
+table states the trend fitted over the cycles, per day, with its 95 % interval.
 ``--accelerated`` (``make soak-accelerated``) is the proof that separates a plateau from
 a slow leak in minutes: 40 restarts 8 s apart with faults and verdict windows between them,
-the history compacted over and over; RSS and the live Python heap are read at the same
-moment of every cycle and judged after restart 2N against N (within 2 %), and every soak's
-table states the trend fitted over those readings, per day, with its 95 % interval.
+the history compacted over and over.
 """
 
 from __future__ import annotations
@@ -36,8 +39,25 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import procs, soak_pauses, soak_turns
-from bench.soak_config import ACCELERATED_HISTORY_BYTES, schedule_period_s, soak_config_text
-from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget, netem_unavailable, plan_faults
+from bench.soak_config import (
+    ACCELERATED_HISTORY_BYTES,
+    InStep,
+    accelerated,
+    in_step,
+    schedule_period_s,
+    soak_config_text,
+    verdict_every,
+)
+from bench.soak_faults import (
+    ADMIN_FAULTS,
+    RESTART_AT,
+    FaultEvent,
+    SoakTarget,
+    cycle_gap,
+    netem_unavailable,
+    plan_faults,
+)
+from bench.soak_judge import JUDGED, n_against_2n, past_first_period
 from bench.soak_report import (
     CYCLIC_GARBAGE,
     FULL_COLLECTIONS,
@@ -52,17 +72,15 @@ from bench.soak_report import (
     Sample,
     Scrape,
     SoakResult,
-    after_restarts,
     faults_seen,
     growth,
     lag_p99_ms,
     markdown,
-    past_first_period,
     plot,
     sample,
     scrape,
 )
-from bench.soak_trend import n_to_2n, within
+from bench.soak_trend import WITHIN, within
 from loadsvc.config.durations import parse_duration
 from loadsvc.lag import trust_limit_of
 from loadsvc.localstack import free_port
@@ -130,7 +148,18 @@ def streaming(url: str) -> float:
     return by_scenario.get(STREAM_SCENARIO, 0.0)
 
 
-def cycle_end(serve_url: str, t0: float) -> dict[str, float | None]:
+def rss_high_water_mb(pid: int) -> float | None:
+    """The process's peak resident memory so far (``VmHWM``; None where unreadable): a trim
+    never lowers it, so RSS's saw-tooth cannot move it either way."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return None if found is None else int(found.group(1)) / 1024
+
+
+def cycle_end(serve_url: str, t0: float, pid: int) -> dict[str, float | None]:
     """RSS and live heap now: the state a restart cycle ends in (None where unreadable)."""
     try:
         now = scrape(serve_url)
@@ -140,6 +169,7 @@ def cycle_end(serve_url: str, t0: float) -> dict[str, float | None]:
     return {
         "t_s": round(time.monotonic() - t0, 1),
         "rss_mb": None if rss is None else rss / 2**20,
+        "rss_hwm_mb": rss_high_water_mb(pid),
         "heap_blocks": now.total(HEAP_BLOCKS),
         # The heap at the end of the last full collection (no garbage in it), and how many
         # there have been: the reading is this cycle's only if one ran in it.
@@ -203,14 +233,15 @@ def run_faults(
     args: argparse.Namespace,
     t0: float,
     result: SoakResult,
+    pid: int,
 ) -> None:
-    """Carry out the planned faults in order, each recorded in ``result``."""
+    """Carry out the planned faults in order, each recorded in ``result`` (``pid``: serve's)."""
     stop_at = t0 + args.duration
     for event in events:
         if not wait_until(t0, event.at_s, stop_at):
             return
         if event.kind == "restart":
-            result.cycle_ends.append(cycle_end(serve_url, t0))
+            result.cycle_ends.append(cycle_end(serve_url, t0, pid))
             outcome = restart_target(target, serve_url, args.down, args.recover_timeout)
             result.restarts.append({"at_s": event.at_s, **outcome})
             continue
@@ -241,13 +272,13 @@ def _widen(pid: int, cores: set[int]) -> None:
         os.sched_setaffinity(pid, cores)
 
 
-def history_kept(path: Path, last: Scrape, cycle_s: float | None) -> dict[str, float]:
+def history_kept(path: Path, last: Scrape, small: bool) -> dict[str, float]:
     """Verdict records loadsvc wrote and what its compacted history file kept."""
     if not path.is_file():
         return {}
     written = last.total("loadsvc_scenario_runs_total") or 0.0
     kept = len(path.read_bytes().splitlines())
-    limit = ACCELERATED_HISTORY_BYTES if cycle_s is not None else 10 * 2**20
+    limit = ACCELERATED_HISTORY_BYTES if small else 10 * 2**20
     return {"written": written, "kept": kept, "bytes": path.stat().st_size, "limit": limit}
 
 
@@ -273,18 +304,30 @@ def write_outputs(result: SoakResult, out: Path) -> str:
     return text
 
 
+def load_in_step(args: argparse.Namespace, warmup_s: float) -> InStep | None:
+    """The burst's and the storm's periods in whole restart cycles (None without restarts):
+    the accelerated soak's, or the nearest to the soak's intervals that the cycle allows."""
+    gap = cycle_gap(args.duration, warmup_s, args.restarts)
+    if gap is None:
+        return None
+    return accelerated(gap) if args.accelerated else in_step(gap)
+
+
 def soak(args: argparse.Namespace) -> SoakResult:
     """Run the soak; every process is stopped by PID whatever happens."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     target_core, serve_core = procs.cores()
     os.sched_setaffinity(0, {target_core})  # the harness stays off loadsvc's core
-    config = out / "soak.yaml"
-    config.write_text(soak_config_text(args.scale, args.verdict_every, args.cycle))
     warmup = args.warmup if args.warmup is not None else min(300.0, args.duration / 6)
+    step = load_in_step(args, warmup)
+    config = out / "soak.yaml"
+    verdicts = args.verdict_every or verdict_every(step)
+    config.write_text(soak_config_text(args.scale, verdicts, step, args.accelerated))
     result = SoakResult(args.duration, warmup, args.scale)
     result.trust_limit_ms = TRUST_LIMIT_S * 1e3
-    result.schedule_period_s = schedule_period_s(args.cycle)
+    result.schedule_period_s = schedule_period_s(step)
+    result.phase_cycles = 0 if step is None else step.period_cycles
     result.netem = netem_unavailable() or "available, not used by this version"
     if result.netem != "available, not used by this version":
         result.netem = "skipped: " + result.netem
@@ -344,10 +387,10 @@ def soak(args: argparse.Namespace) -> SoakResult:
         sampler = Sampler(serve_url, args.sample_every, t0)
         sampler.start()
         events = plan_faults(args.duration, warmup, args.restarts)
-        run_faults(events, target, serve_url, args, t0, result)
+        run_faults(events, target, serve_url, args, t0, result, serve.pid)
         time.sleep(max(0.0, t0 + args.duration - time.monotonic()))
         if result.restarts:  # the state after the last restart, as the others were read
-            result.cycle_ends.append(cycle_end(serve_url, t0))
+            result.cycle_ends.append(cycle_end(serve_url, t0, serve.pid))
         sampler.stopping.set()
         sampler.join(args.sample_every + 10)
         result.samples = sampler.samples
@@ -371,7 +414,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
             (out / "turns.md").write_text(shown.markdown() + "\n")
         last = scrape(serve_url)
         result.faults_seen = faults_seen(last)
-        result.history = history_kept(out / "history.jsonl", last, args.cycle)
+        result.history = history_kept(out / "history.jsonl", last, args.accelerated)
     finally:
         if sampler is not None:
             sampler.stopping.set()
@@ -391,28 +434,33 @@ def goals(result: SoakResult) -> list[tuple[str, bool]]:
         value = growth(result.samples, result.warmup_s, attr, result.disturbed())
         return math.inf if value is None else value
 
-    def flat(attr: str) -> bool:
-        pair = n_to_2n(after_restarts(result, attr))
+    def flat(what: str) -> bool:
+        pair = n_against_2n(result, JUDGED[what])
         return pair is not None and within(pair[1], pair[2])
 
     past, when = past_first_period(result)
+    # The process's RSS high-water (never lowered by a trim) did not rise past 2 % either.
+    hwm = n_against_2n(result, JUDGED["RSS high-water"])
+    hwm_held = hwm is not None and hwm[2] <= hwm[1] * (1 + WITHIN)
 
     n = len(result.restarts) // 2
     recoveries = [r["recovery_s"] for r in result.restarts]
     lags = [r.get("lag_p99_ms") for r in result.restarts]
     limit = result.trust_limit_ms
     return [
-        # RSS is the allocators' high-water mark: judged once the load has peaked.
+        # RSS is the allocators' high-water mark: judged once the load has peaked, by its
+        # ceiling over whole periods of the load (the top of the trims' saw-tooth).
         (
-            f"RSS after restart {2 * n} within 2 % of after restart {n} ({when})",
-            past and flat("rss_mb"),
+            f"RSS ceiling after restart {2 * n} within 2 % of after restart {n}, its high-water "
+            f"not 2 % higher ({when})",
+            past and flat("RSS") and hwm_held,
         ),
-        # At the same phase of the load every cycle (the cycle's end), with at most the
-        # garbage of a cycle in it (shown beside it); the reading after a full collection
-        # has no garbage but whatever load was in flight then, and is shown, not judged.
+        # At the same phase of the load every cycle (the cycle's end), over whole periods,
+        # with at most the garbage of a cycle in it (shown beside it); the reading after a
+        # full collection has no garbage but whatever load was in flight then: shown.
         (
             f"live heap after restart {2 * n} within 2 % of after restart {n}",
-            flat("heap_blocks"),
+            flat("live heap"),
         ),
         # Flat: the floor of descriptors and tasks does not rise (5 % allows for noise).
         ("open descriptors flat after warm-up", rise("fds") <= 0.05),
@@ -445,7 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="serve --workers (more than 1: serve may use the target's core too)",
     )
-    p.add_argument("--verdict-every", default="1m", help="verdict window of continuous scenarios")
+    p.add_argument(
+        "--verdict-every",
+        default=None,
+        help="verdict window of continuous scenarios (default about 1m, a whole fraction of the "
+        "restart cycle)",
+    )
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     p.add_argument("--from-json", type=Path, help="re-render a saved soak.json into --out")
     p.add_argument(
@@ -496,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cycle = ACCELERATED_CYCLE_S
     if args.duration is None and args.accelerated:
         # The last cycle ends where every other was read: a tenth of a cycle past its end.
-        args.duration = args.warmup + (args.restarts + 0.1) * args.cycle
+        args.duration = args.warmup + (args.restarts + RESTART_AT) * args.cycle
     elif args.duration is None:
         args.duration = 1800.0
     if args.from_json:

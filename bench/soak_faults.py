@@ -44,16 +44,32 @@ class FaultEvent:
     hold_s: float = 0.0
 
 
+# Where in its cycle a restart falls: a tenth of a cycle after the cycle's start, so the
+# first comes a little after the warm-up and the run ends a tenth of a cycle into the last.
+RESTART_AT = 0.1
+
+
+def cycle_gap(duration_s: float, warmup_s: float, restarts: int) -> float | None:
+    """Seconds between restarts (whole milliseconds), None without restarts or time for them.
+
+    The run's end is where restart ``restarts + 1`` would be: every cycle's end, the last
+    one's too, is read at the same moment of its cycle, so at the same phase of a scheduled
+    load whose period is a whole number of cycles (``bench/soak_config.py``)."""
+    span = duration_s - warmup_s
+    if restarts <= 0 or span <= 0:
+        return None
+    return round(span / (restarts + RESTART_AT), 3)
+
+
 def plan_faults(duration_s: float, warmup_s: float, restarts: int) -> list[FaultEvent]:
     """Restarts evenly over (warm-up, end), each followed by one admin fault window."""
     events: list[FaultEvent] = []
-    span = duration_s - warmup_s
-    if restarts <= 0 or span <= 0:
+    gap = cycle_gap(duration_s, warmup_s, restarts)
+    if gap is None:
         return events
-    gap = span / restarts
     rotation = list(ADMIN_FAULTS)
     for i in range(restarts):
-        at = warmup_s + i * gap + gap * 0.1
+        at = warmup_s + (i + RESTART_AT) * gap
         events.append(FaultEvent(at, "restart"))
         # Half-way to the next restart, well clear of this one's recovery; a third of a gap long.
         kind = rotation[i % len(rotation)]

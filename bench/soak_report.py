@@ -8,8 +8,6 @@ compares the start of the post-warm-up period with its end, which is what a leak
 
 from __future__ import annotations
 
-import itertools
-import statistics
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +16,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.soak_trend import SPAN, WITHIN, fit_trend, n_to_2n, over
+from bench.soak_judge import memory_rows
+from bench.soak_trend import over
 
 LAG = "loadsvc_event_loop_lag_seconds"
 HEAP_BLOCKS = "loadsvc_python_heap_blocks"
@@ -34,11 +33,6 @@ SWEEP_GARBAGE = "loadsvc_python_sweep_garbage"
 TRIMS = "loadsvc_malloc_trims_total"
 TRIM_SECONDS = "loadsvc_malloc_trim_seconds_total"
 TRIM_RELEASED = "loadsvc_malloc_trim_released_bytes_total"
-# A cycle end's reading that is that cycle's only if a counter moved within the cycle: the
-# heap after the last full collection, taken by loadsvc's gc hook, belongs to the cycle in
-# which that collection ran (the same value again is an earlier cycle's).
-# (The heap at the last sweep is read as it stands: the sweep by then, however long ago.)
-FRESH_WHEN = {"heap_gc_blocks": "full_gcs", "sweep_garbage": "sweeps"}
 # After a fault ends or a restart is recovered, what may still be settling (reconnect backoff
 # of the slowest users, a verdict window closing); samples in it are not used for floors.
 SETTLE_S = 10.0
@@ -154,6 +148,9 @@ class SoakResult:
     # The longest period of the scheduled load (burst, storm): the allocators' high-water
     # mark follows the peak of simultaneous connections, reached within the first period.
     schedule_period_s: float = 0.0
+    # Restart cycles per period of the scheduled load (0: the load not in step with them):
+    # cycle k and k + phase_cycles end at the same phase of the burst and the storm.
+    phase_cycles: int = 0
     history: dict[str, float] = field(default_factory=dict)  # records written, kept, bytes
     admin_faults: list[dict[str, Any]] = field(default_factory=list)  # at_s, kind, hold_s
     faults_seen: dict[str, float] = field(default_factory=dict)
@@ -260,200 +257,6 @@ def summary(result: SoakResult) -> list[tuple[str, str]]:
         )
     rows.append(("unhandled exceptions in the log", str(len(result.log_problems))))
     rows.append(("loss and delay on the path (tc netem)", result.netem))
-    return rows
-
-
-def after_restarts(result: SoakResult, attr: str) -> list[float | None]:
-    """``attr`` after each restart: the k-th value is the reading before restart k+1 (or end);
-    None where the reading is not that cycle's own (see ``FRESH_WHEN``)."""
-    ends = result.cycle_ends
-    counter = FRESH_WHEN.get(attr)
-    if counter is None:
-        return [end.get(attr) for end in ends[1:]]
-    return [
-        end.get(attr)
-        if end.get(counter) is not None and end.get(counter) != prev.get(counter)
-        else None
-        for prev, end in itertools.pairwise(ends)
-    ]
-
-
-def past_first_period(result: SoakResult) -> tuple[bool, str]:
-    """Whether restart N (of N against 2N) came after the schedule's first full period, and
-    the words for the table: before it, RSS still climbs to the load's first peak."""
-    n = len(result.restarts) // 2
-    if n < 1 or len(result.cycle_ends) <= n:
-        return False, "fewer than 2 restarts"
-    at = result.cycle_ends[n].get("t_s") or 0.0
-    period = result.schedule_period_s
-    return at >= period, f"restart {n} at {at:,.0f} s, schedule period {period:,.0f} s"
-
-
-def garbage_per_cycle(result: SoakResult) -> list[float]:
-    """Objects the cyclic collector freed in each cycle after the first restart."""
-    freed = [end.get("gc_freed") for end in result.cycle_ends]
-    return [b - a for a, b in itertools.pairwise(freed) if a is not None and b is not None]
-
-
-# What memory_rows shows: the attribute, its name, unit and scale to that unit. The live
-# heap is read at the same phase of the load every cycle (its end), with at most a cycle's
-# garbage in it (the row after); the reading after a full collection has no garbage but the
-# load in flight whenever the collection ran.
-MEMORY = (
-    ("rss_mb", "RSS", "MB", 1.0),
-    ("heap_blocks", "live heap at the cycle's end", "k blocks", 1e-3),
-    ("heap_gc_blocks", "live heap after a full collection in the cycle", "k blocks", 1e-3),
-    ("heap_sweep_blocks", "live heap at the last sweep by then (no garbage at all)", "k blocks",
-     1e-3),
-)  # fmt: skip
-
-
-def max_heap_so_far(result: SoakResult) -> list[float | None]:
-    """The largest live heap sampled up to each cycle's end (the k-th: after restart k).
-
-    pymalloc keeps an arena while any block in it lives and glibc its heap's top while
-    anything above is used, so RSS is a high-water mark of the heap's peaks: a rise of RSS
-    with a rise of this is the allocators following a new peak of the load; a rise without
-    one is memory the Python heap does not see."""
-    out: list[float | None] = []
-    for end in result.cycle_ends[1:]:
-        t = end.get("t_s")
-        seen = [
-            s.heap_blocks
-            for s in result.samples
-            if s.heap_blocks is not None and (t is None or s.t_s <= t)
-        ]
-        out.append(max(seen) if seen else None)
-    return out
-
-
-def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
-    """RSS against the heap's peak so far, N against 2N; the sweeps' garbage; the trims."""
-    rows: list[tuple[str, str]] = []
-    peaks = n_to_2n(max_heap_so_far(result))
-    rss = n_to_2n(after_restarts(result, "rss_mb"))
-    if peaks is not None and rss is not None:
-        n, p1, p2 = peaks
-        _, r1, r2 = rss
-        rows.append(
-            (
-                f"RSS against the live heap's peak so far, after restart {n} -> {2 * n}",
-                f"RSS {r1:,.1f} -> {r2:,.1f} MB ({(r2 / r1 - 1) * 100:+.2f} %) while the peak "
-                f"went {p1 / 1e3:,.1f} -> {p2 / 1e3:,.1f} k blocks "
-                f"({(p2 / p1 - 1) * 100:+.2f} %): "
-                + (
-                    "a new peak of the heap, which RSS, a high-water mark, may follow"
-                    if p2 > p1
-                    else "no new peak: a rise of RSS is memory the Python heap does not see"
-                ),
-            )
-        )
-    freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
-    if freed:
-        rows.append(
-            (
-                "garbage a sweep freed (frozen and young, objects; median, max)",
-                f"{statistics.median(freed):,.0f}, {max(freed):,.0f} over {len(freed)} cycles "
-                "with a sweep (what the heap readings before each sweep held, at most)",
-            )
-        )
-    last = result.cycle_ends[-1] if result.cycle_ends else {}
-    trims = last.get("trims")
-    if trims:
-        ms = (last.get("trim_s") or 0.0) * 1e3
-        released = (last.get("trim_released") or 0.0) / 2**20
-        rows.append(
-            (
-                "glibc malloc_trim at sweeps: count, pause (mean), RSS given back",
-                f"{trims:,.0f}, {ms / trims:,.2f} ms, {released:,.1f} MB in all",
-            )
-        )
-    return rows
-
-
-def late_by(result: SoakResult) -> list[float | None]:
-    """How late each cycle's end was read (the k-th: after restart k), against the plan: just
-    before restart k+1, or the run's end. A loaded machine delays a restart (the harness waits
-    for each recovery), and a reading late by a good part of a cycle is at another phase of
-    the burst and the storm, whose schedules loadsvc keeps on its own clock."""
-    planned = [r.get("at_s") for r in result.restarts[1:]] + [result.duration_s]
-    return [
-        None if (t := end.get("t_s")) is None or at is None else t - at
-        for end, at in zip(result.cycle_ends[1:], planned, strict=False)
-    ]
-
-
-def _late_note(result: SoakResult, n: int) -> str:
-    """Words for the table when a reading in restart N's or 2N's span (``SPAN``) was late."""
-    late = late_by(result)
-    width = min(SPAN, n)
-    spans = [late[n - width : n], late[2 * n - width : 2 * n]]
-    worst = [max([0.0, *(v for v in span if v is not None)]) for span in spans]
-    if max(worst) < LATE_S:
-        return ""
-    return (
-        f"; readings up to {worst[0]:,.0f} s and {worst[1]:,.0f} s late (restarts delayed by "
-        "a loaded machine): not at the same phase of the load"
-    )
-
-
-LATE_S = 2.0  # a reading later than this is at another moment of the accelerated cycle (8 s)
-
-
-def memory_rows(result: SoakResult) -> list[tuple[str, str]]:
-    """RSS and live heap: after restart N against 2N, and the trend fitted over the cycles."""
-    rows: list[tuple[str, str]] = []
-    past, when = past_first_period(result)
-    for attr, what, unit, scale in MEMORY:
-        values = after_restarts(result, attr)
-        pair = n_to_2n(values)
-        if pair is None:
-            rows.append((f"{what} after restart N -> 2N", "not measured (no readings)"))
-        else:
-            n, first, second = pair
-            known = sum(v is not None for v in values)
-            note = f"; {when}" + ("" if past else ": NOT past it") if attr == "rss_mb" else ""
-            note += _late_note(result, n)
-            rows.append(
-                (
-                    f"{what} after restart {n} -> {2 * n}",
-                    f"{first * scale:,.1f} -> {second * scale:,.1f} {unit} "
-                    f"({(second / first - 1) * 100:+.2f} %, limit +-{WITHIN * 100:g} %; "
-                    f"{known} of {len(values)} cycles read{note})",
-                )
-            )
-        # Fitted over the second half (restart N on): the first half holds the allocators'
-        # climb to the load's first peak, a step, not a rate.
-        half = len(values) // 2
-        times = [end.get("t_s") for end in result.cycle_ends[1:]]
-        points = [
-            (t, v)
-            for t, v in zip(times[half:], values[half:], strict=True)
-            if t is not None and v is not None
-        ]
-        trend = fit_trend(points)
-        if trend is None:
-            rows.append((f"{what}: fitted growth per day", "not measured (fewer than 3 cycles)"))
-            continue
-        share, ci = trend.relative()
-        rows.append(
-            (
-                f"{what}: fitted growth per day over {trend.points} cycle ends from restart "
-                f"{half} (95 % CI)",
-                f"{trend.per_day * scale:+,.1f} +- {trend.ci_per_day * scale:,.1f} {unit}/day "
-                f"({share * 100:+.1f} +- {ci * 100:.1f} %/day): {trend.verdict()}",
-            )
-        )
-    rows += high_water_rows(result)
-    garbage = garbage_per_cycle(result)
-    rows.append(
-        (
-            "cyclic garbage freed per restart cycle (objects; median, max)",
-            f"{statistics.median(garbage):,.0f}, {max(garbage):,.0f} over {len(garbage)} cycles"
-            if garbage
-            else "not measured",
-        )
-    )
     return rows
 
 

@@ -7,7 +7,8 @@ at the same phase when the cycle gap divides their periods):
 - **N against 2N** (:func:`n_to_2n`): a process that has plateaued holds the same memory
   after restart 2N as after restart N; a leak of any rate per restart shows as the same
   rise again. Within ``WITHIN`` for N >= 20 is the proof the issue asks for. Each side is
-  the median of the ``SPAN`` readings ending there.
+  a window of readings ending there (``SPAN``, or whole periods of the load:
+  ``bench/soak_judge.py``) made one value: their median, or their ceiling.
 - **The fitted trend** (:func:`fit_trend`): least squares over time, with its 95 %
   confidence interval, in units per day. A short run gives a wide interval; that width is
   the honest statement of what the run can tell, and it narrows as the run lengthens.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 WITHIN = 0.02  # after restart 2N within 2 % of after restart N
@@ -74,21 +75,25 @@ def fit_trend(points: Sequence[tuple[float, float]]) -> Trend | None:
 
 
 def n_to_2n(
-    after_restart: Sequence[float | None], span: int = SPAN
+    after_restart: Sequence[float | None],
+    span: int = SPAN,
+    combine: Callable[[Sequence[float | None]], float | None] | None = None,
 ) -> tuple[int, float, float] | None:
     """(N, value after restart N, after restart 2N) for the largest N the run has.
 
-    ``after_restart[k - 1]`` is the value after restart ``k``. Each value is the median of
-    the ``span`` readings ending at that restart: one reading alone may catch frames in
-    flight or a verdict window's samples not yet rolled over. None without two restarts or
-    without a reading in either span (a verdict over no data is no verdict).
+    ``after_restart[k - 1]`` is the value after restart ``k``. Each value is ``combine`` (by
+    default the median of the known ones) of the ``span`` readings ending at that restart: one
+    reading alone may catch frames in flight or a verdict window's samples not yet rolled
+    over. None without two restarts or without a value for either span (a verdict over no
+    data is no verdict).
     """
     n = len(after_restart) // 2
     if n < 1:
         return None
     width = min(span, n)
-    first = _median(after_restart[n - width : n])
-    second = _median(after_restart[2 * n - width : 2 * n])
+    pick = combine or _median
+    first = pick(after_restart[n - width : n])
+    second = pick(after_restart[2 * n - width : 2 * n])
     if first is None or second is None or first <= 0:
         return None
     return n, first, second

@@ -12,16 +12,16 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench.soak_config import soak_config, soak_config_text
+from bench.soak_config import accelerated, soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
+from bench.soak_judge import high_water_rows, memory_rows
 from bench.soak_report import (
     Sample,
     Scrape,
     SoakResult,
     growth,
-    high_water_rows,
     lag_p99_ms,
-    memory_rows,
+    lag_rows,
 )
 from loadsvc.config import parse_config
 from loadsvc.metrics import LOOP_LAG_BUCKETS
@@ -57,14 +57,14 @@ def test_the_soak_config_keeps_the_seed_sizes_and_shortens_its_windows() -> None
 def test_the_accelerated_config_puts_burst_and_storm_in_step_with_the_restarts() -> None:
     """Restarts every 8 s: the burst every 32 s and inside it, the storm every 16 s for 8 s,
     a history small enough to be compacted; it is a valid configuration."""
-    fast = soak_config(scale=0.3, verdict_every="10s", cycle_s=8.0)
+    fast = soak_config(scale=0.3, verdict_every="10s", step=accelerated(8.0), squeeze=True)
     burst, storm = fast["scenarios"]["market_open_burst"], fast["scenarios"]["reconnect_storm"]
     assert burst["schedule"] == {"kind": "interval", "every": "32s"}
     assert [s["duration"] for s in burst["shape"]["stages"]] == ["4s", "12s", "4s"]
     assert storm["schedule"] == {"kind": "interval", "every": "16s"}
     assert storm["shape"]["duration"] == "8s" and storm["users"][0]["cycle"] == "4s"
     assert fast["service"] == {"history_max_bytes": 32 * 1024}
-    config = parse_config(soak_config_text(0.3, "10s", 8.0), "soak.yaml")
+    config = parse_config(soak_config_text(0.3, "10s", accelerated(8.0), True), "soak.yaml")
     assert config.service.history_max_bytes == 32 * 1024
 
 
@@ -94,9 +94,11 @@ def test_an_outage_does_not_become_the_floor() -> None:
 
 
 def _cycles(rss: list[float], peaks: list[float]) -> SoakResult:
-    """A soak of ``len(rss) - 1`` restarts 10 s apart: RSS at each cycle's end, and a heap
-    sample there whose value is the heap's peak so far."""
+    """A soak of ``len(rss) - 1`` restarts 10 s apart, the load in step with them: RSS at
+    each cycle's end, and a sample there of that RSS and a heap at the heap's peak so far."""
     result = SoakResult(duration_s=100.0, warmup_s=0.0, users_scale=1.0)
+    result.restarts = [{"at_s": 10.0 * k, "recovery_s": 1.0} for k in range(len(rss) - 1)]
+    result.phase_cycles = 1
     result.cycle_ends = [{"t_s": 10.0 * k, "rss_mb": v} for k, v in enumerate(rss)]
     result.samples = [
         Sample(10.0 * k, v, None, None, None, None, None, heap_blocks=peak)
@@ -110,11 +112,11 @@ def test_rss_is_shown_against_the_heaps_peak_so_far() -> None:
     while the heap never went higher says there was no new peak (memory the heap does not see)."""
     rss = [80.0] * 11 + [90.0] * 10
     followed = dict(high_water_rows(_cycles(rss, [300e3] * 11 + [330e3] * 10)))
-    (row,) = [v for k, v in followed.items() if k.startswith("RSS against the live heap's peak")]
+    (row,) = [v for k, v in followed.items() if k.startswith("RSS ceiling against the live heap")]
     assert "RSS 80.0 -> 90.0 MB (+12.50 %)" in row and "+10.00 %" in row
     assert row.endswith("a new peak of the heap, which RSS, a high-water mark, may follow")
     flat = dict(high_water_rows(_cycles(rss, [300e3] * 21)))
-    (row,) = [v for k, v in flat.items() if k.startswith("RSS against the live heap's peak")]
+    (row,) = [v for k, v in flat.items() if k.startswith("RSS ceiling against the live heap")]
     assert row.endswith("no new peak: a rise of RSS is memory the Python heap does not see")
 
 
@@ -129,7 +131,7 @@ def test_readings_a_loaded_machine_delayed_are_said_to_be_off_the_loads_phase() 
     assert not any("late" in v for v in on_time.values())
     result.cycle_ends[18]["t_s"] = 10.0 * 18 + 25  # the reading after restart 18: 25 s late
     late = dict(memory_rows(result))
-    (row,) = [v for k, v in late.items() if k == "RSS after restart 10 -> 20"]
+    (row,) = [v for k, v in late.items() if k.startswith("RSS at the cycle's end after restart 10")]
     assert "readings up to 0 s and 25 s late" in row and "not at the same phase" in row
 
 
@@ -167,6 +169,19 @@ def test_a_lag_just_over_the_trust_limit_reads_just_over_it() -> None:
     for _ in range(1000):
         lag.observe(0.009)
     assert lag_p99_ms(second, Scrape(generate_latest(registry).decode())) == 10.0
+
+
+def test_restart_lag_spikes_on_the_fine_buckets_are_shown_and_counted() -> None:
+    """Each restart's lag p99 is shown as its bucket bound (7.5, 10, 12.5 ms) and only those
+    over the 10 ms trust limit are counted; a restart without a reading is shown as such."""
+    result = SoakResult(duration_s=100.0, warmup_s=0.0, users_scale=1.0)
+    lags = [7.5, 10.0, 12.5, None, 40.0]
+    result.restarts = [
+        {"at_s": 10.0 * k, "recovery_s": 1.0, "lag_p99_ms": v} for k, v in enumerate(lags)
+    ]
+    rows = dict(lag_rows(result))
+    row = rows["lag p99 over each restart's recovery, ms (trust limit 10 ms)"]
+    assert row == "7.5, 10, 12.5, -, 40; over the limit at 2 of 4 restarts (worst 40 ms)"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the plot needs it")
