@@ -40,7 +40,9 @@ once that rate would pile 2 % again (not sooner than :data:`SWEEP_SOONEST_S`), s
 second sweep on the leak is held near 2 %; a sweep that finds nothing puts it back to the hour.
 What the floor does not see: a leak hidden under a fall of the load for good (the floor drops
 as much as it leaks): the hour bounds that. A load that steps up for good raises the floor
-once: one sweep, and the new level is the baseline. The frozen objects' count
+once: one sweep, and the new level is the baseline; so does a trough deeper than the base
+load's by over 2 % that recurs less often than the window (a restart's, its connections gone
+for a moment) when it falls in a baseline's window. The frozen objects' count
 (``gc.get_freeze_count()``) is no better a signal: it swings with the load as the heap does and
 misses the buffers a cycle holds (a bound on it let the soak's heap rise 6.6 %). Measured
 (docs/reliability.md): the soak's recorded readings replayed through both triggers, with and
@@ -52,11 +54,13 @@ sweep``) and the objects that sweep freed (``loadsvc_python_sweep_garbage``): th
 frozen and young, that the readings before it held.
 
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
-(:class:`MallocTrim`: timed, counted, what it gave back read from RSS): on the collector's
-schedule, since a trim walks glibc's free lists, and a sweep is the one moment after which
-the heap is as small as the load allows. Measured (docs/reliability.md): at the seed's full
-size 23-38 MB of RSS back a trim for a pause of 16.8 ms on average (on a loaded machine),
-after a sweep that walked the whole heap; at 0.3 of it 2.5 MB for 2.7 ms.
+(:class:`MallocTrim`: timed, counted, what it gave back read from RSS), on the loop's thread:
+a sweep is the one moment after which the heap is as small as the load allows, and its turn
+is already a long one. At the seed's full size 23-38 MB of RSS come back a trim, for 16.8 ms
+(wall, a loaded machine). In another thread (ctypes lets go of the GIL) it would hold the loop
+all the same: the trim holds the main arena's lock while it walks it, and the loop's next
+buffer over tcache's size waits for it (``bench/trim_pause.py``, a 90 MB heap half free: the
+loop's longest wait 16.8 ms with the trim in a thread against a 13.3 ms pause on the loop).
 
 The young and middle generations are also collected on a clock
 (:class:`YoungCollections`, a thread: the young one every :data:`YOUNG_EVERY_S`, the middle
