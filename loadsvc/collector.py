@@ -25,7 +25,7 @@ When to sweep (:class:`HeapFloor`). Once :data:`SWEEP_EVERY_S` has passed since 
 once the live heap has grown :data:`SWEEP_GROWTH` over the heap the last sweep left. The heap
 at a full collection's end holds no young garbage and no free lists (a full collection empties
 them), only what is alive and what died frozen; but what is alive swings with the load in
-flight (bursts, storms, a restart's reconnects: 11-19 % from low to high in the accelerated
+flight (bursts, storms, a restart's reconnects: 9-18 % from low to high in an accelerated
 soak), so one reading against the one after the last sweep crossed 2 % on the swing alone: 4
 of 12 full collections were sweeps there. A leak of frozen cycles differs from the swing in one
 way the readings can see: it never goes back down. So the trigger judges the *floor* (the
