@@ -330,7 +330,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     # so only a sweep (everything walked) reads a heap with no garbage in it, frozen or not.
     MetricSpec("python_sweeps", "loadsvc_python_sweeps", "counter",
                "Sweeps: full collections over the whole heap, frozen survivors included "
-               "(hourly, or once the heap grew 2 % since the last).",
+               "(hourly, sooner after one that found a pile, or once the floor of the heap at "
+               "full collections' ends grew 2 % since the last).",
                group="process"),
     MetricSpec("python_heap_blocks_at_sweep", "loadsvc_python_heap_blocks_at_sweep", "gauge",
                "The live Python heap in blocks right after the last sweep (or start-up): "
