@@ -48,10 +48,9 @@ from bench.soak_config import (
     soak_config_text,
     verdict_every,
 )
+from bench.soak_fault_runner import cycle_end, run_faults
 from bench.soak_faults import (
-    ADMIN_FAULTS,
     RESTART_AT,
-    FaultEvent,
     SoakTarget,
     cycle_gap,
     netem_unavailable,
@@ -59,36 +58,24 @@ from bench.soak_faults import (
 )
 from bench.soak_judge import JUDGED, n_against_2n, past_first_period
 from bench.soak_report import (
-    CYCLIC_GARBAGE,
-    FULL_COLLECTIONS,
-    HEAP_AFTER_GC,
-    HEAP_AT_SWEEP,
-    HEAP_BLOCKS,
-    SWEEP_GARBAGE,
-    SWEEPS,
-    TRIM_RELEASED,
-    TRIM_SECONDS,
-    TRIMS,
     Sample,
     Scrape,
     SoakResult,
     faults_seen,
     growth,
-    lag_p99_ms,
     markdown,
     plot,
     sample,
     scrape,
 )
 from bench.soak_trend import WITHIN, within
+from bench.soak_wrappers import serve_runner
 from loadsvc.config.durations import parse_duration
 from loadsvc.lag import trust_limit_of
 from loadsvc.localstack import free_port
 
 OUT = Path(__file__).resolve().parent / "results" / "soak"
 TRUST_LIMIT_S = trust_limit_of([0.1, 0.2])  # the seed's WS p99 and REST p95 limits
-RECOVERED_SHARE = 0.95  # of the streaming scenario's connections before the kill
-STREAM_SCENARIO = "market_stream"
 # What an unhandled exception leaves in the log (asyncio's handler, the interpreter, structlog).
 PROBLEM = re.compile(
     r"Traceback \(most recent call last\)|exception was never retrieved|"
@@ -140,119 +127,6 @@ class Sampler(threading.Thread):
                 self.failures += 1
             due += self.every
             self.stopping.wait(max(0.0, due - time.monotonic()))
-
-
-def streaming(url: str) -> float:
-    """Open WS connections of the streaming scenario, as loadsvc reports them (0 if unknown)."""
-    by_scenario = scrape(url).by_label("loadsvc_ws_connections", "scenario")
-    return by_scenario.get(STREAM_SCENARIO, 0.0)
-
-
-def rss_high_water_mb(pid: int) -> float | None:
-    """The process's peak resident memory so far (``VmHWM``; None where unreadable): a trim
-    never lowers it, so RSS's saw-tooth cannot move it either way."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-    return None if found is None else int(found.group(1)) / 1024
-
-
-def cycle_end(serve_url: str, t0: float, pid: int) -> dict[str, float | None]:
-    """RSS and live heap now: the state a restart cycle ends in (None where unreadable)."""
-    try:
-        now = scrape(serve_url)
-    except OSError:
-        return {"t_s": time.monotonic() - t0, "rss_mb": None, "heap_blocks": None}
-    rss = now.total("process_resident_memory_bytes")
-    return {
-        "t_s": round(time.monotonic() - t0, 1),
-        "rss_mb": None if rss is None else rss / 2**20,
-        "rss_hwm_mb": rss_high_water_mb(pid),
-        "heap_blocks": now.total(HEAP_BLOCKS),
-        # The heap at the end of the last full collection (no garbage in it), and how many
-        # there have been: the reading is this cycle's only if one ran in it.
-        "heap_gc_blocks": now.total(HEAP_AFTER_GC),
-        "full_gcs": now.total(FULL_COLLECTIONS),
-        "gc_freed": now.total(CYCLIC_GARBAGE),  # a counter: its rise over a cycle
-        # The heap right after the last sweep (no garbage, frozen or not), what that sweep
-        # freed, how many there have been (the reading is this cycle's only if one ran in it),
-        # and the glibc trims that follow each.
-        "heap_sweep_blocks": now.total(HEAP_AT_SWEEP),
-        "sweep_garbage": now.total(SWEEP_GARBAGE),
-        "sweeps": now.total(SWEEPS),
-        "trims": now.total(TRIMS),
-        "trim_s": now.total(TRIM_SECONDS),
-        "trim_released": now.total(TRIM_RELEASED),
-    }
-
-
-def restart_target(
-    target: SoakTarget, serve_url: str, down_s: float, timeout: float
-) -> dict[str, float | None]:
-    """Kill the target, keep it down ``down_s``, start it: seconds until loadsvc reconnected,
-    and loadsvc's loop lag p99 from the kill until a second after it had."""
-    before = scrape(serve_url)
-    connected = before.by_label("loadsvc_ws_connections", "scenario").get(STREAM_SCENARIO, 0.0)
-    target.kill()
-    time.sleep(down_s)  # the outage itself, not a wait for a condition
-    up_at = target.start()
-    want = math.floor(connected * RECOVERED_SHARE)
-    deadline = up_at + timeout
-    recovery = None
-    while time.monotonic() < deadline:
-        try:
-            if streaming(serve_url) >= want:
-                recovery = time.monotonic() - up_at
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    time.sleep(1.0)  # the stragglers' handshakes belong to the restart's lag too
-    try:
-        lag = lag_p99_ms(before, scrape(serve_url))
-    except OSError:
-        lag = None
-    return {"recovery_s": recovery, "lag_p99_ms": lag}
-
-
-def wait_until(t0: float, at_s: float, stop_at: float) -> bool:
-    """Sleep until ``t0 + at_s``; False if that is past the end of the run."""
-    when = t0 + at_s
-    if when >= stop_at:
-        return False
-    time.sleep(max(0.0, when - time.monotonic()))
-    return True
-
-
-def run_faults(
-    events: list[FaultEvent],
-    target: SoakTarget,
-    serve_url: str,
-    args: argparse.Namespace,
-    t0: float,
-    result: SoakResult,
-    pid: int,
-) -> None:
-    """Carry out the planned faults in order, each recorded in ``result`` (``pid``: serve's)."""
-    stop_at = t0 + args.duration
-    for event in events:
-        if not wait_until(t0, event.at_s, stop_at):
-            return
-        if event.kind == "restart":
-            result.cycle_ends.append(cycle_end(serve_url, t0, pid))
-            outcome = restart_target(target, serve_url, args.down, args.recover_timeout)
-            result.restarts.append({"at_s": event.at_s, **outcome})
-            continue
-        try:
-            target.set_faults(ADMIN_FAULTS[event.kind])
-            result.admin_faults.append(dataclasses.asdict(event))
-            if event.kind != "abrupt_close":  # a one-shot action, nothing to clear
-                time.sleep(min(event.hold_s, max(0.0, stop_at - time.monotonic())))
-                target.clear_faults()
-        except OSError as exc:
-            print(f"soak: fault {event.kind} not applied: {exc}", file=sys.stderr)
 
 
 def _children(pid: int) -> list[int]:
@@ -340,27 +214,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
     sampler = None
     try:
         target.start()
-        # --garbage: under bench/soak_garbage.py, which counts what the collector finds.
-        runner = ["-m", "loadsvc"]
-        if args.garbage:
-            runner = [str(Path(__file__).parent / "soak_garbage.py")]
-            runner += ["--out", str(out / "garbage.jsonl"), "--every", str(args.garbage_every)]
-            runner += ["--"]
-        if args.memory:  # under bench/soak_memory.py: each allocator's view, every 2 s
-            runner = [str(Path(__file__).parent / "soak_memory.py")]
-            runner += ["--out", str(out / "memory.jsonl"), "--every", "2"]
-            runner += ["--tracemalloc-at", args.tracemalloc_at, "--"]
-        if args.pauses:  # under bench/soak_pauses.py: survivors frozen or not, alternating
-            runner = [str(Path(__file__).parent / "soak_pauses.py")]
-            runner += ["--out", str(out / "pauses.jsonl"), "--period", str(args.pauses)]
-            runner += ["--settle", str(warmup), "--"]
-        if args.turns:  # under bench/soak_turns.py: every long turn of the loop, attributed
-            runner = [
-                str(Path(__file__).parent / "soak_turns.py"),
-                "--out",
-                str(out / "turns.jsonl"),
-            ]
-            runner += ["--"]
+        runner = serve_runner(args, out, warmup)
         command = [sys.executable, *runner, "--log-json", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(serve_port), "--config", str(config), "--target", target.url]
         command += ["--history-file", str(out / "history.jsonl")]
