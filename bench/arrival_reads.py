@@ -31,7 +31,7 @@ import uvloop
 
 from bench import procs
 from bench.table import Table
-from loadsvc.users import arrival
+from loadsvc.users import arrival, connect
 
 FRAME = b"\x81\x7e\x1b\x58" + b"x" * 7000  # a 7,000-byte text frame as a server sends it
 PERIOD_S = 0.1
@@ -84,7 +84,7 @@ async def one_round(port: int, connections: int, kernel: bool, window_s: float) 
     for i in range(0, connections, 200):  # in batches: the listen backlog
         opened += await asyncio.gather(
             *(
-                arrival.open_connection(CountingReads, "127.0.0.1", port)
+                connect.open_connection(CountingReads, "127.0.0.1", port)
                 for _ in range(min(200, connections - i))
             )
         )

@@ -33,7 +33,8 @@ import trustme
 import uvloop
 
 from bench.table import Table
-from loadsvc.users.arrival import clock_of, open_connection, use_kernel_clock
+from loadsvc.users.arrival import clock_of, use_kernel_clock
+from loadsvc.users.connect import open_connection
 
 MESSAGE = 7 * 1024
 EVERY_S = 0.5

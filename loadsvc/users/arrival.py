@@ -6,7 +6,7 @@ segment (``SO_TIMESTAMPNS``) and hands the stamp of the last segment a read
 consumed to ``recvmsg`` as ancillary data, so the arrival time of the bytes a
 read returns does not depend on when the loop got round to reading them.
 
-:func:`open_connection` opens such a connection (a :class:`StampedTransport`
+:func:`loadsvc.users.connect.open_connection` opens such a connection (a :class:`StampedTransport`
 over ``loop.add_reader`` on a non-blocking socket: uvloop's transports cannot
 be subclassed, and ``recv`` drops the stamp) where the platform allows, else
 the loop's own transport. Either way the protocol asks :func:`arrival_of` (wall
@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import socket
 import struct
 import sys
 import time
 from array import array
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal
 
 from loadsvc.users.endings import Endings
 from loadsvc.users.readturns import ReadTurns
@@ -49,7 +48,7 @@ ArrivalClock = Literal["kernel", "loop"]  # metrics.ARRIVAL_CLOCKS, the label's 
 # The socket module does not export these; the values of the generic Linux ABI (x86-64,
 # arm64, riscv, ppc, s390: not alpha, mips, parisc or sparc, which are left to the loop's
 # clock). SCM_TIMESTAMPNS equals SO_TIMESTAMPNS: a struct timespec of the native time_t.
-_SO_TIMESTAMPNS = 35
+SO_TIMESTAMPNS = 35
 _GENERIC_ABI = ("x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "ppc64", "s390x")
 _TIMESPEC = struct.Struct("@qq")
 _unpack_timespec = _TIMESPEC.unpack_from
@@ -66,7 +65,6 @@ _READS_PER_TURN = 16  # up to 256 KiB a turn, as uvloop reads
 _MAX_AGE_S = 3600.0
 _FUTURE_S = 0.001
 
-_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 _wall_clock = time.time  # a module global: one lookup per read instead of two
 
 # Stamp-to-read delays (loop time at a stamped read minus its stamp) not yet taken by the
@@ -87,7 +85,7 @@ def _probe() -> socket.socket | None:
         return None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError:
         sock.close()
         return None
@@ -222,7 +220,7 @@ class StampedTransport(KernelTimedTransport):
             # The only option set on the socket, so the only message there can be.
             if ancillary:
                 _, kind, raw = ancillary[0]
-                if kind == _SO_TIMESTAMPNS and len(raw) >= _TIMESPEC_SIZE:
+                if kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC_SIZE:
                     sec, nsec = _unpack_timespec(raw)
                     stamp = sec + nsec * 1e-9
             if now - _MAX_AGE_S < stamp <= now + _FUTURE_S:
@@ -451,75 +449,6 @@ class StampedTransport(KernelTimedTransport):
 
 
 _GONE = asyncio.Protocol()  # what a closed transport points at instead of its protocol
-
-
-async def open_stamped(
-    loop: asyncio.AbstractEventLoop, factory: Callable[[], _P], host: str, port: int
-) -> tuple[StampedTransport, _P]:
-    """Connect to ``host:port`` (each address in turn) with kernel-stamped reads."""
-    infos = _literal_address(host, port) or await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    )
-    error: OSError = OSError(f"no address for {host!r}")
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        except BaseException:  # cancelled (a connect timeout): the socket must not leak
-            sock.close()
-            raise
-        protocol = factory()
-        assert isinstance(protocol, asyncio.Protocol)
-        transport = StampedTransport(loop, sock, protocol)
-        transport.start()
-        return transport, protocol
-    try:
-        raise error
-    finally:
-        # The traceback holds this frame, whose local would hold the exception: a cycle per
-        # refused connect (every client, every retry while a backend is down) that only the
-        # cyclic collector frees.
-        del error
-
-
-def _literal_address(host: str, port: int) -> list[tuple[Any, ...]] | None:
-    """``host`` as getaddrinfo would give it when it is an IP literal: no resolver round trip
-    (a thread hop per connection, thousands while spawning)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.version == 4:
-        return [(socket.AF_INET, socket.SOCK_STREAM, 0, "", (host, port))]
-    return [(socket.AF_INET6, socket.SOCK_STREAM, 0, "", (host, port, 0, 0))]
-
-
-async def open_connection(
-    factory: Callable[[], _P],
-    host: str,
-    port: int,
-    ssl: Any = None,
-    server_hostname: str | None = None,
-) -> tuple[asyncio.BaseTransport, _P]:
-    """Open a TCP (or TLS) connection for ``factory``'s protocol: kernel-stamped where possible."""
-    loop = asyncio.get_running_loop()
-    if _enabled:
-        if not ssl:  # None or False, as asyncio reads it: plain TCP
-            return await open_stamped(loop, factory, host, port)
-        # Imported here: TLS is built on this module's stamped socket.
-        from loadsvc.users.stamped_tls import open_stamped_tls
-
-        return await open_stamped_tls(loop, factory, host, port, ssl, server_hostname)
-    return await loop.create_connection(
-        factory, host, port, ssl=ssl, server_hostname=server_hostname
-    )
 
 
 def take_read_delays() -> array[float]:

@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 import httptools
 
 from loadsvc.config.spec import RestUserSpec
-from loadsvc.users.arrival import ArrivalClock, age_of, clock_of, open_connection
+from loadsvc.users.arrival import ArrivalClock, age_of, clock_of
+from loadsvc.users.connect import open_connection
 from loadsvc.users.http_body import BodyTooLarge
 
 _MAX_HEAD = 64 * 1024  # bytes of status lines and headers before the body

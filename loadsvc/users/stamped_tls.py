@@ -13,7 +13,7 @@ Certificate verification, SNI and the hostname check are the ``SSLContext``'s, t
 same as with the loop's transport: a handshake that fails raises its
 ``ssl.SSLError`` from :func:`open_stamped_tls` and the connection is closed.
 
-Example (what :func:`loadsvc.users.arrival.open_connection` does for ``ssl=``)::
+Example (what :func:`loadsvc.users.connect.open_connection` does for ``ssl=``)::
 
     transport, protocol = await open_stamped_tls(loop, MyProtocol, "localhost", 443,
                                                  ssl.create_default_context())
@@ -28,7 +28,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from loadsvc.users.arrival import READ_SIZE, KernelTimedTransport, StampedTransport, open_stamped
+from loadsvc.users.arrival import READ_SIZE, KernelTimedTransport, StampedTransport
+from loadsvc.users.connect import open_stamped
 
 __all__ = ["CLOSE_TIMEOUT_S", "HANDSHAKE_TIMEOUT_S", "StampedTLSTransport", "open_stamped_tls"]
 

@@ -27,7 +27,8 @@ from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
 
-from loadsvc.users.arrival import arrival_of, kernel_clock_enabled, open_connection
+from loadsvc.users.arrival import arrival_of, kernel_clock_enabled
+from loadsvc.users.connect import open_connection
 from loadsvc.users.readturns import ReadTurns
 
 # Judging is done in slices of this long, between which the loop reads the network again;

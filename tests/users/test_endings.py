@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any, cast
 
-from loadsvc.users.arrival import open_stamped
+from loadsvc.users.connect import open_stamped
 from loadsvc.users.endings import SLICE_S, Endings
 from tests.support.loops import Run
 from tests.support.timing import wait_for_async

@@ -24,7 +24,7 @@ from websockets.typing import BytesLike
 
 from loadsvc.target.settings import TargetSettings
 from loadsvc.target.testing import running_target
-from loadsvc.users import arrival, readturns
+from loadsvc.users import arrival, connect, readturns
 from loadsvc.users.arrival import clock_of, use_kernel_clock
 from loadsvc.users.readturns import ReadTurns
 from loadsvc.users.wsconn import TimedConnection, stamped_connect
@@ -165,7 +165,7 @@ async def _connect(
     Reads.turn = turn
     host = "localhost" if tls else "127.0.0.1"  # the name the test certificate is issued to
     pairs = await asyncio.gather(
-        *(arrival.open_connection(Reads, host, server.port, ssl=tls) for _ in range(CONNECTIONS))
+        *(connect.open_connection(Reads, host, server.port, ssl=tls) for _ in range(CONNECTIONS))
     )
     protocols = [p for _, p in pairs]
     await wait_for_async(lambda: all(p.data == b"hello;" for p in protocols), 10, "the hellos")

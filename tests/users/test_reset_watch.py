@@ -16,7 +16,7 @@ import time
 import pytest
 
 from loadsvc.users import arrival, readturns
-from loadsvc.users.arrival import open_stamped
+from loadsvc.users.connect import open_stamped
 from loadsvc.users.resetwatch import IDLE_S, ResetWatch
 from tests.support.loops import Run
 from tests.support.timing import scaled, wait_for_async

@@ -28,7 +28,8 @@ from loadsvc.recorder import Recorder
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.users import Target, arrival
-from loadsvc.users.arrival import clock_of, open_connection, use_kernel_clock
+from loadsvc.users.arrival import clock_of, use_kernel_clock
+from loadsvc.users.connect import open_connection
 from loadsvc.users.http1 import Http1Client, Origin, request_bytes
 from loadsvc.users.stamped_tls import StampedTLSTransport
 from loadsvc.users.wsconn import TimedConnection, stamped_connect

@@ -28,7 +28,7 @@ from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.users import Target, arrival
-from loadsvc.users.arrival import open_connection
+from loadsvc.users.connect import open_connection
 from loadsvc.users.stamped_tls import StampedTLSTransport
 from tests.support.loops import Run
 from tests.support.timing import scaled, wait_for
