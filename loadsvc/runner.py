@@ -22,7 +22,7 @@ import itertools
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +37,7 @@ from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
-from loadsvc.spawning import PER_TURN, Paced
+from loadsvc.spawning import PER_TURN, Paced, start_offsets
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
 from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
@@ -447,26 +447,6 @@ class ScenarioRun:
             await asyncio.gather(*tasks, return_exceptions=True)
         for g in self._groups:
             g.users.clear()
-
-
-def start_offsets(count: int, spread_s: float) -> Iterator[float]:
-    """Delays that start ``count`` users evenly over ``spread_s`` seconds, the first at once.
-
-    >>> [round(d, 3) for d in itertools.islice(start_offsets(4, 1.0), 4)]
-    [0.0, 0.25, 0.5, 0.75]
-
-    A spawn rate of 100/s adds 100 users a tick: started together, their connects and
-    handshakes land in the same few turns of the loop, late-timing the frames of every
-    connection already open. Beside 2,000 open (bench/spawn_calm.py, the collector off to
-    see this alone, a loaded machine): loop lag p99 34-455 ms, median 176, in a burst;
-    34-184 ms, median 49, spread, as 2,000-3,500 open alone (34-89). The runner takes
-    ``count`` of them (the rest start at once). Each delay is when the start is *due*:
-    the user is made then, within :mod:`loadsvc.spawning`'s per-turn budget.
-    """
-    step = spread_s / count if count > 0 else 0.0
-    for i in range(max(count, 0)):
-        yield i * step
-    yield from itertools.repeat(0.0)
 
 
 def _cancel(task: asyncio.Task[None]) -> None:

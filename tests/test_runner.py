@@ -7,14 +7,13 @@ import itertools
 import time
 from dataclasses import replace
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from loadsvc.config import parse_config
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard, start_offsets
+from loadsvc.runner import RunOptions, RunResult, ScenarioRun, Shard
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
 from tests.support.timing import scaled, wait_for_async
@@ -371,14 +370,6 @@ users:
     assert by_endpoint["/ws/foreign"].count - by_endpoint["/ws/foreign"].status_messages > 0
     assert all(e.errors == 0 and e.connects == 1 for e in result.endpoints)
     assert result.passed
-
-
-def test_start_offsets_spread_a_ticks_users_evenly_first_at_once() -> None:
-    """A tick's new users start evenly over the tick, the first at once; none left over."""
-    offsets = list(itertools.islice(start_offsets(5, 1.0), 7))
-    assert offsets == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.0, 0.0])
-    assert next(start_offsets(0, 1.0)) == 0.0
-    assert next(start_offsets(-3, 1.0)) == 0.0  # cancelling users: nothing to spread
 
 
 async def test_a_ticks_users_connect_spread_over_the_tick_and_count_at_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import pytest
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, ScenarioRun
-from loadsvc.spawning import Paced
+from loadsvc.spawning import Paced, start_offsets
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
 from tests.support.timing import scaled, wait_for_async
@@ -302,3 +303,11 @@ async def test_slow_turns_take_more_a_turn_to_meet_the_deadline_and_no_more() ->
     # 8 a turn would take 50 turns, 2 s at this pace: the deadline needed ~16 a turn.
     assert done[-1] <= now + 1.0 + scaled(0.3)  # by the deadline (a few turns of slack)
     assert BUDGET < paced.most_in_a_slice < 200 and paced.slices >= 4
+
+
+def test_start_offsets_spread_a_ticks_users_evenly_first_at_once() -> None:
+    """A tick's new users start evenly over the tick, the first at once; none left over."""
+    offsets = list(itertools.islice(start_offsets(5, 1.0), 7))
+    assert offsets == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.0, 0.0])
+    assert next(start_offsets(0, 1.0)) == 0.0
+    assert next(start_offsets(-3, 1.0)) == 0.0  # cancelling users: nothing to spread
