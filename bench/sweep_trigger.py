@@ -198,9 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         note="largest pile: leaked blocks a reading held at most, in % of the median reading "
         "(after the first sweep: from then on).",
     )
-    print(table.text())
-    print()
-    print(table.markdown())
+    table.print_both()
     return 0
 
 

@@ -43,3 +43,9 @@ class Table:
         if self.note:
             out.extend(["", self.note])
         return "\n".join(out)
+
+    def print_both(self) -> None:
+        """Print the text table, a blank line, then its Markdown (a bench script's ending)."""
+        print(self.text())
+        print()
+        print(self.markdown())

@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         note="gap: between two turns' starts from the trim's start to its end; waits: "
         "voluntary context switches of the loop's thread (a lock or the GIL).",
     )
-    print(table.text())
-    print()
-    print(table.markdown())
+    table.print_both()
     return 0
 
 
