@@ -10,13 +10,14 @@ that write, every byte in order, and the ends of the streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -159,17 +160,29 @@ class Reads(asyncio.Protocol):
         self.events.append("lost")
 
 
-async def _connect(
-    server: Broadcaster, turn: Turn, tls: ssl.SSLContext | None = None
-) -> list[Reads]:
-    Reads.turn = turn
-    host = "localhost" if tls else "127.0.0.1"  # the name the test certificate is issued to
-    pairs = await asyncio.gather(
-        *(connect.open_connection(Reads, host, server.port, ssl=tls) for _ in range(CONNECTIONS))
-    )
-    protocols = [p for _, p in pairs]
-    await wait_for_async(lambda: all(p.data == b"hello;" for p in protocols), 10, "the hellos")
-    return protocols
+@contextlib.asynccontextmanager
+async def _broadcasting(
+    server_tls: ssl.SSLContext | None = None, client_tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[Broadcaster, Turn, list[Reads]]]:
+    """A broadcaster with CONNECTIONS clients connected (their hellos read) while a busy turn
+    spins; the spinner and the server stopped on the way out."""
+    server, turn = Broadcaster(server_tls), Turn()
+    spinner = asyncio.get_running_loop().create_task(turn.spin())
+    try:
+        Reads.turn = turn
+        host = "localhost" if client_tls else "127.0.0.1"  # the test certificate's name
+        pairs = await asyncio.gather(
+            *(
+                connect.open_connection(Reads, host, server.port, ssl=client_tls)
+                for _ in range(CONNECTIONS)
+            )
+        )
+        protocols = [p for _, p in pairs]
+        await wait_for_async(lambda: all(p.data == b"hello;" for p in protocols), 10, "the hellos")
+        yield server, turn, protocols
+    finally:
+        spinner.cancel()
+        server.stop()
 
 
 @needs_stamps
@@ -181,10 +194,7 @@ def test_a_broadcast_read_over_many_turns_keeps_each_writes_stamp_and_every_byte
     server_tls, client_tls = localhost_tls_pair() if scheme == "tls" else (None, None)
 
     async def body() -> None:
-        server, turn = Broadcaster(server_tls), Turn()
-        spinner = asyncio.get_running_loop().create_task(turn.spin())
-        try:
-            protocols = await _connect(server, turn, client_tls)
+        async with _broadcasting(server_tls, client_tls) as (server, turn, protocols):
             turns = ReadTurns.of(asyncio.get_running_loop())
             left0 = turns.left
             expected = b"hello;"
@@ -207,9 +217,6 @@ def test_a_broadcast_read_over_many_turns_keeps_each_writes_stamp_and_every_byte
             assert turn.saw_behind
             assert all(clock_of(p.transport) == "kernel" for p in protocols)
             await wait_for_async(lambda: not turns.behind(), 5, "the budget caught up")
-        finally:
-            spinner.cancel()
-            server.stop()
 
     run(body())
 
@@ -219,10 +226,7 @@ def test_end_of_stream_and_close_are_seen_after_the_data_when_reads_are_left(run
     """Data, then the end of the stream, then the close: each connection, though read late."""
 
     async def body() -> None:
-        server, turn = Broadcaster(), Turn()
-        spinner = asyncio.get_running_loop().create_task(turn.spin())
-        try:
-            protocols = await _connect(server, turn)
+        async with _broadcasting() as (server, _, protocols):
             server.broadcast(b"last;", end="close")
             await wait_for_async(
                 lambda: all(p.events[-1:] == ["lost"] for p in protocols), 10, "every close"
@@ -231,9 +235,6 @@ def test_end_of_stream_and_close_are_seen_after_the_data_when_reads_are_left(run
                 assert p.data == b"hello;last;"
                 assert p.events[-2:] == ["eof", "lost"]
             assert ReadTurns.of(asyncio.get_running_loop()).left > 0
-        finally:
-            spinner.cancel()
-            server.stop()
 
     run(body())
 
@@ -245,10 +246,7 @@ def test_a_reset_is_seen_by_every_connection_whose_read_was_left(run: Run) -> No
     loadsvc.users.resetwatch: found idle within a few seconds)."""
 
     async def body() -> None:
-        server, turn = Broadcaster(), Turn()
-        spinner = asyncio.get_running_loop().create_task(turn.spin())
-        try:
-            protocols = await _connect(server, turn)
+        async with _broadcasting() as (server, _, protocols):
             turns = ReadTurns.of(asyncio.get_running_loop())
             left0 = turns.left
             server.broadcast(b"a;" * 1000)  # read over many turns ...
@@ -257,9 +255,6 @@ def test_a_reset_is_seen_by_every_connection_whose_read_was_left(run: Run) -> No
                 lambda: all(p.events[-1:] == ["lost"] for p in protocols), 10, "every end"
             )
             assert turns.left > left0
-        finally:
-            spinner.cancel()
-            server.stop()
 
     run(body())
 
@@ -277,10 +272,7 @@ def test_reads_timed_by_the_loop_are_never_left(
         monkeypatch.setattr(arrival, "_MAX_AGE_S", -1.0)
 
     async def body() -> None:
-        server, turn = Broadcaster(), Turn()
-        spinner = asyncio.get_running_loop().create_task(turn.spin())
-        try:
-            protocols = await _connect(server, turn)
+        async with _broadcasting() as (server, _, protocols):
             turns = ReadTurns.of(asyncio.get_running_loop())
             left0 = turns.left
             server.broadcast(b"now;")
@@ -289,9 +281,6 @@ def test_reads_timed_by_the_loop_are_never_left(
             )
             assert turns.left == left0
             assert all(clock_of(p.transport) == "loop" for p in protocols)
-        finally:
-            spinner.cancel()
-            server.stop()
 
     run(body())
 
