@@ -86,15 +86,48 @@ class EndingsServer:
 
 
 @contextlib.contextmanager
-def endings_server(script: Script, tls: ssl.SSLContext) -> Iterator[EndingsServer]:
-    """An :class:`EndingsServer` for the block."""
-    server = EndingsServer(script, tls)
+def endings_server(script: Script) -> Iterator[tuple[EndingsServer, ssl.SSLContext]]:
+    """An :class:`EndingsServer` for the block (a fresh localhost certificate), and the
+    client's TLS context that trusts it."""
+    server_tls, client_tls = localhost_tls_pair()
+    server = EndingsServer(script, server_tls)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         server.port = listener.getsockname()[1]
         threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
-        yield server
+        yield server, client_tls
+
+
+@contextlib.contextmanager
+def held_server() -> Iterator[tuple[EndingsServer, ssl.SSLContext, threading.Event]]:
+    """An :func:`endings_server` whose connections read nothing until the event is set (set on
+    the way out at the latest)."""
+    release = threading.Event()
+
+    def read_nothing(_tls: ssl.SSLSocket) -> None:
+        release.wait(scaled(60))
+
+    with endings_server(read_nothing) as (server, client_tls):
+        try:
+            yield server, client_tls, release
+        finally:
+            release.set()
+
+
+async def buffered_connection(
+    server: EndingsServer, client_tls: ssl.SSLContext
+) -> tuple[StampedTLSTransport, Ends]:
+    """A kernel-timed TLS connection to ``server`` with megabytes written that the server has
+    not read: the kernel's buffers full and the transport's own holding the rest."""
+    transport, protocol = await open_connection(Ends, "localhost", server.port, ssl=client_tls)
+    assert isinstance(transport, StampedTLSTransport)
+    for _ in range(200):  # until the kernel's buffers are full and ours holds the rest
+        transport.write(b"x" * 1_000_000)
+        if transport.get_write_buffer_size():
+            break
+    assert transport.get_write_buffer_size() > 0
+    return transport, protocol
 
 
 def read_head(tls: ssl.SSLSocket) -> bytes:
@@ -203,8 +236,7 @@ async def test_https_connections_closed_at_the_end_of_a_run_say_close_notify(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
     """A REST run's kept-alive connections, closed as the users end: every one a clean TLS end."""
-    server_tls, client_tls = localhost_tls_pair()
-    with endings_server(answer_http, server_tls) as server:
+    with endings_server(answer_http) as (server, client_tls):
         result = await run_scenario(REST, server, client_tls, metrics)
         (rest,) = result.endpoints
         assert rest.count > 0 and not rest.errors
@@ -218,8 +250,7 @@ async def test_wss_connections_closed_at_the_end_of_a_run_say_close_notify(
     """wss:// users closing at the end of a run against a server that answers the Close and
     waits for the client to end: the client's abort after its close timeout still says
     close_notify (before: a bare TCP close, a truncation to the server)."""
-    server_tls, client_tls = localhost_tls_pair()
-    with endings_server(ws_then_wait_for_the_client, server_tls) as server:
+    with endings_server(ws_then_wait_for_the_client) as (server, client_tls):
         result = await run_scenario(WSS, server, client_tls, metrics)
         (ws,) = result.endpoints
         assert ws.count >= 3
@@ -241,58 +272,28 @@ class Ends(asyncio.Protocol):
 def test_a_peer_that_never_reads_cannot_hold_the_close(run: Run) -> None:
     """close() with megabytes the server never reads still buffered: the socket is aborted
     close_timeout_s later, not held for as long as the server likes."""
-    server_tls, client_tls = localhost_tls_pair()
-    release = threading.Event()
 
-    def read_nothing(_tls: ssl.SSLSocket) -> None:
-        release.wait(scaled(60))
-
-    with endings_server(read_nothing, server_tls) as server:
+    with held_server() as (server, client_tls, _):
 
         async def body() -> None:
-            transport, protocol = await open_connection(
-                Ends, "localhost", server.port, ssl=client_tls
-            )
-            assert isinstance(transport, StampedTLSTransport)
+            transport, protocol = await buffered_connection(server, client_tls)
             transport.close_timeout_s = 0.5
-            for _ in range(200):  # until the kernel's buffers are full and ours holds the rest
-                transport.write(b"x" * 1_000_000)
-                if transport.get_write_buffer_size():
-                    break
-            assert transport.get_write_buffer_size() > 0
             closed_at = time.monotonic()
             transport.close()
             async with asyncio.timeout(scaled(10)):
                 await protocol.lost
             assert time.monotonic() - closed_at >= 0.4  # it waited for the buffer first
 
-        try:
-            run(body())
-        finally:
-            release.set()
+        run(body())
 
 
 def test_an_abort_that_cuts_a_record_says_no_close_notify(run: Run) -> None:
     """abort() with ciphertext still buffered (a record cut short): no close_notify after it,
     so the server reads the truncation it is (an unclean EOF), not a clean end."""
-    server_tls, client_tls = localhost_tls_pair()
-    release = threading.Event()
-
-    def read_later(_tls: ssl.SSLSocket) -> None:
-        release.wait(scaled(60))
-
-    with endings_server(read_later, server_tls) as server:
+    with held_server() as (server, client_tls, release):
 
         async def body() -> None:
-            transport, protocol = await open_connection(
-                Ends, "localhost", server.port, ssl=client_tls
-            )
-            assert isinstance(transport, StampedTLSTransport)
-            for _ in range(200):
-                transport.write(b"x" * 1_000_000)
-                if transport.get_write_buffer_size():
-                    break
-            assert transport.get_write_buffer_size() > 0
+            transport, protocol = await buffered_connection(server, client_tls)
             transport.abort()
             async with asyncio.timeout(scaled(10)):
                 await protocol.lost
@@ -300,7 +301,4 @@ def test_an_abort_that_cuts_a_record_says_no_close_notify(run: Run) -> None:
             endings = await asyncio.to_thread(settled, server, 1)
             assert endings == [UNCLEAN]
 
-        try:
-            run(body())
-        finally:
-            release.set()
+        run(body())
