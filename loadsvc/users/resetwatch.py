@@ -17,6 +17,13 @@ have read nothing for ``IDLE_S`` are asked for the socket's pending error
 transport with it, as a read would have (``ConnectionResetError``). A socket that
 reads is never asked, so a streaming connection costs nothing; an idle one costs a
 ``getsockopt`` a second.
+
+A pass over thousands of watched transports in one turn of the loop (~0.5 ms at
+5,000) would late-time every frame waiting behind it, so a pass is worked off in
+slices of ``SLICE_S``, as :mod:`loadsvc.users.endings` works off endings, the loop
+polling the network between them. Passes start ``EVERY_S`` apart (from one start to
+the next, however many turns a pass took), so an idle socket is still asked once a
+period.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ import time
 import weakref
 from typing import ClassVar, Protocol
 
-__all__ = ["EVERY_S", "IDLE_S", "ResetWatch", "drops_resets"]
+__all__ = ["EVERY_S", "IDLE_S", "SLICE_S", "ResetWatch", "drops_resets"]
 
 EVERY_S = 1.0  # how often the idle sockets are asked
 IDLE_S = 1.0  # nothing read for this long: idle
+# A pass's work per loop turn: endings.SLICE_S's budget, for the same reason (loadsvc.lag).
+SLICE_S = 0.001
 
 
 class Watched(Protocol):
@@ -62,9 +71,14 @@ class ResetWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._watched: set[Watched] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # the next pass or slice; None: idle
+        self._pass: list[Watched] = []  # the transports of the pass under way, in order
+        self._next = 0  # the index in _pass of the next one to look at
+        self._pass_started = 0.0  # the loop's time the pass under way started
         self.asked = 0  # pending errors asked for
         self.found = 0  # resets found so
+        self.slices = 0  # turns that ran part of a pass (for tests and benchmarks)
+        self.passes = 0  # passes finished
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> ResetWatch | None:
@@ -87,19 +101,47 @@ class ResetWatch:
         self._watched.discard(transport)
 
     def _check(self) -> None:
-        self._timer = None
+        """Start a pass: every transport watched now, looked at over the coming slices."""
+        self._pass = list(self._watched)  # a copy: the set changes while the pass runs
+        self._next = 0
+        self._pass_started = self._loop.time()
+        self._slice()
+
+    def _slice(self) -> None:
+        """Ask the idle transports of the pass, in order, until ``SLICE_S`` is spent."""
+        # _timer still holds this slice's handle while it runs: an add() meanwhile (a close's
+        # callbacks) must not start a second chain of passes.
+        self.slices += 1
         idle_before = time.time() - IDLE_S
-        for transport in [t for t in self._watched if t.arrived < idle_before]:
-            self.asked += 1
-            error = transport.pending_error()
-            if error:
-                self.found += 1
-                self._watched.discard(transport)
-                name = errno.errorcode.get(error, "")
-                kind = ConnectionResetError if error == errno.ECONNRESET else OSError
-                transport.reset_found(kind(error, f"{os.strerror(error)} ({name}, found idle)"))
+        deadline = time.perf_counter() + SLICE_S
+        todo, watched = self._pass, self._watched
+        while self._next < len(todo):
+            transport = todo[self._next]
+            self._next += 1
+            # Closed since the pass started (discarded): not asked.
+            if transport.arrived < idle_before and transport in watched:
+                self._ask(transport)
+            if time.perf_counter() >= deadline:
+                break
+        if self._next < len(todo):
+            self._timer = self._loop.call_soon(self._slice)  # after the loop has polled
+            return
+        self._pass = []
+        self.passes += 1
+        self._timer = None
         if self._watched:
-            self._timer = self._loop.call_later(EVERY_S, self._check)
+            self._timer = self._loop.call_at(self._pass_started + EVERY_S, self._check)
+
+    def _ask(self, transport: Watched) -> None:
+        """Ask ``transport``'s pending error; a reset found closes it."""
+        self.asked += 1
+        error = transport.pending_error()
+        if error:
+            self.found += 1
+            self._watched.discard(transport)
+            name = errno.errorcode.get(error, "")
+            kind = ConnectionResetError if error == errno.ECONNRESET else OSError
+            transport.reset_found(kind(error, f"{os.strerror(error)} ({name}, found idle)"))
 
 
 def pending_error(sock: socket.socket) -> int:

@@ -12,12 +12,15 @@ import asyncio
 import socket
 import struct
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from loadsvc.users import arrival, readturns
 from loadsvc.users.connect import open_stamped
-from loadsvc.users.resetwatch import IDLE_S, ResetWatch
+from loadsvc.users.resetwatch import EVERY_S, IDLE_S, SLICE_S, ResetWatch
 from tests.support.loops import Run
 from tests.support.timing import scaled, wait_for_async
 
@@ -79,3 +82,92 @@ def test_data_then_a_reset_ends_the_connection(run: Run, budget: float | None) -
         run(body())
     finally:
         readturns.set_budget(readturns.BUDGET_S)
+
+
+@dataclass(eq=False)  # hashed by identity, as transports are
+class Idle:
+    """A watched transport that has read nothing since ``arrived``; each ask costs ``cost_s``
+    of busy CPU and notes the loop's time and the watch's slice."""
+
+    log: list[tuple[int, int]]  # (passes finished, slice) at each ask of any transport
+    watch: ResetWatch | None = None
+    cost_s: float = 0.0
+    arrived: float = 0.0
+    asks: list[float] = field(default_factory=list)
+    on_ask: Callable[[], None] | None = None
+
+    def pending_error(self) -> int:
+        end = time.perf_counter() + self.cost_s
+        while time.perf_counter() < end:
+            pass
+        self.asks.append(asyncio.get_running_loop().time())
+        assert self.watch is not None
+        self.log.append((self.watch.passes, self.watch.slices))
+        if self.on_ask is not None:
+            self.on_ask()
+        return 0
+
+    def reset_found(self, exc: OSError) -> None:
+        raise AssertionError(f"no reset here: {exc}")
+
+
+def test_a_pass_is_sliced_across_turns_within_the_slice_budget(run: Run) -> None:
+    """Asks costing 0.4 ms each: no turn asks more than the budget allows (SLICE_S, stopped at
+    the first ask past it), every idle transport is asked once a pass, and transports closed
+    while the pass is under way are not asked after."""
+    cost_s = 0.4 * SLICE_S
+    per_slice = int(SLICE_S / cost_s) + 1  # the budget is checked after each ask
+
+    async def body() -> None:
+        watch = ResetWatch(asyncio.get_running_loop())
+        log: list[tuple[int, int]] = []
+        victims: list[Idle] = []
+
+        def close_the_victims() -> None:  # the pass's first ask: the victims close
+            for v in victims:
+                watch.discard(v)
+
+        idle = [Idle(log, watch, cost_s, on_ask=close_the_victims) for _ in range(40)]
+        victims += [Idle(log, watch, cost_s) for _ in range(10)]
+        for t in idle + victims:
+            watch.add(t)
+        await wait_for_async(lambda: watch.passes >= 1, scaled(5), "the first pass")
+        first_pass = Counter(s for p, s in log if p == 0)
+        assert max(first_pass.values()) <= per_slice
+        assert len(first_pass) >= len(idle) // per_slice  # spread over turns, not one
+        victims_asked = sum(len(v.asks) for v in victims)
+        assert victims_asked <= 1  # only if one was the pass's first ask
+        assert all(t.asks for t in idle)
+        assert sum(first_pass.values()) == len(idle) + victims_asked  # each idle one once
+        for t in idle:
+            watch.discard(t)
+        await wait_for_async(lambda: watch.passes >= 2, scaled(5), "the last pass")
+
+    run(body())
+
+
+def test_every_idle_transport_is_asked_once_a_period_when_passes_take_many_turns(
+    run: Run,
+) -> None:
+    """5,000 watched, a few of them reading: each idle one asked every pass, passes EVERY_S
+    apart start to start (so within its period), the reading ones never asked."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        watch = ResetWatch(loop)
+        log: list[tuple[int, int]] = []
+        idle = [Idle(log, watch) for _ in range(5000)]
+        reading = [Idle(log, watch, arrived=time.time() + 3600) for _ in range(10)]
+        for t in idle + reading:
+            watch.add(t)
+        await wait_for_async(lambda: watch.passes >= 3, scaled(10), "three passes")
+        assert watch.slices > watch.passes  # a pass took more than one turn
+        assert all(len(t.asks) >= 3 for t in idle)
+        assert all(not t.asks for t in reading)
+        gaps = [b - a for t in idle for a, b in zip(t.asks, t.asks[1:], strict=False)]
+        assert max(gaps) <= EVERY_S + scaled(0.5)
+        for t in idle + reading:
+            watch.discard(t)
+        await wait_for_async(lambda: watch.passes >= 4, scaled(5), "the last pass")
+
+    run(body())
