@@ -440,14 +440,38 @@ class Http1Client:
         if not reused:
             conn = await self._connect(deadline)
         assert conn is not None
+        # The common case awaits the connection's future itself, not a coroutine around it:
+        # each coroutine level costs a frame and a resumption per request (bench/results.md).
         try:
-            return await self._exchange(conn, data, method, keep_body, deadline)
-        except ConnectionError:
-            if not (reused and not conn.got_bytes and method in _IDEMPOTENT):
+            response = await _start(conn, data, method, keep_body, deadline)
+        except BaseException as exc:
+            self._abandon(conn)
+            if not (
+                isinstance(exc, ConnectionError)
+                and reused
+                and not conn.got_bytes
+                and method in _IDEMPOTENT
+            ):
                 raise
+        else:
+            conn.done()
+            return response
         # The kept-alive connection had gone stale: one retry on a fresh one.
         conn = await self._connect(deadline)
-        return await self._exchange(conn, data, method, keep_body, deadline)
+        try:
+            response = await _start(conn, data, method, keep_body, deadline)
+        except BaseException:
+            self._abandon(conn)
+            raise
+        conn.done()
+        return response
+
+    def _abandon(self, conn: _Connection) -> None:
+        """A request that failed or was abandoned half-way: its connection is dropped, since
+        its response may still come."""
+        conn.done()
+        conn.abort()
+        self._conn = None
 
     async def _connect(self, deadline: float) -> _Connection:
         self.close()
@@ -463,24 +487,18 @@ class Http1Client:
         self._conn = conn
         return conn
 
-    async def _exchange(
-        self, conn: _Connection, data: bytes, method: str, keep_body: bool, deadline: float
-    ) -> Response:
-        if conn.transport is None or conn.transport.is_closing():
-            raise ConnectionResetError("connection closed")
-        completed = False
-        try:
-            response = await conn.send(data, method == "HEAD", keep_body, deadline)
-            completed = True
-            return response
-        finally:
-            conn.done()
-            if not completed:
-                conn.abort()
-                self._conn = None
-
     def close(self) -> None:
         """Close the connection, if any."""
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
             conn.transport.close()
+
+
+def _start(
+    conn: _Connection, data: bytes, method: str, keep_body: bool, deadline: float
+) -> asyncio.Future[Response]:
+    """Send on ``conn``: the future of its response (ConnectionResetError if it is closed)."""
+    transport = conn.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("connection closed")
+    return conn.send(data, method == "HEAD", keep_body, deadline)
