@@ -26,7 +26,7 @@ from websockets.exceptions import (
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.tls import client_context, describe_tls_error
 from loadsvc.users.arrival import clock_of
-from loadsvc.users.backoff import ReconnectBackoff
+from loadsvc.users.backoff import ReconnectBackoff, pacer
 from loadsvc.users.base import UserContext, WsSink
 from loadsvc.users.conversation import ACK_TIMEOUT, AckTimeout, WsConversation
 from loadsvc.users.frames import FrameReader
@@ -132,10 +132,13 @@ class _WsClient:
         self._ws: TimedConnection | None = None  # the open connection, if any
 
     async def _open(
-        self, lost_at: float | None, on_frame: FrameHook | None = None
+        self, lost_at: float | None, on_frame: FrameHook | None = None, *, turn_taken: bool = False
     ) -> TimedConnection | None:
         """Connect, retrying with calm backoff; report connect (and reconnect) time.
 
+        Every attempt, the first included, takes a turn from the loop's handshake pacer
+        (:mod:`loadsvc.users.backoff`) unless ``turn_taken`` says the caller took the first;
+        connect time runs from the turn, so the pace is never timed as the backend's.
         With ``on_frame``, data frames go to it as they are parsed, not to ``recv()``.
         None when the run is stopping. A handshake counts as busy work, so a graceful stop
         lets it finish; one still outstanding when the run cancels it is a ``timeout``.
@@ -144,6 +147,11 @@ class _WsClient:
         clock = self._ctx.clock
         stopping = self._ctx.stopping
         while not stopping.is_set():
+            if not turn_taken:
+                await pacer().turn(stopping)
+                if stopping.is_set():
+                    break
+            turn_taken = False
             url, headers, credential = self._url, self._headers, None
             if self._ctx.auth is not None:  # the scenario's login: its token on the upgrade
                 credential = await self._ctx.auth.ready()
@@ -233,7 +241,7 @@ class _WsClient:
         return False
 
     async def _open_watched(
-        self, lost_at: float | None, on_frame: FrameHook | None = None
+        self, lost_at: float | None, on_frame: FrameHook | None = None, *, turn_taken: bool = False
     ) -> TimedConnection | None:
         """Open the stream; a user left without one past the stall limit is stalled too.
 
@@ -241,7 +249,7 @@ class _WsClient:
         as a silent open connection, yet no open connection is silent and the rate counts
         open connection-seconds only: counted once, ended when a connection opens.
         """
-        opening = asyncio.ensure_future(self._open(lost_at, on_frame))
+        opening = asyncio.ensure_future(self._open(lost_at, on_frame, turn_taken=turn_taken))
         stall = self._sink.stall
         counted = False
         try:
@@ -387,9 +395,17 @@ class WsReconnectUser(_WsClient):
                 if ws is None or self._ctx.stopping.is_set():
                     return
                 self.busy = True
-                t0 = self._ctx.clock()
                 await self._close()
-                ws = await self._open_watched(t0)
+                # The storm's reconnect takes a handshake turn like any other, timed from
+                # the turn: the whole storm still reaches the target, within about
+                # users / HANDSHAKES_PER_S of the boundary, and its reconnect time is the
+                # target's, not the pace's.
+                await pacer().turn(self._ctx.stopping)
+                if self._ctx.stopping.is_set():
+                    self.busy = False
+                    return
+                t0 = self._ctx.clock()
+                ws = await self._open_watched(t0, turn_taken=True)
                 self.busy = False
                 if ws is not None:
                     ws = await self._receive(ws, until=boundary)
