@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import gc
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import BytesLike
 
@@ -140,3 +144,66 @@ def test_without_on_frame_recv_still_works(run: Run) -> None:
             await ws.close()
 
     run(body())
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """No cyclic collection inside: what is freed is freed by reference counting alone."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def server_closes(ws: ServerConnection) -> None:
+    """A closing handshake started by the server."""
+    await ws.send("last")
+    await ws.close(code=1001)
+
+
+async def server_vanishes(ws: ServerConnection) -> None:
+    """The TCP connection dropped under the client, no closing handshake."""
+    await ws.send("last")
+    ws.transport.abort()
+
+
+async def client_closes(ws: ServerConnection) -> None:
+    """The server waits for the client's close."""
+    await ws.send("last")
+    await ws.wait_closed()
+
+
+@pytest.mark.parametrize("server_side", [server_closes, server_vanishes, client_closes])
+def test_an_ended_connection_leaves_no_cycle(
+    run: Run, server_side: Callable[[ServerConnection], Any]
+) -> None:
+    """However a connection ends, its protocol is freed with it by reference counting: no
+    parser left suspended holding the protocol in a cycle (which a frozen heap keeps until a
+    sweep)."""
+
+    protocols: list[weakref.ref[Any]] = []
+
+    async def body() -> None:
+        async with serve(server_side, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ws = await stamped_connect(
+                f"ws://127.0.0.1:{port}",
+                compression=None,
+                # No keepalive: a ping failing on the vanished server logs its traceback,
+                # which pytest's log capture keeps (and the connection with it).
+                ping_interval=None,
+                create_connection=TimedConnection.factory(lambda d, _: None),
+            )
+            if server_side is client_closes:
+                await ws.close()
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            protocols.append(weakref.ref(ws.protocol))
+            del ws
+            await asyncio.sleep(0.05)  # the transport's last callbacks run
+
+    with collector_off():
+        run(body())
+        alive = protocols[0]()
+        assert alive is None, [type(r).__name__ for r in gc.get_referrers(alive)]
