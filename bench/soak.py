@@ -385,6 +385,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--tracemalloc-at", default="", help=argparse.SUPPRESS)
     p.add_argument(
+        "--census-at",
+        default="",
+        metavar="S,S",
+        help="with --memory: at these seconds, the objects by type an unfreeze and a full "
+        "collection free, to memory.jsonl (bench/soak_census.py; each is a sweep)",
+    )
+    p.add_argument(
         "--turns",
         action="store_true",
         help="run serve under bench/soak_turns.py: every loop turn over 1 ms of CPU, attributed "

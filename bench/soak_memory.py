@@ -16,7 +16,8 @@ seconds writes one JSON line to ``--out`` with each allocator's view of the proc
 With ``--tracemalloc-at T1,T2`` tracemalloc runs from the start (it costs memory and CPU:
 the other figures of such a run are not the service's) and at each time (seconds from the
 start) the top allocation sites by size are written, one ``{"at": T, "top": [...]}`` line
-each; the soak compares the last with the first. How issue 20's RSS was placed; a
+each; the soak compares the last with the first. With ``--census-at T1,T2`` the objects by
+type that an unfreeze and a full collection free are written then (``bench/soak_census.py``). How issue 20's RSS was placed; a
 diagnostic beside the soak's own table, not a goal.
 
     python bench/soak_memory.py --out memory.jsonl -- --log-json serve --port 9100 ...
@@ -38,6 +39,11 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.soak_census import census
 
 MB = 2**20
 TOP = 25  # allocation sites written per tracemalloc snapshot
@@ -126,10 +132,12 @@ def top_sites(limit: int = TOP) -> list[list[object]]:
     return [[str(s.traceback[0]), round(s.size / 1024, 1), s.count] for s in stats]
 
 
-def watch(out: Path, every: float, snapshots: list[float]) -> None:
-    """Write one line per interval (and the snapshots when due), for as long as the process lives."""
+def watch(out: Path, every: float, snapshots: list[float], censuses: list[float]) -> None:
+    """Write one line per interval (and the snapshots and censuses when due), for as long as
+    the process lives."""
     t0 = time.monotonic()
     due = sorted(snapshots)
+    due_census = sorted(censuses)
     with out.open("w") as f:
         while True:
             time.sleep(every)
@@ -137,6 +145,9 @@ def watch(out: Path, every: float, snapshots: list[float]) -> None:
             if due and time.monotonic() - t0 >= due[0]:
                 line["snapshot_at"] = due.pop(0)
                 line["top"] = top_sites()
+            if due_census and time.monotonic() - t0 >= due_census[0]:
+                line["census_at"] = due_census.pop(0)
+                line["census"] = census()
             f.write(json.dumps(line) + "\n")
             f.flush()
 
@@ -147,13 +158,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--every", type=float, default=2.0, help="seconds between readings")
     p.add_argument("--tracemalloc-at", default="", help="seconds, comma-separated")
+    p.add_argument("--census-at", default="", help="seconds, comma-separated (soak_census.py)")
     p.add_argument("loadsvc_args", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     rest = args.loadsvc_args[1:] if args.loadsvc_args[:1] == ["--"] else args.loadsvc_args
     snapshots = [float(s) for s in args.tracemalloc_at.split(",") if s]
     if snapshots:
         tracemalloc.start()
-    threading.Thread(target=watch, args=(args.out, args.every, snapshots), daemon=True).start()
+    censuses = [float(s) for s in args.census_at.split(",") if s]
+    threading.Thread(
+        target=watch, args=(args.out, args.every, snapshots, censuses), daemon=True
+    ).start()
     sys.argv = ["loadsvc", *rest]
     runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
 

@@ -21,7 +21,7 @@ def serve_runner(args: argparse.Namespace, out: Path, warmup: float) -> list[str
     if args.memory:  # under bench/soak_memory.py: each allocator's view, every 2 s
         runner = [str(HERE / "soak_memory.py")]
         runner += ["--out", str(out / "memory.jsonl"), "--every", "2"]
-        runner += ["--tracemalloc-at", args.tracemalloc_at, "--"]
+        runner += ["--tracemalloc-at", args.tracemalloc_at, "--census-at", args.census_at, "--"]
     if args.pauses:  # under bench/soak_pauses.py: survivors frozen or not, alternating
         runner = [str(HERE / "soak_pauses.py")]
         runner += ["--out", str(out / "pauses.jsonl"), "--period", str(args.pauses)]
