@@ -15,7 +15,7 @@ from bench.soak_config import (
     verdict_every,
 )
 from bench.soak_faults import RESTART_AT, cycle_gap, plan_faults
-from bench.soak_judge import after_restarts, memory_rows, n_against_2n, phase_window
+from bench.soak_judge import BY_KEY, after_restarts, memory_rows, n_against_2n, phase_window
 from bench.soak_report import Sample, SoakResult
 from bench.soak_trend import within
 from loadsvc.config import parse_config
@@ -171,3 +171,14 @@ def test_a_load_slower_than_the_restarts_is_not_judged() -> None:
     assert rows["live heap at the cycle's end after restart N -> 2N"] == (
         "not measured (a period of the load (6 cycles) is longer than restart N = 5)"
     )
+
+
+def test_the_heap_at_the_last_sweep_is_not_read_before_the_first_sweep() -> None:
+    """Before any sweep the heap "at the last sweep" is the start's, with no load: it reads as
+    no value (a lone sweep under load against it read +25 % "growing"), the sweep's from then on."""
+    result = _soak(0.0)
+    for i, end in enumerate(result.cycle_ends):
+        end |= {"sweeps": float(i >= 6), "heap_sweep_blocks": 256e3 if i < 6 else 330e3}
+    values = BY_KEY["heap_sweep_blocks"].values(result)
+    assert values[:5] == [None] * 5 and values[5:] == [330e3] * (len(values) - 5), values
+    assert after_restarts(result, "heap_sweep_blocks")[0] == 256e3  # what was read before
