@@ -67,8 +67,10 @@ that sets a sweep off is ordinary): what it freed beyond them
 (``loadsvc_python_sweep_freed_blocks``, never below 0) is what died frozen, and what the next
 sweep's date is set by; both falls are exported (``loadsvc_python_full_gc_freed_blocks``: the
 median it was judged against). It is an estimate, not a count: the young garbage and the free
-lists vary from one full collection to the next (a few thousand blocks), and a finalizer runs
-Python code, during which another thread may take the GIL and allocate or free.
+lists vary from one full collection to the next (25-35 k blocks in the soak), and a finalizer
+runs Python code, during which another thread may take the GIL and allocate or free. So the
+next sweep's date takes it as found only past that variation (over the largest of those
+ordinary falls); within it, the sweep found nothing and the next is an hour away.
 
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
 (:class:`MallocTrim`: timed, counted, what it gave back read from RSS), on the loop's thread:
@@ -349,10 +351,13 @@ class FrozenSurvivors:
         if swept:
             self.sweeping = False
             self.sweeps += 1
-            ordinary = int(statistics.median(self._falls)) if self._falls else 0
+            falls = self._falls or collections.deque([0])
+            ordinary = int(statistics.median(falls))
             found = max(0, fall - ordinary)
-            # What the sweep freed piled up since the last one: its share of the heap before.
-            share = found / max(1, self._started_blocks)
+            # What the sweep freed piled up since the last one: its share of the heap before;
+            # none, if no more than the ordinary falls themselves vary by above their median.
+            piled = found if found > max(falls) - ordinary else 0
+            share = piled / max(1, self._started_blocks)
             soonest = min(SWEEP_SOONEST_S, self._every)
             piling = (now - self._last_sweep) * self._growth / share if share else self._every
             self.due_s = min(self._every, max(soonest, piling))
