@@ -20,9 +20,11 @@ from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget
 from bench.soak_report import (
     CYCLIC_GARBAGE,
     FULL_COLLECTIONS,
+    FULL_GC_FREED_BLOCKS,
     HEAP_AFTER_GC,
     HEAP_AT_SWEEP,
     HEAP_BLOCKS,
+    SWEEP_FREED_BLOCKS,
     SWEEP_GARBAGE,
     SWEEPS,
     TRIM_RELEASED,
@@ -72,10 +74,13 @@ def cycle_end(serve_url: str, t0: float, pid: int) -> dict[str, float | None]:
         "full_gcs": now.total(FULL_COLLECTIONS),
         "gc_freed": now.total(CYCLIC_GARBAGE),  # a counter: its rise over a cycle
         # The heap right after the last sweep (no garbage, frozen or not), what that sweep
-        # freed, how many there have been (the reading is this cycle's only if one ran in it),
-        # and the glibc trims that follow each.
+        # freed (blocks beyond an ordinary full collection's fall, that fall, the objects the
+        # collector counted), how many there have been (the reading is this cycle's only if
+        # one ran in it), and the glibc trims that follow each.
         "heap_sweep_blocks": now.total(HEAP_AT_SWEEP),
         "sweep_garbage": now.total(SWEEP_GARBAGE),
+        "sweep_freed_blocks": now.total(SWEEP_FREED_BLOCKS),
+        "full_gc_freed_blocks": now.total(FULL_GC_FREED_BLOCKS),
         "sweeps": now.total(SWEEPS),
         "trims": now.total(TRIMS),
         "trim_s": now.total(TRIM_SECONDS),

@@ -39,7 +39,12 @@ if TYPE_CHECKING:
 # which that collection ran (the same value again is an earlier cycle's).
 # (The heap at the last sweep is read as it stands: the sweep by then, however long ago; but
 # not before the first sweep, when it is the heap of a process that had no load yet.)
-FRESH_WHEN = {"heap_gc_blocks": "full_gcs", "sweep_garbage": "sweeps"}
+FRESH_WHEN = {
+    "heap_gc_blocks": "full_gcs",
+    "sweep_garbage": "sweeps",
+    "sweep_freed_blocks": "sweeps",
+    "full_gc_freed_blocks": "sweeps",
+}
 LATE_S = 2.0  # a reading later than this is at another moment of the accelerated cycle (8 s)
 
 Values = list[float | None]
@@ -246,15 +251,7 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
                 "did not take those pages again within the window)",
             )
         )
-    freed = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
-    if freed:
-        rows.append(
-            (
-                "garbage a sweep freed (frozen and young, objects; median, max)",
-                f"{statistics.median(freed):,.0f}, {max(freed):,.0f} over {len(freed)} cycles "
-                "with a sweep (what the heap readings before each sweep held, at most)",
-            )
-        )
+    rows += sweep_rows(result)
     last = result.cycle_ends[-1] if result.cycle_ends else {}
     trims = last.get("trims")
     if trims:
@@ -264,6 +261,37 @@ def high_water_rows(result: SoakResult) -> list[tuple[str, str]]:
             (
                 "glibc malloc_trim at sweeps: count, pause (mean), RSS given back",
                 f"{trims:,.0f}, {ms / trims:,.2f} ms, {released:,.1f} MB in all",
+            )
+        )
+    return rows
+
+
+def sweep_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """What the sweeps freed, over the cycles with a sweep: heap blocks beyond an ordinary full
+    collection's fall (the measure), against that fall; and the objects the collector counted,
+    which miss every cycle a generator's or coroutine's finalizer broke."""
+    rows: list[tuple[str, str]] = []
+    blocks = [v for v in after_restarts(result, "sweep_freed_blocks") if v is not None]
+    ordinary = [v for v in after_restarts(result, "full_gc_freed_blocks") if v is not None]
+    if blocks:
+        rows.append(
+            (
+                "garbage a sweep freed (heap blocks beyond an ordinary full collection's; "
+                "median, max)",
+                f"{statistics.median(blocks):,.0f}, {max(blocks):,.0f} over {len(blocks)} "
+                "cycles with a sweep (the frozen garbage the heap readings before each held), "
+                f"against an ordinary full collection's {statistics.median(ordinary or [0]):,.0f}"
+                " (young garbage and free lists; median)",
+            )
+        )
+    objects = [v for v in after_restarts(result, "sweep_garbage") if v is not None]
+    if objects:
+        rows.append(
+            (
+                "objects a sweep's collector counted (median, max)",
+                f"{statistics.median(objects):,.0f}, {max(objects):,.0f} over {len(objects)} "
+                "cycles with a sweep (not the cycles a generator's finalizer broke: "
+                "reference counting freed those, uncounted)",
             )
         )
     return rows

@@ -26,10 +26,14 @@ FULL_COLLECTIONS = "loadsvc_python_full_collections_total"
 CYCLIC_GARBAGE = "loadsvc_python_cyclic_garbage_total"
 # loadsvc.collector's sweeps (survivors of full collections are frozen; a sweep walks all):
 # the heap right after the last one has no garbage in it, frozen or not; what it freed is the
-# garbage the readings before it held; a glibc malloc_trim follows each.
+# garbage the readings before it held: in heap blocks beyond an ordinary full collection's fall
+# (with that fall), and the objects the collector counted (not the cycles a generator's
+# finalizer broke); a glibc malloc_trim follows each.
 SWEEPS = "loadsvc_python_sweeps_total"
 HEAP_AT_SWEEP = "loadsvc_python_heap_blocks_at_sweep"
 SWEEP_GARBAGE = "loadsvc_python_sweep_garbage"
+SWEEP_FREED_BLOCKS = "loadsvc_python_sweep_freed_blocks"
+FULL_GC_FREED_BLOCKS = "loadsvc_python_full_gc_freed_blocks"
 TRIMS = "loadsvc_malloc_trims_total"
 TRIM_SECONDS = "loadsvc_malloc_trim_seconds_total"
 TRIM_RELEASED = "loadsvc_malloc_trim_released_bytes_total"

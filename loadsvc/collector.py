@@ -34,8 +34,9 @@ against the floor of the first such window after the last sweep. A window longer
 load's longest high phase (the seed's burst: 3 minutes) holds a moment of the base load; the
 swing moves the peaks, not that floor, and a leak lifts every reading after it, the floor too.
 A leak is swept once it has piled 2 % of the heap and the window has seen it: at most 2 % plus
-one window of it. A fast leak, which the floor sees a window late, is then counted exactly by
-the sweep itself (the objects it freed, against those it kept): the next sweep is due by time
+one window of it. A fast leak, which the floor sees a window late, is then measured by
+the sweep itself (the blocks it freed beyond an ordinary full collection, against the heap
+before it: see below): the next sweep is due by time
 once that rate would pile 2 % again (not sooner than :data:`SWEEP_SOONEST_S`), so from its
 second sweep on the leak is held near 2 %; a sweep that finds nothing puts it back to the hour.
 What the floor does not see: a leak hidden under a fall of the load for good (the floor drops
@@ -50,8 +51,26 @@ without a leak (``bench/sweep_trigger.py``).
 
 A reading of the heap between sweeps holds whatever frozen garbage there is; a sweep's does
 not. So the hook keeps the heap right after the last sweep (``loadsvc_python_heap_blocks_at_
-sweep``) and the objects that sweep freed (``loadsvc_python_sweep_garbage``): the garbage,
-frozen and young, that the readings before it held.
+sweep``) and what that sweep freed: the garbage, frozen and young, that the readings before it
+held. What it freed is measured by the heap, in blocks: ``sys.getallocatedblocks()`` at the
+collection's "start" callback minus at its "stop". The collector's own count (``info
+["collected"]``, ``loadsvc_python_sweep_garbage``) misses every cycle that a finalizer breaks:
+a cycle through a suspended generator or coroutine (a websockets parser holding its protocol,
+issue 20) is finalized first (``gen.close()`` clears the frame, the cycle is broken) and
+reference counting then frees the whole group before the collector counts what is left, so a
+sweep that freed 100 k blocks of dead protocols counted 0-3 objects. But a full collection's
+fall also holds what any full collection frees: the young garbage and the interpreter's free
+lists, which a full collection empties (25-35 k blocks in the soak, next to a heap of ~350 k).
+So the fall is read at every ordinary full collection too, and the sweep is judged against the
+median of the last :data:`ORDINARY_FALLS` of those (there is always one: the full collection
+that sets a sweep off is ordinary): what it freed beyond them
+(``loadsvc_python_sweep_freed_blocks``, never below 0) is what died frozen, and what the next
+sweep's date is set by; both falls are exported (``loadsvc_python_full_gc_freed_blocks``: the
+median it was judged against). It is an estimate, not a count: the young garbage and the free
+lists vary from one full collection to the next (25-35 k blocks in the soak), and a finalizer
+runs Python code, during which another thread may take the GIL and allocate or free. So the
+next sweep's date takes it as found only past that variation (over the largest of those
+ordinary falls); within it, the sweep found nothing and the next is an hour away.
 
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
 (:class:`MallocTrim`: timed, counted, what it gave back read from RSS), on the loop's thread:
@@ -91,6 +110,7 @@ import ctypes
 import functools
 import gc
 import os
+import statistics
 import sys
 import threading
 import time
@@ -98,6 +118,7 @@ from collections.abc import Callable, Iterator
 
 __all__ = [
     "MIDDLE_EVERY",
+    "ORDINARY_FALLS",
     "SWEEP_EVERY_S",
     "SWEEP_GROWTH",
     "SWEEP_READINGS",
@@ -129,9 +150,12 @@ SWEEP_GROWTH = 0.02
 # that every window holds a moment of the base load, whose heap is the floor.
 SWEEP_WINDOW_S = 240.0
 # A sweep that freed frozen cycles measured how fast they pile up: the next one is due by
-# time once that rate would pile SWEEP_GROWTH of the heap's objects again (a fast leak, which
+# time once that rate would pile SWEEP_GROWTH of the heap's blocks again (a fast leak, which
 # the floor sees a window late), but not sooner than this after it.
 SWEEP_SOONEST_S = 30.0
+# Ordinary full collections whose median fall (blocks at start minus at stop: their young
+# garbage and the free lists they empty) a sweep's fall is judged against.
+ORDINARY_FALLS = 5
 # A floor of fewer readings than this is a reading or two of the swing, not a floor: a window
 # that holds fewer reaches back to this many (full collections are rare where the load is).
 SWEEP_READINGS = 3
@@ -281,12 +305,18 @@ class FrozenSurvivors:
         # (``loadsvc_python_heap_blocks_at_sweep``). Blocks, not frozen objects: a frozen
         # cycle may hold buffers many times its size.
         self.swept_blocks = sys.getallocatedblocks()
-        # The objects the last sweep found unreachable and freed: the frozen garbage (and the
-        # young one) that readings between sweeps held (``loadsvc_python_sweep_garbage``).
-        # Objects, not blocks: a full collection also empties the interpreter's free lists
-        # (tuples, lists, dicts, floats kept for reuse: 25-35k blocks in the soak), so the
-        # heap's fall across a sweep is mostly those, not garbage.
+        # The objects the last sweep counted as freed (``info["collected"]``,
+        # ``loadsvc_python_sweep_garbage``): not the cycles a finalizer broke (module doc).
         self.sweep_garbage = 0
+        # The heap at the start of the running full collection, and the falls (start minus
+        # stop) of the last ordinary ones: what any full collection frees.
+        self._started_blocks = 0
+        self._falls: collections.deque[int] = collections.deque(maxlen=ORDINARY_FALLS)
+        # The last sweep's fall beyond the median of those (``loadsvc_python_sweep_freed_
+        # blocks``, never below 0): the frozen garbage it freed; and that median
+        # (``loadsvc_python_full_gc_freed_blocks``).
+        self.sweep_freed_blocks = 0
+        self.ordinary_freed_blocks = 0
         self.sweeping = False  # unfrozen: the next full collection is a sweep
         self.sweeps = 0  # sweeps done
         self.grown_sweeps = 0  # of which the heap's floor started (the rest: the hour)
@@ -297,13 +327,19 @@ class FrozenSurvivors:
         self._growth = sweep_growth
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        """The collector's callback: act at the end of a generation 2 collection only."""
-        if phase != "stop" or info["generation"] != 2:
+        """The collector's callback: read the heap at the start of a generation 2 collection,
+        and act at its end."""
+        if info["generation"] != 2:
+            return
+        blocks = sys.getallocatedblocks()
+        if phase == "start":
+            self._started_blocks = blocks
             return
         now = self._clock()
-        blocks = sys.getallocatedblocks()
+        fall = self._started_blocks - blocks
         swept = self.sweeping  # this collection walked everything: the sweep is done
         if not swept:
+            self._falls.append(fall)
             grown = self.floor.read(now, blocks)
             if grown or now - self._last_sweep >= self.due_s:
                 gc.unfreeze()  # cheap (lists spliced); the next full collection walks it all
@@ -315,9 +351,13 @@ class FrozenSurvivors:
         if swept:
             self.sweeping = False
             self.sweeps += 1
-            found = info["collected"]
-            # What the sweep freed piled up since the last one, among what it kept and freed.
-            share = found / max(1, gc.get_freeze_count() + found)
+            falls = self._falls or collections.deque([0])
+            ordinary = int(statistics.median(falls))
+            found = max(0, fall - ordinary)
+            # What the sweep freed piled up since the last one: its share of the heap before;
+            # none, if no more than the ordinary falls themselves vary by above their median.
+            piled = found if found > max(falls) - ordinary else 0
+            share = piled / max(1, self._started_blocks)
             soonest = min(SWEEP_SOONEST_S, self._every)
             piling = (now - self._last_sweep) * self._growth / share if share else self._every
             self.due_s = min(self._every, max(soonest, piling))
@@ -326,6 +366,8 @@ class FrozenSurvivors:
             self.floor.restart(now)
             self.floor.read(now, blocks)  # the sweep's own reading is the baseline's first
             self.sweep_garbage = info["collected"]
+            self.sweep_freed_blocks = found
+            self.ordinary_freed_blocks = ordinary
             if self.trim is not None:
                 self.trim()
 

@@ -338,8 +338,20 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "with no garbage in it, frozen or not.",
                group="process"),
     MetricSpec("python_sweep_garbage", "loadsvc_python_sweep_garbage", "gauge",
-               "Objects the last sweep found unreachable and freed: the garbage, frozen and "
-               "young, that the heap readings before it held.",
+               "Objects the last sweep counted as freed (the collector's own count: not the "
+               "cycles a generator's or coroutine's finalizer broke, which reference counting "
+               "freed; see loadsvc_python_sweep_freed_blocks).",
+               group="process"),
+    MetricSpec("python_sweep_freed_blocks", "loadsvc_python_sweep_freed_blocks", "gauge",
+               "Blocks of the Python heap the last sweep freed beyond what an ordinary full "
+               "collection frees (its fall, start to end, minus "
+               "loadsvc_python_full_gc_freed_blocks; at least 0): the garbage that died frozen "
+               "and that the heap readings before it held.",
+               group="process"),
+    MetricSpec("python_full_gc_freed_blocks", "loadsvc_python_full_gc_freed_blocks", "gauge",
+               "Blocks of the Python heap an ordinary full collection freed (young garbage and "
+               "the free lists it empties; the median fall, start to end, of the last five "
+               "before the last sweep), which the sweep's fall was judged against.",
                group="process"),
     MetricSpec("malloc_trims", "loadsvc_malloc_trims", "counter",
                "glibc malloc_trim(0) calls, one at the end of every sweep: the free memory "

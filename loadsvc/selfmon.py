@@ -48,6 +48,8 @@ SWEEP_FIELDS = (
     "python_sweeps",
     "python_heap_blocks_at_sweep",
     "python_sweep_garbage",
+    "python_sweep_freed_blocks",
+    "python_full_gc_freed_blocks",
     "malloc_trims",
     "malloc_trim_seconds",
     "malloc_trim_released_bytes",
@@ -55,6 +57,8 @@ SWEEP_FIELDS = (
 SWEEPS = BY_FIELD["python_sweeps"].name
 HEAP_AT_SWEEP = BY_FIELD["python_heap_blocks_at_sweep"].name
 SWEEP_GARBAGE = BY_FIELD["python_sweep_garbage"].name
+SWEEP_FREED_BLOCKS = BY_FIELD["python_sweep_freed_blocks"].name
+FULL_GC_FREED_BLOCKS = BY_FIELD["python_full_gc_freed_blocks"].name
 _HELP_AFTER_GC = BY_FIELD["python_heap_blocks_after_full_gc"].help
 _HELP_FULL = BY_FIELD["python_full_collections"].help
 _HELP_GARBAGE = BY_FIELD["python_cyclic_garbage"].help
@@ -173,10 +177,17 @@ class SelfHealthCollector(Collector):
 
 def sweep_metrics(hook: FrozenSurvivors) -> Iterator[Metric]:
     """The sweeps of the frozen survivors' hook: how many, the heap right after the last
-    (no garbage in it, frozen or not), what it freed (the garbage readings before held), and
-    the glibc trims that follow each sweep (0 without a trim)."""
+    (no garbage in it, frozen or not), what it freed (the garbage readings before held: the
+    objects the collector counted, and the blocks beyond an ordinary full collection's, with
+    that), and the glibc trims that follow each sweep (0 without a trim)."""
     trim = hook.trim
-    values: tuple[float, ...] = (hook.sweeps, hook.swept_blocks, hook.sweep_garbage)
+    values: tuple[float, ...] = (
+        hook.sweeps,
+        hook.swept_blocks,
+        hook.sweep_garbage,
+        hook.sweep_freed_blocks,
+        hook.ordinary_freed_blocks,
+    )
     if trim is None:
         values += (0, 0.0, 0)
     else:

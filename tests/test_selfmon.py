@@ -19,10 +19,12 @@ from loadsvc.config import parse_config
 from loadsvc.selfmon import (
     CYCLIC_GARBAGE,
     FULL_COLLECTIONS,
+    FULL_GC_FREED_BLOCKS,
     HEAP_AFTER_GC,
     HEAP_AT_SWEEP,
     HEAP_BLOCKS,
     SOCKETS,
+    SWEEP_FREED_BLOCKS,
     SWEEP_GARBAGE,
     SWEEPS,
     TASKS,
@@ -159,7 +161,8 @@ class _Clock:
 async def test_the_heap_at_a_sweep_leaves_frozen_garbage_out_and_counts_it() -> None:
     """20,000 objects in cycles that die frozen blur the heap read after a full collection
     (it cannot see them); the sweep frees them, and the scrape then exports the heap right
-    after it (back to the clean size), the 20,000 objects it freed and one trim after it."""
+    after it (back to the clean size), the 20,000 objects it freed (and their blocks)
+    and one trim after it."""
     clock = _Clock()
     gc.collect()
     gc.freeze()
@@ -188,8 +191,12 @@ async def test_the_heap_at_a_sweep_leaves_frozen_garbage_out_and_counts_it() -> 
         gc.collect()  # the sweep
         at_sweep = registry.get_sample_value(HEAP_AT_SWEEP)
         freed = registry.get_sample_value(SWEEP_GARBAGE)
+        freed_blocks = registry.get_sample_value(SWEEP_FREED_BLOCKS)
         assert at_sweep is not None and abs(at_sweep - clean) < 2_000
         assert freed is not None and freed >= 20_000
+        # Their blocks (two each), beyond what an ordinary full collection frees, also exported.
+        assert freed_blocks is not None and freed_blocks >= 0.9 * (blurred - clean)
+        assert registry.get_sample_value(FULL_GC_FREED_BLOCKS) is not None
         assert registry.get_sample_value(SWEEPS + "_total") == 1
         trims = registry.get_sample_value("loadsvc_malloc_trims_total")
         assert trims == (1 if hook.trim is not None and hook.trim.available else 0)

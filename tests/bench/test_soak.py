@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.soak_config import accelerated, soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
-from bench.soak_judge import high_water_rows, memory_rows
+from bench.soak_judge import high_water_rows, memory_rows, sweep_rows
 from bench.soak_report import (
     Sample,
     Scrape,
@@ -120,6 +120,29 @@ def test_rss_is_shown_against_the_heaps_peak_so_far() -> None:
     assert row.endswith("no new peak: a rise of RSS is memory the Python heap does not see")
 
 
+def test_a_sweep_that_freed_frozen_cycles_the_collector_did_not_count_reads_as_freed() -> None:
+    """Two cycles with a sweep whose collector counted 0 and 3 objects while the heap fell
+    90 k and 100 k blocks beyond an ordinary full collection's 30 k: the row of what a sweep
+    freed shows the blocks (not 0), against the ordinary fall, and a cycle without a sweep
+    (its sweep count unchanged) is left out; the objects counted are shown apart, as such."""
+    result = _cycles([80.0] * 4, [300e3] * 4)
+    sweep = [(0, 0, 0, 0), (1, 0, 90e3, 30e3), (1, 0, 90e3, 30e3), (2, 3, 100e3, 31e3)]
+    for end, (sweeps, objects, blocks, ordinary) in zip(result.cycle_ends, sweep, strict=True):
+        end |= {
+            "sweeps": sweeps,
+            "sweep_garbage": objects,
+            "sweep_freed_blocks": blocks,
+            "full_gc_freed_blocks": ordinary,
+        }
+    rows = dict(sweep_rows(result))
+    (freed,) = [v for k, v in rows.items() if k.startswith("garbage a sweep freed (heap blocks")]
+    assert freed.startswith("95,000, 100,000 over 2 cycles with a sweep"), freed
+    assert "against an ordinary full collection's 30,500" in freed
+    (counted,) = [v for k, v in rows.items() if k.startswith("objects a sweep's collector")]
+    assert counted.startswith("2, 3 over 2 cycles") and "finalizer" in counted
+    assert sweep_rows(_cycles([80.0] * 4, [300e3] * 4)) == []  # no sweep read: no row
+
+
 def test_readings_a_loaded_machine_delayed_are_said_to_be_off_the_loads_phase() -> None:
     """The N-against-2N rows say when restarts ran late (the readings then fall at another
     moment of the burst and the storm), and say nothing when every reading was on time."""
@@ -217,6 +240,7 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     assert [bool(c["rss_mb"] and c["heap_blocks"]) for c in result["cycle_ends"]] == [True] * 2
     # loadsvc's collector hook is installed: its sweeps are read at every cycle's end.
     assert all(c["sweeps"] is not None and c["heap_sweep_blocks"] for c in result["cycle_ends"])
+    assert all(c["sweep_freed_blocks"] is not None for c in result["cycle_ends"])
     assert isinstance(restart["lag_p99_ms"], float)
     # The kill is seen by loadsvc and counted by reason, not as a crash.
     assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])

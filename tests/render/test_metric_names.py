@@ -97,7 +97,9 @@ def test_the_rendered_files_use_most_of_the_table() -> None:
         "loadsvc_python_cyclic_garbage",  # the soak's garbage per restart cycle
         "loadsvc_python_sweeps",  # the soak: how fresh the sweep's reading is
         "loadsvc_python_heap_blocks_at_sweep",  # the soak: the heap with no garbage at all
-        "loadsvc_python_sweep_garbage",  # the soak: the frozen garbage a sweep freed
+        "loadsvc_python_sweep_garbage",  # the soak: the objects the collector counted
+        "loadsvc_python_sweep_freed_blocks",  # the soak: the frozen garbage a sweep freed
+        "loadsvc_python_full_gc_freed_blocks",  # what the sweep's fall was judged against
         "loadsvc_malloc_trims",  # the soak: what the trims at sweeps gave back, and cost
         "loadsvc_malloc_trim_seconds",
         "loadsvc_malloc_trim_released_bytes",
