@@ -35,6 +35,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Generic, TypeVar
 
+from loadsvc.users.timers import TIMER_GRAIN_S
+
 __all__ = ["PER_TURN", "Paced", "start_offsets"]
 
 # Starts (or retirements) a turn: a few hundred us of making and as much of first steps,
@@ -49,7 +51,7 @@ class Paced(Generic[K]):
     """Items (a key each, with when each is due) worked off at most ``per_turn`` a turn.
 
     ``work(key)`` runs once per item, in order of due time (the loop's clock,
-    ``loop.time()``), never before it is due. When more are due than a turn may do,
+    ``loop.time()``), never more than the timer's grain (1 ms) before it is due. When more are due than a turn may do,
     the rest wait for the next turn (the loop polls the network in between), unless
     their deadline needs more (see the module's docstring).
     ``per_turn=None``: no budget, every due item in one turn (a benchmark's "before").
@@ -133,7 +135,7 @@ class Paced(Generic[K]):
         if self._loop.is_closed():
             return
         self._armed_at = due
-        if due <= self._loop.time():
+        if due <= self._loop.time() + TIMER_GRAIN_S:  # due now (loadsvc.users.timers)
             self._handle = self._loop.call_soon(self._slice)
         else:
             self._handle = self._loop.call_at(due, self._slice)
@@ -167,7 +169,9 @@ class Paced(Generic[K]):
     def _slice(self) -> None:
         self._handle = None
         self._armed_at = float("inf")
-        now = self._loop.time()
+        # Items due within the timer's grain are due now: a timer re-armed for them would run
+        # in the next turn at the same clock reading (uvloop), a spin (loadsvc.users.timers).
+        now = self._loop.time() + TIMER_GRAIN_S
         # How long a turn takes now: the time since the last slice, if it left items due.
         turn_s = now - self._last_slice if self._behind else 0.0
         self._last_slice = now

@@ -32,6 +32,7 @@ import weakref
 from collections import deque
 
 from loadsvc.config.spec import WsBackoffSpec
+from loadsvc.users.timers import TIMER_GRAIN_S
 
 __all__ = [
     "BURST",
@@ -49,9 +50,6 @@ __all__ = [
 # keeps reconnecting under a third of a core, and the 900 WS clients of the seed's peak (the
 # streams, the burst's and the storm's) are back ~3 s after the backend is.
 HANDSHAKES_PER_S = 300.0
-# The coarsest timer of the loops loadsvc runs on (uvloop's, in milliseconds): a turn due
-# sooner than this is released at once rather than slept for.
-TIMER_GRAIN_S = 0.001
 # Turns that may be taken back to back before the pace applies (a few clients lost at
 # once, the everyday case, reconnect without waiting).
 BURST = 4
@@ -159,10 +157,8 @@ class HandshakePacer:
             if start > now + TIMER_GRAIN_S:
                 await asyncio.sleep(start - now)
                 continue
-            # Due within the timer's grain: released now, the turn taken at its due time, so
-            # the pace holds on average. Sleeping for less than the grain wakes at once on
-            # uvloop (millisecond timers, a clock read once a turn) and the dispatcher spun
-            # through ~130 k empty turns in a restart of 500 clients, a fifth of their CPU.
+            # Due within the timer's grain (loadsvc.users.timers): released now, the turn
+            # taken at its due time, so the pace holds on average.
             queue.popleft()
             self.take(max(now, start))
             waiter.set_result(None)

@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+import loadsvc.users.backoff
 from loadsvc.config import parse_config
 from loadsvc.config.spec import WsBackoffSpec
 from loadsvc.localstack import free_port
@@ -19,6 +20,7 @@ from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.users import Target, UserContext, wire_group
 from loadsvc.users.backoff import HandshakePacer, ReconnectBackoff, pace_handshakes, pacer
+from loadsvc.users.timers import TIMER_GRAIN_S
 from tests.support.loops import Run
 from tests.support.processes import Proc, start_target
 from tests.support.timing import scaled, wait_for_async
@@ -164,8 +166,6 @@ def test_the_pacer_sleeps_once_a_turn_not_through_empty_loop_turns(
     """Between turns the dispatcher sleeps once: a wait shorter than the loop's timer grain
     (uvloop's millisecond) is not slept for, it would wake at once and spin the loop through
     thousands of empty turns (a restart of 500 clients spent a fifth of its CPU so)."""
-    import loadsvc.users.backoff as backoff
-
     sleeps: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -173,7 +173,7 @@ def test_the_pacer_sleeps_once_a_turn_not_through_empty_loop_turns(
         sleeps.append(delay)
         await real_sleep(delay)
 
-    monkeypatch.setattr(backoff.asyncio, "sleep", counted)
+    monkeypatch.setattr(loadsvc.users.backoff.asyncio, "sleep", counted)
     waiters, rate = 60, 300.0  # 3.3 ms apart: not a whole number of timer grains
 
     async def body() -> None:
@@ -189,8 +189,8 @@ def test_the_pacer_sleeps_once_a_turn_not_through_empty_loop_turns(
         await asyncio.gather(*(client() for _ in range(waiters)))
         assert len(released) == waiters
         # The pace kept on average: 59 intervals, within the grain at either end.
-        assert loop.time() - t0 >= (waiters - 1) / rate - 2 * backoff.TIMER_GRAIN_S
-        assert all(d > backoff.TIMER_GRAIN_S for d in sleeps), min(sleeps)
+        assert loop.time() - t0 >= (waiters - 1) / rate - 2 * TIMER_GRAIN_S
+        assert all(d > TIMER_GRAIN_S for d in sleeps), min(sleeps)
 
     run(body())
     assert len(sleeps) <= 2 * waiters, len(sleeps)
