@@ -73,8 +73,8 @@ def set_budget(seconds: float | None) -> None:
 
 # Wake-ups of a queued socket that cost as much as taking it off the poll and putting it
 # back (one remove_reader + one add_reader), per loop kind (bench/poll_costs.py,
-# 2026-12-04: uvloop ~16, asyncio ~10); a loop of another kind takes asyncio's.
-BREAK_EVEN = {"uvloop": 16, "asyncio": 10}
+# 2026-12-04: uvloop 8.9-9.1, asyncio 7.4-7.5); a loop of another kind takes asyncio's.
+BREAK_EVEN = {"uvloop": 9, "asyncio": 7}
 _BREAK_EVEN = -1  # _unpoll_after: each loop's BREAK_EVEN
 _unpoll_after: int | None = _BREAK_EVEN
 
