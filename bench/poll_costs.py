@@ -1,6 +1,6 @@
 """What a queued socket's wasted wake-up costs against taking it off the poll and back: the break-even.
 
-``python bench/poll_costs.py [--sockets 1000] [--turns 200] [--repeats 7]``
+``python bench/poll_costs.py [--sockets 500,1000,2000] [--turns 200] [--repeats 7]``
 
 :mod:`loadsvc.users.readturns` leaves a queued socket registered with the loop; the
 poll is level-triggered, so it is reported ready (and its callback returns at once)
@@ -10,7 +10,11 @@ TCP connections on 127.0.0.1, in this thread's CPU time:
 
 - wasted wake-up: turns with N readable sockets whose readers do what a queued
   socket's does (count, ask ``ReadTurns.woken``, return), minus turns with the same
-  N readers registered and nothing to read, per socket per turn;
+  N readers registered and nothing to read, per wake-up. And how many wake-ups a
+  ready socket gets in one turn: one on asyncio; on uvloop one while fewer than
+  1,024 are ready, but libuv polls again at once while ``epoll_wait`` fills its
+  1,024 events (up to 48 times a turn), so past that every ready socket is woken
+  many times a turn: a long queue on the poll multiplies its own cost;
 - remove + add: a turn that removes the N readers, a turn that adds them back (each
   followed by the loop's poll, where libuv makes its ``epoll_ctl`` calls), minus two
   idle turns, per socket.
@@ -89,13 +93,14 @@ async def _turns_cpu(n: int, each: Callable[[], None] | None = None) -> float:
     return clock() - c0
 
 
-async def measure_loop(args: argparse.Namespace) -> dict[str, float]:
-    """The two costs on the running loop, in microseconds, medians over the repeats."""
+async def measure_loop(args: argparse.Namespace, sockets: int) -> dict[str, float]:
+    """The two costs on the running loop over ``sockets`` connections, in microseconds,
+    and the wake-ups per ready socket a turn; medians over the repeats."""
     loop = asyncio.get_running_loop()
     turns = ReadTurns.of(loop)
-    pairs = _tcp_pairs(args.sockets)
+    pairs = _tcp_pairs(sockets)
     readers = [(a.fileno(), Queued(turns)) for a, _ in pairs]
-    wakes, moves = [], []
+    wakes, moves, per_turn = [], [], []
     step = [0]
 
     def remove_or_add() -> None:  # every reader removed in one turn, added in the next
@@ -122,14 +127,15 @@ async def measure_loop(args: argparse.Namespace) -> dict[str, float]:
             for a, _ in pairs:  # drained: idle again
                 a.recv(16)
             await _turns_cpu(2)
-            assert woken >= args.sockets * args.turns, f"only {woken} wake-ups"
-            wakes.append((ready - idle) / (args.sockets * args.turns) * 1e6)
+            assert woken >= sockets * args.turns, f"only {woken} wake-ups"
+            wakes.append((ready - idle) / woken * 1e6)
+            per_turn.append(woken / (sockets * args.turns))
 
             rounds = max(2, args.turns // 10) * 2  # even: every reader back at the end
             idle = await _turns_cpu(rounds)
             moved = await _turns_cpu(rounds, remove_or_add)
             await _turns_cpu(2)
-            moves.append((moved - idle) / (args.sockets * rounds / 2) * 1e6)
+            moves.append((moved - idle) / (sockets * rounds / 2) * 1e6)
     finally:
         for fd, _ in readers:
             loop.remove_reader(fd)
@@ -137,40 +143,58 @@ async def measure_loop(args: argparse.Namespace) -> dict[str, float]:
             a.close()
             b.close()
     wake, move = statistics.median(wakes), statistics.median(moves)
-    return {"wake_us": wake, "move_us": move, "break_even": move / wake if wake > 0 else 0.0}
+    return {
+        "wake_us": wake,
+        "move_us": move,
+        "break_even": move / wake if wake > 0 else 0.0,
+        "wakes_per_turn": statistics.median(per_turn),
+    }
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Both loop kinds, in one process, one after the other; the collector off."""
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Both loop kinds at each socket count, in one process, one after the other; the
+    collector off. A row per (loop, sockets)."""
     readturns.set_unpoll_after(None)  # the readers only count
     gc.disable()
     try:
-        out = {}
-        for kind, factory in LOOPS.items():
-            with asyncio.Runner(loop_factory=factory) as runner:
-                out[kind] = runner.run(measure_loop(args))
+        out = []
+        for sockets in args.sockets:
+            for kind, factory in LOOPS.items():
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    row = runner.run(measure_loop(args, sockets))
+                out.append({"loop": kind, "sockets": sockets, **row})
         return out
     finally:
         gc.enable()
         readturns.set_unpoll_after()
 
 
-def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> Table:
-    """One row per loop kind."""
+def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
+    """One row per loop kind and socket count."""
     rows = [
         [
-            kind,
+            r["loop"],
+            str(r["sockets"]),
+            f"{r['wakes_per_turn']:.1f}",
             f"{r['wake_us']:.3f}",
             f"{r['move_us']:.3f}",
             f"{r['break_even']:.1f}",
-            str(readturns.BREAK_EVEN[kind]),
+            str(readturns.BREAK_EVEN[r["loop"]]),
         ]
-        for kind, r in results.items()
+        for r in results
     ]
     return Table(
-        f"A queued socket's wasted wake-up vs off the poll and back, {args.sockets} sockets "
-        f"(medians of {args.repeats}, us of CPU per socket)",
-        ["loop", "wasted wake-up", "remove + add", "break-even (wake-ups)", "BREAK_EVEN"],
+        "A queued socket's wasted wake-up vs off the poll and back "
+        f"(medians of {args.repeats}, us of CPU)",
+        [
+            "loop",
+            "ready sockets",
+            "wake-ups each a turn",
+            "wasted wake-up",
+            "remove + add",
+            "break-even (wake-ups)",
+            "BREAK_EVEN",
+        ],
         rows,
     )
 
@@ -178,7 +202,9 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> Table
 def main() -> None:
     """Measure both loops, print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sockets", type=int, default=1000)
+    p.add_argument(
+        "--sockets", type=lambda v: [int(n) for n in v.split(",")], default=[500, 1000, 2000]
+    )
     p.add_argument("--turns", type=int, default=200)
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args()

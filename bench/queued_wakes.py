@@ -154,7 +154,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
         ("cpu_us_per_frame", "CPU per frame (us)", "{:.0f}"),
         ("cpu_share", "CPU / wall", "{:.2f}"),
         ("wakes_per_s", "wake-ups while queued / s", "{:.0f}"),
-        ("unpolled_per_s", "taken off the poll / s", "{:.0f}"),
+        ("unpolled_per_s", "taken off the poll / s", "{:.1f}"),
         ("left_per_s", "reads left to a later turn / s", "{:.0f}"),
         ("behind_share", "2nd half with sockets queued", "{:.2f}"),
         ("queued_max", "most sockets queued", "{:.0f}"),

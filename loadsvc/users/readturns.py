@@ -17,7 +17,10 @@ much as a read on uvloop); its readiness reports, while it is queued, return at
 once. But the loop's poll is level-triggered: a queued socket is reported ready
 again every turn until the queue reads it, and when the generator falls behind
 (2,000 connections, a queue thousands long) those wasted wake-ups are most of
-the loop's work and keep it behind (106-642 us per frame against 17-21). So a
+the loop's work and keep it behind (106-642 us per frame against 17-21). On
+uvloop it is worse than one wake-up a turn: libuv polls again at once while
+``epoll_wait`` fills its 1,024 events (up to 48 times a turn), so past 1,024 ready
+sockets each is woken 12-33 times a turn. So a
 socket woken while queued more than its loop's break-even number of times (a
 wasted wake-up against a remove plus an add of the reader, ``BREAK_EVEN``,
 ``bench/poll_costs.py``) is taken off the poll, and put back on it when the queue
@@ -73,7 +76,8 @@ def set_budget(seconds: float | None) -> None:
 
 # Wake-ups of a queued socket that cost as much as taking it off the poll and putting it
 # back (one remove_reader + one add_reader), per loop kind (bench/poll_costs.py,
-# 2026-12-04: uvloop 8.9-9.1, asyncio 7.4-7.5); a loop of another kind takes asyncio's.
+# 2026-12-04: uvloop 8.8-10 at 1,000-4,000 ready sockets, 13.5 at 500; asyncio 7.3-9);
+# a loop of another kind takes asyncio's.
 BREAK_EVEN = {"uvloop": 9, "asyncio": 7}
 _BREAK_EVEN = -1  # _unpoll_after: each loop's BREAK_EVEN
 _unpoll_after: int | None = _BREAK_EVEN
