@@ -1,6 +1,7 @@
 """Queued sockets woken every turn, or taken off the poll: does a generator that fell behind catch up? Paired.
 
-``python bench/queued_wakes.py [--connections 2000] [--passes 4] [--window 15] [--stall-ms 300]``
+``python bench/queued_wakes.py [--connections 2000] [--passes 4] [--window 15] [--stall-ms 1000]
+[--other-load 0.6]``
 
 A reference target (a child process on one core) publishes ``/ws/market`` to N WS
 connections that this process holds on uvloop on the other core, the way ``loadsvc
@@ -11,9 +12,14 @@ is woken every turn until the queue reads it: the behaviour before) with the def
 (off the poll past ``BREAK_EVEN`` wake-ups), the order reversed every other pass,
 over the same connections. Each window starts behind: the loop is held ``--stall-ms``
 (a collector pause, a restart's storm of endings), so a broadcast or more lands
-while nothing reads, then runs ``--window`` seconds. Per window: this process's CPU
-per frame, wake-ups of queued sockets per second, sockets taken off the poll per
-second, the share of 50 ms samples with sockets queued in the window's second half,
+while nothing reads, then runs ``--window`` seconds. Beside the connections, the
+generator's other work (other users, pacing, metrics) takes ``--other-load`` of the
+core: a timer every 5 ms that burns that share of it, so what is left for the reads is
+what a busy generator has. Per window: this process's CPU per frame (the other
+work's CPU not counted), wake-ups of queued sockets per second, sockets taken off the poll per
+second, the share of 50 ms samples with sockets queued in the window's second half, how
+long until the stall's backlog was read (the first sample with nothing queued once
+sockets were),
 the stamp-to-read delay p99, the frames' latency beside the target's ground truth,
 and frames lost or out of order. A window is **stuck** when sockets were queued in
 at least 90 % of its second half's samples: the generator did not catch up. The
@@ -50,11 +56,47 @@ from loadsvc.users.wsconn import TimedConnection, stamped_connect
 
 STUCK_SHARE = 0.9  # queued in this share of the second half's samples: stuck behind
 SAMPLE_S = 0.05
+OTHER_EVERY_S = 0.005  # the other work's period
 MODES = {"never (before)": None, "break-even": "break-even"}
 
 
+def _caught_up(queued: list[tuple[float, int]], window_s: float) -> float:
+    """When the stall's backlog was read: the first sample with nothing queued after the
+    first with sockets queued (the loop queues them only once it polls again); the
+    window's length if never."""
+    first = next((i for i, (_, n) in enumerate(queued) if n), None)
+    if first is None:
+        return 0.0
+    return next((at for at, n in queued[first:] if not n), window_s)
+
+
+class OtherWork:
+    """The generator's other work: ``share`` of the core, in bursts every OTHER_EVERY_S."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, share: float) -> None:
+        self._loop = loop
+        self._burst_s = share * OTHER_EVERY_S
+        self.cpu = 0.0  # thread CPU burnt so far
+        self._handle: asyncio.TimerHandle | None = None
+        if share > 0:
+            self._handle = loop.call_later(OTHER_EVERY_S, self._burn)
+
+    def _burn(self) -> None:
+        clock = time.thread_time
+        c0 = clock()
+        while clock() - c0 < self._burst_s:
+            pass
+        self.cpu += clock() - c0
+        self._handle = self._loop.call_later(OTHER_EVERY_S, self._burn)
+
+    def stop(self) -> None:
+        """No more bursts."""
+        if self._handle is not None:
+            self._handle.cancel()
+
+
 async def window(
-    target: TargetProcess, frames: Frames, mode: str, args: argparse.Namespace
+    target: TargetProcess, frames: Frames, other: OtherWork, mode: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One window of ``mode`` (a key of MODES), started behind; its figures."""
     loop = asyncio.get_running_loop()
@@ -65,7 +107,7 @@ async def window(
     frames.latency, frames.frames, frames.gaps, frames.reorders = array("d"), 0, 0, 0
     arrival.take_read_delays()
     wakes0, unpolled0, left0 = rt.wakes, rt.unpolled, rt.left
-    t0, cpu0 = time.monotonic(), time.process_time()
+    t0, cpu0, other0 = time.monotonic(), time.process_time(), other.cpu
     end = time.perf_counter() + args.stall_ms / 1000
     while time.perf_counter() < end:  # held: nothing read, the next broadcast lands
         pass
@@ -73,7 +115,8 @@ async def window(
     while (now := time.monotonic() - t0) < args.window:
         queued.append((now, len(rt)))
         await asyncio.sleep(SAMPLE_S)
-    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    wall = time.monotonic() - t0
+    cpu = time.process_time() - cpu0 - (other.cpu - other0)
     late = [n for at, n in queued if at >= args.window / 2]
     behind_share = sum(1 for n in late if n) / max(1, len(late))
     truth = _truth(target.delivery())
@@ -86,6 +129,7 @@ async def window(
         "left_per_s": (rt.left - left0) / wall,
         "behind_share": behind_share,
         "queued_max": max((n for _, n in queued), default=0),
+        "caught_up_s": _caught_up(queued, args.window),
         "stuck": behind_share >= STUCK_SHARE,
         "read_delay_p99_ms": _ms(_q(arrival.take_read_delays(), 0.99)),
         "frames_per_s": frames.frames / wall,
@@ -120,17 +164,19 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
     kernel = sum(arrival.clock_of(c.transport) == "kernel" for c in conns)
     gc.freeze()
     gc.disable()
+    other = OtherWork(asyncio.get_running_loop(), args.other_load)
     await asyncio.sleep(2.0)
     results = []
     try:
         for p in range(args.passes):
             order = list(MODES) if p % 2 == 0 else list(reversed(MODES))
             for mode in order:
-                results.append(await window(target, frames, mode, args))
+                results.append(await window(target, frames, other, mode, args))
                 results[-1]["kernel_conns"] = kernel
                 results[-1]["pass"] = p
                 print(json.dumps(results[-1]), flush=True)
     finally:
+        other.stop()
         readturns.set_unpoll_after()
         gc.enable()
         gc.unfreeze()
@@ -152,12 +198,13 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     """Per mode: medians (min-max) over the windows, and the windows stuck behind."""
     keys = [
         ("cpu_us_per_frame", "CPU per frame (us)", "{:.0f}"),
-        ("cpu_share", "CPU / wall", "{:.2f}"),
+        ("cpu_share", "CPU / wall (beside the other work)", "{:.2f}"),
         ("wakes_per_s", "wake-ups while queued / s", "{:.0f}"),
         ("unpolled_per_s", "taken off the poll / s", "{:.1f}"),
         ("left_per_s", "reads left to a later turn / s", "{:.0f}"),
         ("behind_share", "2nd half with sockets queued", "{:.2f}"),
         ("queued_max", "most sockets queued", "{:.0f}"),
+        ("caught_up_s", "stall's backlog read after (s)", "{:.2f}"),
         ("read_delay_p99_ms", "stamp-to-read delay p99 (ms)", "{:.0f}"),
         ("frames_per_s", "frames / s", "{:.0f}"),
         ("gap_p99_ms", "latency p99 - truth p99 (ms)", "{:+.1f}"),
@@ -188,7 +235,8 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     )
     return Table(
         f"{args.connections} WS connections on uvloop, {args.passes} passes of {args.window:g} s "
-        f"a mode, each started {args.stall_ms:g} ms behind (median (min-max))",
+        f"a mode, each started {args.stall_ms:g} ms behind, other work {args.other_load:.0%} "
+        "of the core (median (min-max))",
         ["queued sockets off the poll", *MODES],
         rows,
         note=f"stuck: sockets queued in >= {STUCK_SHARE:.0%} of the {SAMPLE_S * 1000:g} ms "
@@ -202,7 +250,8 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=2000)
     p.add_argument("--passes", type=int, default=4)
     p.add_argument("--window", type=float, default=15.0)
-    p.add_argument("--stall-ms", type=float, default=300.0)
+    p.add_argument("--stall-ms", type=float, default=1000.0)
+    p.add_argument("--other-load", type=float, default=0.6)
     args = p.parse_args()
     if not arrival.SUPPORTED:
         sys.exit("this platform does not stamp TCP reads: nothing is queued")

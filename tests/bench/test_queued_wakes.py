@@ -19,7 +19,7 @@ from loadsvc.users import arrival, readturns
 def test_a_toy_run_has_both_modes_their_frames_and_their_wake_ups(tmp_path: Path) -> None:
     """At 40 connections, each started behind, both modes read every frame in order; only
     the default takes sockets off the poll; the table says how many windows got stuck."""
-    args = argparse.Namespace(connections=40, passes=1, window=2.0, stall_ms=600.0)
+    args = argparse.Namespace(connections=40, passes=1, window=2.0, stall_ms=600.0, other_load=0.2)
     target = TargetProcess(min(os.sched_getaffinity(0)), tmp_path / "target.log")
     readturns.set_budget(0.0)  # one socket a turn: 40 sockets queue behind the stall
     try:
@@ -38,3 +38,11 @@ def test_a_toy_run_has_both_modes_their_frames_and_their_wake_ups(tmp_path: Path
     assert default["unpolled_per_s"] > 0
     text = queued_wakes.table(rows, args).text()
     assert "windows stuck behind" in text and "of 1" in text
+
+
+def test_the_backlog_is_read_at_the_first_empty_sample_after_sockets_queued() -> None:
+    """Empty samples before the loop queued anything do not count as caught up."""
+    samples = [(1.0, 0), (1.05, 1800), (1.1, 900), (1.15, 0), (1.2, 5)]
+    assert queued_wakes._caught_up(samples, 15.0) == 1.15
+    assert queued_wakes._caught_up([(1.0, 0), (1.05, 3)], 15.0) == 15.0
+    assert queued_wakes._caught_up([(1.0, 0)], 15.0) == 0.0
