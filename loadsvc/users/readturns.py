@@ -12,12 +12,13 @@ for later: queued here, and read from the queue in the following turns,
 :mod:`loadsvc.users.endings` spreads a restart's teardowns). Behind a non-empty
 queue every stamped socket queues, so none is overtaken twice.
 
-A queued socket stays registered with the loop at first (re-registering costs as
-much as a read on uvloop); its readiness reports, while it is queued, return at
-once. But the loop's poll is level-triggered: a queued socket is reported ready
+A queued socket stays registered with the loop at first (taking it off the poll
+and back costs about 9 wasted wake-ups on uvloop, 7 on asyncio); its readiness
+reports, while it is queued, return at once. But the loop's poll is level-triggered: a queued socket is reported ready
 again every turn until the queue reads it, and when the generator falls behind
-(2,000 connections, a queue thousands long) those wasted wake-ups are most of
-the loop's work and keep it behind (106-642 us per frame against 17-21). On
+(2,000 connections, a queue thousands long) those wasted wake-ups can be most of
+the loop's work and keep it behind (``bench/queued_wakes.py``, 2026-12-04: 6 times
+the wake-ups, the backlog of a 1 s stall read up to 3.4 times later). On
 uvloop it is worse than one wake-up a turn: libuv polls again at once while
 ``epoll_wait`` fills its 1,024 events (up to 48 times a turn), so past 1,024 ready
 sockets each is woken 12-33 times a turn. So a
