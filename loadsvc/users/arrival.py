@@ -138,7 +138,8 @@ class StampedTransport(KernelTimedTransport):
     ``unstamped_reads``. Once its reads are stamped, a read found ready after the
     turn's read budget is spent waits for a later turn
     (:class:`loadsvc.users.readturns.ReadTurns`): a broadcast's sockets are read over
-    several turns, each read keeping its stamp. Writes, flow control and closing
+    several turns, each read keeping its stamp; a socket that waits there long is taken
+    off the loop's poll meanwhile (woken past ``readturns.BREAK_EVEN``). Writes, flow control and closing
     behave as asyncio's socket transport.
     """
 
@@ -160,10 +161,12 @@ class StampedTransport(KernelTimedTransport):
         self._buffered = 0
         self._closing = False
         self._lost = False  # connection_lost scheduled or done
-        self._reading = False
+        self._reading = False  # the protocol wants reads (not paused, not closing)
+        self._polled = False  # the reader is registered with the loop
         self._turns = ReadTurns.of(loop)
         self._resets = ResetWatch.of(loop)  # None where the loop reports resets itself
         self._left = False  # queued on _turns, for a later turn to read
+        self._wakes = 0  # readiness reports while queued (the poll is level-triggered)
         self._eof_written = False
         self._writing_paused = False
         self._high = 64 * 1024
@@ -187,7 +190,11 @@ class StampedTransport(KernelTimedTransport):
         # being timed later (loadsvc.users.readturns): past this turn's budget it is queued
         # for a later turn to read. One read on the loop's clock and it never is: there the
         # time of the read is the arrival time.
-        if self._left:  # queued: the queue reads it
+        if self._left:  # queued: the queue reads it, this wake-up is wasted
+            self._wakes += 1
+            # Woken past the break-even: off the poll until the queue has read it.
+            if self._polled and self._turns.woken(self._wakes):
+                self._unpoll()
             return
         if self.stamped_reads and not self.unstamped_reads and self._turns.leave(self):
             self._left = True
@@ -195,10 +202,24 @@ class StampedTransport(KernelTimedTransport):
         self._read_now()
 
     def _read_left(self) -> None:
-        """The read left for this turn (:class:`ReadTurns`), unless paused or closed since."""
+        """The read left for this turn (:class:`ReadTurns`), unless paused or closed since;
+        back on the poll after it if it was taken off and still reads."""
         self._left = False
+        self._wakes = 0
         if self._reading:
             self._read_now()
+            # After the read: one that ends the stream or closes adds no reader to remove.
+            if self._reading and not self._polled:
+                self._poll()
+
+    def _poll(self) -> None:
+        self._polled = True
+        self._wakes = 0
+        self._loop.add_reader(self._fd, self._read_ready)
+
+    def _unpoll(self) -> None:
+        self._polled = False
+        self._loop.remove_reader(self._fd)
 
     def _read_now(self) -> None:
         # A full buffer means more may be waiting: read on (up to 256 KiB, as uvloop reads in
@@ -256,15 +277,14 @@ class StampedTransport(KernelTimedTransport):
 
     def pause_reading(self) -> None:
         """Stop reading until :meth:`resume_reading`."""
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self._fd)
+        self._stop_reading()
 
     def resume_reading(self) -> None:
         """Read again."""
         if not self._reading and not self._closing:
             self._reading = True
-            self._loop.add_reader(self._fd, self._read_ready)
+            if not self._polled:
+                self._poll()
 
     def is_reading(self) -> bool:
         """Whether the transport is reading."""
@@ -406,9 +426,10 @@ class StampedTransport(KernelTimedTransport):
         self._schedule_lost(exc)
 
     def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self._fd)
+        # Off the poll while queued (_unpoll): no reader to remove, none added back.
+        self._reading = False
+        if self._polled:
+            self._unpoll()
 
     def _schedule_lost(self, exc: BaseException | None) -> None:
         if not self._lost:
