@@ -167,6 +167,9 @@ async def _broadcasting(
     """A broadcaster with CONNECTIONS clients connected (their hellos read) while a busy turn
     spins; the spinner and the server stopped on the way out."""
     server, turn = Broadcaster(server_tls), Turn()
+    # Not busy while connecting: the server's thread needs the GIL for every accept, and a
+    # turn busy 3 ms in Python took it from that thread for seconds on a loaded machine.
+    busy_s, turn.busy_s = turn.busy_s, 0.0
     spinner = asyncio.get_running_loop().create_task(turn.spin())
     try:
         Reads.turn = turn
@@ -179,6 +182,7 @@ async def _broadcasting(
         )
         protocols = [p for _, p in pairs]
         await wait_for_async(lambda: all(p.data == b"hello;" for p in protocols), 10, "the hellos")
+        turn.busy_s = busy_s
         yield server, turn, protocols
     finally:
         spinner.cancel()
