@@ -48,11 +48,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import uvloop
 
 from bench import procs
-from bench.read_turns import Frames, _ms, _q, _truth
+from bench.read_turns import Frames, _ms, _q, _truth, connect_clients
 from bench.table import Table
 from bench.target import WS_MARKET, TargetProcess
 from loadsvc.users import arrival, readturns
-from loadsvc.users.wsconn import TimedConnection, stamped_connect
 
 STUCK_SHARE = 0.9  # queued in this share of the second half's samples: stuck behind
 SAMPLE_S = 0.05
@@ -147,20 +146,7 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
     """Open the connections, alternate the modes over the passes, close."""
     frames = Frames()
     url = f"ws://127.0.0.1:{target.port}{WS_MARKET}"
-    conns: list[Any] = []
-    for i in range(0, args.connections, 100):
-        conns += await asyncio.gather(
-            *(
-                stamped_connect(
-                    url,
-                    compression=None,
-                    proxy=None,
-                    max_queue=64,
-                    create_connection=TimedConnection.factory(frames.hook()),
-                )
-                for _ in range(min(100, args.connections - i))
-            )
-        )
+    conns = await connect_clients(url, args.connections, frames)
     kernel = sum(arrival.clock_of(c.transport) == "kernel" for c in conns)
     gc.freeze()
     gc.disable()

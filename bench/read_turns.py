@@ -166,12 +166,10 @@ def _truth(doc: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[str, Any]]:
-    """Open the connections, alternate the two modes, close."""
-    frames, turns = Frames(), Turns()
-    url = f"ws://127.0.0.1:{target.port}{WS_MARKET}"
+async def connect_clients(url: str, count: int, frames: Frames) -> list[Any]:
+    """``count`` loadsvc WS clients on ``url``, 100 at a time, each frame timed into ``frames``."""
     conns: list[Any] = []
-    for i in range(0, args.connections, 100):
+    for i in range(0, count, 100):
         conns += await asyncio.gather(
             *(
                 stamped_connect(
@@ -181,9 +179,17 @@ async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[
                     max_queue=64,
                     create_connection=TimedConnection.factory(frames.hook()),
                 )
-                for _ in range(min(100, args.connections - i))
+                for _ in range(min(100, count - i))
             )
         )
+    return conns
+
+
+async def measure(args: argparse.Namespace, target: TargetProcess) -> list[dict[str, Any]]:
+    """Open the connections, alternate the two modes, close."""
+    frames, turns = Frames(), Turns()
+    url = f"ws://127.0.0.1:{target.port}{WS_MARKET}"
+    conns = await connect_clients(url, args.connections, frames)
     kernel = sum(arrival.clock_of(c.transport) == "kernel" for c in conns)
     # No collector pauses in the turns (their length depends on the heap, not the mode;
     # loadsvc schedules its own, loadsvc.collector): what is measured is the loop's work.

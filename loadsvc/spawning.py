@@ -51,9 +51,9 @@ class Paced(Generic[K]):
     """Items (a key each, with when each is due) worked off at most ``per_turn`` a turn.
 
     ``work(key)`` runs once per item, in order of due time (the loop's clock,
-    ``loop.time()``), never more than the timer's grain (1 ms) before it is due. When more are due than a turn may do,
-    the rest wait for the next turn (the loop polls the network in between), unless
-    their deadline needs more (see the module's docstring).
+    ``loop.time()``), never more than the timer's grain (1 ms) before it is due. When
+    more are due than a turn may do, the rest wait for the next turn (the loop polls the
+    network in between), unless their deadline needs more (see the module's docstring).
     ``per_turn=None``: no budget, every due item in one turn (a benchmark's "before").
     """
 

@@ -139,8 +139,8 @@ class StampedTransport(KernelTimedTransport):
     turn's read budget is spent waits for a later turn
     (:class:`loadsvc.users.readturns.ReadTurns`): a broadcast's sockets are read over
     several turns, each read keeping its stamp; a socket that waits there long is taken
-    off the loop's poll meanwhile (woken past ``readturns.BREAK_EVEN``). Writes, flow control and closing
-    behave as asyncio's socket transport.
+    off the loop's poll meanwhile (woken past ``readturns.BREAK_EVEN``). Writes, flow
+    control and closing behave as asyncio's socket transport.
     """
 
     # Reads of every stamped transport of the process that came without a usable stamp.

@@ -14,8 +14,9 @@ queue every stamped socket queues, so none is overtaken twice.
 
 A queued socket stays registered with the loop at first (taking it off the poll
 and back costs about 9 wasted wake-ups on uvloop, 7 on asyncio); its readiness
-reports, while it is queued, return at once. But the loop's poll is level-triggered: a queued socket is reported ready
-again every turn until the queue reads it, and when the generator falls behind
+reports, while it is queued, return at once. But the loop's poll is
+level-triggered: a queued socket is reported ready again every turn until the
+queue reads it, and when the generator falls behind
 (2,000 connections, a queue thousands long) those wasted wake-ups can be most of
 the loop's work and keep it behind (``bench/queued_wakes.py``, 2026-12-04: 6 times
 the wake-ups, the backlog of a 1 s stall read up to 3.4 times later). On

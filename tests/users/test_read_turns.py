@@ -47,6 +47,7 @@ def one_socket_a_turn() -> Iterator[None]:
     readturns.set_budget(0.0)
     yield
     readturns.set_budget(readturns.BUDGET_S)
+    readturns.set_unpoll_after()
     use_kernel_clock(True)
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Iterator
 
 import pytest
 
-from loadsvc.users import arrival, readturns
+from loadsvc.users import readturns
 from loadsvc.users.arrival import StampedTransport, clock_of
 from loadsvc.users.readturns import ReadTurns
 from tests.support.loops import Run
@@ -28,18 +27,9 @@ from tests.users.test_read_turns import (
     Broadcaster,
     Reads,
     _broadcasting,
+    needs_stamps,
+    one_socket_a_turn,  # noqa: F401 (autouse: one stamped socket a turn, defaults restored)
 )
-
-needs_stamps = pytest.mark.skipif(not arrival.SUPPORTED, reason="the kernel does not stamp reads")
-
-
-@pytest.fixture(autouse=True)
-def one_socket_a_turn() -> Iterator[None]:
-    """Each test reads one stamped socket a turn; the defaults are restored after it."""
-    readturns.set_budget(0.0)
-    yield
-    readturns.set_budget(readturns.BUDGET_S)
-    readturns.set_unpoll_after()
 
 
 def _stamped(protocols: list[Reads]) -> list[StampedTransport]:
