@@ -16,7 +16,9 @@ Every ``--dump-every`` s and at exit all three are written to ``--out`` as JSON,
 :func:`turn_table` attributes each long turn: to the collector if a pause ended in it and
 takes most of it, else to the callback most of its samples were in (:data:`KINDS`).
 ``SOAK_TURNS_NO_YOUNG=1`` leaves out :class:`loadsvc.collector.YoungCollections` (the
-"before" of a paired run). ``SOAK_TURNS_GC=700,3,10`` in the environment sets the collector's thresholds (a
+"before" of a paired run). ``SOAK_TURNS_FULL=1`` writes a line to stderr (serve's log) at every full collection: its CPU
+time, the three generations' sizes at its start (what it walks), what it collected and the
+objects frozen after it. ``SOAK_TURNS_GC=700,3,10`` in the environment sets the collector's thresholds (a
 diagnostic: what loadsvc ships is in :mod:`loadsvc.collector`). The timer and the spinner cost a few per cent of a core; compare runs taken with them alike.
 """
 
@@ -118,8 +120,20 @@ class Probes:
                 if self._young_seen % self.young_every == 0:
                     self._look_at_young()
             self._gc_started = time.thread_time()
+            if info["generation"] == 2 and os.environ.get("SOAK_TURNS_FULL"):
+                self._full_sizes = [len(gc.get_objects(i)) for i in range(3)]
+                self._gc_started = time.thread_time()
             return
         now = time.thread_time()
+        if info["generation"] == 2 and os.environ.get("SOAK_TURNS_FULL"):
+            print(
+                f"FULLGC {time.monotonic():.3f} {(now - self._gc_started) * 1e3:.2f}ms "
+                f"sizes={self._full_sizes} collected={info['collected']} "
+                f"uncollectable={info['uncollectable']} frozen={gc.get_freeze_count()} "
+                f"thread={threading.current_thread().name}",
+                file=sys.stderr,
+                flush=True,
+            )
         if self._young_pending is not None:
             self.young.append({**self._young_pending, "cpu_s": now - self._gc_started})
             self._young_pending = None

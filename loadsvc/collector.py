@@ -9,14 +9,19 @@ seed's full size (issue 20, docs/reliability.md) that was up to 285 ms of the pr
 CPU per full collection, six in 150 s of steady streaming, and about one per restart of
 500 clients.
 
-So what survives a full collection is frozen (:class:`FrozenSurvivors`, a ``gc.callbacks``
-hook: ``gc.freeze()`` at the end of every generation 2 collection): the next one walks
-only what reached the old generation since. Start-up's heap (modules, configuration:
+So what survives a collection of the middle or the old generation is frozen
+(:class:`FrozenSurvivors`, a ``gc.callbacks`` hook: ``gc.freeze()`` at the end of every
+generation 1 and 2 collection): a full collection walks only what reached the old generation
+since the last middle one, a fraction of a second's survivors. (Frozen at full collections
+only, the old generation held what 10 s of the seed's burst had promoted, 35-50 k objects: a
+full collection took 14-18 ms, 3.4 a minute over the 10 ms trust limit, and freed nothing in
+any of them (``bench/soak_turns.py`` with ``SOAK_TURNS_FULL=1``); frozen at middle ones too,
+none over it, and the lag at restarts of the seed's 900 clients fell from 4-20 ms to 3-7.5.) Start-up's heap (modules, configuration:
 ~57,000 objects) is frozen the same way before the load (:func:`calm_collector`). A frozen
 object that dies is still freed at once by reference counting; only a *cycle* among frozen
 objects is not, and the service makes ~none per restart cycle
 (``tests/users/test_restart_garbage.py``). That leak is bounded by a sweep: everything is
-unfrozen, and the next full collection, which Python schedules as usual, walks all of it (a
+unfrozen, and the next full collection (on the clock, below) walks all of it (a
 real pause, 100-200 ms at the seed's full size, in the loop's lag like any other; what it
 frees is counted in ``loadsvc_python_cyclic_garbage``). Then its survivors are frozen again.
 A full collection with 500 clients connected went from 102-119 ms of CPU to under 0.5 ms.
@@ -72,18 +77,23 @@ runs Python code, during which another thread may take the GIL and allocate or f
 next sweep's date takes it as found only past that variation (over the largest of those
 ordinary falls); within it, the sweep found nothing and the next is an hour away.
 
-At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
-(:class:`MallocTrim`: timed, counted, what it gave back read from RSS), on the loop's thread:
-a sweep is the one moment after which the heap is as small as the load allows, and its turn
-is already a long one. At the seed's full size 23-38 MB of RSS come back a trim, for 16.8 ms
+At the end of every sweep, and of a full collection :data:`TRIM_EVERY_S` after the last
+trim, glibc's ``malloc_trim(0)`` returns the free pages of its heap (:class:`MallocTrim`:
+timed, counted, what it gave back read from RSS). A sweep is the one moment after which the
+heap is as small as the load allows; between sweeps RSS kept what glibc had held at the
+load's peaks and crept as later allocations touched those free pages again (+2.0-2.5 % of
+RSS's ceiling over 25 minutes of the seed with the heap's peak flat, docs/reliability.md), so
+a trim also follows a full collection once in a while (~1 ms each). At the seed's full size 23-38 MB of RSS come back a trim, for 16.8 ms
 (wall, a loaded machine). In another thread (ctypes lets go of the GIL) it would hold the loop
 all the same: the trim holds the main arena's lock while it walks it, and the loop's next
 buffer over tcache's size waits for it (``bench/trim_pause.py``, a 90 MB heap half free: the
 loop's longest wait 16.8 ms with the trim in a thread against a 13.3 ms pause on the loop).
 
-The young and middle generations are also collected on a clock
-(:class:`YoungCollections`, a thread: the young one every :data:`YOUNG_EVERY_S`, the middle
-one every :data:`MIDDLE_EVERY` of those). Python starts a young collection when allocations
+All three generations are collected on a clock (:class:`YoungCollections`, a thread: the
+young one every :data:`YOUNG_EVERY_S`, the middle one every :data:`MIDDLE_EVERY` of those, the
+old one every :data:`FULL_EVERY`). Python's own rule starts a full collection only from a
+young one set off by an allocation, which the clock keeps from ever coming; the sweep, the
+heap's floor and the trim are read at full collections' ends. Python starts a young collection when allocations
 minus deallocations pass 700, and an old object's death counts: in a generator's steady state
 old objects die as fast as new ones come, so the count hovers near zero while the young
 generation fills (15,000-21,000 objects at the seed's full size, 6-13 ms; the middle one,
@@ -99,7 +109,7 @@ largest pause at a restart (the middle generation collected a third as much at a
 full collections ten times rarer), but what cyclic garbage the service's other work makes
 then waited far longer for a full collection: the accelerated soak's RSS sat ~10 MB
 higher and its heap after restart 40 read +6.7 % on restart 20 (docs/reliability.md).
-Freezing survivors keeps Python's schedule and only shortens each full collection.
+Freezing survivors keeps each collection short; the clock keeps them coming.
 """
 
 from __future__ import annotations
@@ -117,6 +127,8 @@ import time
 from collections.abc import Callable, Iterator
 
 __all__ = [
+    "FREEZE_MIDDLE",
+    "FULL_EVERY",
     "MIDDLE_EVERY",
     "ORDINARY_FALLS",
     "SWEEP_EVERY_S",
@@ -124,6 +136,7 @@ __all__ = [
     "SWEEP_READINGS",
     "SWEEP_SOONEST_S",
     "SWEEP_WINDOW_S",
+    "TRIM_EVERY_S",
     "YOUNG_EVERY_S",
     "FrozenSurvivors",
     "HeapFloor",
@@ -159,6 +172,15 @@ ORDINARY_FALLS = 5
 # A floor of fewer readings than this is a reading or two of the swing, not a floor: a window
 # that holds fewer reaches back to this many (full collections are rare where the load is).
 SWEEP_READINGS = 3
+
+
+# What survives a middle collection is frozen too, not only what survives a full one: a full
+# collection then walks what reached the old generation since the last middle collection
+# (a fraction of a second's survivors), not since the last full one (module doc).
+FREEZE_MIDDLE = True
+# glibc's trim at the end of a full collection, once this long has passed since the last trim
+# (and at every sweep): RSS then follows what the heap holds, not what it held at its peak.
+TRIM_EVERY_S = 10.0
 
 
 class HeapFloor:
@@ -292,9 +314,16 @@ class FrozenSurvivors:
         clock: Callable[[], float] = time.monotonic,
         trim: MallocTrim | None = None,
         sweep_window_s: float = SWEEP_WINDOW_S,
+        freeze_middle: bool = FREEZE_MIDDLE,
+        trim_every_s: float = TRIM_EVERY_S,
     ) -> None:
         self._every = sweep_every_s
-        self.trim = trim  # run at the end of every sweep
+        # Freeze at the end of every middle collection too (see FREEZE_MIDDLE).
+        self.freeze_middle = freeze_middle
+        self.middle_freezes = 0
+        self.trim = trim  # run at the end of every sweep, and of a full collection (TRIM_EVERY_S)
+        self.trim_every_s = trim_every_s
+        self._last_trim = clock()
         self._clock = clock
         self._last_sweep = clock()
         # The heap at full collections' ends since the last sweep, judged on its floor.
@@ -330,6 +359,10 @@ class FrozenSurvivors:
         """The collector's callback: read the heap at the start of a generation 2 collection,
         and act at its end."""
         if info["generation"] != 2:
+            middle_end = phase == "stop" and info["generation"] == 1
+            if middle_end and self.freeze_middle and not self.sweeping:
+                gc.freeze()  # not while a sweep is due: the sweep must walk everything
+                self.middle_freezes += 1
             return
         blocks = sys.getallocatedblocks()
         if phase == "start":
@@ -348,6 +381,11 @@ class FrozenSurvivors:
                 return
         gc.freeze()
         self.freezes += 1
+        if not swept:
+            if self.trim is not None and now - self._last_trim >= self.trim_every_s:
+                self._last_trim = now
+                self.trim()
+            return
         if swept:
             self.sweeping = False
             self.sweeps += 1
@@ -369,6 +407,7 @@ class FrozenSurvivors:
             self.sweep_freed_blocks = found
             self.ordinary_freed_blocks = ordinary
             if self.trim is not None:
+                self._last_trim = now
                 self.trim()
 
 
@@ -377,6 +416,12 @@ class FrozenSurvivors:
 # objects that are still alive (see YoungCollections).
 YOUNG_EVERY_S = 0.05
 MIDDLE_EVERY = 3
+# And a full collection every FULL_EVERY young ones (1.5 s), whatever Python's own rule says:
+# with the middle collections' survivors frozen (FREEZE_MIDDLE) it walks a fraction of a
+# second's survivors, and Python's own schedule, which starts only from an allocation past
+# the young threshold that the clock keeps away, might never run one; the sweep, the heap's
+# floor and the trim are read at full collections' ends.
+FULL_EVERY = 30
 
 
 class YoungCollections:
@@ -395,9 +440,15 @@ class YoungCollections:
     (what it collects is then small), and full collections stay on it.
     """
 
-    def __init__(self, every_s: float = YOUNG_EVERY_S, middle_every: int = MIDDLE_EVERY) -> None:
+    def __init__(
+        self,
+        every_s: float = YOUNG_EVERY_S,
+        middle_every: int = MIDDLE_EVERY,
+        full_every: int = FULL_EVERY,
+    ) -> None:
         self.every_s = every_s
         self.middle_every = middle_every
+        self.full_every = full_every  # 0: no full collection on the clock
         self.ticks = 0  # periods that have passed
         self.collections = 0  # young (and middle) collections made by this schedule
         self._stop = threading.Event()
@@ -432,7 +483,11 @@ class YoungCollections:
             if self._held.is_set() or not gc.isenabled():
                 continue
             self.collections += 1
-            gc.collect(1 if self.collections % self.middle_every == 0 else 0)
+            n = self.collections
+            if self.full_every and n % self.full_every == 0:
+                gc.collect(2)
+            else:
+                gc.collect(1 if n % self.middle_every == 0 else 0)
 
 
 _HOOK: list[FrozenSurvivors] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -82,3 +83,29 @@ def test_stop_ends_the_thread() -> None:
     done = schedule.collections
     assert not schedule._thread.is_alive()
     assert schedule.collections == done
+
+
+def test_the_clock_runs_a_full_collection_every_full_every() -> None:
+    """Every ``full_every``-th collection on the clock is a full one (the frozen survivors'
+    hook reads the heap and trims there, and Python's own rule may never start one: see
+    FULL_EVERY); with ``full_every=0`` none is."""
+    fulls: list[str] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            fulls.append(threading.current_thread().name)
+
+    gc.callbacks.append(count)
+    try:
+        for full_every, least in ((2, 3), (0, 0)):
+            fulls.clear()
+            schedule = YoungCollections(every_s=0.01, middle_every=3, full_every=full_every)
+            schedule.start()
+            try:
+                wait_for(lambda s=schedule: s.collections >= 8, 10, "eight collections")
+            finally:
+                schedule.stop()
+            on_clock = fulls.count("young-collections")
+            assert on_clock >= least if full_every else on_clock == 0, (full_every, fulls)
+    finally:
+        gc.callbacks.remove(count)
