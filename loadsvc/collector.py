@@ -77,13 +77,13 @@ runs Python code, during which another thread may take the GIL and allocate or f
 next sweep's date takes it as found only past that variation (over the largest of those
 ordinary falls); within it, the sweep found nothing and the next is an hour away.
 
-At the end of every sweep, and of a full collection :data:`TRIM_EVERY_S` after the last
-trim, glibc's ``malloc_trim(0)`` returns the free pages of its heap (:class:`MallocTrim`:
-timed, counted, what it gave back read from RSS). A sweep is the one moment after which the
-heap is as small as the load allows; between sweeps RSS kept what glibc had held at the
-load's peaks and crept as later allocations touched those free pages again (+2.0-2.5 % of
-RSS's ceiling over 25 minutes of the seed with the heap's peak flat, docs/reliability.md), so
-a trim also follows a full collection once in a while (~1 ms each). At the seed's full size 23-38 MB of RSS come back a trim, for 16.8 ms
+At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
+(:class:`MallocTrim`: timed, counted, what it gave back read from RSS): a sweep is the one
+moment after which the heap is as small as the load allows. Tried and not taken: a trim at a
+full collection every 10 s as well. It gave back 4 MB each (0.6 ms), yet RSS's ceiling rose as
+much (the next peak takes the pages again), and in a thread it cost the loop 10-40 ms: half
+the soak's 5 s intervals read a lag p99 over 10 ms, against 3 of 64 without it
+(docs/reliability.md). At the seed's full size 23-38 MB of RSS come back a trim, for 16.8 ms
 (wall, a loaded machine). In another thread (ctypes lets go of the GIL) it would hold the loop
 all the same: the trim holds the main arena's lock while it walks it, and the loop's next
 buffer over tcache's size waits for it (``bench/trim_pause.py``, a 90 MB heap half free: the
@@ -136,7 +136,6 @@ __all__ = [
     "SWEEP_READINGS",
     "SWEEP_SOONEST_S",
     "SWEEP_WINDOW_S",
-    "TRIM_EVERY_S",
     "YOUNG_EVERY_S",
     "FrozenSurvivors",
     "HeapFloor",
@@ -178,9 +177,6 @@ SWEEP_READINGS = 3
 # collection then walks what reached the old generation since the last middle collection
 # (a fraction of a second's survivors), not since the last full one (module doc).
 FREEZE_MIDDLE = True
-# glibc's trim at the end of a full collection, once this long has passed since the last trim
-# (and at every sweep): RSS then follows what the heap holds, not what it held at its peak.
-TRIM_EVERY_S = 10.0
 
 
 class HeapFloor:
@@ -228,8 +224,8 @@ class HeapFloor:
 
     @property
     def floor(self) -> int | None:
-        """The lowest reading in the trailing window (None before any reading)."""
-        return min((blocks for _, blocks in self._recent), default=None)
+        """The trailing window's floor (:func:`_low`; None before any reading)."""
+        return _low([blocks for _, blocks in self._recent]) if self._recent else None
 
     def read(self, now: float, blocks: int) -> bool:
         """A full collection ended at ``now`` with ``blocks`` live: True once the floor of the
@@ -242,9 +238,18 @@ class HeapFloor:
         if self.baseline is None:
             self._first.append(blocks)
             if now - self._since >= self.window_s and len(self._first) >= self.least:
-                self.baseline = min(self._first)
+                self.baseline = _low(self._first)
             return False
-        return min(b for _, b in recent) > self.baseline * (1.0 + self.growth)
+        return _low([b for _, b in recent]) > self.baseline * (1.0 + self.growth)
+
+
+def _low(readings: list[int]) -> int:
+    """The floor of a window's readings: its 10th percentile (the lowest of ten or fewer). Full
+    collections come every 1.5 s (FULL_EVERY), so a window holds ~160 readings, and a moment's
+    trough (a restart's: its connections gone for a few seconds, a few readings) is not the
+    base load: a trough in the baseline's window that later windows miss would read as growth.
+    The base load still holds more than a tenth of every window, and a leak lifts it all."""
+    return sorted(readings)[len(readings) // 10]
 
 
 class MallocTrim:
@@ -303,7 +308,7 @@ def _rss_bytes() -> int:
 
 
 class FrozenSurvivors:
-    """A ``gc.callbacks`` hook: freezes what survives every full collection, and unfreezes
+    """A ``gc.callbacks`` hook: freezes what survives every middle and full collection, and unfreezes
     everything once a sweep is due (an hour, or the heap's floor grown: :class:`HeapFloor`) so
     that the next full collection walks all of it."""
 
@@ -315,15 +320,12 @@ class FrozenSurvivors:
         trim: MallocTrim | None = None,
         sweep_window_s: float = SWEEP_WINDOW_S,
         freeze_middle: bool = FREEZE_MIDDLE,
-        trim_every_s: float = TRIM_EVERY_S,
     ) -> None:
         self._every = sweep_every_s
         # Freeze at the end of every middle collection too (see FREEZE_MIDDLE).
         self.freeze_middle = freeze_middle
         self.middle_freezes = 0
-        self.trim = trim  # run at the end of every sweep, and of a full collection (TRIM_EVERY_S)
-        self.trim_every_s = trim_every_s
-        self._last_trim = clock()
+        self.trim = trim  # run at the end of every sweep
         self._clock = clock
         self._last_sweep = clock()
         # The heap at full collections' ends since the last sweep, judged on its floor.
@@ -381,11 +383,6 @@ class FrozenSurvivors:
                 return
         gc.freeze()
         self.freezes += 1
-        if not swept:
-            if self.trim is not None and now - self._last_trim >= self.trim_every_s:
-                self._last_trim = now
-                self.trim()
-            return
         if swept:
             self.sweeping = False
             self.sweeps += 1
@@ -407,7 +404,6 @@ class FrozenSurvivors:
             self.sweep_freed_blocks = found
             self.ordinary_freed_blocks = ordinary
             if self.trim is not None:
-                self._last_trim = now
                 self.trim()
 
 

@@ -354,9 +354,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "before the last sweep), which the sweep's fall was judged against.",
                group="process"),
     MetricSpec("malloc_trims", "loadsvc_malloc_trims", "counter",
-               "glibc malloc_trim(0) calls, at the end of every sweep and of a full collection "
-               "ten seconds after the last: the free memory of its heap given back to the "
-               "system (none where the C library is not glibc).",
+               "glibc malloc_trim(0) calls, one at the end of every sweep: the free memory "
+               "of its heap given back to the system (none where the C library is not glibc).",
                group="process"),
     MetricSpec("malloc_trim_seconds", "loadsvc_malloc_trim_seconds", "counter",
                "Time the malloc_trim calls took (the event loop's pause), all of them.",

@@ -20,7 +20,7 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from loadsvc.collector import SWEEP_SOONEST_S, FrozenSurvivors, HeapFloor, MallocTrim
+from loadsvc.collector import SWEEP_SOONEST_S, FrozenSurvivors, HeapFloor
 from loadsvc.metrics import Metrics
 from loadsvc.selfmon import full_collections
 from loadsvc.users import Target, UserContext
@@ -389,7 +389,9 @@ def test_the_floor_replays_a_soaks_swing_without_a_sweep_and_bounds_a_leak_on_it
             since = now + period  # the next full collection sweeps: nothing piled from there
             floor.restart(since)
     assert len(piles) >= 6  # a sweep every few windows, the hour through
-    assert max(piles) <= 0.02 * 400_000 + leak * (window + period), max(piles)
+    # 2 % plus a window of it, and the readings the floor's 10th percentile waits for (the
+    # lowest tenth of a window's 24 readings: the oldest ones, once the leak is rising).
+    assert max(piles) <= 0.02 * 400_000 + leak * (window + 3 * period), max(piles)
 
 
 def test_what_survives_a_middle_collection_is_frozen_unless_a_sweep_is_due(
@@ -421,27 +423,19 @@ def test_what_survives_a_middle_collection_is_frozen_unless_a_sweep_is_due(
     assert hook.sweeps == 1 and not {id(o) for o in kept + unfrozen} & _walked()
 
 
-def test_a_full_collection_trims_at_most_once_a_period() -> None:
-    """glibc's trim runs at the end of a full collection once ``trim_every_s`` has passed
-    since the last one (a sweep's included), not at every one."""
-    trim = MallocTrim()
-    if not trim.available:
-        pytest.skip("not glibc: no malloc_trim")
-    clock = Clock()
-    hook = FrozenSurvivors(
-        SWEEP_EVERY_S, sweep_growth=1e9, clock=clock, trim=trim, trim_every_s=10.0
-    )
-    gc.callbacks.append(hook)
-    gc.disable()
-    try:
-        trims = []
-        for step in (0.0, 10.0, 0.0, 5.0, 6.0):
-            clock.now += step
-            gc.collect()
-            trims.append(trim.trims)
-        assert trims == [0, 1, 1, 1, 2]
-    finally:
-        gc.enable()
-        gc.callbacks.remove(hook)
-        gc.unfreeze()
-        gc.collect()
+def test_a_restarts_trough_in_the_baseline_is_no_growth_after_it() -> None:
+    """Readings every 1.5 s (full collections on the clock): a restart's trough (its
+    connections gone, the heap 10 % lower for three readings) in the baseline's window and
+    none after it is not growth; the base load 3 % higher for a whole window is."""
+    floor = HeapFloor(window_s=240.0, growth=0.02, least=3)
+    floor.restart(0.0)
+    t, grown = 0.0, []
+    for i in range(480):  # 12 minutes
+        blocks = 90_000 if 100 <= i < 103 else 100_000
+        grown.append(floor.read(t, blocks))
+        t += 1.5
+    assert floor.baseline == 100_000 and not any(grown)
+    for _ in range(170):
+        grown.append(floor.read(t, 103_000))
+        t += 1.5
+    assert grown[-1]
