@@ -33,8 +33,8 @@ them), only what is alive and what died frozen; but what is alive swings with th
 flight (bursts, storms, a restart's reconnects: 9-18 % from low to high in an accelerated
 soak), so one reading against the one after the last sweep crossed 2 % on the swing alone: 4
 of 12 full collections were sweeps there. A leak of frozen cycles differs from the swing in one
-way the readings can see: it never goes back down. So the trigger judges the *floor* (the
-lowest reading) of the heap at full collections' ends over a trailing :data:`SWEEP_WINDOW_S`
+way the readings can see: it never goes back down. So the trigger judges the *floor* (the 10th
+percentile of the readings, :func:`_low`) of the heap at full collections' ends over a trailing :data:`SWEEP_WINDOW_S`
 against the floor of the first such window after the last sweep. A window longer than the
 load's longest high phase (the seed's burst: 3 minutes) holds a moment of the base load; the
 swing moves the peaks, not that floor, and a leak lifts every reading after it, the floor too.
@@ -47,8 +47,9 @@ second sweep on the leak is held near 2 %; a sweep that finds nothing puts it ba
 What the floor does not see: a leak hidden under a fall of the load for good (the floor drops
 as much as it leaks): the hour bounds that. A load that steps up for good raises the floor
 once: one sweep, and the new level is the baseline; so does a trough deeper than the base
-load's by over 2 % that recurs less often than the window (a restart's, its connections gone
-for a moment) when it falls in a baseline's window. The frozen objects' count
+load's by over 2 %, over more than a tenth of a window, that recurs less often than the
+window, when it falls in a baseline's window (a restart's, its connections gone for a few
+seconds, is a few of a window's ~160 readings: as the window's minimum it was such a step). The frozen objects' count
 (``gc.get_freeze_count()``) is no better a signal: it swings with the load as the heap does and
 misses the buffers a cycle holds (a bound on it let the soak's heap rise 6.6 %). Measured
 (docs/reliability.md): the soak's recorded readings replayed through both triggers, with and

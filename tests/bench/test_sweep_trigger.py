@@ -44,16 +44,27 @@ def test_the_swing_sweeps_under_one_reading_and_not_under_the_floor(tmp_path: Pa
     assert leaked["pile_after"] <= 0.02 * 372_000 + 0.01 * 350_000 / 60 * 250
 
 
-def test_a_deep_trough_rarer_than_the_window_is_swept_as_a_step(tmp_path: Path) -> None:
-    """The limit of the floor: a trough 3 % under the rest of the swing that recurs only every
-    ~290 s, longer than the 240 s window, sets baselines that the windows without it cross:
-    sweeps with no leak (a 300 s window holds it again: none)."""
-    ends = []
-    for i in range(12):  # 323k once a play, the rest 333k-368k; played forth and back
-        k = [323, 356, 367, 337, 361, 340, 368, 341, 333, 362, 335, 350][i]
-        ends.append({"t_s": 12.5 * i, "heap_gc_blocks": k * 1000, "full_gcs": i + 1})
+def _trough_series(tmp_path: Path, plays: list[int]) -> list[tuple[float, int]]:
+    ends = [
+        {"t_s": 12.5 * i, "heap_gc_blocks": k * 1000, "full_gcs": i + 1}
+        for i, k in enumerate(plays)
+    ]
     path = tmp_path / "soak.json"
     path.write_text(json.dumps({"cycle_ends": ends}))
-    series = readings(path, repeat=20)
-    assert replay(series, Floor(240.0), 0.0)["sweeps"] > 0
-    assert replay(series, Floor(300.0), 0.0)["sweeps"] == 0
+    return readings(path, repeat=20)
+
+
+def test_a_deep_trough_rarer_than_the_window_is_no_step_unless_it_holds_a_tenth_of_it(
+    tmp_path: Path,
+) -> None:
+    """The limit of the floor (a window's 10th percentile): a trough 3 % under the rest of the
+    swing that recurs only every ~300 s, longer than the 240 s window. Two readings at a time
+    (under a tenth of a window's ~20) set no baseline: no sweep (the window's minimum swept
+    here). Six at a time (a third of it) set baselines that the windows without them cross:
+    sweeps with no leak; a 300 s window holds them again: none."""
+    rest = [356, 367, 337, 361, 340, 368, 341, 333, 362, 335, 350]
+    pairs = _trough_series(tmp_path, [323, *rest])  # at each turn of the play: two in a row
+    assert replay(pairs, Floor(240.0), 0.0)["sweeps"] == 0
+    sixes = _trough_series(tmp_path, [323, 324, 323, *rest[2:]])  # six in a row
+    assert replay(sixes, Floor(240.0), 0.0)["sweeps"] > 0
+    assert replay(sixes, Floor(300.0), 0.0)["sweeps"] == 0
