@@ -76,6 +76,7 @@ class Probes:
         self.stack_names: list[str] = []  # the keys of stacks in order: read by dump's thread
         self.gc_at, self.gc_cpu, self.gc_gen = array("d"), array("d"), array("b")
         self._gc_started = 0.0
+        self._log_full = bool(os.environ.get("SOAK_TURNS_FULL"))  # read once, not per collection
         self._dumped = (0, 0, 0, 0)  # how much of each was written
         # SOAK_TURNS_YOUNG=N: every Nth young collection, what its generation holds (slow).
         self.young_every = int(os.environ.get("SOAK_TURNS_YOUNG", "0") or 0)
@@ -120,12 +121,12 @@ class Probes:
                 if self._young_seen % self.young_every == 0:
                     self._look_at_young()
             self._gc_started = time.thread_time()
-            if info["generation"] == 2 and os.environ.get("SOAK_TURNS_FULL"):
+            if info["generation"] == 2 and self._log_full:
                 self._full_sizes = [len(gc.get_objects(i)) for i in range(3)]
                 self._gc_started = time.thread_time()
             return
         now = time.thread_time()
-        if info["generation"] == 2 and os.environ.get("SOAK_TURNS_FULL"):
+        if info["generation"] == 2 and self._log_full:
             print(
                 f"FULLGC {time.monotonic():.3f} {(now - self._gc_started) * 1e3:.2f}ms "
                 f"sizes={self._full_sizes} collected={info['collected']} "

@@ -16,8 +16,9 @@ since the last middle one, a fraction of a second's survivors. (Frozen at full c
 only, the old generation held what 10 s of the seed's burst had promoted, 35-50 k objects: a
 full collection took 14-18 ms, 3.4 a minute over the 10 ms trust limit, and freed nothing in
 any of them (``bench/soak_turns.py`` with ``SOAK_TURNS_FULL=1``); frozen at middle ones too,
-none over it, and the lag at restarts of the seed's 900 clients fell from 4-20 ms to 3-7.5.) Start-up's heap (modules, configuration:
-~57,000 objects) is frozen the same way before the load (:func:`calm_collector`). A frozen
+none over it in a 12-minute soak, whose lag at restarts fell from 4-20 ms to 3-7.5; two
+30-minute soaks still read 12.5-30 ms at 2 of 10 restarts each.) Start-up's heap (modules,
+configuration: ~57,000 objects) is frozen the same way before the load (:func:`calm_collector`). A frozen
 object that dies is still freed at once by reference counting; only a *cycle* among frozen
 objects is not, and the service makes ~none per restart cycle
 (``tests/users/test_restart_garbage.py``). That leak is bounded by a sweep: everything is
@@ -434,7 +435,8 @@ class YoungCollections:
     (issue 20) held 15,000-21,000 young objects at a young collection (6-13 ms of CPU),
     and the middle generation, ten of those, 24-47 ms. Collected on a clock, the young
     generation holds what survived ``every_s`` at most. Python's own schedule still runs
-    (what it collects is then small), and full collections stay on it.
+    (what it collects is then small); full collections come every ``full_every`` of these
+    (:data:`FULL_EVERY`), since Python's rule would start them from its own young ones only.
     """
 
     def __init__(
