@@ -17,6 +17,7 @@ from loadsvc.baseline import (
     fingerprint,
     judge_against,
     record_problem,
+    selection_view,
 )
 from loadsvc.baseline.findings import span_of
 from loadsvc.baseline.stats import binomial_sf, count_above, poisson_cdf
@@ -418,3 +419,40 @@ def test_a_comparison_of_nothing_is_never_complete() -> None:
     report = judge_against(summary([], 3), [summary([], d) for d in range(3)])
     assert report.state == "ok" and not report.findings
     assert not report.complete and report.headline().startswith("NOTHING COMPARED")
+
+
+@pytest.mark.parametrize("same_time_of_day", [False, True])
+@pytest.mark.parametrize("accepted_since", [None, T0 + 4 * DAY])
+def test_choosing_from_the_views_picks_the_same_records(
+    same_time_of_day: bool, accepted_since: float | None
+) -> None:
+    """serve's judge chooses from what ``selection_view`` keeps of each record, not the whole
+    records: over a history of every kind of record (other setups, failed, busy, regressed,
+    the run itself, an acceptance, days apart), the baseline, the anchor and the trend it
+    chooses are the records the whole history gives."""
+    rng = random.Random(7)
+    eps = [endpoint(healthy(rng, n=50))]
+    policy = BaselinePolicy(same_time_of_day=same_time_of_day)
+    past = []
+    for i in range(400):
+        ended = T0 + i * 1800.0 + rng.uniform(-300, 300)
+        doc = summary(eps, 0, run_id=f"r{i % 9}", window=i, started_at=ended - 300, ended_at=ended)
+        if rng.random() < 0.15:
+            doc["fingerprint"] = "f2"
+        if rng.random() < 0.1:
+            doc.update(result="failed", passed=False)
+        if rng.random() < 0.1:
+            doc.update(loop_lag_p99_ms=rng.choice([4.0, 40.0]), loop_lag_limit_ms=10.0)
+        if rng.random() < 0.15:
+            doc["regression"] = {"state": rng.choice(["regressed", "ok", "no_baseline"])}
+        past.append(doc)
+    past.reverse()  # most recent first, as the history gives them
+    itself = past[1] = {**summary(eps, 0), **{k: past[1][k] for k in ("run_id", "window")}}
+    itself.update(started_at=T0 + 398 * 1800.0, ended_at=T0 + 399 * 1800.0)  # not chosen
+    now = {**itself, "started_at": T0 + 399.5 * 1800.0, "ended_at": T0 + 400 * 1800.0}
+    views = [selection_view(d) for d in past]
+    record_of = {id(v): d for v, d in zip(views, past, strict=True)}
+    whole = choose_references(now, past, policy, accepted_since, checked=True)
+    seen = choose_references(now, views, policy, accepted_since, checked=True)
+    assert [[record_of[id(v)] for v in part] for part in seen] == [list(p) for p in whole]
+    assert len(whole[0]) >= 3  # a baseline was chosen in every case

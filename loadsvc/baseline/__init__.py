@@ -22,6 +22,7 @@ from loadsvc.baseline.select import (
     fingerprint,
     read_summaries,
     read_summary,
+    selection_view,
 )
 from loadsvc.baseline.validate import record_problem
 from loadsvc.config.spec import BaselinePolicy, Tolerance
@@ -44,4 +45,5 @@ __all__ = [
     "read_summaries",
     "read_summary",
     "record_problem",
+    "selection_view",
 ]

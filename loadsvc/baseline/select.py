@@ -77,6 +77,25 @@ def comparable(
     return not (isinstance(regression, Mapping) and regression.get("state") == "regressed")
 
 
+# Every field of a record that choosing reads (:func:`comparable`, :func:`choose_references`,
+# same time of day, a lost baseline): what :func:`selection_view` keeps. A field read there
+# and missing here would be read as absent; tests/test_baseline.py holds the two together.
+SELECTION_FIELDS = (
+    "scenario", "fingerprint", "result", "passed", "loop_lag_p99_ms", "loop_lag_limit_ms",
+    "started_at", "ended_at", "run_id", "window",
+)  # fmt: skip
+
+
+def selection_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What choosing a baseline reads of a (checked) record: a few scalars, so a long history
+    can be chosen from without keeping or parsing its records again (serve's judge)."""
+    view = {key: doc[key] for key in SELECTION_FIELDS if key in doc}
+    regression = doc.get("regression")
+    if isinstance(regression, Mapping):
+        view["regression"] = {"state": regression.get("state")}
+    return view
+
+
 def busy(doc: Mapping[str, Any]) -> bool:
     """The run's generator was busy (its loop lag p99 over its trust limit), per loadsvc.lag."""
     lag, limit = number(doc.get("loop_lag_p99_ms")), number(doc.get("loop_lag_limit_ms"))

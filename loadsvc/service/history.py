@@ -76,16 +76,19 @@ def history_path_problem(path: str | os.PathLike[str]) -> str | None:
     return f"{where}: not a run history (no JSON line with a scenario): refusing to overwrite it"
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """One record: its line as written (parsed again only when asked for) and its keys."""
+@dataclass(frozen=True, eq=False)
+class HistoryEntry:
+    """One record: its line as written (parsed again only when asked for) and its keys.
+
+    Compared and hashed by identity: a record kept is the same object until it is dropped,
+    so a reader may remember what it made of one (serve's regression judge does)."""
 
     line: bytes  # newline included
     scenario: str | None
     ended_at: float
 
     @classmethod
-    def of(cls, doc: dict[str, Any], line: bytes) -> _Entry:
+    def of(cls, doc: dict[str, Any], line: bytes) -> HistoryEntry:
         scenario = doc.get("scenario")
         ended_at = doc.get("ended_at")
         return cls(
@@ -113,7 +116,7 @@ class RunHistory:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._clock = clock
-        self._entries: list[_Entry] = []
+        self._entries: list[HistoryEntry] = []
         self._size = 0
         self._torn = False  # the file may end in a partial line: rewrite, do not append
         self.problem: str | None = None
@@ -134,6 +137,20 @@ class RunHistory:
                 break
         return out
 
+    def entries(self, scenario: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The records of ``scenario``, most recent first, at most ``limit``, unparsed."""
+        out: list[HistoryEntry] = []
+        for entry in reversed(self._entries):
+            if entry.scenario == scenario:
+                out.append(entry)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def entries_all(self) -> list[HistoryEntry]:
+        """Every record kept, oldest first, unparsed."""
+        return list(self._entries)
+
     def last(self, scenario: str) -> dict[str, Any] | None:
         """The most recent record of ``scenario``, if any."""
         found = self.recent(scenario, 1)
@@ -152,7 +169,7 @@ class RunHistory:
     def append(self, doc: dict[str, Any]) -> None:
         """Add a record and write it to the file at once; I/O errors are logged, not raised."""
         line = orjson.dumps(doc) + b"\n"
-        self._entries.append(_Entry.of(doc, line))
+        self._entries.append(HistoryEntry.of(doc, line))
         self._size += len(line)
         if self._torn:
             self._rewrite()  # repairs the torn line, and writes this record too
@@ -225,7 +242,7 @@ class RunHistory:
             if not isinstance(doc, dict):
                 self._skipped += 1
                 continue
-            entry = _Entry.of(doc, line + b"\n")
+            entry = HistoryEntry.of(doc, line + b"\n")
             self._entries.append(entry)
             self._size += len(entry.line)
         if self._skipped:
@@ -246,7 +263,7 @@ class RunHistory:
             latest = {e.scenario: i for i, e in enumerate(keep)}
             protected = set(latest.values())
             budget = int(self.max_bytes * COMPACT_TO)
-            kept: list[_Entry] = []
+            kept: list[HistoryEntry] = []
             for i, entry in enumerate(keep):
                 if size > budget and i not in protected:
                     size -= len(entry.line)

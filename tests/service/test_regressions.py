@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from loadsvc.baseline.select import TREND_RUNS
 from loadsvc.config.spec import BaselinePolicy, Tolerance
 from loadsvc.metrics import create_metrics
 from loadsvc.recorder import Recorder
-from loadsvc.service.history import RunHistory
+from loadsvc.service.history import HistoryEntry, RunHistory
 from loadsvc.service.regressions import CannotAccept, RegressionJudge, accepted_file
 from tests.test_baseline import T0, endpoint, healthy, summary
 
@@ -267,3 +268,45 @@ def test_a_steady_drift_pages_before_it_totals_30ms_in_serve(tmp_path: Path) -> 
         gauge(registry, "loadsvc_regression_detected", **{**P95, "metric": m}) == 1
         for m in ("p50", "p95", "p99")
     )
+
+
+def test_a_window_parses_only_the_new_records_and_judges_as_a_fresh_judge_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A week of windows is not parsed again at every window (at 10 MiB of history that was
+    5-25 ms of the loop per scenario, bench/judge_cost.py): once seen, a record is parsed
+    again only if chosen. The verdicts are those of a judge that reads the history afresh."""
+    rng = random.Random(31)
+    judge, _ = judge_in(tmp_path / "runs.jsonl")
+
+    def window(i: int, slow_s: float = 0.0) -> dict[str, Any]:
+        doc = summary([endpoint([v + slow_s for v in healthy(rng, n=200)])], 0)
+        doc.update(run_id="w", window=i, started_at=T0 + 300 * i, ended_at=T0 + 300 * (i + 1))
+        if i % 7 == 3:
+            doc["fingerprint"] = "f-other"  # another setup's records, never chosen
+        return doc
+
+    for i in range(150):
+        record(judge, window(i))
+    parsed: list[HistoryEntry] = []
+    original = HistoryEntry.doc
+
+    def counted(entry: HistoryEntry) -> dict[str, Any]:
+        parsed.append(entry)
+        return original(entry)
+
+    monkeypatch.setattr(HistoryEntry, "doc", counted)
+    for i, slow_s in ((150, 0.0), (151, 0.03), (152, 0.0)):
+        doc = window(i, slow_s)
+        judge.judge(doc)
+        fresh, _ = judge_in(tmp_path / "runs.jsonl")
+        again = {k: v for k, v in doc.items() if k != "regression"}
+        fresh.judge(again)
+        assert doc["regression"] == again["regression"]
+        parsed.clear()
+        judge.judge({k: v for k, v in doc.items() if k != "regression"})
+        policy = BaselinePolicy()
+        assert 0 < len(parsed) <= 2 * policy.runs + TREND_RUNS  # of 150 records
+        judge.history.append(doc)
+    states = [d["regression"]["state"] for d in judge.history.recent("s", 3)]
+    assert states == ["ok", "regressed", "ok"]
