@@ -8,7 +8,7 @@ full collections there had been) through two triggers, and counts the sweeps eac
 
 - ``one reading``: what loadsvc did until this bench: a reading over the heap the last sweep
   left by :data:`~loadsvc.collector.SWEEP_GROWTH`;
-- ``floor``: :class:`loadsvc.collector.HeapFloor`: the floor of the readings over a trailing
+- ``floor``: :class:`loadsvc.sweeps.HeapFloor`: the floor of the readings over a trailing
   window against the floor of the first window after the sweep (``--window``: one or more
   lengths in seconds; the soak's readings are its own, so what a window means there depends on
   the soak's load periods: the accelerated soak's burst comes every 32 s, the full size's every
@@ -37,13 +37,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.table import Table
-from loadsvc.collector import (
-    SWEEP_EVERY_S,
-    SWEEP_GROWTH,
-    SWEEP_SOONEST_S,
-    SWEEP_WINDOW_S,
-    HeapFloor,
-)
+from loadsvc.collector import SWEEP_EVERY_S, SWEEP_SOONEST_S
+from loadsvc.sweeps import SWEEP_GROWTH, SWEEP_WINDOW_S, HeapFloor
 
 Reading = tuple[float, int]  # seconds into the run, live heap blocks at a full collection's end
 Trigger = Callable[[float, int], bool]  # a reading in; True: sweep at the next full collection

@@ -27,34 +27,34 @@ real pause, 100-200 ms at the seed's full size, in the loop's lag like any other
 frees is counted in ``loadsvc_python_cyclic_garbage``). Then its survivors are frozen again.
 A full collection with 500 clients connected went from 102-119 ms of CPU to under 0.5 ms.
 
-When to sweep (:class:`HeapFloor`). Once :data:`SWEEP_EVERY_S` has passed since the last, or
-once the live heap has grown :data:`SWEEP_GROWTH` over the heap the last sweep left. The heap
-at a full collection's end holds no young garbage and no free lists (a full collection empties
-them), only what is alive and what died frozen; but what is alive swings with the load in
-flight (bursts, storms, a restart's reconnects: 9-18 % from low to high in an accelerated
-soak), so one reading against the one after the last sweep crossed 2 % on the swing alone: 4
-of 12 full collections were sweeps there. A leak of frozen cycles differs from the swing in one
-way the readings can see: it never goes back down. So the trigger judges the *floor* (the 10th
-percentile of the readings, :func:`_low`) of the heap at full collections' ends over a trailing :data:`SWEEP_WINDOW_S`
-against the floor of the first such window after the last sweep. A window longer than the
-load's longest high phase (the seed's burst: 3 minutes) holds a moment of the base load; the
-swing moves the peaks, not that floor, and a leak lifts every reading after it, the floor too.
-A leak is swept once it has piled 2 % of the heap and the window has seen it: at most 2 % plus
-one window of it. A fast leak, which the floor sees a window late, is then measured by
-the sweep itself (the blocks it freed beyond an ordinary full collection, against the heap
-before it: see below): the next sweep is due by time
-once that rate would pile 2 % again (not sooner than :data:`SWEEP_SOONEST_S`), so from its
-second sweep on the leak is held near 2 %; a sweep that finds nothing puts it back to the hour.
-What the floor does not see: a leak hidden under a fall of the load for good (the floor drops
-as much as it leaks): the hour bounds that. A load that steps up for good raises the floor
-once: one sweep, and the new level is the baseline; so does a trough deeper than the base
-load's by over 2 %, over more than a tenth of a window, that recurs less often than the
-window, when it falls in a baseline's window (a restart's, its connections gone for a few
-seconds, is a few of a window's ~160 readings: as the window's minimum it was such a step). The frozen objects' count
-(``gc.get_freeze_count()``) is no better a signal: it swings with the load as the heap does and
-misses the buffers a cycle holds (a bound on it let the soak's heap rise 6.6 %). Measured
-(docs/reliability.md): the soak's recorded readings replayed through both triggers, with and
-without a leak (``bench/sweep_trigger.py``).
+When to sweep (:class:`loadsvc.sweeps.HeapFloor`). Once :data:`SWEEP_EVERY_S` has passed since
+the last, or once the live heap has grown ``SWEEP_GROWTH`` over the heap the last sweep left.
+The heap at a full collection's end holds no young garbage and no free lists (a full collection
+empties them), only what is alive and what died frozen; but what is alive swings with the load
+in flight (bursts, storms, a restart's reconnects: 9-18 % from low to high in an accelerated
+soak), so one reading against the one after the last sweep crossed 2 % on the swing alone: 4 of
+12 full collections were sweeps there. A leak of frozen cycles differs from the swing in one way
+the readings can see: it never goes back down. So the trigger judges the *floor* (the 10th
+percentile of the readings) of the heap at full collections' ends over a trailing window
+(``SWEEP_WINDOW_S``) against the floor of the first such window after the last sweep. A window
+longer than the load's longest high phase (the seed's burst: 3 minutes) holds a moment of the
+base load; the swing moves the peaks, not that floor, and a leak lifts every reading after it,
+the floor too. A leak is swept once it has piled 2 % of the heap and the window has seen it: at
+most 2 % plus one window of it. A fast leak, which the floor sees a window late, is then
+measured by the sweep itself (the blocks it freed beyond an ordinary full collection, against
+the heap before it: see below): the next sweep is due by time once that rate would pile 2 %
+again (not sooner than :data:`SWEEP_SOONEST_S`), so from its second sweep on the leak is held
+near 2 %; a sweep that finds nothing puts it back to the hour. What the floor does not see: a
+leak hidden under a fall of the load for good (the floor drops as much as it leaks): the hour
+bounds that. A load that steps up for good raises the floor once: one sweep, and the new level
+is the baseline; so does a trough deeper than the base load's by over 2 %, over more than a
+tenth of a window, that recurs less often than the window, when it falls in a baseline's window
+(a restart's, its connections gone for a few seconds, is a few of a window's ~160 readings: as
+the window's minimum it was such a step). The frozen objects' count (``gc.get_freeze_count()``)
+is no better a signal: it swings with the load as the heap does and misses the buffers a cycle
+holds (a bound on it let the soak's heap rise 6.6 %). Measured (docs/reliability.md): the soak's
+recorded readings replayed through both triggers, with and without a leak
+(``bench/sweep_trigger.py``).
 
 A reading of the heap between sweeps holds whatever frozen garbage there is; a sweep's does
 not. So the hook keeps the heap right after the last sweep (``loadsvc_python_heap_blocks_at_
@@ -80,7 +80,7 @@ next sweep's date takes it as found only past that variation (over the largest o
 ordinary falls); within it, the sweep found nothing and the next is an hour away.
 
 At the end of every sweep glibc's ``malloc_trim(0)`` returns the free pages of its heap
-(:class:`MallocTrim`: timed, counted, what it gave back read from RSS): a sweep is the one
+(:class:`loadsvc.sweeps.MallocTrim`: timed, counted, what it gave back read from RSS): a sweep is the one
 moment after which the heap is as small as the load allows. Tried and not taken: a trim at a
 full collection every 10 s as well. It gave back 4 MB each (0.6 ms), yet RSS's ceiling rose as
 much (the next peak takes the pages again), and in a thread it cost the loop 10-40 ms: half
@@ -118,15 +118,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import functools
 import gc
-import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+
+from loadsvc.sweeps import (
+    SWEEP_GROWTH,
+    SWEEP_WINDOW_S,
+    HeapFloor,
+    MallocTrim,
+)
 
 __all__ = [
     "FREEZE_MIDDLE",
@@ -134,14 +139,9 @@ __all__ = [
     "MIDDLE_EVERY",
     "ORDINARY_FALLS",
     "SWEEP_EVERY_S",
-    "SWEEP_GROWTH",
-    "SWEEP_READINGS",
     "SWEEP_SOONEST_S",
-    "SWEEP_WINDOW_S",
     "YOUNG_EVERY_S",
     "FrozenSurvivors",
-    "HeapFloor",
-    "MallocTrim",
     "YoungCollections",
     "calm_collector",
     "frozen_survivors",
@@ -152,17 +152,6 @@ __all__ = [
 # must be rare next to the six a 150 s steady run had; what it bounds is the cycles among
 # frozen objects, measured at ~0 per restart cycle, so an hour of them is small.
 SWEEP_EVERY_S = 3600.0
-# Or sooner, once the floor of the live heap at full collections' ends over a trailing
-# SWEEP_WINDOW_S has grown by this share over the floor of the first window after the last
-# sweep (HeapFloor): a leak of frozen cycles is then held to about what the soak allows the
-# heap to grow by (2 %, restart N to 2N), plus up to two windows of it. Measured
-# (docs/reliability.md): with the hourly sweep alone the accelerated soak's live heap rose
-# +15.5 % from restart 20 to 40 (a leak since removed); with a 2 % bound on the frozen
-# objects' count, +6.6 % (what leaked was a few objects a scenario run holding buffers).
-SWEEP_GROWTH = 0.02
-# Longer than the load's longest high phase (the seed's market-open burst: 3 minutes), so
-# that every window holds a moment of the base load, whose heap is the floor.
-SWEEP_WINDOW_S = 240.0
 # A sweep that freed frozen cycles measured how fast they pile up: the next one is due by
 # time once that rate would pile SWEEP_GROWTH of the heap's blocks again (a fast leak, which
 # the floor sees a window late), but not sooner than this after it.
@@ -170,143 +159,10 @@ SWEEP_SOONEST_S = 30.0
 # Ordinary full collections whose median fall (blocks at start minus at stop: their young
 # garbage and the free lists they empty) a sweep's fall is judged against.
 ORDINARY_FALLS = 5
-# A floor of fewer readings than this is a reading or two of the swing, not a floor: a window
-# that holds fewer reaches back to this many (full collections are rare where the load is).
-SWEEP_READINGS = 3
-
-
 # What survives a middle collection is frozen too, not only what survives a full one: a full
 # collection then walks what reached the old generation since the last middle collection
 # (a fraction of a second's survivors), not since the last full one (module doc).
 FREEZE_MIDDLE = True
-
-
-class HeapFloor:
-    """Whether the live heap at full collections' ends has grown past a bound since the last
-    sweep, judged on its floor: pure arithmetic over (time, blocks) readings, so that a test or
-    a bench can replay any series (``bench/sweep_trigger.py`` replays the soak's).
-
-    After :meth:`restart` (a sweep ended, or the process started) the readings of the first
-    ``window_s`` (and at least ``least`` of them) make the baseline: their floor. From then
-    on, a reading is judged with those of the ``window_s`` before it (or the ``least`` last,
-    if the window holds fewer: a floor of one or two readings is the swing's): grown once their
-    floor is over the baseline by ``growth``. A swing of the load moves
-    some readings up and leaves the floor where the base load puts it; a leak lifts them all.
-
-    >>> floor = HeapFloor(window_s=60.0, growth=0.02, least=3)
-    >>> floor.restart(0.0)
-    >>> [floor.read(t, b) for t, b in [(0, 100), (30, 110), (60, 100)]]  # the baseline: 100
-    [False, False, False]
-    >>> [floor.read(t, b) for t, b in [(90, 115), (120, 100), (150, 117), (180, 101)]]  # a swing
-    [False, False, False, False]
-    >>> [floor.read(t, b) for t, b in [(210, 104), (240, 112), (270, 104)]]  # a leak: +4
-    [False, False, True]
-    """
-
-    def __init__(
-        self,
-        window_s: float = SWEEP_WINDOW_S,
-        growth: float = SWEEP_GROWTH,
-        least: int = SWEEP_READINGS,
-    ) -> None:
-        self.window_s = window_s
-        self.growth = growth
-        self.least = least
-        self.baseline: int | None = None  # the first window's floor, once it is complete
-        self._since = 0.0
-        self._first: list[int] = []  # the first window's readings, until the baseline is set
-        self._recent: collections.deque[tuple[float, int]] = collections.deque()
-
-    def restart(self, now: float) -> None:
-        """A sweep ended (or the process started) at ``now``: a new baseline from here."""
-        self.baseline = None
-        self._since = now
-        self._first = []
-        self._recent.clear()
-
-    @property
-    def floor(self) -> int | None:
-        """The trailing window's floor (:func:`_low`; None before any reading)."""
-        return _low([blocks for _, blocks in self._recent]) if self._recent else None
-
-    def read(self, now: float, blocks: int) -> bool:
-        """A full collection ended at ``now`` with ``blocks`` live: True once the floor of the
-        trailing window (reaching back to the ``least``-th reading if the window holds fewer)
-        has grown past the bound over the baseline."""
-        recent = self._recent
-        recent.append((now, blocks))
-        while len(recent) > self.least and recent[0][0] < now - self.window_s:
-            recent.popleft()
-        if self.baseline is None:
-            self._first.append(blocks)
-            if now - self._since >= self.window_s and len(self._first) >= self.least:
-                self.baseline = _low(self._first)
-            return False
-        return _low([b for _, b in recent]) > self.baseline * (1.0 + self.growth)
-
-
-def _low(readings: list[int]) -> int:
-    """The floor of a window's readings: its 10th percentile (the lowest of ten or fewer). Full
-    collections come every 1.5 s (FULL_EVERY), so a window holds ~160 readings, and a moment's
-    trough (a restart's: its connections gone for a few seconds, a few readings) is not the
-    base load: a trough in the baseline's window that later windows miss would read as growth.
-    The base load still holds more than a tenth of every window, and a leak lifts it all."""
-    return sorted(readings)[len(readings) // 10]
-
-
-class MallocTrim:
-    """glibc's ``malloc_trim(0)``: the free memory its heap holds given back to the system,
-    timed and counted (``loadsvc_malloc_trims``, ``_seconds``, ``_released_bytes``).
-
-    Python's small objects live in pymalloc's 1 MiB arenas, which go back to the system
-    when empty; everything larger (a connection's buffers, a big dict's table, a frame's
-    text) is glibc's, whose freed chunks stay in its free lists: RSS keeps the high-water
-    of what a storm or a burst held at once, and creeps as those lists fragment (issue 20,
-    docs/reliability.md). A trim at a sweep returns them on the collector's rare schedule;
-    where the C library has no ``malloc_trim`` (not glibc) it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self._fn: Callable[[int], int] | None = None
-        try:
-            fn = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            pass
-        else:
-            fn.argtypes = [ctypes.c_size_t]
-            fn.restype = ctypes.c_int
-            self._fn = fn
-        self.trims = 0
-        self.seconds = 0.0  # the loop's pause, every trim
-        self.released_bytes = 0  # resident memory given back (RSS before - after), every trim
-
-    @property
-    def available(self) -> bool:
-        """The C library has ``malloc_trim`` (glibc)."""
-        return self._fn is not None
-
-    def __call__(self) -> None:
-        """Trim now (where there is a ``malloc_trim``), timed and counted."""
-        if self._fn is None:
-            return
-        before = _rss_bytes()
-        started = time.perf_counter()
-        self._fn(0)
-        self.seconds += time.perf_counter() - started
-        self.trims += 1
-        self.released_bytes += max(0, before - _rss_bytes())
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss_bytes() -> int:
-    """Resident memory of this process (0 where ``/proc`` is not there)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:
-        return 0
 
 
 class FrozenSurvivors:

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "verdict",
                 "lag",
                 "collector",
+                "sweeps",
                 "live",
                 "headline",
                 "shapes",

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadsvc import selfmon
-from loadsvc.collector import FrozenSurvivors, MallocTrim
+from loadsvc.collector import FrozenSurvivors
 from loadsvc.config import parse_config
 from loadsvc.selfmon import (
     CYCLIC_GARBAGE,
@@ -32,6 +32,7 @@ from loadsvc.selfmon import (
 )
 from loadsvc.service.app import SoakService
 from loadsvc.service.settings import ServeSettings
+from loadsvc.sweeps import MallocTrim
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
 

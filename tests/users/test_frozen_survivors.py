@@ -1,7 +1,7 @@
 """Full collections under a live restart cycle walk only what is new (issue 20): what
 survives a full collection is frozen (:class:`loadsvc.collector.FrozenSurvivors`), and a
 cycle among frozen objects, which the collector then cannot see, is freed by the sweep, which
-the heap's floor (:class:`loadsvc.collector.HeapFloor`) starts when such cycles pile up and the
+the heap's floor (:class:`loadsvc.sweeps.HeapFloor`) starts when such cycles pile up and the
 load's swing does not (a clock the test moves).
 
 Counted in objects the collector walks (``gc.get_objects()`` is exactly the generations a
@@ -20,9 +20,10 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from loadsvc.collector import SWEEP_SOONEST_S, FrozenSurvivors, HeapFloor
+from loadsvc.collector import SWEEP_SOONEST_S, FrozenSurvivors
 from loadsvc.metrics import Metrics
 from loadsvc.selfmon import full_collections
+from loadsvc.sweeps import HeapFloor
 from loadsvc.users import Target, UserContext
 from loadsvc.users.backoff import pace_handshakes
 from tests.support.timing import wait_for_async
