@@ -229,11 +229,26 @@ class EndpointSeries:
         return np.concatenate(times), np.concatenate(rows)
 
     def to_doc(self, since: float | None = None) -> dict[str, Any]:
-        """The points as JSON-ready columns: ``t`` (Unix s) and each of :data:`FIELDS` (None: none)."""
+        """The points as JSON-ready columns: ``t`` (Unix s) and each of :data:`FIELDS` (None: none).
+
+        Rounded and listed by numpy, a column at a time: a month of points (17 k of them) is
+        a few ms of the loop, not ~55 ms per endpoint (a Python ``round`` per value), which a
+        report or a reader of the whole series would pay once the tiers have filled."""
         at, values = self.points(since)
-        doc: dict[str, Any] = {"t": [round(float(t), 3) for t in at]}
+        doc: dict[str, Any] = {"t": np.round(at, 3).tolist()}
+        wide = values.astype(np.float64)  # the float32 columns as the floats Python sees
+        missing = np.isnan(wide)
+        rounded = np.round(wide, 6)
         for name, col in _COL.items():
-            doc[name] = [None if math.isnan(v) else round(v, 6) for v in values[:, col].tolist()]
+            gaps = missing[:, col]
+            column: list[float | None]
+            if gaps.all():  # e.g. no reconnects at all: no floats to make
+                column = [None] * len(gaps)
+            else:
+                column = rounded[:, col].tolist()
+                for i in np.flatnonzero(gaps).tolist():
+                    column[i] = None
+            doc[name] = column
         return doc
 
     @property

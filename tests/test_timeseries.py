@@ -105,3 +105,37 @@ def test_since_returns_only_newer_points() -> None:
     for i in range(10):
         series.add(_second(100.0 + i))
     assert series.to_doc(since=105.0)["t"] == [106.0, 107.0, 108.0, 109.0]
+
+
+def test_the_document_rounds_and_leaves_gaps_as_a_value_at_a_time_would() -> None:
+    """to_doc rounds with numpy a column at a time (a month of points is then a few ms of the
+    loop): the values are Python's round of each float32 to 6 places (times to 3), NaN is None
+    wherever it is, a column without any value is all None, and the types are plain floats."""
+    rng = np.random.default_rng(5)
+    series = EndpointSeries((Tier(0, 500),))
+    for i in range(400):
+        lat = None if i % 7 == 0 else _latencies(*rng.uniform(0.0001, 2.0, 20).tolist())
+        series.add(
+            Interval(
+                ended_at=1_800_000_000.0 + i + float(rng.uniform(0, 0.9999)),
+                span_s=float(rng.uniform(0.5, 1.5)),
+                users=int(rng.integers(0, 900)),
+                requests=int(rng.integers(0, 10**6)),
+                latency=lat,
+            )
+        )
+    at, values = series.points()
+    doc = series.to_doc()
+    assert doc["t"] == pytest.approx([round(float(t), 3) for t in at], abs=1e-6)
+    for name in FIELDS:
+        expected = [
+            None if math.isnan(v) else round(v, 6) for v in values[:, FIELDS.index(name)].tolist()
+        ]
+        got = doc[name]
+        assert [v is None for v in got] == [v is None for v in expected], name
+        assert [v for v in got if v is not None] == pytest.approx(
+            [v for v in expected if v is not None], abs=1e-9
+        ), name
+        assert all(v is None or type(v) is float for v in got)
+    assert any(v is None for v in doc["p99_s"]) and any(v is not None for v in doc["p99_s"])
+    assert doc["reconnect_p95_s"] == [None] * 400
