@@ -20,7 +20,7 @@ takes most of it, else to the callback most of its samples were in (:data:`KINDS
 time, the three generations' sizes at its start (what it walks), what it collected and the
 objects frozen after it; counting the generations and the frozen objects walks them on the
 collector's thread, with the GIL held: at the seed's full size the loop waits 16-33 ms at every
-full collection (every 1.5 s, growing with the frozen objects until a sweep), so the lag
+full collection (every 1.5 s; longest while the burst runs), so the lag
 figures of such a run are the probe's, not loadsvc's (the 17:10 run of 2026-12-04, whose
 restarts read 12.5-25 ms). ``SOAK_TURNS_GC=700,3,10`` in the environment sets the collector's thresholds (a
 diagnostic: what loadsvc ships is in :mod:`loadsvc.collector`). The timer and the spinner cost a few per cent of a core; compare runs taken with them alike.
