@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadsvc import __version__
 from loadsvc.collector import calm_collector
+from loadsvc.gil import share_quickly
 
 if TYPE_CHECKING:
     from loadsvc.config import Config
@@ -215,6 +216,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run on uvloop when it is installed (a cheaper event loop), else asyncio's."""
     calm_collector()  # after start-up, before the load: short collector pauses
+    share_quickly()  # the loop waits at most 0.5 ms for the GIL behind a helper thread
     try:
         import uvloop
     except ImportError:

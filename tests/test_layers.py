@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "lag",
                 "collector",
                 "sweeps",
+                "gil",
                 "live",
                 "headline",
                 "shapes",
