@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loopthread import ThreadTimes
 from bench.soak_judge import memory_rows
 from bench.soak_trend import over
 
@@ -107,10 +108,18 @@ class Sample:
     ws_connections: float | None
     lag_p99_ms: float | None
     heap_blocks: float | None = None  # the live Python heap, in the interpreter's blocks
+    # The loop's thread over the interval (bench/loopthread.py): ms on a CPU, ms ready but
+    # waiting for one (another task held its core), major faults (None: unreadable).
+    loop_cpu_ms: float | None = None
+    loop_wait_ms: float | None = None
+    major_faults: float | None = None
 
 
-def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
-    """One row from a scrape (and the previous one, for the lag over the interval)."""
+def sample(
+    t_s: float, before: Scrape | None, now: Scrape, thread: ThreadTimes | None = None
+) -> Sample:
+    """One row from a scrape (and the previous one, for the lag over the interval), with what
+    the loop's thread did over the interval, if read."""
     rss = now.total("process_resident_memory_bytes")
     return Sample(
         t_s=round(t_s, 1),
@@ -121,6 +130,9 @@ def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
         ws_connections=now.total("loadsvc_ws_connections"),
         lag_p99_ms=lag_p99_ms(before, now),
         heap_blocks=now.total(HEAP_BLOCKS),
+        loop_cpu_ms=None if thread is None else round(thread.cpu_s * 1e3, 1),
+        loop_wait_ms=None if thread is None else round(thread.wait_s * 1e3, 1),
+        major_faults=None if thread is None else thread.major_faults,
     )
 
 
@@ -290,7 +302,65 @@ def lag_rows(result: SoakResult) -> list[tuple[str, str]]:
             + (f"; worst {worst:g} ms" if worst is not None else ""),
         )
     )
-    return rows
+    return rows + thread_rows(result)
+
+
+Spent = tuple[float, float, float, float]  # loop CPU ms, ms waiting for a CPU, major faults, s
+
+
+def _spent(items: Sequence[Spent]) -> str:
+    """The loop's thread over some spans: its CPU share, its wait for a CPU, major faults."""
+    if not items:
+        return "none"
+    share = sorted(cpu / (span * 1e3) * 100 for cpu, _, _, span in items)
+    waits = sorted(wait for _, wait, _, _ in items)
+    faults = sum(f for _, _, f, _ in items)
+    return (
+        f"{len(items)}: CPU {share[len(share) // 2]:.0f} % of the span (median), "
+        f"waited for a CPU {waits[len(waits) // 2]:.1f} ms (median), {waits[-1]:.1f} ms (worst), "
+        f"major faults {faults:g}"
+    )
+
+
+def thread_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """What the loop's thread did where the lag was over the limit and where it was not: its
+    own work (CPU), or the machine's (ready but waiting for a CPU; a page read back)."""
+    limit = result.trust_limit_ms
+    over_at: list[Spent] = []
+    under_at: list[Spent] = []
+    for r in result.restarts:
+        lag, cpu, wait, faults, span = (
+            r.get(k)
+            for k in ("lag_p99_ms", "loop_cpu_ms", "loop_wait_ms", "major_faults", "span_s")
+        )
+        if None in (lag, cpu, wait, faults, span):
+            continue
+        (over_at if lag > limit else under_at).append((cpu, wait, faults, span))
+    over_in: list[Spent] = []
+    under_in: list[Spent] = []
+    disturbed = result.disturbed()
+    previous = None
+    for s in result.samples:
+        span = None if previous is None else s.t_s - previous
+        previous = s.t_s
+        if span is None or _inside(s.t_s, disturbed) or s.lag_p99_ms is None:
+            continue
+        if s.loop_cpu_ms is None or s.loop_wait_ms is None or s.major_faults is None:
+            continue
+        spent = (s.loop_cpu_ms, s.loop_wait_ms, s.major_faults, span)
+        (over_in if s.lag_p99_ms > limit else under_in).append(spent)
+    if not (over_at or under_at or over_in or under_in):
+        return []  # a soak before these readings, or not on Linux
+    return [
+        (
+            f"the loop's thread at restarts with lag over {limit:g} ms / within it",
+            f"{_spent(over_at)} / {_spent(under_at)}",
+        ),
+        (
+            f"the loop's thread in calm intervals with lag over {limit:g} ms / within it",
+            f"{_spent(over_in)} / {_spent(under_in)}",
+        ),
+    ]
 
 
 def sample_table(result: SoakResult, rows: int = 12) -> list[list[str]]:
