@@ -127,6 +127,7 @@ def restart_target(
         "loop_cpu_ms": None if spent is None else round(spent.cpu_s * 1e3, 1),
         "loop_wait_ms": None if spent is None else round(spent.wait_s * 1e3, 1),
         "major_faults": None if spent is None else spent.major_faults,
+        "others_cpu_ms": None if spent is None else round(spent.others_cpu_s * 1e3, 1),
     }
 
 

@@ -52,3 +52,42 @@ def test_a_process_that_is_gone_reads_as_none() -> None:
     child.wait()
     assert read(child.pid) is None
     assert read(os.getpid()) is not None
+
+
+def test_the_other_threads_cpu_is_read_apart_from_the_main_threads() -> None:
+    """A second thread that spins 0.3 s of CPU while the main one waits reads as the others'
+    CPU, not the main thread's."""
+    script = (
+        "import sys, threading, time\n"
+        "go, spun = threading.Event(), threading.Event()\n"
+        "def spin():\n"
+        "    go.wait()\n"
+        "    end = time.thread_time() + 0.3\n"
+        "    while time.thread_time() < end: pass\n"
+        "    spun.set()\n"
+        "    threading.Event().wait()\n"
+        "threading.Thread(target=spin, daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline(); go.set(); spun.wait()\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == b"ready\n"  # the second thread is there to be read
+        before = read(child.pid)
+        assert before is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"done\n"
+        after = read(child.pid)
+        assert after is not None
+        done = after.since(before)
+        assert 0.25 < done.others_cpu_s < 0.6
+        assert done.cpu_s < 0.1  # the main thread waited meanwhile
+    finally:
+        child.kill()
+        child.wait()
