@@ -38,7 +38,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import procs, soak_pauses, soak_turns
+from bench import loopthread, procs, soak_pauses, soak_turns
 from bench.soak_config import (
     ACCELERATED_HISTORY_BYTES,
     InStep,
@@ -107,9 +107,9 @@ PRESET_TYPES: dict[str, Callable[[str], Any]] = {
 class Sampler(threading.Thread):
     """Scrapes loadsvc every ``every`` seconds into samples until stopped."""
 
-    def __init__(self, url: str, every: float, t0: float) -> None:
+    def __init__(self, url: str, every: float, t0: float, pid: int | None = None) -> None:
         super().__init__(name="soak-sampler", daemon=True)
-        self.url, self.every, self.t0 = url, every, t0
+        self.url, self.every, self.t0, self.pid = url, every, t0, pid
         self.samples: list[Sample] = []
         self.last: Scrape | None = None
         self.failures = 0
@@ -118,10 +118,13 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         """Sample on a fixed schedule (a slow scrape does not shift the next one)."""
         due = time.monotonic()
+        times = None if self.pid is None else loopthread.read(self.pid)
         while not self.stopping.is_set():
             try:
                 now = scrape(self.url)
-                self.samples.append(sample(time.monotonic() - self.t0, self.last, now))
+                was, times = times, None if self.pid is None else loopthread.read(self.pid)
+                spent = None if was is None or times is None else times.since(was)
+                self.samples.append(sample(time.monotonic() - self.t0, self.last, now, spent))
                 self.last = now
             except OSError:
                 self.failures += 1
@@ -238,7 +241,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
             for child in _children(serve.pid):
                 _widen(child, {target_core, serve_core})
         t0 = time.monotonic()
-        sampler = Sampler(serve_url, args.sample_every, t0)
+        sampler = Sampler(serve_url, args.sample_every, t0, serve.pid)
         sampler.start()
         events = plan_faults(args.duration, warmup, args.restarts)
         run_faults(events, target, serve_url, args, t0, result, serve.pid)

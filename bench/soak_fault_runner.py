@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import loopthread
 from bench.soak_faults import ADMIN_FAULTS, FaultEvent, SoakTarget
 from bench.soak_report import (
     CYCLIC_GARBAGE,
@@ -89,12 +90,15 @@ def cycle_end(serve_url: str, t0: float, pid: int) -> dict[str, float | None]:
 
 
 def restart_target(
-    target: SoakTarget, serve_url: str, down_s: float, timeout: float
+    target: SoakTarget, serve_url: str, down_s: float, timeout: float, pid: int | None = None
 ) -> dict[str, float | None]:
     """Kill the target, keep it down ``down_s``, start it: seconds until loadsvc reconnected,
-    and loadsvc's loop lag p99 from the kill until a second after it had."""
+    and loadsvc's loop lag p99 from the kill until a second after it had; with serve's
+    ``pid``, what its loop's thread did meanwhile (``bench/loopthread.py``)."""
     before = scrape(serve_url)
+    times = None if pid is None else loopthread.read(pid)
     connected = before.by_label("loadsvc_ws_connections", "scenario").get(STREAM_SCENARIO, 0.0)
+    killed_at = time.monotonic()
     target.kill()
     time.sleep(down_s)  # the outage itself, not a wait for a condition
     up_at = target.start()
@@ -114,7 +118,17 @@ def restart_target(
         lag = lag_p99_ms(before, scrape(serve_url))
     except OSError:
         lag = None
-    return {"recovery_s": recovery, "lag_p99_ms": lag}
+    after = None if pid is None else loopthread.read(pid)
+    spent = None if times is None or after is None else after.since(times)
+    return {
+        "recovery_s": recovery,
+        "lag_p99_ms": lag,
+        "span_s": round(time.monotonic() - killed_at, 2),
+        "loop_cpu_ms": None if spent is None else round(spent.cpu_s * 1e3, 1),
+        "loop_wait_ms": None if spent is None else round(spent.wait_s * 1e3, 1),
+        "major_faults": None if spent is None else spent.major_faults,
+        "others_cpu_ms": None if spent is None else round(spent.others_cpu_s * 1e3, 1),
+    }
 
 
 def wait_until(t0: float, at_s: float, stop_at: float) -> bool:
@@ -142,7 +156,7 @@ def run_faults(
             return
         if event.kind == "restart":
             result.cycle_ends.append(cycle_end(serve_url, t0, pid))
-            outcome = restart_target(target, serve_url, args.down, args.recover_timeout)
+            outcome = restart_target(target, serve_url, args.down, args.recover_timeout, pid)
             result.restarts.append({"at_s": event.at_s, **outcome})
             continue
         try:

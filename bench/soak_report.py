@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loopthread import ThreadTimes
 from bench.soak_judge import memory_rows
 from bench.soak_trend import over
 
@@ -107,10 +108,20 @@ class Sample:
     ws_connections: float | None
     lag_p99_ms: float | None
     heap_blocks: float | None = None  # the live Python heap, in the interpreter's blocks
+    # The loop's thread over the interval (bench/loopthread.py): ms on a CPU, ms ready but
+    # waiting for one (another thread held its core), major faults; and the ms serve's other
+    # threads were on a CPU (None: unreadable).
+    loop_cpu_ms: float | None = None
+    loop_wait_ms: float | None = None
+    major_faults: float | None = None
+    others_cpu_ms: float | None = None
 
 
-def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
-    """One row from a scrape (and the previous one, for the lag over the interval)."""
+def sample(
+    t_s: float, before: Scrape | None, now: Scrape, thread: ThreadTimes | None = None
+) -> Sample:
+    """One row from a scrape (and the previous one, for the lag over the interval), with what
+    the loop's thread did over the interval, if read."""
     rss = now.total("process_resident_memory_bytes")
     return Sample(
         t_s=round(t_s, 1),
@@ -121,6 +132,10 @@ def sample(t_s: float, before: Scrape | None, now: Scrape) -> Sample:
         ws_connections=now.total("loadsvc_ws_connections"),
         lag_p99_ms=lag_p99_ms(before, now),
         heap_blocks=now.total(HEAP_BLOCKS),
+        loop_cpu_ms=None if thread is None else round(thread.cpu_s * 1e3, 1),
+        loop_wait_ms=None if thread is None else round(thread.wait_s * 1e3, 1),
+        major_faults=None if thread is None else thread.major_faults,
+        others_cpu_ms=None if thread is None else round(thread.others_cpu_s * 1e3, 1),
     )
 
 
@@ -290,7 +305,73 @@ def lag_rows(result: SoakResult) -> list[tuple[str, str]]:
             + (f"; worst {worst:g} ms" if worst is not None else ""),
         )
     )
-    return rows
+    return rows + thread_rows(result)
+
+
+# loop CPU ms, ms it waited for a CPU, major faults, serve's other threads' CPU ms, span s
+Spent = tuple[float, float, float, float, float]
+
+
+def _spent(items: Sequence[Spent]) -> str:
+    """The loop's thread over some spans: its CPU share, its wait for a CPU (and how much CPU
+    serve's other threads had meanwhile: a wait beyond it was another process's), major
+    faults."""
+    if not items:
+        return "none"
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    share = median([cpu / (span * 1e3) * 100 for cpu, _, _, _, span in items])
+    waits = [wait for _, wait, _, _, _ in items]
+    others = median([other for _, _, _, other, _ in items])
+    faults = sum(f for _, _, f, _, _ in items)
+    return (
+        f"{len(items)}: CPU {share:.0f} % of the span, waited for a CPU {median(waits):.1f} ms "
+        f"(worst {max(waits):.1f}) while serve's other threads ran {others:.1f} ms "
+        f"(medians); major faults {faults:g}"
+    )
+
+
+def thread_rows(result: SoakResult) -> list[tuple[str, str]]:
+    """What the loop's thread did where the lag was over the limit and where it was not: its
+    own work (CPU), or waiting for a CPU (serve's other threads' work, or another process's),
+    or a page read back (major faults)."""
+    limit = result.trust_limit_ms
+    over_at: list[Spent] = []
+    under_at: list[Spent] = []
+    keys = ("lag_p99_ms", "loop_cpu_ms", "loop_wait_ms", "major_faults", "others_cpu_ms", "span_s")
+    for r in result.restarts:
+        lag, cpu, wait, faults, others, span = (r.get(k) for k in keys)
+        if None in (lag, cpu, wait, faults, others, span):
+            continue  # a restart the soak did not read the thread at
+        (over_at if lag > limit else under_at).append((cpu, wait, faults, others, span))
+    over_in: list[Spent] = []
+    under_in: list[Spent] = []
+    disturbed = result.disturbed()
+    previous = None
+    for s in result.samples:
+        span = None if previous is None else s.t_s - previous
+        previous = s.t_s
+        if span is None or _inside(s.t_s, disturbed) or s.lag_p99_ms is None:
+            continue
+        cpu, wait, faults, others = s.loop_cpu_ms, s.loop_wait_ms, s.major_faults, s.others_cpu_ms
+        if cpu is None or wait is None or faults is None or others is None:
+            continue
+        spent = (cpu, wait, faults, others, span)
+        (over_in if s.lag_p99_ms > limit else under_in).append(spent)
+    if not (over_at or under_at or over_in or under_in):
+        return []  # a soak before these readings, or not on Linux
+    return [
+        (
+            f"the loop's thread at restarts with lag over {limit:g} ms / within it",
+            f"{_spent(over_at)} / {_spent(under_at)}",
+        ),
+        (
+            f"the loop's thread in calm intervals with lag over {limit:g} ms / within it",
+            f"{_spent(over_in)} / {_spent(under_in)}",
+        ),
+    ]
 
 
 def sample_table(result: SoakResult, rows: int = 12) -> list[list[str]]:

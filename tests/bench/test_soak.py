@@ -207,6 +207,40 @@ def test_restart_lag_spikes_on_the_fine_buckets_are_shown_and_counted() -> None:
     assert row == "7.5, 10, 12.5, -, 40; over the limit at 2 of 4 restarts (worst 40 ms)"
 
 
+def test_the_loop_threads_own_work_and_its_wait_for_a_cpu_are_shown_beside_the_lag() -> None:
+    """Restarts and calm intervals over the limit are shown with what the loop's thread did:
+    its CPU share of the span, its wait for a CPU and serve's other threads' CPU meanwhile,
+    against those within the limit; readings a soak did not take leave the rows out."""
+    result = SoakResult(duration_s=100.0, warmup_s=0.0, users_scale=1.0)
+    result.restarts = [
+        {"at_s": 90.0, "recovery_s": 2.0, "lag_p99_ms": lag, "span_s": 4.0,
+         "loop_cpu_ms": cpu, "loop_wait_ms": wait, "major_faults": 0, "others_cpu_ms": 20.0}
+        for lag, cpu, wait in ((30.0, 2000.0, 40.0), (5.0, 1200.0, 1.0), (7.5, 1600.0, 3.0))
+    ]  # fmt: skip
+    rows = dict(lag_rows(result))
+    assert rows["the loop's thread at restarts with lag over 10 ms / within it"] == (
+        "1: CPU 50 % of the span, waited for a CPU 40.0 ms (worst 40.0) while serve's other "
+        "threads ran 20.0 ms (medians); major faults 0 / 2: CPU 40 % of the span, waited for "
+        "a CPU 3.0 ms (worst 3.0) while serve's other threads ran 20.0 ms (medians); major "
+        "faults 0"
+    )
+    result.samples = [
+        Sample(5.0 * k, 100.0, None, None, None, None, lag, None, cpu, wait, faults, 30.0)
+        for k, (lag, cpu, wait, faults) in enumerate(
+            [(2.0, 500.0, 1.0, 0), (50.0, 600.0, 80.0, 2), (3.0, 400.0, 0.5, 0)]
+        )
+    ]
+    row = dict(lag_rows(result))[
+        "the loop's thread in calm intervals with lag over 10 ms / within it"
+    ]
+    assert row.startswith("1: CPU 12 % of the span, waited for a CPU 80.0 ms (worst 80.0)")
+    assert row.endswith("while serve's other threads ran 30.0 ms (medians); major faults 0")
+    assert "major faults 2 / 1:" in row
+    result.restarts = [{"at_s": 90.0, "recovery_s": 2.0, "lag_p99_ms": 30.0}]
+    result.samples = [Sample(5.0 * k, 100.0, None, None, None, None, 2.0) for k in range(3)]
+    assert not any(k.startswith("the loop's thread") for k, _ in lag_rows(result))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the plot needs it")
 def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path: Path) -> None:
     """A 20 s soak with one restart prints the summary and table, writes a PNG, and measures
@@ -242,6 +276,10 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     assert all(c["sweeps"] is not None and c["heap_sweep_blocks"] for c in result["cycle_ends"])
     assert all(c["sweep_freed_blocks"] is not None for c in result["cycle_ends"])
     assert isinstance(restart["lag_p99_ms"], float)
+    if sys.platform.startswith("linux"):  # what the loop's thread did, read from /proc
+        assert restart["loop_cpu_ms"] > 0 and restart["loop_wait_ms"] >= 0
+        assert restart["others_cpu_ms"] >= 0
+        assert all(s["loop_cpu_ms"] is not None for s in result["samples"])
     # The kill is seen by loadsvc and counted by reason, not as a crash.
     assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])
     assert result["log_problems"] == []
