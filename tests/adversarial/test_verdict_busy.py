@@ -158,6 +158,7 @@ def spin():
         pass
 
 sys.setswitchinterval(0.03)
+loadsvc.cli.share_quickly = lambda: None  # keep the hog's interval (loadsvc.gil would set 0.5 ms)
 threading.Thread(target=spin, daemon=True).start()
 runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
 """

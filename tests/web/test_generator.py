@@ -32,11 +32,12 @@ scenarios:
         pacing: 200ms
         tasks: [{path: /api/market/snapshot}]
 """
-# ``loadsvc serve`` with a thread that, while the flag file exists, spins in Python holding
-# the GIL for 150 ms at a time (the switch interval), then lets go for 150 ms: every wake-up
-# of the event loop in a spin waits, so the generator is busy for real (lag p99 ~150 ms over
-# the 100 ms trust limit) yet still answers, and healthy again once the file is gone. It
-# starts once loadsvc is imported: every file an import reads would wait for the GIL too.
+# ``loadsvc serve`` with a thread that, while the flag file exists, spins in Python holding the
+# GIL for 150 ms at a time (the switch interval, kept: loadsvc would shorten it to 0.5 ms), then
+# lets go for 150 ms: every wake-up of the event loop in a spin waits, so the generator is busy
+# for real (lag p99 ~150 ms over the 100 ms trust limit) yet still answers, and healthy again
+# once the file is gone. It starts once loadsvc is imported: every file an import reads would
+# wait for the GIL too.
 GIL_HOG = """
 import os, runpy, sys, threading, time
 import loadsvc.cli, loadsvc.service.app
@@ -54,6 +55,7 @@ def hog():
         time.sleep(0.15)
 
 sys.setswitchinterval(0.15)
+loadsvc.cli.share_quickly = lambda: None  # keep the hog's interval (loadsvc.gil would set 0.5 ms)
 threading.Thread(target=hog, daemon=True).start()
 runpy.run_module("loadsvc", run_name="__main__", alter_sys=True)
 """
