@@ -128,20 +128,14 @@ class RunHistory:
 
     def recent(self, scenario: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Records, most recent first, optionally of one scenario only and at most ``limit``."""
-        out: list[dict[str, Any]] = []
-        for entry in reversed(self._entries):
-            if scenario is not None and entry.scenario != scenario:
-                continue
-            out.append(entry.doc())
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        return [entry.doc() for entry in self.entries(scenario, limit)]
 
-    def entries(self, scenario: str, limit: int | None = None) -> list[HistoryEntry]:
-        """The records of ``scenario``, most recent first, at most ``limit``, unparsed."""
+    def entries(self, scenario: str | None = None, limit: int | None = None) -> list[HistoryEntry]:
+        """The records (of ``scenario`` only, if given), most recent first, at most ``limit``,
+        unparsed."""
         out: list[HistoryEntry] = []
         for entry in reversed(self._entries):
-            if entry.scenario == scenario:
+            if scenario is None or entry.scenario == scenario:
                 out.append(entry)
                 if limit is not None and len(out) >= limit:
                     break
