@@ -23,6 +23,7 @@ many records were dropped and why.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import time
@@ -118,6 +119,9 @@ class RunHistory:
         self._clock = clock
         self._entries: list[HistoryEntry] = []
         self._size = 0
+        # The earliest end of any record kept (records need not be in end order): while it is
+        # within max_age_s and the size within max_bytes, an append checks nothing else.
+        self._oldest = math.inf
         self._torn = False  # the file may end in a partial line: rewrite, do not append
         self.problem: str | None = None
         self._load()
@@ -163,8 +167,10 @@ class RunHistory:
     def append(self, doc: dict[str, Any]) -> None:
         """Add a record and write it to the file at once; I/O errors are logged, not raised."""
         line = orjson.dumps(doc) + b"\n"
-        self._entries.append(HistoryEntry.of(doc, line))
+        entry = HistoryEntry.of(doc, line)
+        self._entries.append(entry)
         self._size += len(line)
+        self._oldest = min(self._oldest, entry.ended_at)
         if self._torn:
             self._rewrite()  # repairs the torn line, and writes this record too
             self._enforce_bounds()
@@ -239,6 +245,7 @@ class RunHistory:
             entry = HistoryEntry.of(doc, line + b"\n")
             self._entries.append(entry)
             self._size += len(entry.line)
+            self._oldest = min(self._oldest, entry.ended_at)
         if self._skipped:
             log.warning(
                 "skipped unreadable run history lines", path=str(self.path), lines=self._skipped
@@ -246,6 +253,8 @@ class RunHistory:
 
     def _enforce_bounds(self, force: bool = False) -> None:
         cutoff = self._clock() - self.max_age_s
+        if not force and self._oldest >= cutoff and self._size <= self.max_bytes:
+            return  # every append: O(1), not a walk of the records (bench/history_cost.py)
         keep = [e for e in self._entries if e.ended_at >= cutoff]
         size = sum(len(e.line) for e in keep)
         if not force and len(keep) == len(self._entries) and size <= self.max_bytes:
@@ -280,6 +289,7 @@ class RunHistory:
             )
         self._entries = keep
         self._size = size
+        self._oldest = min((e.ended_at for e in keep), default=math.inf)
         self._rewrite()
 
     def _rewrite(self) -> None:

@@ -70,6 +70,28 @@ def test_age_bound_drops_old_records_on_open_and_append(tmp_path: Path) -> None:
     assert len(path.read_bytes().splitlines()) == 1
 
 
+def test_a_record_out_of_end_order_still_ages_out(tmp_path: Path) -> None:
+    """An append checks the bounds without walking the records (it keeps the earliest end):
+    a record that ended before the first one kept (a long run finishing after later windows,
+    or a line from before a clock step) is still dropped as soon as it is too old, on append
+    and on prune, and the file follows."""
+    path = tmp_path / "h.jsonl"
+    now = [1000.0]
+    history = RunHistory(path, 1_000_000, 100, clock=lambda: now[0])
+    history.append(record("a", 0, 980.0))
+    history.append(record("b", 1, 920.0))  # ended before a-0, appended after it
+    history.append(record("a", 2, 990.0))
+    now[0] = 1025.0  # b-1 is 105 s old, a-0 45 s
+    history.append(record("a", 3, 1020.0))
+    assert [r["run_id"] for r in history.recent()] == ["a-3", "a-2", "a-0"]
+    history.append(record("b", 4, 900.0))  # already too old when it comes
+    assert [r["run_id"] for r in history.recent()] == ["a-3", "a-2", "a-0"]
+    now[0] = 1085.0  # a-0 is 105 s old: dropped by the periodic prune, with no append
+    history.prune()
+    assert [r["run_id"] for r in history.recent()] == ["a-3", "a-2"]
+    assert len(path.read_bytes().splitlines()) == 2
+
+
 def test_unreadable_lines_are_skipped_and_dropped(tmp_path: Path) -> None:
     """A line cut short by a crash is skipped, and the file rewritten without it."""
     path = tmp_path / "h.jsonl"
