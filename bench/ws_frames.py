@@ -22,6 +22,10 @@ table shows the median and the spread (min-max) over the repeats.
 generator measured in one sitting. Below the table: which of each checkout's modules on
 the path were compiled (a checkout made by ``bench/mypyc_spike.py``).
 
+``--distinct`` gives every connection its own frame each round (per-user data, not a
+broadcast): the same length, differing near the end, the worst case for the connections'
+memo of frames already decoded (:mod:`loadsvc.users.wsconn`), which a broadcast hits.
+
 ``--no-gc`` runs without the cyclic garbage collector (and skips the interpreter's final
 collection): only for measuring a build that crashes in it (``mypyc_spike.py --with-wsconn``).
 """
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import gc
 import inspect
+import itertools
 import json
 import os
 import statistics
@@ -146,7 +151,7 @@ class Rig:
 
         self.hands_text = hasattr(wsconn, "_TEXT")
 
-    def sink_round(self, frame: bytes, stamp: float) -> None:
+    def sink_round(self, frame: Any, stamp: float) -> None:
         arrived = stamp + 0.003
         frame_ = self.sink.frame
         if self.five_args:
@@ -156,25 +161,41 @@ class Rig:
             for _ in self.readers:
                 frame_("ok", arrived - stamp, 0.5, 0)
 
-    def reader_round(self, frame: bytes, stamp: float) -> None:
+    def reader_round(self, frame: Any, stamp: float) -> None:
         arrived = stamp + 0.003
+        if isinstance(frame, list):  # --distinct: decoded before the clock starts
+            for reader, text in zip(self.readers, frame, strict=True):
+                reader.feed(text, arrived)
+            return
         payload: Any = frame.decode() if self.hands_text else memoryview(frame)
         for reader in self.readers:
             reader.feed(payload, arrived)
 
-    def connection_round(self, data: bytes, stamp: float) -> None:
+    def connection_round(self, data: Any, stamp: float) -> None:
         arrived = stamp + 0.003
-        for conn in self.conns:
-            conn.replay(0, data, arrived)
+        for conn, each in zip(self.conns, _each(data, len(self.conns)), strict=True):
+            conn.replay(0, each, arrived)
 
-    def backlog_round(self, data: bytes, stamp: float) -> None:
-        for conn in self.conns:
-            conn.data_received(data)
+    def backlog_round(self, data: Any, stamp: float) -> None:
+        for conn, each in zip(self.conns, _each(data, len(self.conns)), strict=True):
+            conn.data_received(each)
         self.backlog._work(None)
 
     def reset(self) -> None:
         for reader in self.readers:
             reader.new_connection()
+
+
+def _each(data: Any, n: int) -> Any:
+    """A round's bytes for each of ``n`` connections: the broadcast's, or each its own."""
+    return data if isinstance(data, list) else itertools.repeat(data, n)
+
+
+def distinct(frame: bytes, connections: int) -> list[bytes]:
+    """Each connection's own version of ``frame`` (per-user data, not a broadcast): the same
+    length, a user field that differs near its end, so telling them apart reads them whole."""
+    head = frame[:-1]
+    return [head + b',"user":"u%07d"}' % i for i in range(connections)]
 
 
 def compiled_modules() -> list[str]:
@@ -186,13 +207,20 @@ def compiled_modules() -> list[str]:
     )
 
 
-async def measure(layer: str, connections: int, rounds: int) -> float:
-    """CPU microseconds per frame of one layer over ``rounds`` frames to each connection."""
+async def measure(layer: str, connections: int, rounds: int, each: bool = False) -> float:
+    """CPU microseconds per frame of one layer over ``rounds`` frames to each connection
+    (``each``: every connection its own frame, see :func:`distinct`)."""
     rig = Rig(connections)
     # Stamped in the past: the backlog layer times arrivals by the wall clock.
-    frames = market_frames(rounds + 1, time.time() - 0.5 * rounds - 1.0)
+    frames: list[tuple[Any, float]] = list(
+        market_frames(rounds + 1, time.time() - 0.5 * rounds - 1.0)
+    )
+    if each:
+        frames = [(distinct(f, connections), s) for f, s in frames]
+        if layer == "reader":
+            frames = [([x.decode() for x in f], s) for f, s in frames]
     if layer in ("connection", "backlog"):
-        frames = [(wire(f), s) for f, s in frames]
+        frames = [([wire(x) for x in f] if each else wire(f), s) for f, s in frames]
     step = getattr(rig, f"{layer}_round")
     step(*frames[0])  # warm: first frame of each connection (sequence start)
     if gc.isenabled():
@@ -207,7 +235,9 @@ async def measure(layer: str, connections: int, rounds: int) -> float:
     return cpu / (rounds * connections) * 1e6
 
 
-def run_once(sizes: list[int], frames_total: int, layers: tuple[str, ...]) -> dict[str, float]:
+def run_once(
+    sizes: list[int], frames_total: int, layers: tuple[str, ...], each: bool = False
+) -> dict[str, float]:
     """One pass over every (layer, size); about ``frames_total`` frames each."""
 
     async def go() -> dict[str, float]:
@@ -215,7 +245,7 @@ def run_once(sizes: list[int], frames_total: int, layers: tuple[str, ...]) -> di
         for n in sizes:
             rounds = max(20, frames_total // n)
             for layer in layers:
-                out[f"{layer}@{n}"] = await measure(layer, n, rounds)
+                out[f"{layer}@{n}"] = await measure(layer, n, rounds, each)
         return out
 
     return asyncio.run(go())
@@ -253,6 +283,11 @@ def main() -> None:
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--compare", help="checkouts to alternate, comma-separated")
     parser.add_argument("--json", action="store_true", help="one pass, as JSON (for --compare)")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="every connection its own frames (per-user data), not one broadcast",
+    )
     parser.add_argument("--no-gc", action="store_true", help="without the garbage collector")
     args = parser.parse_args()
     sizes = [int(x) for x in args.connections.split(",")]
@@ -260,7 +295,7 @@ def main() -> None:
     if args.no_gc:
         gc.disable()
     if args.json:
-        times = run_once(sizes, args.frames, layers)
+        times = run_once(sizes, args.frames, layers, args.distinct)
         print(json.dumps({"times": times, "compiled": compiled_modules()}), flush=True)
         if args.no_gc:
             os._exit(0)  # the interpreter's final collection would run the collector after all
@@ -272,12 +307,13 @@ def main() -> None:
         for checkout in checkouts:
             name = checkout or "this"
             if checkout is None:
-                once = run_once(sizes, args.frames, layers)
+                once = run_once(sizes, args.frames, layers, args.distinct)
                 compiled[name] = compiled_modules()
             else:
                 child = [sys.executable, __file__, "--json", "--connections", args.connections,
                          "--frames", str(args.frames), "--layers", args.layers,
-                         *(["--no-gc"] if args.no_gc else [])]  # fmt: skip
+                         *(["--no-gc"] if args.no_gc else []),
+                         *(["--distinct"] if args.distinct else [])]  # fmt: skip
                 env = dict(os.environ, PYTHONPATH=checkout)
                 out = json.loads(subprocess.run(child, env=env, check=True, capture_output=True,
                                                 text=True).stdout)  # fmt: skip

@@ -21,7 +21,7 @@ import itertools
 import json
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -41,6 +41,22 @@ _STAMP_TYPES: Mapping[str, Any] = {
     **{unit: float | None for unit in ("s", "ms", "us", "ns")},
 }
 _SCALES: Mapping[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "rfc3339": 1.0}
+
+
+class DecodeMemo:
+    """The latest text frame decoded by a layout's readers and what it decoded to.
+
+    Shared by the readers of a layout: a broadcast's frame reaches each of them as the same
+    str (:mod:`loadsvc.users.wsconn` hands equal bytes the str it decoded first), so it is
+    parsed once, not once per connection. Keyed by identity: the memo holds the str, so no
+    other object can have its id meanwhile. The decoded frame is only read, never changed.
+    """
+
+    __slots__ = ("frame", "raw")
+
+    def __init__(self) -> None:
+        self.raw: str | None = None
+        self.frame: Any = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class FrameLayout:
     present: Callable[[Any], tuple[Any, ...]] | None
     typed_required: bool
     raw: Mapping[str, Getter]
+    memo: DecodeMemo = field(default_factory=DecodeMemo, compare=False)
 
 
 class _Node:

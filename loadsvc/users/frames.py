@@ -83,7 +83,7 @@ class FrameReader:
 
     __slots__ = (
         "_ack", "_decode", "_decode_binary", "_heartbeat", "_key", "_keyed", "_last_at",
-        "_open", "_present", "_reply", "_required", "_scale", "_seq", "_seq_of", "_sink",
+        "_memo", "_open", "_present", "_reply", "_required", "_scale", "_seq", "_seq_of", "_sink",
         "_skip", "_stamp_of", "_tolerance", "_type_of", "_typed_required", "awaiting_ack",
         "control", "last_delivery",
     )  # fmt: skip
@@ -101,6 +101,7 @@ class FrameReader:
         raw_paths = tuple(dict.fromkeys((*matched, *reply_paths)))
         layout = frame_layout(spec, raw_paths)
         self._decode = layout.json.decode
+        self._memo = layout.memo
         # None: binary frames are JSON too, read by the same decoder as text.
         self._decode_binary = layout.msgpack.decode if spec.binary == "msgpack" else None
         self._type_of = layout.kind
@@ -167,7 +168,13 @@ class FrameReader:
                 null = _NIL
                 frame = self._decode_binary(raw)  # type: ignore[arg-type]  # not a str
             else:
-                frame = self._decode(raw)
+                memo = self._memo
+                if raw is memo.raw:
+                    frame = memo.frame  # the same str another connection's reader parsed
+                else:
+                    frame = self._decode(raw)
+                    if type(raw) is str:
+                        memo.raw, memo.frame = raw, frame
         except msgspec.ValidationError:
             self.last_delivery = arrived  # a data message, if a broken one: not a silence
             self._sink.frame("invalid", None, None, 0, None)

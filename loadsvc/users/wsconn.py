@@ -54,6 +54,15 @@ MAX_UNANSWERED_PINGS = 1000
 # Shared-read waits kept until the loop-lag monitor takes them (more are dropped).
 MAX_PENDING_WAITS = 1 << 16
 
+# A broadcast sends the same text frame to every connection: the latest text frames, each
+# as its bytes and the str decoded from them, keyed by length, so that a frame already
+# checked for UTF-8 on another connection is compared (memcmp) rather than decoded again,
+# and its readers get the same str, whose parse they share (FrameReader's memo). Frames up
+# to MEMO_FRAME_BYTES, at most MEMO_ENTRIES of them (~2 MiB at most, bytes and str).
+MEMO_FRAME_BYTES = 64 * 2**10
+MEMO_ENTRIES = 16
+_texts: dict[int, tuple[bytes, str]] = {}
+
 FrameHook = Callable[[BytesLike | str, float], None]
 
 # What the backlog holds for a connection.
@@ -351,13 +360,21 @@ class TimedConnection(ClientConnection):
             if end > n:
                 break
             if opcode == _TEXT:
-                try:
-                    # Decoding validates (~0.1 us/KB); the decoder then reads the str as is.
-                    # A slice's decode() beats str() of a memoryview: no view objects.
-                    text = data[start:end].decode()
-                except UnicodeDecodeError as exc:
-                    self._fail_invalid_text(exc)
-                    return
+                # A slice's decode() beats str() of a memoryview: no view objects.
+                chunk = data[start:end]
+                seen = _texts.get(length)
+                if seen is not None and seen[0] == chunk:
+                    text = seen[1]  # this frame's bytes came on another connection: valid
+                else:
+                    try:
+                        text = chunk.decode()  # validates (~0.1 us/KB)
+                    except UnicodeDecodeError as exc:
+                        self._fail_invalid_text(exc)
+                        return
+                    if length <= MEMO_FRAME_BYTES:
+                        if seen is None and len(_texts) >= MEMO_ENTRIES:
+                            _texts.clear()
+                        _texts[length] = (chunk, text)
                 hook(text, arrived)
                 judged += 1
             elif opcode == _BINARY:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -152,6 +153,32 @@ async def test_invalid_utf8_text_fails_the_connection_with_1007(
     assert ws.outcome("ok") == 3 and ws.count == 3
     assert errors(registry, "protocol") == 1
     assert any(r == "protocol" and "invalid UTF-8" in d for r, d, _ in ws.diagnostics)
+
+
+async def test_a_frame_as_long_as_one_seen_before_is_judged_by_its_own_bytes(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    """A text frame already seen (on this connection or another) is not decoded again
+    (loadsvc.users.wsconn's memo, keyed by length): one of the same length but other bytes
+    (a required key renamed, invalid UTF-8) is still judged on its own, as is a repeat."""
+    good = orjson.dumps({"type": "market", "quotes": [], "prices": {}, "published_at": now()})
+    renamed = good.replace(b'"quotes"', b'"quotxs"')
+    broken = good.replace(b'"market"', b'"m\xc3\x28ket"')
+    assert len(renamed) == len(broken) == len(good)
+
+    async def apart(conn: RawWsConnection) -> None:
+        # One read per frame, after the handshake's: frames the client splits off itself.
+        for payload in (good, good, renamed, good, broken) if conn.index <= 2 else ():
+            await asyncio.sleep(0.05)
+            await conn.send(encode_frame(payload))
+        await conn.read_client()
+
+    async with raw_ws_server(apart) as server:
+        result = await run(server.url, metrics, stream(users=2))
+        assert server.close_codes[:2] == [1007, 1007]
+    ws = only(result)
+    assert ws.outcome("ok") == 6 and ws.outcome("invalid") == 2 and ws.count == 8
+    assert errors(registry, "protocol") == 2
 
 
 BODY = b'{"type": "market", "quotes": [], "prices": {}, "seq": 2}'

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+
+from bench.ws_frames import distinct, market_frames
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,3 +39,22 @@ def test_ws_frames_compare_names_what_each_checkout_compiled() -> None:
     assert [r[0].strip() for r in rows[1:]] == ["sink", "backlog"], done.stdout
     # A source checkout: nothing compiled (a mypyc_spike.py copy lists its extension modules).
     assert f"{ROOT}: compiled none" in done.stdout.splitlines(), done.stdout
+
+
+def test_distinct_frames_are_each_connections_own_of_one_length() -> None:
+    """--distinct: every connection's frame is valid JSON with its own user field, all of one
+    length (what the connections' memo of decoded frames must read whole to tell apart)."""
+    ((frame, _),) = market_frames(1, 1.0e9)
+    each = distinct(frame, 50)
+    assert len(set(each)) == 50 and len({len(x) for x in each}) == 1
+    docs = [orjson.loads(x) for x in each]
+    assert [d["user"] for d in docs[:2]] == ["u0000000", "u0000001"]
+    assert all(d["seq"] == 1 for d in docs)
+    done = subprocess.run(
+        [sys.executable, "bench/ws_frames.py", "--frames", "100", "--repeats", "1",
+         "--connections", "3", "--layers", "reader,backlog", "--distinct"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sum(ln.startswith("| reader") or ln.startswith("| backlog") for ln in
+               done.stdout.splitlines()) == 2, done.stdout  # fmt: skip
