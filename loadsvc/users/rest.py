@@ -29,6 +29,14 @@ _ABSENT = msgspec.Raw()
 _NULL = msgspec.Raw(b"null")
 
 
+# An endpoint that serves one cached document (a snapshot) sends the same body to every
+# user: each checker keeps its latest verdicts, by body length, for bodies up to
+# MEMO_BODY_BYTES, at most MEMO_ENTRIES of them (~1 MiB at most), so an equal body is
+# compared (memcmp) rather than decoded again. Another body of a length seen is decoded.
+MEMO_BODY_BYTES = 64 * 2**10
+MEMO_ENTRIES = 16
+
+
 @functools.cache
 def body_checker(
     required: tuple[str, ...], nullable: frozenset[str] = frozenset()
@@ -37,7 +45,9 @@ def body_checker(
 
     One partial decode (as for WS frames): the body is scanned and validated as
     JSON, but the values are left as raw slices, never built into Python objects.
-    A key whose value is ``null`` is missing, unless it is in ``nullable``.
+    A key whose value is ``null`` is missing, unless it is in ``nullable``. A body
+    equal to one checked lately gets that one's verdict without a decode (see
+    MEMO_BODY_BYTES).
     """
     fields = [
         (f"k{i}", msgspec.Raw, msgspec.field(default=_ABSENT, name=key))
@@ -47,8 +57,9 @@ def body_checker(
     decode = msgspec.json.Decoder(body_type).decode
     strict = tuple(f"k{i}" for i, key in enumerate(required) if key not in nullable)
     present = tuple(f"k{i}" for i, key in enumerate(required) if key in nullable)
+    seen: dict[int, tuple[bytes, bool]] = {}
 
-    def check(body: bytes | bytearray) -> bool:
+    def judge(body: bytes | bytearray) -> bool:
         try:
             doc = decode(body)
         except (msgspec.DecodeError, RecursionError):  # deeper than the decoder goes: broken
@@ -58,6 +69,19 @@ def body_checker(
             if not value or value == _NULL:
                 return False
         return all(getattr(doc, a) for a in present)
+
+    def check(body: bytes | bytearray) -> bool:
+        n = len(body)
+        last = seen.get(n)
+        if last is not None and last[0] == body:
+            return last[1]
+        verdict = judge(body)
+        if n <= MEMO_BODY_BYTES:
+            if last is None and len(seen) >= MEMO_ENTRIES:
+                seen.clear()
+            # A copy: a bytearray (an inflated body) is not the memo's to keep as it is.
+            seen[n] = (body if type(body) is bytes else bytes(body), verdict)
+        return verdict
 
     return check
 

@@ -204,3 +204,26 @@ async def test_a_null_required_key_is_invalid_unless_nullable() -> None:
             rest_config().replace("required_keys: [a]}", "required_keys: [a], nullable_keys: [a]}"),
         )
     assert outcomes(absent) == {"invalid": 2}
+
+
+async def test_a_body_as_long_as_one_checked_before_is_judged_by_its_own_bytes() -> None:
+    """Each checker keeps its latest verdicts by body length (a snapshot endpoint sends every
+    user the same body): a body of the same length but other bytes, plain or inflated from
+    gzip, is still judged on its own."""
+    bodies = [b'{"a": 1}', b'{"b": 1}', gzip.compress(b'{"b": 1}'), gzip.compress(b'{"a": 1}')]
+    served = iter(range(len(bodies)))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        i = next(served)
+        gzipped = b"Content-Encoding: gzip\r\n" if i >= 2 else b""
+        body = bodies[i]
+        writer.write(
+            b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (gzipped, len(body), body)
+        )
+        await writer.drain()
+        await hold(reader)
+
+    async with serving(script) as server:
+        result = await run_rest(server.url, rest_config(users=4))
+    assert outcomes(result) == {"ok": 2, "invalid": 2}
