@@ -167,6 +167,17 @@ def log_problems(log: Path) -> list[str]:
     return [line[:300] for line in lines if PROBLEM.search(line)]
 
 
+def serve_env(pairs: list[str]) -> dict[str, str]:
+    """``--serve-env NAME=VALUE`` as a mapping (a clear error for anything else)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--serve-env {pair!r}: want NAME=VALUE")
+        out[name] = value
+    return out
+
+
 def write_outputs(result: SoakResult, out: Path) -> str:
     """soak.json, samples.csv, soak.png and soak.md; return the Markdown."""
     (out / "soak.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
@@ -201,7 +212,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
     config = out / "soak.yaml"
     verdicts = args.verdict_every or verdict_every(step)
     config.write_text(soak_config_text(args.scale, verdicts, step, args.accelerated))
-    result = SoakResult(args.duration, warmup, args.scale)
+    result = SoakResult(args.duration, warmup, args.scale, serve_env=serve_env(args.serve_env))
     result.trust_limit_ms = TRUST_LIMIT_S * 1e3
     result.schedule_period_s = schedule_period_s(step)
     result.phase_cycles = 0 if step is None else step.period_cycles
@@ -223,6 +234,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
         command += ["--history-file", str(out / "history.jsonl")]
         # No API token: the soak only reads; an inherited one would not leak, but is not needed.
         env = {"LOADSVC_API_TOKEN": "", "LOADSVC_API_TOKEN_FILE": ""}
+        env.update(result.serve_env)
         if args.workers > 1:
             command += ["--workers", str(args.workers)]
         serve = procs.spawn(command, serve_core, serve_log, env)
@@ -355,6 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="verdict window of continuous scenarios (default about 1m, a whole fraction of the "
         "restart cycle)",
+    )
+    p.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for serve alone (repeatable), e.g. an allocator: "
+        "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
     )
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     p.add_argument("--from-json", type=Path, help="re-render a saved soak.json into --out")

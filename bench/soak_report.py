@@ -175,6 +175,7 @@ class SoakResult:
     faults_seen: dict[str, float] = field(default_factory=dict)
     log_problems: list[str] = field(default_factory=list)
     netem: str = ""
+    serve_env: dict[str, str] = field(default_factory=dict)  # --serve-env (e.g. an allocator)
 
     def to_json(self) -> dict[str, Any]:
         """The result as plain data."""
@@ -416,7 +417,8 @@ def markdown(result: SoakResult, plot: Path | None) -> str:
     minutes = result.duration_s / 60
     out = [
         f"Soak: {minutes:g} min, seed configuration at {result.users_scale:g}x its sizes, "
-        f"warm-up {result.warmup_s / 60:g} min.",
+        f"warm-up {result.warmup_s / 60:g} min."
+        + "".join(f" serve ran with {k}={v}." for k, v in result.serve_env.items()),
         "",
         "| measure | value |",
         "|:--|:--|",

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from bench.soak import serve_env
 from bench.soak_config import accelerated, soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
 from bench.soak_judge import high_water_rows, memory_rows, sweep_rows
@@ -246,7 +247,8 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     """A 20 s soak with one restart prints the summary and table, writes a PNG, and measures
     the restart's recovery and the faults by reason."""
     out = tmp_path / "soak"
-    args = ["--duration", "20s", "--scale", "0.02", "--restarts", "1", "--sample-every", "1s"]
+    args = ["--duration", "20s", "--scale", "0.02", "--restarts", "1", "--sample-every", "1s",
+            "--serve-env", "MALLOC_ARENA_MAX=2"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "bench/soak.py", *args, "--out", str(out), "--recover-timeout", "10s"],
         cwd=ROOT,
@@ -283,3 +285,17 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     # The kill is seen by loadsvc and counted by reason, not as a crash.
     assert any(key.startswith("ws_connection_errors{reason=") for key in result["faults_seen"])
     assert result["log_problems"] == []
+    # What serve alone ran with is said in the table's first line and kept in soak.json.
+    assert result["serve_env"] == {"MALLOC_ARENA_MAX": "2"}
+    assert "serve ran with MALLOC_ARENA_MAX=2." in (out / "soak.md").read_text().splitlines()[0]
+
+
+def test_serve_env_wants_name_equals_value() -> None:
+    """--serve-env NAME=VALUE, repeatable; anything else stops the soak before it starts."""
+    assert serve_env(["A=1", "LD_PRELOAD=/x.so", "B="]) == {
+        "A": "1",
+        "LD_PRELOAD": "/x.so",
+        "B": "",
+    }
+    with pytest.raises(SystemExit, match="want NAME=VALUE"):
+        serve_env(["novalue"])
