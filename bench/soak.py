@@ -16,6 +16,10 @@ table states the trend fitted over the cycles, per day, with its 95 % interval.
 ``--accelerated`` (``make soak-accelerated``) is the proof that separates a plateau from
 a slow leak in minutes: 40 restarts 8 s apart with faults and verdict windows between them,
 the history compacted over and over.
+
+serve runs on the allocator the image ships: jemalloc, preloaded (``--malloc jemalloc``, the
+default where ``libjemalloc2`` is installed; ``--malloc glibc`` for glibc's malloc). The
+table's first line says what serve ran with.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -167,6 +172,34 @@ def log_problems(log: Path) -> list[str]:
     return [line[:300] for line in lines if PROBLEM.search(line)]
 
 
+def jemalloc_path() -> str | None:
+    """Where jemalloc's library is (what the image preloads for serve), if anywhere."""
+    candidates = [
+        "/usr/local/lib/libjemalloc.so.2",  # the image's copy
+        *sorted(glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2")),  # Debian's libjemalloc2
+        "/usr/lib/libjemalloc.so.2",
+        "/usr/lib64/libjemalloc.so.2",
+    ]
+    return next((c for c in candidates if os.path.exists(c)), None)
+
+
+def allocator_env(malloc: str | None, pairs: list[str]) -> dict[str, str]:
+    """serve's environment for ``--malloc`` and ``--serve-env``: jemalloc preloaded as the
+    image ships it (the default where it is installed), or glibc's malloc."""
+    env = serve_env(pairs)
+    if malloc == "glibc" or "LD_PRELOAD" in env:
+        return env
+    path = jemalloc_path()
+    if path is None:
+        if malloc == "jemalloc":
+            raise SystemExit(
+                "--malloc jemalloc: no libjemalloc.so.2 (apt-get install libjemalloc2)"
+            )
+        print("jemalloc not installed: serve runs on glibc's malloc (apt-get install libjemalloc2)")
+        return env
+    return {**env, "LD_PRELOAD": path}
+
+
 def serve_env(pairs: list[str]) -> dict[str, str]:
     """``--serve-env NAME=VALUE`` as a mapping (a clear error for anything else)."""
     out = {}
@@ -212,7 +245,9 @@ def soak(args: argparse.Namespace) -> SoakResult:
     config = out / "soak.yaml"
     verdicts = args.verdict_every or verdict_every(step)
     config.write_text(soak_config_text(args.scale, verdicts, step, args.accelerated))
-    result = SoakResult(args.duration, warmup, args.scale, serve_env=serve_env(args.serve_env))
+    result = SoakResult(
+        args.duration, warmup, args.scale, serve_env=allocator_env(args.malloc, args.serve_env)
+    )
     result.trust_limit_ms = TRUST_LIMIT_S * 1e3
     result.schedule_period_s = schedule_period_s(step)
     result.phase_cycles = 0 if step is None else step.period_cycles
@@ -367,6 +402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="verdict window of continuous scenarios (default about 1m, a whole fraction of the "
         "restart cycle)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=("jemalloc", "glibc"),
+        default=None,
+        help="serve's allocator: jemalloc preloaded, as the image ships it (the default where "
+        "libjemalloc2 is installed), or glibc's malloc",
     )
     p.add_argument(
         "--serve-env",

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench.soak import serve_env
+from bench import soak
+from bench.soak import allocator_env, serve_env
 from bench.soak_config import accelerated, soak_config, soak_config_text
 from bench.soak_faults import ADMIN_FAULTS, plan_faults
 from bench.soak_judge import high_water_rows, memory_rows, sweep_rows
@@ -248,7 +249,7 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     the restart's recovery and the faults by reason."""
     out = tmp_path / "soak"
     args = ["--duration", "20s", "--scale", "0.02", "--restarts", "1", "--sample-every", "1s",
-            "--serve-env", "MALLOC_ARENA_MAX=2"]  # fmt: skip
+            "--malloc", "glibc", "--serve-env", "MALLOC_ARENA_MAX=2"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "bench/soak.py", *args, "--out", str(out), "--recover-timeout", "10s"],
         cwd=ROOT,
@@ -288,6 +289,23 @@ def test_a_toy_soak_prints_the_table_and_writes_the_plot_and_a_recovery(tmp_path
     # What serve alone ran with is said in the table's first line and kept in soak.json.
     assert result["serve_env"] == {"MALLOC_ARENA_MAX": "2"}
     assert "serve ran with MALLOC_ARENA_MAX=2." in (out / "soak.md").read_text().splitlines()[0]
+
+
+def test_serve_gets_jemalloc_where_it_is_installed_unless_told_glibc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image preloads jemalloc, so the soak does too (found or not, it says which);
+    --malloc glibc and an LD_PRELOAD of one's own are left alone; jemalloc asked for and
+    missing stops the soak before it starts."""
+    monkeypatch.setattr(soak, "jemalloc_path", lambda: "/lib/j.so")
+    assert allocator_env(None, []) == {"LD_PRELOAD": "/lib/j.so"}
+    assert allocator_env("jemalloc", ["A=1"]) == {"A": "1", "LD_PRELOAD": "/lib/j.so"}
+    assert allocator_env("glibc", []) == {}
+    assert allocator_env(None, ["LD_PRELOAD=/x.so"]) == {"LD_PRELOAD": "/x.so"}
+    monkeypatch.setattr(soak, "jemalloc_path", lambda: None)
+    assert allocator_env(None, []) == {}
+    with pytest.raises(SystemExit, match="libjemalloc2"):
+        allocator_env("jemalloc", [])
 
 
 def test_serve_env_wants_name_equals_value() -> None:

@@ -106,6 +106,20 @@ def test_runtime_stage_runs_loadsvc_serve_as_non_root() -> None:
     assert words.index("USER") < words.index("ENTRYPOINT")
 
 
+def test_runtime_preloads_the_jemalloc_it_copies_from_the_builder() -> None:
+    """serve runs on jemalloc (the soaks' allocator): the library the builder installed is
+    copied to the path LD_PRELOAD names, so the preload cannot point at nothing."""
+    stage = final_stage()
+    env = " ".join(rest for word, rest in stage if word == "ENV")
+    preload = re.search(r"LD_PRELOAD=(\S+)", env)
+    assert preload is not None
+    copies = [rest.split() for word, rest in stage if word == "COPY"]
+    assert ["--from=builder", "/opt/jemalloc/libjemalloc.so.2", preload.group(1)] in copies
+    builder = (ROOT / "Dockerfile").read_text().split("\nFROM ")[1]
+    assert re.search(r"apt-get install [^\n]*libjemalloc2=", builder)
+    assert "cp /usr/lib/*-linux-gnu/libjemalloc.so.2 /opt/jemalloc/" in builder
+
+
 def healthcheck_command() -> list[str]:
     """The exec-form command of the final stage's HEALTHCHECK."""
     check = dict(final_stage())["HEALTHCHECK"]
