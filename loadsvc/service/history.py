@@ -257,8 +257,6 @@ class RunHistory:
             return  # every append: O(1), not a walk of the records (bench/history_cost.py)
         keep = [e for e in self._entries if e.ended_at >= cutoff]
         size = sum(len(e.line) for e in keep)
-        if not force and len(keep) == len(self._entries) and size <= self.max_bytes:
-            return
         by_age = len(self._entries) - len(keep)
         if size > self.max_bytes:
             # Oldest first, but each scenario keeps its latest record: the frequent windows of

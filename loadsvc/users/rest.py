@@ -22,19 +22,12 @@ from loadsvc.users.http1 import Http1Client, Origin, ProtocolError, Response
 from loadsvc.users.http_body import BodyTooLarge, decode_body
 from loadsvc.users.ratelimit import RateLimitGate, parse_retry_after
 from loadsvc.users.request import fill_request
+from loadsvc.users.samebytes import SameBytes
 
 _ABSENT = msgspec.Raw()
 
 
 _NULL = msgspec.Raw(b"null")
-
-
-# An endpoint that serves one cached document (a snapshot) sends the same body to every
-# user: each checker keeps its latest verdicts, by body length, for bodies up to
-# MEMO_BODY_BYTES, at most MEMO_ENTRIES of them (~1 MiB at most), so an equal body is
-# compared (memcmp) rather than decoded again. Another body of a length seen is decoded.
-MEMO_BODY_BYTES = 64 * 2**10
-MEMO_ENTRIES = 16
 
 
 @functools.cache
@@ -45,9 +38,9 @@ def body_checker(
 
     One partial decode (as for WS frames): the body is scanned and validated as
     JSON, but the values are left as raw slices, never built into Python objects.
-    A key whose value is ``null`` is missing, unless it is in ``nullable``. A body
-    equal to one checked lately gets that one's verdict without a decode (see
-    MEMO_BODY_BYTES).
+    A key whose value is ``null`` is missing, unless it is in ``nullable``. An endpoint
+    serving one cached document sends every user the same body: a body equal to one checked
+    lately gets that one's verdict without a decode (:class:`SameBytes`).
     """
     fields = [
         (f"k{i}", msgspec.Raw, msgspec.field(default=_ABSENT, name=key))
@@ -57,7 +50,7 @@ def body_checker(
     decode = msgspec.json.Decoder(body_type).decode
     strict = tuple(f"k{i}" for i, key in enumerate(required) if key not in nullable)
     present = tuple(f"k{i}" for i, key in enumerate(required) if key in nullable)
-    seen: dict[int, tuple[bytes, bool]] = {}
+    seen: SameBytes[bool] = SameBytes()
 
     def judge(body: bytes | bytearray) -> bool:
         try:
@@ -71,16 +64,11 @@ def body_checker(
         return all(getattr(doc, a) for a in present)
 
     def check(body: bytes | bytearray) -> bool:
-        n = len(body)
-        last = seen.get(n)
-        if last is not None and last[0] == body:
-            return last[1]
+        found = seen.get(body)
+        if found is not None:
+            return found[1]
         verdict = judge(body)
-        if n <= MEMO_BODY_BYTES:
-            if last is None and len(seen) >= MEMO_ENTRIES:
-                seen.clear()
-            # A copy: a bytearray (an inflated body) is not the memo's to keep as it is.
-            seen[n] = (body if type(body) is bytes else bytes(body), verdict)
+        seen.keep(body, verdict)
         return verdict
 
     return check

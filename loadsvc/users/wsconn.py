@@ -30,6 +30,7 @@ from websockets.typing import BytesLike
 from loadsvc.users.arrival import arrival_of, kernel_clock_enabled
 from loadsvc.users.connect import open_connection
 from loadsvc.users.readturns import ReadTurns
+from loadsvc.users.samebytes import SameBytes
 
 # Judging is done in slices of this long, between which the loop reads the network again;
 # while a broadcast's sockets wait for the coming turns' read budgets (ReadTurns.behind),
@@ -54,14 +55,11 @@ MAX_UNANSWERED_PINGS = 1000
 # Shared-read waits kept until the loop-lag monitor takes them (more are dropped).
 MAX_PENDING_WAITS = 1 << 16
 
-# A broadcast sends the same text frame to every connection: the latest text frames, each
-# as its bytes and the str decoded from them, keyed by length, so that a frame already
-# checked for UTF-8 on another connection is compared (memcmp) rather than decoded again,
-# and its readers get the same str, whose parse they share (FrameReader's memo). Frames up
-# to MEMO_FRAME_BYTES, at most MEMO_ENTRIES of them (~2 MiB at most, bytes and str).
-MEMO_FRAME_BYTES = 64 * 2**10
-MEMO_ENTRIES = 16
-_texts: dict[int, tuple[bytes, str]] = {}
+# A broadcast sends the same text frame to every connection: the latest text frames and the
+# str decoded from each, so that a frame already checked for UTF-8 on another connection is
+# compared (memcmp) rather than decoded again, and its readers get the same str, whose parse
+# they share (FrameReader's memo). Frames up to 64 KiB, 16 of them (~2 MiB at most).
+_texts: SameBytes[str] = SameBytes()
 
 FrameHook = Callable[[BytesLike | str, float], None]
 
@@ -362,8 +360,8 @@ class TimedConnection(ClientConnection):
             if opcode == _TEXT:
                 # A slice's decode() beats str() of a memoryview: no view objects.
                 chunk = data[start:end]
-                seen = _texts.get(length)
-                if seen is not None and seen[0] == chunk:
+                seen = _texts.get(chunk)
+                if seen is not None:
                     text = seen[1]  # this frame's bytes came on another connection: valid
                 else:
                     try:
@@ -371,10 +369,7 @@ class TimedConnection(ClientConnection):
                     except UnicodeDecodeError as exc:
                         self._fail_invalid_text(exc)
                         return
-                    if length <= MEMO_FRAME_BYTES:
-                        if seen is None and len(_texts) >= MEMO_ENTRIES:
-                            _texts.clear()
-                        _texts[length] = (chunk, text)
+                    _texts.keep(chunk, text)
                 hook(text, arrived)
                 judged += 1
             elif opcode == _BINARY:
