@@ -94,13 +94,6 @@ def _release(ws: TimedConnection) -> None:
     for exc in (ws.protocol.parser_exc, ws.connection_exc):
         if exc is not None:
             exc.__traceback__ = None
-    # websockets starts its keepalive task when connect() resumes after the handshake, even
-    # if the connection was lost in between (a backend dying mid-recovery), and then nothing
-    # cancels it: it holds the dead connection for a ping interval and logs a traceback.
-    keepalive = ws.keepalive_task
-    if keepalive is not None and ws.connection_lost_waiter.done():
-        keepalive.cancel()
-        ws.keepalive_task = None
 
 
 class _WsClient:

@@ -29,6 +29,7 @@ from websockets.typing import BytesLike
 
 from loadsvc.users.arrival import arrival_of, kernel_clock_enabled
 from loadsvc.users.connect import open_connection
+from loadsvc.users.keepalive import Keepalive
 from loadsvc.users.readturns import ReadTurns
 from loadsvc.users.samebytes import SameBytes
 
@@ -66,7 +67,7 @@ FrameHook = Callable[[BytesLike | str, float], None]
 # What the backlog holds for a connection.
 _DATA, _EOF, _LOST = range(3)
 # Frames split off without websockets' parser (see TimedConnection).
-_TEXT, _BINARY, _PING = 1, 2, 9
+_TEXT, _BINARY, _PING, _PONG = 1, 2, 9, 10
 _SPLIT_OPCODES = frozenset({1, 2, 9, 10})  # text, binary, ping, pong
 
 
@@ -206,6 +207,7 @@ class TimedConnection(ClientConnection):
         self._partial = b""  # the start of a frame, while splitting
         self._limit = self._size_limit()
         self._backlog = ArrivalBacklog.of(self.loop)
+        self._keepalive = Keepalive.of(self.loop)
         self._violation: str | None = None
         self.unanswered_pings = 0
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -237,6 +239,7 @@ class TimedConnection(ClientConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Handled in order, after the bytes that came before it."""
+        self._keepalive.discard(self)
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -375,6 +378,8 @@ class TimedConnection(ClientConnection):
             elif opcode == _BINARY:
                 hook(memoryview(data)[start:end], arrived)
                 judged += 1
+            elif opcode == _PONG and self._keepalive.pong(self, data[start:end]):
+                pass  # our keepalive's ping answered: nothing for websockets to do
             elif opcode == _PING and self._unread_pongs():
                 if self._violation is not None:
                     return  # dropped for flooding: the rest of the bytes do not matter
@@ -416,6 +421,32 @@ class TimedConnection(ClientConnection):
                 self.set_connection_exc(send_exc)
         self._watch_close()
 
+    def start_keepalive(self) -> None:
+        """Keepalive pings in step with the loop's other connections
+        (:mod:`loadsvc.users.keepalive`), not from a task of this connection's own."""
+        # websockets starts it when connect() resumes after the handshake, even if the
+        # connection was lost in between (a backend dying mid-recovery).
+        if not self.connection_lost_waiter.done():
+            self._keepalive.add(self)
+
+    def keepalive_ping(self, payload: bytes) -> bool:
+        """Send a keepalive ping (:class:`loadsvc.users.keepalive.Pinged`)."""
+        if self.protocol.state is not OPEN:
+            return False
+        self.protocol.send_ping(payload)
+        self.send_data()
+        return True
+
+    def keepalive_timed_out(self) -> None:
+        """No pong in time: fail with 1011, as websockets' own keepalive does."""
+        if self.protocol.state is OPEN:
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            try:
+                self.send_data()
+            except Exception as exc:  # the server may be gone already
+                self.set_connection_exc(exc)
+        self._watch_close()
+
     def _to_websockets(self, data: bytes) -> None:
         """Let websockets parse ``data``; if it failed the connection, see that it ends."""
         super().data_received(data)
@@ -452,6 +483,8 @@ class TimedConnection(ClientConnection):
 
     def process_event(self, event: Event) -> None:
         """Data frames go to ``on_frame`` when set (fragments joined); the rest as usual."""
+        if isinstance(event, Frame) and event.opcode is Opcode.PONG:
+            self._keepalive.pong(self, bytes(event.data))
         hook = self.on_frame
         if (
             hook is None
