@@ -5,7 +5,7 @@ pings, and waits for the pong under a timeout, so each ping wakes the loop on it
 twice (its timer, then its pong), through a coroutine, a future and a timeout context.
 Holding 2,000 idle connections that cost ~150-250 us of CPU a ping here, 100 pings a
 second: a third of what those connections' frames cost at the seed's rate
-(``bench/keepalive_cost.py``). Here one timer, ticking every ``TICK_S``, pings the
+(``bench/idle_cost.py``). Here one timer, ticking every ``TICK_S``, pings the
 connections due in that tick together, in slices of ``SLICE_S`` a turn (a reconnect
 storm makes thousands due at once), and their pongs come back together.
 
