@@ -10,7 +10,11 @@ layer of the path a /ws/market frame takes after its bytes arrive:
 - ``connection``: ``TimedConnection.replay`` of the frame's wire bytes (frame
   split, UTF-8 check, then the reader);
 - ``backlog``: ``data_received`` on every connection, then the loop's
-  ``ArrivalBacklog`` worked off (what a broadcast costs, minus the syscalls).
+  ``ArrivalBacklog`` worked off (what a broadcast costs, minus the syscalls), the path of
+  a connection on the loop's clock;
+- ``stamped``: the same over a transport whose reads carry the kernel's stamp, as the
+  users connect on Linux: judged as they are read, not queued (where the checkout has
+  the kernel clock; else it is the backlog's path again).
 
 The frames are what the reference target sends on /ws/market (its market state,
 serialized as its publisher does, ~7 KB), one per round, the same bytes to every
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import inspect
 import itertools
@@ -43,12 +48,12 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from prometheus_client import CollectorRegistry
 
-LAYERS = ("sink", "reader", "connection", "backlog")
+LAYERS = ("sink", "reader", "connection", "backlog", "stamped")
 
 CONFIG = """\
 version: 1
@@ -111,10 +116,30 @@ class _Transport:
         return default
 
 
+@functools.cache
+def _stamped_class() -> type:
+    """A transport class whose reads carry a kernel stamp (``arrived``), where the checkout
+    has them (else the plain one)."""
+    try:
+        from loadsvc.users.arrival import KernelTimedTransport
+    except ImportError:
+        return _Transport
+
+    class Stamped(_Transport, KernelTimedTransport):
+        arrived = 0.0
+        unstamped_reads = 0
+
+    return Stamped
+
+
+def _stamped_transport() -> Any:
+    return _stamped_class()()
+
+
 class Rig:
     """One WS user group wired as a run wires it: a recorder, one sink, a reader per connection."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, stamped: bool = False) -> None:
         from websockets.client import ClientProtocol
         from websockets.uri import parse_uri
 
@@ -138,10 +163,13 @@ class Rig:
         message = spec.users[0].message
         self.readers = [FrameReader(message, self.sink) for _ in range(connections)]
         self.conns = []
+        self.transports: list[Any] = []
         uri = parse_uri("ws://127.0.0.1/ws/market")
         for reader in self.readers:
             conn = TimedConnection(ClientProtocol(uri, max_size=2**20), on_frame=reader.feed)
-            conn.connection_made(_Transport())  # type: ignore[arg-type]
+            transport = _stamped_transport() if stamped else _Transport()
+            conn.connection_made(cast(Any, transport))
+            self.transports.append(transport)
             conn.response = object()  # type: ignore[assignment]
             conn._fast = True  # between frames after the handshake: frames are split here
             self.conns.append(conn)
@@ -181,6 +209,15 @@ class Rig:
             conn.data_received(each)
         self.backlog._work(None)
 
+    def stamped_round(self, data: Any, stamp: float) -> None:
+        arrived = stamp + 0.003
+        for conn, transport, each in zip(
+            self.conns, self.transports, _each(data, len(self.conns)), strict=False
+        ):
+            transport.arrived = arrived
+            conn.data_received(each)
+        self.backlog._work(None)
+
     def reset(self) -> None:
         for reader in self.readers:
             reader.new_connection()
@@ -210,7 +247,7 @@ def compiled_modules() -> list[str]:
 async def measure(layer: str, connections: int, rounds: int, each: bool = False) -> float:
     """CPU microseconds per frame of one layer over ``rounds`` frames to each connection
     (``each``: every connection its own frame, see :func:`distinct`)."""
-    rig = Rig(connections)
+    rig = Rig(connections, stamped=layer == "stamped")
     # Stamped in the past: the backlog layer times arrivals by the wall clock.
     frames: list[tuple[Any, float]] = list(
         market_frames(rounds + 1, time.time() - 0.5 * rounds - 1.0)
@@ -219,7 +256,7 @@ async def measure(layer: str, connections: int, rounds: int, each: bool = False)
         frames = [(distinct(f, connections), s) for f, s in frames]
         if layer == "reader":
             frames = [([x.decode() for x in f], s) for f, s in frames]
-    if layer in ("connection", "backlog"):
+    if layer in ("connection", "backlog", "stamped"):
         frames = [([wire(x) for x in f] if each else wire(f), s) for f, s in frames]
     step = getattr(rig, f"{layer}_round")
     step(*frames[0])  # warm: first frame of each connection (sequence start)

@@ -48,15 +48,20 @@ class DecodeMemo:
 
     Shared by the readers of a layout: a broadcast's frame reaches each of them as the same
     str (:mod:`loadsvc.users.wsconn` hands equal bytes the str it decoded first), so it is
-    parsed once, not once per connection. Keyed by identity: the memo holds the str, so no
-    other object can have its id meanwhile. The decoded frame is only read, never changed.
+    parsed once, and its fields read once, not once per connection. Keyed by identity: the
+    memo holds the str, so no other object can have its id meanwhile. The decoded frame is
+    only read, never changed.
     """
 
-    __slots__ = ("frame", "raw")
+    __slots__ = ("facts", "frame", "raw")
 
     def __init__(self) -> None:
         self.raw: str | None = None
         self.frame: Any = None
+        # What the frame says whichever connection it came on (its type skipped or not, its
+        # sequence number, its outcome before timing, its stamp): read once, by the first
+        # reader that needs it (loadsvc.users.frames.FrameReader).
+        self.facts: Any = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ __all__ = [
 _NULL = msgspec.Raw(b"null")
 _ABSENT = msgspec.Raw()
 _NIL = msgspec.Raw(b"\xc0")  # msgpack's null
+# What a frame says whichever connection it came on (FrameReader._facts): shared by the
+# readers of a broadcast's frame through the layout's memo.
+_Facts = tuple[bool, int | None, str, float | None]
 
 
 class FrameControl(Protocol):
@@ -163,18 +166,19 @@ class FrameReader:
         if not self._open:
             return
         null = _NULL
+        facts: _Facts | None = None
+        memo = self._memo
         try:
             if self._decode_binary is not None and type(raw) is not str:
                 null = _NIL
                 frame = self._decode_binary(raw)  # type: ignore[arg-type]  # not a str
+            elif raw is memo.raw:
+                # The same str another connection's reader parsed and read: a broadcast.
+                frame, facts = memo.frame, memo.facts
             else:
-                memo = self._memo
-                if raw is memo.raw:
-                    frame = memo.frame  # the same str another connection's reader parsed
-                else:
-                    frame = self._decode(raw)
-                    if type(raw) is str:
-                        memo.raw, memo.frame = raw, frame
+                frame = self._decode(raw)
+                if type(raw) is str:
+                    memo.raw, memo.frame, memo.facts = raw, frame, None
         except msgspec.ValidationError:
             self.last_delivery = arrived  # a data message, if a broken one: not a silence
             self._sink.frame("invalid", None, None, 0, None)
@@ -187,13 +191,16 @@ class FrameReader:
             return
         if self.control is not None and self._converse(frame, null is _NIL):
             return
-        if self._skip and self._type_of(frame) in self._skip:
+        if facts is None:
+            facts = self._facts(frame, null)
+            if frame is memo.frame:
+                memo.facts = facts  # for the other readers of this broadcast's frame
+        skipped, seq, outcome, stamp = facts
+        if skipped:
             self._sink.status()
             return
         missed = 0
-        seq_of = self._seq_of
-        if seq_of is not None:
-            seq = seq_of(frame)
+        if self._seq_of is not None:
             if seq is None:
                 self._sink.sequence_anomaly("unsequenced")  # nothing it could miss is known
             else:
@@ -206,6 +213,25 @@ class FrameReader:
                 if missed == DUPLICATE:
                     self._sink.duplicate()
                     return
+        latency = offset = None
+        if stamp is not None:
+            offset = arrived - stamp
+            if offset >= 0.0:
+                latency = offset
+            elif offset >= -self._tolerance:
+                latency = 0.0  # ahead by less than clocks are kept in step: no delay
+            elif outcome == "ok":
+                outcome = "skewed"  # ahead beyond it: a measurement problem, not timed
+        interval = None if self._last_at is None else arrived - self._last_at
+        self._last_at = self.last_delivery = arrived
+        self._sink.frame(outcome, latency, interval, missed, offset)
+
+    def _facts(self, frame: Any, null: msgspec.Raw) -> _Facts:
+        """What a frame says whichever connection it came on: whether its type is skipped,
+        its sequence number, its outcome before timing (``ok`` or ``invalid``) and its
+        publish stamp in seconds (None: none configured, or it has none)."""
+        skipped = bool(self._skip) and self._type_of(frame) in self._skip
+        seq = None if self._seq_of is None else self._seq_of(frame)
         # Required: present (absent reads as the empty Raw, or None for a typed field) and not
         # null. ``in`` compares Raw slices by content; a number is never equal to one.
         outcome = "ok"
@@ -217,23 +243,15 @@ class FrameReader:
         present = self._present
         if present is not None and _ABSENT in present(frame):
             outcome = "invalid"
-        latency = offset = None
+        stamp = None
         stamp_of = self._stamp_of
         if stamp_of is not None:
-            stamp = stamp_of(frame)
-            if stamp is None:
+            published = stamp_of(frame)
+            if published is None:
                 outcome = "invalid"
             else:
-                offset = arrived - stamp * self._scale
-                if offset >= 0.0:
-                    latency = offset
-                elif offset >= -self._tolerance:
-                    latency = 0.0  # ahead by less than clocks are kept in step: no delay
-                elif outcome == "ok":
-                    outcome = "skewed"  # ahead beyond it: a measurement problem, not timed
-        interval = None if self._last_at is None else arrived - self._last_at
-        self._last_at = self.last_delivery = arrived
-        self._sink.frame(outcome, latency, interval, missed, offset)
+                stamp = published * self._scale
+        return skipped, seq, outcome, stamp
 
     def _converse(self, frame: Any, msgpack: bool) -> bool:
         """Hand a heartbeat or the acknowledgement to the conversation; True when the frame

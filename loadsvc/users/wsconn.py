@@ -27,7 +27,7 @@ from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
 from websockets.typing import BytesLike
 
-from loadsvc.users.arrival import arrival_of, kernel_clock_enabled
+from loadsvc.users.arrival import KernelTimedTransport, arrival_of, kernel_clock_enabled
 from loadsvc.users.connect import open_connection
 from loadsvc.users.keepalive import Keepalive
 from loadsvc.users.readturns import ReadTurns
@@ -197,6 +197,7 @@ class TimedConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.on_frame = on_frame
         self._arrival: Callable[[], float] = time.time  # the kernel's stamp once connected
+        self._stamps: KernelTimedTransport | None = None  # the transport, if it has stamps
         self.queued = 0  # events of this connection waiting in the backlog
         self.queued_bytes = 0  # bytes of this connection waiting in the backlog
         self._read_span = 0.0  # this read's stamp minus the previous read's
@@ -224,9 +225,21 @@ class TimedConnection(ClientConnection):
         """Connected: arrivals are read from the transport (the kernel's stamp) where it has them."""
         super().connection_made(transport)
         self._arrival = arrival_of(transport)
+        self._stamps = transport if isinstance(transport, KernelTimedTransport) else None
+
+    def _stamped(self) -> bool:
+        """Whether what comes now is judged now: its arrival is the kernel's stamp, which
+        judging late would not change, and nothing of this connection waits in the backlog."""
+        stamps = self._stamps
+        return stamps is not None and not stamps.unstamped_reads and not self.queued
 
     def data_received(self, data: bytes) -> None:
-        """Note the arrival time; parse later, in arrival order."""
+        """Judge the bytes now if the kernel stamped them (:meth:`_stamped`); else note the
+        arrival time and judge them later, in arrival order (:class:`ArrivalBacklog`)."""
+        stamps = self._stamps
+        if stamps is not None and not stamps.unstamped_reads and not self.queued:
+            self._judge(data, stamps.arrived)
+            return
         self.queued_bytes += len(data)
         if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
             self._reading_paused = True
@@ -235,7 +248,11 @@ class TimedConnection(ClientConnection):
 
     def eof_received(self) -> None:
         """Handled in order, after the bytes that came before it."""
-        self._backlog.push(self, _EOF, None, 0.0)
+        if self._stamped():
+            self._hand_over_partial()
+            super().eof_received()
+        else:
+            self._backlog.push(self, _EOF, None, 0.0)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Handled in order, after the bytes that came before it."""
@@ -281,15 +298,7 @@ class TimedConnection(ClientConnection):
                 self._reading_paused = False
                 if not self.transport.is_closing():
                     self.transport.resume_reading()
-            # Every byte of this read arrived after the previous read's stamp: how long a frame
-            # that shares this read can have waited for it (see ArrivalBacklog.shared).
-            self._read_span = arrived - self.arrived_at if self.arrived_at else 0.0
-            self.arrived_at = arrived
-            if self._fast:
-                self._split_frames(payload)
-            else:
-                self._to_websockets(payload)
-                self._fast = self._between_frames()
+            self._judge(payload, arrived)
         else:
             self._hand_over_partial()
             if kind == _EOF:
@@ -297,6 +306,18 @@ class TimedConnection(ClientConnection):
             else:
                 super().connection_lost(payload)
                 self._end_parser()
+
+    def _judge(self, data: bytes, arrived: float) -> None:
+        """Parse and judge the bytes of one read that arrived at ``arrived``."""
+        # Every byte of this read arrived after the previous read's stamp: how long a frame
+        # that shares this read can have waited for it (see ArrivalBacklog.shared).
+        self._read_span = arrived - self.arrived_at if self.arrived_at else 0.0
+        self.arrived_at = arrived
+        if self._fast:
+            self._split_frames(data)
+        else:
+            self._to_websockets(data)
+            self._fast = self._between_frames()
 
     def _between_frames(self) -> bool:
         """Whether frames may be split off here: websockets' parser holds no partial frame

@@ -13,6 +13,7 @@ from loadsvc.config.spec import (
     ConstantShapeSpec,
     EndpointRef,
     ScenarioSpec,
+    WsMatch,
     WsMessageSpec,
     WsStreamUserSpec,
 )
@@ -257,3 +258,73 @@ def test_young_connection_gap_and_late_frame_are_judged_as_in_a_full_window() ->
     assert st.anomalies == {"reordered": 1} and st.missed == 1
     st, _ = seqs(5, 6, 3, 7, 8)  # a number below the first: the ones between are expected
     assert st.anomalies == {"reordered": 1} and st.missed == 1
+
+
+def test_a_broadcast_frame_read_by_many_readers_is_judged_by_each_as_alone() -> None:
+    """Readers of one stream share the parse of a str they all got (a broadcast) and what
+    it says (its type, sequence number, validity and stamp): every reader's judgement is
+    the one a reader given its own copy makes, frame after frame, whatever came before."""
+    spec = WsMessageSpec(
+        required_keys=KEYS,
+        timestamp_field="published_at",
+        sequence_field="seq",
+        skip_types=("status",),
+    )
+    frames = [
+        frame(seq=1, published_at=10.0),
+        frame(seq=2, published_at=10.5, quotes=None),  # invalid: a required key missing
+        orjson.dumps({"type": "status", "seq": 3, "published_at": 11.0}),  # skipped
+        frame(seq=3, published_at=11.0),
+        frame(seq=3, published_at=11.0),  # a duplicate
+        frame(seq=4, published_at=99.0),  # stamped ahead of its arrival: skewed
+        frame(seq=6),  # no stamp: invalid, and seq 5 missed
+    ]
+    shared = [reader(spec) for _ in range(3)]
+    alone, alone_stats, _ = reader(spec)
+    for i, raw in enumerate(frames):
+        text = raw.decode()  # one str for the shared readers, as wsconn hands a broadcast
+        arrived = 20.0 + i
+        for r, _, _ in shared:
+            r.feed(text, arrived)
+        alone.feed(bytes(raw).decode() + " ", arrived)  # its own str, never the memo's
+    alone.end_connection()
+    for r, st, _ in shared:
+        r.end_connection()
+        assert st.outcomes == alone_stats.outcomes
+        assert list(st.latency.samples) == list(alone_stats.latency.samples)
+        assert st.missed == alone_stats.missed == 1
+    assert alone_stats.outcomes == {"ok": 2, "invalid": 2, "status": 1, "duplicate": 1, "skewed": 1}
+
+
+def test_a_frame_parsed_by_a_reader_that_reads_no_further_is_judged_on_its_own() -> None:
+    """A reader awaiting its acknowledgement parses a broadcast's frame but reads no field of
+    it; a reader already acknowledged then gets the same str: it judges this frame, not
+    what the frame before it said."""
+    registry = CollectorRegistry()
+    recorder = Recorder(create_metrics(registry), clock=lambda: 0.0)
+    scenario = ScenarioSpec(
+        "s", ConstantShapeSpec(1, 1.0), (WsStreamUserSpec("/ws/market", "/ws/market"),)
+    )
+    stats = recorder.begin(scenario)
+    sink: WsSink = recorder.ws_sink(stats, EndpointRef("/ws/market", "ws"))
+    spec = WsMessageSpec(required_keys=KEYS, sequence_field="seq")
+    ack = WsMatch((("type", "hello"),))
+
+    class Control:
+        def heartbeat(self, fields: object) -> None:
+            pass
+
+        def acknowledged(self) -> None:
+            pass
+
+    waiting, ready = FrameReader(spec, sink, ack=ack), FrameReader(spec, sink, ack=ack)
+    for r in (waiting, ready):
+        r.control = Control()
+        r.new_connection()
+    ready.feed(orjson.dumps({"type": "hello"}).decode(), arrived=1.0)
+    ep = stats.endpoints[("ws", "/ws/market", "")]
+    ready.feed(frame(seq=1, published_at=2.0).decode(), arrived=2.0)  # `ready` alone: ok
+    text = frame(seq=2, published_at=3.0, quotes=None).decode()  # a required key missing
+    waiting.feed(text, arrived=3.0)  # parsed, then counted as a status frame: no ack yet
+    ready.feed(text, arrived=3.0)
+    assert ep.outcomes == {"status": 2, "ok": 1, "invalid": 1}
