@@ -68,7 +68,7 @@ class Keepalive:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop_ref = weakref.ref(loop)  # the loop is this object's key in _per_loop
         self._tick_s = TICK_S
         self._states: dict[Pinged, _State] = {}
         self._due: dict[int, set[Pinged]] = {}  # tick -> connections to look at then
@@ -93,6 +93,12 @@ class Keepalive:
 
     def __len__(self) -> int:
         return len(self._states)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop_ref()
+        assert loop is not None  # used by its connections and its timer, which hold it
+        return loop
 
     def add(self, conn: Pinged) -> None:
         """Ping ``conn`` from now on (its ``ping_interval``; none if that is None)."""

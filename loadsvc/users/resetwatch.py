@@ -69,7 +69,7 @@ class ResetWatch:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop_ref = weakref.ref(loop)  # the loop is this object's key in _per_loop
         self._watched: set[Watched] = set()
         self._timer: asyncio.Handle | None = None  # the next pass or slice; None: idle
         self._pass: list[Watched] = []  # the transports of the pass under way, in order
@@ -89,6 +89,12 @@ class ResetWatch:
                 return None
             watch = cls._per_loop[loop] = cls(loop)
         return watch
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop_ref()
+        assert loop is not None  # used by its transports and its timer, which hold it
+        return loop
 
     def add(self, transport: Watched) -> None:
         """Watch ``transport`` until :meth:`discard`."""

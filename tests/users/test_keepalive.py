@@ -4,7 +4,9 @@ silent, answer with forged pongs, or answer late."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -183,3 +185,15 @@ def test_connections_due_together_are_pinged_in_slices(
         assert loop_keepalive.timeouts == 0
 
     run(body())
+
+
+def test_the_keepalive_of_a_loop_does_not_keep_the_loop() -> None:
+    """One keepalive per loop, kept beside the loop (a weak key): it must not hold the loop
+    itself, or every closed loop would stay in memory with it."""
+    loop = asyncio.new_event_loop()
+    Keepalive.of(loop)
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None

@@ -9,14 +9,17 @@ has read anything, so the data and the reset wait in the socket together.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+import uvloop
 
 from loadsvc.users import arrival, readturns
 from loadsvc.users.connect import open_stamped
@@ -171,3 +174,15 @@ def test_every_idle_transport_is_asked_once_a_period_when_passes_take_many_turns
         await wait_for_async(lambda: watch.passes >= 4, scaled(5), "the last pass")
 
     run(body())
+
+
+def test_the_watch_of_a_loop_does_not_keep_the_loop() -> None:
+    """One watch per loop, kept beside the loop (a weak key): it must not hold the loop
+    itself, or every closed loop would stay in memory with it."""
+    loop = uvloop.new_event_loop()
+    assert ResetWatch.of(loop) is not None
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None
