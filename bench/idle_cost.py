@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: this repository importable, after PYTHONPATH
+    sys.path.append(str(ROOT))  # (a compared checkout's own bench and loadsvc come first)
 SILENT_THROTTLE_S = 1e6  # no symbol is published twice in the run: no frames at all
 
 

@@ -92,6 +92,7 @@ SERIAL: dict[str, tuple[str, str]] = {
         "a live window judged no data then recovered on time",
     ),
     "tests/bench/test_bench_smoke.py": (ALONE, "benchmarks: they saturate the loop on purpose"),
+    "tests/bench/test_idle_cost.py": (ALONE, "bench trials pinned to both cores"),
     "tests/bench/test_bench_truth.py": (QUIET, "accuracy rows against the ground truth, within ms"),
     "tests/bench/test_soak.py": (WAITS, "a toy soak: restarts and recovery times"),
     "tests/bench/test_ws_arrival.py": (QUIET, "kernel against loop clock, within ms"),

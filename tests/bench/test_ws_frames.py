@@ -23,7 +23,7 @@ def test_ws_frames_prints_a_row_per_layer() -> None:
     assert done.returncode == 0, done.stderr
     rows = [ln.split("|")[1:-1] for ln in done.stdout.splitlines() if ln.startswith("| ")]
     layers = {r[0].strip(): float(r[2].split()[0]) for r in rows[1:]}
-    assert set(layers) == {"sink", "reader", "connection", "backlog"}, done.stdout
+    assert set(layers) == {"sink", "reader", "connection", "backlog", "stamped"}, done.stdout
     assert all(cost > 0 for cost in layers.values()), layers
 
 
