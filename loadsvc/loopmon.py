@@ -32,7 +32,7 @@ from loadsvc.lag import BUSY_SPAN_S, GeneratorState, ReadTiming
 from loadsvc.latency import LIVE_BUCKETS, LatencySamples, exact_quantiles, live_bucket_counts
 from loadsvc.timeseries import quantile_of
 from loadsvc.users.arrival import take_read_delays
-from loadsvc.users.wsconn import ArrivalBacklog
+from loadsvc.users.backlog import ArrivalBacklog
 
 INTERVAL_S = 0.05  # what lag makes the generator busy: loadsvc.lag
 STATE_EVERY_S = 1.0  # how often the recent span is judged (a p99 of ~200 samples)

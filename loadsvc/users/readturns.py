@@ -61,7 +61,7 @@ from typing import Literal, Protocol
 __all__ = ["BREAK_EVEN", "BUDGET_S", "Leavable", "ReadTurns", "set_budget", "set_unpoll_after"]
 
 # Reading per turn. Small against the trust limit of the loop's lag (10 ms for the seed,
-# loadsvc.lag): with the judging slice (wsconn.SLICE_S) a turn stays well under it.
+# loadsvc.lag): with the judging slice (backlog.SLICE_S) a turn stays well under it.
 BUDGET_S = 0.0015
 _budget_s: float | None = BUDGET_S
 

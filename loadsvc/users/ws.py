@@ -26,11 +26,12 @@ from websockets.exceptions import (
 from loadsvc.config.spec import WsReconnectUserSpec, WsStreamUserSpec, WsUserSpec
 from loadsvc.tls import client_context, describe_tls_error
 from loadsvc.users.arrival import clock_of
+from loadsvc.users.backlog import ArrivalBacklog
 from loadsvc.users.backoff import ReconnectBackoff, pacer
 from loadsvc.users.base import UserContext, WsSink
 from loadsvc.users.conversation import ACK_TIMEOUT, AckTimeout, WsConversation
 from loadsvc.users.frames import FrameReader
-from loadsvc.users.wsconn import ArrivalBacklog, FrameHook, TimedConnection, stamped_connect
+from loadsvc.users.wsconn import FrameHook, TimedConnection, stamped_connect
 
 __all__ = ["ArrivalBacklog", "TimedConnection", "WsReconnectUser", "WsStreamUser"]
 
