@@ -126,8 +126,8 @@ class TimedConnection(ClientConnection):
         """Judge the bytes now if the kernel stamped them (:meth:`_stamped`); else note the
         arrival time and judge them later, in arrival order (:class:`ArrivalBacklog`)."""
         stamps = self._stamps
-        if stamps is not None and not stamps.unstamped_reads and not self.queued:
-            self._judge(data, stamps.arrived)
+        if stamps is not None and not stamps.unstamped_reads and not self.queued:  # _stamped()
+            self._judge(data, stamps.arrived)  # (inline: this runs per read)
             return
         self.queued_bytes += len(data)
         if self.queued_bytes > MAX_QUEUED_PER_CONNECTION and not self._reading_paused:
@@ -323,12 +323,17 @@ class TimedConnection(ClientConnection):
         self._violation = f"invalid UTF-8 in a text frame ({exc.reason} at byte {exc.start})"
         self._fast = False
         self.set_connection_exc(exc)
+        self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Send a close frame with ``code`` (if still open), and abort the connection if the
+        server has not closed it ``close_timeout`` later."""
         if self.protocol.state is OPEN:
-            self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            self.protocol.fail(code, reason)
             try:
                 self.send_data()
-            except Exception as send_exc:  # the server may be gone already
-                self.set_connection_exc(send_exc)
+            except Exception as exc:  # the server may be gone already
+                self.set_connection_exc(exc)
         self._watch_close()
 
     def start_keepalive(self) -> None:
@@ -349,13 +354,7 @@ class TimedConnection(ClientConnection):
 
     def keepalive_timed_out(self) -> None:
         """No pong in time: fail with 1011, as websockets' own keepalive does."""
-        if self.protocol.state is OPEN:
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            try:
-                self.send_data()
-            except Exception as exc:  # the server may be gone already
-                self.set_connection_exc(exc)
-        self._watch_close()
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _to_websockets(self, data: bytes) -> None:
         """Let websockets parse ``data``; if it failed the connection, see that it ends."""

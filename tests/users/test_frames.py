@@ -27,7 +27,8 @@ KEYS = ("quotes", "indices", "foreign", "derivatives", "prices")
 MARKET = WsMessageSpec(required_keys=KEYS)
 
 
-def reader(spec: WsMessageSpec = MARKET) -> tuple[FrameReader, EndpointStats, CollectorRegistry]:
+def ws_sink() -> tuple[WsSink, EndpointStats, CollectorRegistry]:
+    """The recorder's sink of one /ws/market endpoint, its run stats and its registry."""
     registry = CollectorRegistry()
     recorder = Recorder(create_metrics(registry), clock=lambda: 0.0)
     scenario = ScenarioSpec(
@@ -35,7 +36,12 @@ def reader(spec: WsMessageSpec = MARKET) -> tuple[FrameReader, EndpointStats, Co
     )
     stats = recorder.begin(scenario)
     sink: WsSink = recorder.ws_sink(stats, EndpointRef("/ws/market", "ws"))
-    return FrameReader(spec, sink), stats.endpoints[("ws", "/ws/market", "")], registry
+    return sink, stats.endpoints[("ws", "/ws/market", "")], registry
+
+
+def reader(spec: WsMessageSpec = MARKET) -> tuple[FrameReader, EndpointStats, CollectorRegistry]:
+    sink, stats, registry = ws_sink()
+    return FrameReader(spec, sink), stats, registry
 
 
 def frame(**fields: object) -> bytes:
@@ -300,13 +306,7 @@ def test_a_frame_parsed_by_a_reader_that_reads_no_further_is_judged_on_its_own()
     """A reader awaiting its acknowledgement parses a broadcast's frame but reads no field of
     it; a reader already acknowledged then gets the same str: it judges this frame, not
     what the frame before it said."""
-    registry = CollectorRegistry()
-    recorder = Recorder(create_metrics(registry), clock=lambda: 0.0)
-    scenario = ScenarioSpec(
-        "s", ConstantShapeSpec(1, 1.0), (WsStreamUserSpec("/ws/market", "/ws/market"),)
-    )
-    stats = recorder.begin(scenario)
-    sink: WsSink = recorder.ws_sink(stats, EndpointRef("/ws/market", "ws"))
+    sink, ep, _ = ws_sink()
     spec = WsMessageSpec(required_keys=KEYS, sequence_field="seq")
     ack = WsMatch((("type", "hello"),))
 
@@ -322,7 +322,6 @@ def test_a_frame_parsed_by_a_reader_that_reads_no_further_is_judged_on_its_own()
         r.control = Control()
         r.new_connection()
     ready.feed(orjson.dumps({"type": "hello"}).decode(), arrived=1.0)
-    ep = stats.endpoints[("ws", "/ws/market", "")]
     ready.feed(frame(seq=1, published_at=2.0).decode(), arrived=2.0)  # `ready` alone: ok
     text = frame(seq=2, published_at=3.0, quotes=None).decode()  # a required key missing
     waiting.feed(text, arrived=3.0)  # parsed, then counted as a status frame: no ack yet
