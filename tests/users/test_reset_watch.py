@@ -131,7 +131,8 @@ def test_a_pass_is_sliced_across_turns_within_the_slice_budget(run: Run) -> None
                 watch.discard(v)
 
         idle = [Idle(log, watch, cost_s, on_ask=close_the_victims) for _ in range(40)]
-        victims += [Idle(log, watch, cost_s) for _ in range(10)]
+        # The pass's order is a set's: whichever is asked first (a victim too) closes them.
+        victims += [Idle(log, watch, cost_s, on_ask=close_the_victims) for _ in range(10)]
         for t in idle + victims:
             watch.add(t)
         await wait_for_async(lambda: watch.passes >= 1, scaled(5), "the first pass")
