@@ -123,12 +123,21 @@ class ReadTiming:
 
     ``read_delay_p99_s``: loop time at a stamped read minus its stamp, p99 over the reads;
     ``shared_frames``: data frames timed by a later frame's stamp (they shared its read);
-    ``shared_wait_p99_s``: p99 over those frames of the longest they can have waited.
+    ``shared_wait_p99_s``: p99 over those frames of the longest they can have waited;
+    ``shifts``: per endpoint and quantile, the most those frames can have moved it
+    (:func:`loadsvc.verdict.shared_shift`), where the latencies were at hand.
+
+    A frame that shared a read was timed too late by at most its wait, but only *that*
+    frame: two frames of 40,000 sharing a read cannot move a p99 by their wait, and a
+    backend that sends its frames in pairs (timed together because they came together)
+    does not move any quantile of a flat distribution. So an endpoint's excuse from shared
+    reads is the smaller of their wait and what they can do to its quantiles.
     """
 
     read_delay_p99_s: float | None = None  # None: no stamped read in the span
     shared_frames: int = 0
     shared_wait_p99_s: float | None = None
+    shifts: tuple[tuple[str, float, float], ...] = ()  # (endpoint, quantile, shift)
 
     @property
     def busy(self) -> bool:
@@ -137,8 +146,23 @@ class ReadTiming:
 
     @property
     def delay_s(self) -> float:
-        """The most the generator may have added to a kernel-stamped time (p99)."""
-        return max(self.read_delay_p99_s or 0.0, self.shared_wait_p99_s or 0.0)
+        """The most the generator may have added to a kernel-stamped time (p99), any endpoint."""
+        return self.delay_for(None)
+
+    def delay_for(self, endpoint: str | None, quantile: float | None = None) -> float:
+        """The most the generator may have added to a kernel-stamped ``quantile`` of
+        ``endpoint`` (any of its quantiles if None): the read delay p99, and the shared
+        frames' wait p99 as far as they can have moved it (all of it where ``shifts`` does
+        not say)."""
+        wait = self.shared_wait_p99_s or 0.0
+        moved = [
+            shift
+            for name, q, shift in self.shifts
+            if name == endpoint and (quantile is None or q == quantile)
+        ]
+        if moved:
+            wait = min(wait, max(moved))
+        return max(self.read_delay_p99_s or 0.0, wait)
 
 
 NO_READS = ReadTiming()  # no stamped read seen (the default of every holder)
@@ -158,20 +182,37 @@ class Timing:
             return self.reads.busy
         return self.limit_s is not None and is_busy(self.lag_p99_s, self.limit_s)
 
-    def excusable_s(self, rule: Rule = "loop") -> float | None:
-        """What the generator may have added to a time judged under ``rule`` (None: unknown);
-        under the kernel rule nothing unless busy."""
+    def excusable_s(
+        self, rule: Rule = "loop", endpoint: str | None = None, quantile: float | None = None
+    ) -> float | None:
+        """What the generator may have added to a time (``quantile`` of ``endpoint``, when
+        known) judged under ``rule`` (None: unknown); under the kernel rule nothing unless
+        busy (:meth:`ReadTiming.delay_for`)."""
         if rule == "kernel":
-            return self.reads.delay_s if self.reads.busy else 0.0
+            return self.reads.delay_for(endpoint, quantile) if self.reads.busy else 0.0
         return self.lag_p99_s
 
-    def explains(self, value_s: float, limit_s: float, rule: Rule = "loop") -> bool:
+    def explains(
+        self,
+        value_s: float,
+        limit_s: float,
+        rule: Rule = "loop",
+        endpoint: str | None = None,
+        quantile: float | None = None,
+    ) -> bool:
         """A breach the generator may have caused: busy under ``rule``, and within what it adds."""
-        return self.busy(rule) and lag_explains(value_s, limit_s, self.excusable_s(rule))
+        excusable = self.excusable_s(rule, endpoint, quantile)
+        return self.busy(rule) and lag_explains(value_s, limit_s, excusable)
 
-    def adjusted(self, value_s: float, rule: Rule = "loop") -> float:
+    def adjusted(
+        self,
+        value_s: float,
+        rule: Rule = "loop",
+        endpoint: str | None = None,
+        quantile: float | None = None,
+    ) -> float:
         """A latency with what the generator may have added under ``rule`` taken off."""
-        return lag_adjusted(value_s, self.excusable_s(rule))
+        return lag_adjusted(value_s, self.excusable_s(rule, endpoint, quantile))
 
 
 @dataclass(frozen=True)

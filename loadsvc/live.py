@@ -22,7 +22,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -32,7 +32,14 @@ from loadsvc.lag import NO_READS, ReadTiming, Timing, is_busy
 from loadsvc.latency import LIVE_BUCKETS
 from loadsvc.protocols import judged_endpoint
 from loadsvc.timeseries import Counts, quantile_of
-from loadsvc.verdict import Judgement, JudgementState, Verdict, quantile_judgement, trust_limit
+from loadsvc.verdict import (
+    REPORTED_QUANTILES,
+    Judgement,
+    JudgementState,
+    Verdict,
+    quantile_judgement,
+    trust_limit,
+)
 
 LIVE_WINDOW_S = 60.0
 LIVE_WINDOW_ENV = "LOADSVC_LIVE_WINDOW"
@@ -236,6 +243,15 @@ class LiveJudge:
         self.endpoints.clear()
         self._since.clear()
 
+    def _shifts(self, verdict: Verdict, shared: int) -> tuple[tuple[str, float, float], ...]:
+        """:func:`_shift` of each endpoint's reported and judged quantiles."""
+        out = []
+        for (_, endpoint), window in self.endpoints.items():
+            judged = {j.quantile for j in verdict.judgements if j.endpoint == endpoint}
+            for q in sorted({q for q in judged if q is not None}.union(REPORTED_QUANTILES)):
+                out.append((endpoint, q, _shift(window, shared, q)))
+        return tuple(out)
+
     def judge(
         self,
         thresholds: ScenarioThresholds,
@@ -267,6 +283,8 @@ class LiveJudge:
         limit = trust_limit(thresholds)
         verdict = Verdict(tuple(j.judgement for j in judged))
         clocks = {endpoint: w.clock for (_, endpoint), w in self.endpoints.items()}
+        if reads.shared_frames:  # what they can do to each endpoint's quantiles (lag.ReadTiming)
+            reads = replace(reads, shifts=self._shifts(verdict, reads.shared_frames))
         result: LiveResult
         warming = covered < min(WARMUP_S, self.window_s)
         if warming and all(j.state != "breached" for j in verdict.judgements):
@@ -285,6 +303,15 @@ class LiveJudge:
             self.scenario, self.window_s, covered, result, tuple(judged), now, lag_p99, limit,
             reads,
         )  # fmt: skip
+
+
+def _shift(window: SlidingCounts, shared: int, quantile: float) -> float:
+    """:func:`loadsvc.verdict.shared_shift` over a live window's histogram."""
+    n = window.samples
+    top = window.quantile(quantile)
+    low = quantile - shared / n if n else 0.0
+    floor = window.quantile(low) if low > 0 else 0.0
+    return 0.0 if top is None or floor is None else max(0.0, top - floor)
 
 
 def _judgements(

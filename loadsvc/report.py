@@ -19,7 +19,7 @@ from loadsvc.live import LiveVerdict
 from loadsvc.protocols import protocol_of
 from loadsvc.runner import RunResult
 from loadsvc.runstats import EndpointSummary
-from loadsvc.verdict import Judgement
+from loadsvc.verdict import REPORTED_QUANTILES, Judgement
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -65,8 +65,16 @@ def endpoint_doc(s: EndpointSummary, timing: Timing | None = None) -> dict[str, 
         # loadsvc.lag: "kernel" (only frames sharing a read can move its times) or "loop";
         # generator_ms: what the generator may have added to its latencies (taken off
         # before a baseline comparison).
-        excusable = timing.excusable_s(rule)
+        excusable = timing.excusable_s(rule, s.endpoint)
         doc.update(lag_rule=rule, generator_ms=None if excusable is None else _ms(excusable))
+        # Per quantile: frames that shared a read move each quantile by what they can, not
+        # by their whole wait (loadsvc.lag.ReadTiming); a baseline comparison takes this off.
+        by_quantile = {
+            f"p{q * 100:g}": timing.excusable_s(rule, s.endpoint, q) for q in REPORTED_QUANTILES
+        }
+        doc["generator_ms_by_quantile"] = {
+            k: None if v is None else _ms(v) for k, v in by_quantile.items()
+        }
     if protocol_of(s.kind).connections:
         mpc = s.messages_per_second_per_connection
         doc.update(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds
@@ -149,7 +149,8 @@ class Verdict:
         """Failed only by latency breaches the generator may have caused, each under its own
         rule (``clocks``: each endpoint's arrival clock; see :func:`loadsvc.lag.rule_of`)."""
         return self.only_latency_breached and all(
-            j.value is not None and timing.explains(j.value, j.limit, rule_for(j, clocks))
+            j.value is not None
+            and timing.explains(j.value, j.limit, rule_for(j, clocks), j.endpoint, j.quantile)
             for j in self.breached()
         )
 
@@ -379,6 +380,54 @@ def tightest_trust_limit(thresholds: Iterable[ScenarioThresholds]) -> float | No
     return min(limits) if limits else None
 
 
+# The quantiles a summary and a baseline read (p50, p95, p99), besides the thresholds' own.
+REPORTED_QUANTILES = (0.5, 0.95, 0.99)
+
+
+def shared_shift(samples: LatencySamples, shared: int, quantile: float) -> float:
+    """The most ``shared`` frames timed too late can have raised ``quantile`` of ``samples``:
+    the quantile against the value ``shared`` ranks below it.
+
+    A frame that shared a read (:class:`loadsvc.lag.ReadTiming`) was timed by a later
+    frame's arrival: too late by up to its wait, or not at all (frames a backend wrote
+    together arrived together). Were every one of them among the samples above the
+    quantile and truly below it, the quantile would be the value ``shared`` ranks lower:
+    nothing lower is possible. ``shared`` counts the frames of the whole loop, so over one
+    endpoint's samples it is an upper bound.
+
+    >>> flat = LatencySamples(); _ = [flat.add(0.3) for _ in range(1000)]
+    >>> shared_shift(flat, 2, 0.99)   # two frames cannot move a flat p99
+    0.0
+    >>> spread = LatencySamples(); _ = [spread.add(i / 1000) for i in range(1, 1001)]
+    >>> round(shared_shift(spread, 2, 0.99), 3)   # p99 0.990 s, two ranks below 0.988 s
+    0.002
+    """
+    n = samples.count
+    if shared <= 0 or n == 0:
+        return 0.0
+    low = quantile - shared / n
+    values = exact_quantiles(samples.samples, (quantile, low) if low > 0 else (quantile,))
+    top = values[quantile]
+    floor = values[low] if low > 0 else 0.0  # every sample could be below it
+    return 0.0 if top is None or floor is None else max(0.0, top - floor)
+
+
+def shared_shifts(
+    verdict: Verdict, measured: Iterable[tuple[EndpointSummary, LatencySamples]], shared: int
+) -> tuple[tuple[str, float, float], ...]:
+    """:func:`shared_shift` of each endpoint's reported and judged quantiles."""
+    out = []
+    for summary, samples in measured:
+        judged = {
+            j.quantile
+            for j in verdict.judgements
+            if j.endpoint == summary.endpoint and j.quantile is not None
+        }
+        for q in sorted(judged.union(REPORTED_QUANTILES)):
+            out.append((summary.endpoint, q, shared_shift(samples, shared, q)))
+    return tuple(out)
+
+
 def judge_window(window: RolledWindow) -> WindowVerdict:
     """Judge a rolled window: O(n) in its samples, so the runner calls it off the loop."""
     completed = [with_percentiles(s, samples) for s, samples in window.measured]
@@ -387,7 +436,10 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
     reasons = tuple(j.describe() for j in verdict.breached())
     result: WindowResult = "passed" if verdict.passed else "failed"
     limit = trust_limit(window.thresholds)
-    timing = Timing(window.loop_lag_p99_s, limit, window.reads)
+    reads = window.reads
+    if reads.shared_frames:
+        reads = replace(reads, shifts=shared_shifts(verdict, pairs, reads.shared_frames))
+    timing = Timing(window.loop_lag_p99_s, limit, reads)
     clocks = clocks_of(completed)
     if not verdict.passed:
         busy = busy_reason(verdict, timing, clocks)
@@ -399,7 +451,7 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
         if verdict.explained_by(timing, clocks):
             result = "generator_bound"
     return WindowVerdict(
-        verdict, result, reasons, tuple(completed), window.loop_lag_p99_s, limit, window.reads
+        verdict, result, reasons, tuple(completed), window.loop_lag_p99_s, limit, reads
     )
 
 
@@ -437,8 +489,10 @@ def busy_reason(verdict: Verdict, timing: Timing, clocks: Mapping[str, str | Non
         if j.name not in LATENCY_THRESHOLDS or j.value is None:
             continue
         rule = rule_for(j, clocks)
-        if timing.busy(rule) and not timing.explains(j.value, j.limit, rule):
-            over = timing.adjusted(j.value, rule) - j.limit
+        if timing.busy(rule) and not timing.explains(
+            j.value, j.limit, rule, j.endpoint, j.quantile
+        ):
+            over = timing.adjusted(j.value, rule, j.endpoint, j.quantile) - j.limit
             beyond.append(f"{j.endpoint} {j.name} {over * 1000:.1f} ms")
         elif not timing.busy(rule) and rule == "kernel":
             beyond.append(f"{j.endpoint} {j.name} (kernel-timed: the loop lag cannot move it)")

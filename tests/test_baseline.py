@@ -175,6 +175,25 @@ def test_a_lagging_generator_has_its_lag_taken_off_never_the_comparison_skipped(
     assert choose_baseline(within, reversed(lagged_past)) == []
 
 
+def test_a_kernel_timed_endpoint_has_taken_off_what_shared_reads_can_do_to_each_quantile() -> None:
+    """Frames that shared a read may have waited 300 ms, but they can move the p50 and not the
+    p99 (loadsvc.lag.ReadTiming): +80 ms at p99 regresses, while the p50 is uncertain. An older
+    record with only the endpoint's one figure keeps excusing every quantile by it."""
+    rng = random.Random(9)
+    past = [summary([endpoint(healthy(rng))], d) for d in range(7)]
+    ep = endpoint([v + 0.080 for v in healthy(rng)])
+    ep.update(lag_rule="kernel", generator_ms=300.0)
+    ep["generator_ms_by_quantile"] = {"p50": 300.0, "p95": 300.0, "p99": 0.5}
+    now = summary([ep], 7)
+    report = judge_against(now, choose_baseline(now, reversed(past)))
+    assert [f.metric for f in report.regressions()] == ["p99"]
+    p50 = next(f for f in report.findings if f.metric == "p50")
+    assert p50.uncertain and p50.lag == 300.0
+    del ep["generator_ms_by_quantile"]
+    older = judge_against(now, choose_baseline(now, reversed(past)))
+    assert not [f for f in older.regressions() if f.metric.startswith("p")]
+
+
 def test_a_stalled_generator_tail_is_not_a_regression_of_the_backend() -> None:
     """Seen in serve on a loaded machine: lag p99 61 ms, 3 % of the frames 80-90 ms late (the
     stalls beyond the lag's own p99), p99 88 ms against a 3 ms baseline. The lag bounds all but

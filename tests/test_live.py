@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from loadsvc.config.load import parse_config
 from loadsvc.config.spec import ScenarioThresholds
+from loadsvc.lag import ReadTiming
 from loadsvc.latency import LatencySamples
 from loadsvc.live import LiveJudge, SlidingCounts, live_window_from_env
 from loadsvc.metrics import create_metrics
@@ -141,3 +142,29 @@ def test_an_endpoint_without_a_user_all_window_is_idle_but_one_with_users_is_no_
     assert live.result == "idle" and live.judgements == ()
     judge.add("http", EP, 112, 1.0, 0, 0, None, manned=True)
     assert judge.judge(DEFAULT, 112).result == "failed"
+
+
+def test_a_few_frames_sharing_reads_do_not_excuse_a_live_breach_of_a_flat_stream() -> None:
+    """Live, kernel-timed: 2 frames of ~2,000 shared a read (their wait 300 ms) while every
+    frame is 300 ms late (limit 100 ms): they cannot move the p99, so it FAILS; the wait alone
+    would have called it generator_bound."""
+    judge = LiveJudge("s", window_s=10)
+    for t in range(100, 111):
+        judge.add(
+            "ws", "/ws/market", t, 1.0, 200, 0, _counts(*[0.3] * 200),
+            delivered=200, connections=20, clock="kernel",
+        )  # fmt: skip
+    reads = ReadTiming(0.0001, 2, 0.3)
+    live = judge.judge(DEFAULT, 110, reads=reads)
+    assert live.result == "failed"
+    assert "ws_delivery_latency" in [lj.judgement.name for lj in live.breached()]
+    spread = LiveJudge("s", window_s=10)
+    for t in range(100, 111):
+        values = [0.001 * (i + 1) for i in range(200)]  # 1..200 ms: p99 ~198 ms
+        spread.add(
+            "ws", "/ws/market", t, 1.0, 200, 0, _counts(*values),
+            delivered=200, connections=20, clock="kernel",
+        )  # fmt: skip
+    assert spread.judge(DEFAULT, 110, reads=ReadTiming(0.0001, 1800, 0.3)).result == (
+        "generator_bound"  # 1,800 of 2,000 could hold the whole p99 down to ~20 ms
+    )

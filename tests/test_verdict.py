@@ -9,9 +9,10 @@ import pytest
 
 from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, StallThreshold, Thresholds
+from loadsvc.lag import ReadTiming
 from loadsvc.latency import LatencySamples, nearest_rank
 from loadsvc.runstats import EndpointStats, EndpointSummary
-from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
+from loadsvc.verdict import RolledWindow, judge, judge_window, shared_shift, trust_limit
 
 
 def _http(values: list[float], errors: int = 0, endpoint: str = "/api/x") -> EndpointStats:
@@ -400,4 +401,63 @@ def test_no_sequence_numbers_no_missed_judgement_and_no_connection_no_rate() -> 
     assert d["ws_missed_ratio"] == (
         "/ws/market ws_missed_ratio: no data "
         "(no frame was expected or carried its sequence number) FAILED"
+    )
+
+
+def _samples(values: list[float]) -> LatencySamples:
+    samples = LatencySamples()
+    for v in values:
+        samples.add(v)
+    return samples
+
+
+def test_frames_that_shared_a_read_move_a_quantile_by_the_ranks_they_hold() -> None:
+    """A quantile can fall by what lies ``shared`` ranks below it, never more: nothing on a
+    flat distribution, the next values on a spread one, down to 0 once they could be all."""
+    flat = _samples([0.3] * 1000)
+    assert shared_shift(flat, 5, 0.99) == 0.0
+    assert shared_shift(flat, 500, 0.99) == 0.0  # half of them: the p99 still cannot move
+    spread = _samples([i / 1000 for i in range(1, 1001)])  # 1..1000 ms
+    assert shared_shift(spread, 0, 0.99) == 0.0
+    assert shared_shift(spread, 10, 0.99) == pytest.approx(0.990 - 0.980)
+    assert shared_shift(spread, 10, 0.5) == pytest.approx(0.500 - 0.490)
+    assert shared_shift(spread, 990, 0.99) == pytest.approx(0.990)  # could all be below it
+    assert shared_shift(_samples([]), 3, 0.99) == 0.0
+
+
+def _kernel_stream(values: list[float]) -> tuple[EndpointSummary, LatencySamples]:
+    st = EndpointStats("/ws/market", "ws", "", now=0.0)
+    st.arrival_clock("kernel")
+    for v in values:
+        st.add_outcome("ok", False)
+        st.latency.add(v)
+    return st.roll(10.0)
+
+
+def test_a_window_whose_few_frames_shared_reads_is_judged_by_what_they_can_move() -> None:
+    """2 frames of 1,000 shared a read (their wait 300 ms) on a kernel-timed stream whose p99
+    breaches by 200 ms: busy, but the two cannot explain it, so the window fails. On a stream
+    spread from 0.6 to 600 ms, 600 of them could move the p99 down to 234 ms (still failed,
+    by 134 ms); 900 of them down to 54 ms: generator_bound."""
+    flat = RolledWindow(
+        ScenarioThresholds(), [_kernel_stream([0.3] * 1000)], reads=ReadTiming(0.0001, 2, 0.3)
+    )
+    failed = judge_window(flat)
+    assert failed.result == "failed" and failed.reads.busy
+    assert failed.reads.delay_for("/ws/market", 0.99) == pytest.approx(0.0001)
+    assert "cannot explain the breach" in failed.reasons[-1]
+    spread = [i / 1000 * 0.6 for i in range(1, 1001)]  # p99 0.594 s, p39 0.234 s
+    for shared, result in ((600, "failed"), (900, "generator_bound")):
+        reads = ReadTiming(0.0001, shared, 0.6)
+        judged = judge_window(
+            RolledWindow(ScenarioThresholds(), [_kernel_stream(spread)], reads=reads)
+        )
+        assert judged.result == result, (shared, judged.reasons)
+    assert (
+        "by /ws/market ws_delivery_latency 134.0 ms"
+        in judge_window(
+            RolledWindow(
+                ScenarioThresholds(), [_kernel_stream(spread)], reads=ReadTiming(0.0001, 600, 0.6)
+            )
+        ).reasons[-1]
     )

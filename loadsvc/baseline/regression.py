@@ -178,12 +178,17 @@ def lag_ms_of(doc: Doc) -> float | None:
 
 def _lag_for(rule: MetricRule, ep: Doc, run_lag: float | None) -> float | None:
     """What the generator may have added to ``rule``'s value at ``ep`` (ms): for latencies the
-    endpoint's own figure under its lag rule (``generator_ms``: 0 on a kernel-timed endpoint
-    whose frames kept their reads), else the run's loop lag p99 (older records too)."""
+    endpoint's own figure under its lag rule (``generator_ms_by_quantile``, or
+    ``generator_ms`` in older records: 0 on a kernel-timed endpoint whose frames kept their
+    reads), else the run's loop lag p99 (older records too)."""
     if not rule.timing:
         return None
-    if rule.name in LATENCY_METRICS and "generator_ms" in ep:
-        return number(ep.get("generator_ms"))
+    if rule.name in LATENCY_METRICS:
+        by_quantile = ep.get("generator_ms_by_quantile")
+        if isinstance(by_quantile, dict) and rule.name in by_quantile:
+            return number(by_quantile[rule.name])  # what shared reads can do to this one
+        if "generator_ms" in ep:
+            return number(ep.get("generator_ms"))
     return run_lag
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from loadsvc.config import parse_config
 from loadsvc.lag import Timing
+from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.report import summary_doc
 from loadsvc.runner import RunResult
 from loadsvc.users import Target, arrival
@@ -142,3 +143,57 @@ async def test_a_loop_timed_endpoint_keeps_the_loop_rule() -> None:
     assert (ep["arrival_clock"], ep["lag_rule"]) == ("loop", "loop")
     assert result.result == "generator_bound", result.reasons
     assert "every breach is within the lag" in result.reasons[-1]
+
+
+async def _paired(delay_s: float, every_s: float, pair_every: int) -> RunResult:
+    """Scenario ``s`` against a WS backend that sends a frame every ``every_s`` stamped
+    ``delay_s`` before it sends it, and every ``pair_every``-th time two frames in one write
+    (they arrive together, and are read together); the generator's loop is not blocked."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_accept(await reader.readuntil(b"\r\n\r\n")))
+        await writer.drain()
+        sending = asyncio.get_running_loop().create_task(hold(reader))
+        seq = 0
+        while not sending.done():
+            seq += 1
+            data = market_frame(seq, time.time() - delay_s)
+            if seq % pair_every == 0:
+                seq += 1
+                data += market_frame(seq, time.time() - delay_s)
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(every_s)
+
+    spec = parse_config(CONFIG, "test.yaml").scenario("s")
+    monitor = LoopLagMonitor(None, interval=0.01)
+    monitor.start()
+    try:
+        with serving_in_thread(script) as server:
+            return await run_bounded(spec, Target(server.url), None, monitor)
+    finally:
+        await monitor.stop()
+
+
+@needs_stamps
+@pytest.mark.parametrize("pair_every", [1, 4], ids=["every-write-a-pair", "a-pair-now-and-then"])
+async def test_frames_a_backend_writes_together_excuse_no_breach(
+    kernel_clock: None, pair_every: int
+) -> None:
+    """300 ms of real delay (limit 100 ms), frames 300 ms apart, some written two at a time:
+    each pair shares a read, which makes the generator busy under the kernel rule, and each
+    pair's first frame could have waited the 300 ms since the last read. But the pairs came
+    together, and the latencies are flat: frames timed too late cannot have moved the p99.
+    It FAILS; the old excuse (the shared frames' whole wait) called it generator_bound."""
+    result = await _paired(0.3, 0.3, pair_every)
+    (latency,) = [j for j in result.verdict.breached() if j.name == "ws_delivery_latency"]
+    reads = result.reads
+    assert reads.busy and reads.shared_wait_p99_s is not None
+    assert latency.value is not None and 0.3 <= latency.value < 0.35
+    # What the old rule excused: the frames' whole wait, enough to explain the breach.
+    assert latency.value - reads.shared_wait_p99_s <= latency.limit
+    assert result.result == "failed", (result.reasons, reads)
+    assert "cannot explain the breach" in result.reasons[-1]
+    (ep,) = summary_doc(result, "http://127.0.0.1")["endpoints"]
+    # What a baseline comparison takes off the p99: not the 300 ms wait.
+    assert ep["lag_rule"] == "kernel" and ep["generator_ms_by_quantile"]["p99"] < 20
