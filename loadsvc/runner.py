@@ -96,6 +96,11 @@ class RunResult:
         return Timing(self.loop_lag_p99_s, self.loop_lag_limit_s, self.reads)
 
 
+# The one key of a run's paced retirements: one queue of tasks in the order retired (a key
+# each made every turn of a stop scan them all, loadsvc.spawning._Queue).
+_RETIRING = "retiring"
+
+
 @dataclass(eq=False)  # a key of the runner's paced starts: by identity
 class _Group:
     wiring: GroupWiring
@@ -418,7 +423,7 @@ class ScenarioRun:
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
         now = asyncio.get_running_loop().time()
-        self._retirements.add(task, (now,), self.options.tick_s)
+        self._retirements.add(_RETIRING, (now,), self.options.tick_s, task)
 
     async def _wind_down(self, ctx: UserContext) -> None:
         """First deadline: stop starting work, cancel idle users, let busy ones finish."""
@@ -430,7 +435,7 @@ class ScenarioRun:
             for user, task in group.users:
                 if not user.busy and self._retirements is not None:
                     # Cancelled a budget a turn, all within a tick.
-                    self._retirements.add(task, now, self.options.tick_s)
+                    self._retirements.add(_RETIRING, now, self.options.tick_s, task)
         tasks = [t for g in self._groups for _, t in g.users if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.spec.graceful_stop_s)

@@ -12,7 +12,7 @@ import pytest
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, ScenarioRun
-from loadsvc.spawning import Paced, start_offsets
+from loadsvc.spawning import Paced, _Queue, start_offsets
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
 from loadsvc.users.timers import TIMER_GRAIN_S
@@ -248,6 +248,26 @@ async def test_paced_work_runs_in_due_order_never_early_a_budget_a_turn() -> Non
     assert paced.most_in_a_slice == 3 and paced.slices >= 3 + 1
     early = TIMER_GRAIN_S  # a millisecond early at most (loadsvc.users.timers)
     assert done[7][1] >= now + 0.2 - early and done[8][1] >= now + 0.25 - early
+
+
+async def test_items_of_one_key_carry_their_own_work_in_the_order_queued() -> None:
+    """A run's retirements: one key, each item a task of its own, worked in the order queued,
+    a budget a turn; the late and waiting counts are bisected (a stop's thousands)."""
+    loop = asyncio.get_running_loop()
+    done: list[int] = []
+    paced: Paced[int] = Paced(done.append, per_turn=4)
+    now = loop.time()
+    for i in range(10):
+        paced.add("retiring", (now,), 10, i)
+    paced.add("retiring", (now + 0.05,), 10, 10)
+    assert paced.pending("retiring") == 11 and paced.total() == 11
+    await wait_for_async(lambda: paced.total() == 0, 5, "all worked off")
+    assert done == list(range(11)) and paced.most_in_a_slice == 4
+    queue = _Queue[str]()
+    queue.items.extend([(1.0, 2.0, "a"), (1.5, 2.5, "b"), (3.0, 4.0, "c"), (5.0, 6.0, "d")])
+    assert queue.due_late(0.5) == (0, 0) and queue.due_late(2.2) == (2, 1)
+    assert queue.due_late(10.0) == (4, 4) and queue.popleft()[2] == "a"
+    assert queue.due_late(2.2) == (1, 0) and len(queue) == 3
 
 
 @pytest.mark.parametrize("kind", LOOP_KINDS)
