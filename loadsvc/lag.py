@@ -125,7 +125,7 @@ class ReadTiming:
     ``shared_frames``: data frames timed by a later frame's stamp (they shared its read);
     ``shared_wait_p99_s``: p99 over those frames of the longest they can have waited;
     ``shifts``: per endpoint and quantile, the most those frames can have moved it
-    (:func:`loadsvc.verdict.shared_shift`), where the latencies were at hand.
+    (:func:`loadsvc.latency.rank_shift`), where the latencies were at hand.
 
     A frame that shared a read was timed too late by at most its wait, but only *that*
     frame: two frames of 40,000 sharing a read cannot move a p99 by their wait, and a

@@ -200,3 +200,26 @@ class LatencySamples:
         if not self.count:
             return None
         return self.count_at_or_below(limit) / self.count
+
+
+def rank_shift(samples: LatencySamples, ranks: int, quantile: float) -> float:
+    """How far ``quantile`` of ``samples`` falls if ``ranks`` of them were truly lower: were
+    all of them above it, it would be the value ``ranks`` ranks below, nothing lower
+    (0 once they could be all the samples up to it). Frames that shared a read, timed by a
+    later frame's arrival (:class:`loadsvc.lag.ReadTiming`), can move a quantile no more.
+
+    >>> flat = LatencySamples(); _ = [flat.add(0.3) for _ in range(1000)]
+    >>> rank_shift(flat, 2, 0.99)   # two samples cannot move a flat p99
+    0.0
+    >>> spread = LatencySamples(); _ = [spread.add(i / 1000) for i in range(1, 1001)]
+    >>> round(rank_shift(spread, 2, 0.99), 3)   # p99 0.990 s, two ranks below 0.988 s
+    0.002
+    """
+    n = samples.count
+    if ranks <= 0 or n == 0:
+        return 0.0
+    low = quantile - ranks / n
+    values = exact_quantiles(samples.samples, (quantile, low) if low > 0 else (quantile,))
+    top = values[quantile]
+    floor = values[low] if low > 0 else 0.0  # every sample up to it could be below it
+    return 0.0 if top is None or floor is None else max(0.0, top - floor)

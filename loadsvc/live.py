@@ -306,7 +306,7 @@ class LiveJudge:
 
 
 def _shift(window: SlidingCounts, shared: int, quantile: float) -> float:
-    """:func:`loadsvc.verdict.shared_shift` over a live window's histogram."""
+    """:func:`loadsvc.latency.rank_shift` over a live window's histogram."""
     n = window.samples
     top = window.quantile(quantile)
     low = quantile - shared / n if n else 0.0

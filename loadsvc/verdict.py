@@ -38,7 +38,7 @@ from typing import Literal
 
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds
 from loadsvc.lag import NO_READS, ReadTiming, Rule, Timing, arrival_clock, rule_of, trust_limit_of
-from loadsvc.latency import LatencySamples, exact_quantiles
+from loadsvc.latency import LatencySamples, exact_quantiles, rank_shift
 from loadsvc.protocols import PROTOCOLS, JudgedEndpoint, ProtocolName, judged_endpoint
 from loadsvc.protocols import ThresholdName as ThresholdName
 from loadsvc.runstats import EndpointSummary, with_percentiles
@@ -384,38 +384,14 @@ def tightest_trust_limit(thresholds: Iterable[ScenarioThresholds]) -> float | No
 REPORTED_QUANTILES = (0.5, 0.95, 0.99)
 
 
-def shared_shift(samples: LatencySamples, shared: int, quantile: float) -> float:
-    """The most ``shared`` frames timed too late can have raised ``quantile`` of ``samples``:
-    the quantile against the value ``shared`` ranks below it.
-
-    A frame that shared a read (:class:`loadsvc.lag.ReadTiming`) was timed by a later
-    frame's arrival: too late by up to its wait, or not at all (frames a backend wrote
-    together arrived together). Were every one of them among the samples above the
-    quantile and truly below it, the quantile would be the value ``shared`` ranks lower:
-    nothing lower is possible. ``shared`` counts the frames of the whole loop, so over one
-    endpoint's samples it is an upper bound.
-
-    >>> flat = LatencySamples(); _ = [flat.add(0.3) for _ in range(1000)]
-    >>> shared_shift(flat, 2, 0.99)   # two frames cannot move a flat p99
-    0.0
-    >>> spread = LatencySamples(); _ = [spread.add(i / 1000) for i in range(1, 1001)]
-    >>> round(shared_shift(spread, 2, 0.99), 3)   # p99 0.990 s, two ranks below 0.988 s
-    0.002
-    """
-    n = samples.count
-    if shared <= 0 or n == 0:
-        return 0.0
-    low = quantile - shared / n
-    values = exact_quantiles(samples.samples, (quantile, low) if low > 0 else (quantile,))
-    top = values[quantile]
-    floor = values[low] if low > 0 else 0.0  # every sample could be below it
-    return 0.0 if top is None or floor is None else max(0.0, top - floor)
-
-
 def shared_shifts(
     verdict: Verdict, measured: Iterable[tuple[EndpointSummary, LatencySamples]], shared: int
 ) -> tuple[tuple[str, float, float], ...]:
-    """:func:`shared_shift` of each endpoint's reported and judged quantiles."""
+    """What ``shared`` frames that shared a read can have moved each endpoint's reported and
+    judged quantiles by (:func:`loadsvc.latency.rank_shift`; see :class:`loadsvc.lag.ReadTiming`):
+    were all of them among the samples above a quantile and truly below it, it would be the
+    value ``shared`` ranks lower. ``shared`` counts the frames of the whole loop, so over one
+    endpoint's samples it is an upper bound."""
     out = []
     for summary, samples in measured:
         judged = {
@@ -424,7 +400,7 @@ def shared_shifts(
             if j.endpoint == summary.endpoint and j.quantile is not None
         }
         for q in sorted(judged.union(REPORTED_QUANTILES)):
-            out.append((summary.endpoint, q, shared_shift(samples, shared, q)))
+            out.append((summary.endpoint, q, rank_shift(samples, shared, q)))
     return tuple(out)
 
 

@@ -10,9 +10,9 @@ import pytest
 from loadsvc.config import ConfigError, parse_config
 from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, StallThreshold, Thresholds
 from loadsvc.lag import ReadTiming
-from loadsvc.latency import LatencySamples, nearest_rank
+from loadsvc.latency import LatencySamples, nearest_rank, rank_shift
 from loadsvc.runstats import EndpointStats, EndpointSummary
-from loadsvc.verdict import RolledWindow, judge, judge_window, shared_shift, trust_limit
+from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
 
 
 def _http(values: list[float], errors: int = 0, endpoint: str = "/api/x") -> EndpointStats:
@@ -415,14 +415,14 @@ def test_frames_that_shared_a_read_move_a_quantile_by_the_ranks_they_hold() -> N
     """A quantile can fall by what lies ``shared`` ranks below it, never more: nothing on a
     flat distribution, the next values on a spread one, down to 0 once they could be all."""
     flat = _samples([0.3] * 1000)
-    assert shared_shift(flat, 5, 0.99) == 0.0
-    assert shared_shift(flat, 500, 0.99) == 0.0  # half of them: the p99 still cannot move
+    assert rank_shift(flat, 5, 0.99) == 0.0
+    assert rank_shift(flat, 500, 0.99) == 0.0  # half of them: the p99 still cannot move
     spread = _samples([i / 1000 for i in range(1, 1001)])  # 1..1000 ms
-    assert shared_shift(spread, 0, 0.99) == 0.0
-    assert shared_shift(spread, 10, 0.99) == pytest.approx(0.990 - 0.980)
-    assert shared_shift(spread, 10, 0.5) == pytest.approx(0.500 - 0.490)
-    assert shared_shift(spread, 990, 0.99) == pytest.approx(0.990)  # could all be below it
-    assert shared_shift(_samples([]), 3, 0.99) == 0.0
+    assert rank_shift(spread, 0, 0.99) == 0.0
+    assert rank_shift(spread, 10, 0.99) == pytest.approx(0.990 - 0.980)
+    assert rank_shift(spread, 10, 0.5) == pytest.approx(0.500 - 0.490)
+    assert rank_shift(spread, 990, 0.99) == pytest.approx(0.990)  # could all be below it
+    assert rank_shift(_samples([]), 3, 0.99) == 0.0
 
 
 def _kernel_stream(values: list[float]) -> tuple[EndpointSummary, LatencySamples]:
