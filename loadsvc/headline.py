@@ -160,9 +160,11 @@ def _reads_text(reads: ReadTiming | None) -> str:
         return ""
     delay = reads.read_delay_p99_s or 0.0
     if reads.busy:
+        # Not "behind" alone: frames a backend writes together share a read too, and each
+        # quantile is excused only by what they can move it (loadsvc.lag.ReadTiming).
         return (
-            f"; kernel-timed frames BEHIND: {reads.shared_frames} shared a read "
-            f"(read delay {reads.delay_s * 1000:.1f} ms)"
+            f"; kernel-timed frames SHARED READS: {reads.shared_frames} (the generator behind "
+            f"them, or they came together; waited up to {reads.delay_s * 1000:.1f} ms)"
         )
     return f"; kernel-timed reads kept up (stamp-to-read p99 {delay * 1000:.1f} ms)"
 
