@@ -77,9 +77,8 @@ class _Queue(Generic[K]):
         return item
 
     def pop(self) -> None:
+        """Forget the latest item (never a worked-off one: ``drop`` takes at most ``len``)."""
         self.items.pop()
-        if self.head > len(self.items):
-            self.head = len(self.items)
 
     def due_late(self, now: float) -> tuple[int, int]:
         """How many are due by ``now``, and of those how many are past their deadline."""

@@ -20,7 +20,7 @@ from loadsvc.users import Target, arrival
 from loadsvc.users.arrival import use_kernel_clock
 from tests.adversarial.runs import run_bounded
 from tests.adversarial.test_verdict_busy import BLOCK_S, busy_generator
-from tests.support.rawserver import hold, serving_in_thread
+from tests.support.rawserver import Script, hold, serving_in_thread
 from tests.support.wsservers import market_frame
 
 needs_stamps = pytest.mark.skipif(not arrival.SUPPORTED, reason="the kernel does not stamp reads")
@@ -52,10 +52,10 @@ def _accept(request: bytes) -> bytes:
     )
 
 
-async def _stream(delay_s: float, every_s: float) -> RunResult:
-    """Scenario ``s`` against a WS backend (its own loop, in a thread) that sends a frame every
-    ``every_s`` stamped ``delay_s`` before it sends it (a real backend delay), while the
-    generator's loop is blocked BLOCK_S at a time."""
+def _market_backend(delay_s: float, every_s: float, pair_every: int = 0) -> Script:
+    """A WS backend's script: a frame every ``every_s`` stamped ``delay_s`` before it is sent
+    (a real backend delay), and every ``pair_every``-th write two frames at once (they arrive
+    together, and are read together; 0: never)."""
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(_accept(await reader.readuntil(b"\r\n\r\n")))
@@ -64,12 +64,22 @@ async def _stream(delay_s: float, every_s: float) -> RunResult:
         seq = 0
         while not sending.done():
             seq += 1
-            writer.write(market_frame(seq, time.time() - delay_s))
+            data = market_frame(seq, time.time() - delay_s)
+            if pair_every and seq % pair_every == 0:
+                seq += 1
+                data += market_frame(seq, time.time() - delay_s)
+            writer.write(data)
             await writer.drain()
             await asyncio.sleep(every_s)
 
+    return script
+
+
+async def _stream(delay_s: float, every_s: float) -> RunResult:
+    """Scenario ``s`` against :func:`_market_backend` (its own loop, in a thread), while the
+    generator's loop is blocked BLOCK_S at a time."""
     spec = parse_config(CONFIG, "test.yaml").scenario("s")
-    with serving_in_thread(script) as server:
+    with serving_in_thread(_market_backend(delay_s, every_s)) as server:
         async with busy_generator() as monitor:
             return await run_bounded(spec, Target(server.url), None, monitor)
 
@@ -147,30 +157,13 @@ async def test_a_loop_timed_endpoint_keeps_the_loop_rule() -> None:
 
 
 async def _paired(delay_s: float, every_s: float, pair_every: int) -> RunResult:
-    """Scenario ``s`` against a WS backend that sends a frame every ``every_s`` stamped
-    ``delay_s`` before it sends it, and every ``pair_every``-th time two frames in one write
-    (they arrive together, and are read together); the generator's loop is not blocked."""
-
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(_accept(await reader.readuntil(b"\r\n\r\n")))
-        await writer.drain()
-        sending = asyncio.get_running_loop().create_task(hold(reader))
-        seq = 0
-        while not sending.done():
-            seq += 1
-            data = market_frame(seq, time.time() - delay_s)
-            if seq % pair_every == 0:
-                seq += 1
-                data += market_frame(seq, time.time() - delay_s)
-            writer.write(data)
-            await writer.drain()
-            await asyncio.sleep(every_s)
-
+    """Scenario ``s`` against :func:`_market_backend` writing every ``pair_every``-th time two
+    frames at once; the generator's loop is not blocked."""
     spec = parse_config(CONFIG, "test.yaml").scenario("s")
     monitor = LoopLagMonitor(None, interval=0.01)
     monitor.start()
     try:
-        with serving_in_thread(script) as server:
+        with serving_in_thread(_market_backend(delay_s, every_s, pair_every)) as server:
             return await run_bounded(spec, Target(server.url), None, monitor)
     finally:
         await monitor.stop()
