@@ -13,6 +13,12 @@ streams : 5 REST pollers); over the burst's first second the longest turn, the t
 10 ms (and of those not the collector's), the loop's CPU, the users made by then; and the
 longest turn at ``stop()`` (the users cancelled).
 
+``--mode ramp``: ``--users`` WS streams at ``--rate`` a second (default 2,000 at 1,000/s,
+the ramp before ``beside``'s window): over the ramp and a second after it, the same
+columns as ``burst``, with the users made by the ramp's end (the shape's ``--users``).
+Made for the pacer's catch-up (``loadsvc.spawning``): past what the process can make, its
+old pace asked for ever more a turn (slices of 8, 20, ... 583, then 1,525 users).
+
 ``--mode beside``: ``bench/spawn_calm.py``'s question on one core, in CPU time: 2,000 WS
 streams opened at 1,000/s, then 100 more a second (the seed's spawn rate), against the
 2,000 alone and as many as the spawning trial holds at the end (``--open``, ``--rate``:
@@ -88,6 +94,16 @@ scenarios:
 """ + (MIX if rest else "")
 
 
+def _first_s(mode: str, users: int) -> float:
+    """Burst and ramp modes: when the shape has made every user (the burst's tick)."""
+    return FIRST_S if mode == "burst" else users / SPAWN_RATE
+
+
+def _held_s(mode: str, users: int) -> float:
+    """Burst and ramp modes: from the start to stop()."""
+    return HELD_S if mode == "burst" else users / SPAWN_RATE + 2.0
+
+
 def _open_end() -> int:
     """What the spawning trial holds at its window's end (about)."""
     return OPEN + round(SPAWN_RATE * (SETTLE_S + WINDOW_S + 1))
@@ -96,6 +112,8 @@ def _open_end() -> int:
 def _shape(mode: str, condition: str, users: int) -> str:
     if mode == "burst":
         return f"{{kind: constant, users: {users}, duration: 60s}}"
+    if mode == "ramp":
+        return f"{{kind: constant, users: {users}, duration: 60s, spawn_rate: {SPAWN_RATE}}}"
     if condition.startswith("open"):
         held = OPEN if condition == "open" else _open_end()
         return f"{{kind: constant, users: {held}, duration: 120s, spawn_rate: {FAST_RATE}}}"
@@ -214,7 +232,7 @@ async def _trial(url: str, mode: str, users: int, condition: str) -> dict[str, A
     from loadsvc.runner import RunOptions, ScenarioRun
     from loadsvc.users import Target
 
-    text = _scenario(_shape(mode, condition, users), 3, rest=mode == "burst")
+    text = _scenario(_shape(mode, condition, users), 3, rest=mode == "burst")  # ramp: WS
     spec = parse_config(text, "spawn_turns.yaml").scenario("s")
     options = RunOptions(spread_starts=condition != "after-burst")
     run = ScenarioRun(spec, Target(url), Recorder(create_metrics(CollectorRegistry())), options)
@@ -237,11 +255,12 @@ async def _trial(url: str, mode: str, users: int, condition: str) -> dict[str, A
     t0 = time.monotonic()
     execution = asyncio.create_task(run.execute())
     out: dict[str, Any] = {"condition": condition, "runner": loadsvc.runner.__file__}
-    if mode == "burst":
-        await asyncio.sleep(FIRST_S)
+    if mode in ("burst", "ramp"):
+        first = _first_s(mode, users)
+        await asyncio.sleep(first)
         out["made"] = made()
-        window = (t0, t0 + FIRST_S)
-        await asyncio.sleep(HELD_S - FIRST_S)
+        window = (t0, t0 + first + (1.0 if mode == "ramp" else 0.0))
+        await asyncio.sleep(_held_s(mode, users) - first)
         out["made_held"] = made()
     else:
         while made() < OPEN:
@@ -326,6 +345,7 @@ COLUMNS = {  # column: (key, format), by mode
         ("stop: longest not GC ms", "stop_longest_own_ms", "{:.1f}"),
         ("stop: most cancelled a turn", "stop_most_a_turn", "{:.0f}"),
     ],
+    "ramp": [],  # burst's, the users made at the ramp's end (below)
     "beside": [
         ("CPU lag p99 ms", "lag_p99_ms", "{:.1f}"),
         ("without GC", "lag_p99_own_ms", "{:.1f}"),
@@ -341,6 +361,13 @@ COLUMNS = {  # column: (key, format), by mode
         ("longest turn making users ms", "making_longest_ms", "{:.1f}"),
     ],
 }
+
+
+COLUMNS["ramp"] = [
+    ("users made by the ramp's end", k, f) if k == "made"
+    else ("by stop()", k, f) if k == "made_held" else (h, k, f)
+    for h, k, f in COLUMNS["burst"]
+]  # fmt: skip
 
 
 def _row(mode: str, r: dict[str, Any]) -> list[str]:
@@ -363,6 +390,14 @@ def table(mode: str, rows: list[dict[str, Any]], users: int, when: str) -> Table
             "The burst's first second (its tick), then from stop() to the run's end. Turns in "
             "the loop thread's CPU time; not GC: the collector took less than half of it."
         )
+    elif mode == "ramp":
+        title = (
+            f"Loop turns (CPU time) while {users:,} WS streams start at {SPAWN_RATE:,}/s, {when}"
+        )
+        note = (
+            "The ramp and a second after it, then from stop() to the run's end. Turns in "
+            "the loop thread's CPU time; not GC: the collector took less than half of it."
+        )
     else:
         title = (
             f"The loop's own lag with {OPEN:,} open WS streams, alone and while starting "
@@ -380,22 +415,26 @@ def main() -> None:
     """Alternate the conditions against one target; print the table."""
     global OPEN, SPAWN_RATE  # one run's sizes, read by _shape and the table
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("burst", "beside"), default="burst")
-    p.add_argument("--users", type=int, default=800, help="burst mode: users at once")
+    p.add_argument("--mode", choices=("burst", "ramp", "beside"), default="burst")
+    p.add_argument("--users", type=int, default=None, help="burst: at once (800); ramp: 2,000")
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--open", type=int, default=OPEN, help="beside mode: connections held")
-    p.add_argument("--rate", type=int, default=SPAWN_RATE, help="beside mode: starts a second")
+    p.add_argument("--rate", type=int, default=None, help="starts a second: ramp 1,000, beside 100")
     p.add_argument("--before", default="9f19b5b", help="git ref of the runner before")
     p.add_argument(
         "--conditions", help="default: before,after,after-burst | open,before,after,open-end"
     )
     p.add_argument("--trial", nargs=2, metavar=("URL", "CONDITION"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    OPEN, SPAWN_RATE = args.open, args.rate
+    ramp = args.mode == "ramp"
+    OPEN, SPAWN_RATE = args.open, args.rate or (FAST_RATE if ramp else SPAWN_RATE)
+    args.users = args.users or (OPEN if ramp else 800)
     if args.trial:
         _child_main(args.trial[0], args.mode, args.users, args.trial[1])
         return
-    default = "before,after,after-burst" if args.mode == "burst" else "open,before,after,open-end"
+    default = {"burst": "before,after,after-burst", "ramp": "before,after"}.get(
+        args.mode, "open,before,after,open-end"
+    )
     conditions = (args.conditions or default).split(",")
     port = _free_port()
     python = sys.executable

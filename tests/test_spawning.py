@@ -12,7 +12,7 @@ import pytest
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
 from loadsvc.runner import RunOptions, ScenarioRun
-from loadsvc.spawning import Paced, _Queue, start_offsets
+from loadsvc.spawning import CATCH_UP_S, Paced, _Queue, start_offsets
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
 from loadsvc.users.timers import TIMER_GRAIN_S
@@ -358,6 +358,52 @@ async def test_slow_turns_take_more_a_turn_to_meet_the_deadline_and_no_more() ->
     # 8 a turn would take 50 turns, 2 s at this pace: the deadline needed ~16 a turn.
     assert done[-1] <= now + 1.0 + scaled(0.3)  # by the deadline (a few turns of slack)
     assert BUDGET < paced.most_in_a_slice < 200 and paced.slices >= 4
+
+
+async def test_slow_turns_make_a_spread_ticks_starts_as_they_come_not_in_a_heap() -> None:
+    """1,000 due over 1 s, 1 s each, 40 ms turns: the catch-up counts the ones coming due
+    before the earliest deadline, so the first ones are not put off until it nears (they
+    were 0.34 s late at the median, then came in a heap)."""
+    loop = asyncio.get_running_loop()
+    made: list[float] = []
+    paced: Paced[str] = Paced(lambda key: made.append(loop.time()), per_turn=BUDGET)
+    hogging = True
+
+    def hog() -> None:  # every turn of the loop takes 40 ms
+        time.sleep(0.04)
+        if hogging:
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+    now = loop.time()
+    dues = [now + i * 0.001 for i in range(1000)]
+    paced.add("a", dues, 1.0)
+    try:
+        await wait_for_async(lambda: paced.total() == 0, 10, "all worked off")
+    finally:
+        hogging = False
+    late = sorted(m - d for m, d in zip(made[:300], dues[:300], strict=True))
+    assert late[150] < 0.2, late[150]  # ~0.06 s: a turn or two
+    assert made[-1] <= dues[-1] + 1.0 + scaled(0.3)  # and all by their deadline
+
+
+async def test_a_catch_up_works_no_longer_than_its_cap_however_far_behind() -> None:
+    """200 items of 1 ms each, all past their deadline: a turn works the budget and then
+    CATCH_UP_S of them, not all 200 (a 0.2 s turn, and at a ramp past what the process can
+    make, a pace that asked for ever more: slices of 8, 60, 133, 344, 634)."""
+    loop = asyncio.get_running_loop()
+
+    def work(_: str) -> None:
+        until = time.perf_counter() + 0.001
+        while time.perf_counter() < until:
+            pass
+
+    paced: Paced[str] = Paced(work, per_turn=BUDGET)
+    paced.add("a", [loop.time() - 1.0] * 200, within_s=0.1)
+    await wait_for_async(lambda: paced.total() == 0, 10, "all worked off")
+    most = BUDGET + round(CATCH_UP_S / 0.001) + 1  # the cap is checked before each item
+    assert BUDGET < paced.most_in_a_slice <= most, paced.most_in_a_slice
+    assert paced.done == 200 and paced.slices >= 200 // most
 
 
 def test_start_offsets_spread_a_ticks_users_evenly_first_at_once() -> None:
