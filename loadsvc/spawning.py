@@ -57,7 +57,7 @@ PER_TURN = 8
 # The most a turn's catch-up works past the budget (its items' own time):
 # their first steps take as long again in the next turn, so the loop's turns stay near the
 # 10 ms trust limit however far behind the starts are.
-CATCH_UP_S = 0.002
+CATCH_UP_S = 0.004
 
 K = TypeVar("K", bound=Hashable)
 _DUE, _DEADLINE = itemgetter(0), itemgetter(1)
