@@ -331,13 +331,22 @@ class ScenarioRun:
             elapsed = self.elapsed()
             if end is not None and elapsed >= end:
                 return
-            wanted = plan.users_at(elapsed)
+            shaped = plan.users_at(elapsed)
             wait = tick if end is None else min(tick, end - elapsed)
             spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
+            wanted = shaped
+            if spread > 0.0:
+                # A rising shape: start what it asks for by the tick's end, spread over the
+                # tick, so the users follow it (spread from the tick's own count, they came
+                # a tick late: 100/s had 1 user in the first second, 500 at 6 s, not 5).
+                # A falling one retires to the count it asks for now.
+                ahead = plan.users_at(elapsed + wait)
+                if sum(ahead) > sum(shaped):
+                    wanted = ahead
             for group, n in zip(self._groups, wanted, strict=True):
                 self._reconcile(group, n, spread)
             self._count_users_per_endpoint()
-            self.recorder.users(spec.name, self.user_count(), sum(wanted))
+            self.recorder.users(spec.name, self.started_count(), sum(shaped))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(wait, 0.0))
 
