@@ -153,6 +153,9 @@ class _Connection(asyncio.Protocol):
         self, clock: Callable[[], float], max_body: int, on_stray: Callable[[], None] | None = None
     ) -> None:
         self.transport: asyncio.Transport | None = None
+        # Made by its loop (the protocol factory of a connect): asyncio.get_running_loop()
+        # is a getpid() system call on Python 3.11, twice a request were it asked each time.
+        self.loop = asyncio.get_running_loop()
         self._on_stray = on_stray  # told once when bytes come while no request is out
         self._stamps: asyncio.BaseTransport | None = None  # what timed the reads
         self._age = age_of(None)  # seconds since the bytes just read arrived
@@ -319,7 +322,7 @@ class _Connection(asyncio.Protocol):
         """Write a request; the future resolves with its response, or fails with
         TimeoutError at ``deadline`` (loop time)."""
         assert self.transport is not None and self._waiter is None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._waiter = loop.create_future()
         # One timer per connection, not one made and cancelled per request (asyncio.timeout()
         # costs several times as much again): armed at a request's deadline, it moves on to
@@ -353,7 +356,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # nothing out: the next request arms it again
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() < self._deadline:  # a later request than the one it was armed for
             self._timer = loop.call_at(self._deadline, self._expire)
             self._timer_at = self._deadline
@@ -434,12 +437,14 @@ class Http1Client:
         abandoned half-way (timeout, cancellation) drops its connection, since its
         response may still come.
         """
-        deadline = asyncio.get_running_loop().time() + timeout_s
         conn = self._conn
         reused = conn is not None and conn.reusable
-        if not reused:
+        if reused:
+            assert conn is not None
+            deadline = conn.loop.time() + timeout_s
+        else:
+            deadline = asyncio.get_running_loop().time() + timeout_s
             conn = await self._connect(deadline)
-        assert conn is not None
         # The common case awaits the connection's future itself, not a coroutine around it:
         # each coroutine level costs a frame and a resumption per request (bench/results.md).
         try:
