@@ -192,13 +192,19 @@ def final_state(result: str, regressed: bool, incomplete: bool = False) -> str:
 
 
 def final_line(
-    scenario: str, result: str, regressed: bool, busy: str = "", incomplete: bool = False
+    scenario: str,
+    result: str,
+    regressed: bool,
+    busy: str = "",
+    incomplete: bool = False,
+    short: str = "",
 ) -> str:
     """The last line of ``loadsvc run``: the final result, which the exit code matches
     (0 only for PASSED); a regression against the baseline reads as a failure. ``busy`` is
     what a busy generator means for the breaches (:func:`loadsvc.report.busy_reason`): a
     generator-bound run says it breached and that the excess is not certain; a failed one
-    says how far its breach goes beyond the lag."""
+    says how far its breach goes beyond the lag. ``short``: the users the generator started
+    late, when they left the load short of the shape's (:mod:`loadsvc.shortfall`)."""
     state = final_state(result, regressed, incomplete)
     why = ""
     if state == "incomplete":
@@ -207,13 +213,15 @@ def final_line(
         why = " (regressed against the baseline" + (
             ", under every threshold)" if result == "passed" else ")"
         )
+    elif state == "generator_bound" and short and not busy:
+        why = f" ({short})"  # every threshold held, under less load than asked for
     elif state == "generator_bound":
         why = (
             f" (breached; {busy})"
             if busy
             else " (breached; the generator's own lag may explain every breach, "
             "so the excess is not certain)"
-        )
-    elif busy and state == "failed":
-        why = f"; {busy}"
+        ) + (f"; {short}" if short else "")
+    elif state == "failed":
+        why = (f"; {busy}" if busy else "") + (f"; {short}" if short else "")
     return f"{scenario}: {state_word(state)}{why}"

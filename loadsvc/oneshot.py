@@ -139,7 +139,12 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
     regressed, incomplete = compared == EXIT_BREACHED, compared == EXIT_INCOMPLETE
     doc["final"] = final_state(result.result, regressed, incomplete)
     doc["final_line"] = final_line(
-        result.scenario, result.result, regressed, busy=busy_reason(result), incomplete=incomplete
+        result.scenario,
+        result.result,
+        regressed,
+        busy=busy_reason(result),
+        incomplete=incomplete,
+        short=result.starts.reason() if result.starts.short else "",
     )
     written: list[str] = []
     if job.summary_json is not None:

@@ -19,6 +19,7 @@ from loadsvc.live import LiveVerdict
 from loadsvc.protocols import protocol_of
 from loadsvc.runner import RunResult
 from loadsvc.runstats import EndpointSummary
+from loadsvc.shortfall import LoadShortfall
 from loadsvc.verdict import REPORTED_QUANTILES, Judgement
 
 
@@ -179,9 +180,23 @@ def summary_doc(run: RunResult, target_url: str) -> dict[str, Any]:
         "read_delay_p99_ms": _ms(run.reads.read_delay_p99_s),
         "frames_sharing_a_read": run.reads.shared_frames,
         "read_delay_ms": _ms(run.reads.delay_s) if run.reads.busy else 0.0,
+        # Users the generator started more than a tick late (loadsvc.shortfall).
+        "late_starts": starts_doc(run.starts),
         "reasons": list(run.reasons),
         "endpoints": [endpoint_doc(s, run.timing) for s in run.endpoints],
         "thresholds": [judgement_doc(j) for j in run.verdict.judgements],
+    }
+
+
+def starts_doc(starts: LoadShortfall) -> dict[str, Any]:
+    """A window's late starts against the load its shape asked for, and whether they left
+    it short (then the window cannot pass)."""
+    return {
+        "users": starts.late,
+        "user_seconds_missed": round(starts.late_user_s, 3),
+        "latest_s": round(starts.worst_s, 3),
+        "user_seconds_asked": round(starts.asked_user_s, 3),
+        "short": starts.short,
     }
 
 
@@ -250,6 +265,8 @@ def summary_body(run: RunResult) -> str:
     lines.append("")
     lines.extend(("  " if j.passed else "! ") + j.describe() for j in run.verdict.judgements)
     lines.append(generator_line(run.loop_lag_p99_s, run.loop_lag_limit_s, reads=run.reads))
+    if run.starts.late:
+        lines.append(run.starts.line())
     return "\n".join(lines)
 
 
@@ -272,6 +289,6 @@ def generator_busy(run: RunResult) -> bool:
 def busy_reason(run: RunResult) -> str:
     """What the busy generator means for the run's breaches (judge_window's last reason when
     busy: within the lag, or how far beyond it), or ``""`` when it was not busy."""
-    if run.passed or not generator_busy(run) or not run.reasons:
+    if run.verdict.passed or not generator_busy(run) or not run.reasons:
         return ""
     return run.reasons[-1]

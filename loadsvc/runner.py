@@ -37,6 +37,7 @@ from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
+from loadsvc.shortfall import NONE_LATE, LateTally, LoadShortfall
 from loadsvc.spawning import PER_TURN, Paced, start_offsets
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
@@ -81,14 +82,15 @@ class RunResult:
     loop_lag_p99_s: float | None = None
     loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
     reads: ReadTiming = NO_READS  # kernel-stamped reads (loadsvc.lag's kernel rule)
+    starts: LoadShortfall = NONE_LATE  # users started more than a tick late
     stopped_early: bool = False
     shard: str = "0/1"
     reasons: tuple[str, ...] = ()  # why it did not pass (verdict.judge_window)
 
     @property
     def passed(self) -> bool:
-        """The verdict held."""
-        return self.verdict.passed
+        """The verdict held, under the load the shape asked for (loadsvc.shortfall)."""
+        return self.result == "passed"
 
     @property
     def timing(self) -> Timing:
@@ -154,6 +156,12 @@ class ScenarioRun:
         # Made in execute(), on the loop: starts due (a group each), retirements (now).
         self._starts: Paced[_Group] | None = None
         self._retirements: Paced[asyncio.Task[None]] | None = None
+        # Starts made past their deadline, and the user-seconds the shape asked for in the
+        # window (loadsvc.shortfall): users asked for since ``_asked_at`` (elapsed seconds).
+        self._late = LateTally()
+        self._asked_user_s = 0.0
+        self._asked_at = 0.0
+        self._asking = 0
         self._ctx: UserContext | None = None
         self._lag: LatencySamples | None = None
         self._reads: ReadWindow | None = None
@@ -209,7 +217,7 @@ class ScenarioRun:
         self._ctx = ctx
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
-        self._starts = Paced(self._start_user, self.options.per_turn)
+        self._starts = Paced(self._start_user, self.options.per_turn, on_late=self._late.add)
         self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
@@ -294,7 +302,16 @@ class ScenarioRun:
             if not final:
                 self.monitor.close_reads(self._reads)
                 self._reads = self.monitor.open_reads()
-        return RolledWindow(self.spec.thresholds, measured, idle, lag_p99, reads), now_wall
+        self._ask(self._asking)
+        starts = self._late.take(self._asked_user_s)
+        self._asked_user_s = 0.0
+        return RolledWindow(self.spec.thresholds, measured, idle, lag_p99, reads, starts), now_wall
+
+    def _ask(self, users: int) -> None:
+        """The shape asks for ``users`` from now: what it asked for until now is counted."""
+        now = self.elapsed()
+        self._asked_user_s += self._asking * max(0.0, now - self._asked_at)
+        self._asked_at, self._asking = now, users
 
     def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(
@@ -309,6 +326,7 @@ class ScenarioRun:
             loop_lag_p99_s=judged.loop_lag_p99_s,
             loop_lag_limit_s=judged.loop_lag_limit_s,
             reads=judged.reads,
+            starts=judged.starts,
             stopped_early=final and self.stopping,
             shard=str(self.options.shard),
             reasons=judged.reasons,
@@ -323,15 +341,22 @@ class ScenarioRun:
         self.recorder.publish_verdict(self.spec.name, verdict, result, stamped)
 
     async def _drive(self, ctx: UserContext) -> None:
-        spec = self.spec
-        plan = LoadPlan.of(spec, self.options.shard)
+        plan = LoadPlan.of(self.spec, self.options.shard)
         tick = self.options.tick_s
         end = self.planned_s
+        try:
+            await self._ticks(plan, tick, end)
+        finally:
+            self._ask(0)  # the shape's end, or a stop: nothing more is asked for
+
+    async def _ticks(self, plan: LoadPlan, tick: float, end: float | None) -> None:
+        spec = self.spec
         while not self._stop.is_set():
             elapsed = self.elapsed()
             if end is not None and elapsed >= end:
                 return
             shaped = plan.users_at(elapsed)
+            self._ask(sum(shaped))
             wait = tick if end is None else min(tick, end - elapsed)
             spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
             wanted = shaped

@@ -113,6 +113,8 @@ class Paced(Generic[K]):
     more are due than a turn may do, the rest wait for the next turn (the loop polls the
     network in between), unless their deadline needs more (see the module's docstring).
     ``per_turn=None``: no budget, every due item in one turn (a benchmark's "before").
+    ``on_late(seconds)``: told, for each item worked past its deadline, how long after it
+    was due (a run's late starts, :mod:`loadsvc.shortfall`).
     """
 
     def __init__(
@@ -120,10 +122,12 @@ class Paced(Generic[K]):
         work: Callable[[K], object],
         per_turn: int | None = PER_TURN,
         loop: asyncio.AbstractEventLoop | None = None,
+        on_late: Callable[[float], object] | None = None,
     ) -> None:
         if per_turn is not None and per_turn < 1:
             raise ValueError(f"per_turn must be at least 1, not {per_turn}")
         self._work = work
+        self._on_late = on_late  # told how late each item worked past its deadline was
         self.per_turn = per_turn
         self._loop = loop or asyncio.get_running_loop()
         # Each key's items in the order added (due ascending).
@@ -184,6 +188,7 @@ class Paced(Generic[K]):
         it outlives the run, tests/test_run_garbage.py); the counters stay readable."""
         self.clear()
         self._work = _nothing
+        self._on_late = None
 
     def _disarm(self) -> None:
         if self._handle is not None:
@@ -258,10 +263,12 @@ class Paced(Generic[K]):
                 if count >= budget:
                     break
             queue = self._queues[key]
-            _, _, item = queue.popleft()
+            due, deadline, item = queue.popleft()
             if not queue:
                 del self._queues[key]
             count += 1
+            if self._on_late is not None and now - TIMER_GRAIN_S > deadline:
+                self._on_late(now - TIMER_GRAIN_S - due)
             try:
                 self._work(item)
             except Exception as exc:  # one user's bug must not strand the others' starts

@@ -42,6 +42,7 @@ from loadsvc.latency import LatencySamples, exact_quantiles, rank_shift
 from loadsvc.protocols import PROTOCOLS, JudgedEndpoint, ProtocolName, judged_endpoint
 from loadsvc.protocols import ThresholdName as ThresholdName
 from loadsvc.runstats import EndpointSummary, with_percentiles
+from loadsvc.shortfall import NONE_LATE, LoadShortfall
 
 JudgementState = Literal["passed", "breached", "no_data"]
 WindowResult = Literal["passed", "failed", "generator_bound"]
@@ -343,6 +344,7 @@ class RolledWindow:
     idle: frozenset[str] = frozenset()  # endpoints without a user on this shard all window
     loop_lag_p99_s: float | None = None  # None: the loop was not watched
     reads: ReadTiming = NO_READS  # kernel-stamped reads over the window
+    starts: LoadShortfall = NONE_LATE  # users the generator started late (loadsvc.shortfall)
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,7 @@ class WindowVerdict:
     loop_lag_p99_s: float | None = None
     loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
     reads: ReadTiming = NO_READS
+    starts: LoadShortfall = NONE_LATE
 
     @property
     def passed(self) -> bool:
@@ -417,17 +420,24 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
         reads = replace(reads, shifts=shared_shifts(verdict, pairs, reads.shared_frames))
     timing = Timing(window.loop_lag_p99_s, limit, reads)
     clocks = clocks_of(completed)
+    starts = window.starts
+    if starts.short:
+        # Less load than the shape asked for: a pass is not proven for the load asked, so
+        # it is the generator's result; a breach under less load is still the backend's.
+        reasons += (starts.reason(),)
+        if verdict.passed:
+            result = "generator_bound"
     if not verdict.passed:
         busy = busy_reason(verdict, timing, clocks)
         if busy:
-            reasons += (busy,)
+            reasons += (busy,)  # last: loadsvc.report.busy_reason reads it there
         # Only a latency breach the generator could account for (under its endpoint's
         # rule) is its doing; no data, errors, TLS, skewed clocks, or a breach beyond
         # what it adds are the backend's.
         if verdict.explained_by(timing, clocks):
             result = "generator_bound"
     return WindowVerdict(
-        verdict, result, reasons, tuple(completed), window.loop_lag_p99_s, limit, reads
+        verdict, result, reasons, tuple(completed), window.loop_lag_p99_s, limit, reads, starts
     )
 
 

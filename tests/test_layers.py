@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "templating",
                 "feeders",
                 "protocols",
+                "shortfall",
             }
         ),
     ),

@@ -1,0 +1,94 @@
+"""Whether a window had the load its shape asked for: users the generator started late.
+
+Each tick the runner starts what the shape asks for, spread over the tick, and makes each
+user within a tick of its start (:mod:`loadsvc.spawning`) unless the generator cannot: a
+loop stalled, or a ramp asking for users faster than the process can make them (a turn's
+catch-up is capped, so past that rate starts fall ever further behind). A user started late
+ran that much less than the shape asked: the backend saw less load. A breach under less
+load is still the backend's. A pass is not proven for the load that was asked: a window
+whose late starts add up to more than ``SHORT_SHARE`` of the user-seconds its shape asked
+for does not pass; it is ``generator_bound`` (:func:`loadsvc.verdict.judge_window`), and
+says how many users were late and by how much.
+
+>>> tally = LateTally()
+>>> tally.add(2.0); tally.add(1.5)
+>>> short = tally.take(asked_user_s=100.0)
+>>> (short.late, short.late_user_s, short.worst_s, short.short)
+(2, 3.5, 2.0, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["NONE_LATE", "SHORT_SHARE", "LateTally", "LoadShortfall"]
+
+# The share of a window's asked user-seconds its late starts may miss before a pass is
+# no longer one: a 1.5 s stall of a ramp's starts in a 30 s window of 800 users is ~3 %.
+SHORT_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class LoadShortfall:
+    """A window's starts made more than a tick late, against what its shape asked for."""
+
+    late: int = 0  # users started more than a tick after they were due
+    late_user_s: float = 0.0  # the user-seconds they missed (how late each one was)
+    worst_s: float = 0.0  # the latest of them
+    asked_user_s: float = 0.0  # the user-seconds the shape asked for over the window
+
+    @property
+    def share(self) -> float:
+        """The share of the asked user-seconds the late starts missed."""
+        return self.late_user_s / self.asked_user_s if self.asked_user_s > 0 else 0.0
+
+    @property
+    def short(self) -> bool:
+        """The late starts missed more than ``SHORT_SHARE`` of the load asked for."""
+        return self.late > 0 and self.share > SHORT_SHARE
+
+    def reason(self) -> str:
+        """In words, for the window's reasons and the run's last line."""
+        return (
+            f"the generator started {self.late} users more than a tick late (up to "
+            f"{self.worst_s:.1f} s; {self.share * 100:.1f} % of the user-seconds the shape asked "
+            "for): the load was short of the shape's, so a pass is not certain"
+        )
+
+    def line(self) -> str:
+        """The summary's line ("" when no start was late)."""
+        if not self.late:
+            return ""
+        if self.short:
+            return "! " + self.reason()
+        return (
+            f"  {self.late} users started more than a tick late (up to {self.worst_s:.1f} s; "
+            f"{self.share * 100:.2f} % of the user-seconds the shape asked for, within "
+            f"{SHORT_SHARE * 100:g} %)"
+        )
+
+
+NONE_LATE = LoadShortfall()
+
+
+class LateTally:
+    """Late starts as they happen (the start pacer's ``on_late``), taken once per window."""
+
+    __slots__ = ("late", "user_s", "worst_s")
+
+    def __init__(self) -> None:
+        self.late = 0
+        self.user_s = 0.0
+        self.worst_s = 0.0
+
+    def add(self, late_s: float) -> None:
+        """A user started ``late_s`` seconds after it was due (past its deadline)."""
+        self.late += 1
+        self.user_s += late_s
+        self.worst_s = max(self.worst_s, late_s)
+
+    def take(self, asked_user_s: float) -> LoadShortfall:
+        """This window's late starts against ``asked_user_s``; the next window starts at none."""
+        out = LoadShortfall(self.late, self.user_s, self.worst_s, asked_user_s)
+        self.late, self.user_s, self.worst_s = 0, 0.0, 0.0
+        return out
