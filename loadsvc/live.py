@@ -31,6 +31,7 @@ from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.lag import NO_READS, ReadTiming, Timing, is_busy
 from loadsvc.latency import LIVE_BUCKETS
 from loadsvc.protocols import judged_endpoint
+from loadsvc.shortfall import NONE_LATE, LoadShortfall
 from loadsvc.timeseries import Counts, quantile_of
 from loadsvc.verdict import (
     REPORTED_QUANTILES,
@@ -189,6 +190,7 @@ class LiveVerdict:
     lag_p99_s: float | None = None
     lag_limit_s: float | None = None
     reads: ReadTiming = NO_READS  # kernel-stamped reads, the monitor's last 10 s
+    starts: LoadShortfall = NONE_LATE  # users started more than a tick late in the window
 
     @property
     def busy(self) -> bool:
@@ -210,6 +212,8 @@ class LiveJudge:
     window_s: float = LIVE_WINDOW_S
     endpoints: dict[tuple[str, str], SlidingCounts] = field(default_factory=dict)
     _since: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Each look's (ended_at, asked user-seconds, late users, their missed user-seconds).
+    _starts: deque[tuple[float, float, int, float]] = field(default_factory=deque)
 
     def add(
         self,
@@ -238,10 +242,27 @@ class LiveJudge:
             clock,
         )  # fmt: skip
 
+    def add_starts(
+        self, ended_at: float, asked_user_s: float, late: int, late_user_s: float
+    ) -> None:
+        """One look's starts: the user-seconds the shape asked for since the last, and the
+        users started more than a tick late (loadsvc.shortfall)."""
+        self._starts.append((ended_at, asked_user_s, late, late_user_s))
+
+    def _starts_over(self, now: float) -> LoadShortfall:
+        """The late starts of the window ending ``now``."""
+        while self._starts and self._starts[0][0] <= now - self.window_s:
+            self._starts.popleft()
+        if not self._starts:
+            return NONE_LATE
+        _, asked, late, missed = (sum(col) for col in zip(*self._starts, strict=True))
+        return LoadShortfall(int(late), missed, 0.0, asked)
+
     def restart(self) -> None:
         """A new run: what the previous one measured is not this one's."""
         self.endpoints.clear()
         self._since.clear()
+        self._starts.clear()
 
     def _shifts(self, verdict: Verdict, shared: int) -> tuple[tuple[str, float, float], ...]:
         """:func:`_shift` of each endpoint's reported and judged quantiles."""
@@ -283,6 +304,7 @@ class LiveJudge:
         limit = trust_limit(thresholds)
         verdict = Verdict(tuple(j.judgement for j in judged))
         clocks = {endpoint: w.clock for (_, endpoint), w in self.endpoints.items()}
+        starts = self._starts_over(now)
         if reads.shared_frames:  # what they can do to each endpoint's quantiles (lag.ReadTiming)
             reads = replace(reads, shifts=self._shifts(verdict, reads.shared_frames))
         result: LiveResult
@@ -292,7 +314,8 @@ class LiveJudge:
         elif not judged:
             result = "idle"  # nothing was judged: not a pass
         elif verdict.passed:
-            result = "passed"
+            # Less load than the shape asked for: not a pass (loadsvc.shortfall).
+            result = "generator_bound" if starts.short else "passed"
         elif verdict.explained_by(Timing(lag_p99, limit, reads), clocks):
             result = "generator_bound"
         else:
@@ -301,7 +324,7 @@ class LiveJudge:
             judged = [lj for lj in judged if lj.judgement.state != "no_data"]
         return LiveVerdict(
             self.scenario, self.window_s, covered, result, tuple(judged), now, lag_p99, limit,
-            reads,
+            reads, starts,
         )  # fmt: skip
 
 

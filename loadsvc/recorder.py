@@ -45,6 +45,11 @@ class ScenarioStats:
     spec: ScenarioSpec
     endpoints: dict[tuple[str, str, str], EndpointStats] = field(default_factory=dict)
     started_wall: float = 0.0
+    # Over the run (the live judgement takes differences, loadsvc.shortfall): the
+    # user-seconds the shape asked for, and the users started more than a tick late.
+    asked_user_s: float = 0.0
+    late_users: int = 0
+    late_user_s: float = 0.0
 
     def roll(self, now: float) -> list[tuple[EndpointSummary, LatencySamples]]:
         """Close the window of every endpoint."""

@@ -217,7 +217,7 @@ class ScenarioRun:
         self._ctx = ctx
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
-        self._starts = Paced(self._start_user, self.options.per_turn, on_late=self._late.add)
+        self._starts = Paced(self._start_user, self.options.per_turn, on_late=self._started_late)
         self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
@@ -310,8 +310,18 @@ class ScenarioRun:
     def _ask(self, users: int) -> None:
         """The shape asks for ``users`` from now: what it asked for until now is counted."""
         now = self.elapsed()
-        self._asked_user_s += self._asking * max(0.0, now - self._asked_at)
+        asked = self._asking * max(0.0, now - self._asked_at)
+        self._asked_user_s += asked
         self._asked_at, self._asking = now, users
+        if self.stats is not None:
+            self.stats.asked_user_s += asked
+
+    def _started_late(self, late_s: float) -> None:
+        """A user started ``late_s`` after it was due, past its tick (the pacer's on_late)."""
+        self._late.add(late_s)
+        if self.stats is not None:
+            self.stats.late_users += 1
+            self.stats.late_user_s += late_s
 
     def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(

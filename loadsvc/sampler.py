@@ -14,6 +14,7 @@ thresholds over the last minute, and the generator's own loop lag over it.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -144,6 +145,9 @@ class SeriesSampler:
         self.live_window_s = live_window_from_env() if live_window_s is None else live_window_s
         self.series: dict[str, ScenarioSeries] = {}
         self._seen: dict[tuple[str, str], _Seen] = {}
+        # Each scenario's run totals of starts at the last look (loadsvc.shortfall).
+        # (weakly: an ended run's stats are not kept for it).
+        self._seen_starts: dict[str, tuple[weakref.ref[ScenarioStats], float, int, float]] = {}
         self._last_look: dict[str, float] = {}
         self.lag = SlidingCounts(self.live_window_s)
         self._lag_watch: LagWatch | None = None
@@ -224,6 +228,24 @@ class SeriesSampler:
                 connections=interval.connections,
                 clock=arrival_clock(ep.arrival_clocks.items()),
             )
+        self._look_at_starts(live, stats, now)
+
+    def _look_at_starts(self, live: LiveJudge, stats: ScenarioStats, now: float) -> None:
+        """The starts since the last look into the live window: what the shape asked for and
+        what late starts missed (a new run counts from its start)."""
+        seen = self._seen_starts.get(stats.spec.name)
+        if seen is None or seen[0]() is not stats:
+            seen = (weakref.ref(stats), 0.0, 0, 0.0)
+        _, asked, late, missed = seen
+        live.add_starts(
+            now, stats.asked_user_s - asked, stats.late_users - late, stats.late_user_s - missed
+        )
+        self._seen_starts[stats.spec.name] = (
+            weakref.ref(stats),
+            stats.asked_user_s,
+            stats.late_users,
+            stats.late_user_s,
+        )
 
     def keep_only(self, names: Iterable[str]) -> None:
         """Forget the series of scenarios no longer configured."""
@@ -233,6 +255,8 @@ class SeriesSampler:
             self._last_look.pop(name, None)
         for k in [k for k in self._seen if k[0] not in keep]:
             del self._seen[k]
+        for name in [n for n in self._seen_starts if n not in keep]:
+            del self._seen_starts[name]
 
     @staticmethod
     def _fresh(ep: EndpointStats) -> _Seen:

@@ -49,10 +49,11 @@ class LoadShortfall:
 
     def reason(self) -> str:
         """In words, for the window's reasons and the run's last line."""
+        worst = f"up to {self.worst_s:.1f} s; " if self.worst_s > 0 else ""
         return (
-            f"the generator started {self.late} users more than a tick late (up to "
-            f"{self.worst_s:.1f} s; {self.share * 100:.1f} % of the user-seconds the shape asked "
-            "for): the load was short of the shape's, so a pass is not certain"
+            f"the generator started {self.late} users more than a tick late ({worst}"
+            f"{self.share * 100:.1f} % of the user-seconds the shape asked for): the load was "
+            "short of the shape's, so a pass is not certain"
         )
 
     def line(self) -> str:

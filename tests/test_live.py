@@ -168,3 +168,38 @@ def test_a_few_frames_sharing_reads_do_not_excuse_a_live_breach_of_a_flat_stream
     assert spread.judge(DEFAULT, 110, reads=ReadTiming(0.0001, 1800, 0.3)).result == (
         "generator_bound"  # 1,800 of 2,000 could hold the whole p99 down to ~20 ms
     )
+
+
+def test_a_live_pass_under_less_load_than_asked_is_generator_bound_until_it_leaves() -> None:
+    """The sampler takes the run's late starts into the live window: users started late that
+    missed 5 % of the user-seconds asked make a passing minute generator_bound, and say so;
+    once those seconds leave the window it passes again. A new run counts from its start."""
+    from loadsvc.headline import live_headline
+
+    spec = parse_config(config_text(scenario("s", users=rest_user(EP)))).scenario("s")
+    stats = Recorder(create_metrics(CollectorRegistry())).begin(spec)
+    stats.started_wall = 99.0
+    (ep,) = stats.endpoints.values()
+    sampler = SeriesSampler(live_window_s=10)
+    for t in range(100, 125):
+        for _ in range(20):
+            ep.add_outcome("ok", False)
+            ep.latency.add(0.005)
+        stats.asked_user_s += 40.0  # 40 users asked for, each second
+        if t == 105:  # 20 users started 1.0 s late: 20 of 400 user-seconds in the window
+            stats.late_users += 20
+            stats.late_user_s += 20.0
+        sampler.sample(stats, 40, now=float(t))
+        live = sampler.live("s", now=float(t))
+        assert live is not None
+        if t == 110:
+            assert live.result == "generator_bound" and live.starts.late == 20
+            assert live.starts.share == pytest.approx(0.05)
+            assert "started 20 users more than a tick late (5.0 %" in live_headline(live)
+    assert live.result == "passed" and live.starts.late == 0  # t=124: 105 left the window
+    fresh = Recorder(create_metrics(CollectorRegistry())).begin(spec)
+    fresh.started_wall = 124.5
+    fresh.asked_user_s = 40.0
+    sampler.sample(fresh, 40, now=125.0)  # its totals are not diffed against the old run's
+    live = sampler.live("s", now=125.0)
+    assert live is not None and live.starts.asked_user_s == pytest.approx(40.0)

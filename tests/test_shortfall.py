@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.headline import final_line
 from loadsvc.metrics import Metrics
@@ -108,8 +110,12 @@ async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
 ) -> None:
     """40 users due over the first second, the loop stalled 1.6 s: the run's own requests all
     within their threshold, but the users came late. Without the stall the same run passes."""
-    stalled = await (await _run(target, metrics, 1.6)).execute()
+    run = await _run(target, metrics, 1.6)
+    stalled = await run.execute()
     starts = stalled.starts
+    # The run's totals (what the live judgement diffs) are the one window's.
+    assert run.stats is not None and run.stats.late_users == starts.late
+    assert run.stats.asked_user_s == pytest.approx(starts.asked_user_s)
     assert starts.late >= 15 and starts.worst_s >= 1.0 and starts.short, starts
     assert stalled.verdict.passed and stalled.result == "generator_bound" and not stalled.passed
     assert any("more than a tick late" in r for r in stalled.reasons), stalled.reasons
