@@ -361,10 +361,14 @@ class ScenarioRun:
 
     async def _ticks(self, plan: LoadPlan, tick: float, end: float | None) -> None:
         spec = self.spec
+        due_at: float | None = None  # when this tick was due (seconds into the run)
         while not self._stop.is_set():
             elapsed = self.elapsed()
             if end is not None and elapsed >= end:
                 return
+            # A tick more than a tick late (the loop stalled through it): its starts were due
+            # from when it was, so they are late (loadsvc.shortfall) and made at once.
+            behind = 0.0 if due_at is None or elapsed - due_at <= tick else elapsed - due_at
             shaped = plan.users_at(elapsed)
             self._ask(sum(shaped))
             wait = tick if end is None else min(tick, end - elapsed)
@@ -379,9 +383,10 @@ class ScenarioRun:
                 if sum(ahead) > sum(shaped):
                     wanted = ahead
             for group, n in zip(self._groups, wanted, strict=True):
-                self._reconcile(group, n, spread)
+                self._reconcile(group, n, spread, behind)
             self._count_users_per_endpoint()
             self.recorder.users(spec.name, self.started_count(), sum(shaped))
+            due_at = elapsed + max(wait, 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(wait, 0.0))
 
@@ -401,8 +406,11 @@ class ScenarioRun:
         for endpoint_key, ep in self.stats.endpoints.items():
             ep.users = counts.get(endpoint_key, 0)
 
-    def _reconcile(self, group: _Group, wanted: int, spread_s: float) -> None:
-        """Start or retire ``group``'s users to have ``wanted``; new ones start over ``spread_s``.
+    def _reconcile(
+        self, group: _Group, wanted: int, spread_s: float, behind_s: float = 0.0
+    ) -> None:
+        """Start or retire ``group``'s users to have ``wanted``; new ones start over ``spread_s``
+        (from ``behind_s`` ago: a tick that came late).
 
         The count is exact at once (a start still to come counts, and is dropped first,
         the latest first, when fewer are wanted); only *when* within the tick each new user
@@ -420,7 +428,7 @@ class ScenarioRun:
         group.users = alive
         have = self._count(group)
         if wanted > have:
-            now = asyncio.get_running_loop().time()
+            now = asyncio.get_running_loop().time() - behind_s
             offsets = itertools.islice(start_offsets(wanted - have, spread_s), wanted - have)
             self._starts.add(group, [now + d for d in offsets], self.options.tick_s)
             group.manned = True

@@ -94,14 +94,17 @@ users:
 """
 
 
-async def _run(target: RunningTarget, metrics: Metrics, stall_s: float) -> ScenarioRun:
+async def _run(
+    target: RunningTarget, metrics: Metrics, stall_s: float, at_s: float = 0.05, body: str = POLL
+) -> ScenarioRun:
     run = ScenarioRun(
-        scenario(POLL), Target(target.url), Recorder(metrics), RunOptions(tick_s=1.0, seed=1)
+        scenario(body), Target(target.url), Recorder(metrics), RunOptions(tick_s=1.0, seed=1)
     )
     if stall_s:
-        # The loop blocked while the first tick's starts are due (0-0.9 s): a descheduled or
-        # overloaded generator. Every user due before ~0.6 s is made more than a tick late.
-        asyncio.get_running_loop().call_later(0.05, time.sleep, stall_s)
+        # The loop blocked (a descheduled or overloaded generator): at 0.05 s, while the first
+        # tick's starts are due (0-0.9 s), every user due before ~0.6 s is made more than a
+        # tick late.
+        asyncio.get_running_loop().call_later(at_s, time.sleep, stall_s)
     return run
 
 
@@ -128,3 +131,18 @@ async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
     assert calm.result == "passed" and calm.starts.late == 0, calm.reasons
     # The shape's user-seconds: 1 user in the first tick, then 40 for 3 s.
     assert 100 <= calm.starts.asked_user_s <= 130, calm.starts
+
+
+async def test_a_stall_through_a_tick_makes_that_ticks_starts_late(
+    target: RunningTarget, metrics: Metrics
+) -> None:
+    """The loop blocked from 0.9 s to 2.7 s, through the tick due at 1 s: the users that tick
+    starts were due from 1 s, not from when it ran, so they are late and counted (before, they
+    were due from 2.7 s and no start was late; the shape's second 40 users came 1.7 s late)."""
+    ramp = POLL.replace(
+        "users: 40, duration: 4s, spawn_rate: 40", "users: 80, duration: 5s, spawn_rate: 40"
+    )
+    run = await _run(target, metrics, 1.8, at_s=0.9, body=ramp)
+    result = await run.execute()
+    assert result.starts.late >= 15 and result.starts.worst_s >= 1.0, result.starts
+    assert result.result != "passed" and any("tick late" in r for r in result.reasons)
