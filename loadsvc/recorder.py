@@ -32,6 +32,7 @@ from loadsvc.metrics import (
 )
 from loadsvc.recorder_sinks import Clock, FailureTally, RecorderHttpSink, RecorderWsSink
 from loadsvc.runstats import EndpointStats, EndpointSummary
+from loadsvc.shortfall import StartsLedger
 from loadsvc.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -45,11 +46,9 @@ class ScenarioStats:
     spec: ScenarioSpec
     endpoints: dict[tuple[str, str, str], EndpointStats] = field(default_factory=dict)
     started_wall: float = 0.0
-    # Over the run (the live judgement takes differences, loadsvc.shortfall): the
-    # user-seconds the shape asked for, and the users started more than a tick late.
-    asked_user_s: float = 0.0
-    late_users: int = 0
-    late_user_s: float = 0.0
+    # The run's starts against its shape (loadsvc.shortfall): the runner keeps it, the
+    # verdict windows and the live judgement read it.
+    starts: StartsLedger = field(default_factory=StartsLedger)
 
     def roll(self, now: float) -> list[tuple[EndpointSummary, LatencySamples]]:
         """Close the window of every endpoint."""

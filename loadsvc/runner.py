@@ -37,7 +37,7 @@ from loadsvc.recorder import Recorder, ScenarioStats
 from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
-from loadsvc.shortfall import NONE_LATE, LateTally, LoadShortfall
+from loadsvc.shortfall import NONE_LATE, LoadShortfall
 from loadsvc.spawning import PER_TURN, Paced, start_offsets
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
@@ -156,12 +156,6 @@ class ScenarioRun:
         # Made in execute(), on the loop: starts due (a group each), retirements (now).
         self._starts: Paced[_Group] | None = None
         self._retirements: Paced[asyncio.Task[None]] | None = None
-        # Starts made past their deadline, and the user-seconds the shape asked for in the
-        # window (loadsvc.shortfall): users asked for since ``_asked_at`` (elapsed seconds).
-        self._late = LateTally()
-        self._asked_user_s = 0.0
-        self._asked_at = 0.0
-        self._asking = 0
         self._ctx: UserContext | None = None
         self._lag: LatencySamples | None = None
         self._reads: ReadWindow | None = None
@@ -217,7 +211,10 @@ class ScenarioRun:
         self._ctx = ctx
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
-        self._starts = Paced(self._start_user, self.options.per_turn, on_late=self._started_late)
+        # Starts made past their deadline are late (loadsvc.shortfall).
+        self._starts = Paced(
+            self._start_user, self.options.per_turn, on_late=self.stats.starts.started_late
+        )
         self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
@@ -302,26 +299,8 @@ class ScenarioRun:
             if not final:
                 self.monitor.close_reads(self._reads)
                 self._reads = self.monitor.open_reads()
-        self._ask(self._asking)
-        starts = self._late.take(self._asked_user_s)
-        self._asked_user_s = 0.0
+        starts = self.stats.starts.take(self.elapsed())
         return RolledWindow(self.spec.thresholds, measured, idle, lag_p99, reads, starts), now_wall
-
-    def _ask(self, users: int) -> None:
-        """The shape asks for ``users`` from now: what it asked for until now is counted."""
-        now = self.elapsed()
-        asked = self._asking * max(0.0, now - self._asked_at)
-        self._asked_user_s += asked
-        self._asked_at, self._asking = now, users
-        if self.stats is not None:
-            self.stats.asked_user_s += asked
-
-    def _started_late(self, late_s: float) -> None:
-        """A user started ``late_s`` after it was due, past its tick (the pacer's on_late)."""
-        self._late.add(late_s)
-        if self.stats is not None:
-            self.stats.late_users += 1
-            self.stats.late_user_s += late_s
 
     def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(
@@ -357,7 +336,8 @@ class ScenarioRun:
         try:
             await self._ticks(plan, tick, end)
         finally:
-            self._ask(0)  # the shape's end, or a stop: nothing more is asked for
+            if self.stats is not None:  # the shape's end, or a stop: nothing more is asked
+                self.stats.starts.ask(self.elapsed(), 0)
 
     async def _ticks(self, plan: LoadPlan, tick: float, end: float | None) -> None:
         spec = self.spec
@@ -370,7 +350,8 @@ class ScenarioRun:
             # from when it was, so they are late (loadsvc.shortfall) and made at once.
             behind = 0.0 if due_at is None or elapsed - due_at <= tick else elapsed - due_at
             shaped = plan.users_at(elapsed)
-            self._ask(sum(shaped))
+            if self.stats is not None:
+                self.stats.starts.ask(elapsed, sum(shaped))
             wait = tick if end is None else min(tick, end - elapsed)
             spread = max(wait, 0.0) * (1 - SLACK) if self.options.spread_starts else 0.0
             wanted = shaped

@@ -237,14 +237,15 @@ class SeriesSampler:
         if seen is None or seen[0]() is not stats:
             seen = (weakref.ref(stats), 0.0, 0, 0.0)
         _, asked, late, missed = seen
+        run = stats.starts
         live.add_starts(
-            now, stats.asked_user_s - asked, stats.late_users - late, stats.late_user_s - missed
+            now, run.asked_user_s - asked, run.late_users - late, run.late_user_s - missed
         )
         self._seen_starts[stats.spec.name] = (
             weakref.ref(stats),
-            stats.asked_user_s,
-            stats.late_users,
-            stats.late_user_s,
+            run.asked_user_s,
+            run.late_users,
+            run.late_user_s,
         )
 
     def keep_only(self, names: Iterable[str]) -> None:

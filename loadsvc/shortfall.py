@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NONE_LATE", "SHORT_SHARE", "LateTally", "LoadShortfall"]
+__all__ = ["NONE_LATE", "SHORT_SHARE", "LateTally", "LoadShortfall", "StartsLedger"]
 
 # The share of a window's asked user-seconds its late starts may miss before a pass is
 # no longer one: a 1.5 s stall of a ramp's starts in a 30 s window of 800 users is ~3 %.
@@ -92,4 +92,48 @@ class LateTally:
         """This window's late starts against ``asked_user_s``; the next window starts at none."""
         out = LoadShortfall(self.late, self.user_s, self.worst_s, asked_user_s)
         self.late, self.user_s, self.worst_s = 0, 0.0, 0.0
+        return out
+
+
+class StartsLedger:
+    """One run's starts against its shape: the user-seconds asked for (the runner says how
+    many users the shape asks for at each tick) and the users started late, per verdict
+    window (:meth:`take`) and over the run (what the live judgement diffs).
+
+    >>> ledger = StartsLedger()
+    >>> ledger.ask(0.0, 10); ledger.started_late(1.5); ledger.ask(4.0, 0)
+    >>> ledger.take(5.0)
+    LoadShortfall(late=1, late_user_s=1.5, worst_s=1.5, asked_user_s=40.0)
+    """
+
+    __slots__ = ("_asked_at", "_asking", "_tally", "_window_asked", "asked_user_s",
+                 "late_user_s", "late_users")  # fmt: skip
+
+    def __init__(self) -> None:
+        self._tally = LateTally()
+        self._window_asked = 0.0
+        self._asked_at = 0.0  # seconds into the run
+        self._asking = 0  # users the shape asks for since then
+        self.asked_user_s = 0.0  # over the run
+        self.late_users = 0
+        self.late_user_s = 0.0
+
+    def ask(self, now: float, users: int) -> None:
+        """The shape asks for ``users`` from ``now`` (seconds into the run) on."""
+        asked = self._asking * max(0.0, now - self._asked_at)
+        self._window_asked += asked
+        self.asked_user_s += asked
+        self._asked_at, self._asking = now, users
+
+    def started_late(self, late_s: float) -> None:
+        """A user started ``late_s`` after it was due, past its deadline (a tick)."""
+        self._tally.add(late_s)
+        self.late_users += 1
+        self.late_user_s += late_s
+
+    def take(self, now: float) -> LoadShortfall:
+        """The window that ends ``now``; the next one starts at none."""
+        self.ask(now, self._asking)
+        out = self._tally.take(self._window_asked)
+        self._window_asked = 0.0
         return out

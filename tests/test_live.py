@@ -185,10 +185,10 @@ def test_a_live_pass_under_less_load_than_asked_is_generator_bound_until_it_leav
         for _ in range(20):
             ep.add_outcome("ok", False)
             ep.latency.add(0.005)
-        stats.asked_user_s += 40.0  # 40 users asked for, each second
+        stats.starts.ask(float(t - 99), 40)  # 40 users asked for, each second
         if t == 105:  # 20 users started 1.0 s late: 20 of 400 user-seconds in the window
-            stats.late_users += 20
-            stats.late_user_s += 20.0
+            for _ in range(20):
+                stats.starts.started_late(1.0)
         sampler.sample(stats, 40, now=float(t))
         live = sampler.live("s", now=float(t))
         assert live is not None
@@ -199,7 +199,8 @@ def test_a_live_pass_under_less_load_than_asked_is_generator_bound_until_it_leav
     assert live.result == "passed" and live.starts.late == 0  # t=124: 105 left the window
     fresh = Recorder(create_metrics(CollectorRegistry())).begin(spec)
     fresh.started_wall = 124.5
-    fresh.asked_user_s = 40.0
+    fresh.starts.ask(0.0, 40)
+    fresh.starts.ask(1.0, 40)
     sampler.sample(fresh, 40, now=125.0)  # its totals are not diffed against the old run's
     live = sampler.live("s", now=125.0)
     assert live is not None and live.starts.asked_user_s == pytest.approx(40.0)

@@ -117,8 +117,8 @@ async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
     stalled = await run.execute()
     starts = stalled.starts
     # The run's totals (what the live judgement diffs) are the one window's.
-    assert run.stats is not None and run.stats.late_users == starts.late
-    assert run.stats.asked_user_s == pytest.approx(starts.asked_user_s)
+    assert run.stats is not None and run.stats.starts.late_users == starts.late
+    assert run.stats.starts.asked_user_s == pytest.approx(starts.asked_user_s)
     assert starts.late >= 15 and starts.worst_s >= 1.0 and starts.short, starts
     assert stalled.verdict.passed and stalled.result == "generator_bound" and not stalled.passed
     assert any("more than a tick late" in r for r in stalled.reasons), stalled.reasons
