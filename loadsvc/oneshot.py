@@ -26,7 +26,7 @@ from loadsvc.loopmon import LoopLagMonitor
 from loadsvc.metrics import create_metrics
 from loadsvc.progress import Progress
 from loadsvc.recorder import Recorder
-from loadsvc.report import busy_reason, summary_body, summary_doc
+from loadsvc.report import busy_reason, short_reason, summary_body, summary_doc
 from loadsvc.runner import RunOptions, RunResult, ScenarioRun
 from loadsvc.sampler import SeriesSampler
 from loadsvc.text import inert
@@ -144,7 +144,7 @@ def finish(job: OneShot, result: RunResult, sampler: SeriesSampler | None = None
         regressed,
         busy=busy_reason(result),
         incomplete=incomplete,
-        short=result.starts.reason() if result.starts.short else "",
+        short=short_reason(result),
     )
     written: list[str] = []
     if job.summary_json is not None:

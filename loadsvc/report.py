@@ -272,8 +272,15 @@ def summary_body(run: RunResult) -> str:
 
 def summary_table(run: RunResult) -> str:
     """:func:`summary_body`, then the final line (:func:`loadsvc.headline.final_line`)."""
-    final = final_line(run.scenario, run.result, regressed=False, busy=busy_reason(run))
+    final = final_line(
+        run.scenario, run.result, regressed=False, busy=busy_reason(run), short=short_reason(run)
+    )
     return summary_body(run) + "\n\n" + final
+
+
+def short_reason(run: RunResult) -> str:
+    """Why the run's load was short of its shape's (users started late), or ``""``."""
+    return run.starts.reason() if run.starts.short else ""
 
 
 def generator_busy(run: RunResult) -> bool:

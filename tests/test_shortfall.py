@@ -12,7 +12,7 @@ from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.headline import final_line
 from loadsvc.metrics import Metrics
 from loadsvc.recorder import Recorder
-from loadsvc.report import summary_body, summary_doc
+from loadsvc.report import summary_body, summary_doc, summary_table
 from loadsvc.runner import RunOptions, ScenarioRun
 from loadsvc.runstats import EndpointStats
 from loadsvc.shortfall import SHORT_SHARE, LateTally, LoadShortfall
@@ -126,6 +126,7 @@ async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
     assert doc["passed"] is False and doc["late_starts"]["short"] is True
     assert doc["late_starts"]["users"] == starts.late
     assert "! the generator started" in summary_body(stalled)
+    assert summary_table(stalled).endswith("a pass is not certain)")  # not "breached"
 
     calm = await (await _run(target, metrics, 0.0)).execute()
     assert calm.result == "passed" and calm.starts.late == 0, calm.reasons
