@@ -228,8 +228,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
        "1 if the last run's verdict passed, 0 if it failed.", ("scenario",),
        "livemin"),  # failed if any worker's share failed
     _g("scenario_last_run_generator_bound", "loadsvc_scenario_last_run_generator_bound",
-       "1 if the last run breached only within its generator's lag (generator_bound: breached, "
-       "and the generator was also busy, so the excess is not certain), else 0.",
+       "1 if the last run was generator_bound: it breached only within its generator's lag "
+       "(the generator was also busy, so the excess is not certain), or held every threshold "
+       "under less load than its shape asked for (users started late, so the pass is not "
+       "certain), else 0.",
        ("scenario",), "livemax"),  # said when any worker's share was
     _g("scenario_next_run_timestamp", "loadsvc_scenario_next_run_timestamp_seconds",
        "When the scheduler will next start the scenario.", ("scenario",),
