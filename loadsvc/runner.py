@@ -41,7 +41,8 @@ from loadsvc.shortfall import NONE_LATE, LoadShortfall
 from loadsvc.spawning import PER_TURN, Paced, start_offsets
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
-from loadsvc.verdict import RolledWindow, Verdict, WindowVerdict, judge_window
+from loadsvc.verdict import Verdict
+from loadsvc.window import RolledWindow, WindowVerdict, judge_window
 
 log = structlog.get_logger("loadsvc.runner")
 
@@ -85,7 +86,7 @@ class RunResult:
     starts: LoadShortfall = NONE_LATE  # users started more than a tick late
     stopped_early: bool = False
     shard: str = "0/1"
-    reasons: tuple[str, ...] = ()  # why it did not pass (verdict.judge_window)
+    reasons: tuple[str, ...] = ()  # why it did not pass (window.judge_window)
 
     @property
     def passed(self) -> bool:

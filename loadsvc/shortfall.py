@@ -7,7 +7,7 @@ catch-up is capped, so past that rate starts fall ever further behind). A user s
 ran that much less than the shape asked: the backend saw less load. A breach under less
 load is still the backend's. A pass is not proven for the load that was asked: a window
 whose late starts add up to more than ``SHORT_SHARE`` of the user-seconds its shape asked
-for does not pass; it is ``generator_bound`` (:func:`loadsvc.verdict.judge_window`), and
+for does not pass; it is ``generator_bound`` (:func:`loadsvc.window.judge_window`), and
 says how many users were late and by how much.
 
 >>> tally = LateTally()

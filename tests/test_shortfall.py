@@ -18,7 +18,7 @@ from loadsvc.runstats import EndpointStats
 from loadsvc.shortfall import SHORT_SHARE, LateTally, LoadShortfall
 from loadsvc.target.testing import RunningTarget
 from loadsvc.users import Target
-from loadsvc.verdict import RolledWindow, judge_window
+from loadsvc.window import RolledWindow, judge_window
 from tests.test_runner import scenario
 
 

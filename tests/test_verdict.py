@@ -12,7 +12,8 @@ from loadsvc.config.spec import LatencyThreshold, ScenarioThresholds, StallThres
 from loadsvc.lag import ReadTiming
 from loadsvc.latency import LatencySamples, nearest_rank, rank_shift
 from loadsvc.runstats import EndpointStats, EndpointSummary
-from loadsvc.verdict import RolledWindow, judge, judge_window, trust_limit
+from loadsvc.verdict import judge, trust_limit
+from loadsvc.window import RolledWindow, judge_window
 
 
 def _http(values: list[float], errors: int = 0, endpoint: str = "/api/x") -> EndpointStats:
