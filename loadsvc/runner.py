@@ -30,19 +30,18 @@ import structlog
 
 from loadsvc.config.spec import ScenarioSpec
 from loadsvc.feeders import Feeder
-from loadsvc.lag import NO_READS, ReadTiming, Timing
+from loadsvc.lag import NO_READS
 from loadsvc.latency import LatencySamples
 from loadsvc.loopmon import LoopLagMonitor, ReadWindow
 from loadsvc.recorder import Recorder, ScenarioStats
-from loadsvc.runstats import EndpointSummary
 from loadsvc.shapes import LoadPlan
 from loadsvc.shapes import Shard as Shard
-from loadsvc.shortfall import NONE_LATE, LoadShortfall
 from loadsvc.spawning import PER_TURN, Paced, start_offsets
 from loadsvc.users import GroupWiring, Target, UserContext, VirtualUser, wire_group
 from loadsvc.users.login import Login, Logins
 from loadsvc.verdict import Verdict
 from loadsvc.window import RolledWindow, WindowVerdict, judge_window
+from loadsvc.window import RunResult as RunResult
 
 log = structlog.get_logger("loadsvc.runner")
 
@@ -66,37 +65,6 @@ class RunOptions:
     # Starts (and retirements) made in one turn of the loop at most (None: no budget, every
     # due one in one turn; for bench/spawn_turns.py's paired comparison).
     per_turn: int | None = PER_TURN
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run (or verdict window of a continuous run)."""
-
-    scenario: str
-    run_id: str
-    started_at: float  # wall clock
-    ended_at: float
-    planned_s: float | None
-    verdict: Verdict
-    endpoints: tuple[EndpointSummary, ...]
-    result: str  # passed | failed | generator_bound | error
-    loop_lag_p99_s: float | None = None
-    loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
-    reads: ReadTiming = NO_READS  # kernel-stamped reads (loadsvc.lag's kernel rule)
-    starts: LoadShortfall = NONE_LATE  # users started more than a tick late
-    stopped_early: bool = False
-    shard: str = "0/1"
-    reasons: tuple[str, ...] = ()  # why it did not pass (window.judge_window)
-
-    @property
-    def passed(self) -> bool:
-        """The verdict held, under the load the shape asked for (loadsvc.shortfall)."""
-        return self.result == "passed"
-
-    @property
-    def timing(self) -> Timing:
-        """The generator's own timing over the run (what :mod:`loadsvc.lag` judges)."""
-        return Timing(self.loop_lag_p99_s, self.loop_lag_limit_s, self.reads)
 
 
 # The one key of a run's paced retirements: one queue of tasks in the order retired (a key

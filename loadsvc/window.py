@@ -9,7 +9,8 @@ threshold and endpoint: on the loop rule only a busy generator (loop lag p99 ove
 limit), and only breaches no larger than its lag p99; on a kernel-timed WS delivery latency
 only frames that shared a read, and only breaches within what they can move the quantile.
 A window whose users the generator started late, short of the load its shape asked for, does
-not pass (:mod:`loadsvc.shortfall`).
+not pass (:mod:`loadsvc.shortfall`). :class:`RunResult` is what a run (or a window of a
+continuous one) ends with: the judged window and the run's own facts.
 """
 
 from __future__ import annotations
@@ -173,3 +174,34 @@ def busy_reason(verdict: Verdict, timing: Timing, clocks: Mapping[str, str | Non
             beyond
         )
     return f"{busy}; the failure is not a latency {what} could explain"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run (or verdict window of a continuous run)."""
+
+    scenario: str
+    run_id: str
+    started_at: float  # wall clock
+    ended_at: float
+    planned_s: float | None
+    verdict: Verdict
+    endpoints: tuple[EndpointSummary, ...]
+    result: str  # passed | failed | generator_bound | error
+    loop_lag_p99_s: float | None = None
+    loop_lag_limit_s: float | None = None  # above it, latencies may be the generator's
+    reads: ReadTiming = NO_READS  # kernel-stamped reads (loadsvc.lag's kernel rule)
+    starts: LoadShortfall = NONE_LATE  # users started more than a tick late
+    stopped_early: bool = False
+    shard: str = "0/1"
+    reasons: tuple[str, ...] = ()  # why it did not pass (judge_window)
+
+    @property
+    def passed(self) -> bool:
+        """The verdict held, under the load the shape asked for (loadsvc.shortfall)."""
+        return self.result == "passed"
+
+    @property
+    def timing(self) -> Timing:
+        """The generator's own timing over the run (what :mod:`loadsvc.lag` judges)."""
+        return Timing(self.loop_lag_p99_s, self.loop_lag_limit_s, self.reads)
