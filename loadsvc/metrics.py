@@ -221,6 +221,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
        declared=True),
     _c("scenario_runs", "loadsvc_scenario_runs", "Finished runs (or verdict windows) by result.",
        ("scenario", "result"), fixed=(("result", RUN_RESULTS),), declared=True),
+    _c("scenario_late_starts", "loadsvc_scenario_late_starts",
+       "Users started more than a tick after the load shape asked for them (the generator "
+       "stalled, or could not make users as fast as the shape asked).", ("scenario",),
+       declared=True),
+    _c("scenario_late_start_seconds", "loadsvc_scenario_late_start_seconds",
+       "User-seconds the late starts missed (how late each one was, summed).", ("scenario",),
+       declared=True),
     # Not declared: a last-run gauge at 0 before any run would read as "failed".
     _g("scenario_last_run_timestamp", "loadsvc_scenario_last_run_timestamp_seconds",
        "When the last run (or verdict window) of the scenario ended.", ("scenario",), "max"),
@@ -481,6 +488,8 @@ class Metrics:
     scenario_running: Gauge
     scenario_runs: Counter
     scenario_last_run_timestamp: Gauge
+    scenario_late_starts: Counter
+    scenario_late_start_seconds: Counter
     scenario_last_run_passed: Gauge
     scenario_last_run_generator_bound: Gauge
     scenario_next_run_timestamp: Gauge

@@ -157,6 +157,12 @@ class Recorder:
         m.scenario_target_users.labels(scenario).set(target)
         m.scenario_users.labels(scenario).set(running)
 
+    def late_start(self, scenario: str, late_s: float) -> None:
+        """A user of ``scenario`` started ``late_s`` after it was due, past its tick."""
+        m = self.metrics
+        m.scenario_late_starts.labels(scenario).inc()
+        m.scenario_late_start_seconds.labels(scenario).inc(late_s)
+
     def run_ended(self, scenario: str) -> None:
         """A run of ``scenario`` ended (its users are gone; the verdict follows)."""
         m = self.metrics

@@ -181,9 +181,7 @@ class ScenarioRun:
         sinks = self.recorder.sinks(self.stats)
         self._groups = [_Group(wire_group(u, sinks)) for u in spec.users]
         # Starts made past their deadline are late (loadsvc.shortfall).
-        self._starts = Paced(
-            self._start_user, self.options.per_turn, on_late=self.stats.starts.started_late
-        )
+        self._starts = Paced(self._start_user, self.options.per_turn, on_late=self._started_late)
         self._retirements = Paced(_cancel, self.options.per_turn)
         if spec.login is not None:
             # Its own random source, like the data's: a login must not shift the users' draws.
@@ -270,6 +268,12 @@ class ScenarioRun:
                 self._reads = self.monitor.open_reads()
         starts = self.stats.starts.take(self.elapsed())
         return RolledWindow(self.spec.thresholds, measured, idle, lag_p99, reads, starts), now_wall
+
+    def _started_late(self, late_s: float) -> None:
+        """A user started ``late_s`` after it was due, past its deadline (the pacer's on_late)."""
+        if self.stats is not None:
+            self.stats.starts.started_late(late_s)
+        self.recorder.late_start(self.spec.name, late_s)
 
     def _result(self, judged: WindowVerdict, now_wall: float, final: bool) -> RunResult:
         run = RunResult(

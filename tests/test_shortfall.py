@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from loadsvc.config.spec import ScenarioThresholds
 from loadsvc.headline import final_line
@@ -109,7 +110,7 @@ async def _run(
 
 
 async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
-    target: RunningTarget, metrics: Metrics
+    target: RunningTarget, registry: CollectorRegistry, metrics: Metrics
 ) -> None:
     """40 users due over the first second, the loop stalled 1.6 s: the run's own requests all
     within their threshold, but the users came late. Without the stall the same run passes."""
@@ -127,6 +128,11 @@ async def test_a_run_whose_starts_the_generator_stalled_does_not_pass(
     assert doc["late_starts"]["users"] == starts.late
     assert "! the generator started" in summary_body(stalled)
     assert summary_table(stalled).endswith("a pass is not certain)")  # not "breached"
+    # The metrics the scenario dashboard's users panel reads.
+    get = registry.get_sample_value
+    assert get("loadsvc_scenario_late_starts_total", {"scenario": "s"}) == starts.late
+    missed = get("loadsvc_scenario_late_start_seconds_total", {"scenario": "s"})
+    assert missed == pytest.approx(starts.late_user_s)
 
     calm = await (await _run(target, metrics, 0.0)).execute()
     assert calm.result == "passed" and calm.starts.late == 0, calm.reasons

@@ -54,12 +54,15 @@ def _load(board: Board) -> None:
     board.add(
         timeseries(
             "Virtual users",
-            "Running users (all replicas) against the load shape's target.",
+            "Running users (all replicas) against the load shape's target, and the users "
+            "started more than a tick late (a run whose late starts missed over 1 % of the "
+            "load asked for is generator_bound).",
             "none",
             [
                 Query(f"sum({NAMES.scenario_users}{S})", "running"),
                 Query(f"sum({NAMES.scenario_target_users}{S})", "target"),
                 Query(f"sum({NAMES.scenario_running}{S})", "replicas running"),
+                Query(f"sum(increase({NAMES.scenario_late_starts}{S}{RATE}))", "started late"),
             ],
             width=8,
         ),
