@@ -345,7 +345,6 @@ COLUMNS = {  # column: (key, format), by mode
         ("stop: longest not GC ms", "stop_longest_own_ms", "{:.1f}"),
         ("stop: most cancelled a turn", "stop_most_a_turn", "{:.0f}"),
     ],
-    "ramp": [],  # burst's, the users made at the ramp's end (below)
     "beside": [
         ("CPU lag p99 ms", "lag_p99_ms", "{:.1f}"),
         ("without GC", "lag_p99_own_ms", "{:.1f}"),
@@ -363,6 +362,7 @@ COLUMNS = {  # column: (key, format), by mode
 }
 
 
+# Ramp mode: burst's columns, the users made at the ramp's end and at stop().
 COLUMNS["ramp"] = [
     ("users made by the ramp's end", k, f) if k == "made"
     else ("by stop()", k, f) if k == "made_held" else (h, k, f)

@@ -179,7 +179,7 @@ def live_headline(verdict: LiveVerdict) -> str:
     if verdict.busy:  # said, whatever the result: a busy generator's numbers are less certain
         text += "; " + generator_line(verdict.lag_p99_s, verdict.lag_limit_s, reads=verdict.reads)
     if verdict.starts.short:
-        text += "; " + verdict.starts.reason()
+        text += "; " + verdict.starts.reason(breached=bool(breaches))
     return text
 
 

@@ -280,7 +280,7 @@ def summary_table(run: RunResult) -> str:
 
 def short_reason(run: RunResult) -> str:
     """Why the run's load was short of its shape's (users started late), or ``""``."""
-    return run.starts.reason() if run.starts.short else ""
+    return run.starts.reason(breached=not run.verdict.passed) if run.starts.short else ""
 
 
 def generator_busy(run: RunResult) -> bool:

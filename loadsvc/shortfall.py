@@ -47,13 +47,19 @@ class LoadShortfall:
         """The late starts missed more than ``SHORT_SHARE`` of the load asked for."""
         return self.late > 0 and self.share > SHORT_SHARE
 
-    def reason(self) -> str:
-        """In words, for the window's reasons and the run's last line."""
+    def reason(self, breached: bool = False) -> str:
+        """In words, for the window's reasons and the run's last line; ``breached``: beside a
+        breach, which stays the backend's (a pass under less load is what is not certain)."""
         worst = f"up to {self.worst_s:.1f} s; " if self.worst_s > 0 else ""
+        why = (
+            "a breach under less load is still the backend's"
+            if breached
+            else "so a pass is not certain"
+        )
         return (
             f"the generator started {self.late} users more than a tick late ({worst}"
             f"{self.share * 100:.1f} % of the user-seconds the shape asked for): the load was "
-            "short of the shape's, so a pass is not certain"
+            f"short of the shape's, {why}"
         )
 
     def line(self) -> str:

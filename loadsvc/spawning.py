@@ -22,7 +22,7 @@ that come due before that deadline: a loop descheduled for 100 ms with 0.5 s lef
 a fifth of them, and every one already past its deadline. (Counting only the ones due
 now put the work off: a spread tick's starts waited until the first deadline neared, then
 came in a heap; 2,000 users at 1,000/s in 40 ms turns were made 0.47 s late at the median,
-``bench/spawn_pacer.py``.)
+the pacer simulation in ``bench/results.md``.)
 
 A catch-up never makes more than ``CATCH_UP_S`` of work in one turn. When the process
 itself cannot keep up (making users is what fills its turns), a longer turn makes no more

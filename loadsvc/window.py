@@ -105,7 +105,7 @@ def judge_window(window: RolledWindow) -> WindowVerdict:
     if starts.short:
         # Less load than the shape asked for: a pass is not proven for the load asked, so
         # it is the generator's result; a breach under less load is still the backend's.
-        reasons += (starts.reason(),)
+        reasons += (starts.reason(breached=not verdict.passed),)
         if verdict.passed:
             result = "generator_bound"
     if not verdict.passed:

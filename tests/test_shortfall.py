@@ -52,6 +52,7 @@ def test_a_breach_under_less_load_stays_failed() -> None:
     assert judged.result == "failed"
     assert any("BREACHED" in r for r in judged.reasons)
     assert any("short of the shape's" in r for r in judged.reasons)
+    assert any("a breach under less load is still the backend's" in r for r in judged.reasons)
 
 
 def test_late_starts_within_the_share_leave_a_pass_alone() -> None:
